@@ -1,0 +1,226 @@
+//! Access decisions: role x purpose x category class -> allow / mask / deny, with a reason.
+//! Pure functions of the policy; the vault calls them before touching any data, and records the
+//! decision (allowed or denied) in the audit log.
+
+use std::collections::BTreeMap;
+
+use crate::policy::{DataClass, LegalBasis, Policy, ADMIN_ROLE};
+
+/// How a granted category is shown to the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visibility {
+    Clear,
+    Masked,
+}
+
+/// The authenticated caller: an API key id and the role it was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The key's id, recorded in the audit log (never the key itself).
+    pub key_id: String,
+    pub role: String,
+}
+
+impl Principal {
+    pub fn is_admin(&self) -> bool {
+        self.role == ADMIN_ROLE
+    }
+}
+
+/// Why access was refused; the text is shown to the caller and written to the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    /// The policy has no such purpose.
+    UnknownPurpose(String),
+    /// The role is not granted the purpose.
+    PurposeNotGranted { role: String, purpose: String },
+    /// The role no longer exists in the current policy.
+    UnknownRole(String),
+    /// Administrative endpoints are for the built-in admin role only.
+    AdminOnly,
+    /// The category exists but this role may not use it under this purpose.
+    CategoryNotVisible { category: String, purpose: String },
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denial::UnknownPurpose(p) => write!(f, "the policy has no purpose {p:?}"),
+            Denial::PurposeNotGranted { role, purpose } => {
+                write!(f, "role {role:?} is not granted purpose {purpose:?}")
+            }
+            Denial::UnknownRole(r) => write!(f, "role {r:?} is not defined by the current policy"),
+            Denial::AdminOnly => f.write_str("only the admin role may use administrative endpoints"),
+            Denial::CategoryNotVisible { category, purpose } => write!(
+                f,
+                "category {category:?} is not visible in clear to this role under purpose {purpose:?}"
+            ),
+        }
+    }
+}
+
+/// What a role may do under one purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub purpose: String,
+    pub basis: LegalBasis,
+    /// Categories of the purpose the role may read, and how.
+    pub readable: BTreeMap<String, Visibility>,
+    /// Categories of the purpose the role may write (all of the purpose's categories).
+    pub writable: Vec<String>,
+}
+
+impl Grant {
+    /// Whether the role may search by `category`: only where it sees the value in clear, so a
+    /// search cannot confirm a value the role is not allowed to know.
+    pub fn may_search(&self, category: &str) -> bool {
+        self.readable.get(category) == Some(&Visibility::Clear)
+    }
+}
+
+/// Decides what `principal` may do under `purpose`.
+pub fn grant(policy: &Policy, principal: &Principal, purpose: &str) -> Result<Grant, Denial> {
+    let p = policy
+        .purposes
+        .get(purpose)
+        .ok_or_else(|| Denial::UnknownPurpose(purpose.to_owned()))?;
+    let (specific, mask): (bool, &[String]) = if principal.is_admin() {
+        (true, &[])
+    } else {
+        let role = policy
+            .roles
+            .get(&principal.role)
+            .ok_or_else(|| Denial::UnknownRole(principal.role.clone()))?;
+        if !role.purposes.iter().any(|r| r == purpose) {
+            return Err(Denial::PurposeNotGranted {
+                role: principal.role.clone(),
+                purpose: purpose.to_owned(),
+            });
+        }
+        (role.specific, &role.mask)
+    };
+    let mut readable = BTreeMap::new();
+    for name in &p.categories {
+        let Some(cat) = policy.categories.get(name) else {
+            continue;
+        };
+        if cat.class == DataClass::Specific && !specific {
+            continue;
+        }
+        let vis = if mask.iter().any(|m| m == name) {
+            Visibility::Masked
+        } else {
+            Visibility::Clear
+        };
+        readable.insert(name.clone(), vis);
+    }
+    Ok(Grant {
+        purpose: purpose.to_owned(),
+        basis: p.basis,
+        readable,
+        writable: p.categories.clone(),
+    })
+}
+
+/// Administrative endpoints (audit, keys, policy) are for the built-in admin role only.
+pub fn require_admin(principal: &Principal) -> Result<(), Denial> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(Denial::AdminOnly)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+version = "t1"
+[controller]
+name = "C"
+contact = "dpo@c.id"
+[categories.full_name]
+type = "name"
+class = "general"
+[categories.nik]
+type = "nik"
+class = "general"
+index = true
+[categories.health]
+type = "text"
+class = "specific"
+[purposes.admission]
+basis = "contract"
+categories = ["full_name", "nik", "health"]
+retention = "5y"
+[purposes.marketing]
+basis = "consent"
+categories = ["full_name"]
+retention = "1y"
+[roles.officer]
+purposes = ["admission"]
+mask = ["nik"]
+[roles.nurse]
+purposes = ["admission"]
+specific = true
+"#;
+
+    fn policy() -> Policy {
+        Policy::parse(POLICY).unwrap()
+    }
+
+    fn who(role: &str) -> Principal {
+        Principal {
+            key_id: "k".into(),
+            role: role.into(),
+        }
+    }
+
+    #[test]
+    fn officer_sees_general_data_with_nik_masked() {
+        let g = grant(&policy(), &who("officer"), "admission").unwrap();
+        assert_eq!(g.basis, LegalBasis::Contract);
+        assert_eq!(g.readable.get("full_name"), Some(&Visibility::Clear));
+        assert_eq!(g.readable.get("nik"), Some(&Visibility::Masked));
+        assert_eq!(g.readable.get("health"), None);
+        assert!(!g.may_search("nik"));
+        assert!(g.may_search("full_name"));
+        assert_eq!(g.writable.len(), 3);
+    }
+
+    #[test]
+    fn specific_role_and_admin_see_specific_data() {
+        let g = grant(&policy(), &who("nurse"), "admission").unwrap();
+        assert_eq!(g.readable.get("health"), Some(&Visibility::Clear));
+        let g = grant(&policy(), &who(ADMIN_ROLE), "admission").unwrap();
+        assert_eq!(g.readable.get("health"), Some(&Visibility::Clear));
+        assert_eq!(g.readable.get("nik"), Some(&Visibility::Clear));
+    }
+
+    #[test]
+    fn purposes_not_granted_or_unknown_are_denied() {
+        assert_eq!(
+            grant(&policy(), &who("officer"), "marketing"),
+            Err(Denial::PurposeNotGranted {
+                role: "officer".into(),
+                purpose: "marketing".into()
+            })
+        );
+        assert_eq!(
+            grant(&policy(), &who("officer"), "nope"),
+            Err(Denial::UnknownPurpose("nope".into()))
+        );
+        assert_eq!(
+            grant(&policy(), &who("ghost"), "admission"),
+            Err(Denial::UnknownRole("ghost".into()))
+        );
+        assert!(grant(&policy(), &who(ADMIN_ROLE), "marketing").is_ok());
+    }
+
+    #[test]
+    fn only_admin_passes_admin_check() {
+        assert!(require_admin(&who(ADMIN_ROLE)).is_ok());
+        assert_eq!(require_admin(&who("officer")), Err(Denial::AdminOnly));
+    }
+}

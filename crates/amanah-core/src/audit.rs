@@ -1,0 +1,291 @@
+//! Audit entries and the rules of the chain. An entry never holds personal data: only the
+//! pseudonymous subject id, category names, and the decision.
+
+use serde::{Deserialize, Serialize};
+
+/// What was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Allowed,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Outcome> {
+        match s {
+            "allowed" => Some(Outcome::Allowed),
+            "denied" => Some(Outcome::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// An entry before the store gives it a place in the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditDraft {
+    /// Unix time in microseconds.
+    pub at_micros: i64,
+    /// API key id (or `cli` for local commands); never the key itself.
+    pub actor: String,
+    pub role: String,
+    /// e.g. `subject.read`, `subject.create`, `subject.search`, `audit.read`.
+    pub action: String,
+    pub purpose: Option<String>,
+    /// Legal basis the decision relied on.
+    pub basis: Option<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub subject: Option<String>,
+    /// Category names touched (never values).
+    pub fields: Vec<String>,
+    pub policy_version: String,
+}
+
+/// An entry as stored: its sequence number and its chain hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// 1-based, contiguous.
+    pub seq: u64,
+    pub entry: AuditDraft,
+    pub hash: [u8; 32],
+}
+
+/// The canonical bytes the chain MAC covers: the sequence number and every field, in a fixed
+/// order, length-prefixed so no two entries share an encoding.
+pub fn canonical_bytes(seq: u64, e: &AuditDraft) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"amanah/audit/v1");
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&e.at_micros.to_be_bytes());
+    for s in [&e.actor, &e.role, &e.action] {
+        push_str(&mut out, Some(s));
+    }
+    push_str(&mut out, e.purpose.as_deref());
+    push_str(&mut out, e.basis.as_deref());
+    push_str(&mut out, Some(e.outcome.as_str()));
+    push_str(&mut out, e.reason.as_deref());
+    push_str(&mut out, e.subject.as_deref());
+    out.extend_from_slice(&(e.fields.len() as u32).to_be_bytes());
+    for f in &e.fields {
+        push_str(&mut out, Some(f));
+    }
+    push_str(&mut out, Some(&e.policy_version));
+    out
+}
+
+fn push_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            out.push(1);
+            out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+/// The first problem found while verifying a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainBreak {
+    /// A row is missing or rows were reordered: expected `expected`, found `found`.
+    Sequence { expected: u64, found: u64 },
+    /// The row's content or its hash was changed.
+    Hash { seq: u64 },
+    /// Rows after `last` were removed (the signed head names a later entry), or the head itself
+    /// was altered.
+    Head { last: u64, head: u64 },
+}
+
+impl std::fmt::Display for ChainBreak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChainBreak::Sequence { expected, found } => write!(
+                f,
+                "entry {expected} is missing or out of order (found entry {found} in its place)"
+            ),
+            ChainBreak::Hash { seq } => write!(f, "entry {seq} was altered: its hash does not match"),
+            ChainBreak::Head { last, head } => write!(
+                f,
+                "the chain ends at entry {last} but its signed head names entry {head}: entries were removed or the head altered"
+            ),
+        }
+    }
+}
+
+/// Incremental verifier: feed records in stored order, then `finish` with the signed head.
+pub struct ChainVerifier<'k> {
+    key: &'k amanah_crypto::audit::AuditKey,
+    prev: [u8; 32],
+    next_seq: u64,
+}
+
+impl<'k> ChainVerifier<'k> {
+    pub fn new(key: &'k amanah_crypto::audit::AuditKey) -> Self {
+        ChainVerifier {
+            key,
+            prev: amanah_crypto::audit::GENESIS,
+            next_seq: 1,
+        }
+    }
+
+    pub fn push(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
+        if record.seq != self.next_seq {
+            return Err(ChainBreak::Sequence {
+                expected: self.next_seq,
+                found: record.seq,
+            });
+        }
+        let expected = self
+            .key
+            .chain(&self.prev, &canonical_bytes(record.seq, &record.entry));
+        if expected != record.hash {
+            return Err(ChainBreak::Hash { seq: record.seq });
+        }
+        self.prev = record.hash;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Entries seen so far.
+    pub fn count(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Checks the signed head (`None` when the log was never written to). Returns the head hash.
+    pub fn finish(self, head: Option<(u64, [u8; 32], [u8; 32])>) -> Result<[u8; 32], ChainBreak> {
+        let last = self.count();
+        match head {
+            None if last == 0 => Ok(self.prev),
+            None => Err(ChainBreak::Head { last, head: 0 }),
+            Some((seq, hash, mac)) => {
+                if seq != last || hash != self.prev || mac != head_mac(self.key, seq, &hash) {
+                    return Err(ChainBreak::Head { last, head: seq });
+                }
+                Ok(self.prev)
+            }
+        }
+    }
+}
+
+/// MAC of the chain head `(seq, hash)`, stored beside the log so that removing its last entries
+/// is detected too.
+pub fn head_mac(key: &amanah_crypto::audit::AuditKey, seq: u64, hash: &[u8; 32]) -> [u8; 32] {
+    let mut bytes = Vec::with_capacity(64);
+    bytes.extend_from_slice(b"amanah/audit-head/v1");
+    bytes.extend_from_slice(&seq.to_be_bytes());
+    key.chain(hash, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amanah_crypto::KeyRing;
+
+    fn draft(i: i64) -> AuditDraft {
+        AuditDraft {
+            at_micros: i,
+            actor: "k1".into(),
+            role: "officer".into(),
+            action: "subject.read".into(),
+            purpose: Some("admission".into()),
+            basis: Some("contract".into()),
+            outcome: Outcome::Allowed,
+            reason: None,
+            subject: Some("s".into()),
+            fields: vec!["email".into()],
+            policy_version: "v1".into(),
+        }
+    }
+
+    fn chain(ring: &KeyRing, n: u64) -> Vec<AuditRecord> {
+        let key = ring.audit_key();
+        let mut prev = amanah_crypto::audit::GENESIS;
+        (1..=n)
+            .map(|seq| {
+                let entry = draft(seq as i64);
+                let hash = key.chain(&prev, &canonical_bytes(seq, &entry));
+                prev = hash;
+                AuditRecord { seq, entry, hash }
+            })
+            .collect()
+    }
+
+    fn verify(
+        ring: &KeyRing,
+        records: &[AuditRecord],
+        head: Option<(u64, [u8; 32])>,
+    ) -> Result<[u8; 32], ChainBreak> {
+        let key = ring.audit_key();
+        let mut v = ChainVerifier::new(&key);
+        for r in records {
+            v.push(r)?;
+        }
+        v.finish(head.map(|(s, h)| (s, h, head_mac(&key, s, &h))))
+    }
+
+    #[test]
+    fn intact_chain_verifies() {
+        let ring = KeyRing::generate().unwrap();
+        let c = chain(&ring, 5);
+        assert_eq!(verify(&ring, &c, Some((5, c[4].hash))), Ok(c[4].hash));
+    }
+
+    #[test]
+    fn edit_delete_reorder_and_truncation_are_detected() {
+        let ring = KeyRing::generate().unwrap();
+        let c = chain(&ring, 5);
+        let head = Some((5, c[4].hash));
+
+        let mut edited = c.clone();
+        edited[2].entry.outcome = Outcome::Denied;
+        assert_eq!(
+            verify(&ring, &edited, head),
+            Err(ChainBreak::Hash { seq: 3 })
+        );
+
+        let mut deleted = c.clone();
+        deleted.remove(1);
+        assert_eq!(
+            verify(&ring, &deleted, head),
+            Err(ChainBreak::Sequence {
+                expected: 2,
+                found: 3
+            })
+        );
+
+        let mut reordered = c.clone();
+        reordered.swap(1, 2);
+        assert!(verify(&ring, &reordered, head).is_err());
+
+        let truncated = &c[..3];
+        assert_eq!(
+            verify(&ring, truncated, head),
+            Err(ChainBreak::Head { last: 3, head: 5 })
+        );
+        // A head rewritten without the key does not verify either.
+        let key = ring.audit_key();
+        let mut v = ChainVerifier::new(&key);
+        for r in truncated {
+            v.push(r).unwrap();
+        }
+        assert!(v.finish(Some((3, c[2].hash, [0; 32]))).is_err());
+    }
+
+    #[test]
+    fn another_key_cannot_rebuild_the_chain() {
+        let ring = KeyRing::generate().unwrap();
+        let forged = chain(&KeyRing::generate().unwrap(), 2);
+        assert_eq!(
+            verify(&ring, &forged, None),
+            Err(ChainBreak::Hash { seq: 1 })
+        );
+    }
+}

@@ -1,0 +1,10 @@
+//! Amanah's domain core. No I/O: everything here is a pure function of its inputs (time is a
+//! parameter), so every rule can be unit-tested.
+
+pub mod access;
+pub mod audit;
+pub mod error;
+pub mod fields;
+pub mod policy;
+
+pub use error::{Error, Result};

@@ -1,0 +1,165 @@
+//! The preset policies shipped in `policies/` parse and have the properties their comments claim.
+
+use amanah_core::policy::{DataClass, LegalBasis, Policy, RecipientKind, CHANNELS, HOME_COUNTRY};
+
+const CRM: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../policies/crm.toml"
+));
+const UNIVERSITY: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../policies/university.toml"
+));
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn parse(file: &str, source: &str) -> Result<Policy> {
+    Policy::parse(source).map_err(|e| format!("{file} does not parse:\n{}", e.render(file)))
+}
+
+fn presets() -> Result<[(&'static str, Policy); 2]> {
+    Ok([
+        ("policies/crm.toml", parse("policies/crm.toml", CRM)?),
+        (
+            "policies/university.toml",
+            parse("policies/university.toml", UNIVERSITY)?,
+        ),
+    ])
+}
+
+#[test]
+fn policy_presets_parse() -> Result {
+    let [(_, crm), (_, ubm)] = presets()?;
+    assert_eq!(crm.version, "crm-2026-01");
+    assert_eq!(ubm.version, "ubm-1.1-10-2024");
+    assert_eq!(crm.settings.minimum_age, 13, "the CRM refuses under-13s");
+    for (file, p) in presets()? {
+        assert!(
+            p.categories.len() >= 15,
+            "{file}: {} categories",
+            p.categories.len()
+        );
+        assert!(!p.roles.is_empty() && !p.recipients.is_empty(), "{file}");
+        assert!(p.birth_date_category().is_some(), "{file}");
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_presets_have_consent_based_marketing_with_channels() -> Result {
+    for (file, p) in presets()? {
+        let marketing: Vec<_> = p
+            .purposes
+            .values()
+            .filter(|purpose| purpose.basis == LegalBasis::Consent && !purpose.channels.is_empty())
+            .collect();
+        assert!(
+            !marketing.is_empty(),
+            "{file}: no consent-based purpose with channels"
+        );
+        for purpose in marketing {
+            assert!(
+                purpose
+                    .channels
+                    .iter()
+                    .all(|c| CHANNELS.contains(&c.as_str())),
+                "{file}: {}",
+                purpose.name
+            );
+        }
+    }
+    let [(_, crm), (_, ubm)] = presets()?;
+    assert_eq!(
+        ubm.purposes["direct_marketing"].channels,
+        ["push", "in_app", "whatsapp", "social", "email"]
+    );
+    assert_eq!(crm.purposes["marketing"].basis, LegalBasis::Consent);
+    Ok(())
+}
+
+#[test]
+fn policy_presets_have_specific_categories() -> Result {
+    for (file, p) in presets()? {
+        let specific: Vec<_> = p
+            .categories
+            .values()
+            .filter(|c| c.class == DataClass::Specific)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(!specific.is_empty(), "{file}: no specific category");
+        assert!(
+            specific.contains(&"bank_account"),
+            "{file}: personal financial data is specific"
+        );
+        // Someone must be able to work with specific data.
+        assert!(p.roles.values().any(|r| r.specific), "{file}");
+    }
+    let [_, (_, ubm)] = presets()?;
+    for c in [
+        "health_certificate",
+        "colour_blindness_certificate",
+        "religion",
+    ] {
+        assert_eq!(ubm.categories[c].class, DataClass::Specific, "{c}");
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_foreign_recipients_have_a_transfer_basis() -> Result {
+    for (file, p) in presets()? {
+        assert!(
+            p.recipients.values().any(|r| r.country != HOME_COUNTRY),
+            "{file}: no transfer abroad"
+        );
+        for r in p.recipients.values() {
+            if r.country != HOME_COUNTRY {
+                assert!(r.transfer_basis.is_some(), "{file}: recipient {}", r.name);
+            }
+        }
+        let authorities: Vec<_> = p
+            .recipients
+            .values()
+            .filter(|r| r.kind == RecipientKind::Authority)
+            .collect();
+        assert!(!authorities.is_empty(), "{file}: no authority");
+        for a in authorities {
+            assert!(
+                a.purposes
+                    .iter()
+                    .all(|x| p.purposes[x].basis == LegalBasis::LegalObligation),
+                "{file}: authority {} serves a purpose without a legal obligation",
+                a.name
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_presets_have_a_disclosure_workflow_and_lookup_keys() -> Result {
+    for (file, p) in presets()? {
+        assert!(
+            p.roles.values().any(|r| r.approve_disclosures),
+            "{file}: nobody approves disclosures"
+        );
+        assert!(
+            p.roles.values().any(|r| r.authorize_disclosures),
+            "{file}: nobody authorizes disclosures"
+        );
+        assert!(
+            p.categories["email"].index && p.categories["email"].unique,
+            "{file}"
+        );
+        assert!(p.role("dpo").is_some(), "{file}");
+        // Every purpose has a version.
+        for name in p.purposes.keys() {
+            assert_eq!(
+                p.purpose_version(name).map(|v| v.len()),
+                Some(64),
+                "{file}: {name}"
+            );
+        }
+    }
+    Ok(())
+}

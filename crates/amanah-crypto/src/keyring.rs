@@ -1,0 +1,243 @@
+//! The key ring: the vault's master secrets, held in a key file outside the database.
+//!
+//! - `root`: never rotates; blind-index and audit-chain keys are derived from it, so indexes and
+//!   the chain stay valid across key-encryption-key rotation.
+//! - `keks`: key-encryption keys that wrap per-subject data keys. Several may exist (old ones
+//!   keep unwrapping until every subject is re-wrapped); exactly one is active for new wraps.
+//!
+//! File format (JSON, mode 0600):
+//! `{"format":"amanah-keyring/1","root":"<base64>","active":"<kek id>","keks":{"<kek id>":"<base64>"}}`
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::audit::AuditKey;
+use crate::blind::BlindIndexKey;
+use crate::envelope::{DataKey, WrappedKey};
+use crate::{CryptoError, Secret};
+
+const FORMAT: &str = "amanah-keyring/1";
+
+pub struct KeyRing {
+    root: Secret,
+    active: String,
+    keks: BTreeMap<String, Secret>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("active", &self.active)
+            .field("keks", &self.keks.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    format: String,
+    root: String,
+    active: String,
+    keks: BTreeMap<String, String>,
+}
+
+impl KeyRing {
+    /// A fresh key ring with a new root secret and one active key-encryption key.
+    pub fn generate() -> Result<Self, CryptoError> {
+        let mut ring = KeyRing {
+            root: Secret::generate()?,
+            active: String::new(),
+            keks: BTreeMap::new(),
+        };
+        ring.add_kek()?;
+        Ok(ring)
+    }
+
+    /// Adds a new key-encryption key and makes it the active one; returns its id. Existing
+    /// wrapped keys stay readable with the older keys.
+    pub fn add_kek(&mut self) -> Result<String, CryptoError> {
+        let id = format!("kek-{}", hex::encode(crate::random_bytes::<6>()?));
+        self.keks.insert(id.clone(), Secret::generate()?);
+        self.active = id.clone();
+        Ok(id)
+    }
+
+    pub fn active_kek_id(&self) -> &str {
+        &self.active
+    }
+
+    pub fn kek_ids(&self) -> impl Iterator<Item = &str> {
+        self.keks.keys().map(String::as_str)
+    }
+
+    /// Wraps a subject's data key under the active key-encryption key.
+    pub fn wrap(&self, key: &DataKey, subject: &str) -> Result<WrappedKey, CryptoError> {
+        let kek = self
+            .keks
+            .get(&self.active)
+            .ok_or_else(|| CryptoError::UnknownKey(self.active.clone()))?;
+        key.wrap(&self.active, kek, subject)
+    }
+
+    /// Unwraps a subject's data key with whichever key-encryption key wrapped it.
+    pub fn unwrap(&self, wrapped: &WrappedKey, subject: &str) -> Result<DataKey, CryptoError> {
+        let kek = self
+            .keks
+            .get(&wrapped.kek_id)
+            .ok_or_else(|| CryptoError::UnknownKey(wrapped.kek_id.clone()))?;
+        DataKey::unwrap(wrapped, kek, subject)
+    }
+
+    /// The blind-index key of one category.
+    pub fn blind_index_key(&self, category: &str) -> BlindIndexKey {
+        BlindIndexKey::new(self.root.derive(&format!("amanah/bidx/{category}/v1")))
+    }
+
+    /// The key of the audit chain's MAC.
+    pub fn audit_key(&self) -> AuditKey {
+        AuditKey::new(self.root.derive("amanah/audit/v1"))
+    }
+
+    /// Serializes for the key file. The returned buffer is zeroized on drop.
+    pub fn to_file_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let file = KeyFile {
+            format: FORMAT.to_owned(),
+            root: B64.encode(self.root.expose()),
+            active: self.active.clone(),
+            keks: self
+                .keks
+                .iter()
+                .map(|(id, k)| (id.clone(), B64.encode(k.expose())))
+                .collect(),
+        };
+        // Serializing a struct of strings to JSON cannot fail.
+        let mut bytes = serde_json::to_vec_pretty(&file).unwrap_or_default();
+        bytes.push(b'\n');
+        let KeyFile { root, keks, .. } = file;
+        drop(Zeroizing::new(root));
+        for (_, k) in keks {
+            drop(Zeroizing::new(k));
+        }
+        Zeroizing::new(bytes)
+    }
+
+    /// Parses a key file. Errors name the problem, never the key material.
+    pub fn from_file_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let file: KeyFile = serde_json::from_slice(bytes)
+            .map_err(|e| CryptoError::KeyRing(format!("not a key file ({})", e.classify_str())))?;
+        let file = Zeroizing::new(file);
+        if file.format != FORMAT {
+            return Err(CryptoError::KeyRing(format!(
+                "unsupported format {:?}, expected {FORMAT:?}",
+                file.format
+            )));
+        }
+        let root = decode_secret(&file.root, "root")?;
+        let mut keks = BTreeMap::new();
+        for (id, k) in &file.keks {
+            keks.insert(id.clone(), decode_secret(k, id)?);
+        }
+        if !keks.contains_key(&file.active) {
+            return Err(CryptoError::KeyRing(format!(
+                "active key {:?} is not in the key file",
+                file.active
+            )));
+        }
+        Ok(KeyRing {
+            root,
+            active: file.active.clone(),
+            keks,
+        })
+    }
+}
+
+impl zeroize::Zeroize for KeyFile {
+    fn zeroize(&mut self) {
+        self.root.zeroize();
+        for v in self.keks.values_mut() {
+            v.zeroize();
+        }
+    }
+}
+
+fn decode_secret(b64: &str, name: &str) -> Result<Secret, CryptoError> {
+    let bytes = Zeroizing::new(
+        B64.decode(b64.trim())
+            .map_err(|_| CryptoError::KeyRing(format!("key {name:?} is not valid base64")))?,
+    );
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| CryptoError::KeyRing(format!("key {name:?} is not 32 bytes")))?;
+    Ok(Secret::from_bytes(arr))
+}
+
+trait ClassifyStr {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl ClassifyStr for serde_json::Error {
+    /// The category only: serde_json's message could quote part of the (secret) input.
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "read error",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "missing or unexpected keys",
+            serde_json::error::Category::Eof => "truncated",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_round_trip_keeps_every_key() {
+        let mut ring = KeyRing::generate().unwrap();
+        let dk = DataKey::generate(1).unwrap();
+        let old = ring.wrap(&dk, "s").unwrap();
+        let new_id = ring.add_kek().unwrap();
+        let bytes = ring.to_file_bytes();
+        let back = KeyRing::from_file_bytes(&bytes).unwrap();
+        assert_eq!(back.active_kek_id(), new_id);
+        assert_eq!(back.kek_ids().count(), 2);
+        // The old wrap still opens; a new wrap uses the new key.
+        let dk2 = back.unwrap(&old, "s").unwrap();
+        let ct = dk.seal_field("s", "f", b"v").unwrap();
+        assert_eq!(dk2.open_field("s", "f", &ct).unwrap(), b"v");
+        assert_eq!(back.wrap(&dk, "s").unwrap().kek_id, new_id);
+        assert_eq!(
+            back.blind_index_key("email").index(b"x"),
+            ring.blind_index_key("email").index(b"x")
+        );
+    }
+
+    #[test]
+    fn bad_files_are_rejected_without_echoing_them() {
+        let secret_looking =
+            br#"{"format":"amanah-keyring/1","root":"SECRETSECRET","active":"a","keks":{}}"#;
+        let err = KeyRing::from_file_bytes(secret_looking)
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("SECRETSECRET"), "{err}");
+        assert!(KeyRing::from_file_bytes(b"{").is_err());
+        assert!(KeyRing::from_file_bytes(b"").is_err());
+    }
+
+    #[test]
+    fn debug_shows_ids_only() {
+        let ring = KeyRing::generate().unwrap();
+        let shown = format!("{ring:?}");
+        assert!(shown.contains(ring.active_kek_id()));
+        let bytes = ring.to_file_bytes();
+        let file: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let root = file["root"].as_str().unwrap();
+        assert!(!shown.contains(root));
+    }
+}

@@ -1,0 +1,37 @@
+//! Amanah's cryptography: the key hierarchy (key ring -> key-encryption keys -> per-subject data
+//! keys; a root secret from which blind-index and audit keys are derived), AEAD with associated
+//! data binding every ciphertext to its place, blind indexes, the audit chain MAC and API tokens.
+//! Nothing else in Amanah touches key material; every secret here is zeroized on drop and has a
+//! redacted `Debug`.
+
+pub mod audit;
+pub mod blind;
+pub mod digest;
+pub mod envelope;
+pub mod keyring;
+mod secret;
+pub mod token;
+
+pub use envelope::{DataKey, WrappedKey};
+pub use keyring::KeyRing;
+pub use secret::Secret;
+
+/// Every failure is deliberately uninformative: a caller learns that decryption failed, never why,
+/// and no error carries key material or plaintext.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("decryption failed: the ciphertext, its associated data or the key does not match")]
+    Decrypt,
+    #[error("unknown key-encryption key {0}")]
+    UnknownKey(String),
+    #[error("the system random generator failed")]
+    Random,
+    #[error("invalid key ring: {0}")]
+    KeyRing(String),
+}
+
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut out = [0u8; N];
+    aws_lc_rs::rand::fill(&mut out).map_err(|_| CryptoError::Random)?;
+    Ok(out)
+}

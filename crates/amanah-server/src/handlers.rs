@@ -1,0 +1,517 @@
+use std::collections::BTreeMap;
+
+use amanah_core::audit::AuditRecord;
+use amanah_core::Error;
+use amanah_store::ApiKeyRecord;
+use amanah_vault::SubjectView;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::{OpenApi, ToSchema};
+
+use crate::auth::Authenticated;
+use crate::problem::Problem;
+use crate::AppState;
+
+type ApiResult<T> = Result<T, Problem>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Amanah", description = "Personal-data vault: per-person envelope encryption, policy-checked and audited access."),
+    paths(create_subject, search_subjects, read_subject, update_subject, audit_entries, audit_verify,
+          list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics),
+    components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
+                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// Request body of create and update.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectBody {
+    /// Category name -> value.
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedOut {
+    pub id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubjectOut {
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+}
+
+impl From<SubjectView> for SubjectOut {
+    fn from(v: SubjectView) -> Self {
+        SubjectOut {
+            id: v.id,
+            fields: v.fields,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SubjectsOut {
+    pub subjects: Vec<SubjectOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryOut {
+    pub seq: u64,
+    /// RFC 3339.
+    pub time: String,
+    /// API key id (or `cli`), never the key.
+    pub actor: String,
+    pub role: String,
+    pub action: String,
+    pub purpose: Option<String>,
+    pub basis: Option<String>,
+    /// `allowed` or `denied`.
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub subject: Option<String>,
+    /// Category names only.
+    pub fields: Vec<String>,
+    pub policy_version: String,
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditEntryOut {
+    fn from(r: AuditRecord) -> Self {
+        AuditEntryOut {
+            seq: r.seq,
+            time: rfc3339(r.entry.at_micros),
+            actor: r.entry.actor,
+            role: r.entry.role,
+            action: r.entry.action,
+            purpose: r.entry.purpose,
+            basis: r.entry.basis,
+            outcome: r.entry.outcome.as_str().to_owned(),
+            reason: r.entry.reason,
+            subject: r.entry.subject,
+            fields: r.entry.fields,
+            policy_version: r.entry.policy_version,
+            hash: r.hash.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditOut {
+    pub entries: Vec<AuditEntryOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct VerifyOut {
+    pub ok: bool,
+    pub entries: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<String>,
+    /// The first bad entry, when the chain is broken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyOut {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<ApiKeyRecord> for KeyOut {
+    fn from(k: ApiKeyRecord) -> Self {
+        KeyOut {
+            id: k.id,
+            name: k.name,
+            role: k.role,
+            created_at: rfc3339(k.created_at_micros),
+            revoked_at: k.revoked_at_micros.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeysOut {
+    pub keys: Vec<KeyOut>,
+}
+
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKeyBody {
+    pub role: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NewKeyOut {
+    pub id: String,
+    pub role: String,
+    pub name: String,
+    /// Shown once; only its hash is stored.
+    pub key: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PolicyOut {
+    pub seq: i64,
+    pub version: String,
+    pub sha256: String,
+    pub applied_at: String,
+    /// The TOML source.
+    pub source: String,
+}
+
+fn rfc3339(micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Query parameters, decoded. Repeated names are rejected rather than silently resolved.
+fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(raw) = raw else { return Ok(out) };
+    for (k, v) in form_urlencoded_pairs(&raw) {
+        if out.insert(k.clone(), v).is_some() {
+            return Err(Error::BadRequest(format!(
+                "query parameter {k:?} is given more than once"
+            ))
+            .into());
+        }
+    }
+    Ok(out)
+}
+
+fn form_urlencoded_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'+' {
+            out.push(b' ');
+        } else if b == b'%' {
+            let decoded = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(d) = decoded {
+                out.push(d);
+                i += 3;
+                continue;
+            }
+            out.push(b);
+        } else {
+            out.push(b);
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn purpose(q: &BTreeMap<String, String>) -> ApiResult<String> {
+    match q.get("purpose") {
+        Some(p) if !p.is_empty() => Ok(p.clone()),
+        _ => Err(Error::BadRequest("the `purpose` query parameter is required: every access to personal data names its purpose".into()).into()),
+    }
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's message names the position and the expected shape; it can quote an
+        // unexpected key but never a string value.
+        let detail = match e.classify() {
+            serde_json::error::Category::Data => format!(
+                "the JSON body does not have the expected shape (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+            _ => format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        };
+        Error::BadRequest(detail).into()
+    })
+}
+
+/// Create a subject with fields collected under a purpose.
+#[utoipa::path(post, path = "/v1/subjects", params(("purpose" = String, Query, description = "Purpose of collection")),
+    request_body = SubjectBody,
+    responses((status = 201, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let purpose = purpose(&q)?;
+    let body: SubjectBody = json_body(&body)?;
+    let id = s.vault.create_subject(&who, &purpose, &body.fields).await?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/subjects/{id}"))],
+        Json(CreatedOut { id }),
+    )
+        .into_response())
+}
+
+/// Find subjects by one indexed category (blind index; the value is normalized first).
+#[utoipa::path(get, path = "/v1/subjects", params(("purpose" = String, Query, description = "Purpose of the read")),
+    responses((status = 200, body = SubjectsOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn search_subjects(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<SubjectsOut>> {
+    let q = query(q)?;
+    let purpose = purpose(&q)?;
+    let filters: Vec<(&String, &String)> =
+        q.iter().filter(|(k, _)| k.as_str() != "purpose").collect();
+    let [(category, value)] = filters.as_slice() else {
+        return Err(Error::BadRequest(
+            "give exactly one indexed category to search by, e.g. `?purpose=P&email=a@b.id`".into(),
+        )
+        .into());
+    };
+    let found = s.vault.search(&who, &purpose, category, value).await?;
+    Ok(Json(SubjectsOut {
+        subjects: found.into_iter().map(SubjectOut::from).collect(),
+    }))
+}
+
+/// Read a subject under a purpose: only that purpose's categories the role may see.
+#[utoipa::path(get, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query)),
+    responses((status = 200, body = SubjectOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn read_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<SubjectOut>> {
+    let q = query(q)?;
+    let purpose = purpose(&q)?;
+    Ok(Json(
+        s.vault.read_subject(&who, &purpose, &id).await?.into(),
+    ))
+}
+
+/// Replace some fields of a subject (rectification); blind indexes move with the values.
+#[utoipa::path(patch, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query)),
+    request_body = SubjectBody,
+    responses((status = 200, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> ApiResult<Json<CreatedOut>> {
+    let q = query(q)?;
+    let purpose = purpose(&q)?;
+    let body: SubjectBody = json_body(&body)?;
+    s.vault
+        .update_subject(&who, &purpose, &id, &body.fields)
+        .await?;
+    Ok(Json(CreatedOut { id }))
+}
+
+/// Audit entries, oldest first (admin). `subject` filters; `after` and `limit` page.
+#[utoipa::path(get, path = "/v1/audit", params(("subject" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = AuditOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn audit_entries(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<AuditOut>> {
+    let q = query(q)?;
+    let number = |name: &str, default: u64| -> ApiResult<u64> {
+        q.get(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| {
+                Error::BadRequest(format!("`{name}` must be a non-negative integer")).into()
+            })
+        })
+    };
+    let after = number("after", 0)?;
+    let limit = number("limit", 1000)?.clamp(1, 10_000) as usize;
+    let entries = s
+        .vault
+        .audit_entries(&who, q.get("subject").map(String::as_str), after, limit)
+        .await?;
+    Ok(Json(AuditOut {
+        entries: entries.into_iter().map(AuditEntryOut::from).collect(),
+    }))
+}
+
+/// Verify the audit chain (admin).
+#[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn audit_verify(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+) -> ApiResult<Json<VerifyOut>> {
+    let r = s.vault.verify_audit(&who).await?;
+    Ok(Json(VerifyOut {
+        ok: r.ok(),
+        entries: r.entries,
+        head: r.head,
+        first_bad: r.first_bad.map(|b| b.to_string()),
+    }))
+}
+
+/// List API keys (admin).
+#[utoipa::path(get, path = "/v1/keys", responses((status = 200, body = KeysOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_keys(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+) -> ApiResult<Json<KeysOut>> {
+    let keys = s.vault.list_api_keys(&who).await?;
+    Ok(Json(KeysOut {
+        keys: keys.into_iter().map(KeyOut::from).collect(),
+    }))
+}
+
+/// Issue an API key for a role (admin). The key is in the response only.
+#[utoipa::path(post, path = "/v1/keys", request_body = NewKeyBody,
+    responses((status = 201, body = NewKeyOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_key(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: NewKeyBody = json_body(&body)?;
+    let issued = s.vault.create_api_key(&who, &body.role, &body.name).await?;
+    let out = NewKeyOut {
+        id: issued.record.id.clone(),
+        role: issued.record.role.clone(),
+        name: issued.record.name.clone(),
+        key: issued.token.to_string(),
+    };
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Revoke an API key (admin).
+#[utoipa::path(delete, path = "/v1/keys/{id}", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn revoke_key(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.vault.revoke_api_key(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The policy in force (admin).
+#[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn get_policy(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+) -> ApiResult<Json<PolicyOut>> {
+    amanah_core::access::require_admin(&who)
+        .map_err(|d| Problem::from(Error::Forbidden(d.to_string())))?;
+    let p = s.vault.policy();
+    Ok(Json(policy_out(&p.record)))
+}
+
+fn policy_out(r: &amanah_store::PolicyRecord) -> PolicyOut {
+    PolicyOut {
+        seq: r.seq,
+        version: r.version.clone(),
+        sha256: r.sha256.clone(),
+        applied_at: rfc3339(r.applied_at_micros),
+        source: r.source.clone(),
+    }
+}
+
+/// Apply a new policy version (admin); body is the TOML file.
+#[utoipa::path(put, path = "/v1/policy", request_body(content = String, content_type = "application/toml"),
+    responses((status = 200, body = PolicyOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn put_policy(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Json<PolicyOut>> {
+    let source = std::str::from_utf8(&body)
+        .map_err(|_| Error::BadRequest("the policy must be UTF-8 text".into()))?;
+    let record = s.vault.apply_policy(&who, source).await?;
+    Ok(Json(policy_out(&record)))
+}
+
+/// Liveness (no auth).
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "ok")))]
+pub async fn healthz() -> Json<Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus metrics (no auth).
+#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+pub async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such route; see /openapi.json",
+    )
+}
+
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this route does not accept that method; see /openapi.json",
+    )
+}

@@ -1,0 +1,76 @@
+//! Amanah's HTTP API: a thin shell over [`amanah_vault::Vault`]. Handlers parse the request,
+//! call one vault operation and map its result; every error leaves through [`problem::Problem`]
+//! as RFC 9457 `application/problem+json`.
+
+mod auth;
+mod handlers;
+mod metrics_layer;
+pub mod problem;
+
+use std::sync::Arc;
+
+use amanah_vault::Vault;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+
+pub use handlers::ApiDoc;
+
+/// Largest request body accepted (a subject's fields, a policy file).
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+    pub metrics: Option<PrometheusHandle>,
+}
+
+/// Installs the global Prometheus recorder once per process and returns its handle.
+pub fn prometheus() -> Option<PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
+        .clone()
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/v1/subjects",
+            post(handlers::create_subject).get(handlers::search_subjects),
+        )
+        .route(
+            "/v1/subjects/{id}",
+            get(handlers::read_subject).patch(handlers::update_subject),
+        )
+        .route("/v1/audit", get(handlers::audit_entries))
+        .route("/v1/audit/verify", get(handlers::audit_verify))
+        .route(
+            "/v1/keys",
+            get(handlers::list_keys).post(handlers::create_key),
+        )
+        .route("/v1/keys/{id}", axum::routing::delete(handlers::revoke_key))
+        .route(
+            "/v1/policy",
+            get(handlers::get_policy).put(handlers::put_policy),
+        )
+        .route("/healthz", get(handlers::healthz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/metrics", get(handlers::metrics))
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics_layer::track))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}

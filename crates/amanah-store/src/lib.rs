@@ -1,0 +1,93 @@
+//! Amanah's storage: one trait, [`Store`], that every backend implements, and the embedded
+//! SQLite backend. A store only ever sees ciphertexts, blind-index terms, hashes and ids: all
+//! encryption happens before a value reaches it. Every write carries its audit entry, and the
+//! store commits both in one transaction, so no change is ever unaudited.
+
+mod sqlite;
+mod types;
+
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+use amanah_core::audit::{AuditDraft, AuditRecord};
+use async_trait::async_trait;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique blind-index term is already held by another subject.
+    #[error("category {category:?} already holds this value for another subject")]
+    Unique { category: String },
+    #[error("not found")]
+    NotFound,
+    /// The database was written by a newer Amanah.
+    #[error(
+        "the store's schema version {found} is newer than this binary understands ({supported})"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The storage contract. Methods that change data take the audit entry describing the change
+/// and return it as appended to the chain.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- subjects ---
+    async fn insert_subject(
+        &self,
+        subject: NewSubject,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn update_subject(
+        &self,
+        update: SubjectUpdate,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>>;
+    /// Subjects holding `term` in the blind index of `category`, at most `limit`.
+    async fn find_subjects(
+        &self,
+        category: &str,
+        term: [u8; 32],
+        limit: usize,
+    ) -> StoreResult<Vec<StoredSubject>>;
+
+    // --- audit ---
+    /// Appends entries (in order, in one transaction) that record reads or refusals.
+    async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>>;
+    /// Entries with `seq > after`, oldest first, at most `limit`, optionally of one subject.
+    async fn audit_entries(
+        &self,
+        subject: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>>;
+    /// The signed head: (seq, hash, mac) of the last entry, if any.
+    async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>>;
+
+    // --- API keys ---
+    async fn insert_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Marks the key revoked; `NotFound` if there is no such key or it was already revoked.
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+
+    // --- policy versions ---
+    async fn insert_policy(
+        &self,
+        policy: PolicyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>>;
+}

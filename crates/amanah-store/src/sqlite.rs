@@ -1,0 +1,733 @@
+//! The embedded SQLite backend.
+//!
+//! - WAL mode with `synchronous = FULL`: a commit is on disk before it is acknowledged.
+//! - One writer thread owns the only write connection and commits many queued jobs in one
+//!   transaction (group commit): one fsync serves every request in the batch. Each job runs in
+//!   its own savepoint, so one failing job does not undo its neighbours.
+//! - The audit chain is appended by that writer only, so it is serialized by construction; the
+//!   signed head is updated once per batch, in the same transaction.
+//! - Reads run on a small pool of reader threads, each with its own connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord, Outcome};
+use amanah_crypto::audit::{AuditKey, GENESIS};
+use amanah_crypto::WrappedKey;
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::{
+    ApiKeyRecord, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoreResult,
+    StoredSubject, SubjectUpdate,
+};
+
+const SCHEMA_VERSION: i64 = 1;
+const MAX_BATCH: usize = 512;
+const READERS: usize = 4;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS subjects (
+    id TEXT PRIMARY KEY,
+    kek_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS subject_fields (
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    category TEXT NOT NULL,
+    ciphertext BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (subject_id, category)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blind_index (
+    category TEXT NOT NULL,
+    term BLOB NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    PRIMARY KEY (category, term, subject_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blind_index_by_subject ON blind_index(subject_id, category);
+CREATE TABLE IF NOT EXISTS unique_index (
+    category TEXT NOT NULL,
+    term BLOB NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    PRIMARY KEY (category, term)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unique_index_by_subject ON unique_index(subject_id, category);
+CREATE TABLE IF NOT EXISTS subject_purposes (
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    purpose TEXT NOT NULL,
+    collected_at INTEGER NOT NULL,
+    PRIMARY KEY (subject_id, purpose)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    purpose TEXT,
+    basis TEXT,
+    outcome TEXT NOT NULL,
+    reason TEXT,
+    subject_id TEXT,
+    fields TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log(subject_id, seq);
+CREATE TABLE IF NOT EXISTS audit_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    mac BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS api_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    seq INTEGER PRIMARY KEY,
+    version TEXT NOT NULL,
+    source TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+);
+"#;
+
+fn backend(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn channel_closed<T>(_: T) -> StoreError {
+    StoreError::Backend("the storage thread has stopped".into())
+}
+
+/// The in-memory end of the audit chain, owned by the writer thread.
+struct Chain {
+    key: AuditKey,
+    seq: u64,
+    hash: [u8; 32],
+}
+
+type WriteFn = Box<dyn FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send>;
+type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
+
+struct WriteJob {
+    run: WriteFn,
+    reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+}
+
+/// The SQLite store. Cheap to clone; threads stop when the last clone is dropped.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: flume::Sender<WriteJob>,
+    readers: flume::Sender<ReadFn>,
+    path: Arc<PathBuf>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and starts its threads.
+    pub fn open(path: &Path, audit_key: AuditKey) -> StoreResult<Self> {
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn)?;
+        let (seq, hash) = conn
+            .query_row(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
+            )
+            .optional()
+            .map_err(backend)?
+            .map(|(s, h)| (s as u64, to_hash(&h)))
+            .unwrap_or((0, GENESIS));
+        let chain = Chain {
+            key: audit_key,
+            seq,
+            hash,
+        };
+        let (wtx, wrx) = flume::unbounded::<WriteJob>();
+        std::thread::Builder::new()
+            .name("amanah-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, chain, wrx))
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        let (rtx, rrx) = flume::unbounded::<ReadFn>();
+        for i in 0..READERS {
+            let conn = open_connection(path, true)?;
+            let rrx = rrx.clone();
+            std::thread::Builder::new()
+                .name(format!("amanah-sqlite-reader-{i}"))
+                .spawn(move || {
+                    while let Ok(job) = rrx.recv() {
+                        job(&conn);
+                    }
+                })
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+        }
+        Ok(SqliteStore {
+            writer: wtx,
+            readers: rtx,
+            path: Arc::new(path.to_owned()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn write(
+        &self,
+        run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<AuditRecord> + Send + 'static,
+    ) -> StoreResult<AuditRecord> {
+        let mut records = self
+            .write_many(move |tx, chain| run(tx, chain).map(|r| vec![r]))
+            .await?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Backend("no audit record".into()))
+    }
+
+    async fn write_many(
+        &self,
+        run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send + 'static,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send_async(WriteJob {
+                run: Box::new(run),
+                reply,
+            })
+            .await
+            .map_err(channel_closed)?;
+        rx.await.map_err(channel_closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let (reply, rx) = oneshot::channel();
+        let job: ReadFn = Box::new(move |conn| {
+            let _ = reply.send(f(conn));
+        });
+        self.readers.send_async(job).await.map_err(channel_closed)?;
+        rx.await.map_err(channel_closed)?
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA secure_delete = ON;",
+    )
+    .map_err(backend)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if found < SCHEMA_VERSION {
+        let tx = conn.transaction().map_err(backend)?;
+        tx.execute_batch(SCHEMA).map_err(backend)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn to_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut conn, &mut chain, batch);
+    }
+}
+
+fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
+    let (start_seq, start_hash) = (chain.seq, chain.hash);
+    let mut results = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    let outcome = (|| -> StoreResult<()> {
+        let mut tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        for job in batch {
+            let (seq, hash) = (chain.seq, chain.hash);
+            let sp = tx.savepoint().map_err(backend)?;
+            // A savepoint derefs to a transaction-like connection; run the job inside it.
+            let result = (job.run)(&sp, chain);
+            match result {
+                Ok(rec) => {
+                    sp.commit().map_err(backend)?;
+                    results.push(Ok(rec));
+                }
+                Err(e) => {
+                    drop(sp); // rolls the savepoint back
+                    chain.seq = seq;
+                    chain.hash = hash;
+                    results.push(Err(e));
+                }
+            }
+            replies.push(job.reply);
+        }
+        if chain.seq != start_seq {
+            let mac = head_mac(&chain.key, chain.seq, &chain.hash);
+            tx.execute(
+                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+                params![chain.seq as i64, &chain.hash[..], &mac[..]],
+            )
+            .map_err(backend)?;
+        }
+        tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
+        tx.commit().map_err(backend)
+    })();
+    match outcome {
+        Ok(()) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            chain.seq = start_seq;
+            chain.hash = start_hash;
+            tracing::error!(error = %e, "sqlite batch commit failed");
+            let msg = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+        }
+    }
+}
+
+/// Appends one entry to the chain inside the current transaction.
+fn append(tx: &Connection, chain: &mut Chain, entry: AuditDraft) -> StoreResult<AuditRecord> {
+    let seq = chain.seq + 1;
+    let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, &entry));
+    tx.prepare_cached(
+        "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
+                                subject_id, fields, policy_version, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            seq as i64,
+            entry.at_micros,
+            entry.actor,
+            entry.role,
+            entry.action,
+            entry.purpose,
+            entry.basis,
+            entry.outcome.as_str(),
+            entry.reason,
+            entry.subject,
+            entry.fields.join(","),
+            entry.policy_version,
+            &hash[..],
+        ])
+    })
+    .map_err(backend)?;
+    chain.seq = seq;
+    chain.hash = hash;
+    Ok(AuditRecord { seq, entry, hash })
+}
+
+fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) -> StoreResult<()> {
+    for f in fields {
+        tx.prepare_cached(
+            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(subject_id, category) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .and_then(|mut st| st.execute(params![subject, f.category, f.ciphertext, at]))
+        .map_err(backend)?;
+        tx.prepare_cached("DELETE FROM blind_index WHERE subject_id = ?1 AND category = ?2")
+            .and_then(|mut st| st.execute(params![subject, f.category]))
+            .map_err(backend)?;
+        tx.prepare_cached("DELETE FROM unique_index WHERE subject_id = ?1 AND category = ?2")
+            .and_then(|mut st| st.execute(params![subject, f.category]))
+            .map_err(backend)?;
+        if let Some(term) = f.index_term {
+            tx.prepare_cached(
+                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+            .map_err(backend)?;
+            if f.unique {
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
+                         ON CONFLICT(category, term) DO NOTHING",
+                    )
+                    .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    return Err(StoreError::Unique {
+                        category: f.category.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_purpose(tx: &Connection, subject: &str, purpose: &str, at: i64) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO subject_purposes (subject_id, purpose, collected_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(subject_id, purpose) DO NOTHING",
+    )
+    .and_then(|mut st| st.execute(params![subject, purpose, at]))
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let mut head = conn
+        .prepare_cached(
+            "SELECT kek_id, key_version, wrapped_key, created_at FROM subjects WHERE id = ?1",
+        )
+        .map_err(backend)?;
+    let mut fields = conn
+        .prepare_cached("SELECT category, ciphertext FROM subject_fields WHERE subject_id = ?1")
+        .map_err(backend)?;
+    for id in ids {
+        let Some((kek_id, version, ciphertext, created)) = head
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, i64>(3)?,
+                ))
+            })
+            .optional()
+            .map_err(backend)?
+        else {
+            continue;
+        };
+        let values = fields
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(backend)?;
+        out.push(StoredSubject {
+            id: id.clone(),
+            wrapped_key: WrappedKey {
+                kek_id,
+                version: version as u32,
+                ciphertext,
+            },
+            created_at_micros: created,
+            fields: values,
+        });
+    }
+    Ok(out)
+}
+
+fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    let fields: String = r.get(10)?;
+    let outcome: String = r.get(7)?;
+    Ok(AuditRecord {
+        seq: r.get::<_, i64>(0)? as u64,
+        entry: AuditDraft {
+            at_micros: r.get(1)?,
+            actor: r.get(2)?,
+            role: r.get(3)?,
+            action: r.get(4)?,
+            purpose: r.get(5)?,
+            basis: r.get(6)?,
+            // An unknown outcome string can only come from tampering; the chain check reports it.
+            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
+            reason: r.get(8)?,
+            subject: r.get(9)?,
+            fields: if fields.is_empty() {
+                Vec::new()
+            } else {
+                fields.split(',').map(str::to_owned).collect()
+            },
+            policy_version: r.get(11)?,
+        },
+        hash: to_hash(&r.get::<_, Vec<u8>>(12)?),
+    })
+}
+
+fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: r.get(2)?,
+        token_hash: r.get(3)?,
+        created_at_micros: r.get(4)?,
+        revoked_at_micros: r.get(5)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            tx.prepare_cached(
+                "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    s.id,
+                    s.wrapped_key.kek_id,
+                    s.wrapped_key.version as i64,
+                    s.wrapped_key.ciphertext,
+                    s.created_at_micros
+                ])
+            })
+            .map_err(backend)?;
+            write_fields(tx, &s.id, s.created_at_micros, &s.fields)?;
+            record_purpose(tx, &s.id, &s.purpose, s.created_at_micros)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn update_subject(
+        &self,
+        u: SubjectUpdate,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM subjects WHERE id = ?1")
+                .and_then(|mut st| st.exists([&u.id]))
+                .map_err(backend)?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            write_fields(tx, &u.id, u.at_micros, &u.fields)?;
+            record_purpose(tx, &u.id, &u.purpose, u.at_micros)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
+        let id = id.to_owned();
+        self.read(move |conn| Ok(load_subjects(conn, &[id])?.pop()))
+            .await
+    }
+
+    async fn find_subjects(
+        &self,
+        category: &str,
+        term: [u8; 32],
+        limit: usize,
+    ) -> StoreResult<Vec<StoredSubject>> {
+        let category = category.to_owned();
+        self.read(move |conn| {
+            let ids = conn
+                .prepare_cached(
+                    "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                })
+                .map_err(backend)?;
+            load_subjects(conn, &ids)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
+        self.write_many(move |tx, chain| {
+            entries.into_iter().map(|e| append(tx, chain, e)).collect()
+        })
+        .await
+    }
+
+    async fn audit_entries(
+        &self,
+        subject: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let subject = subject.map(str::to_owned);
+        self.read(move |conn| {
+            const COLS: &str = "seq, at, actor, role, action, purpose, basis, outcome, reason, subject_id, fields, policy_version, hash";
+            let rows = match subject {
+                Some(s) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {COLS} FROM audit_log WHERE subject_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map(params![s, after as i64, limit as i64], audit_row)
+                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                    }),
+                None => conn
+                    .prepare_cached(&format!("SELECT {COLS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
+                    .and_then(|mut st| {
+                        st.query_map(params![after as i64, limit as i64], audit_row)
+                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
+                    }),
+            };
+            rows.map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        to_hash(&r.get::<_, Vec<u8>>(1)?),
+                        to_hash(&r.get::<_, Vec<u8>>(2)?),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            tx.execute(
+                "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.id, key.name, key.role, key.token_hash, key.created_at_micros, key.revoked_at_micros],
+            )
+            .map_err(backend)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let token_hash = token_hash.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys WHERE token_hash = ?1",
+            )
+            .and_then(|mut st| st.query_row([token_hash], api_key_row).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            )
+            .and_then(|mut st| st.query_map([], api_key_row).and_then(|r| r.collect::<Result<Vec<_>, _>>()))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let id = id.to_owned();
+        self.write(move |tx, chain| {
+            let n = tx
+                .execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                    params![id, at_micros],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn insert_policy(
+        &self,
+        policy: PolicyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            tx.execute(
+                "INSERT INTO policy_versions (version, source, sha256, applied_at) VALUES (?1, ?2, ?3, ?4)",
+                params![policy.version, policy.source, policy.sha256, policy.applied_at_micros],
+            )
+            .map_err(backend)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT seq, version, source, sha256, applied_at FROM policy_versions ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| {
+                    Ok(PolicyRecord {
+                        seq: r.get(0)?,
+                        version: r.get(1)?,
+                        source: r.get(2)?,
+                        sha256: r.get(3)?,
+                        applied_at_micros: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+}

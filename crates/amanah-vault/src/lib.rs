@@ -1,0 +1,10 @@
+//! Amanah's use cases. A [`Vault`] combines the current policy, the key ring, a store and a
+//! clock, and is the only way the HTTP server and the CLI touch personal data. Each operation:
+//! decide (core) -> validate -> encrypt/decrypt (crypto) -> persist with its audit entry (store).
+//! Plaintext exists only inside these functions and in the value they return.
+
+mod clock;
+mod vault;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use vault::*;

@@ -1,0 +1,771 @@
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use amanah_core::access::{self, Denial, Grant, Principal, Visibility};
+use amanah_core::audit::{AuditDraft, AuditRecord, ChainBreak, ChainVerifier, Outcome};
+use amanah_core::fields::{self, FieldType};
+use amanah_core::policy::{Policy, ADMIN_ROLE};
+use amanah_core::{Error, Result};
+use amanah_crypto::{token, DataKey, KeyRing};
+use amanah_store::{
+    ApiKeyRecord, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoredSubject,
+    SubjectUpdate,
+};
+use serde_json::{Map, Value};
+
+use crate::Clock;
+
+/// Most subjects one search returns.
+pub const MAX_SEARCH_RESULTS: usize = 1_000;
+/// Audit entries per verification page.
+const VERIFY_PAGE: usize = 10_000;
+
+/// Actor name for operations run from the command line on the server's machine.
+pub const CLI_ACTOR: &str = "cli";
+
+/// The policy in force and the store sequence number it was applied as.
+#[derive(Debug)]
+pub struct ActivePolicy {
+    pub policy: Policy,
+    pub record: PolicyRecord,
+}
+
+/// A subject as a caller may see it under one purpose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectView {
+    pub id: String,
+    pub fields: Map<String, Value>,
+}
+
+/// Result of verifying the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub entries: u64,
+    /// Hex hash of the last entry (the chain head) when intact.
+    pub head: Option<String>,
+    pub first_bad: Option<ChainBreak>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none()
+    }
+}
+
+/// A newly issued API key. `token` is shown once and never stored.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub record: ApiKeyRecord,
+    pub token: zeroize::Zeroizing<String>,
+}
+
+pub struct Vault {
+    store: Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    policy: RwLock<Arc<ActivePolicy>>,
+}
+
+fn store_error(e: StoreError) -> Error {
+    match e {
+        StoreError::Unique { category } => Error::Conflict(format!(
+            "another subject already holds this {category} (the policy declares it unique)"
+        )),
+        StoreError::NotFound => Error::NotFound("not found".into()),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            Error::Internal("storage failure".into())
+        }
+    }
+}
+
+impl Vault {
+    /// Opens a vault over an initialized store (one with an applied policy).
+    pub async fn open(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let record = store
+            .current_policy()
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                Error::Conflict("the store has no policy: run `amanah init` first".into())
+            })?;
+        let policy = parse_stored(&record)?;
+        Ok(Vault {
+            store,
+            keys,
+            clock,
+            policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
+        })
+    }
+
+    /// Applies the first policy of a fresh store and opens the vault over it.
+    pub async fn initialize(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        policy_source: &str,
+    ) -> Result<Self> {
+        if store.current_policy().await.map_err(store_error)?.is_some() {
+            return Err(Error::Conflict("the store is already initialized".into()));
+        }
+        let policy = parse_source(policy_source)?;
+        insert_policy(
+            &*store,
+            &*clock,
+            CLI_ACTOR,
+            ADMIN_ROLE,
+            &policy,
+            policy_source,
+        )
+        .await?;
+        Vault::open(store, keys, clock).await
+    }
+
+    pub fn policy(&self) -> Arc<ActivePolicy> {
+        match self.policy.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
+    }
+
+    fn set_policy(&self, active: ActivePolicy) {
+        let active = Arc::new(active);
+        match self.policy.write() {
+            Ok(mut p) => *p = active,
+            Err(poisoned) => *poisoned.into_inner() = active,
+        }
+    }
+
+    /// Picks up a policy applied by another process (e.g. `amanah policy apply`). Returns true
+    /// when the policy in force changed.
+    pub async fn reload_policy(&self) -> Result<bool> {
+        let Some(record) = self.store.current_policy().await.map_err(store_error)? else {
+            return Ok(false);
+        };
+        if record.seq == self.policy().record.seq {
+            return Ok(false);
+        }
+        let policy = parse_stored(&record)?;
+        tracing::info!(version = %policy.version, seq = record.seq, "policy reloaded");
+        self.set_policy(ActivePolicy { policy, record });
+        Ok(true)
+    }
+
+    fn draft(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
+        AuditDraft {
+            at_micros: self.clock.now_micros(),
+            actor: who.key_id.clone(),
+            role: who.role.clone(),
+            action: action.to_owned(),
+            purpose: None,
+            basis: None,
+            outcome: Outcome::Allowed,
+            reason: None,
+            subject: None,
+            fields: Vec::new(),
+            policy_version: policy.version.clone(),
+        }
+    }
+
+    /// Records a refusal and returns the error to give the caller.
+    async fn deny(&self, mut draft: AuditDraft, error: Error) -> Error {
+        draft.outcome = Outcome::Denied;
+        draft.reason = Some(error.to_string());
+        if let Err(e) = self.store.append_audit(vec![draft]).await {
+            return store_error(e);
+        }
+        error
+    }
+
+    /// Checks the purpose grant, auditing a refusal.
+    async fn grant(
+        &self,
+        who: &Principal,
+        policy: &Policy,
+        purpose: &str,
+        draft: &mut AuditDraft,
+    ) -> Result<Grant> {
+        draft.purpose = Some(purpose.to_owned());
+        match access::grant(policy, who, purpose) {
+            Ok(g) => {
+                draft.basis = Some(g.basis.as_str().to_owned());
+                Ok(g)
+            }
+            Err(d) => {
+                let err = denial_error(&d);
+                Err(self.deny(draft.clone(), err).await)
+            }
+        }
+    }
+
+    async fn require_admin(&self, who: &Principal, draft: AuditDraft) -> Result<()> {
+        match access::require_admin(who) {
+            Ok(()) => Ok(()),
+            Err(d) => Err(self.deny(draft, denial_error(&d)).await),
+        }
+    }
+
+    // ---------------------------------------------------------------- authentication
+
+    /// Resolves a bearer token to its principal. Unknown, revoked or malformed tokens, and keys
+    /// whose role the current policy no longer defines, are all "unauthenticated".
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
+        if !token::looks_valid(bearer) {
+            return Err(Error::Unauthenticated);
+        }
+        let record = self
+            .store
+            .api_key_by_hash(&token::hash(bearer))
+            .await
+            .map_err(store_error)?
+            .ok_or(Error::Unauthenticated)?;
+        if record.revoked_at_micros.is_some() {
+            return Err(Error::Unauthenticated);
+        }
+        let policy = self.policy();
+        if record.role != ADMIN_ROLE && policy.policy.role(&record.role).is_none() {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(Principal {
+            key_id: record.id,
+            role: record.role,
+        })
+    }
+
+    // ---------------------------------------------------------------- subjects
+
+    /// Validates and normalizes request fields against the purpose. Messages name fields and
+    /// rules, never values.
+    fn prepare_fields(
+        &self,
+        policy: &Policy,
+        grant: &Grant,
+        input: &Map<String, Value>,
+    ) -> Result<Vec<(String, FieldType, String)>> {
+        if input.is_empty() {
+            return Err(Error::Invalid {
+                field: None,
+                message: "`fields` must contain at least one field".into(),
+            });
+        }
+        let mut out = Vec::with_capacity(input.len());
+        for (name, value) in input {
+            let Some(cat) = policy.category(name) else {
+                return Err(Error::invalid(
+                    name,
+                    format!("unknown field {name:?}: the policy has no such category"),
+                ));
+            };
+            if !grant.writable.iter().any(|c| c == name) {
+                return Err(Error::invalid(
+                    name,
+                    format!(
+                        "field {name:?} is not a category of purpose {:?}",
+                        grant.purpose
+                    ),
+                ));
+            }
+            let normalized = fields::normalize(cat.field_type, value)
+                .map_err(|e| Error::invalid(name, format!("field {name:?}: {}", e.rule)))?;
+            out.push((name.clone(), cat.field_type, normalized));
+        }
+        Ok(out)
+    }
+
+    fn encrypt_fields(
+        &self,
+        policy: &Policy,
+        subject: &str,
+        key: &DataKey,
+        values: &[(String, FieldType, String)],
+    ) -> Result<Vec<FieldWrite>> {
+        values
+            .iter()
+            .map(|(name, _, value)| {
+                let cat = policy.category(name);
+                let indexed = cat.is_some_and(|c| c.index);
+                Ok(FieldWrite {
+                    category: name.clone(),
+                    ciphertext: key
+                        .seal_field(subject, name, value.as_bytes())
+                        .map_err(|e| Error::Internal(e.to_string()))?,
+                    index_term: indexed
+                        .then(|| self.keys.blind_index_key(name).index(value.as_bytes())),
+                    unique: cat.is_some_and(|c| c.unique),
+                })
+            })
+            .collect()
+    }
+
+    /// Creates a subject with fields collected under `purpose`; returns its id.
+    pub async fn create_subject(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        input: &Map<String, Value>,
+    ) -> Result<String> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "subject.create", policy);
+        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let values = self.prepare_fields(policy, &grant, input)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let key = DataKey::generate(1).map_err(|e| Error::Internal(e.to_string()))?;
+        let wrapped_key = self
+            .keys
+            .wrap(&key, &id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let writes = self.encrypt_fields(policy, &id, &key, &values)?;
+        draft.subject = Some(id.clone());
+        draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
+        let now = draft.at_micros;
+        self.store
+            .insert_subject(
+                NewSubject {
+                    id: id.clone(),
+                    wrapped_key,
+                    created_at_micros: now,
+                    purpose: purpose.to_owned(),
+                    fields: writes,
+                },
+                draft,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(id)
+    }
+
+    /// Replaces some fields of a subject (rectification); blind-index terms move with them.
+    pub async fn update_subject(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        id: &str,
+        input: &Map<String, Value>,
+    ) -> Result<()> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "subject.update", policy);
+        draft.subject = Some(id.to_owned());
+        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let values = self.prepare_fields(policy, &grant, input)?;
+        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {id}")))
+                .await);
+        };
+        let key = self
+            .keys
+            .unwrap(&stored.wrapped_key, id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let writes = self.encrypt_fields(policy, id, &key, &values)?;
+        draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
+        let at = draft.at_micros;
+        self.store
+            .update_subject(
+                SubjectUpdate {
+                    id: id.to_owned(),
+                    at_micros: at,
+                    purpose: purpose.to_owned(),
+                    fields: writes,
+                },
+                draft,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    /// Decrypts the categories `grant` lets the caller read, masking where the role masks.
+    fn view(&self, policy: &Policy, grant: &Grant, stored: &StoredSubject) -> Result<SubjectView> {
+        let key = self
+            .keys
+            .unwrap(&stored.wrapped_key, &stored.id)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let mut out = Map::new();
+        for (category, ciphertext) in &stored.fields {
+            let (Some(vis), Some(cat)) = (grant.readable.get(category), policy.category(category))
+            else {
+                continue;
+            };
+            let plain = key
+                .open_field(&stored.id, category, ciphertext)
+                .map_err(|e| {
+                    Error::Internal(format!("subject {}: field {category}: {e}", stored.id))
+                })?;
+            let plain = String::from_utf8(plain)
+                .map_err(|_| Error::Internal("stored value is not UTF-8".into()))?;
+            let value = match vis {
+                Visibility::Clear => fields::to_json(cat.field_type, &plain),
+                Visibility::Masked => Value::String(fields::mask(cat.field_type, &plain)),
+            };
+            out.insert(category.clone(), value);
+        }
+        Ok(SubjectView {
+            id: stored.id.clone(),
+            fields: out,
+        })
+    }
+
+    /// Reads one subject under `purpose`.
+    pub async fn read_subject(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        id: &str,
+    ) -> Result<SubjectView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "subject.read", policy);
+        draft.subject = Some(id.to_owned());
+        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {id}")))
+                .await);
+        };
+        let view = self.view(policy, &grant, &stored)?;
+        draft.fields = view.fields.keys().cloned().collect();
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(view)
+    }
+
+    /// Finds subjects whose indexed `category` equals `value` (normalized first). One audit entry
+    /// per subject returned, or one for the search when nothing matched.
+    pub async fn search(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        category: &str,
+        value: &str,
+    ) -> Result<Vec<SubjectView>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "subject.search", policy);
+        draft.fields = vec![category.to_owned()];
+        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let cat = match policy.category(category) {
+            Some(c) if c.index => c,
+            Some(_) => {
+                return Err(Error::invalid(category, format!("category {category:?} is not indexed: the policy must set `index = true` to search by it")))
+            }
+            None => return Err(Error::invalid(category, format!("unknown search parameter {category:?}: the policy has no such category"))),
+        };
+        if !grant.may_search(category) {
+            let err = denial_error(&Denial::CategoryNotVisible {
+                category: category.to_owned(),
+                purpose: purpose.to_owned(),
+            });
+            return Err(self.deny(draft, err).await);
+        }
+        let normalized = fields::normalize_str(cat.field_type, value).map_err(|e| {
+            Error::invalid(
+                category,
+                format!("search value for {category:?}: {}", e.rule),
+            )
+        })?;
+        let term = self
+            .keys
+            .blind_index_key(category)
+            .index(normalized.as_bytes());
+        let found = self
+            .store
+            .find_subjects(category, term, MAX_SEARCH_RESULTS)
+            .await
+            .map_err(store_error)?;
+        let mut views = Vec::with_capacity(found.len());
+        let mut entries = Vec::with_capacity(found.len().max(1));
+        for stored in &found {
+            let view = self.view(policy, &grant, stored)?;
+            let mut e = draft.clone();
+            e.subject = Some(view.id.clone());
+            e.fields = view.fields.keys().cloned().collect();
+            entries.push(e);
+            views.push(view);
+        }
+        if entries.is_empty() {
+            entries.push(draft);
+        }
+        self.store
+            .append_audit(entries)
+            .await
+            .map_err(store_error)?;
+        Ok(views)
+    }
+
+    // ---------------------------------------------------------------- audit
+
+    /// Audit entries, oldest first (admin only).
+    pub async fn audit_entries(
+        &self,
+        who: &Principal,
+        subject: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>> {
+        let active = self.policy();
+        let draft = self.draft(who, "audit.read", &active.policy);
+        self.require_admin(who, draft.clone()).await?;
+        let entries = self
+            .store
+            .audit_entries(subject, after, limit)
+            .await
+            .map_err(store_error)?;
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(entries)
+    }
+
+    /// Verifies the whole chain (admin only over HTTP; the CLI passes a local admin principal).
+    pub async fn verify_audit(&self, who: &Principal) -> Result<VerifyReport> {
+        let active = self.policy();
+        let draft = self.draft(who, "audit.verify", &active.policy);
+        self.require_admin(who, draft).await?;
+        self.verify_chain().await
+    }
+
+    /// Verifies the chain without recording anything (used by `amanah audit verify`). Runs
+    /// while the server writes: it pages to the end, then reads the signed head; entries
+    /// committed meanwhile move the head on, and paging resumes until both meet.
+    pub async fn verify_chain(&self) -> Result<VerifyReport> {
+        let key = self.keys.audit_key();
+        let mut verifier = ChainVerifier::new(&key);
+        let broken = |verifier: &ChainVerifier<'_>, b| VerifyReport {
+            entries: verifier.count(),
+            head: None,
+            first_bad: Some(b),
+        };
+        let mut checked_at: Option<u64> = None;
+        loop {
+            loop {
+                let page = self
+                    .store
+                    .audit_entries(None, verifier.count(), VERIFY_PAGE)
+                    .await
+                    .map_err(store_error)?;
+                if page.is_empty() {
+                    break;
+                }
+                for record in &page {
+                    if let Err(b) = verifier.push(record) {
+                        return Ok(broken(&verifier, b));
+                    }
+                }
+            }
+            let head = self.store.audit_head().await.map_err(store_error)?;
+            if let Some((seq, _, _)) = head.filter(|(seq, _, _)| *seq > verifier.count()) {
+                // The head is ahead: either entries were committed meanwhile (page on), or
+                // entries before it were removed (no progress since the last look).
+                if checked_at == Some(verifier.count()) {
+                    let last = verifier.count();
+                    return Ok(broken(&verifier, ChainBreak::Head { last, head: seq }));
+                }
+                checked_at = Some(verifier.count());
+                continue;
+            }
+            let entries = verifier.count();
+            return Ok(match verifier.finish(head) {
+                Ok(h) => VerifyReport {
+                    entries,
+                    head: Some(hex(&h)),
+                    first_bad: None,
+                },
+                Err(b) => VerifyReport {
+                    entries,
+                    head: None,
+                    first_bad: Some(b),
+                },
+            });
+        }
+    }
+
+    // ---------------------------------------------------------------- API keys
+
+    /// Issues an API key for `role` (admin only).
+    pub async fn create_api_key(
+        &self,
+        who: &Principal,
+        role: &str,
+        name: &str,
+    ) -> Result<IssuedKey> {
+        let active = self.policy();
+        let mut draft = self.draft(who, "apikey.create", &active.policy);
+        self.require_admin(who, draft.clone()).await?;
+        if role != ADMIN_ROLE && active.policy.role(role).is_none() {
+            let known: Vec<&str> = std::iter::once(ADMIN_ROLE)
+                .chain(active.policy.roles.keys().map(String::as_str))
+                .collect();
+            return Err(Error::invalid(
+                "role",
+                format!(
+                    "unknown role {role:?}; the policy defines: {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        let name = name.trim();
+        if name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                "name",
+                "the key name must be at most 100 printable characters",
+            ));
+        }
+        let token = token::generate().map_err(|e| Error::Internal(e.to_string()))?;
+        let record = ApiKeyRecord {
+            id: format!("key-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            name: name.to_owned(),
+            role: role.to_owned(),
+            token_hash: token::hash(&token),
+            created_at_micros: draft.at_micros,
+            revoked_at_micros: None,
+        };
+        draft.reason = Some(format!("issued {} for role {role}", record.id));
+        self.store
+            .insert_api_key(record.clone(), draft)
+            .await
+            .map_err(store_error)?;
+        Ok(IssuedKey { record, token })
+    }
+
+    pub async fn list_api_keys(&self, who: &Principal) -> Result<Vec<ApiKeyRecord>> {
+        let active = self.policy();
+        let draft = self.draft(who, "apikey.list", &active.policy);
+        self.require_admin(who, draft).await?;
+        self.store.list_api_keys().await.map_err(store_error)
+    }
+
+    pub async fn revoke_api_key(&self, who: &Principal, id: &str) -> Result<()> {
+        let active = self.policy();
+        let mut draft = self.draft(who, "apikey.revoke", &active.policy);
+        self.require_admin(who, draft.clone()).await?;
+        draft.reason = Some(format!("revoked {id}"));
+        let at = draft.at_micros;
+        self.store
+            .revoke_api_key(id, at, draft)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => Error::NotFound(format!("no active API key {id}")),
+                other => store_error(other),
+            })?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- policy
+
+    /// Applies a new policy version (admin only); later decisions use it and name its version.
+    pub async fn apply_policy(&self, who: &Principal, source: &str) -> Result<PolicyRecord> {
+        let active = self.policy();
+        let draft = self.draft(who, "policy.apply", &active.policy);
+        self.require_admin(who, draft).await?;
+        let policy = parse_source(source)?;
+        let record = insert_policy(
+            &*self.store,
+            &*self.clock,
+            &who.key_id,
+            &who.role,
+            &policy,
+            source,
+        )
+        .await?;
+        self.set_policy(ActivePolicy {
+            policy,
+            record: record.clone(),
+        });
+        Ok(record)
+    }
+}
+
+fn denial_error(d: &Denial) -> Error {
+    match d {
+        Denial::UnknownPurpose(_) => Error::Invalid {
+            field: Some("purpose".into()),
+            message: d.to_string(),
+        },
+        _ => Error::Forbidden(d.to_string()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_source(source: &str) -> Result<Policy> {
+    Policy::parse(source).map_err(|errs| Error::Invalid {
+        field: Some("policy".into()),
+        message: errs.render("policy"),
+    })
+}
+
+fn parse_stored(record: &PolicyRecord) -> Result<Policy> {
+    Policy::parse(&record.source).map_err(|errs| {
+        Error::Internal(format!(
+            "stored policy {} no longer parses: {}",
+            record.seq,
+            errs.render("stored policy")
+        ))
+    })
+}
+
+async fn insert_policy(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    actor: &str,
+    role: &str,
+    policy: &Policy,
+    source: &str,
+) -> Result<PolicyRecord> {
+    let at = clock.now_micros();
+    let mut record = PolicyRecord {
+        seq: 0,
+        version: policy.version.clone(),
+        source: source.to_owned(),
+        sha256: amanah_crypto::digest::sha256_hex(source.as_bytes()),
+        applied_at_micros: at,
+    };
+    let draft = AuditDraft {
+        at_micros: at,
+        actor: actor.to_owned(),
+        role: role.to_owned(),
+        action: "policy.apply".into(),
+        purpose: None,
+        basis: None,
+        outcome: Outcome::Allowed,
+        reason: Some(format!(
+            "applied policy version {} (sha256 {})",
+            policy.version, record.sha256
+        )),
+        subject: None,
+        fields: Vec::new(),
+        policy_version: policy.version.clone(),
+    };
+    store
+        .insert_policy(record.clone(), draft)
+        .await
+        .map_err(store_error)?;
+    if let Some(stored) = store.current_policy().await.map_err(store_error)? {
+        record.seq = stored.seq;
+    }
+    Ok(record)
+}
+
+/// Field names a policy declares, for error messages.
+pub fn category_names(policy: &Policy) -> BTreeMap<&str, FieldType> {
+    policy
+        .categories
+        .iter()
+        .map(|(n, c)| (n.as_str(), c.field_type))
+        .collect()
+}

@@ -1,0 +1,460 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use amanah_core::access::Principal;
+use amanah_core::policy::{Policy, ADMIN_ROLE};
+use amanah_crypto::KeyRing;
+use amanah_store::{SqliteStore, Store};
+use amanah_vault::{SystemClock, Vault, CLI_ACTOR};
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+const DB_FILE: &str = "amanah.db";
+const KEY_FILE: &str = "master.key";
+const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
+
+#[derive(Parser)]
+#[command(
+    name = "amanah",
+    version,
+    about = "Personal-data vault: per-person encryption, policy-checked and audited access"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct DataArgs {
+    /// Data directory (database, and by default the key file).
+    #[arg(long, env = "AMANAH_DATA")]
+    data: PathBuf,
+    /// Key file; keep it outside the data directory in production.
+    #[arg(long, env = "AMANAH_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn key_path(&self) -> PathBuf {
+        self.key_file
+            .clone()
+            .unwrap_or_else(|| self.data.join(KEY_FILE))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the store, generate the master keys and apply the policy.
+    Init {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Policy file (TOML).
+        #[arg(long, env = "AMANAH_POLICY")]
+        policy: PathBuf,
+    },
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Check or apply a policy file.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Serve the HTTP API.
+    Serve {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run a demo vault on SQLite with the university preset policy.
+    Demo {
+        /// Where the demo keeps its data (created if missing, reused if present).
+        #[arg(long, env = "AMANAH_DEMO_DATA", default_value = "amanah-demo")]
+        data: PathBuf,
+        #[arg(long, env = "AMANAH_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct NetArgs {
+    #[arg(long, env = "AMANAH_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, env = "AMANAH_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "AMANAH_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address.
+    #[arg(long, env = "AMANAH_INSECURE_HTTP")]
+    insecure_http: bool,
+}
+
+#[derive(Subcommand)]
+enum ApikeyCommand {
+    /// Issue a key; it is printed on the last line of stdout, only its hash is stored.
+    Create {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file; errors are printed as `file:line:col: message`.
+    Check { file: PathBuf },
+    /// Apply a policy file as the new version.
+    Apply {
+        #[command(flatten)]
+        data: DataArgs,
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify the hash chain; exit 0 if intact, 1 naming the first bad entry otherwise.
+    Verify {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMANAH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cli_admin() -> Principal {
+    Principal {
+        key_id: CLI_ACTOR.to_owned(),
+        role: ADMIN_ROLE.to_owned(),
+    }
+}
+
+fn read_policy(file: &Path) -> Result<(Policy, String)> {
+    let source =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    match Policy::parse(&source) {
+        Ok(p) => Ok((p, source)),
+        Err(errs) => bail!(
+            "invalid policy\n{}",
+            errs.render(&file.display().to_string())
+        ),
+    }
+}
+
+fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
+    let path = data.key_path();
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(&path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?,
+    );
+    Ok(Arc::new(
+        KeyRing::from_file_bytes(&bytes).with_context(|| format!("key file {}", path.display()))?,
+    ))
+}
+
+async fn open_vault(data: &DataArgs) -> Result<Vault> {
+    let db = data.data.join(DB_FILE);
+    if !db.exists() {
+        bail!(
+            "{} is not an Amanah data directory: run `amanah init --data {} --policy FILE` first",
+            data.data.display(),
+            data.data.display()
+        );
+    }
+    let keys = load_keys(data)?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, keys.audit_key())?);
+    Ok(Vault::open(store, keys, Arc::new(SystemClock)).await?)
+}
+
+fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "cannot create the key file {} (it must not exist yet)",
+                path.display()
+            )
+        })?;
+    f.write_all(&ring.to_file_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
+    std::fs::create_dir_all(&data.data)
+        .with_context(|| format!("cannot create {}", data.data.display()))?;
+    let db = data.data.join(DB_FILE);
+    if db.exists() {
+        bail!("{} already holds a store", data.data.display());
+    }
+    let key_path = data.key_path();
+    if data.key_file.is_none() {
+        eprintln!(
+            "warning: the master key is kept in {} beside the data; in production keep it elsewhere (--key-file PATH or AMANAH_KEY_FILE)",
+            key_path.display()
+        );
+    }
+    let ring = KeyRing::generate()?;
+    write_key_file(&key_path, &ring)?;
+    let keys = Arc::new(ring);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, keys.audit_key())?);
+    Ok(Vault::initialize(store, keys, Arc::new(SystemClock), policy_source).await?)
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Init { data, policy } => {
+            let (p, source) = read_policy(&policy)?;
+            init(&data, &source).await?;
+            println!(
+                "initialized {} with policy {:?}",
+                data.data.display(),
+                p.version
+            );
+        }
+        Command::Apikey { command } => match command {
+            ApikeyCommand::Create { data, role, name } => {
+                let vault = open_vault(&data).await?;
+                let issued = vault.create_api_key(&cli_admin(), &role, &name).await?;
+                println!("id {} role {}", issued.record.id, issued.record.role);
+                println!("{}", issued.token.as_str());
+            }
+            ApikeyCommand::List { data } => {
+                let vault = open_vault(&data).await?;
+                for k in vault.list_api_keys(&cli_admin()).await? {
+                    let status = if k.revoked_at_micros.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!("{}\t{}\t{}\t{}", k.id, k.role, status, k.name);
+                }
+            }
+            ApikeyCommand::Revoke { data, id } => {
+                let vault = open_vault(&data).await?;
+                vault.revoke_api_key(&cli_admin(), &id).await?;
+                println!("revoked {id}");
+            }
+        },
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { file } => {
+                let (p, _) = read_policy(&file)?;
+                println!(
+                    "{}: ok (version {:?}: {} categories, {} purposes, {} roles, {} recipients)",
+                    file.display(),
+                    p.version,
+                    p.categories.len(),
+                    p.purposes.len(),
+                    p.roles.len(),
+                    p.recipients.len()
+                );
+            }
+            PolicyCommand::Apply { data, file } => {
+                let (_, source) = read_policy(&file)?;
+                let vault = open_vault(&data).await?;
+                let r = vault.apply_policy(&cli_admin(), &source).await?;
+                println!("applied policy version {:?} as #{}", r.version, r.seq);
+            }
+        },
+        Command::Serve { data, net } => {
+            let vault = open_vault(&data).await?;
+            serve(Arc::new(vault), net).await?;
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => {
+            let vault = open_vault(&data).await?;
+            let report = vault.verify_chain().await?;
+            match report.first_bad {
+                None => println!(
+                    "ok: {} entries, head {}",
+                    report.entries,
+                    report.head.unwrap_or_default()
+                ),
+                Some(b) => {
+                    eprintln!("audit chain broken: {b}");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Demo { data, listen } => {
+            let args = DataArgs {
+                data: data.clone(),
+                key_file: None,
+            };
+            let vault = if data.join(DB_FILE).exists() {
+                open_vault(&args).await?
+            } else {
+                init(&args, DEMO_POLICY).await?
+            };
+            let admin = vault
+                .create_api_key(&cli_admin(), ADMIN_ROLE, "demo admin")
+                .await?;
+            let officer_role = vault.policy().policy.roles.keys().next().cloned();
+            let officer = match &officer_role {
+                Some(r) => Some(vault.create_api_key(&cli_admin(), r, "demo").await?),
+                None => None,
+            };
+            print_demo(
+                &listen,
+                &admin.token,
+                officer
+                    .as_ref()
+                    .map(|o| (o.record.role.as_str(), o.token.as_str())),
+                &vault,
+            );
+            serve(
+                Arc::new(vault),
+                NetArgs {
+                    listen,
+                    tls_cert: None,
+                    tls_key: None,
+                    insecure_http: false,
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo(listen: &SocketAddr, admin: &str, other: Option<(&str, &str)>, vault: &Vault) {
+    let active = vault.policy();
+    let purpose = active
+        .policy
+        .purposes
+        .keys()
+        .next()
+        .cloned()
+        .unwrap_or_default();
+    println!(
+        "Amanah demo: policy {:?}, listening on http://{listen}",
+        active.policy.version
+    );
+    println!("admin key: {admin}");
+    if let Some((role, key)) = other {
+        println!("{role} key: {key}");
+    }
+    println!();
+    println!("export AMANAH_KEY={admin}");
+    println!("curl -s -X POST 'http://{listen}/v1/subjects?purpose={purpose}' -H \"Authorization: Bearer $AMANAH_KEY\" -H 'content-type: application/json' -d '{{\"fields\": {{\"full_name\": \"Siti Rahma\"}}}}'");
+    println!("curl -s 'http://{listen}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $AMANAH_KEY\"");
+    println!("curl -s 'http://{listen}/v1/audit/verify' -H \"Authorization: Bearer $AMANAH_KEY\"");
+    println!("curl -s 'http://{listen}/openapi.json'");
+}
+
+async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
+    if !net.listen.ip().is_loopback() && net.tls_cert.is_none() && !net.insecure_http {
+        bail!(
+            "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or --insecure-http if TLS ends in front of Amanah",
+            net.listen
+        );
+    }
+    let state = amanah_server::AppState {
+        vault: vault.clone(),
+        metrics: amanah_server::prometheus(),
+    };
+    let app = amanah_server::router(state);
+    // Pick up policies applied by `amanah policy apply` while serving.
+    let reloader = vault.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = reloader.reload_policy().await {
+                tracing::error!(error = %e, "policy reload failed");
+            }
+        }
+    });
+    match (net.tls_cert, net.tls_key) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            tracing::info!(listen = %net.listen, "serving HTTPS");
+            println!("listening on https://{}", net.listen);
+            axum_server::bind_rustls(net.listen, config)
+                .serve(app.into_make_service())
+                .await
+                .map_err(|e| anyhow!("server error: {e}"))?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(net.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", net.listen))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, "serving HTTP");
+            println!("listening on http://{addr}");
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}

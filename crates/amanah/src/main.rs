@@ -1,0 +1,7 @@
+//! `amanah`: the vault's one binary. Every subcommand is a thin shell over the vault.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
