@@ -325,6 +325,8 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
     })();
     match outcome {
         Ok(()) => {
+            metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
+            metrics::counter!("amanah_store_commits_total").increment(1);
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }

@@ -287,6 +287,8 @@ impl Vault {
         key: &DataKey,
         values: &[(String, FieldType, String)],
     ) -> Result<Vec<FieldWrite>> {
+        metrics::counter!("amanah_crypto_operations_total", "op" => "seal")
+            .increment(values.len() as u64);
         values
             .iter()
             .map(|(name, _, value)| {
@@ -386,6 +388,7 @@ impl Vault {
 
     /// Decrypts the categories `grant` lets the caller read, masking where the role masks.
     fn view(&self, policy: &Policy, grant: &Grant, stored: &StoredSubject) -> Result<SubjectView> {
+        metrics::counter!("amanah_crypto_operations_total", "op" => "unwrap").increment(1);
         let key = self
             .keys
             .unwrap(&stored.wrapped_key, &stored.id)
@@ -396,6 +399,7 @@ impl Vault {
             else {
                 continue;
             };
+            metrics::counter!("amanah_crypto_operations_total", "op" => "open").increment(1);
             let plain = key
                 .open_field(&stored.id, category, ciphertext)
                 .map_err(|e| {
