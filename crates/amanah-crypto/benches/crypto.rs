@@ -21,7 +21,11 @@ fn bench(name: &str, mut f: impl FnMut()) {
         n += 100;
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("{name:<44} {:>12.0} ops/s {:>9.0} ns/op", n as f64 / secs, secs * 1e9 / n as f64);
+    println!(
+        "{name:<44} {:>12.0} ops/s {:>9.0} ns/op",
+        n as f64 / secs,
+        secs * 1e9 / n as f64
+    );
 }
 
 fn main() {
