@@ -1,0 +1,174 @@
+//! The command line as a user drives it: exit codes and messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+fn amanah() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_amanah"))
+}
+
+const PRESETS: [&str; 2] = ["crm.toml", "university.toml"];
+
+#[test]
+fn presets_pass_policy_check() {
+    for preset in PRESETS {
+        let path = format!("{}/../../policies/{preset}", env!("CARGO_MANIFEST_DIR"));
+        let out = amanah().args(["policy", "check", &path]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{preset}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+    }
+}
+
+#[test]
+fn init_refuses_an_existing_store_and_a_bad_policy_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vault");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "version = \"1\"\n[controller]\nname = \"C\"\n").unwrap();
+    let out = amanah()
+        .args([
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--policy",
+            bad.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:"));
+    assert!(
+        !data.exists(),
+        "a rejected init must not create the data directory"
+    );
+
+    let good = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    let init = |policy: &str| {
+        amanah()
+            .args(["init", "--data", data.to_str().unwrap(), "--policy", policy])
+            .output()
+            .unwrap()
+    };
+    let first = init(&good);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("warning"));
+    let key = data.join("master.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let before = std::fs::read(&key).unwrap();
+    let second = init(&good);
+    assert!(!second.status.success());
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the key file must not be replaced"
+    );
+}
+
+#[test]
+fn apikey_lifecycle_on_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned() + "/v";
+    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    assert!(amanah()
+        .args(["init", "--data", &data, "--policy", &policy])
+        .status()
+        .unwrap()
+        .success());
+    let out = amanah()
+        .args([
+            "apikey", "create", "--data", &data, "--role", "admin", "--name", "ops",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.lines().last().unwrap();
+    assert!(token.starts_with("amk_"));
+    let id = stdout.split_whitespace().nth(1).unwrap().to_owned();
+
+    let list = amanah()
+        .args(["apikey", "list", "--data", &data])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8(list.stdout).unwrap();
+    assert!(listed.contains(&id) && listed.contains("active"));
+    assert!(!listed.contains(token), "list must never show a key");
+    let db = std::fs::read(format!("{data}/amanah.db")).unwrap();
+    assert!(
+        !db.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the key must not be stored"
+    );
+
+    let unknown_role = amanah()
+        .args(["apikey", "create", "--data", &data, "--role", "ghost"])
+        .output()
+        .unwrap();
+    assert!(!unknown_role.status.success());
+    assert!(String::from_utf8_lossy(&unknown_role.stderr).contains("unknown role"));
+
+    assert!(amanah()
+        .args(["apikey", "revoke", "--data", &data, &id])
+        .status()
+        .unwrap()
+        .success());
+    let again = amanah()
+        .args(["apikey", "revoke", "--data", &data, &id])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "revoking twice is an error");
+    let list = amanah()
+        .args(["apikey", "list", "--data", &data])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(list.stdout).unwrap().contains("revoked"));
+    assert!(amanah()
+        .args(["audit", "verify", "--data", &data])
+        .status()
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn serve_refuses_plain_http_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned() + "/v";
+    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    assert!(amanah()
+        .args(["init", "--data", &data, "--policy", &policy])
+        .status()
+        .unwrap()
+        .success());
+    let out = amanah()
+        .args(["serve", "--data", &data, "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing") && err.contains("--insecure-http"),
+        "{err}"
+    );
+}
+
+#[test]
+fn commands_on_a_missing_store_explain_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = amanah()
+        .args(["audit", "verify", "--data", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("amanah init"));
+}
