@@ -435,9 +435,13 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
                         key.display()
                     )
                 })?;
-            tracing::info!(listen = %net.listen, "serving HTTPS");
-            println!("listening on https://{}", net.listen);
-            axum_server::bind_rustls(net.listen, config)
+            let listener = std::net::TcpListener::bind(net.listen)
+                .with_context(|| format!("cannot listen on {}", net.listen))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, "serving HTTPS");
+            println!("listening on https://{addr}");
+            axum_server::from_tcp_rustls(listener, config)
                 .serve(app.into_make_service())
                 .await
                 .map_err(|e| anyhow!("server error: {e}"))?;
