@@ -347,7 +347,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             let admin = vault
                 .create_api_key(&cli_admin(), ADMIN_ROLE, "demo admin")
                 .await?;
-            let officer_role = vault.policy().policy.roles.keys().next().cloned();
+            let officer_role = {
+                let roles = &vault.policy().policy.roles;
+                roles
+                    .keys()
+                    .find(|r| r.as_str() == "admissions_officer")
+                    .or_else(|| roles.keys().next())
+                    .cloned()
+            };
             let officer = match &officer_role {
                 Some(r) => Some(vault.create_api_key(&cli_admin(), r, "demo").await?),
                 None => None,
@@ -377,27 +384,42 @@ async fn run(command: Command) -> Result<ExitCode> {
 
 fn print_demo(listen: &SocketAddr, admin: &str, other: Option<(&str, &str)>, vault: &Vault) {
     let active = vault.policy();
-    let purpose = active
-        .policy
-        .purposes
+    let purposes = &active.policy.purposes;
+    let purpose = purposes
         .keys()
-        .next()
+        .find(|p| p.as_str() == "admission")
+        .or_else(|| purposes.keys().next())
         .cloned()
         .unwrap_or_default();
+    let base = format!("http://{listen}");
     println!(
-        "Amanah demo: policy {:?}, listening on http://{listen}",
+        "Amanah demo: policy {:?}, listening on {base}",
         active.policy.version
     );
-    println!("admin key: {admin}");
+    println!();
+    println!("export ADMIN={admin}");
     if let Some((role, key)) = other {
-        println!("{role} key: {key}");
+        println!("export OFFICER={key}   # role {role}");
     }
     println!();
-    println!("export AMANAH_KEY={admin}");
-    println!("curl -s -X POST 'http://{listen}/v1/subjects?purpose={purpose}' -H \"Authorization: Bearer $AMANAH_KEY\" -H 'content-type: application/json' -d '{{\"fields\": {{\"full_name\": \"Siti Rahma\"}}}}'");
-    println!("curl -s 'http://{listen}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $AMANAH_KEY\"");
-    println!("curl -s 'http://{listen}/v1/audit/verify' -H \"Authorization: Bearer $AMANAH_KEY\"");
-    println!("curl -s 'http://{listen}/openapi.json'");
+    println!("# create a subject (fields must belong to the purpose; values are validated and normalized)");
+    println!("curl -s -X POST '{base}/v1/subjects?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\" \\");
+    println!("  -H 'content-type: application/json' \\");
+    println!("  -d '{{\"fields\": {{\"full_name\": \"Siti Rahma\", \"email\": \"Siti@Example.ID\", \"nik\": \"3174096512990007\"}}}}'");
+    println!("# read it back as admin, then as the officer (NIK masked, specific data hidden)");
+    println!(
+        "curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\""
+    );
+    if other.is_some() {
+        println!("curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $OFFICER\"");
+    }
+    println!("# search by blind index; the value is normalized first");
+    println!("curl -s '{base}/v1/subjects?purpose={purpose}&email=siti@example.id' -H \"Authorization: Bearer $ADMIN\"");
+    println!("# the audit trail and its verification");
+    println!("curl -s '{base}/v1/audit?subject=ID' -H \"Authorization: Bearer $ADMIN\"");
+    println!("curl -s '{base}/v1/audit/verify' -H \"Authorization: Bearer $ADMIN\"");
+    println!("curl -s '{base}/openapi.json'");
+    println!();
 }
 
 async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
