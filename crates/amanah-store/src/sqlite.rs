@@ -284,14 +284,47 @@ fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<Wri
     }
 }
 
+/// Another process on the same database (`amanah apikey create`, `amanah policy apply` while
+/// the server runs) may have appended to the chain since this writer last wrote. Inside the
+/// write transaction (which holds the write lock), move the in-memory end of the chain to the
+/// signed head when the head is authentic and further along. Only a head carrying a valid MAC
+/// is followed, so rows removed from the end of the log still show as a gap.
+fn sync_chain(tx: &Connection, chain: &mut Chain) -> StoreResult<()> {
+    let head = tx
+        .query_row(
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    if let Some((seq, hash, mac)) = head {
+        let (seq, hash) = (seq as u64, to_hash(&hash));
+        if seq > chain.seq && mac.as_slice() == head_mac(&chain.key, seq, &hash).as_slice() {
+            chain.seq = seq;
+            chain.hash = hash;
+        }
+    }
+    Ok(())
+}
+
 fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
-    let (start_seq, start_hash) = (chain.seq, chain.hash);
     let mut results = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
+    let mut start_seq = chain.seq;
+    let mut start_hash = chain.hash;
     let outcome = (|| -> StoreResult<()> {
         let mut tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
+        sync_chain(&tx, chain)?;
+        (start_seq, start_hash) = (chain.seq, chain.hash);
         for job in batch {
             let (seq, hash) = (chain.seq, chain.hash);
             let sp = tx.savepoint().map_err(backend)?;
