@@ -459,12 +459,22 @@ impl Vault {
         let mut draft = self.draft(who, "subject.search", policy);
         draft.fields = vec![category.to_owned()];
         let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        // Refused searches are reads too: each leaves one audit entry, like a denial.
         let cat = match policy.category(category) {
             Some(c) if c.index => c,
             Some(_) => {
-                return Err(Error::invalid(category, format!("category {category:?} is not indexed: the policy must set `index = true` to search by it")))
+                let err = Error::invalid(category, format!("category {category:?} is not indexed: the policy must set `index = true` to search by it"));
+                return Err(self.deny(draft, err).await);
             }
-            None => return Err(Error::invalid(category, format!("unknown search parameter {category:?}: the policy has no such category"))),
+            None => {
+                let err = Error::invalid(
+                    category,
+                    format!(
+                        "unknown search parameter {category:?}: the policy has no such category"
+                    ),
+                );
+                return Err(self.deny(draft, err).await);
+            }
         };
         if !grant.may_search(category) {
             let err = denial_error(&Denial::CategoryNotVisible {
@@ -473,12 +483,16 @@ impl Vault {
             });
             return Err(self.deny(draft, err).await);
         }
-        let normalized = fields::normalize_str(cat.field_type, value).map_err(|e| {
-            Error::invalid(
-                category,
-                format!("search value for {category:?}: {}", e.rule),
-            )
-        })?;
+        let normalized = match fields::normalize_str(cat.field_type, value) {
+            Ok(n) => n,
+            Err(e) => {
+                let err = Error::invalid(
+                    category,
+                    format!("search value for {category:?}: {}", e.rule),
+                );
+                return Err(self.deny(draft, err).await);
+            }
+        };
         let term = self
             .keys
             .blind_index_key(category)
