@@ -1,0 +1,1234 @@
+//! The HTTP API as a client drives it: the real `amanah` binary over a real SQLite store.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const POLICY: &str = r#"
+version = "http-test-1"
+
+[controller]
+name = "Test University"
+contact = "dpo@example.id"
+
+[categories.full_name]
+type = "name"
+class = "general"
+
+[categories.email]
+type = "email"
+class = "general"
+index = true
+unique = true
+
+[categories.phone]
+type = "phone"
+class = "general"
+index = true
+
+[categories.nik]
+type = "nik"
+class = "general"
+index = true
+
+[categories.health]
+type = "text"
+class = "specific"
+
+[purposes.admission]
+basis = "contract"
+categories = ["full_name", "email", "phone", "nik", "health"]
+retention = "5y"
+
+[purposes.marketing]
+basis = "consent"
+categories = ["full_name", "email"]
+retention = "1y"
+
+[roles.officer]
+purposes = ["admission"]
+mask = ["nik"]
+
+[roles.nurse]
+purposes = ["admission"]
+specific = true
+
+[roles.marketer]
+purposes = ["marketing"]
+"#;
+
+const CATEGORIES: [&str; 5] = ["full_name", "email", "phone", "nik", "health"];
+const NIK: &str = "3174092512990007";
+const NIK2: &str = "3174096512990007";
+
+fn amanah() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_amanah"))
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = amanah().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "amanah {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Keys {
+    admin: String,
+    admin_id: String,
+    officer: String,
+    officer_id: String,
+    nurse: String,
+    marketer: String,
+}
+
+/// An initialized data directory with one key per role.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    data: PathBuf,
+    keys: Keys,
+}
+
+fn create_key(data: &Path, role: &str) -> (String, String) {
+    let out = run_ok(&[
+        "apikey",
+        "create",
+        "--data",
+        data.to_str().unwrap(),
+        "--role",
+        role,
+        "--name",
+        role,
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    let id = lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    (id, lines.last().unwrap().trim().to_owned())
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let data = root.join("vault");
+    let policy = root.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    run_ok(&[
+        "init",
+        "--data",
+        data.to_str().unwrap(),
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    let (admin_id, admin) = create_key(&data, "admin");
+    let (officer_id, officer) = create_key(&data, "officer");
+    let (_, nurse) = create_key(&data, "nurse");
+    let (_, marketer) = create_key(&data, "marketer");
+    Fixture {
+        _dir: dir,
+        root,
+        data,
+        keys: Keys {
+            admin,
+            admin_id,
+            officer,
+            officer_id,
+            nurse,
+            marketer,
+        },
+    }
+}
+
+/// A running `amanah serve`, its stdout and stderr captured.
+struct Server {
+    child: Child,
+    base: String,
+    output: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    client: reqwest::Client,
+}
+
+fn start(data: &Path) -> Server {
+    // reqwest is built with rustls for the TLS tests; give it a provider even for plain HTTP.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut child = amanah()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("AMANAH_LOG", "debug")
+        .env_remove("AMANAH_LISTEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    let out = output.clone();
+    let r1 = std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            out.lock().unwrap().extend_from_slice(line.as_bytes());
+            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
+                let _ = tx.send(addr.to_owned());
+            }
+            line.clear();
+        }
+    });
+    let stderr = child.stderr.take().unwrap();
+    let out = output.clone();
+    let r2 = std::thread::spawn(move || {
+        let mut reader = stderr;
+        let mut buf = [0u8; 4096];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    let addr = match rx.recv_timeout(Duration::from_secs(15)) {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = child.kill();
+            panic!(
+                "server did not start: {}",
+                String::from_utf8_lossy(&output.lock().unwrap())
+            );
+        }
+    };
+    Server {
+        child,
+        base: format!("http://{addr}"),
+        output,
+        readers: vec![r1, r2],
+        client: reqwest::Client::new(),
+    }
+}
+
+impl Server {
+    /// Graceful stop (SIGINT); returns everything the server printed.
+    fn stop(mut self) -> Vec<u8> {
+        let pid = self.child.id().to_string();
+        let st = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "server exit: {status}");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("server did not stop on SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let out = self.output.lock().unwrap().clone();
+        out
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, String, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(k) = key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_owned());
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            assert_eq!(ctype, "application/problem+json", "{path}: {status} {text}");
+            assert_eq!(value["status"], status.as_u16(), "{text}");
+            assert!(value["type"].is_string() && value["title"].is_string());
+            assert!(value["detail"].is_string());
+        }
+        (status, ctype, value)
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::GET, path, Some(key), None).await;
+        (s, v)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let (s, _, v) = self
+            .call(method, path, Some(key), Some(&body.to_string()))
+            .await;
+        (s, v)
+    }
+
+    async fn create(&self, key: &str, purpose: &str, fields: Value) -> String {
+        let (s, v) = self
+            .send(
+                Method::POST,
+                &format!("/v1/subjects?purpose={purpose}"),
+                key,
+                &json!({ "fields": fields }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn audit(&self, admin: &str) -> Vec<Value> {
+        let (s, v) = self.get("/v1/audit?limit=10000", admin).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["entries"].as_array().unwrap().clone()
+    }
+
+    async fn search(&self, key: &str, purpose: &str, query: &str) -> (StatusCode, Value) {
+        self.get(&format!("/v1/subjects?purpose={purpose}&{query}"), key)
+            .await
+    }
+}
+
+fn ids(found: &Value) -> Vec<String> {
+    found["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn student() -> Value {
+    json!({
+        "full_name": "Siti Rahma",
+        "email": "siti@example.id",
+        "phone": "0812-4471-9035",
+        "nik": NIK,
+        "health": "asthma",
+    })
+}
+
+#[tokio::test]
+async fn routes_happy_paths_and_errors() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+
+    // Unauthenticated requests get 401 whatever else is wrong with them.
+    let revoked = create_key(&f.data, "officer");
+    let (s, _) = srv
+        .send(
+            Method::DELETE,
+            &format!("/v1/keys/{}", revoked.0),
+            &k.admin,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    for key in [
+        None,
+        Some("not-a-key"),
+        Some("amk_0000000000000000000000000000000000000000000"),
+        Some(revoked.1.as_str()),
+    ] {
+        for (method, path, body) in [
+            (Method::POST, "/v1/subjects", Some("{not json")),
+            (Method::POST, "/v1/subjects?purpose=admission", Some("{")),
+            (Method::GET, "/v1/subjects/x", None),
+            (Method::GET, "/v1/subjects?email=a@b.id", None),
+            (Method::PATCH, "/v1/subjects/x", Some("[")),
+            (Method::GET, "/v1/audit", None),
+            (Method::GET, "/v1/audit/verify", None),
+            (Method::GET, "/v1/keys", None),
+            (Method::POST, "/v1/keys", Some("nope")),
+            (Method::DELETE, "/v1/keys/x", None),
+            (Method::GET, "/v1/policy", None),
+            (Method::PUT, "/v1/policy", Some("garbage")),
+        ] {
+            let (s, _, _) = srv.call(method.clone(), path, key, body).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} key {key:?}");
+        }
+    }
+
+    // Happy paths.
+    let id = srv.create(&k.officer, "admission", student()).await;
+    let (s, v) = srv
+        .get(&format!("/v1/subjects/{id}?purpose=admission"), &k.nurse)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["fields"]["full_name"], "Siti Rahma");
+    assert_eq!(v["fields"]["email"], "siti@example.id");
+    let (s, v) = srv
+        .search(&k.nurse, "admission", "email=siti@example.id")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&v), vec![id.clone()]);
+    let (s, v) = srv
+        .send(
+            Method::PATCH,
+            &format!("/v1/subjects/{id}?purpose=admission"),
+            &k.nurse,
+            &json!({"fields": {"full_name": "Siti Rahmawati"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v) = srv
+        .get(&format!("/v1/subjects/{id}?purpose=admission"), &k.nurse)
+        .await;
+    assert_eq!(v["fields"]["full_name"], "Siti Rahmawati");
+    let (s, v) = srv.get(&format!("/v1/audit?subject={id}"), &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let entries = v["entries"].as_array().unwrap();
+    assert!(entries.len() >= 4, "{v}");
+    assert!(entries.iter().all(|e| e["subject"] == id.as_str()));
+    let (s, v) = srv.get("/v1/audit/verify", &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["entries"].as_u64().unwrap() > 0 && v["head"].is_string());
+    let (s, v) = srv.get("/v1/keys", &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let keys = v["keys"].as_array().unwrap();
+    assert!(keys.iter().any(|x| x["id"] == k.officer_id.as_str()));
+    assert!(!v.to_string().contains(&k.officer));
+    let (s, v) = srv
+        .send(
+            Method::POST,
+            "/v1/keys",
+            &k.admin,
+            &json!({"role": "marketer", "name": "new"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let new_key = v["key"].as_str().unwrap().to_owned();
+    let new_id = v["id"].as_str().unwrap().to_owned();
+    let (s, _) = srv
+        .search(&new_key, "marketing", "email=siti@example.id")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = srv
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{new_id}"),
+            Some(&k.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = srv
+        .search(&new_key, "marketing", "email=siti@example.id")
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, _) = srv
+        .call(
+            Method::DELETE,
+            "/v1/keys/key-nonexistent",
+            Some(&k.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v) = srv.get("/v1/policy", &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["version"], "http-test-1");
+    let new_policy = POLICY.replace("http-test-1", "http-test-2");
+    let resp = srv
+        .client
+        .put(format!("{}/v1/policy", srv.base))
+        .header("authorization", format!("Bearer {}", k.admin))
+        .body(new_policy)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let (_, v) = srv.get("/v1/policy", &k.admin).await;
+    assert_eq!(v["version"], "http-test-2");
+    let resp = srv
+        .client
+        .put(format!("{}/v1/policy", srv.base))
+        .header("authorization", format!("Bearer {}", k.admin))
+        .body("version = ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _, v) = srv.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+
+    // Errors.
+    let subj = format!("/v1/subjects/{id}");
+    let (s, v) = srv.get(&subj, &k.officer).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "missing purpose: {v}");
+    let (s, _) = srv
+        .send(
+            Method::POST,
+            "/v1/subjects",
+            &k.officer,
+            &json!({"fields": {"full_name": "A B"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = srv
+        .get(&format!("{subj}?purpose=marketing"), &k.officer)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "purpose not granted");
+    let (s, _) = srv
+        .send(
+            Method::POST,
+            "/v1/subjects?purpose=marketing",
+            &k.officer,
+            &json!({"fields": {"full_name": "A B"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = srv
+        .get(&format!("{subj}?purpose=astrology"), &k.officer)
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "unknown purpose");
+    let (s, _) = srv
+        .get(
+            "/v1/subjects/00000000-0000-0000-0000-000000000000?purpose=admission",
+            &k.officer,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = srv
+        .send(
+            Method::PATCH,
+            "/v1/subjects/00000000-0000-0000-0000-000000000000?purpose=admission",
+            &k.officer,
+            &json!({"fields": {"full_name": "A B"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let post = |fields: Value| {
+        let srv = &srv;
+        let key = k.officer.clone();
+        async move {
+            srv.send(
+                Method::POST,
+                "/v1/subjects?purpose=admission",
+                &key,
+                &json!({ "fields": fields }),
+            )
+            .await
+        }
+    };
+    let (s, v) = post(json!({"full_name": "A B", "shoe_size": "44"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "shoe_size");
+    let (s, v) = srv
+        .send(
+            Method::POST,
+            "/v1/subjects?purpose=marketing",
+            &k.marketer,
+            &json!({"fields": {"full_name": "A B", "phone": "081244719035"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "field not in purpose");
+    assert_eq!(v["field"], "phone");
+    let (s, v) = post(json!({"full_name": "A B", "nik": "9974092512990007"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "nik");
+    assert!(!v.to_string().contains("9974092512990007"), "{v}");
+    let (s, v) = post(json!({"full_name": "A B", "email": "bogus-at-nowhere"})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["field"], "email");
+    assert!(!v.to_string().contains("bogus-at-nowhere"), "{v}");
+    for bad in [
+        "{\"fields\": {",
+        "not json",
+        "{\"fields\": {}, \"extra\": 1}",
+    ] {
+        let (s, _, _) = srv
+            .call(
+                Method::POST,
+                "/v1/subjects?purpose=admission",
+                Some(&k.officer),
+                Some(bad),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let (s, v) = srv.search(&k.nurse, "admission", "health=asthma").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "not indexed: {v}");
+    assert!(!v.to_string().contains("asthma"));
+    let (s, _) = srv
+        .search(&k.officer, "admission", &format!("nik={NIK}"))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "masked category search");
+    for path in ["/v1/audit", "/v1/audit/verify", "/v1/keys", "/v1/policy"] {
+        let (s, _) = srv.get(path, &k.officer).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (s, _) = srv
+        .send(
+            Method::POST,
+            "/v1/keys",
+            &k.nurse,
+            &json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = srv
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{}", k.admin_id),
+            Some(&k.nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = srv
+        .call(Method::PUT, "/v1/policy", Some(&k.nurse), Some(POLICY))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = post(json!({"full_name": "Other", "email": "SITI@example.id"})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert!(!v.to_string().to_lowercase().contains("siti@"));
+    let (s, _, _) = srv.call(Method::GET, "/v1/nothing-here", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = srv
+        .call(Method::GET, "/v1/nothing-here", Some(&k.admin), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    srv.stop();
+}
+
+#[tokio::test]
+async fn reads_are_filtered_by_role_and_purpose() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let id = srv.create(&k.officer, "admission", student()).await;
+    let path = format!("/v1/subjects/{id}?purpose=admission");
+
+    let (s, v) = srv.get(&path, &k.officer).await;
+    assert_eq!(s, StatusCode::OK);
+    let nik = v["fields"]["nik"].as_str().unwrap();
+    assert!(nik.contains('*') && nik != NIK, "{v}");
+    assert!(v["fields"].get("health").is_none(), "{v}");
+    assert_eq!(v["fields"]["full_name"], "Siti Rahma");
+    // Search results are filtered the same way.
+    let (_, v) = srv
+        .search(&k.officer, "admission", "email=siti@example.id")
+        .await;
+    let found = &v["subjects"][0]["fields"];
+    assert!(found["nik"].as_str().unwrap().contains('*'));
+    assert!(found.get("health").is_none());
+
+    for key in [&k.nurse, &k.admin] {
+        let (s, v) = srv.get(&path, key).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["fields"]["health"], "asthma", "{v}");
+        assert_eq!(v["fields"]["nik"], NIK);
+    }
+
+    let (s, v) = srv
+        .get(&format!("/v1/subjects/{id}?purpose=marketing"), &k.marketer)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut names: Vec<&String> = v["fields"].as_object().unwrap().keys().collect();
+    names.sort();
+    assert_eq!(names, ["email", "full_name"], "{v}");
+    let (s, _) = srv.get(&path, &k.marketer).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    srv.stop();
+}
+
+#[tokio::test]
+async fn search_normalizes_and_patch_moves_the_index() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let id = srv
+        .create(
+            &k.nurse,
+            "admission",
+            json!({"full_name": "Budi", "email": "Budi.Santoso@Example.ID", "phone": "0812-4471-9035"}),
+        )
+        .await;
+    for q in [
+        "phone=%2B62%20812%204471%209035",
+        "phone=081244719035",
+        "email=budi.santoso@example.id",
+        "email=BUDI.SANTOSO@EXAMPLE.ID",
+    ] {
+        let (s, v) = srv.search(&k.nurse, "admission", q).await;
+        assert_eq!(s, StatusCode::OK, "{q}: {v}");
+        assert_eq!(ids(&v), vec![id.clone()], "{q}");
+    }
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "phone=081244719036")
+        .await;
+    assert!(ids(&v).is_empty());
+
+    let (s, _) = srv
+        .send(
+            Method::PATCH,
+            &format!("/v1/subjects/{id}?purpose=admission"),
+            &k.nurse,
+            &json!({"fields": {"email": "budi@new.example.id", "phone": "+62 813 1111 2222"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "email=budi.santoso@example.id")
+        .await;
+    assert!(ids(&v).is_empty(), "old email still finds: {v}");
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "phone=081244719035")
+        .await;
+    assert!(ids(&v).is_empty(), "old phone still finds: {v}");
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "email=BUDI@new.example.id")
+        .await;
+    assert_eq!(ids(&v), vec![id.clone()]);
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "phone=0813-1111-2222")
+        .await;
+    assert_eq!(ids(&v), vec![id.clone()]);
+    // The old unique email is free again.
+    let other = srv
+        .create(
+            &k.nurse,
+            "admission",
+            json!({"full_name": "Other", "email": "budi.santoso@example.id"}),
+        )
+        .await;
+    assert_ne!(other, id);
+    srv.stop();
+}
+
+#[tokio::test]
+async fn a_rejected_create_stores_nothing() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let creates = |entries: &[Value]| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == "subject.create")
+            .count()
+    };
+    let before = creates(&srv.audit(&k.admin).await);
+    for fields in [
+        json!({"full_name": "Rejected One", "email": "rejected@example.id", "nik": "1234"}),
+        json!({"full_name": "Rejected One", "email": "rejected@example.id", "shoe": "x"}),
+        json!({"full_name": "Rejected One", "email": "rejected@example.id", "phone": "abc"}),
+    ] {
+        let (s, _) = srv
+            .send(
+                Method::POST,
+                "/v1/subjects?purpose=admission",
+                &k.nurse,
+                &json!({ "fields": fields }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (s, v) = srv
+        .search(&k.nurse, "admission", "email=rejected@example.id")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ids(&v).is_empty(), "{v}");
+    let entries = srv.audit(&k.admin).await;
+    assert_eq!(creates(&entries), before);
+    // The email is not taken either.
+    srv.create(
+        &k.nurse,
+        "admission",
+        json!({"full_name": "Accepted", "email": "rejected@example.id"}),
+    )
+    .await;
+    srv.stop();
+}
+
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+fn verify(data: &Path) -> (bool, String) {
+    let out = amanah()
+        .args(["audit", "verify", "--data", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn every_read_is_audited_once_and_tampering_is_detected() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let id = srv.create(&k.officer, "admission", student()).await;
+    let _second = srv
+        .create(
+            &k.officer,
+            "admission",
+            json!({"full_name": "Second", "email": "second@example.id", "phone": "0812-4471-9035"}),
+        )
+        .await;
+
+    let reads: Vec<(String, &str, Option<StatusCode>)> = vec![
+        (
+            format!("/v1/subjects/{id}?purpose=admission"),
+            &k.officer,
+            Some(StatusCode::OK),
+        ),
+        (
+            format!("/v1/subjects/{id}?purpose=admission"),
+            &k.nurse,
+            Some(StatusCode::OK),
+        ),
+        (
+            format!("/v1/subjects/{id}?purpose=marketing"),
+            &k.officer,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            format!("/v1/subjects/{id}?purpose=astrology"),
+            &k.officer,
+            Some(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+        (
+            "/v1/subjects/00000000-0000-0000-0000-000000000000?purpose=admission".into(),
+            &k.officer,
+            Some(StatusCode::NOT_FOUND),
+        ),
+        (
+            "/v1/subjects?purpose=admission&email=siti@example.id".into(),
+            &k.officer,
+            Some(StatusCode::OK),
+        ),
+        (
+            "/v1/subjects?purpose=admission&email=nobody@example.id".into(),
+            &k.officer,
+            Some(StatusCode::OK),
+        ),
+        (
+            format!("/v1/subjects?purpose=admission&nik={NIK}"),
+            &k.officer,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "/v1/subjects?purpose=marketing&email=siti@example.id".into(),
+            &k.officer,
+            Some(StatusCode::FORBIDDEN),
+        ),
+        (
+            "/v1/subjects?purpose=admission&health=asthma".into(),
+            &k.nurse,
+            Some(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+        (
+            "/v1/subjects?purpose=admission&nik=123".into(),
+            &k.nurse,
+            Some(StatusCode::UNPROCESSABLE_ENTITY),
+        ),
+        (
+            "/v1/subjects?purpose=marketing&email=siti@example.id".into(),
+            &k.marketer,
+            Some(StatusCode::OK),
+        ),
+    ];
+    let mut last = srv.audit(&k.admin).await.len();
+    for (path, key, expect) in &reads {
+        let (s, v) = srv.get(path, key).await;
+        if let Some(e) = expect {
+            assert_eq!(s, *e, "{path}: {v}");
+        }
+        let entries = srv.audit(&k.admin).await;
+        // +1 for the previous audit listing, +1 for this read.
+        assert_eq!(
+            entries.len(),
+            last + 2,
+            "{path} ({s}) should add exactly one audit entry"
+        );
+        let new = &entries[entries.len() - 1];
+        assert_ne!(new["action"], "audit.read", "{new}");
+        assert!(
+            new["action"].as_str().unwrap().starts_with("subject."),
+            "{new}"
+        );
+        let expected_outcome = if s.is_success() { "allowed" } else { "denied" };
+        assert_eq!(new["outcome"], expected_outcome, "{path}: {new}");
+        last = entries.len();
+    }
+    // A search matching two subjects records one entry per subject.
+    let (_, v) = srv
+        .search(&k.nurse, "admission", "phone=081244719035")
+        .await;
+    assert_eq!(ids(&v).len(), 2);
+    let entries = srv.audit(&k.admin).await;
+    assert_eq!(entries.len(), last + 3);
+
+    let keys = [&k.admin, &k.officer, &k.nurse, &k.marketer];
+    for e in &entries {
+        let actor = e["actor"].as_str().unwrap();
+        assert!(actor.starts_with("key-") || actor == "cli", "{e}");
+        for key in keys {
+            assert!(!e.to_string().contains(key.as_str()), "key in audit: {e}");
+        }
+        for field in e["fields"].as_array().unwrap() {
+            assert!(CATEGORIES.contains(&field.as_str().unwrap()), "{e}");
+        }
+        let text = e.to_string();
+        for value in ["Siti", "siti@example.id", NIK, "asthma", "4471"] {
+            assert!(!text.contains(value), "value {value} in audit: {e}");
+        }
+    }
+    assert!(entries
+        .iter()
+        .any(|e| e["actor"] == f.keys.officer_id.as_str() && e["action"] == "subject.read"));
+    let (s, v) = srv.get("/v1/audit/verify", &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], true, "{v}");
+    srv.stop();
+
+    let (ok, out) = verify(&f.data);
+    assert!(ok, "{out}");
+    let db = f.data.join("amanah.db");
+    let max: u64 = sqlite(&db, "SELECT max(seq) FROM audit_log;")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(max > 10);
+    let mid = max / 2;
+    let cols = "at, actor, role, action, purpose, basis, outcome, reason, subject_id, fields, policy_version, hash";
+    let tampers: Vec<(&str, String, u64)> = vec![
+        (
+            "edit",
+            format!("UPDATE audit_log SET actor = 'someone-else' WHERE seq = {mid};"),
+            mid,
+        ),
+        (
+            "edit-fields",
+            format!("UPDATE audit_log SET fields = '[]' WHERE seq = {mid};"),
+            mid,
+        ),
+        (
+            "delete-middle",
+            format!("DELETE FROM audit_log WHERE seq = {mid};"),
+            mid,
+        ),
+        (
+            "delete-last",
+            format!("DELETE FROM audit_log WHERE seq = {max};"),
+            max - 1,
+        ),
+        (
+            "swap",
+            format!(
+                "CREATE TEMP TABLE t AS SELECT * FROM audit_log WHERE seq IN ({mid}, {n});
+                 UPDATE audit_log SET ({cols}) = (SELECT {cols} FROM t WHERE t.seq = {n}) WHERE seq = {mid};
+                 UPDATE audit_log SET ({cols}) = (SELECT {cols} FROM t WHERE t.seq = {mid}) WHERE seq = {n};",
+                n = mid + 1
+            ),
+            mid,
+        ),
+    ];
+    for (name, sql, entry) in tampers {
+        let copy = f.root.join(format!("tamper-{name}"));
+        copy_dir(&f.data, &copy);
+        sqlite(&copy.join("amanah.db"), &sql);
+        let (ok, out) = verify(&copy);
+        assert!(!ok, "{name}: verify passed: {out}");
+        assert!(
+            out.contains(&format!("entry {entry}")),
+            "{name}: should name entry {entry}: {out}"
+        );
+    }
+}
+
+fn needles(marker: &str) -> Vec<Vec<u8>> {
+    let mut forms = vec![marker.to_owned(), marker.to_lowercase()];
+    forms.dedup();
+    let mut out = Vec::new();
+    for f in forms {
+        out.push(f.as_bytes().to_vec());
+        out.push(f.encode_utf16().flat_map(u16::to_le_bytes).collect());
+        out.push(f.encode_utf16().flat_map(u16::to_be_bytes).collect());
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn no_plaintext_at_rest_or_in_logs() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let markers = [
+        "Zanzibar Quokkaface",
+        "quokka.marker@example.id",
+        NIK2,
+        "Quokkaitis Chronica",
+        "Rejected Wombatface",
+        "wombat.rejected@example.id",
+        "Patched Platypusface",
+        "081299887766",
+    ];
+    let id = srv
+        .create(
+            &k.nurse,
+            "admission",
+            json!({
+                "full_name": "Zanzibar Quokkaface",
+                "email": "Quokka.Marker@Example.ID",
+                "nik": NIK2,
+                "phone": "0812-9988-7766",
+                "health": "Quokkaitis Chronica",
+            }),
+        )
+        .await;
+    // Rejected request holding markers.
+    let (s, _) = srv
+        .send(
+            Method::POST,
+            "/v1/subjects?purpose=admission",
+            &k.nurse,
+            &json!({"fields": {"full_name": "Rejected Wombatface", "email": "wombat.rejected@example.id", "nik": "0000"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = srv
+        .send(
+            Method::PATCH,
+            &format!("/v1/subjects/{id}?purpose=admission"),
+            &k.nurse,
+            &json!({"fields": {"full_name": "Patched Platypusface"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = srv
+        .search(&k.nurse, "admission", "email=quokka.marker@example.id")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ids(&v), vec![id.clone()]);
+    let (s, _) = srv
+        .search(&k.nurse, "admission", "email=wombat.rejected@example.id")
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = srv
+        .search(&k.officer, "admission", &format!("nik={NIK2}"))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = srv
+        .search(&k.nurse, "admission", "health=Quokkaitis%20Chronica")
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (_, v) = srv
+        .get(&format!("/v1/subjects/{id}?purpose=admission"), &k.nurse)
+        .await;
+    assert_eq!(v["fields"]["health"], "Quokkaitis Chronica");
+    let logs = srv.stop();
+    assert!(!logs.is_empty());
+
+    let mut files: Vec<(String, Vec<u8>)> = vec![("server output".into(), logs)];
+    for e in std::fs::read_dir(&f.data).unwrap() {
+        let p = e.unwrap().path();
+        files.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+    }
+    assert!(files.iter().any(|(n, _)| n.ends_with("amanah.db")));
+    for (name, bytes) in &files {
+        for m in markers {
+            for needle in needles(m) {
+                assert!(
+                    !contains(bytes, &needle),
+                    "{name} holds marker {m:?} ({} bytes form)",
+                    needle.len()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_swapped_ciphertext_fails_closed() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let k = &f.keys;
+    let a = srv
+        .create(
+            &k.nurse,
+            "admission",
+            json!({"full_name": "Alpha Person", "email": "alpha.swap@example.id"}),
+        )
+        .await;
+    let b = srv
+        .create(
+            &k.nurse,
+            "admission",
+            json!({"full_name": "Beta Person", "email": "beta.swap@example.id"}),
+        )
+        .await;
+    srv.stop();
+    let db = f.data.join("amanah.db");
+    sqlite(
+        &db,
+        &format!(
+            "UPDATE subject_fields SET ciphertext = (SELECT ciphertext FROM subject_fields WHERE subject_id = '{a}' AND category = 'email') WHERE subject_id = '{b}' AND category = 'email';"
+        ),
+    );
+    let srv = start(&f.data);
+    let (s, _, v) = srv
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{b}?purpose=admission"),
+            Some(&k.nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    let text = v.to_string();
+    for value in ["alpha", "beta", "Alpha Person", "Beta Person"] {
+        assert!(!text.contains(value), "{text}");
+    }
+    // The untouched subject still reads.
+    let (s, v) = srv
+        .get(&format!("/v1/subjects/{a}?purpose=admission"), &k.nurse)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["fields"]["email"], "alpha.swap@example.id");
+    let logs = srv.stop();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(!logs.contains("alpha.swap") && !logs.contains("beta.swap"));
+}
+
+#[tokio::test]
+async fn openapi_and_metrics() {
+    let f = fixture();
+    let srv = start(&f.data);
+    let (s, _, v) = srv.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paths = v["paths"].as_object().unwrap();
+    for (path, methods) in [
+        ("/v1/subjects", &["post", "get"][..]),
+        ("/v1/subjects/{id}", &["get", "patch"]),
+        ("/v1/audit", &["get"]),
+        ("/v1/audit/verify", &["get"]),
+        ("/v1/keys", &["get", "post"]),
+        ("/v1/keys/{id}", &["delete"]),
+        ("/v1/policy", &["get", "put"]),
+        ("/healthz", &["get"]),
+        ("/metrics", &["get"]),
+    ] {
+        let p = paths
+            .get(path)
+            .unwrap_or_else(|| panic!("openapi lacks {path}"));
+        for m in methods {
+            assert!(p.get(*m).is_some(), "openapi lacks {m} {path}");
+        }
+    }
+    let _ = srv.get("/healthz", &f.keys.admin).await;
+    let resp = srv
+        .client
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = resp.text().await.unwrap();
+    assert!(text.contains("amanah_http_requests_total"), "{text}");
+    srv.stop();
+}
+
+#[test]
+fn policy_check_names_the_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        POLICY.replace("type = \"nik\"", "type = \"passport-ish\""),
+    )
+    .unwrap();
+    let out = amanah()
+        .args(["policy", "check", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let prefix = format!("{}:", file.display());
+    let line = err
+        .lines()
+        .find(|l| l.contains(&prefix))
+        .unwrap_or_else(|| panic!("no file:line:col in {err}"));
+    let rest = &line[line.find(&prefix).unwrap() + prefix.len()..];
+    let mut parts = rest.splitn(3, ':');
+    let l: u32 = parts.next().unwrap().parse().expect("line number");
+    let c: u32 = parts.next().unwrap().parse().expect("column number");
+    assert!(l > 1 && c >= 1, "{line}");
+    // The reported line is the broken one.
+    let src = std::fs::read_to_string(&file).unwrap();
+    let bad = src.lines().nth(l as usize - 1).unwrap();
+    assert!(bad.contains("passport-ish"), "line {l} is {bad:?}");
+
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, POLICY).unwrap();
+    let out = amanah()
+        .args(["policy", "check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
