@@ -436,7 +436,10 @@ impl Vault {
                 .deny(draft, Error::NotFound(format!("no subject {id}")))
                 .await);
         };
-        let view = self.view(policy, &grant, &stored)?;
+        let view = match self.view(policy, &grant, &stored) {
+            Ok(v) => v,
+            Err(e) => return Err(self.deny(draft, e).await),
+        };
         draft.fields = view.fields.keys().cloned().collect();
         self.store
             .append_audit(vec![draft])
@@ -505,7 +508,14 @@ impl Vault {
         let mut views = Vec::with_capacity(found.len());
         let mut entries = Vec::with_capacity(found.len().max(1));
         for stored in &found {
-            let view = self.view(policy, &grant, stored)?;
+            let view = match self.view(policy, &grant, stored) {
+                Ok(v) => v,
+                Err(e) => {
+                    let mut failed = draft.clone();
+                    failed.subject = Some(stored.id.clone());
+                    return Err(self.deny(failed, e).await);
+                }
+            };
             let mut e = draft.clone();
             e.subject = Some(view.id.clone());
             e.fields = view.fields.keys().cloned().collect();

@@ -1147,6 +1147,18 @@ async fn a_swapped_ciphertext_fails_closed() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["fields"]["email"], "alpha.swap@example.id");
+    // The failed read is on record as a refusal for that subject.
+    let entries = srv.audit(&k.admin).await;
+    let failed = entries
+        .iter()
+        .filter(|e| e["subject"] == b.as_str() && e["action"] == "subject.read")
+        .last()
+        .unwrap();
+    assert_eq!(failed["outcome"], "denied", "{failed}");
+    assert!(failed["reason"]
+        .as_str()
+        .unwrap()
+        .contains("decryption failed"));
     let logs = srv.stop();
     let logs = String::from_utf8_lossy(&logs);
     assert!(!logs.contains("alpha.swap") && !logs.contains("beta.swap"));
