@@ -1151,8 +1151,8 @@ async fn a_swapped_ciphertext_fails_closed() {
     let entries = srv.audit(&k.admin).await;
     let failed = entries
         .iter()
-        .filter(|e| e["subject"] == b.as_str() && e["action"] == "subject.read")
-        .last()
+        .rev()
+        .find(|e| e["subject"] == b.as_str() && e["action"] == "subject.read")
         .unwrap();
     assert_eq!(failed["outcome"], "denied", "{failed}");
     assert!(failed["reason"]
