@@ -7,6 +7,23 @@ fn amanah() -> Command {
     Command::new(env!("CARGO_BIN_EXE_amanah"))
 }
 
+/// A store initialized with the CRM preset; keep the guard alive for the test's duration.
+fn initialized_store() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned() + "/v";
+    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    let init = amanah()
+        .args(["init", "--data", &data, "--policy", &policy])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    (dir, data)
+}
+
 const PRESETS: [&str; 2] = ["crm.toml", "university.toml"];
 
 #[test]
@@ -78,14 +95,7 @@ fn init_refuses_an_existing_store_and_a_bad_policy_changes_nothing() {
 
 #[test]
 fn apikey_lifecycle_on_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned() + "/v";
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
-    assert!(amanah()
-        .args(["init", "--data", &data, "--policy", &policy])
-        .status()
-        .unwrap()
-        .success());
+    let (_dir, data) = initialized_store();
     let out = amanah()
         .args([
             "apikey", "create", "--data", &data, "--role", "admin", "--name", "ops",
@@ -142,14 +152,7 @@ fn apikey_lifecycle_on_the_command_line() {
 
 #[test]
 fn serve_refuses_plain_http_on_a_public_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned() + "/v";
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
-    assert!(amanah()
-        .args(["init", "--data", &data, "--policy", &policy])
-        .status()
-        .unwrap()
-        .success());
+    let (_dir, data) = initialized_store();
     let out = amanah()
         .args(["serve", "--data", &data, "--listen", "0.0.0.0:0"])
         .output()
