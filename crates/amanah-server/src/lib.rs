@@ -65,8 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
+        .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(
             // The span names the route template only: query strings carry search values
             // (personal data) and must never reach a log.

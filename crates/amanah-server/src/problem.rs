@@ -76,3 +76,38 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// Errors produced below the handlers (a body over the size limit, a framework rejection) come
+/// as plain text; rewrite them so that every error the API returns is problem+json.
+pub async fn plain_errors_as_problems(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (code, detail) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            format!(
+                "the request body is larger than {} bytes",
+                crate::BODY_LIMIT
+            ),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported-media-type",
+            "unsupported content type".to_owned(),
+        ),
+        _ => (
+            "error",
+            status.canonical_reason().unwrap_or("error").to_owned(),
+        ),
+    };
+    Problem::new(status, code, detail).into_response()
+}

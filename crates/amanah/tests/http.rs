@@ -345,6 +345,18 @@ async fn routes_happy_paths_and_errors() {
     let srv = start(&f.data);
     let k = &f.keys;
 
+    // A body over the limit is refused with a problem, and nothing is created.
+    let huge = json!({"fields": {"full_name": "x".repeat(2 * 1024 * 1024)}}).to_string();
+    let (s, _, v) = srv
+        .call(
+            Method::POST,
+            "/v1/subjects?purpose=admission",
+            Some(&k.admin),
+            Some(&huge),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+
     // Unauthenticated requests get 401 whatever else is wrong with them.
     let revoked = create_key(&f.data, "officer");
     let (s, _) = srv
