@@ -1,4 +1,3 @@
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use amanah_core::access::{self, Denial, Grant, Principal, Visibility};
@@ -787,13 +786,4 @@ async fn insert_policy(
         record.seq = stored.seq;
     }
     Ok(record)
-}
-
-/// Field names a policy declares, for error messages.
-pub fn category_names(policy: &Policy) -> BTreeMap<&str, FieldType> {
-    policy
-        .categories
-        .iter()
-        .map(|(n, c)| (n.as_str(), c.field_type))
-        .collect()
 }
