@@ -290,28 +290,33 @@ fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<Wri
 /// signed head when the head is authentic and further along. Only a head carrying a valid MAC
 /// is followed, so rows removed from the end of the log still show as a gap.
 fn sync_chain(tx: &Connection, chain: &mut Chain) -> StoreResult<()> {
-    let head = tx
-        .query_row(
-            "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
-            [],
-            |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
-            },
-        )
-        .optional()
-        .map_err(backend)?;
-    if let Some((seq, hash, mac)) = head {
-        let (seq, hash) = (seq as u64, to_hash(&hash));
-        if seq > chain.seq && mac.as_slice() == head_mac(&chain.key, seq, &hash).as_slice() {
+    if let Some((seq, hash, mac)) = read_head(tx)? {
+        if seq > chain.seq && mac == head_mac(&chain.key, seq, &hash) {
             chain.seq = seq;
             chain.hash = hash;
         }
     }
     Ok(())
+}
+
+/// `(seq, hash, mac)` of the last audit entry.
+type SignedHead = (u64, [u8; 32], [u8; 32]);
+
+/// The signed head, if the log was ever written.
+fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
+    conn.query_row(
+        "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
+        [],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                to_hash(&r.get::<_, Vec<u8>>(1)?),
+                to_hash(&r.get::<_, Vec<u8>>(2)?),
+            ))
+        },
+    )
+    .optional()
+    .map_err(backend)
 }
 
 fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
@@ -650,22 +655,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        to_hash(&r.get::<_, Vec<u8>>(1)?),
-                        to_hash(&r.get::<_, Vec<u8>>(2)?),
-                    ))
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(read_head).await
     }
 
     async fn insert_api_key(
