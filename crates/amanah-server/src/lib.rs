@@ -73,11 +73,7 @@ pub fn router(state: AppState) -> Router {
             // (personal data) and must never reach a log.
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {
-                    let route = req
-                        .extensions()
-                        .get::<axum::extract::MatchedPath>()
-                        .map(|p| p.as_str().to_owned())
-                        .unwrap_or_else(|| "unmatched".to_owned());
+                    let route = metrics_layer::route_label(req);
                     tracing::info_span!("request", method = %req.method(), route = %route)
                 },
             ),

@@ -7,12 +7,16 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 
-pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
+/// The route template of a request (`/v1/subjects/{id}`), or `unmatched`.
+pub fn route_label<B>(req: &axum::http::Request<B>) -> String {
+    req.extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .unwrap_or_else(|| "unmatched".to_owned())
+}
+
+pub async fn track(req: Request, next: Next) -> Response {
+    let route = route_label(&req);
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
