@@ -462,38 +462,9 @@ impl Vault {
         draft.fields = vec![category.to_owned()];
         let grant = self.grant(who, policy, purpose, &mut draft).await?;
         // Refused searches are reads too: each leaves one audit entry, like a denial.
-        let cat = match policy.category(category) {
-            Some(c) if c.index => c,
-            Some(_) => {
-                let err = Error::invalid(category, format!("category {category:?} is not indexed: the policy must set `index = true` to search by it"));
-                return Err(self.deny(draft, err).await);
-            }
-            None => {
-                let err = Error::invalid(
-                    category,
-                    format!(
-                        "unknown search parameter {category:?}: the policy has no such category"
-                    ),
-                );
-                return Err(self.deny(draft, err).await);
-            }
-        };
-        if !grant.may_search(category) {
-            let err = denial_error(&Denial::CategoryNotVisible {
-                category: category.to_owned(),
-                purpose: purpose.to_owned(),
-            });
-            return Err(self.deny(draft, err).await);
-        }
-        let normalized = match fields::normalize_str(cat.field_type, value) {
+        let normalized = match search_value(policy, &grant, category, value) {
             Ok(n) => n,
-            Err(e) => {
-                let err = Error::invalid(
-                    category,
-                    format!("search value for {category:?}: {}", e.rule),
-                );
-                return Err(self.deny(draft, err).await);
-            }
+            Err(e) => return Err(self.deny(draft, e).await),
         };
         let term = self
             .keys
@@ -713,6 +684,37 @@ impl Vault {
         });
         Ok(record)
     }
+}
+
+/// Checks that `category` can be searched by this grant and normalizes the value to search for.
+fn search_value(policy: &Policy, grant: &Grant, category: &str, value: &str) -> Result<String> {
+    let cat = match policy.category(category) {
+        Some(c) if c.index => c,
+        Some(_) => {
+            return Err(Error::invalid(
+                category,
+                format!("category {category:?} is not indexed: the policy must set `index = true` to search by it"),
+            ))
+        }
+        None => {
+            return Err(Error::invalid(
+                category,
+                format!("unknown search parameter {category:?}: the policy has no such category"),
+            ))
+        }
+    };
+    if !grant.may_search(category) {
+        return Err(denial_error(&Denial::CategoryNotVisible {
+            category: category.to_owned(),
+            purpose: grant.purpose.clone(),
+        }));
+    }
+    fields::normalize_str(cat.field_type, value).map_err(|e| {
+        Error::invalid(
+            category,
+            format!("search value for {category:?}: {}", e.rule),
+        )
+    })
 }
 
 fn denial_error(d: &Denial) -> Error {
