@@ -40,6 +40,9 @@ pub enum Denial {
     AdminOnly,
     /// The category exists but this role may not use it under this purpose.
     CategoryNotVisible { category: String, purpose: String },
+    /// The subject is a minor: all their data is specific data (UU PDP Art. 4(2)(e)), which
+    /// this role may not handle.
+    MinorData { role: String },
 }
 
 impl std::fmt::Display for Denial {
@@ -55,6 +58,11 @@ impl std::fmt::Display for Denial {
                 f,
                 "category {category:?} is not visible in clear to this role under purpose {purpose:?}"
             ),
+            Denial::MinorData { role } => write!(
+                f,
+                "the subject is a minor: a child's data is specific data (UU PDP Art. 4(2)(e)) and role {role:?} \
+                 may not handle specific data"
+            ),
         }
     }
 }
@@ -68,6 +76,10 @@ pub struct Grant {
     pub readable: BTreeMap<String, Visibility>,
     /// Categories of the purpose the role may write (all of the purpose's categories).
     pub writable: Vec<String>,
+    /// The role may handle specific data (and so a minor's data).
+    pub specific: bool,
+    /// The role, for refusals.
+    pub role: String,
 }
 
 impl Grant {
@@ -75,6 +87,18 @@ impl Grant {
     /// search cannot confirm a value the role is not allowed to know.
     pub fn may_search(&self, category: &str) -> bool {
         self.readable.get(category) == Some(&Visibility::Clear)
+    }
+
+    /// The grant for a subject who is a minor: a child's data counts as specific data for every
+    /// access decision, so only roles cleared for specific data keep it.
+    pub fn for_minor(&self) -> Result<&Grant, Denial> {
+        if self.specific {
+            Ok(self)
+        } else {
+            Err(Denial::MinorData {
+                role: self.role.clone(),
+            })
+        }
     }
 }
 
@@ -119,6 +143,8 @@ pub fn grant(policy: &Policy, principal: &Principal, purpose: &str) -> Result<Gr
         basis: p.basis,
         readable,
         writable: p.categories.clone(),
+        specific,
+        role: principal.role.clone(),
     })
 }
 
@@ -196,6 +222,21 @@ specific = true
         let g = grant(&policy(), &who(ADMIN_ROLE), "admission").unwrap();
         assert_eq!(g.readable.get("health"), Some(&Visibility::Clear));
         assert_eq!(g.readable.get("nik"), Some(&Visibility::Clear));
+    }
+
+    #[test]
+    fn only_roles_cleared_for_specific_data_handle_a_minor() {
+        let officer = grant(&policy(), &who("officer"), "admission").unwrap();
+        assert_eq!(
+            officer.for_minor(),
+            Err(Denial::MinorData {
+                role: "officer".into()
+            })
+        );
+        let nurse = grant(&policy(), &who("nurse"), "admission").unwrap();
+        assert_eq!(nurse.for_minor(), Ok(&nurse));
+        let admin = grant(&policy(), &who(ADMIN_ROLE), "admission").unwrap();
+        assert!(admin.for_minor().is_ok());
     }
 
     #[test]

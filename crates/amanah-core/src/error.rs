@@ -9,6 +9,10 @@ pub enum Error {
     /// Authenticated, but the policy does not allow it.
     #[error("{0}")]
     Forbidden(String),
+    /// The purpose's legal basis is consent and the subject holds no valid consent for it
+    /// (none, withdrawn, stale, or not given by a guardian for a minor).
+    #[error("{0}")]
+    ConsentRequired(String),
     #[error("{0}")]
     NotFound(String),
     /// Malformed request (bad JSON, missing parameter).
@@ -41,6 +45,7 @@ impl Error {
         match self {
             Error::Unauthenticated => "unauthenticated",
             Error::Forbidden(_) => "forbidden",
+            Error::ConsentRequired(_) => "consent-required",
             Error::NotFound(_) => "not-found",
             Error::BadRequest(_) => "bad-request",
             Error::Invalid { .. } => "invalid",

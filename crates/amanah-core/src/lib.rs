@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod consent;
 pub mod error;
 pub mod fields;
 pub mod policy;

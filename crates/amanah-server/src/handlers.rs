@@ -14,18 +14,25 @@ use serde_json::{Map, Value};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::Authenticated;
+use crate::consents::{self, ConsentBody, ReceiptOut};
 use crate::problem::Problem;
 use crate::AppState;
 
-type ApiResult<T> = Result<T, Problem>;
+pub(crate) type ApiResult<T> = Result<T, Problem>;
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Amanah", description = "Personal-data vault: per-person envelope encryption, policy-checked and audited access."),
     paths(create_subject, search_subjects, read_subject, update_subject, audit_entries, audit_verify,
-          list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics),
+          list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics,
+          consents::record_consent, consents::consent_history, consents::stale_consents,
+          consents::contactable, consents::add_relation, consents::relations),
     components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
-                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut)),
+                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut,
+                       consents::ConsentBody, consents::GuardianBody, consents::ConsentOut, consents::ReceiptOut,
+                       consents::RecordedConsentOut, consents::ConsentHistoryOut, consents::PurposeConsentOut,
+                       consents::StaleOut, consents::StaleSubjectOut, consents::ContactableOut,
+                       consents::RelationBody, consents::RelationOut, consents::RelationsOut)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -54,11 +61,17 @@ pub struct SubjectBody {
     /// Category name -> value.
     #[schema(value_type = Object)]
     pub fields: Map<String, Value>,
+    /// On create: the consent the data is collected with (required when the purpose's legal
+    /// basis is consent). Its `purpose` defaults to the purpose of collection.
+    pub consent: Option<ConsentBody>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct CreatedOut {
     pub id: String,
+    /// The receipt of the consent recorded with a new subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_receipt: Option<ReceiptOut>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -192,7 +205,7 @@ pub struct PolicyOut {
     pub source: String,
 }
 
-fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1_000)
         .ok()
         .and_then(|t| {
@@ -203,7 +216,7 @@ fn rfc3339(micros: i64) -> String {
 }
 
 /// Query parameters, decoded. Repeated names are rejected rather than silently resolved.
-fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> {
+pub(crate) fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let Some(raw) = raw else { return Ok(out) };
     for (k, v) in form_urlencoded_pairs(&raw) {
@@ -260,7 +273,7 @@ fn purpose(q: &BTreeMap<String, String>) -> ApiResult<String> {
     }
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
         // serde_json's message names the position and the expected shape; it can quote an
         // unexpected key but never a string value.
@@ -294,11 +307,21 @@ pub async fn create_subject(
     let q = query(q)?;
     let purpose = purpose(&q)?;
     let body: SubjectBody = json_body(&body)?;
-    let id = s.vault.create_subject(&who, &purpose, &body.fields).await?;
+    let consent = body
+        .consent
+        .map(|c| c.into_input(Some(&purpose)))
+        .transpose()?;
+    let (id, receipt) = s
+        .vault
+        .create_subject_with_consent(&who, &purpose, &body.fields, consent.as_ref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/v1/subjects/{id}"))],
-        Json(CreatedOut { id }),
+        Json(CreatedOut {
+            id,
+            consent_receipt: receipt.map(ReceiptOut::from),
+        }),
     )
         .into_response())
 }
@@ -360,10 +383,20 @@ pub async fn update_subject(
     let q = query(q)?;
     let purpose = purpose(&q)?;
     let body: SubjectBody = json_body(&body)?;
+    if body.consent.is_some() {
+        return Err(Error::invalid(
+            "consent",
+            "record consent decisions with POST /v1/subjects/{id}/consents",
+        )
+        .into());
+    }
     s.vault
         .update_subject(&who, &purpose, &id, &body.fields)
         .await?;
-    Ok(Json(CreatedOut { id }))
+    Ok(Json(CreatedOut {
+        id,
+        consent_receipt: None,
+    }))
 }
 
 /// Audit entries, oldest first (admin). `subject` filters; `after` and `limit` page.

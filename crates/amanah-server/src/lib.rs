@@ -3,6 +3,7 @@
 //! as RFC 9457 `application/problem+json`.
 
 mod auth;
+mod consents;
 mod handlers;
 mod metrics_layer;
 pub mod problem;
@@ -49,6 +50,16 @@ pub fn router(state: AppState) -> Router {
             "/v1/subjects/{id}",
             get(handlers::read_subject).patch(handlers::update_subject),
         )
+        .route(
+            "/v1/subjects/{id}/consents",
+            post(consents::record_consent).get(consents::consent_history),
+        )
+        .route(
+            "/v1/subjects/{id}/relations",
+            post(consents::add_relation).get(consents::relations),
+        )
+        .route("/v1/consents/stale", get(consents::stale_consents))
+        .route("/v1/contactable", get(consents::contactable))
         .route("/v1/audit", get(handlers::audit_entries))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route(

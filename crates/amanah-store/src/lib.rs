@@ -54,6 +54,33 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<Vec<StoredSubject>>;
 
+    // --- consents and relations ---
+    /// Records a consent decision; `NotFound` if the subject does not exist.
+    async fn insert_consent(
+        &self,
+        consent: ConsentRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    /// One subject's consent decisions, oldest first.
+    async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>>;
+    /// The latest decision of each subject for `purpose` that `selection` picks, ordered by
+    /// subject id, starting after `after`, at most `limit`.
+    async fn select_consents(
+        &self,
+        purpose: &str,
+        selection: ConsentSelection,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ConsentRecord>>;
+    /// Records a relation; `NotFound` if either subject does not exist.
+    async fn insert_relation(
+        &self,
+        relation: RelationRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    /// Relations recorded on `subject` or pointing to it, oldest first.
+    async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>>;
+
     // --- audit ---
     /// Appends entries (in order, in one transaction) that record reads or refusals.
     async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>>;

@@ -19,11 +19,12 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKeyRecord, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoreResult,
-    StoredSubject, SubjectUpdate,
+    ApiKeyRecord, ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PolicyRecord,
+    RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
 };
 
-const SCHEMA_VERSION: i64 = 1;
+/// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations.
+const SCHEMA_VERSION: i64 = 2;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 
@@ -92,6 +93,45 @@ CREATE TABLE IF NOT EXISTS api_keys (
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
 );
+CREATE TABLE IF NOT EXISTS consents (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    purpose TEXT NOT NULL,
+    purpose_version TEXT NOT NULL,
+    policy_version TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    given_by TEXT NOT NULL,
+    capture_channel TEXT NOT NULL,
+    contact_channels TEXT NOT NULL,
+    guardian_subject_id TEXT REFERENCES subjects(id) ON DELETE SET NULL,
+    guardian_details BLOB,
+    evidence BLOB,
+    evidence_sha256 TEXT,
+    recorded_by TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject_id, seq);
+CREATE INDEX IF NOT EXISTS consents_by_guardian ON consents(guardian_subject_id);
+CREATE TABLE IF NOT EXISTS consent_current (
+    purpose TEXT NOT NULL,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    consent_seq INTEGER NOT NULL,
+    PRIMARY KEY (purpose, subject_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS consent_current_by_subject ON consent_current(subject_id);
+CREATE TABLE IF NOT EXISTS relations (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    related_subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    evidence BLOB,
+    evidence_sha256 TEXT,
+    recorded_by TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS relations_by_subject ON relations(subject_id);
+CREATE INDEX IF NOT EXISTS relations_by_related ON relations(related_subject_id);
 CREATE TABLE IF NOT EXISTS policy_versions (
     seq INTEGER PRIMARY KEY,
     version TEXT NOT NULL,
@@ -462,6 +502,92 @@ fn record_purpose(tx: &Connection, subject: &str, purpose: &str, at: i64) -> Sto
     Ok(())
 }
 
+fn subject_exists(tx: &Connection, id: &str) -> StoreResult<bool> {
+    tx.prepare_cached("SELECT 1 FROM subjects WHERE id = ?1")
+        .and_then(|mut st| st.exists([id]))
+        .map_err(backend)
+}
+
+fn write_consent(tx: &Connection, c: &ConsentRecord) -> StoreResult<()> {
+    tx.prepare_cached(
+        "INSERT INTO consents (id, subject_id, purpose, purpose_version, policy_version, granted, given_by,
+                               capture_channel, contact_channels, guardian_subject_id, guardian_details,
+                               evidence, evidence_sha256, recorded_by, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            c.id,
+            c.subject_id,
+            c.purpose,
+            c.purpose_version,
+            c.policy_version,
+            c.granted,
+            c.given_by,
+            c.capture_channel,
+            c.contact_channels.join(","),
+            c.guardian_subject_id,
+            c.guardian_details,
+            c.evidence,
+            c.evidence_sha256,
+            c.recorded_by,
+            c.at_micros,
+        ])
+    })
+    .map_err(backend)?;
+    let seq = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO consent_current (purpose, subject_id, consent_seq) VALUES (?1, ?2, ?3)
+         ON CONFLICT(purpose, subject_id) DO UPDATE SET consent_seq = excluded.consent_seq",
+    )
+    .and_then(|mut st| st.execute(params![c.purpose, c.subject_id, seq]))
+    .map_err(backend)?;
+    Ok(())
+}
+
+const CONSENT_COLUMNS: &str =
+    "c.id, c.subject_id, c.purpose, c.purpose_version, c.policy_version, c.granted,
+     c.given_by, c.capture_channel, c.contact_channels, c.guardian_subject_id, c.guardian_details,
+     c.evidence, c.evidence_sha256, c.recorded_by, c.at";
+
+fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
+    let channels: String = r.get(8)?;
+    Ok(ConsentRecord {
+        id: r.get(0)?,
+        subject_id: r.get(1)?,
+        purpose: r.get(2)?,
+        purpose_version: r.get(3)?,
+        policy_version: r.get(4)?,
+        granted: r.get(5)?,
+        given_by: r.get(6)?,
+        capture_channel: r.get(7)?,
+        contact_channels: if channels.is_empty() {
+            Vec::new()
+        } else {
+            channels.split(',').map(str::to_owned).collect()
+        },
+        guardian_subject_id: r.get(9)?,
+        guardian_details: r.get(10)?,
+        evidence: r.get(11)?,
+        evidence_sha256: r.get(12)?,
+        recorded_by: r.get(13)?,
+        at_micros: r.get(14)?,
+    })
+}
+
+fn relation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationRecord> {
+    Ok(RelationRecord {
+        id: r.get(0)?,
+        subject_id: r.get(1)?,
+        kind: r.get(2)?,
+        related_subject_id: r.get(3)?,
+        evidence: r.get(4)?,
+        evidence_sha256: r.get(5)?,
+        recorded_by: r.get(6)?,
+        at_micros: r.get(7)?,
+    })
+}
+
 fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {
     let mut out = Vec::with_capacity(ids.len());
     let mut head = conn
@@ -564,6 +690,9 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             write_fields(tx, &s.id, s.created_at_micros, &s.fields)?;
             record_purpose(tx, &s.id, &s.purpose, s.created_at_micros)?;
+            for c in &s.consents {
+                write_consent(tx, c)?;
+            }
             append(tx, chain, audit)
         })
         .await
@@ -575,11 +704,7 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            let exists = tx
-                .prepare_cached("SELECT 1 FROM subjects WHERE id = ?1")
-                .and_then(|mut st| st.exists([&u.id]))
-                .map_err(backend)?;
-            if !exists {
+            if !subject_exists(tx, &u.id)? {
                 return Err(StoreError::NotFound);
             }
             write_fields(tx, &u.id, u.at_micros, &u.fields)?;
@@ -613,6 +738,136 @@ impl Store for SqliteStore {
                 })
                 .map_err(backend)?;
             load_subjects(conn, &ids)
+        })
+        .await
+    }
+
+    async fn insert_consent(
+        &self,
+        consent: ConsentRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            let guardian_missing = match &consent.guardian_subject_id {
+                Some(g) => !subject_exists(tx, g)?,
+                None => false,
+            };
+            if !subject_exists(tx, &consent.subject_id)? || guardian_missing {
+                return Err(StoreError::NotFound);
+            }
+            write_consent(tx, &consent)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.subject_id = ?1 ORDER BY c.seq"
+            ))
+            .and_then(|mut st| {
+                st.query_map([subject], consent_row)
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            })
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn select_consents(
+        &self,
+        purpose: &str,
+        selection: ConsentSelection,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<ConsentRecord>> {
+        let purpose = purpose.to_owned();
+        let after = after.unwrap_or("").to_owned();
+        self.read(move |conn| {
+            let base = format!(
+                "SELECT {CONSENT_COLUMNS} FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
+                 WHERE cc.purpose = ?1 AND cc.subject_id > ?2 AND c.granted = 1"
+            );
+            let limit = limit as i64;
+            let rows = match &selection {
+                ConsentSelection::StaleFor { current_version } => conn
+                    .prepare_cached(&format!(
+                        "{base} AND c.purpose_version <> ?3 ORDER BY cc.subject_id LIMIT ?4"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map(params![purpose, after, current_version, limit], consent_row)
+                            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    }),
+                ConsentSelection::ContactableOn {
+                    current_version,
+                    channel,
+                } => conn
+                    .prepare_cached(&format!(
+                        "{base} AND c.purpose_version = ?3
+                           AND instr(',' || c.contact_channels || ',', ',' || ?4 || ',') > 0
+                         ORDER BY cc.subject_id LIMIT ?5"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map(
+                            params![purpose, after, current_version, channel, limit],
+                            consent_row,
+                        )
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    }),
+            };
+            rows.map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_relation(
+        &self,
+        relation: RelationRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write(move |tx, chain| {
+            if !subject_exists(tx, &relation.subject_id)?
+                || !subject_exists(tx, &relation.related_subject_id)?
+            {
+                return Err(StoreError::NotFound);
+            }
+            tx.prepare_cached(
+                "INSERT INTO relations (id, subject_id, kind, related_subject_id, evidence, evidence_sha256,
+                                        recorded_by, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    relation.id,
+                    relation.subject_id,
+                    relation.kind,
+                    relation.related_subject_id,
+                    relation.evidence,
+                    relation.evidence_sha256,
+                    relation.recorded_by,
+                    relation.at_micros,
+                ])
+            })
+            .map_err(backend)?;
+            append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
+        let subject = subject.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT id, subject_id, kind, related_subject_id, evidence, evidence_sha256, recorded_by, at
+                 FROM relations WHERE subject_id = ?1 OR related_subject_id = ?1 ORDER BY at, id",
+            )
+            .and_then(|mut st| {
+                st.query_map([subject], relation_row)
+                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            })
+            .map_err(backend)
         })
         .await
     }

@@ -18,6 +18,8 @@ pub struct NewSubject {
     /// The purpose the data was collected under (retention runs from here).
     pub purpose: String,
     pub fields: Vec<FieldWrite>,
+    /// Consent decisions recorded with the subject (e.g. collected under a consent purpose).
+    pub consents: Vec<ConsentRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,4 +59,61 @@ pub struct PolicyRecord {
     pub source: String,
     pub sha256: String,
     pub applied_at_micros: i64,
+}
+
+/// One consent decision (grant or withdrawal) as stored. Evidence and guardian details are
+/// personal data: they arrive sealed under the subject's data key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub id: String,
+    pub subject_id: String,
+    pub purpose: String,
+    pub purpose_version: String,
+    pub policy_version: String,
+    pub granted: bool,
+    /// `subject` or `guardian`.
+    pub given_by: String,
+    /// Where the decision was captured (`web_form`, `paper`, ...).
+    pub capture_channel: String,
+    /// Marketing channels the person accepts.
+    pub contact_channels: Vec<String>,
+    /// A guardian who is a subject of the vault.
+    pub guardian_subject_id: Option<String>,
+    /// Sealed guardian details (name, contact, relationship) when the guardian is not a subject.
+    pub guardian_details: Option<Vec<u8>>,
+    /// Sealed evidence (form reference, signed statement...).
+    pub evidence: Option<Vec<u8>>,
+    /// Salted SHA-256 of the evidence, for receipts (hex).
+    pub evidence_sha256: Option<String>,
+    /// API key id (or `cli`) that recorded it.
+    pub recorded_by: String,
+    pub at_micros: i64,
+}
+
+/// Which subjects' current consent decision a listing selects (latest decision per subject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsentSelection {
+    /// Latest decision is a grant given for another version of the purpose.
+    StaleFor { current_version: String },
+    /// Latest decision is a grant for the current version that lists `channel`.
+    ContactableOn {
+        current_version: String,
+        channel: String,
+    },
+}
+
+/// A link between two subjects (guardian, parent, guarantor, emergency contact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelationRecord {
+    pub id: String,
+    /// The subject the relation was recorded on (who provided the data).
+    pub subject_id: String,
+    pub kind: String,
+    /// The related person, a subject with their own rights.
+    pub related_subject_id: String,
+    /// Sealed under `subject_id`'s data key.
+    pub evidence: Option<Vec<u8>>,
+    pub evidence_sha256: Option<String>,
+    pub recorded_by: String,
+    pub at_micros: i64,
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::{DataKey, KeyRing};
-use amanah_store::{FieldWrite, NewSubject, SqliteStore, Store, StoreError};
+use amanah_store::{
+    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, RelationRecord, SqliteStore, Store,
+    StoreError,
+};
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
     AuditDraft {
@@ -36,6 +39,7 @@ fn subject(ring: &KeyRing, id: &str, term: [u8; 32]) -> NewSubject {
             index_term: Some(term),
             unique: true,
         }],
+        consents: Vec::new(),
     }
 }
 
@@ -141,4 +145,171 @@ async fn a_newer_schema_is_refused() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema must be refused"),
     }
+}
+
+fn consent(
+    id: &str,
+    subject: &str,
+    granted: bool,
+    version: &str,
+    channels: &[&str],
+) -> ConsentRecord {
+    ConsentRecord {
+        id: id.into(),
+        subject_id: subject.into(),
+        purpose: "marketing".into(),
+        purpose_version: version.into(),
+        policy_version: format!("policy-{version}"),
+        granted,
+        given_by: "subject".into(),
+        capture_channel: "web_form".into(),
+        contact_channels: channels.iter().map(|c| c.to_string()).collect(),
+        guardian_subject_id: None,
+        guardian_details: None,
+        evidence: Some(vec![1, 2, 3]),
+        evidence_sha256: Some("ab".into()),
+        recorded_by: "k".into(),
+        at_micros: 5,
+    }
+}
+
+#[tokio::test]
+async fn consents_keep_history_and_listings_see_the_latest_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let store = SqliteStore::open(&dir.path().join("c.db"), ring.audit_key()).unwrap();
+    for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
+        store
+            .insert_subject(
+                subject(&ring, id, [i as u8 + 1; 32]),
+                draft("subject.create", Some(id)),
+            )
+            .await
+            .unwrap();
+    }
+    let grant = |id: &str, s: &str, v: &str, ch: &[&str]| consent(id, s, true, v, ch);
+    for c in [
+        grant("1", "a", "v2", &["email", "sms"]), // current, email
+        grant("2", "b", "v1", &["email"]),        // stale
+        grant("3", "c", "v2", &["sms"]),          // current, no email
+        grant("4", "d", "v2", &["email"]),
+        consent("5", "d", false, "v2", &[]), // ... then withdrawn
+    ] {
+        let s = c.subject_id.clone();
+        store
+            .insert_consent(c, draft("consent.grant", Some(&s)))
+            .await
+            .unwrap();
+    }
+    let history = store.consents("d").await.unwrap();
+    assert_eq!(
+        history.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["4", "5"]
+    );
+    assert_eq!(history[0].contact_channels, ["email"]);
+    assert_eq!(history[0].evidence.as_deref(), Some(&[1u8, 2, 3][..]));
+
+    let ids = |v: Vec<ConsentRecord>| v.into_iter().map(|c| c.subject_id).collect::<Vec<_>>();
+    let stale = ConsentSelection::StaleFor {
+        current_version: "v2".into(),
+    };
+    assert_eq!(
+        ids(store
+            .select_consents("marketing", stale.clone(), None, 10)
+            .await
+            .unwrap()),
+        ["b"]
+    );
+    let on = |ch: &str| ConsentSelection::ContactableOn {
+        current_version: "v2".into(),
+        channel: ch.into(),
+    };
+    assert_eq!(
+        ids(store
+            .select_consents("marketing", on("email"), None, 10)
+            .await
+            .unwrap()),
+        ["a"]
+    );
+    assert_eq!(
+        ids(store
+            .select_consents("marketing", on("sms"), None, 10)
+            .await
+            .unwrap()),
+        ["a", "c"]
+    );
+    // Paging: after "a", at most one.
+    assert_eq!(
+        ids(store
+            .select_consents("marketing", on("sms"), Some("a"), 1)
+            .await
+            .unwrap()),
+        ["c"]
+    );
+    // "em" is not a channel prefix match.
+    assert!(store
+        .select_consents("marketing", on("em"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .select_consents("other", on("sms"), None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Unknown subject or guardian: nothing written, no audit entry.
+    let before = verify(&store, &ring).await;
+    let err = store
+        .insert_consent(
+            grant("6", "zz", "v2", &[]),
+            draft("consent.grant", Some("zz")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound));
+    let mut with_guardian = grant("7", "a", "v2", &[]);
+    with_guardian.guardian_subject_id = Some("nobody".into());
+    assert!(matches!(
+        store
+            .insert_consent(with_guardian, draft("consent.grant", Some("a")))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(verify(&store, &ring).await, before);
+
+    let relation = RelationRecord {
+        id: "r1".into(),
+        subject_id: "a".into(),
+        kind: "parent".into(),
+        related_subject_id: "b".into(),
+        evidence: None,
+        evidence_sha256: None,
+        recorded_by: "k".into(),
+        at_micros: 9,
+    };
+    store
+        .insert_relation(relation.clone(), draft("relation.create", Some("a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.relations("b").await.unwrap(),
+        std::slice::from_ref(&relation)
+    );
+    assert_eq!(
+        store.relations("a").await.unwrap(),
+        std::slice::from_ref(&relation)
+    );
+    assert!(store.relations("c").await.unwrap().is_empty());
+    let dangling = RelationRecord {
+        id: "r2".into(),
+        related_subject_id: "nobody".into(),
+        ..relation
+    };
+    assert!(matches!(
+        store
+            .insert_relation(dangling, draft("relation.create", Some("a")))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -4,7 +4,9 @@
 //! Plaintext exists only inside these functions and in the value they return.
 
 mod clock;
+mod consent;
 mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use consent::*;
 pub use vault::*;

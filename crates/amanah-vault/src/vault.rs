@@ -2,8 +2,9 @@ use std::sync::{Arc, RwLock};
 
 use amanah_core::access::{self, Denial, Grant, Principal, Visibility};
 use amanah_core::audit::{AuditDraft, AuditRecord, ChainBreak, ChainVerifier, Outcome};
+use amanah_core::consent::{self, AgeGroup};
 use amanah_core::fields::{self, FieldType};
-use amanah_core::policy::{Policy, ADMIN_ROLE};
+use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
 use amanah_core::{Error, Result};
 use amanah_crypto::{token, DataKey, KeyRing};
 use amanah_store::{
@@ -12,6 +13,7 @@ use amanah_store::{
 };
 use serde_json::{Map, Value};
 
+use crate::consent::{consent_error, events, ConsentInput, ConsentReceipt, ConsentTarget};
 use crate::Clock;
 
 /// Most subjects one search returns.
@@ -59,13 +61,13 @@ pub struct IssuedKey {
 }
 
 pub struct Vault {
-    store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn Store>,
     keys: Arc<KeyRing>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     policy: RwLock<Arc<ActivePolicy>>,
 }
 
-fn store_error(e: StoreError) -> Error {
+pub(crate) fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::Unique { category } => Error::Conflict(format!(
             "another subject already holds this {category} (the policy declares it unique)"
@@ -158,7 +160,7 @@ impl Vault {
         Ok(true)
     }
 
-    fn draft(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
+    pub(crate) fn draft(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
         AuditDraft {
             at_micros: self.clock.now_micros(),
             actor: who.key_id.clone(),
@@ -175,7 +177,7 @@ impl Vault {
     }
 
     /// Records a refusal and returns the error to give the caller.
-    async fn deny(&self, mut draft: AuditDraft, error: Error) -> Error {
+    pub(crate) async fn deny(&self, mut draft: AuditDraft, error: Error) -> Error {
         draft.outcome = Outcome::Denied;
         draft.reason = Some(error.to_string());
         if let Err(e) = self.store.append_audit(vec![draft]).await {
@@ -185,7 +187,7 @@ impl Vault {
     }
 
     /// Checks the purpose grant, auditing a refusal.
-    async fn grant(
+    pub(crate) async fn grant(
         &self,
         who: &Principal,
         policy: &Policy,
@@ -313,13 +315,76 @@ impl Vault {
         purpose: &str,
         input: &Map<String, Value>,
     ) -> Result<String> {
+        self.create_subject_with_consent(who, purpose, input, None)
+            .await
+            .map(|(id, _)| id)
+    }
+
+    /// Creates a subject, recording in the same transaction the consent it was collected with.
+    /// A purpose whose basis is consent cannot collect data without one. Returns the id and
+    /// the consent receipt, if any.
+    pub async fn create_subject_with_consent(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        input: &Map<String, Value>,
+        consent: Option<&ConsentInput>,
+    ) -> Result<(String, Option<ConsentReceipt>)> {
         let active = self.policy();
         let policy = &active.policy;
         let mut draft = self.draft(who, "subject.create", policy);
         let grant = self.grant(who, policy, purpose, &mut draft).await?;
         let values = self.prepare_fields(policy, &grant, input)?;
+        let age = age_of_new_values(policy, &values, self.clock.now_micros())?;
+        if age == Some(AgeGroup::Minor) {
+            if let Err(d) = grant.for_minor() {
+                return Err(self.deny(draft, denial_error(&d)).await);
+            }
+        }
+        if let Some(c) = consent {
+            if c.purpose != purpose {
+                return Err(Error::invalid(
+                    "consent.purpose",
+                    format!("the consent names purpose {:?} but the data is collected under {purpose:?}", c.purpose),
+                ));
+            }
+        }
+        let needs_consent = grant.basis == LegalBasis::Consent;
+        match consent {
+            None if needs_consent => {
+                let d = consent::ConsentDenial::NoConsent {
+                    purpose: purpose.to_owned(),
+                };
+                return Err(self.deny(draft, consent_error(&d)).await);
+            }
+            Some(c) if needs_consent && !c.granted => {
+                let d = consent::ConsentDenial::NoConsent {
+                    purpose: purpose.to_owned(),
+                };
+                return Err(self.deny(draft, consent_error(&d)).await);
+            }
+            _ => {}
+        }
         let id = uuid::Uuid::new_v4().to_string();
         let key = DataKey::generate(1).map_err(|e| Error::Internal(e.to_string()))?;
+        let now = draft.at_micros;
+        let consents = match consent {
+            Some(c) => vec![
+                self.consent_for_new_subject(
+                    policy,
+                    &ConsentTarget {
+                        who,
+                        subject_id: &id,
+                        key: &key,
+                        at_micros: now,
+                    },
+                    age,
+                    c,
+                )
+                .await?,
+            ],
+            None => Vec::new(),
+        };
         let wrapped_key = self
             .keys
             .wrap(&key, &id)
@@ -327,8 +392,11 @@ impl Vault {
         let writes = self.encrypt_fields(policy, &id, &key, &values)?;
         draft.subject = Some(id.clone());
         draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
-        let now = draft.at_micros;
-        self.store
+        if let Some(c) = consents.first() {
+            draft.reason = Some(format!("collected with consent {}", c.id));
+        }
+        let audit = self
+            .store
             .insert_subject(
                 NewSubject {
                     id: id.clone(),
@@ -336,12 +404,14 @@ impl Vault {
                     created_at_micros: now,
                     purpose: purpose.to_owned(),
                     fields: writes,
+                    consents: consents.clone(),
                 },
                 draft,
             )
             .await
             .map_err(store_error)?;
-        Ok(id)
+        let receipt = consents.first().map(|c| self.receipt(policy, c, &audit));
+        Ok((id, receipt))
     }
 
     /// Replaces some fields of a subject (rectification); blind-index terms move with them.
@@ -363,10 +433,18 @@ impl Vault {
                 .deny(draft, Error::NotFound(format!("no subject {id}")))
                 .await);
         };
-        let key = self
-            .keys
-            .unwrap(&stored.wrapped_key, id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let key = self.unwrap_key(&stored)?;
+        // The rectified birth date, if any, decides the age; else the stored one.
+        let age = match age_of_new_values(policy, &values, draft.at_micros)? {
+            Some(a) => Some(a),
+            None => self.age_group(policy, &key, &stored)?,
+        };
+        if let Err(e) = self
+            .subject_checks(policy, &grant, &stored, age, draft.at_micros)
+            .await
+        {
+            return Err(self.deny(draft, e).await);
+        }
         let writes = self.encrypt_fields(policy, id, &key, &values)?;
         draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
         let at = draft.at_micros;
@@ -385,13 +463,105 @@ impl Vault {
         Ok(())
     }
 
-    /// Decrypts the categories `grant` lets the caller read, masking where the role masks.
-    fn view(&self, policy: &Policy, grant: &Grant, stored: &StoredSubject) -> Result<SubjectView> {
+    pub(crate) fn unwrap_key(&self, stored: &StoredSubject) -> Result<DataKey> {
         metrics::counter!("amanah_crypto_operations_total", "op" => "unwrap").increment(1);
-        let key = self
-            .keys
+        self.keys
             .unwrap(&stored.wrapped_key, &stored.id)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// The subject's age group from their stored birth date (`None` when the policy has no
+    /// birth-date category or the subject has no birth date).
+    pub(crate) fn age_group(
+        &self,
+        policy: &Policy,
+        key: &DataKey,
+        stored: &StoredSubject,
+    ) -> Result<Option<AgeGroup>> {
+        let Some(cat) = policy.birth_date_category() else {
+            return Ok(None);
+        };
+        let Some((_, ciphertext)) = stored.fields.iter().find(|(c, _)| *c == cat.name) else {
+            return Ok(None);
+        };
+        let plain = key
+            .open_field(&stored.id, &cat.name, ciphertext)
+            .map_err(|e| {
+                Error::Internal(format!("subject {}: field {}: {e}", stored.id, cat.name))
+            })?;
+        let today = consent::date_of(self.clock.now_micros());
+        Ok(std::str::from_utf8(&plain)
+            .ok()
+            .and_then(consent::parse_date)
+            .map(|birth| consent::age_group(&policy.settings, birth, today)))
+    }
+
+    /// Checks that depend on the subject, after the purpose grant: a minor's data needs a role
+    /// cleared for specific data, and a purpose resting on consent needs a valid consent.
+    /// Returns the consent relied on, for the audit entry.
+    async fn subject_checks(
+        &self,
+        policy: &Policy,
+        grant: &Grant,
+        stored: &StoredSubject,
+        age: Option<AgeGroup>,
+        now_micros: i64,
+    ) -> Result<Option<String>> {
+        let minor = age == Some(AgeGroup::Minor);
+        if minor {
+            grant.for_minor().map_err(|d| denial_error(&d))?;
+        }
+        if grant.basis != LegalBasis::Consent {
+            return Ok(None);
+        }
+        let records = self.store.consents(&stored.id).await.map_err(store_error)?;
+        let events = events(&records);
+        let version = policy.purpose_version(&grant.purpose).unwrap_or_default();
+        let valid = consent::evaluate(
+            &events,
+            &grant.purpose,
+            &version,
+            &policy.version,
+            now_micros,
+            policy.settings.withdrawal_grace_days,
+            minor,
+        )
+        .map_err(|d| consent_error(&d))?;
+        Ok(Some(match valid.withdrawal_effective_micros {
+            None => format!("consent {}", valid.grant.id),
+            Some(until) => format!(
+                "consent {} (withdrawn; processing stops on {})",
+                valid.grant.id,
+                consent::date_of(until)
+            ),
+        }))
+    }
+
+    /// Decrypts a stored subject for `grant` after the per-subject checks; returns the view
+    /// and the reason to record.
+    async fn checked_view(
+        &self,
+        policy: &Policy,
+        grant: &Grant,
+        stored: &StoredSubject,
+        now_micros: i64,
+    ) -> Result<(SubjectView, Option<String>)> {
+        let key = self.unwrap_key(stored)?;
+        let age = self.age_group(policy, &key, stored)?;
+        let reason = self
+            .subject_checks(policy, grant, stored, age, now_micros)
+            .await?;
+        Ok((self.view(policy, grant, stored, &key)?, reason))
+    }
+
+    /// Decrypts the categories `grant` lets the caller read, masking where the role masks.
+    fn view(
+        &self,
+        policy: &Policy,
+        grant: &Grant,
+        stored: &StoredSubject,
+        key: &DataKey,
+    ) -> Result<SubjectView> {
         let mut out = Map::new();
         for (category, ciphertext) in &stored.fields {
             let (Some(vis), Some(cat)) = (grant.readable.get(category), policy.category(category))
@@ -435,8 +605,14 @@ impl Vault {
                 .deny(draft, Error::NotFound(format!("no subject {id}")))
                 .await);
         };
-        let view = match self.view(policy, &grant, &stored) {
-            Ok(v) => v,
+        let view = match self
+            .checked_view(policy, &grant, &stored, draft.at_micros)
+            .await
+        {
+            Ok((v, reason)) => {
+                draft.reason = reason;
+                v
+            }
             Err(e) => return Err(self.deny(draft, e).await),
         };
         draft.fields = view.fields.keys().cloned().collect();
@@ -478,19 +654,28 @@ impl Vault {
         let mut views = Vec::with_capacity(found.len());
         let mut entries = Vec::with_capacity(found.len().max(1));
         for stored in &found {
-            let view = match self.view(policy, &grant, stored) {
-                Ok(v) => v,
-                Err(e) => {
-                    let mut failed = draft.clone();
-                    failed.subject = Some(stored.id.clone());
-                    return Err(self.deny(failed, e).await);
-                }
-            };
             let mut e = draft.clone();
-            e.subject = Some(view.id.clone());
-            e.fields = view.fields.keys().cloned().collect();
-            entries.push(e);
-            views.push(view);
+            e.subject = Some(stored.id.clone());
+            match self
+                .checked_view(policy, &grant, stored, draft.at_micros)
+                .await
+            {
+                Ok((view, reason)) => {
+                    e.fields = view.fields.keys().cloned().collect();
+                    e.reason = reason;
+                    entries.push(e);
+                    views.push(view);
+                }
+                // A subject this read may not touch (no consent, a minor) is left out of the
+                // results, and the refusal is recorded like any other.
+                Err(err @ (Error::ConsentRequired(_) | Error::Forbidden(_))) => {
+                    e.outcome = Outcome::Denied;
+                    e.reason = Some(err.to_string());
+                    e.fields = Vec::new();
+                    entries.push(e);
+                }
+                Err(err) => return Err(self.deny(e, err).await),
+            }
         }
         if entries.is_empty() {
             entries.push(draft);
@@ -686,6 +871,35 @@ impl Vault {
     }
 }
 
+/// The age group shown by a birth date among newly submitted values; refuses a person under
+/// the policy's minimum age (nothing is stored). `None` when no birth date is submitted.
+fn age_of_new_values(
+    policy: &Policy,
+    values: &[(String, FieldType, String)],
+    now_micros: i64,
+) -> Result<Option<AgeGroup>> {
+    let Some(cat) = policy.birth_date_category() else {
+        return Ok(None);
+    };
+    let Some((_, _, value)) = values.iter().find(|(n, _, _)| *n == cat.name) else {
+        return Ok(None);
+    };
+    let Some(birth) = consent::parse_date(value) else {
+        return Ok(None);
+    };
+    let group = consent::age_group(&policy.settings, birth, consent::date_of(now_micros));
+    if group == AgeGroup::BelowMinimum {
+        return Err(Error::invalid(
+            &cat.name,
+            format!(
+                "field {:?}: the person is under {}, the policy's minimum_age: their data may not be collected",
+                cat.name, policy.settings.minimum_age
+            ),
+        ));
+    }
+    Ok(Some(group))
+}
+
 /// Checks that `category` can be searched by this grant and normalizes the value to search for.
 fn search_value(policy: &Policy, grant: &Grant, category: &str, value: &str) -> Result<String> {
     let cat = match policy.category(category) {
@@ -727,7 +941,7 @@ fn denial_error(d: &Denial) -> Error {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -308,6 +308,19 @@ impl Server {
         v["id"].as_str().unwrap().to_owned()
     }
 
+    /// Records the subject's consent to a purpose whose legal basis is consent.
+    async fn consent(&self, key: &str, id: &str, purpose: &str) {
+        let (s, v) = self
+            .send(
+                Method::POST,
+                &format!("/v1/subjects/{id}/consents"),
+                key,
+                &json!({"purpose": purpose, "granted": true, "channel": "web_form", "evidence": "form 1"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
     async fn audit(&self, admin: &str) -> Vec<Value> {
         let (s, v) = self.get("/v1/audit?limit=10000", admin).await;
         assert_eq!(s, StatusCode::OK, "{v}");
@@ -657,6 +670,7 @@ async fn reads_are_filtered_by_role_and_purpose() {
     let k = &f.keys;
     let id = srv.create(&k.officer, "admission", student()).await;
     let path = format!("/v1/subjects/{id}?purpose=admission");
+    srv.consent(&k.admin, &id, "marketing").await;
 
     let (s, v) = srv.get(&path, &k.officer).await;
     assert_eq!(s, StatusCode::OK);
@@ -838,6 +852,7 @@ async fn every_read_is_audited_once_and_tampering_is_detected() {
     let srv = start(&f.data);
     let k = &f.keys;
     let id = srv.create(&k.officer, "admission", student()).await;
+    srv.consent(&k.admin, &id, "marketing").await;
     let _second = srv
         .create(
             &k.officer,

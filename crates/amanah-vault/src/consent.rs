@@ -1,0 +1,933 @@
+//! Consent and relations use cases: recording consent decisions with evidence, the consent
+//! history and state of a subject, re-consent listings, contact lists for campaigns, and links
+//! between subjects. The rules themselves live in `amanah_core::consent`.
+
+use amanah_core::access::Principal;
+use amanah_core::audit::AuditRecord;
+use amanah_core::consent::{self, AgeGroup, ConsentDenial, ConsentEvent, GivenBy};
+use amanah_core::policy::{LegalBasis, Policy, Purpose};
+use amanah_core::{Error, Result};
+use amanah_crypto::DataKey;
+use amanah_store::{ConsentRecord, ConsentSelection, RelationRecord, StoreError};
+use serde_json::{json, Value};
+
+use crate::vault::{hex, store_error, Vault};
+
+/// Longest evidence text accepted (a form reference, a signed statement, a log excerpt).
+pub const MAX_EVIDENCE_CHARS: usize = 4_096;
+/// Default and largest page of the consent listings.
+pub const DEFAULT_PAGE: usize = 100;
+pub const MAX_PAGE: usize = 1_000;
+
+/// Kinds of link between two subjects.
+pub const RELATION_KINDS: [&str; 4] = ["guardian", "parent", "guarantor", "emergency_contact"];
+
+/// Who acts for a subject when `given_by` is `guardian`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardianInput {
+    /// A guardian who is a subject of the vault.
+    Subject(String),
+    /// A guardian recorded by their details (sealed under the minor's data key).
+    Details {
+        name: String,
+        relationship: String,
+        contact: Option<String>,
+    },
+}
+
+/// A consent decision as a caller submits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentInput {
+    pub purpose: String,
+    pub granted: bool,
+    /// Where the decision was captured (`web_form`, `paper`, `call_center`...).
+    pub channel: String,
+    pub evidence: Option<String>,
+    pub given_by: String,
+    pub guardian: Option<GuardianInput>,
+    /// Marketing channels the person accepts.
+    pub contact_channels: Vec<String>,
+}
+
+/// What the person (or their guardian) receives as proof of a recorded decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentReceipt {
+    pub consent_id: String,
+    pub subject_id: String,
+    pub purpose: String,
+    pub purpose_version: String,
+    pub policy_version: String,
+    pub controller_name: String,
+    pub controller_contact: String,
+    pub granted: bool,
+    pub given_by: String,
+    pub channel: String,
+    pub contact_channels: Vec<String>,
+    pub evidence_sha256: Option<String>,
+    pub at_micros: i64,
+    /// The audit entry that records the decision: the receipt can be checked against the chain.
+    pub audit_seq: u64,
+    pub audit_hash: String,
+}
+
+/// One decision of a subject's history. Evidence and guardian details are decrypted for the
+/// admin only; other roles see their fingerprints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentView {
+    pub record: ConsentRecord,
+    pub evidence: Option<String>,
+    pub guardian_details: Option<Value>,
+}
+
+/// The state of one consent-based purpose for a subject, now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurposeConsent {
+    pub purpose: String,
+    /// `valid`, `withdrawal_pending`, `withdrawn`, `stale`, `guardian_required` or `none`.
+    pub state: &'static str,
+    /// Why processing is refused, when it is.
+    pub detail: Option<String>,
+    /// The grant in force (valid or pending withdrawal).
+    pub consent_id: Option<String>,
+    /// When a pending withdrawal takes effect.
+    pub effective_until_micros: Option<i64>,
+    pub contact_channels: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsentHistory {
+    pub subject_id: String,
+    pub minor: bool,
+    pub events: Vec<ConsentView>,
+    pub current: Vec<PurposeConsent>,
+}
+
+/// A page of subject ids and the cursor for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// A subject whose consent predates the purpose's current version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleConsent {
+    pub subject_id: String,
+    pub consent_id: String,
+    pub policy_version: String,
+    pub at_micros: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RelationView {
+    pub record: RelationRecord,
+    pub evidence: Option<String>,
+}
+
+/// Consent events as the core rules read them; records with an unknown `given_by` (which
+/// the vault never writes) count as the subject's own.
+pub(crate) fn events(records: &[ConsentRecord]) -> Vec<ConsentEvent> {
+    records
+        .iter()
+        .map(|r| ConsentEvent {
+            id: r.id.clone(),
+            purpose: r.purpose.clone(),
+            purpose_version: r.purpose_version.clone(),
+            policy_version: r.policy_version.clone(),
+            granted: r.granted,
+            given_by: GivenBy::parse(&r.given_by).unwrap_or(GivenBy::Subject),
+            at_micros: r.at_micros,
+        })
+        .collect()
+}
+
+pub(crate) fn consent_error(d: &ConsentDenial) -> Error {
+    Error::ConsentRequired(d.to_string())
+}
+
+/// Salted fingerprint of evidence: the consent id salts it so equal evidence texts of two
+/// decisions do not share a hash.
+fn evidence_fingerprint(kind: &str, id: &str, evidence: &str) -> String {
+    let mut data = Vec::with_capacity(kind.len() + id.len() + evidence.len() + 2);
+    data.extend_from_slice(kind.as_bytes());
+    data.push(0);
+    data.extend_from_slice(id.as_bytes());
+    data.push(0);
+    data.extend_from_slice(evidence.as_bytes());
+    amanah_crypto::digest::sha256_hex(&data)
+}
+
+fn is_token(s: &str, max: usize) -> bool {
+    !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn short_text(field: &str, value: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` must be 1 to {max} printable characters"),
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+fn consent_purpose<'p>(policy: &'p Policy, purpose: &str) -> Result<&'p Purpose> {
+    let p = policy.purpose(purpose).ok_or_else(|| {
+        Error::invalid("purpose", format!("the policy has no purpose {purpose:?}"))
+    })?;
+    if p.basis != LegalBasis::Consent {
+        return Err(Error::invalid(
+            "purpose",
+            format!(
+                "purpose {purpose:?} rests on the legal basis {:?}, not on consent: no consent is recorded for it",
+                p.basis.as_str()
+            ),
+        ));
+    }
+    Ok(p)
+}
+
+fn page_limit(limit: Option<usize>) -> Result<usize> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(Error::invalid(
+            "limit",
+            format!("`limit` must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// Whose decision is sealed, by whom, under which key, when.
+pub(crate) struct ConsentTarget<'a> {
+    pub who: &'a Principal,
+    pub subject_id: &'a str,
+    pub key: &'a DataKey,
+    pub at_micros: i64,
+}
+
+/// Checked and normalized parts of a consent decision, before it is sealed.
+pub(crate) struct CheckedConsent {
+    purpose_version: String,
+    given_by: GivenBy,
+    contact_channels: Vec<String>,
+}
+
+impl Vault {
+    /// Validates a decision's shape against the policy (no store access).
+    pub(crate) fn check_consent_input(
+        &self,
+        policy: &Policy,
+        input: &ConsentInput,
+    ) -> Result<CheckedConsent> {
+        let purpose = consent_purpose(policy, &input.purpose)?;
+        let given_by = GivenBy::parse(&input.given_by).ok_or_else(|| {
+            Error::invalid("given_by", "`given_by` must be \"subject\" or \"guardian\"")
+        })?;
+        if !is_token(&input.channel, 64) {
+            return Err(Error::invalid(
+                "channel",
+                "`channel` names where the decision was captured, e.g. \"web_form\" (lower-case letters, digits, _ and -)",
+            ));
+        }
+        match &input.evidence {
+            Some(e) if e.trim().is_empty() || e.chars().count() > MAX_EVIDENCE_CHARS => {
+                return Err(Error::invalid(
+                    "evidence",
+                    format!("`evidence` must be 1 to {MAX_EVIDENCE_CHARS} characters"),
+                ))
+            }
+            None if input.granted => {
+                return Err(Error::invalid(
+                    "evidence",
+                    "a grant needs `evidence` of how consent was given (form reference, signed statement...)",
+                ))
+            }
+            _ => {}
+        }
+        match (given_by, &input.guardian) {
+            (GivenBy::Subject, Some(_)) => {
+                return Err(Error::invalid(
+                    "guardian",
+                    "`guardian` is only for decisions given by a guardian (`given_by`: \"guardian\")",
+                ))
+            }
+            (GivenBy::Guardian, None) => {
+                return Err(Error::invalid(
+                    "guardian",
+                    "a guardian's decision names the guardian: {\"subject_id\": ...} or {\"name\", \"relationship\"}",
+                ))
+            }
+            _ => {}
+        }
+        let allowed = consent::allowed_channels(purpose);
+        let mut channels: Vec<String> = Vec::with_capacity(input.contact_channels.len());
+        for c in &input.contact_channels {
+            if !allowed.contains(&c.as_str()) {
+                return Err(Error::invalid(
+                    "contact_channels",
+                    format!(
+                        "channel {c:?} is not one purpose {:?} may use; it lists: {}",
+                        input.purpose,
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            if !channels.contains(c) {
+                channels.push(c.clone());
+            }
+        }
+        if !input.granted && !channels.is_empty() {
+            return Err(Error::invalid(
+                "contact_channels",
+                "a withdrawal withdraws every channel; to keep some, record a new grant listing only those",
+            ));
+        }
+        Ok(CheckedConsent {
+            purpose_version: policy.purpose_version(&input.purpose).unwrap_or_default(),
+            given_by,
+            contact_channels: channels,
+        })
+    }
+
+    /// Checks who may give the decision, given the subject's age group and (for an adult's
+    /// guardian) the guardian relations recorded for them.
+    async fn check_entitlement(
+        &self,
+        policy: &Policy,
+        subject_id: Option<&str>,
+        age: Option<AgeGroup>,
+        checked: &CheckedConsent,
+        input: &ConsentInput,
+    ) -> Result<()> {
+        let minor = age == Some(AgeGroup::Minor);
+        match checked.given_by {
+            GivenBy::Subject if minor && input.granted => Err(Error::invalid(
+                "given_by",
+                format!(
+                    "guardian consent required: the subject is under {} (the policy's adult_age), so consent must be \
+                     given by a parent or guardian (UU PDP Art. 25)",
+                    policy.settings.adult_age
+                ),
+            )),
+            GivenBy::Subject => Ok(()),
+            GivenBy::Guardian => {
+                if let Some(GuardianInput::Subject(g)) = &input.guardian {
+                    if Some(g.as_str()) == subject_id {
+                        return Err(Error::invalid(
+                            "guardian",
+                            "a subject cannot be their own guardian",
+                        ));
+                    }
+                    let Some(stored) = self.store.load_subject(g).await.map_err(store_error)? else {
+                        return Err(Error::invalid(
+                            "guardian",
+                            format!("no subject {g} to act as guardian"),
+                        ));
+                    };
+                    let key = self.unwrap_key(&stored)?;
+                    if matches!(
+                        self.age_group(policy, &key, &stored)?,
+                        Some(AgeGroup::Minor | AgeGroup::BelowMinimum)
+                    ) {
+                        return Err(Error::invalid(
+                            "guardian",
+                            "the guardian must be an adult under the policy's adult_age",
+                        ));
+                    }
+                }
+                if minor {
+                    return Ok(());
+                }
+                // An adult consents alone, unless a guardian is linked to them (UU PDP Art. 26).
+                let linked = match (&input.guardian, subject_id) {
+                    (Some(GuardianInput::Subject(g)), Some(s)) => self
+                        .store
+                        .relations(s)
+                        .await
+                        .map_err(store_error)?
+                        .iter()
+                        .any(|r| r.kind == "guardian" && r.subject_id == s && &r.related_subject_id == g),
+                    _ => false,
+                };
+                if linked {
+                    Ok(())
+                } else {
+                    Err(Error::invalid(
+                        "given_by",
+                        "the subject is not a minor: they decide for themselves, unless a guardian is linked to them \
+                         by a `guardian` relation",
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Seals a checked decision into a record for `subject_id` under its data key.
+    fn seal_consent(
+        &self,
+        policy: &Policy,
+        target: &ConsentTarget<'_>,
+        checked: CheckedConsent,
+        input: &ConsentInput,
+    ) -> Result<ConsentRecord> {
+        let ConsentTarget {
+            who,
+            subject_id,
+            key,
+            at_micros,
+        } = *target;
+        let id = uuid::Uuid::new_v4().to_string();
+        let seal = |field: &str, plain: &[u8]| {
+            key.seal_field(subject_id, &format!("{field}:{id}"), plain)
+                .map_err(|e| Error::Internal(e.to_string()))
+        };
+        let evidence = input.evidence.as_deref().map(str::trim);
+        let (guardian_subject_id, guardian_details) = match &input.guardian {
+            None => (None, None),
+            Some(GuardianInput::Subject(g)) => (Some(g.clone()), None),
+            Some(GuardianInput::Details {
+                name,
+                relationship,
+                contact,
+            }) => {
+                let details = json!({
+                    "name": short_text("guardian.name", name, 200)?,
+                    "relationship": short_text("guardian.relationship", relationship, 64)?,
+                    "contact": contact.as_deref().map(|c| short_text("guardian.contact", c, 200)).transpose()?,
+                });
+                (
+                    None,
+                    Some(seal("consent.guardian", details.to_string().as_bytes())?),
+                )
+            }
+        };
+        Ok(ConsentRecord {
+            evidence: evidence
+                .map(|e| seal("consent.evidence", e.as_bytes()))
+                .transpose()?,
+            evidence_sha256: evidence.map(|e| evidence_fingerprint("consent.evidence", &id, e)),
+            id,
+            subject_id: subject_id.to_owned(),
+            purpose: input.purpose.clone(),
+            purpose_version: checked.purpose_version,
+            policy_version: policy.version.clone(),
+            granted: input.granted,
+            given_by: checked.given_by.as_str().to_owned(),
+            capture_channel: input.channel.clone(),
+            contact_channels: checked.contact_channels,
+            guardian_subject_id,
+            guardian_details,
+            recorded_by: who.key_id.clone(),
+            at_micros,
+        })
+    }
+
+    /// Checks and seals a decision recorded together with a new subject (whose age comes from
+    /// the submitted birth date).
+    pub(crate) async fn consent_for_new_subject(
+        &self,
+        policy: &Policy,
+        target: &ConsentTarget<'_>,
+        age: Option<AgeGroup>,
+        input: &ConsentInput,
+    ) -> Result<ConsentRecord> {
+        let checked = self.check_consent_input(policy, input)?;
+        self.check_entitlement(policy, None, age, &checked, input)
+            .await?;
+        self.seal_consent(policy, target, checked, input)
+    }
+
+    pub(crate) fn receipt(
+        &self,
+        policy: &Policy,
+        record: &ConsentRecord,
+        audit: &AuditRecord,
+    ) -> ConsentReceipt {
+        ConsentReceipt {
+            consent_id: record.id.clone(),
+            subject_id: record.subject_id.clone(),
+            purpose: record.purpose.clone(),
+            purpose_version: record.purpose_version.clone(),
+            policy_version: record.policy_version.clone(),
+            controller_name: policy.controller.name.clone(),
+            controller_contact: policy.controller.contact.clone(),
+            granted: record.granted,
+            given_by: record.given_by.clone(),
+            channel: record.capture_channel.clone(),
+            contact_channels: record.contact_channels.clone(),
+            evidence_sha256: record.evidence_sha256.clone(),
+            at_micros: record.at_micros,
+            audit_seq: audit.seq,
+            audit_hash: hex(&audit.hash),
+        }
+    }
+
+    /// Records a grant or withdrawal for an existing subject.
+    pub async fn record_consent(
+        &self,
+        who: &Principal,
+        subject_id: &str,
+        input: &ConsentInput,
+    ) -> Result<(ConsentRecord, ConsentReceipt)> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let action = if input.granted {
+            "consent.grant"
+        } else {
+            "consent.withdraw"
+        };
+        let mut draft = self.draft(who, action, policy);
+        draft.subject = Some(subject_id.to_owned());
+        let checked = self.check_consent_input(policy, input)?;
+        self.grant(who, policy, &input.purpose, &mut draft).await?;
+        let Some(stored) = self
+            .store
+            .load_subject(subject_id)
+            .await
+            .map_err(store_error)?
+        else {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
+                .await);
+        };
+        let key = self.unwrap_key(&stored)?;
+        let age = self.age_group(policy, &key, &stored)?;
+        if let Err(e) = self
+            .check_entitlement(policy, Some(subject_id), age, &checked, input)
+            .await
+        {
+            return Err(self.deny(draft, e).await);
+        }
+        let target = ConsentTarget {
+            who,
+            subject_id,
+            key: &key,
+            at_micros: draft.at_micros,
+        };
+        let record = self.seal_consent(policy, &target, checked, input)?;
+        draft.reason = Some(format!(
+            "consent {} {} by {} (purpose version {}, evidence sha256 {})",
+            record.id,
+            if record.granted {
+                "granted"
+            } else {
+                "withdrawn"
+            },
+            record.given_by,
+            &record.purpose_version[..record.purpose_version.len().min(12)],
+            record.evidence_sha256.as_deref().unwrap_or("none"),
+        ));
+        let audit = self
+            .store
+            .insert_consent(record.clone(), draft)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => Error::NotFound(format!("no subject {subject_id}")),
+                other => store_error(other),
+            })?;
+        let receipt = self.receipt(policy, &record, &audit);
+        Ok((record, receipt))
+    }
+
+    /// A subject's consent history (oldest first) and the current state of each consent-based
+    /// purpose. Roles other than admin see only the purposes they hold, without evidence.
+    pub async fn consent_history(
+        &self,
+        who: &Principal,
+        subject_id: &str,
+    ) -> Result<ConsentHistory> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "consent.read", policy);
+        draft.subject = Some(subject_id.to_owned());
+        let Some(stored) = self
+            .store
+            .load_subject(subject_id)
+            .await
+            .map_err(store_error)?
+        else {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
+                .await);
+        };
+        let holds = |purpose: &str| {
+            who.is_admin()
+                || policy
+                    .role(&who.role)
+                    .is_some_and(|r| r.purposes.iter().any(|p| p == purpose))
+        };
+        let key = self.unwrap_key(&stored)?;
+        let minor = self.age_group(policy, &key, &stored)? == Some(AgeGroup::Minor);
+        let records = self.store.consents(subject_id).await.map_err(store_error)?;
+        let all_events = events(&records);
+        let now = self.clock.now_micros();
+        let mut current = Vec::new();
+        for (name, p) in &policy.purposes {
+            if p.basis != LegalBasis::Consent || !holds(name) {
+                continue;
+            }
+            let version = policy.purpose_version(name).unwrap_or_default();
+            let result = consent::evaluate(
+                &all_events,
+                name,
+                &version,
+                &policy.version,
+                now,
+                policy.settings.withdrawal_grace_days,
+                minor,
+            );
+            let channels_of = |id: &str| {
+                records
+                    .iter()
+                    .find(|r| r.id == id)
+                    .map(|r| r.contact_channels.clone())
+                    .unwrap_or_default()
+            };
+            current.push(match result {
+                Ok(v) => PurposeConsent {
+                    purpose: name.clone(),
+                    state: if v.withdrawal_effective_micros.is_some() {
+                        "withdrawal_pending"
+                    } else {
+                        "valid"
+                    },
+                    detail: None,
+                    consent_id: Some(v.grant.id.clone()),
+                    effective_until_micros: v.withdrawal_effective_micros,
+                    // Contact stops at once on withdrawal.
+                    contact_channels: if v.withdrawal_effective_micros.is_some() {
+                        Vec::new()
+                    } else {
+                        channels_of(&v.grant.id)
+                    },
+                },
+                Err(d) => PurposeConsent {
+                    purpose: name.clone(),
+                    state: match d {
+                        ConsentDenial::NoConsent { .. } => "none",
+                        ConsentDenial::Withdrawn { .. } => "withdrawn",
+                        ConsentDenial::Stale { .. } => "stale",
+                        ConsentDenial::GuardianRequired { .. } => "guardian_required",
+                    },
+                    detail: Some(d.to_string()),
+                    consent_id: None,
+                    effective_until_micros: None,
+                    contact_channels: Vec::new(),
+                },
+            });
+        }
+        let mut views = Vec::new();
+        for r in records.into_iter().filter(|r| holds(&r.purpose)) {
+            let open = |field: &str, sealed: &Option<Vec<u8>>| -> Result<Option<String>> {
+                match sealed {
+                    Some(c) if who.is_admin() => {
+                        let plain = key
+                            .open_field(subject_id, &format!("{field}:{}", r.id), c)
+                            .map_err(|e| Error::Internal(format!("consent {}: {e}", r.id)))?;
+                        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+                    }
+                    _ => Ok(None),
+                }
+            };
+            let evidence = open("consent.evidence", &r.evidence)?;
+            let guardian_details = open("consent.guardian", &r.guardian_details)?
+                .and_then(|s| serde_json::from_str(&s).ok());
+            views.push(ConsentView {
+                record: r,
+                evidence,
+                guardian_details,
+            });
+        }
+        draft.reason = Some(format!("{} consent decisions", views.len()));
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(ConsentHistory {
+            subject_id: subject_id.to_owned(),
+            minor,
+            events: views,
+            current,
+        })
+    }
+
+    /// Subjects whose consent to `purpose` was given for an earlier version of it: they must be
+    /// asked again before processing resumes. One audit entry per page.
+    pub async fn stale_consents(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<StaleConsent>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "consent.stale", policy);
+        consent_purpose(policy, purpose)?;
+        let limit = page_limit(limit)?;
+        self.grant(who, policy, purpose, &mut draft).await?;
+        let current_version = policy.purpose_version(purpose).unwrap_or_default();
+        let found = self
+            .store
+            .select_consents(
+                purpose,
+                ConsentSelection::StaleFor { current_version },
+                after,
+                limit,
+            )
+            .await
+            .map_err(store_error)?;
+        let next = (found.len() == limit)
+            .then(|| found.last().map(|r| r.subject_id.clone()))
+            .flatten();
+        let items: Vec<StaleConsent> = found
+            .into_iter()
+            .map(|r| StaleConsent {
+                subject_id: r.subject_id,
+                consent_id: r.id,
+                policy_version: r.policy_version,
+                at_micros: r.at_micros,
+            })
+            .collect();
+        draft.reason = Some(format!("listed {} subjects to ask again", items.len()));
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(Page { items, next })
+    }
+
+    /// Ids of subjects who may be contacted under `purpose` on `channel` now (what a campaign
+    /// tool calls). Audited as one access per page.
+    pub async fn contactable(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        channel: &str,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Page<String>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "consent.contactable", policy);
+        let p = consent_purpose(policy, purpose)?;
+        if !consent::allowed_channels(p).contains(&channel) {
+            return Err(Error::invalid(
+                "channel",
+                format!(
+                    "purpose {purpose:?} does not use channel {channel:?}; it lists: {}",
+                    consent::allowed_channels(p).join(", ")
+                ),
+            ));
+        }
+        let limit = page_limit(limit)?;
+        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let current_version = policy.purpose_version(purpose).unwrap_or_default();
+        let mut items = Vec::new();
+        let mut cursor = after.map(str::to_owned);
+        let mut exhausted = false;
+        let mut next = None;
+        'pages: while !exhausted {
+            let batch = self
+                .store
+                .select_consents(
+                    purpose,
+                    ConsentSelection::ContactableOn {
+                        current_version: current_version.clone(),
+                        channel: channel.to_owned(),
+                    },
+                    cursor.as_deref(),
+                    limit,
+                )
+                .await
+                .map_err(store_error)?;
+            exhausted = batch.len() < limit;
+            for r in batch {
+                cursor = Some(r.subject_id.clone());
+                // A minor needs a guardian's grant and a role cleared for a child's data.
+                let minor = match self
+                    .store
+                    .load_subject(&r.subject_id)
+                    .await
+                    .map_err(store_error)?
+                {
+                    Some(stored) => {
+                        let key = self.unwrap_key(&stored)?;
+                        self.age_group(policy, &key, &stored)? == Some(AgeGroup::Minor)
+                    }
+                    None => continue,
+                };
+                if minor && grant.for_minor().is_err() {
+                    continue;
+                }
+                let ok = consent::may_contact(
+                    &events(std::slice::from_ref(&r)),
+                    &r.contact_channels,
+                    purpose,
+                    &current_version,
+                    minor,
+                    channel,
+                );
+                if ok {
+                    items.push(r.subject_id);
+                    if items.len() == limit {
+                        // Full page: the next one starts after this subject.
+                        next = cursor;
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        draft.reason = Some(format!(
+            "{} subjects contactable on channel {channel}",
+            items.len()
+        ));
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(Page { items, next })
+    }
+
+    /// Links `subject_id` to another subject (who provided whose data, and on what grounds).
+    pub async fn add_relation(
+        &self,
+        who: &Principal,
+        subject_id: &str,
+        kind: &str,
+        related_subject_id: &str,
+        evidence: Option<&str>,
+    ) -> Result<RelationRecord> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "relation.create", policy);
+        draft.subject = Some(subject_id.to_owned());
+        if !RELATION_KINDS.contains(&kind) {
+            return Err(Error::invalid(
+                "kind",
+                format!("`kind` must be one of: {}", RELATION_KINDS.join(", ")),
+            ));
+        }
+        if subject_id == related_subject_id {
+            return Err(Error::invalid(
+                "subject_id",
+                "a subject cannot be related to themselves",
+            ));
+        }
+        let evidence = evidence
+            .map(|e| short_text("evidence", e, MAX_EVIDENCE_CHARS))
+            .transpose()?;
+        let Some(stored) = self
+            .store
+            .load_subject(subject_id)
+            .await
+            .map_err(store_error)?
+        else {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
+                .await);
+        };
+        let key = self.unwrap_key(&stored)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let sealed = evidence
+            .as_deref()
+            .map(|e| {
+                key.seal_field(subject_id, &format!("relation.evidence:{id}"), e.as_bytes())
+                    .map_err(|e| Error::Internal(e.to_string()))
+            })
+            .transpose()?;
+        let record = RelationRecord {
+            evidence_sha256: evidence
+                .as_deref()
+                .map(|e| evidence_fingerprint("relation.evidence", &id, e)),
+            id,
+            subject_id: subject_id.to_owned(),
+            kind: kind.to_owned(),
+            related_subject_id: related_subject_id.to_owned(),
+            evidence: sealed,
+            recorded_by: who.key_id.clone(),
+            at_micros: draft.at_micros,
+        };
+        draft.reason = Some(format!(
+            "relation {} {kind} -> {related_subject_id}",
+            record.id
+        ));
+        self.store
+            .insert_relation(record.clone(), draft)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => {
+                    Error::NotFound(format!("no subject {related_subject_id} to relate to"))
+                }
+                other => store_error(other),
+            })?;
+        Ok(record)
+    }
+
+    /// Relations recorded on a subject or pointing to it. Evidence is decrypted for the admin.
+    pub async fn relations(&self, who: &Principal, subject_id: &str) -> Result<Vec<RelationView>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "relation.read", policy);
+        draft.subject = Some(subject_id.to_owned());
+        if self
+            .store
+            .load_subject(subject_id)
+            .await
+            .map_err(store_error)?
+            .is_none()
+        {
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
+                .await);
+        }
+        let records = self
+            .store
+            .relations(subject_id)
+            .await
+            .map_err(store_error)?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let evidence = match (&r.evidence, who.is_admin()) {
+                (Some(sealed), true) => {
+                    // Sealed under the key of the subject the relation was recorded on.
+                    let owner = self
+                        .store
+                        .load_subject(&r.subject_id)
+                        .await
+                        .map_err(store_error)?;
+                    match owner {
+                        Some(owner) => {
+                            let key = self.unwrap_key(&owner)?;
+                            let plain = key
+                                .open_field(
+                                    &r.subject_id,
+                                    &format!("relation.evidence:{}", r.id),
+                                    sealed,
+                                )
+                                .map_err(|e| Error::Internal(format!("relation {}: {e}", r.id)))?;
+                            Some(String::from_utf8_lossy(&plain).into_owned())
+                        }
+                        None => None,
+                    }
+                }
+                _ => None,
+            };
+            out.push(RelationView {
+                record: r,
+                evidence,
+            });
+        }
+        draft.reason = Some(format!("{} relations", out.len()));
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(out)
+    }
+}
