@@ -1218,6 +1218,10 @@ async fn openapi_and_metrics() {
         ("/v1/keys", &["get", "post"]),
         ("/v1/keys/{id}", &["delete"]),
         ("/v1/policy", &["get", "put"]),
+        ("/v1/subjects/{id}/consents", &["get", "post"]),
+        ("/v1/subjects/{id}/relations", &["get", "post"]),
+        ("/v1/consents/stale", &["get"]),
+        ("/v1/contactable", &["get"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
     ] {
