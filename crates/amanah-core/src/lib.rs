@@ -7,5 +7,7 @@ pub mod consent;
 pub mod error;
 pub mod fields;
 pub mod policy;
+pub mod retention;
+pub mod rights;
 
 pub use error::{Error, Result};

@@ -136,6 +136,9 @@ pub struct Role {
     pub approve_disclosures: bool,
     /// The account owner who authorizes approved disclosures.
     pub authorize_disclosures: bool,
+    /// The data protection officer's role: handles data-subject requests, exports,
+    /// restrictions, legal holds and erasure.
+    pub handle_requests: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -560,6 +563,7 @@ const ROLE_KEYS: &[&str] = &[
     "mask",
     "approve_disclosures",
     "authorize_disclosures",
+    "handle_requests",
 ];
 const RECIPIENT_KEYS: &[&str] = &[
     "country",
@@ -1505,6 +1509,7 @@ fn parse_role(
     }
     let approve_disclosures = t.flag("approve_disclosures", d);
     let authorize_disclosures = t.flag("authorize_disclosures", d);
+    let handle_requests = t.flag("handle_requests", d);
     Some(Role {
         name: name.to_owned(),
         purposes: plain(&purposes?),
@@ -1512,6 +1517,7 @@ fn parse_role(
         mask: mask.map(|m| plain(m.get_ref())).unwrap_or_default(),
         approve_disclosures,
         authorize_disclosures,
+        handle_requests,
     })
 }
 

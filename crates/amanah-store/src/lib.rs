@@ -3,10 +3,15 @@
 //! encryption happens before a value reaches it. Every write carries its audit entry, and the
 //! store commits both in one transaction, so no change is ever unaudited.
 
+mod rights;
 mod sqlite;
 mod types;
 
-pub use sqlite::SqliteStore;
+pub use rights::*;
+pub use sqlite::{
+    inspect_backup, key_store_path, restore_data, restore_key_store, BackupKind, Reconciled,
+    SqliteStore,
+};
 pub use types::*;
 
 use amanah_core::audit::{AuditDraft, AuditRecord};
@@ -19,6 +24,9 @@ pub enum StoreError {
     Unique { category: String },
     #[error("not found")]
     NotFound,
+    /// The row changed under the caller (e.g. a request moved on since it was read).
+    #[error("{0}")]
+    Conflict(String),
     /// The database was written by a newer Amanah.
     #[error(
         "the store's schema version {found} is newer than this binary understands ({supported})"
@@ -33,7 +41,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage contract. Methods that change data take the audit entry describing the change
 /// and return it as appended to the chain.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RightsStore + Send + Sync + 'static {
     // --- subjects ---
     async fn insert_subject(
         &self,

@@ -23,8 +23,10 @@ use crate::{
     RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
 };
 
-/// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations.
-const SCHEMA_VERSION: i64 = 2;
+/// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
+/// their own file (the key store), restriction, relationship end, holds, requests, erasures,
+/// de-identified records.
+const SCHEMA_VERSION: i64 = 3;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 
@@ -132,6 +134,10 @@ CREATE TABLE IF NOT EXISTS relations (
 );
 CREATE INDEX IF NOT EXISTS relations_by_subject ON relations(subject_id);
 CREATE INDEX IF NOT EXISTS relations_by_related ON relations(related_subject_id);
+CREATE TABLE IF NOT EXISTS store_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS policy_versions (
     seq INTEGER PRIMARY KEY,
     version TEXT NOT NULL,
@@ -149,11 +155,19 @@ fn channel_closed<T>(_: T) -> StoreError {
     StoreError::Backend("the storage thread has stopped".into())
 }
 
+mod backup;
+mod rights;
+
+pub use backup::{inspect_backup, restore_data, restore_key_store, BackupKind, Reconciled};
+
 /// The in-memory end of the audit chain, owned by the writer thread.
 struct Chain {
     key: AuditKey,
     seq: u64,
     hash: [u8; 32],
+    /// A job erased key material: after the commit, checkpoint and truncate both WAL files so
+    /// no copy of the destroyed pages stays in them.
+    checkpoint: bool,
 }
 
 type WriteFn = Box<dyn FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send>;
@@ -191,6 +205,7 @@ impl SqliteStore {
             key: audit_key,
             seq,
             hash,
+            checkpoint: false,
         };
         let (wtx, wrx) = flume::unbounded::<WriteJob>();
         std::thread::Builder::new()
@@ -233,6 +248,30 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::Backend("no audit record".into()))
     }
 
+    /// A write whose job also computes a value, handed back only if the batch commits.
+    async fn write_with<T: Send + 'static>(
+        &self,
+        run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<(T, AuditRecord)> + Send + 'static,
+    ) -> StoreResult<(T, AuditRecord)> {
+        let slot = Arc::new(std::sync::Mutex::new(None));
+        let filled = slot.clone();
+        let record = self
+            .write(move |tx, chain| {
+                let (value, record) = run(tx, chain)?;
+                if let Ok(mut s) = filled.lock() {
+                    *s = Some(value);
+                }
+                Ok(record)
+            })
+            .await?;
+        let value = slot
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .ok_or_else(|| StoreError::Backend("the write produced no result".into()))?;
+        Ok((value, record))
+    }
+
     async fn write_many(
         &self,
         run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send + 'static,
@@ -261,6 +300,79 @@ impl SqliteStore {
     }
 }
 
+/// Schema 3: data keys move to the key store (attached as `keys`), so that backups of the data
+/// file hold ciphertext only and erasing a key there shreds the person everywhere.
+const MIGRATION_3: &str = r#"
+INSERT OR IGNORE INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
+    SELECT id, kek_id, key_version, wrapped_key FROM subjects;
+ALTER TABLE subjects DROP COLUMN kek_id;
+ALTER TABLE subjects DROP COLUMN key_version;
+ALTER TABLE subjects DROP COLUMN wrapped_key;
+ALTER TABLE subjects ADD COLUMN restricted_at INTEGER;
+ALTER TABLE subjects ADD COLUMN restriction_reason BLOB;
+ALTER TABLE subjects ADD COLUMN restricted_by TEXT;
+ALTER TABLE subjects ADD COLUMN relationship_ended_at INTEGER;
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+    reason BLOB NOT NULL,
+    until TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    released_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS holds_by_subject ON holds(subject_id);
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    details BLOB,
+    received_at INTEGER NOT NULL,
+    due_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    refusal_reason TEXT,
+    refusal_text BLOB,
+    closed_at INTEGER,
+    received_by TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, due_at);
+CREATE INDEX IF NOT EXISTS requests_by_subject ON requests(subject_id);
+CREATE TABLE IF NOT EXISTS erasures (
+    subject_id TEXT PRIMARY KEY,
+    erased_at INTEGER NOT NULL,
+    cause TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS deidentified (
+    id TEXT PRIMARY KEY,
+    purposes TEXT NOT NULL,
+    attributes TEXT NOT NULL,
+    created_on TEXT NOT NULL
+);
+"#;
+
+const KEY_STORE_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS keys.data_keys (
+    subject_id TEXT PRIMARY KEY,
+    kek_id TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    wrapped_key BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keys.meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+/// Where the key store of the data file at `path` lives: `NAME-keys.db` beside `NAME.db`.
+pub fn key_store_path(path: &Path) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "amanah".into());
+    path.with_file_name(format!("{stem}-keys.db"))
+}
+
 fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -280,6 +392,15 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
          PRAGMA secure_delete = ON;",
     )
     .map_err(backend)?;
+    let keys = key_store_path(path);
+    conn.execute("ATTACH DATABASE ?1 AS keys", [keys.to_string_lossy()])
+        .map_err(backend)?;
+    conn.execute_batch(
+        "PRAGMA keys.journal_mode = WAL;
+         PRAGMA keys.synchronous = FULL;
+         PRAGMA keys.secure_delete = ON;",
+    )
+    .map_err(backend)?;
     Ok(conn)
 }
 
@@ -293,13 +414,76 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
             supported: SCHEMA_VERSION,
         });
     }
+    let tx = conn.transaction().map_err(backend)?;
+    tx.execute_batch(KEY_STORE_SCHEMA).map_err(backend)?;
     if found < SCHEMA_VERSION {
-        let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(SCHEMA).map_err(backend)?;
+        if found < 3 {
+            tx.execute_batch(MIGRATION_3).map_err(backend)?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
-        tx.commit().map_err(backend)?;
     }
+    // Both files carry the vault's id: a key store from another vault is never used.
+    let data_id: Option<String> = tx
+        .query_row(
+            "SELECT value FROM main.store_meta WHERE key = 'store_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    let keys_id: Option<String> = tx
+        .query_row(
+            "SELECT value FROM keys.meta WHERE key = 'store_id'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(backend)?;
+    match (data_id, keys_id) {
+        (Some(d), Some(k)) if d != k => return Err(StoreError::Backend(
+            "the key store belongs to another vault (its store id differs from the data file's)"
+                .into(),
+        )),
+        (Some(_), Some(_)) => {}
+        (Some(d), None) => {
+            let has_subjects: bool = tx
+                .query_row("SELECT EXISTS (SELECT 1 FROM subjects)", [], |r| r.get(0))
+                .map_err(backend)?;
+            if has_subjects {
+                return Err(StoreError::Backend(
+                    "the key store is missing or empty: restore it (`amanah restore --key-store`) before opening the vault".into(),
+                ));
+            }
+            tx.execute(
+                "INSERT INTO keys.meta (key, value) VALUES ('store_id', ?1)",
+                [d],
+            )
+            .map_err(backend)?;
+        }
+        (None, Some(k)) => {
+            tx.execute(
+                "INSERT INTO main.store_meta (key, value) VALUES ('store_id', ?1)",
+                [k],
+            )
+            .map_err(backend)?;
+        }
+        (None, None) => {
+            let id = uuid::Uuid::new_v4().to_string();
+            tx.execute(
+                "INSERT INTO main.store_meta (key, value) VALUES ('store_id', ?1)",
+                [&id],
+            )
+            .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO keys.meta (key, value) VALUES ('store_id', ?1)",
+                [&id],
+            )
+            .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)?;
     Ok(())
 }
 
@@ -405,6 +589,9 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
         Ok(()) => {
             metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
             metrics::counter!("amanah_store_commits_total").increment(1);
+            if std::mem::take(&mut chain.checkpoint) {
+                truncate_wal(conn);
+            }
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(result);
             }
@@ -412,11 +599,33 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
         Err(e) => {
             chain.seq = start_seq;
             chain.hash = start_hash;
+            chain.checkpoint = false;
             tracing::error!(error = %e, "sqlite batch commit failed");
             let msg = e.to_string();
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Backend(msg.clone())));
             }
+        }
+    }
+}
+
+/// Copies the WAL into both database files and truncates the WALs (erased pages were zeroed in
+/// the files by `secure_delete`). Readers in the middle of a read delay it; the busy timeout
+/// bounds the wait, and a failure only leaves the pages until the next checkpoint.
+fn truncate_wal(conn: &Connection) {
+    for schema in ["keys", "main"] {
+        let result = conn.query_row(
+            &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
+            [],
+            |r| r.get::<_, i64>(0),
+        );
+        match result {
+            Ok(0) => {}
+            Ok(_) => tracing::warn!(
+                schema,
+                "WAL checkpoint after erasure was blocked by readers"
+            ),
+            Err(e) => tracing::warn!(schema, error = %e, "WAL checkpoint after erasure failed"),
         }
     }
 }
@@ -590,22 +799,26 @@ fn relation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationRecord> {
 
 fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {
     let mut out = Vec::with_capacity(ids.len());
+    // A subject whose key is gone (erased, or a restored data backup that predates an
+    // erasure) has no readable data: it is not loaded at all.
     let mut head = conn
         .prepare_cached(
-            "SELECT kek_id, key_version, wrapped_key, created_at FROM subjects WHERE id = ?1",
+            "SELECT k.kek_id, k.key_version, k.wrapped_key, s.created_at, s.restricted_at
+             FROM subjects s JOIN keys.data_keys k ON k.subject_id = s.id WHERE s.id = ?1",
         )
         .map_err(backend)?;
     let mut fields = conn
         .prepare_cached("SELECT category, ciphertext FROM subject_fields WHERE subject_id = ?1")
         .map_err(backend)?;
     for id in ids {
-        let Some((kek_id, version, ciphertext, created)) = head
+        let Some((kek_id, version, ciphertext, created, restricted)) = head
             .query_row([id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, i64>(1)?,
                     r.get::<_, Vec<u8>>(2)?,
                     r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             })
             .optional()
@@ -627,6 +840,7 @@ fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSub
                 ciphertext,
             },
             created_at_micros: created,
+            restricted_since_micros: restricted,
             fields: values,
         });
     }
@@ -675,8 +889,11 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 impl Store for SqliteStore {
     async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
+            tx.prepare_cached("INSERT INTO subjects (id, created_at) VALUES (?1, ?2)")
+                .and_then(|mut st| st.execute(params![s.id, s.created_at_micros]))
+                .map_err(backend)?;
             tx.prepare_cached(
-                "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut st| {
                 st.execute(params![
@@ -684,7 +901,6 @@ impl Store for SqliteStore {
                     s.wrapped_key.kek_id,
                     s.wrapped_key.version as i64,
                     s.wrapped_key.ciphertext,
-                    s.created_at_micros
                 ])
             })
             .map_err(backend)?;

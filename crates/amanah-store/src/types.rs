@@ -36,6 +36,8 @@ pub struct StoredSubject {
     pub id: String,
     pub wrapped_key: WrappedKey,
     pub created_at_micros: i64,
+    /// Set while processing is restricted (UU PDP Art. 41).
+    pub restricted_since_micros: Option<i64>,
     /// (category, ciphertext)
     pub fields: Vec<(String, Vec<u8>)>,
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{
-    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, RelationRecord, SqliteStore, Store,
-    StoreError,
+    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, RelationRecord, RightsStore,
+    SqliteStore, Store, StoreError,
 };
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
@@ -312,4 +312,143 @@ async fn consents_keep_history_and_listings_see_the_latest_decision() {
             .await,
         Err(StoreError::NotFound)
     ));
+}
+
+fn files_hold(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            std::fs::read(p)
+                .unwrap()
+                .windows(needle.len())
+                .any(|w| w == needle)
+        })
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("vault");
+    std::fs::create_dir(&data).unwrap();
+    let db = data.join("amanah.db");
+    let backups = dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    let gone = subject(&ring, "gone", [1; 32]);
+    let wrapped = gone.wrapped_key.ciphertext.clone();
+    let ciphertext = gone.fields[0].ciphertext.clone();
+    store
+        .insert_subject(gone, draft("subject.create", Some("gone")))
+        .await
+        .unwrap();
+    store
+        .insert_subject(
+            subject(&ring, "kept", [2; 32]),
+            draft("subject.create", Some("kept")),
+        )
+        .await
+        .unwrap();
+    // The data file never holds a data key; the key store does.
+    assert!(files_hold(&data, &wrapped)
+        .iter()
+        .all(|f| f.ends_with("-keys.db") || f.ends_with("-keys.db-wal")));
+    let data_backup = backups.join("data.db");
+    let key_backup = backups.join("keys.db");
+    store.backup_data(&data_backup).await.unwrap();
+    store.backup_key_store(&key_backup, 1_000).await.unwrap();
+    assert!(
+        files_hold(&backups, &wrapped)
+            .iter()
+            .all(|f| f.ends_with("keys.db")),
+        "the data backup holds no key"
+    );
+    assert!(
+        !files_hold(&backups, &ciphertext).is_empty(),
+        "the data backup holds ciphertext"
+    );
+
+    store
+        .erase_subject(
+            "gone",
+            50,
+            "request r1",
+            draft("subject.erase", Some("gone")),
+        )
+        .await
+        .unwrap();
+    assert!(store.load_subject("gone").await.unwrap().is_none());
+    assert_eq!(store.erased_at("gone").await.unwrap(), Some(50));
+    assert!(store.load_subject("kept").await.unwrap().is_some());
+    assert!(store
+        .find_subjects("email", [1; 32], 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(matches!(
+        store
+            .erase_subject("gone", 60, "again", draft("subject.erase", Some("gone")))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        files_hold(&data, &wrapped),
+        Vec::<String>::new(),
+        "key bytes left in the data dir"
+    );
+    assert_eq!(
+        files_hold(&data, &ciphertext),
+        Vec::<String>::new(),
+        "ciphertext left in the data dir"
+    );
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    // Restore the data backup taken before the erasure: the erased subject stays gone.
+    amanah_store::restore_data(&db, &data_backup).unwrap();
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    let (done, _) = store
+        .reconcile_after_data_restore(70, draft("backup.restore", None))
+        .await
+        .unwrap();
+    assert_eq!(done.purged_subjects, 1);
+    assert!(store.load_subject("gone").await.unwrap().is_none());
+    assert_eq!(store.erased_at("gone").await.unwrap(), Some(70));
+    assert!(store.load_subject("kept").await.unwrap().is_some());
+    assert!(files_hold(&data, &ciphertext).is_empty());
+    verify(&store, &ring).await;
+
+    // A key-store snapshot older than the limit is refused; a recent one loses erased keys.
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let err = amanah_store::restore_key_store(
+        &db,
+        &key_backup,
+        1_000 + 31 * 86_400_000_000,
+        30 * 86_400_000_000,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("31 days old"), "{err}");
+    assert!(
+        amanah_store::restore_data(&db, &key_backup).is_err(),
+        "kinds are checked"
+    );
+    amanah_store::restore_key_store(&db, &key_backup, 2_000, 30 * 86_400_000_000).unwrap();
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    let (done, _) = store
+        .reconcile_after_key_restore(draft("backup.restore", None))
+        .await
+        .unwrap();
+    assert_eq!(done.dropped_keys, 1);
+    assert_eq!(done.keyless_subjects, 0);
+    assert!(store.load_subject("gone").await.unwrap().is_none());
+    assert!(store.load_subject("kept").await.unwrap().is_some());
+    assert!(
+        files_hold(&data, &wrapped).is_empty(),
+        "the restored snapshot's copy of the key is gone"
+    );
 }
