@@ -15,6 +15,9 @@ pub enum Error {
     ConsentRequired(String),
     #[error("{0}")]
     NotFound(String),
+    /// It existed and was erased.
+    #[error("{0}")]
+    Gone(String),
     /// Malformed request (bad JSON, missing parameter).
     #[error("{0}")]
     BadRequest(String),
@@ -47,6 +50,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::ConsentRequired(_) => "consent-required",
             Error::NotFound(_) => "not-found",
+            Error::Gone(_) => "gone",
             Error::BadRequest(_) => "bad-request",
             Error::Invalid { .. } => "invalid",
             Error::Conflict(_) => "conflict",

@@ -16,7 +16,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Authenticated;
 use crate::consents::{self, ConsentBody, ReceiptOut};
 use crate::problem::Problem;
-use crate::AppState;
+use crate::{rights, AppState};
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
@@ -26,13 +26,20 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
     paths(create_subject, search_subjects, read_subject, update_subject, audit_entries, audit_verify,
           list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics,
           consents::record_consent, consents::consent_history, consents::stale_consents,
-          consents::contactable, consents::add_relation, consents::relations),
+          consents::contactable, consents::add_relation, consents::relations,
+          rights::create_request, rights::list_requests, rights::get_request, rights::update_request,
+          rights::export_subject, rights::restrict, rights::lift_restriction, rights::add_hold,
+          rights::list_holds, rights::release_hold, rights::erase_subject, rights::end_relationship,
+          rights::retention_sweep),
     components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
                        VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut,
                        consents::ConsentBody, consents::GuardianBody, consents::ConsentOut, consents::ReceiptOut,
                        consents::RecordedConsentOut, consents::ConsentHistoryOut, consents::PurposeConsentOut,
                        consents::StaleOut, consents::StaleSubjectOut, consents::ContactableOut,
-                       consents::RelationBody, consents::RelationOut, consents::RelationsOut)),
+                       consents::RelationBody, consents::RelationOut, consents::RelationsOut,
+                       rights::NewRequestBody, rights::RefusalBody, rights::RequestUpdateBody, rights::RefusalOut,
+                       rights::RequestOut, rights::RequestsOut, rights::RestrictionBody, rights::HoldBody,
+                       rights::HoldOut, rights::HoldsOut, rights::SweepItemOut, rights::SweepOut)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -369,7 +376,8 @@ pub async fn read_subject(
 }
 
 /// Replace some fields of a subject (rectification); blind indexes move with the values.
-#[utoipa::path(patch, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query)),
+#[utoipa::path(patch, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query),
+    ("request" = Option<String>, Query, description = "An open rectification request this change answers")),
     request_body = SubjectBody,
     responses((status = 200, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -391,7 +399,13 @@ pub async fn update_subject(
         .into());
     }
     s.vault
-        .update_subject(&who, &purpose, &id, &body.fields)
+        .rectify_subject(
+            &who,
+            &purpose,
+            &id,
+            &body.fields,
+            q.get("request").map(String::as_str),
+        )
         .await?;
     Ok(Json(CreatedOut {
         id,

@@ -7,6 +7,7 @@ mod consents;
 mod handlers;
 mod metrics_layer;
 pub mod problem;
+mod rights;
 
 use std::sync::Arc;
 
@@ -48,8 +49,33 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/subjects/{id}",
-            get(handlers::read_subject).patch(handlers::update_subject),
+            get(handlers::read_subject)
+                .patch(handlers::update_subject)
+                .delete(rights::erase_subject),
         )
+        .route("/v1/subjects/{id}/export", get(rights::export_subject))
+        .route(
+            "/v1/subjects/{id}/restriction",
+            post(rights::restrict).delete(rights::lift_restriction),
+        )
+        .route(
+            "/v1/subjects/{id}/holds",
+            post(rights::add_hold).get(rights::list_holds),
+        )
+        .route(
+            "/v1/subjects/{id}/holds/{hold_id}",
+            axum::routing::delete(rights::release_hold),
+        )
+        .route("/v1/subjects/{id}/end", post(rights::end_relationship))
+        .route(
+            "/v1/requests",
+            post(rights::create_request).get(rights::list_requests),
+        )
+        .route(
+            "/v1/requests/{id}",
+            get(rights::get_request).patch(rights::update_request),
+        )
+        .route("/v1/retention/sweep", post(rights::retention_sweep))
         .route(
             "/v1/subjects/{id}/consents",
             post(consents::record_consent).get(consents::consent_history),

@@ -37,6 +37,7 @@ impl From<Error> for Problem {
             Error::Unauthenticated => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) | Error::ConsentRequired(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Gone(_) => StatusCode::GONE,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(_) => StatusCode::CONFLICT,

@@ -81,6 +81,9 @@ struct Harness {
 }
 
 async fn start(grace: u32) -> Harness {
+    // When the whole workspace is built, reqwest carries rustls (for the TLS tests): give it a
+    // provider even for plain HTTP.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
     let store =

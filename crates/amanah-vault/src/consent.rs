@@ -756,6 +756,8 @@ impl Vault {
                     .await
                     .map_err(store_error)?
                 {
+                    // A restricted subject is not processed, so not contacted.
+                    Some(stored) if stored.restricted_since_micros.is_some() => continue,
                     Some(stored) => {
                         let key = self.unwrap_key(&stored)?;
                         self.age_group(policy, &key, &stored)? == Some(AgeGroup::Minor)

@@ -5,8 +5,10 @@
 
 mod clock;
 mod consent;
+mod rights;
 mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
+pub use rights::*;
 pub use vault::*;

@@ -73,6 +73,7 @@ pub(crate) fn store_error(e: StoreError) -> Error {
             "another subject already holds this {category} (the policy declares it unique)"
         )),
         StoreError::NotFound => Error::NotFound("not found".into()),
+        StoreError::Conflict(m) => Error::Conflict(m),
         other => {
             tracing::error!(error = %other, "store failure");
             Error::Internal("storage failure".into())
@@ -422,16 +423,38 @@ impl Vault {
         id: &str,
         input: &Map<String, Value>,
     ) -> Result<()> {
+        self.rectify_subject(who, purpose, id, input, None).await
+    }
+
+    /// Like [`Vault::update_subject`]; with `request`, the change is recorded as the
+    /// rectification that answers that data-subject request (which must be an open
+    /// rectification request of this subject).
+    pub async fn rectify_subject(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        id: &str,
+        input: &Map<String, Value>,
+        request: Option<&str>,
+    ) -> Result<()> {
         let active = self.policy();
         let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.update", policy);
+        let action = if request.is_some() {
+            "subject.rectify"
+        } else {
+            "subject.update"
+        };
+        let mut draft = self.draft(who, action, policy);
         draft.subject = Some(id.to_owned());
         let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        if let Some(r) = request {
+            self.check_rectification_request(r, id).await?;
+            draft.reason = Some(format!("rectification for request {r}"));
+        }
         let values = self.prepare_fields(policy, &grant, input)?;
         let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {id}")))
-                .await);
+            let missing = self.missing_subject(id).await?;
+            return Err(self.deny(draft, missing).await);
         };
         let key = self.unwrap_key(&stored)?;
         // The rectified birth date, if any, decides the age; else the stored one.
@@ -439,11 +462,13 @@ impl Vault {
             Some(a) => Some(a),
             None => self.age_group(policy, &key, &stored)?,
         };
-        if let Err(e) = self
+        match self
             .subject_checks(policy, &grant, &stored, age, draft.at_micros)
             .await
         {
-            return Err(self.deny(draft, e).await);
+            Ok(Some(consent)) if draft.reason.is_none() => draft.reason = Some(consent),
+            Ok(_) => {}
+            Err(e) => return Err(self.deny(draft, e).await),
         }
         let writes = self.encrypt_fields(policy, id, &key, &values)?;
         draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
@@ -546,6 +571,18 @@ impl Vault {
         stored: &StoredSubject,
         now_micros: i64,
     ) -> Result<(SubjectView, Option<String>)> {
+        if let Some(since) = stored.restricted_since_micros {
+            let restricted_use = policy
+                .purpose(&grant.purpose)
+                .is_some_and(|p| p.restricted_use);
+            if !(grant.role == ADMIN_ROLE && restricted_use) {
+                return Err(Error::Forbidden(format!(
+                    "processing of this subject is restricted since {} (UU PDP Art. 41): only the admin may read it, \
+                     under a purpose marked restricted_use",
+                    consent::date_of(since)
+                )));
+            }
+        }
         let key = self.unwrap_key(stored)?;
         let age = self.age_group(policy, &key, stored)?;
         let reason = self
@@ -601,9 +638,8 @@ impl Vault {
         draft.subject = Some(id.to_owned());
         let grant = self.grant(who, policy, purpose, &mut draft).await?;
         let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {id}")))
-                .await);
+            let missing = self.missing_subject(id).await?;
+            return Err(self.deny(draft, missing).await);
         };
         let view = match self
             .checked_view(policy, &grant, &stored, draft.at_micros)

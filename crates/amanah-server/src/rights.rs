@@ -1,0 +1,506 @@
+//! Data-subject rights routes (the DPO's workflow): requests, export, restriction, legal holds,
+//! erasure, relationship end and retention sweeps. Thin mappings onto the vault.
+
+use amanah_core::retention::RetentionAction;
+use amanah_core::Error;
+use amanah_vault::{HoldView, RequestView, SweepReport};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::handlers::{json_body, query, rfc3339, ApiResult};
+use crate::problem::Problem;
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRequestBody {
+    pub subject_id: String,
+    /// access, rectification, erasure, restriction, portability or objection.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Free-form details (stored encrypted under the subject's key).
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalBody {
+    /// legal_obligation, others_rights, legal_hold, unverifiable_identity, legal_claims,
+    /// public_interest or manifestly_unfounded.
+    pub reason: String,
+    /// What the subject is told (stored encrypted).
+    pub explanation: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestUpdateBody {
+    /// in_progress, completed or refused.
+    pub status: String,
+    pub refusal: Option<RefusalBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RefusalOut {
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestOut {
+    pub id: String,
+    pub subject_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// received, in_progress, completed or refused.
+    pub status: String,
+    pub received_at: String,
+    pub due_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+    pub overdue: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<Value>,
+}
+
+impl From<RequestView> for RequestOut {
+    fn from(v: RequestView) -> Self {
+        let r = v.record;
+        RequestOut {
+            id: r.id,
+            subject_id: r.subject_id,
+            kind: r.kind,
+            status: r.status,
+            received_at: rfc3339(r.received_at_micros),
+            due_at: rfc3339(r.due_at_micros),
+            updated_at: rfc3339(r.updated_at_micros),
+            closed_at: r.closed_at_micros.map(rfc3339),
+            overdue: v.overdue,
+            refusal: r.refusal_reason.map(|reason| RefusalOut {
+                reason,
+                explanation: v.refusal_text,
+            }),
+            details: v.details,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RequestsOut {
+    pub requests: Vec<RequestOut>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestrictionBody {
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HoldBody {
+    pub reason: String,
+    /// Last day of the hold, YYYY-MM-DD.
+    pub until: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HoldOut {
+    pub id: String,
+    pub subject_id: String,
+    pub reason: String,
+    pub until: String,
+    pub created_at: String,
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released_at: Option<String>,
+}
+
+impl From<HoldView> for HoldOut {
+    fn from(h: HoldView) -> Self {
+        HoldOut {
+            id: h.record.id,
+            subject_id: h.record.subject_id,
+            reason: h.reason,
+            until: h.record.until,
+            created_at: rfc3339(h.record.created_at_micros),
+            active: h.active,
+            released_at: h.record.released_at_micros.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HoldsOut {
+    pub holds: Vec<HoldOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SweepItemOut {
+    pub subject_id: String,
+    /// erase_categories, erase_subject or deidentify.
+    pub action: String,
+    pub expired_purposes: Vec<String>,
+    /// For erase_categories.
+    pub categories: Vec<String>,
+    /// Set when a legal hold suspended the action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SweepOut {
+    pub dry_run: bool,
+    pub examined: u64,
+    pub items: Vec<SweepItemOut>,
+}
+
+impl From<SweepReport> for SweepOut {
+    fn from(r: SweepReport) -> Self {
+        SweepOut {
+            dry_run: r.dry_run,
+            examined: r.examined,
+            items: r
+                .items
+                .into_iter()
+                .map(|i| {
+                    let (action, expired, categories) = describe(&i.action);
+                    SweepItemOut {
+                        subject_id: i.subject_id,
+                        action: action.to_owned(),
+                        expired_purposes: expired,
+                        categories,
+                        held_until: i.held_until,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// (action name, expired purposes, categories) of a retention action.
+pub fn describe(a: &RetentionAction) -> (&'static str, Vec<String>, Vec<String>) {
+    match a {
+        RetentionAction::Keep => ("keep", Vec::new(), Vec::new()),
+        RetentionAction::EraseCategories {
+            expired,
+            categories,
+        } => ("erase_categories", expired.clone(), categories.clone()),
+        RetentionAction::EraseSubject { expired } => ("erase_subject", expired.clone(), Vec::new()),
+        RetentionAction::Deidentify { expired } => ("deidentify", expired.clone(), Vec::new()),
+    }
+}
+
+fn only(q: &std::collections::BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(Error::BadRequest(format!(
+            "unknown query parameter {k:?}; this route takes: {}",
+            allowed.join(", ")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> ApiResult<bool> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(_) => Err(Error::BadRequest(format!("`{name}` must be true or false")).into()),
+    }
+}
+
+/// Record a data-subject request (admin or the DPO); due after the policy's deadline.
+#[utoipa::path(post, path = "/v1/requests", request_body = NewRequestBody,
+    responses((status = 201, body = RequestOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_request(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: NewRequestBody = json_body(&body)?;
+    let view = s
+        .vault
+        .create_request(&who, &body.subject_id, &body.kind, body.details.as_ref())
+        .await?;
+    let id = view.record.id.clone();
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/requests/{id}"))],
+        Json(RequestOut::from(view)),
+    )
+        .into_response())
+}
+
+/// Requests by due date. `status` = open | all | received | in_progress | completed | refused;
+/// `overdue=true` keeps open requests past their deadline.
+#[utoipa::path(get, path = "/v1/requests",
+    params(("status" = Option<String>, Query), ("overdue" = Option<bool>, Query), ("subject" = Option<String>, Query),
+           ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = RequestsOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_requests(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<RequestsOut>> {
+    let q = query(q)?;
+    only(&q, &["status", "overdue", "subject", "after", "limit"])?;
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into())))?,
+    };
+    let found = s
+        .vault
+        .list_requests(
+            &who,
+            q.get("status").map(String::as_str),
+            flag(&q, "overdue")?,
+            q.get("subject").map(String::as_str),
+            q.get("after").map(String::as_str),
+            limit,
+        )
+        .await?;
+    Ok(Json(RequestsOut {
+        requests: found.into_iter().map(RequestOut::from).collect(),
+    }))
+}
+
+/// One request, with its details (admin or the DPO).
+#[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = RequestOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_request(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RequestOut>> {
+    Ok(Json(s.vault.get_request(&who, &id).await?.into()))
+}
+
+/// Move a request on: in_progress, completed, or refused with a reason and an explanation.
+#[utoipa::path(patch, path = "/v1/requests/{id}", params(("id" = String, Path)), request_body = RequestUpdateBody,
+    responses((status = 200, body = RequestOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_request(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<RequestOut>> {
+    let body: RequestUpdateBody = json_body(&body)?;
+    let refusal = body
+        .refusal
+        .as_ref()
+        .map(|r| (r.reason.as_str(), r.explanation.as_str()));
+    Ok(Json(
+        s.vault
+            .transition_request(&who, &id, &body.status, refusal)
+            .await?
+            .into(),
+    ))
+}
+
+/// Everything held about a subject (access and portability): JSON, or `?format=csv`.
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+    responses((status = 200, description = "amanah-export/1 JSON document or CSV (section,item,value)"), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
+pub async fn export_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    only(&q, &["format"])?;
+    let format = q.get("format").map_or("json", String::as_str);
+    if format != "json" && format != "csv" {
+        return Err(Error::BadRequest("`format` must be json or csv".into()).into());
+    }
+    let export = s.vault.export_subject(&who, &id).await?;
+    let disposition = format!("attachment; filename=\"subject-{id}.{format}\"");
+    if format == "json" {
+        return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response());
+    }
+    let csv = export_csv(&export).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// Flattens an export into `section,item,value` rows: object members one per row, array
+/// elements one per row (as compact JSON), scalars as they are.
+fn export_csv(export: &Value) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["section", "item", "value"])?;
+    let scalar = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    if let Value::Object(top) = export {
+        for (section, value) in top {
+            match value {
+                Value::Object(members) => {
+                    for (k, v) in members {
+                        w.write_record([section.as_str(), k, &scalar(v)])?;
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        let item = ["id", "purpose", "name", "time"]
+                            .iter()
+                            .find_map(|k| v.get(*k).and_then(Value::as_str))
+                            .map_or_else(|| i.to_string(), str::to_owned);
+                        w.write_record([section.as_str(), &item, &scalar(v)])?;
+                    }
+                }
+                other => w.write_record([section.as_str(), "", &scalar(other)])?,
+            }
+        }
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Restrict processing (UU PDP Art. 41): reads are refused except admin under a restricted_use purpose.
+#[utoipa::path(post, path = "/v1/subjects/{id}/restriction", params(("id" = String, Path)), request_body = Option<RestrictionBody>,
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn restrict(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let body: RestrictionBody = if body.is_empty() {
+        RestrictionBody::default()
+    } else {
+        json_body(&body)?
+    };
+    s.vault.restrict(&who, &id, body.reason.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Lift a restriction.
+#[utoipa::path(delete, path = "/v1/subjects/{id}/restriction", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn lift_restriction(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.vault.lift_restriction(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Place a legal hold: erasure answers 409 until `until` (inclusive) or release.
+#[utoipa::path(post, path = "/v1/subjects/{id}/holds", params(("id" = String, Path)), request_body = HoldBody,
+    responses((status = 201, body = HoldOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn add_hold(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: HoldBody = json_body(&body)?;
+    let hold = s
+        .vault
+        .add_hold(&who, &id, &body.reason, &body.until)
+        .await?;
+    Ok((StatusCode::CREATED, Json(HoldOut::from(hold))).into_response())
+}
+
+/// A subject's legal holds.
+#[utoipa::path(get, path = "/v1/subjects/{id}/holds", params(("id" = String, Path)),
+    responses((status = 200, body = HoldsOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn list_holds(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<HoldsOut>> {
+    let holds = s.vault.holds(&who, &id).await?;
+    Ok(Json(HoldsOut {
+        holds: holds.into_iter().map(HoldOut::from).collect(),
+    }))
+}
+
+/// Release a legal hold.
+#[utoipa::path(delete, path = "/v1/subjects/{id}/holds/{hold_id}", params(("id" = String, Path), ("hold_id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn release_hold(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path((id, hold_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    s.vault.release_hold(&who, &id, &hold_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Erase a subject by crypto-shredding (admin or the DPO); `?request=ID` ties it to an erasure
+/// request. 409 under a legal hold; reads afterwards answer 410.
+#[utoipa::path(delete, path = "/v1/subjects/{id}", params(("id" = String, Path), ("request" = Option<String>, Query)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn erase_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<StatusCode> {
+    let q = query(q)?;
+    only(&q, &["request"])?;
+    s.vault
+        .erase_subject(&who, &id, q.get("request").map(String::as_str))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Record the end of the relationship (retention running from it starts now).
+#[utoipa::path(post, path = "/v1/subjects/{id}/end", params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
+pub async fn end_relationship(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.vault.end_relationship(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Run a retention sweep now (admin or the DPO); `dry_run=true` only reports.
+#[utoipa::path(post, path = "/v1/retention/sweep", params(("dry_run" = Option<bool>, Query)),
+    responses((status = 200, body = SweepOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn retention_sweep(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<SweepOut>> {
+    let q = query(q)?;
+    only(&q, &["dry_run"])?;
+    let report = s
+        .vault
+        .retention_sweep(&who, flag(&q, "dry_run")?, |_| {})
+        .await?;
+    Ok(Json(report.into()))
+}
