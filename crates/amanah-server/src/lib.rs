@@ -18,6 +18,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
 
 pub use handlers::ApiDoc;
+pub use rights::describe as describe_retention;
 
 /// Largest request body accepted (a subject's fields, a policy file).
 pub const BODY_LIMIT: usize = 1024 * 1024;

@@ -76,6 +76,34 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Back up the data file (ciphertext only, no data keys), or the key store with --key-store.
+    Backup {
+        #[command(flatten)]
+        data: DataArgs,
+        /// Where to write the backup (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        /// Snapshot the key store instead (holds data keys: keep it apart, for a bounded time).
+        #[arg(long)]
+        key_store: bool,
+    },
+    /// Restore a data backup or a key-store snapshot (stop the server first); erased people
+    /// stay erased.
+    Restore {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Refuse key-store snapshots older than this many days.
+        #[arg(long, env = "AMANAH_MAX_KEY_BACKUP_DAYS", default_value_t = 30)]
+        max_key_backup_days: u32,
+    },
+    /// Retention tools.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Run a demo vault on SQLite with the university preset policy.
     Demo {
         /// Where the demo keeps its data (created if missing, reused if present).
@@ -99,6 +127,9 @@ struct NetArgs {
     /// Allow plain HTTP on a non-loopback address.
     #[arg(long, env = "AMANAH_INSECURE_HTTP")]
     insecure_http: bool,
+    /// Seconds between retention sweeps while serving (0: never).
+    #[arg(long, env = "AMANAH_RETENTION_INTERVAL", default_value_t = 3600)]
+    retention_interval: u64,
 }
 
 #[derive(Subcommand)]
@@ -134,6 +165,17 @@ enum PolicyCommand {
         #[command(flatten)]
         data: DataArgs,
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Erase or de-identify what no purpose needs any more; --dry-run lists it only.
+    Sweep {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -174,7 +216,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn cli_admin() -> Principal {
+pub(crate) fn cli_admin() -> Principal {
     Principal {
         key_id: CLI_ACTOR.to_owned(),
         role: ADMIN_ROLE.to_owned(),
@@ -204,7 +246,7 @@ fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
     ))
 }
 
-async fn open_vault(data: &DataArgs) -> Result<Vault> {
+fn existing_db(data: &DataArgs) -> Result<PathBuf> {
     let db = data.data.join(DB_FILE);
     if !db.exists() {
         bail!(
@@ -213,6 +255,11 @@ async fn open_vault(data: &DataArgs) -> Result<Vault> {
             data.data.display()
         );
     }
+    Ok(db)
+}
+
+async fn open_vault(data: &DataArgs) -> Result<Vault> {
+    let db = existing_db(data)?;
     let keys = load_keys(data)?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, keys.audit_key())?);
     Ok(Vault::open(store, keys, Arc::new(SystemClock)).await?)
@@ -317,6 +364,29 @@ async fn run(command: Command) -> Result<ExitCode> {
             let vault = open_vault(&data).await?;
             serve(Arc::new(vault), net).await?;
         }
+        Command::Backup {
+            data,
+            out,
+            key_store,
+        } => {
+            let keys = load_keys(&data)?;
+            crate::maintenance::backup(&existing_db(&data)?, &keys, &out, key_store).await?;
+        }
+        Command::Restore {
+            data,
+            from,
+            max_key_backup_days,
+        } => {
+            let keys = load_keys(&data)?;
+            crate::maintenance::restore(&existing_db(&data)?, &keys, &from, max_key_backup_days)
+                .await?;
+        }
+        Command::Retention {
+            command: RetentionCommand::Sweep { data, dry_run },
+        } => {
+            let vault = open_vault(&data).await?;
+            crate::maintenance::sweep(Arc::new(vault), dry_run).await?;
+        }
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => {
@@ -374,6 +444,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     tls_cert: None,
                     tls_key: None,
                     insecure_http: false,
+                    retention_interval: 3600,
                 },
             )
             .await?;
@@ -443,8 +514,27 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             if let Err(e) = reloader.reload_policy().await {
                 tracing::error!(error = %e, "policy reload failed");
             }
+            reloader.refresh_request_gauges().await;
         }
     });
+    if net.retention_interval > 0 {
+        let sweeper = vault.clone();
+        let every = std::time::Duration::from_secs(net.retention_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                match sweeper.retention_sweep(&cli_admin(), false, |_| {}).await {
+                    Ok(r) => tracing::info!(
+                        examined = r.examined,
+                        acted = r.items.len(),
+                        "retention sweep"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+    }
     match (net.tls_cert, net.tls_key) {
         (Some(cert), Some(key)) => {
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -1,0 +1,285 @@
+//! Shared harness of the in-process HTTP tests: the real router on a loopback port over a real
+//! SQLite store, with a manual clock and one API key per role of a small test policy.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use amanah_core::access::Principal;
+use amanah_crypto::KeyRing;
+use amanah_server::{router, AppState};
+use amanah_store::SqliteStore;
+use amanah_vault::{ManualClock, Vault};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use time::macros::datetime;
+
+pub fn policy(version: &str, grace: u32, marketing_categories: &str) -> String {
+    format!(
+        r#"
+version = "{version}"
+[controller]
+name = "Universitas Contoh"
+contact = "dpo@contoh.ac.id"
+[settings]
+minimum_age = 13
+adult_age = 18
+withdrawal_grace_days = {grace}
+[categories.full_name]
+type = "name"
+class = "general"
+[categories.email]
+type = "email"
+class = "general"
+index = true
+unique = true
+[categories.phone]
+type = "phone"
+class = "general"
+[categories.birth_date]
+type = "date"
+class = "general"
+[categories.nik]
+type = "nik"
+class = "general"
+[purposes.admission]
+basis = "contract"
+categories = ["full_name", "email", "phone", "birth_date", "nik"]
+retention = "5y"
+on_expiry = "deidentify"
+[purposes.legal_claims]
+basis = "legitimate_interest"
+categories = ["full_name", "email"]
+retention = "10y"
+restricted_use = true
+[purposes.account]
+basis = "contract"
+categories = ["email"]
+retention = "30d"
+retention_from = "relationship_end"
+[purposes.marketing]
+basis = "consent"
+categories = {marketing_categories}
+retention = "2y"
+channels = ["email", "whatsapp", "sms"]
+[purposes.research]
+basis = "consent"
+categories = ["birth_date"]
+retention = "1y"
+[roles.officer]
+purposes = ["admission", "marketing"]
+[roles.clerk]
+purposes = ["admission", "marketing"]
+specific = true
+[roles.marketer]
+purposes = ["marketing"]
+[roles.dpo]
+purposes = ["admission"]
+specific = true
+handle_requests = true
+"#
+    )
+}
+
+pub const MARKETING: &str = r#"["full_name", "email"]"#;
+
+pub struct Keys {
+    pub admin: String,
+    pub officer: String,
+    pub clerk: String,
+    pub marketer: String,
+    pub dpo: String,
+}
+
+pub struct Harness {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+    pub k: Keys,
+}
+
+pub async fn start(grace: u32) -> Harness {
+    // When the whole workspace is built, reqwest carries rustls (for the TLS tests): give it a
+    // provider even for plain HTTP.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(KeyRing::generate().unwrap());
+    let store =
+        Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap());
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
+    let vault = Vault::initialize(store, ring, clock.clone(), &policy("v1", grace, MARKETING))
+        .await
+        .unwrap();
+    let cli = Principal {
+        key_id: "cli".into(),
+        role: "admin".into(),
+    };
+    let key = |role: &str| {
+        let vault = &vault;
+        let cli = cli.clone();
+        let role = role.to_owned();
+        async move {
+            vault
+                .create_api_key(&cli, &role, &role)
+                .await
+                .unwrap()
+                .token
+                .to_string()
+        }
+    };
+    let k = Keys {
+        admin: key("admin").await,
+        officer: key("officer").await,
+        clerk: key("clerk").await,
+        marketer: key("marketer").await,
+        dpo: key("dpo").await,
+    };
+    let app = router(AppState {
+        vault: Arc::new(vault),
+        metrics: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Harness {
+        base,
+        client: reqwest::Client::new(),
+        clock,
+        dir,
+        k,
+    }
+}
+
+impl Harness {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            assert_eq!(
+                ctype.as_deref(),
+                Some("application/problem+json"),
+                "{value}"
+            );
+        }
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    pub async fn create(&self, key: &str, fields: Value) -> String {
+        let (s, v) = self
+            .post(
+                "/v1/subjects?purpose=admission",
+                key,
+                json!({ "fields": fields }),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn adult(&self, n: u32) -> String {
+        self.create(
+            &self.k.officer,
+            json!({"full_name": format!("Person {n}"), "email": format!("p{n}@example.id"), "birth_date": "1990-05-01"}),
+        )
+        .await
+    }
+
+    pub async fn consent(&self, key: &str, id: &str, body: Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/subjects/{id}/consents"), key, body)
+            .await
+    }
+
+    pub async fn grant(&self, id: &str, channels: &[&str]) -> Value {
+        let (s, v) = self
+            .consent(
+                &self.k.officer,
+                id,
+                json!({"purpose": "marketing", "granted": true, "channel": "web_form",
+                       "evidence": "form #1", "contact_channels": channels}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v
+    }
+
+    pub async fn withdraw(&self, id: &str) {
+        let (s, v) = self
+            .consent(
+                &self.k.officer,
+                id,
+                json!({"purpose": "marketing", "granted": false, "channel": "email_link"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    pub async fn read(&self, key: &str, id: &str, purpose: &str) -> (StatusCode, Value) {
+        self.get(&format!("/v1/subjects/{id}?purpose={purpose}"), key)
+            .await
+    }
+
+    pub async fn audit(&self) -> Vec<Value> {
+        let (s, v) = self.get("/v1/audit?limit=10000", &self.k.admin).await;
+        assert_eq!(s, StatusCode::OK);
+        v["entries"].as_array().unwrap().clone()
+    }
+
+    pub async fn contactable(&self, key: &str, query: &str) -> Vec<String> {
+        let (s, v) = self
+            .get(&format!("/v1/contactable?purpose=marketing&{query}"), key)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        strings(&v["subjects"])
+    }
+
+    pub async fn apply_policy(&self, source: &str) {
+        let resp = self
+            .client
+            .put(format!("{}/v1/policy", self.base))
+            .header("authorization", format!("Bearer {}", self.k.admin))
+            .body(source.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+    }
+}
+
+pub fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect()
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
