@@ -1242,6 +1242,7 @@ async fn openapi_and_metrics() {
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
     assert!(text.contains("amanah_http_requests_total"), "{text}");
+    assert!(text.contains("amanah_requests_overdue"), "{text}");
     srv.stop();
 }
 
@@ -1286,4 +1287,182 @@ fn policy_check_names_the_position() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && contains(&std::fs::read(p).unwrap(), needle))
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn erased_people_stay_erased_in_restored_backups() {
+    let f = fixture();
+    let k = &f.keys;
+    let data = f.data.to_str().unwrap().to_owned();
+    let srv = start(&f.data);
+    let gone = srv
+        .create(
+            &k.admin,
+            "admission",
+            json!({"full_name": "Wombatina Markerova", "email": "wombatina.marker@example.id"}),
+        )
+        .await;
+    let kept = srv
+        .create(
+            &k.admin,
+            "admission",
+            json!({"full_name": "Kept Person", "email": "kept@example.id"}),
+        )
+        .await;
+    let keys_db = f.data.join("amanah-keys.db");
+    let wrapped = unhex(
+        sqlite(
+            &keys_db,
+            &format!("SELECT hex(wrapped_key) FROM data_keys WHERE subject_id = '{gone}'"),
+        )
+        .trim(),
+    );
+    let sealed_email = unhex(
+        sqlite(
+            &f.data.join("amanah.db"),
+            &format!("SELECT hex(ciphertext) FROM subject_fields WHERE subject_id = '{gone}' AND category = 'email'"),
+        )
+        .trim(),
+    );
+    assert!(wrapped.len() > 32 && sealed_email.len() > 16);
+
+    // Online backups while the server runs: the data file (no keys), and the key store.
+    let data_backup = f.root.join("data-backup.db");
+    let key_backup = f.root.join("key-backup.db");
+    let out = run_ok(&[
+        "backup",
+        "--data",
+        &data,
+        "--out",
+        data_backup.to_str().unwrap(),
+    ]);
+    assert!(out.contains("ciphertext only"), "{out}");
+    run_ok(&[
+        "backup",
+        "--data",
+        &data,
+        "--out",
+        key_backup.to_str().unwrap(),
+        "--key-store",
+    ]);
+    let again = amanah()
+        .args([
+            "backup",
+            "--data",
+            &data,
+            "--out",
+            data_backup.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a backup never overwrites");
+    assert!(contains(
+        &std::fs::read(&data_backup).unwrap(),
+        &sealed_email
+    ));
+    assert!(
+        !contains(&std::fs::read(&data_backup).unwrap(), &wrapped),
+        "a data backup holds no key"
+    );
+
+    let (s, _, v) = srv
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{gone}"),
+            Some(&k.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = srv
+        .get(&format!("/v1/subjects/{gone}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::GONE);
+    srv.stop();
+    assert_eq!(
+        files_holding(&f.data, &wrapped),
+        Vec::<String>::new(),
+        "the key is gone from the data dir"
+    );
+    assert_eq!(files_holding(&f.data, &sealed_email), Vec::<String>::new());
+
+    // Restore the backup taken before the erasure: the person stays erased.
+    let out = run_ok(&[
+        "restore",
+        "--data",
+        &data,
+        "--from",
+        data_backup.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("1 subjects erased since the backup were purged"),
+        "{out}"
+    );
+    assert_eq!(files_holding(&f.data, &sealed_email), Vec::<String>::new());
+    let srv = start(&f.data);
+    let (s, v) = srv
+        .get(&format!("/v1/subjects/{gone}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::GONE, "{v}");
+    let (s, v) = srv
+        .get(&format!("/v1/subjects/{kept}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, found) = srv
+        .search(&k.admin, "admission", "email=wombatina.marker@example.id")
+        .await;
+    assert!(ids(&found).is_empty());
+    srv.stop();
+    let (ok, out) = verify(&f.data);
+    assert!(ok, "{out}");
+
+    // A key-store snapshot beyond the limit is refused; within it, erased keys are dropped.
+    let old = amanah()
+        .args([
+            "restore",
+            "--data",
+            &data,
+            "--from",
+            key_backup.to_str().unwrap(),
+            "--max-key-backup-days",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("beyond the 0-day limit"));
+    let out = run_ok(&[
+        "restore",
+        "--data",
+        &data,
+        "--from",
+        key_backup.to_str().unwrap(),
+    ]);
+    assert!(out.contains("1 keys of erased subjects dropped"), "{out}");
+    assert_eq!(files_holding(&f.data, &wrapped), Vec::<String>::new());
+    let srv = start(&f.data);
+    let (s, _) = srv
+        .get(&format!("/v1/subjects/{gone}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::GONE);
+    let (s, _) = srv
+        .get(&format!("/v1/subjects/{kept}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    srv.stop();
 }
