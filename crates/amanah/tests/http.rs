@@ -1212,7 +1212,7 @@ async fn openapi_and_metrics() {
     let paths = v["paths"].as_object().unwrap();
     for (path, methods) in [
         ("/v1/subjects", &["post", "get"][..]),
-        ("/v1/subjects/{id}", &["get", "patch"]),
+        ("/v1/subjects/{id}", &["get", "patch", "delete"]),
         ("/v1/audit", &["get"]),
         ("/v1/audit/verify", &["get"]),
         ("/v1/keys", &["get", "post"]),
@@ -1222,6 +1222,14 @@ async fn openapi_and_metrics() {
         ("/v1/subjects/{id}/relations", &["get", "post"]),
         ("/v1/consents/stale", &["get"]),
         ("/v1/contactable", &["get"]),
+        ("/v1/subjects/{id}/export", &["get"]),
+        ("/v1/subjects/{id}/restriction", &["post", "delete"]),
+        ("/v1/subjects/{id}/holds", &["post", "get"]),
+        ("/v1/subjects/{id}/holds/{hold_id}", &["delete"]),
+        ("/v1/subjects/{id}/end", &["post"]),
+        ("/v1/requests", &["post", "get"]),
+        ("/v1/requests/{id}", &["get", "patch"]),
+        ("/v1/retention/sweep", &["post"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
     ] {
