@@ -145,7 +145,14 @@ impl Cluster {
     fn start() -> Cluster {
         let bin = bindir();
         let user = cluster_user();
-        let dir = std::env::temp_dir().join(format!(
+        // As root, the cluster's owner must be able to reach the directory: use /tmp itself,
+        // not a TMPDIR that may be private to root.
+        let parent = if user.is_some() {
+            PathBuf::from("/tmp")
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = parent.join(format!(
             "amanah-pg-{}-{}",
             std::process::id(),
             random_hex(4)
@@ -342,6 +349,26 @@ impl Cluster {
         let mut out = Vec::new();
         walk(&self.dir, &mut out);
         out
+    }
+
+    /// The files that hold database `db_url`'s data at rest: its own directory under `base/`,
+    /// the write-ahead log and the server log (after a checkpoint, so every row is on disk).
+    pub fn database_files(&self, db_url: &str) -> Vec<PathBuf> {
+        self.checkpoint();
+        let oid = self
+            .query_text(
+                db_url,
+                "SELECT oid::text FROM pg_database WHERE datname = current_database()",
+            )
+            .expect("database oid");
+        let db_dir = format!("/data/base/{oid}/");
+        self.data_files()
+            .into_iter()
+            .filter(|p| {
+                let p = p.to_string_lossy();
+                p.contains(&db_dir) || p.contains("/pg_wal/") || p.ends_with("/log")
+            })
+            .collect()
     }
 
     /// Forces dirty pages to disk, so that a scan of the data files sees every row.

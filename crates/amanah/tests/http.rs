@@ -179,19 +179,7 @@ impl Target {
             .map(|e| e.unwrap().path())
             .collect();
         if let Some(url) = &self.store {
-            let cluster = amanah_testpg::cluster();
-            cluster.checkpoint();
-            let oid = cluster
-                .query_text(
-                    url,
-                    "SELECT oid::text FROM pg_database WHERE datname = current_database()",
-                )
-                .unwrap();
-            let db_dir = format!("/data/base/{oid}/");
-            out.extend(cluster.data_files().into_iter().filter(|p| {
-                let p = p.to_string_lossy();
-                p.contains(&db_dir) || p.contains("/pg_wal/") || p.ends_with("/log")
-            }));
+            out.extend(amanah_testpg::cluster().database_files(url));
         }
         out
     }
