@@ -118,6 +118,9 @@ struct Harness {
 }
 
 async fn start(kind: Kind, grace: u32) -> Harness {
+    // When the workspace is tested together, reqwest is built with rustls and no default
+    // provider (the binary's TLS tests want it so): install one, even for plain HTTP.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
     let (store, pg_url): (Arc<dyn Store>, _) = match kind {

@@ -410,7 +410,8 @@ async fn migrate(client: &mut Client) -> StoreResult<()> {
         .await
         .map_err(backend)?;
     tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (
+        "SET LOCAL client_min_messages = warning;
+         CREATE TABLE IF NOT EXISTS schema_version (
              version BIGINT PRIMARY KEY,
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
          )",

@@ -117,11 +117,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Run a demo vault on SQLite with the university preset policy.
+    /// Run a demo vault (SQLite, or PostgreSQL with --store) with the university preset policy.
     Demo {
-        /// Where the demo keeps its data (created if missing, reused if present).
+        /// Where the demo keeps its data, or only its key file with --store (created if
+        /// missing, reused if present).
         #[arg(long, env = "AMANAH_DEMO_DATA", default_value = "amanah-demo")]
         data: PathBuf,
+        /// Keep the demo's data in PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "AMANAH_DATABASE_URL", hide_env_values = true)]
+        store: Option<String>,
         #[arg(long, env = "AMANAH_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
@@ -416,13 +420,21 @@ async fn run(command: Command) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Demo { data, listen } => {
+        Command::Demo {
+            data,
+            store,
+            listen,
+        } => {
+            let existing = match &store {
+                None => data.join(DB_FILE).exists(),
+                Some(_) => data.join(KEY_FILE).exists(),
+            };
             let args = DataArgs {
                 data: Some(data.clone()),
                 key_file: None,
-                store: None,
+                store,
             };
-            let vault = if data.join(DB_FILE).exists() {
+            let vault = if existing {
                 open_vault(&args).await?
             } else {
                 init(&args, DEMO_POLICY).await?
