@@ -1,14 +1,27 @@
-//! Consent over HTTP: the real router on a loopback port, a real SQLite store, and a manual
-//! clock, so withdrawal grace periods, coming of age and re-consent are tested without sleeping.
+//! Consent over HTTP: the real router on a loopback port, a real store (each test runs on
+//! SQLite and on PostgreSQL), and a manual clock, so withdrawal grace periods, coming of age
+//! and re-consent are tested without sleeping.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{policy, sorted, start, strings, MARKETING};
+use support::{policy, sorted, start, strings, Kind, MARKETING};
 use time::macros::datetime;
 use time::Duration;
+
+on_both_stores!(
+    a_grant_allows_reads_and_a_withdrawal_stops_them_at_once,
+    with_a_grace_period_processing_stops_when_it_ends,
+    a_child_under_the_minimum_age_cannot_be_created,
+    a_minor_needs_a_guardian_and_a_role_cleared_for_specific_data,
+    a_purpose_change_makes_consents_stale_until_given_again,
+    contact_lists_exclude_withdrawn_stale_and_wrong_channel_subjects,
+    consent_requests_are_validated,
+    relations_link_subjects_and_let_a_linked_guardian_act,
+    evidence_and_guardian_details_stay_encrypted,
+);
 
 fn state<'a>(history: &'a Value, purpose: &str) -> &'a Value {
     history["current"]
@@ -19,9 +32,8 @@ fn state<'a>(history: &'a Value, purpose: &str) -> &'a Value {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_grant_allows_reads_and_a_withdrawal_stops_them_at_once() {
-    let h = start(0).await;
+async fn a_grant_allows_reads_and_a_withdrawal_stops_them_at_once(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let (s, v) = h.read(&h.k.marketer, &id, "marketing").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
@@ -115,9 +127,8 @@ async fn a_grant_allows_reads_and_a_withdrawal_stops_them_at_once() {
     assert_eq!(state(&hist, "research")["state"], "none");
 }
 
-#[tokio::test]
-async fn with_a_grace_period_processing_stops_when_it_ends() {
-    let h = start(2).await;
+async fn with_a_grace_period_processing_stops_when_it_ends(kind: Kind) {
+    let h = start(kind, 2).await;
     let id = h.adult(1).await;
     h.grant(&id, &["email"]).await;
     h.withdraw(&id).await;
@@ -152,9 +163,8 @@ async fn with_a_grace_period_processing_stops_when_it_ends() {
     assert_eq!(s, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn a_child_under_the_minimum_age_cannot_be_created() {
-    let h = start(0).await;
+async fn a_child_under_the_minimum_age_cannot_be_created(kind: Kind) {
+    let h = start(kind, 0).await;
     let before = h.audit().await.len();
     let (s, v) = h
         .post(
@@ -193,9 +203,8 @@ async fn a_child_under_the_minimum_age_cannot_be_created() {
     assert!(!id.is_empty());
 }
 
-#[tokio::test]
-async fn a_minor_needs_a_guardian_and_a_role_cleared_for_specific_data() {
-    let h = start(0).await;
+async fn a_minor_needs_a_guardian_and_a_role_cleared_for_specific_data(kind: Kind) {
+    let h = start(kind, 0).await;
     let minor = json!({"full_name": "Ani", "email": "ani@example.id", "birth_date": "2010-06-15"});
     // A child's data is specific data: a role without that clearance cannot collect it.
     let (s, v) = h
@@ -313,9 +322,8 @@ async fn a_minor_needs_a_guardian_and_a_role_cleared_for_specific_data() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[tokio::test]
-async fn a_purpose_change_makes_consents_stale_until_given_again() {
-    let h = start(0).await;
+async fn a_purpose_change_makes_consents_stale_until_given_again(kind: Kind) {
+    let h = start(kind, 0).await;
     let a = h.adult(1).await;
     let b = h.adult(2).await;
     let c = h.adult(3).await;
@@ -408,9 +416,8 @@ async fn a_purpose_change_makes_consents_stale_until_given_again() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn contact_lists_exclude_withdrawn_stale_and_wrong_channel_subjects() {
-    let h = start(3).await;
+async fn contact_lists_exclude_withdrawn_stale_and_wrong_channel_subjects(kind: Kind) {
+    let h = start(kind, 3).await;
     let email = h.adult(1).await;
     let whatsapp = h.adult(2).await;
     let withdrawn = h.adult(3).await;
@@ -502,9 +509,8 @@ async fn contact_lists_exclude_withdrawn_stale_and_wrong_channel_subjects() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn consent_requests_are_validated() {
-    let h = start(0).await;
+async fn consent_requests_are_validated(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let base =
         json!({"purpose": "marketing", "granted": true, "channel": "web_form", "evidence": "form"});
@@ -609,9 +615,8 @@ async fn consent_requests_are_validated() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-#[tokio::test]
-async fn relations_link_subjects_and_let_a_linked_guardian_act() {
-    let h = start(0).await;
+async fn relations_link_subjects_and_let_a_linked_guardian_act(kind: Kind) {
+    let h = start(kind, 0).await;
     let applicant = h.adult(1).await;
     let parent = h.adult(2).await;
     let (s, v) = h
@@ -683,9 +688,8 @@ async fn relations_link_subjects_and_let_a_linked_guardian_act() {
     assert_eq!(v["consent"]["guardian_subject_id"], parent.as_str());
 }
 
-#[tokio::test]
-async fn evidence_and_guardian_details_stay_encrypted() {
-    let h = start(0).await;
+async fn evidence_and_guardian_details_stay_encrypted(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h
         .create(
             &h.k.clerk,
@@ -715,14 +719,23 @@ async fn evidence_and_guardian_details_stay_encrypted() {
     assert_eq!(s, StatusCode::CREATED);
     let audit = serde_json::to_string(&h.audit().await).unwrap();
     let mut files = vec![("audit".to_owned(), audit.into_bytes())];
-    for e in std::fs::read_dir(h.dir.path()).unwrap() {
-        let p = e.unwrap().path();
-        files.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+    let mut at_rest: Vec<_> = std::fs::read_dir(h.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    if let Some(url) = &h.pg_url {
+        at_rest.extend(amanah_testpg::cluster().database_files(url));
+    }
+    for p in at_rest {
+        // A file may vanish meanwhile (a recycled log segment of the shared cluster).
+        if let Ok(bytes) = std::fs::read(&p) {
+            files.push((p.display().to_string(), bytes));
+        }
     }
     for (name, bytes) in &files {
         for marker in [evidence, guardian, relation_evidence] {
             assert!(
-                !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+                memchr::memmem::find(bytes, marker.as_bytes()).is_none(),
                 "{name} holds {marker}"
             );
         }

@@ -6,8 +6,17 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::start;
+use support::{start, Kind};
 use time::Duration;
+
+on_both_stores!(
+    requests_move_through_their_states_and_become_overdue,
+    rectification_can_answer_a_request,
+    export_holds_everything_in_json_and_csv,
+    restriction_stops_reads_except_admin_under_a_restricted_use_purpose,
+    erasure_shreds_the_subject_unless_a_legal_hold_runs,
+    retention_sweeps_erase_what_no_purpose_needs,
+);
 
 async fn request(h: &support::Harness, subject: &str, kind: &str) -> Value {
     let (s, v) = h
@@ -29,9 +38,8 @@ async fn delete(h: &support::Harness, path: &str, key: &str) -> (StatusCode, Val
     h.call(Method::DELETE, path, key, None).await
 }
 
-#[tokio::test]
-async fn requests_move_through_their_states_and_become_overdue() {
-    let h = start(0).await;
+async fn requests_move_through_their_states_and_become_overdue(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let r = request(&h, &id, "access").await;
     assert_eq!(r["status"], "received");
@@ -144,9 +152,8 @@ async fn requests_move_through_their_states_and_become_overdue() {
     assert!(!text.contains("DetailMarkerKiwi") && !text.contains("does not match"));
 }
 
-#[tokio::test]
-async fn rectification_can_answer_a_request() {
-    let h = start(0).await;
+async fn rectification_can_answer_a_request(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let r = request(&h, &id, "rectification").await;
     let rid = r["id"].as_str().unwrap();
@@ -181,9 +188,8 @@ async fn rectification_can_answer_a_request() {
     );
 }
 
-#[tokio::test]
-async fn export_holds_everything_in_json_and_csv() {
-    let h = start(0).await;
+async fn export_holds_everything_in_json_and_csv(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let parent = h.adult(2).await;
     h.grant(&id, &["email"]).await;
@@ -251,9 +257,8 @@ async fn export_holds_everything_in_json_and_csv() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
 }
 
-#[tokio::test]
-async fn restriction_stops_reads_except_admin_under_a_restricted_use_purpose() {
-    let h = start(0).await;
+async fn restriction_stops_reads_except_admin_under_a_restricted_use_purpose(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     h.grant(&id, &["email"]).await;
     let (s, _) = h
@@ -315,9 +320,8 @@ async fn restriction_stops_reads_except_admin_under_a_restricted_use_purpose() {
     );
 }
 
-#[tokio::test]
-async fn erasure_shreds_the_subject_unless_a_legal_hold_runs() {
-    let h = start(0).await;
+async fn erasure_shreds_the_subject_unless_a_legal_hold_runs(kind: Kind) {
+    let h = start(kind, 0).await;
     let id = h.adult(1).await;
     let other = h.adult(2).await;
     let (s, v) = h
@@ -419,9 +423,8 @@ async fn erasure_shreds_the_subject_unless_a_legal_hold_runs() {
     assert_eq!(s, StatusCode::NO_CONTENT);
 }
 
-#[tokio::test]
-async fn retention_sweeps_erase_what_no_purpose_needs() {
-    let h = start(0).await;
+async fn retention_sweeps_erase_what_no_purpose_needs(kind: Kind) {
+    let h = start(kind, 0).await;
     // Collected under marketing only (2 years), with consent.
     let (s, v) = h
         .post(

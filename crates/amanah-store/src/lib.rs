@@ -1,12 +1,16 @@
-//! Amanah's storage: one trait, [`Store`], that every backend implements, and the embedded
-//! SQLite backend. A store only ever sees ciphertexts, blind-index terms, hashes and ids: all
+//! Amanah's storage: one trait, [`Store`], that every backend implements, the embedded
+//! SQLite backend and the PostgreSQL backend. A store only ever sees ciphertexts, blind-index terms, hashes and ids: all
 //! encryption happens before a value reaches it. Every write carries its audit entry, and the
 //! store commits both in one transaction, so no change is ever unaudited.
 
+mod postgres;
 mod rights;
 mod sqlite;
 mod types;
 
+pub use postgres::{
+    describe as describe_pg_config, parse_url as parse_pg_url, PgStore, PG_SCHEMA_VERSION,
+};
 pub use rights::*;
 pub use sqlite::{
     inspect_backup, key_store_path, restore_data, restore_key_store, BackupKind, Reconciled,

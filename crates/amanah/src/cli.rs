@@ -6,7 +6,7 @@ use std::sync::Arc;
 use amanah_core::access::Principal;
 use amanah_core::policy::{Policy, ADMIN_ROLE};
 use amanah_crypto::KeyRing;
-use amanah_store::{SqliteStore, Store};
+use amanah_store::{PgStore, SqliteStore, Store};
 use amanah_vault::{SystemClock, Vault, CLI_ACTOR};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -28,19 +28,60 @@ struct Cli {
 
 #[derive(clap::Args, Clone)]
 struct DataArgs {
-    /// Data directory (database, and by default the key file).
+    /// Data directory: the SQLite database, and by default the key file. With --store it only
+    /// holds the key file (DIR/master.key) unless --key-file is given.
     #[arg(long, env = "AMANAH_DATA")]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Key file; keep it outside the data directory in production.
     #[arg(long, env = "AMANAH_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// Keep the data in PostgreSQL instead of SQLite: postgres://USER:PASSWORD@HOST:PORT/DB.
+    #[arg(long, env = "AMANAH_DATABASE_URL", hide_env_values = true)]
+    store: Option<String>,
+}
+
+/// Where the data lives.
+enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
 impl DataArgs {
-    fn key_path(&self) -> PathBuf {
-        self.key_file
-            .clone()
-            .unwrap_or_else(|| self.data.join(KEY_FILE))
+    fn location(&self) -> Result<Location> {
+        match (&self.store, &self.data) {
+            (Some(url), _) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    bail!("--store takes a postgres:// URL (SQLite is the default: give --data DIR)");
+                }
+                amanah_store::parse_pg_url(url)?;
+                Ok(Location::Postgres(url.clone()))
+            }
+            (None, Some(dir)) => Ok(Location::Sqlite(dir.clone())),
+            (None, None) => bail!(
+                "give --data DIR (SQLite) or --store postgres://... (or AMANAH_DATA / AMANAH_DATABASE_URL)"
+            ),
+        }
+    }
+
+    fn key_path(&self) -> Result<PathBuf> {
+        match (&self.key_file, &self.data) {
+            (Some(f), _) => Ok(f.clone()),
+            (None, Some(d)) => Ok(d.join(KEY_FILE)),
+            (None, None) => {
+                bail!("give --key-file PATH (or --data DIR to keep the key in DIR/{KEY_FILE})")
+            }
+        }
+    }
+
+    /// What to call the store in messages: the directory, or the URL without its password.
+    fn describe(&self) -> String {
+        match self.location() {
+            Ok(Location::Sqlite(dir)) => dir.display().to_string(),
+            Ok(Location::Postgres(url)) => amanah_store::parse_pg_url(&url)
+                .map(|c| amanah_store::describe_pg_config(&c))
+                .unwrap_or_else(|_| "the PostgreSQL store".into()),
+            Err(_) => "the store".into(),
+        }
     }
 }
 
@@ -104,11 +145,15 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
-    /// Run a demo vault on SQLite with the university preset policy.
+    /// Run a demo vault (SQLite, or PostgreSQL with --store) with the university preset policy.
     Demo {
-        /// Where the demo keeps its data (created if missing, reused if present).
+        /// Where the demo keeps its data, or only its key file with --store (created if
+        /// missing, reused if present).
         #[arg(long, env = "AMANAH_DEMO_DATA", default_value = "amanah-demo")]
         data: PathBuf,
+        /// Keep the demo's data in PostgreSQL: postgres://USER:PASSWORD@HOST:PORT/DB.
+        #[arg(long, env = "AMANAH_DATABASE_URL", hide_env_values = true)]
+        store: Option<String>,
         #[arg(long, env = "AMANAH_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
@@ -236,7 +281,7 @@ fn read_policy(file: &Path) -> Result<(Policy, String)> {
 }
 
 fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
-    let path = data.key_path();
+    let path = data.key_path()?;
     let bytes = zeroize::Zeroizing::new(
         std::fs::read(&path)
             .with_context(|| format!("cannot read the key file {}", path.display()))?,
@@ -246,22 +291,55 @@ fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
     ))
 }
 
+/// Opens the store (applying pending schema migrations). SQLite's must already exist unless
+/// `create` is set.
+async fn open_store(data: &DataArgs, keys: &KeyRing, create: bool) -> Result<Arc<dyn Store>> {
+    match data.location()? {
+        Location::Sqlite(dir) => {
+            let db = dir.join(DB_FILE);
+            if !create && !db.exists() {
+                bail!(
+                    "{} is not an Amanah data directory: run `amanah init --data {} --policy FILE` first",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            Ok(Arc::new(SqliteStore::open(&db, keys.audit_key())?))
+        }
+        Location::Postgres(url) => {
+            let store = PgStore::open(&url, keys.audit_key()).await?;
+            tracing::debug!(store = %store.describe(), "opened the PostgreSQL store");
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The SQLite database file of a data directory (backups and restores work on SQLite files;
+/// on PostgreSQL use its own tools, see ARCHITECTURE.md).
 fn existing_db(data: &DataArgs) -> Result<PathBuf> {
-    let db = data.data.join(DB_FILE);
+    let dir = match data.location()? {
+        Location::Sqlite(dir) => dir,
+        Location::Postgres(_) => bail!(
+            "backup and restore work on the SQLite store; on PostgreSQL back up with pg_dump, excluding the key schema (see ARCHITECTURE.md)"
+        ),
+    };
+    let db = dir.join(DB_FILE);
     if !db.exists() {
         bail!(
             "{} is not an Amanah data directory: run `amanah init --data {} --policy FILE` first",
-            data.data.display(),
-            data.data.display()
+            dir.display(),
+            dir.display()
         );
     }
     Ok(db)
 }
 
 async fn open_vault(data: &DataArgs) -> Result<Vault> {
-    let db = existing_db(data)?;
+    if let Location::Sqlite(_) = data.location()? {
+        existing_db(data)?;
+    }
     let keys = load_keys(data)?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, keys.audit_key())?);
+    let store = open_store(data, &keys, false).await?;
     Ok(Vault::open(store, keys, Arc::new(SystemClock)).await?)
 }
 
@@ -285,24 +363,41 @@ fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
 }
 
 async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
-    std::fs::create_dir_all(&data.data)
-        .with_context(|| format!("cannot create {}", data.data.display()))?;
-    let db = data.data.join(DB_FILE);
-    if db.exists() {
-        bail!("{} already holds a store", data.data.display());
+    let location = data.location()?;
+    if let Location::Sqlite(dir) = &location {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        if dir.join(DB_FILE).exists() {
+            bail!("{} already holds a store", dir.display());
+        }
     }
-    let key_path = data.key_path();
+    let key_path = data.key_path()?;
     if data.key_file.is_none() {
+        if let Some(dir) = &data.data {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         eprintln!(
             "warning: the master key is kept in {} beside the data; in production keep it elsewhere (--key-file PATH or AMANAH_KEY_FILE)",
             key_path.display()
         );
     }
     let ring = KeyRing::generate()?;
-    write_key_file(&key_path, &ring)?;
-    let keys = Arc::new(ring);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&db, keys.audit_key())?);
-    Ok(Vault::initialize(store, keys, Arc::new(SystemClock), policy_source).await?)
+    let store = match location {
+        Location::Sqlite(_) => {
+            write_key_file(&key_path, &ring)?;
+            open_store(data, &ring, true).await?
+        }
+        Location::Postgres(_) => {
+            let store = open_store(data, &ring, true).await?;
+            // Refuse before writing a key file that would not match the stored data.
+            if store.current_policy().await?.is_some() {
+                bail!("{} already holds a store", data.describe());
+            }
+            write_key_file(&key_path, &ring)?;
+            store
+        }
+    };
+    Ok(Vault::initialize(store, Arc::new(ring), Arc::new(SystemClock), policy_source).await?)
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -312,7 +407,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             init(&data, &source).await?;
             println!(
                 "initialized {} with policy {:?}",
-                data.data.display(),
+                data.describe(),
                 p.version
             );
         }
@@ -404,12 +499,21 @@ async fn run(command: Command) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Demo { data, listen } => {
-            let args = DataArgs {
-                data: data.clone(),
-                key_file: None,
+        Command::Demo {
+            data,
+            store,
+            listen,
+        } => {
+            let existing = match &store {
+                None => data.join(DB_FILE).exists(),
+                Some(_) => data.join(KEY_FILE).exists(),
             };
-            let vault = if data.join(DB_FILE).exists() {
+            let args = DataArgs {
+                data: Some(data.clone()),
+                key_file: None,
+                store,
+            };
+            let vault = if existing {
                 open_vault(&args).await?
             } else {
                 init(&args, DEMO_POLICY).await?

@@ -175,3 +175,114 @@ fn commands_on_a_missing_store_explain_what_to_do() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("amanah init"));
 }
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = amanah()
+        .args(args)
+        .env_remove("AMANAH_DATA")
+        .env_remove("AMANAH_DATABASE_URL")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every store command on PostgreSQL: the URL from `--store` or `AMANAH_DATABASE_URL`, the key
+/// in a file of its own; the password never printed; a second init and a newer schema refused.
+#[test]
+fn the_command_line_on_postgresql() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = amanah_testpg::database("cli");
+    let password = amanah_testpg::cluster().password().to_owned();
+    let key = dir.path().join("master.key");
+    let key = key.to_str().unwrap();
+    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    let mut printed = String::new();
+
+    let (ok, out, err) = run(
+        &[
+            "init",
+            "--store",
+            &url,
+            "--key-file",
+            key,
+            "--policy",
+            &policy,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("initialized postgres://amanah@127.0.0.1:"),
+        "{out}"
+    );
+    printed += &(out + &err);
+    let env = [
+        ("AMANAH_DATABASE_URL", url.as_str()),
+        ("AMANAH_KEY_FILE", key),
+    ];
+    let (ok, out, err) = run(&["apikey", "create", "--role", "admin"], &env);
+    assert!(ok, "{err}");
+    let id = out.split_whitespace().nth(1).unwrap().to_owned();
+    printed += &(out + &err);
+    let (ok, out, err) = run(&["apikey", "list"], &env);
+    assert!(ok && out.contains(&id), "{err}");
+    let (ok, _, err) = run(&["apikey", "revoke", &id], &env);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["policy", "apply", &policy], &env);
+    assert!(ok && out.contains("#2"), "{out}{err}");
+    let (ok, out, err) = run(&["audit", "verify"], &env);
+    assert!(ok && out.starts_with("ok: 4 entries"), "{out}{err}");
+    printed += &(out + &err);
+
+    // A second init neither touches the store nor replaces the key file.
+    let before = std::fs::read(key).unwrap();
+    let other_key = dir.path().join("other.key");
+    let (ok, _, err) = run(
+        &[
+            "init",
+            "--key-file",
+            other_key.to_str().unwrap(),
+            "--policy",
+            &policy,
+        ],
+        &env,
+    );
+    assert!(!ok && err.contains("already holds a store"), "{err}");
+    assert!(!other_key.exists(), "no key file for a refused init");
+    assert_eq!(std::fs::read(key).unwrap(), before);
+    printed += &err;
+
+    // Wrong password, unreachable server, non-postgres URL: clear errors, no password.
+    let wrong = url.replace(&password, "not-the-password-at-all");
+    let (ok, _, err) = run(
+        &["audit", "verify", "--store", &wrong, "--key-file", key],
+        &[],
+    );
+    assert!(
+        !ok && err.contains("cannot connect to postgres://amanah@"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password-at-all"), "{err}");
+    let (ok, _, err) = run(
+        &["audit", "verify", "--store", "mysql://x", "--key-file", key],
+        &[],
+    );
+    assert!(!ok && err.contains("postgres://"), "{err}");
+    let (ok, _, err) = run(&["audit", "verify", "--store", &url], &[]);
+    assert!(!ok && err.contains("--key-file"), "{err}");
+
+    // A schema written by a newer Amanah is refused, by serve too.
+    amanah_testpg::cluster().execute(&url, "INSERT INTO schema_version (version) VALUES (99)");
+    let (ok, _, err) = run(&["serve", "--listen", "127.0.0.1:0"], &env);
+    assert!(!ok && err.contains("schema version 99 is newer"), "{err}");
+    printed += &err;
+    assert!(
+        !printed.contains(&password),
+        "the password was printed: {printed}"
+    );
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use amanah_core::access::Principal;
 use amanah_crypto::KeyRing;
 use amanah_server::{router, AppState};
-use amanah_store::SqliteStore;
+use amanah_store::{PgStore, SqliteStore, Store};
 use amanah_vault::{ManualClock, Vault};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -90,22 +90,59 @@ pub struct Keys {
     pub dpo: String,
 }
 
+/// The store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// Each test, once per store: `on_both_stores!(name, ...)` over `async fn name(kind: Kind)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::support::Kind::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::support::Kind::Postgres).await
+            }
+        }
+    )*};
+}
+
 pub struct Harness {
     pub base: String,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database, when the test runs on PostgreSQL.
+    pub pg_url: Option<String>,
     pub k: Keys,
 }
 
-pub async fn start(grace: u32) -> Harness {
-    // When the whole workspace is built, reqwest carries rustls (for the TLS tests): give it a
-    // provider even for plain HTTP.
+pub async fn start(kind: Kind, grace: u32) -> Harness {
+    // When the workspace is tested together, reqwest is built with rustls and no default
+    // provider (the binary's TLS tests want it so): install one, even for plain HTTP.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
-    let store =
-        Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap());
+    let (store, pg_url): (Arc<dyn Store>, _) = match kind {
+        Kind::Sqlite => (
+            Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap()),
+            None,
+        ),
+        Kind::Postgres => {
+            let url = amanah_testpg::database("http");
+            (
+                Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap()),
+                Some(url),
+            )
+        }
+    };
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
     let vault = Vault::initialize(store, ring, clock.clone(), &policy("v1", grace, MARKETING))
         .await
@@ -146,6 +183,7 @@ pub async fn start(grace: u32) -> Harness {
         client: reqwest::Client::new(),
         clock,
         dir,
+        pg_url,
         k,
     }
 }

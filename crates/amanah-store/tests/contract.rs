@@ -1,14 +1,84 @@
-//! The SQLite store's contract: group commit keeps each job atomic and the chain intact.
+//! The store contract, run against both backends with the same code: group commit keeps each
+//! job atomic and the chain intact; consents, relations and the schema version behave alike.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
+use amanah_crypto::audit::AuditKey;
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{
-    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, RelationRecord, RightsStore,
+    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PgStore, RelationRecord, RightsStore,
     SqliteStore, Store, StoreError,
 };
+
+/// Where a test's store lives: a SQLite file or a database of the shared test cluster.
+enum Backend {
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres(String),
+}
+
+impl Backend {
+    fn sqlite() -> Backend {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.db");
+        Backend::Sqlite { _dir: dir, path }
+    }
+
+    fn postgres(label: &str) -> Backend {
+        Backend::Postgres(amanah_testpg::database(label))
+    }
+
+    async fn try_open(&self, key: AuditKey) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path, key)?),
+            Backend::Postgres(url) => Arc::new(PgStore::open(url, key).await?),
+        })
+    }
+
+    async fn open(&self, key: AuditKey) -> Arc<dyn Store> {
+        self.try_open(key).await.unwrap()
+    }
+
+    /// Marks the stored schema as written by a future version.
+    fn set_future_schema(&self) {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.pragma_update(None, "user_version", 99).unwrap();
+            }
+            Backend::Postgres(url) => amanah_testpg::cluster()
+                .execute(url, "INSERT INTO schema_version (version) VALUES (99)"),
+        }
+    }
+}
+
+/// Each contract test, once per backend.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Backend::sqlite()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Backend::postgres(stringify!($name))).await
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    concurrent_writes_commit_atomically_and_the_chain_verifies,
+    the_chain_survives_a_restart,
+    a_newer_schema_is_refused,
+    consents_keep_history_and_listings_see_the_latest_decision,
+);
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
     AuditDraft {
@@ -43,7 +113,7 @@ fn subject(ring: &KeyRing, id: &str, term: [u8; 32]) -> NewSubject {
     }
 }
 
-async fn verify(store: &SqliteStore, ring: &KeyRing) -> u64 {
+async fn verify(store: &Arc<dyn Store>, ring: &KeyRing) -> u64 {
     let key = ring.audit_key();
     let mut v = ChainVerifier::new(&key);
     for r in store.audit_entries(None, 0, usize::MAX >> 1).await.unwrap() {
@@ -54,11 +124,9 @@ async fn verify(store: &SqliteStore, ring: &KeyRing) -> u64 {
     n
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_commit_atomically_and_the_chain_verifies() {
-    let dir = tempfile::tempdir().unwrap();
+async fn concurrent_writes_commit_atomically_and_the_chain_verifies(backend: Backend) {
     let ring = Arc::new(KeyRing::generate().unwrap());
-    let store = SqliteStore::open(&dir.path().join("a.db"), ring.audit_key()).unwrap();
+    let store = backend.open(ring.audit_key()).await;
 
     // 200 creates at once, every 10th reusing a unique term already taken: those must fail
     // alone, inside batches whose other jobs commit.
@@ -112,35 +180,26 @@ async fn concurrent_writes_commit_atomically_and_the_chain_verifies() {
     }
 }
 
-#[tokio::test]
-async fn the_chain_survives_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.db");
+async fn the_chain_survives_a_restart(backend: Backend) {
     let ring = KeyRing::generate().unwrap();
     {
-        let store = SqliteStore::open(&path, ring.audit_key()).unwrap();
+        let store = backend.open(ring.audit_key()).await;
         store
             .append_audit(vec![draft("a", None), draft("b", None)])
             .await
             .unwrap();
     }
-    let store = SqliteStore::open(&path, ring.audit_key()).unwrap();
+    let store = backend.open(ring.audit_key()).await;
     let rec = store.append_audit(vec![draft("c", None)]).await.unwrap();
     assert_eq!(rec[0].seq, 3);
     assert_eq!(verify(&store, &ring).await, 3);
 }
 
-#[tokio::test]
-async fn a_newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("a.db");
+async fn a_newer_schema_is_refused(backend: Backend) {
     let ring = KeyRing::generate().unwrap();
-    drop(SqliteStore::open(&path, ring.audit_key()).unwrap());
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
-    }
-    match SqliteStore::open(&path, ring.audit_key()) {
+    drop(backend.open(ring.audit_key()).await);
+    backend.set_future_schema();
+    match backend.try_open(ring.audit_key()).await {
         Err(StoreError::SchemaTooNew { found: 99, .. }) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema must be refused"),
@@ -173,11 +232,9 @@ fn consent(
     }
 }
 
-#[tokio::test]
-async fn consents_keep_history_and_listings_see_the_latest_decision() {
-    let dir = tempfile::tempdir().unwrap();
+async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Backend) {
     let ring = KeyRing::generate().unwrap();
-    let store = SqliteStore::open(&dir.path().join("c.db"), ring.audit_key()).unwrap();
+    let store = backend.open(ring.audit_key()).await;
     for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
         store
             .insert_subject(
@@ -331,6 +388,7 @@ fn files_hold(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 
 #[tokio::test]
 async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
+    // SQLite only: backups and the key store file are the embedded store's.
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("vault");
     std::fs::create_dir(&data).unwrap();
@@ -420,7 +478,7 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
     assert_eq!(store.erased_at("gone").await.unwrap(), Some(70));
     assert!(store.load_subject("kept").await.unwrap().is_some());
     assert!(files_hold(&data, &ciphertext).is_empty());
-    verify(&store, &ring).await;
+    verify(&(Arc::new(store.clone()) as Arc<dyn Store>), &ring).await;
 
     // A key-store snapshot older than the limit is refused; a recent one loses erased keys.
     drop(store);
@@ -451,4 +509,51 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
         files_hold(&data, &wrapped).is_empty(),
         "the restored snapshot's copy of the key is gone"
     );
+}
+
+/// Several PostgreSQL stores on one database (as several server processes are): writes from
+/// all of them form one chain that verifies, a unique term is held once, and concurrent
+/// updates of one subject are all applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_writers_share_one_chain() {
+    let backend = Backend::postgres("shared_chain");
+    let ring = Arc::new(KeyRing::generate().unwrap());
+    let stores = [
+        backend.open(ring.audit_key()).await,
+        backend.open(ring.audit_key()).await,
+        backend.open(ring.audit_key()).await,
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..90u8 {
+        let store = stores[usize::from(i) % 3].clone();
+        let ring = ring.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every 9th create claims the same unique term.
+            let term = if i % 9 == 8 { [0u8; 32] } else { [i + 1; 32] };
+            let id = format!("w{i}");
+            let created = store
+                .insert_subject(
+                    subject(&ring, &id, term),
+                    draft("subject.create", Some(&id)),
+                )
+                .await;
+            let reads = store
+                .append_audit(vec![draft("subject.read", Some(&id)); 2])
+                .await
+                .unwrap();
+            assert_eq!(reads.len(), 2);
+            created.is_ok()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        created += usize::from(t.await.unwrap());
+    }
+    assert_eq!(created, 81, "one of the ten claims of the shared term wins");
+    assert_eq!(verify(&stores[0], &ring).await, 81 + 180);
+    let holders = stores[1]
+        .find_subjects("email", [0u8; 32], 10)
+        .await
+        .unwrap();
+    assert_eq!(holders.len(), 1);
 }
