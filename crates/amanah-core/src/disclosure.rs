@@ -347,12 +347,19 @@ pub fn check<'p>(policy: &'p Policy, ask: Ask<'_>) -> Result<Checked<'p>, Reques
             recipient: recipient.name.clone(),
         });
     }
-    let needs_consent = basis == Some(LegalBasis::Consent)
-        || (recipient.is_foreign() && recipient.transfer_basis == Some(TransferBasis::Consent));
     Ok(Checked {
         recipient,
-        needs_consent,
+        needs_consent: needs_consent(policy, recipient, ask.purpose),
     })
+}
+
+/// A disclosure needs each subject's valid consent when its purpose rests on consent, or when
+/// the transfer abroad does (UU PDP Art. 56(4)).
+pub fn needs_consent(policy: &Policy, recipient: &Recipient, purpose: &str) -> bool {
+    policy
+        .purpose(purpose)
+        .is_some_and(|p| p.basis == LegalBasis::Consent)
+        || (recipient.is_foreign() && recipient.transfer_basis == Some(TransferBasis::Consent))
 }
 
 /// Field types that identify a person directly: a pseudonymized package leaves them out.

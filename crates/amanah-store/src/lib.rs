@@ -3,10 +3,12 @@
 //! encryption happens before a value reaches it. Every write carries its audit entry, and the
 //! store commits both in one transaction, so no change is ever unaudited.
 
+mod accountability;
 mod rights;
 mod sqlite;
 mod types;
 
+pub use accountability::*;
 pub use rights::*;
 pub use sqlite::{
     inspect_backup, key_store_path, restore_data, restore_key_store, BackupKind, Reconciled,
@@ -41,7 +43,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage contract. Methods that change data take the audit entry describing the change
 /// and return it as appended to the chain.
 #[async_trait]
-pub trait Store: RightsStore + Send + Sync + 'static {
+pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
     // --- subjects ---
     async fn insert_subject(
         &self,
