@@ -515,6 +515,7 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
                 tracing::error!(error = %e, "policy reload failed");
             }
             reloader.refresh_request_gauges().await;
+            reloader.refresh_breach_gauges().await;
         }
     });
     if net.retention_interval > 0 {
