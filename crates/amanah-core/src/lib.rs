@@ -3,11 +3,14 @@
 
 pub mod access;
 pub mod audit;
+pub mod breach;
 pub mod consent;
+pub mod disclosure;
 pub mod error;
 pub mod fields;
 pub mod policy;
 pub mod retention;
 pub mod rights;
+pub mod ropa;
 
 pub use error::{Error, Result};

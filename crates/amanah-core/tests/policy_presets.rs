@@ -163,3 +163,27 @@ fn policy_presets_have_a_disclosure_workflow_and_lookup_keys() -> Result {
     }
     Ok(())
 }
+
+#[test]
+fn policy_presets_declare_the_recipients_the_reference_policies_name() -> Result {
+    let [(_, crm), (_, ubm)] = presets()?;
+    let kind = |p: &Policy, name: &str| p.recipient(name).map(|r| r.kind);
+    assert_eq!(
+        kind(&crm, "payment_gateway"),
+        Some(RecipientKind::Processor)
+    );
+    assert!(crm.recipient("google").is_some() && crm.recipient("google_analytics").is_some());
+    assert!(crm.recipients["google_analytics"].pseudonymize);
+    assert_eq!(
+        kind(&crm, "government_authorities"),
+        Some(RecipientKind::Authority)
+    );
+    assert_eq!(
+        kind(&ubm, "government_authorities"),
+        Some(RecipientKind::Authority)
+    );
+    let partners = &ubm.recipients["partner_universities"];
+    assert!(partners.is_foreign() && partners.pseudonymize && partners.transfer_basis.is_some());
+    assert!(ubm.recipients["overseas_affiliates"].is_foreign());
+    Ok(())
+}

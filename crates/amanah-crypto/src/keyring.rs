@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 use crate::audit::AuditKey;
 use crate::blind::BlindIndexKey;
 use crate::envelope::{DataKey, WrappedKey};
+use crate::pseudonym::PseudonymKey;
 use crate::{CryptoError, Secret};
 
 const FORMAT: &str = "amanah-keyring/1";
@@ -101,6 +102,11 @@ impl KeyRing {
     /// The key of the audit chain's MAC.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey::new(self.root.derive("amanah/audit/v1"))
+    }
+
+    /// The key of per-disclosure pseudonyms.
+    pub fn pseudonym_key(&self) -> PseudonymKey {
+        PseudonymKey::new(self.root.derive("amanah/pseudonym/v1"))
     }
 
     /// Serializes for the key file. The returned buffer is zeroized on drop.

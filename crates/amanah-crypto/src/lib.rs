@@ -9,6 +9,7 @@ pub mod blind;
 pub mod digest;
 pub mod envelope;
 pub mod keyring;
+pub mod pseudonym;
 mod secret;
 pub mod token;
 

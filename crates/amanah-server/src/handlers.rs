@@ -16,7 +16,7 @@ use utoipa::{OpenApi, ToSchema};
 use crate::auth::Authenticated;
 use crate::consents::{self, ConsentBody, ReceiptOut};
 use crate::problem::Problem;
-use crate::{rights, AppState};
+use crate::{accountability, rights, AppState};
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
@@ -30,7 +30,12 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
           rights::create_request, rights::list_requests, rights::get_request, rights::update_request,
           rights::export_subject, rights::restrict, rights::lift_restriction, rights::add_hold,
           rights::list_holds, rights::release_hold, rights::erase_subject, rights::end_relationship,
-          rights::retention_sweep),
+          rights::retention_sweep,
+          accountability::create_disclosure, accountability::list_disclosures, accountability::get_disclosure,
+          accountability::approve_disclosure, accountability::authorize_disclosure, accountability::reject_disclosure,
+          accountability::disclosure_package, accountability::create_breach, accountability::list_breaches,
+          accountability::get_breach, accountability::breach_notices, accountability::mark_notices_sent,
+          accountability::ropa),
     components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
                        VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut,
                        consents::ConsentBody, consents::GuardianBody, consents::ConsentOut, consents::ReceiptOut,
@@ -39,7 +44,12 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
                        consents::RelationBody, consents::RelationOut, consents::RelationsOut,
                        rights::NewRequestBody, rights::RefusalBody, rights::RequestUpdateBody, rights::RefusalOut,
                        rights::RequestOut, rights::RequestsOut, rights::RestrictionBody, rights::HoldBody,
-                       rights::HoldOut, rights::HoldsOut, rights::SweepItemOut, rights::SweepOut)),
+                       rights::HoldOut, rights::HoldsOut, rights::SweepItemOut, rights::SweepOut,
+                       accountability::DisclosureBody, accountability::StepBody, accountability::ExcludedOut,
+                       accountability::DisclosureOut, accountability::DisclosuresOut, accountability::PackageSubjectOut,
+                       accountability::PackageOut, accountability::BreachBody, accountability::BreachOut,
+                       accountability::BreachesOut, accountability::NoticeTextOut, accountability::NoticeOut,
+                       accountability::NoticesOut)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -543,6 +553,11 @@ pub async fn healthz() -> Json<Value> {
 /// Prometheus metrics (no auth).
 #[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
+    // Counts are read now, so overdue requests and breaches show even between refreshes.
+    if s.metrics.is_some() {
+        s.vault.refresh_request_gauges().await;
+        s.vault.refresh_breach_gauges().await;
+    }
     let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

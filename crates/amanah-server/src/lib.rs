@@ -2,6 +2,7 @@
 //! call one vault operation and map its result; every error leaves through [`problem::Problem`]
 //! as RFC 9457 `application/problem+json`.
 
+mod accountability;
 mod auth;
 mod consents;
 mod handlers;
@@ -87,6 +88,41 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/consents/stale", get(consents::stale_consents))
         .route("/v1/contactable", get(consents::contactable))
+        .route(
+            "/v1/disclosures",
+            post(accountability::create_disclosure).get(accountability::list_disclosures),
+        )
+        .route("/v1/disclosures/{id}", get(accountability::get_disclosure))
+        .route(
+            "/v1/disclosures/{id}/approve",
+            post(accountability::approve_disclosure),
+        )
+        .route(
+            "/v1/disclosures/{id}/authorize",
+            post(accountability::authorize_disclosure),
+        )
+        .route(
+            "/v1/disclosures/{id}/reject",
+            post(accountability::reject_disclosure),
+        )
+        .route(
+            "/v1/disclosures/{id}/package",
+            get(accountability::disclosure_package),
+        )
+        .route(
+            "/v1/breaches",
+            post(accountability::create_breach).get(accountability::list_breaches),
+        )
+        .route("/v1/breaches/{id}", get(accountability::get_breach))
+        .route(
+            "/v1/breaches/{id}/notices",
+            get(accountability::breach_notices),
+        )
+        .route(
+            "/v1/breaches/{id}/notices/sent",
+            post(accountability::mark_notices_sent),
+        )
+        .route("/v1/ropa", get(accountability::ropa))
         .route("/v1/audit", get(handlers::audit_entries))
         .route("/v1/audit/verify", get(handlers::audit_verify))
         .route(

@@ -3,11 +3,13 @@
 //! encryption happens before a value reaches it. Every write carries its audit entry, and the
 //! store commits both in one transaction, so no change is ever unaudited.
 
+mod accountability;
 mod postgres;
 mod rights;
 mod sqlite;
 mod types;
 
+pub use accountability::*;
 pub use postgres::{
     describe as describe_pg_config, parse_url as parse_pg_url, PgStore, PG_SCHEMA_VERSION,
 };
@@ -45,7 +47,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage contract. Methods that change data take the audit entry describing the change
 /// and return it as appended to the chain.
 #[async_trait]
-pub trait Store: RightsStore + Send + Sync + 'static {
+pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
     // --- subjects ---
     async fn insert_subject(
         &self,

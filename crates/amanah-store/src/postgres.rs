@@ -30,16 +30,23 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::{
-    ApiKeyRecord, ConsentRecord, ConsentSelection, DeidentifiedRecord, FieldWrite, HoldRecord,
-    NewSubject, PolicyRecord, RelationRecord, RequestRecord, RequestTransition, RestrictionRecord,
-    Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
+    ApiKeyRecord, BreachRecord, ConsentRecord, ConsentSelection, DeidentifiedRecord,
+    DisclosureRecord, DisclosureStep, FieldWrite, HoldRecord, NewSubject, PolicyRecord,
+    RelationRecord, RequestRecord, RequestTransition, RestrictionRecord, Store, StoreError,
+    StoreResult, StoredSubject, SubjectUpdate,
 };
 
+mod accountability;
 mod rights;
 
 /// Ordered migrations: `(version, SQL)`. A database whose `schema_version` is above the last
 /// one here was written by a newer Amanah and is refused.
-const MIGRATIONS: &[(i64, &str)] = &[(1, SCHEMA_V1), (2, SCHEMA_V2), (3, rights::SCHEMA_V3)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, SCHEMA_V1),
+    (2, SCHEMA_V2),
+    (3, rights::SCHEMA_V3),
+    (4, accountability::SCHEMA_V4),
+];
 /// Key of the advisory lock that serializes migrations of concurrently starting processes.
 const MIGRATION_LOCK: i64 = 0x616d_616e_6168; // "amanah"
 const MAX_BATCH: usize = 256;
@@ -167,7 +174,7 @@ CREATE INDEX relations_by_related ON relations(related_subject_id);
 "#;
 
 /// The newest schema version this binary understands.
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// A database error as the store reports it: SQLSTATE and message, never the detail.
 fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -320,6 +327,21 @@ enum Op {
         id: String,
         at: i64,
         record: DeidentifiedRecord,
+        audit: AuditDraft,
+    },
+    // Accountability (applied by `accountability::apply`).
+    InsertDisclosure(DisclosureRecord, AuditDraft),
+    StepDisclosure(DisclosureStep, AuditDraft),
+    RecordRelease {
+        id: String,
+        at: i64,
+        audit: Vec<AuditDraft>,
+    },
+    InsertBreach(BreachRecord, AuditDraft),
+    MarkBreachNotified {
+        id: String,
+        by: String,
+        at: i64,
         audit: AuditDraft,
     },
 }
@@ -780,6 +802,11 @@ async fn apply(
             .await?;
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
+        Op::InsertDisclosure(..)
+        | Op::StepDisclosure(..)
+        | Op::RecordRelease { .. }
+        | Op::InsertBreach(..)
+        | Op::MarkBreachNotified { .. } => accountability::apply(tx, stmts, chain, op).await,
         rights_op => rights::apply(tx, stmts, chain, rights_op).await,
     }
 }

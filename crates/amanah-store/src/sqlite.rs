@@ -25,8 +25,8 @@ use crate::{
 
 /// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
 /// their own file (the key store), restriction, relationship end, holds, requests, erasures,
-/// de-identified records.
-const SCHEMA_VERSION: i64 = 3;
+/// de-identified records. 4: disclosures and their subjects, the breach register.
+const SCHEMA_VERSION: i64 = 4;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 
@@ -155,6 +155,7 @@ fn channel_closed<T>(_: T) -> StoreError {
     StoreError::Backend("the storage thread has stopped".into())
 }
 
+mod accountability;
 mod backup;
 mod rights;
 
@@ -420,6 +421,10 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         tx.execute_batch(SCHEMA).map_err(backend)?;
         if found < 3 {
             tx.execute_batch(MIGRATION_3).map_err(backend)?;
+        }
+        if found < 4 {
+            tx.execute_batch(accountability::MIGRATION_4)
+                .map_err(backend)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;

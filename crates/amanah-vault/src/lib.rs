@@ -3,11 +3,13 @@
 //! decide (core) -> validate -> encrypt/decrypt (crypto) -> persist with its audit entry (store).
 //! Plaintext exists only inside these functions and in the value they return.
 
+mod accountability;
 mod clock;
 mod consent;
 mod rights;
 mod vault;
 
+pub use accountability::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
 pub use rights::*;

@@ -59,7 +59,7 @@ pub struct SweepReport {
     pub dry_run: bool,
 }
 
-fn text(field: &str, value: &str) -> Result<String> {
+pub(crate) fn text(field: &str, value: &str) -> Result<String> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > MAX_TEXT_CHARS {
         return Err(Error::invalid(
@@ -92,7 +92,7 @@ impl Vault {
     }
 
     /// Data-subject rights are exercised by the admin or a role with `handle_requests = true`.
-    async fn require_dpo(
+    pub(crate) async fn require_dpo(
         &self,
         who: &Principal,
         policy: &Policy,
@@ -578,6 +578,7 @@ impl Vault {
                        "due_at": rfc3339(r.due_at_micros), "refusal_reason": r.refusal_reason})
             })
             .collect();
+        let disclosures = self.disclosures_of(policy, id, draft.at_micros).await?;
         let mut trail = Vec::new();
         let mut after = 0;
         loop {
@@ -608,6 +609,7 @@ impl Vault {
             "restriction": restriction,
             "holds": holds,
             "requests": requests,
+            "disclosures": disclosures,
             "processing": trail,
         });
         draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
@@ -1025,7 +1027,7 @@ impl Vault {
     }
 }
 
-fn rfc3339(micros: i64) -> String {
+pub(crate) fn rfc3339(micros: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .ok()
         .and_then(|t| {

@@ -62,7 +62,7 @@ pub struct IssuedKey {
 
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
-    keys: Arc<KeyRing>,
+    pub(crate) keys: Arc<KeyRing>,
     pub(crate) clock: Arc<dyn Clock>,
     policy: RwLock<Arc<ActivePolicy>>,
 }

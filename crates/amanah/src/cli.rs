@@ -140,6 +140,14 @@ enum Command {
         #[arg(long, env = "AMANAH_MAX_KEY_BACKUP_DAYS", default_value_t = 30)]
         max_key_backup_days: u32,
     },
+    /// Print the record of processing activities (UU PDP Art. 31) from the policy in force
+    /// and live counts.
+    Ropa {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, value_parser = ["md", "json", "csv"], default_value = "md")]
+        format: String,
+    },
     /// Retention tools.
     Retention {
         #[command(subcommand)]
@@ -204,7 +212,13 @@ enum ApikeyCommand {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file; errors are printed as `file:line:col: message`.
-    Check { file: PathBuf },
+    Check {
+        file: PathBuf,
+        /// Also report the UU PDP Art. 34 triggers present and write a DPIA skeleton (Markdown)
+        /// to this file, which must not exist yet.
+        #[arg(long)]
+        dpia: Option<PathBuf>,
+    },
     /// Apply a policy file as the new version.
     Apply {
         #[command(flatten)]
@@ -278,6 +292,30 @@ fn read_policy(file: &Path) -> Result<(Policy, String)> {
             errs.render(&file.display().to_string())
         ),
     }
+}
+
+/// Prints the Art. 34 triggers of a policy and writes the DPIA skeleton to `out`.
+fn write_dpia(policy: &Policy, out: &Path) -> Result<()> {
+    use amanah_core::ropa::{dpia_skeleton, dpia_triggers, Finding};
+    use std::io::Write;
+    let findings = dpia_triggers(policy);
+    println!("UU PDP Art. 34 triggers:");
+    for (t, f) in &findings {
+        match f {
+            Finding::Present(ev) => println!("  present  {}: {}", t.as_str(), ev.join("; ")),
+            Finding::Absent => println!("  absent   {}", t.as_str()),
+            Finding::Assess(what) => println!("  assess   {}: {what}", t.as_str()),
+        }
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
+    file.write_all(dpia_skeleton(policy, &findings).as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("DPIA skeleton written to {}", out.display());
+    Ok(())
 }
 
 fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
@@ -436,8 +474,11 @@ async fn run(command: Command) -> Result<ExitCode> {
             }
         },
         Command::Policy { command } => match command {
-            PolicyCommand::Check { file } => {
+            PolicyCommand::Check { file, dpia } => {
                 let (p, _) = read_policy(&file)?;
+                if let Some(out) = dpia {
+                    write_dpia(&p, &out)?;
+                }
                 println!(
                     "{}: ok (version {:?}: {} categories, {} purposes, {} roles, {} recipients)",
                     file.display(),
@@ -455,6 +496,20 @@ async fn run(command: Command) -> Result<ExitCode> {
                 println!("applied policy version {:?} as #{}", r.version, r.seq);
             }
         },
+        Command::Ropa { data, format } => {
+            let vault = open_vault(&data).await?;
+            let doc = vault
+                .ropa(
+                    &cli_admin(),
+                    "SQLite (WAL, synchronous = FULL, secure_delete); data keys in a separate key store",
+                )
+                .await?;
+            match format.as_str() {
+                "json" => println!("{}", serde_json::to_string_pretty(&doc)?),
+                "csv" => print!("{}", amanah_core::ropa::csv(&doc)),
+                _ => print!("{}", amanah_core::ropa::markdown(&doc)),
+            }
+        }
         Command::Serve { data, net } => {
             let vault = open_vault(&data).await?;
             serve(Arc::new(vault), net).await?;
@@ -619,6 +674,7 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
                 tracing::error!(error = %e, "policy reload failed");
             }
             reloader.refresh_request_gauges().await;
+            reloader.refresh_breach_gauges().await;
         }
     });
     if net.retention_interval > 0 {

@@ -286,3 +286,88 @@ fn the_command_line_on_postgresql() {
         "the password was printed: {printed}"
     );
 }
+
+#[test]
+fn ropa_prints_the_record_of_processing_in_three_formats() {
+    let (_dir, data) = initialized_store();
+    let md = amanah()
+        .args(["ropa", "--data", &data, "--format", "md"])
+        .output()
+        .unwrap();
+    assert!(
+        md.status.success(),
+        "{}",
+        String::from_utf8_lossy(&md.stderr)
+    );
+    let md = String::from_utf8_lossy(&md.stdout);
+    assert!(md.contains("# Record of processing activities"), "{md}");
+    assert!(md.contains("Barantum"));
+    assert!(md.contains("payment_gateway (processor, ID)"), "{md}");
+    assert!(
+        md.contains("google (third_party, US, transfer: consent)"),
+        "{md}"
+    );
+    assert!(md.contains("AES-256-GCM"));
+    let json = amanah()
+        .args(["ropa", "--data", &data, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(json.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["format"], "amanah-ropa/1");
+    assert!(v["activities"].as_array().unwrap().len() > 5);
+    let csv = amanah()
+        .args(["ropa", "--data", &data, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(csv.status.success());
+    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("controller,contact,purpose"));
+    let bad = amanah()
+        .args(["ropa", "--data", &data, "--format", "pdf"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn policy_check_reports_dpia_triggers_and_writes_a_skeleton() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dpia.md");
+    let path = format!(
+        "{}/../../policies/university.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let run = amanah()
+        .args(["policy", "check", &path, "--dpia", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("present  specific data"), "{stdout}");
+    assert!(stdout.contains("present  children"), "{stdout}");
+    assert!(
+        stdout.contains("present  cross-border transfer"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("assess   large-scale processing"),
+        "{stdout}"
+    );
+    let skeleton = std::fs::read_to_string(&out).unwrap();
+    assert!(skeleton.contains("# Data protection impact assessment (UU PDP Art. 34)"));
+    assert!(skeleton.contains("Universitas Bunda Mulia"));
+    assert!(
+        skeleton.contains("partner_universities (AU, safeguards)"),
+        "{skeleton}"
+    );
+    // Never overwrites the DPO's work.
+    let again = amanah()
+        .args(["policy", "check", &path, "--dpia", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}

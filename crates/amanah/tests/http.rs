@@ -1332,6 +1332,17 @@ async fn openapi_and_metrics(kind: Kind) {
         ("/v1/requests", &["post", "get"]),
         ("/v1/requests/{id}", &["get", "patch"]),
         ("/v1/retention/sweep", &["post"]),
+        ("/v1/disclosures", &["post", "get"]),
+        ("/v1/disclosures/{id}", &["get"]),
+        ("/v1/disclosures/{id}/approve", &["post"]),
+        ("/v1/disclosures/{id}/authorize", &["post"]),
+        ("/v1/disclosures/{id}/reject", &["post"]),
+        ("/v1/disclosures/{id}/package", &["get"]),
+        ("/v1/breaches", &["post", "get"]),
+        ("/v1/breaches/{id}", &["get"]),
+        ("/v1/breaches/{id}/notices", &["get"]),
+        ("/v1/breaches/{id}/notices/sent", &["post"]),
+        ("/v1/ropa", &["get"]),
         ("/healthz", &["get"]),
         ("/metrics", &["get"]),
     ] {
@@ -1353,6 +1364,7 @@ async fn openapi_and_metrics(kind: Kind) {
     let text = resp.text().await.unwrap();
     assert!(text.contains("amanah_http_requests_total"), "{text}");
     assert!(text.contains("amanah_requests_overdue"), "{text}");
+    assert!(text.contains("amanah_breaches_overdue"), "{text}");
     srv.stop();
 }
 

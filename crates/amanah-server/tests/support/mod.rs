@@ -65,6 +65,10 @@ channels = ["email", "whatsapp", "sms"]
 basis = "consent"
 categories = ["birth_date"]
 retention = "1y"
+[purposes.government_orders]
+basis = "legal_obligation"
+categories = ["full_name", "nik"]
+retention = "5y"
 [roles.officer]
 purposes = ["admission", "marketing"]
 [roles.clerk]
@@ -76,6 +80,35 @@ purposes = ["marketing"]
 purposes = ["admission"]
 specific = true
 handle_requests = true
+[roles.registrar]
+purposes = ["admission", "government_orders"]
+[roles.pic]
+purposes = ["admission"]
+approve_disclosures = true
+[roles.owner]
+purposes = ["admission"]
+authorize_disclosures = true
+[recipients.partner_university]
+country = "AU"
+kind = "third_party"
+purposes = ["admission"]
+categories = ["full_name", "birth_date"]
+transfer_basis = "safeguards"
+pseudonymize = true
+[recipients.verifier]
+country = "ID"
+kind = "processor"
+purposes = ["admission"]
+categories = ["full_name", "email", "nik"]
+[recipients.mailer]
+country = "SG"
+kind = "processor"
+purposes = ["marketing"]
+transfer_basis = "consent"
+[recipients.ministry]
+country = "ID"
+kind = "authority"
+purposes = ["government_orders"]
 "#
     )
 }
@@ -88,6 +121,9 @@ pub struct Keys {
     pub clerk: String,
     pub marketer: String,
     pub dpo: String,
+    pub registrar: String,
+    pub pic: String,
+    pub owner: String,
 }
 
 /// The store a test runs on.
@@ -125,6 +161,19 @@ pub struct Harness {
 }
 
 pub async fn start(kind: Kind, grace: u32) -> Harness {
+    start_with(kind, grace, None).await
+}
+
+/// A harness whose `/metrics` renders the process-wide Prometheus recorder.
+pub async fn start_metered(kind: Kind, grace: u32) -> Harness {
+    start_with(kind, grace, amanah_server::prometheus()).await
+}
+
+async fn start_with(
+    kind: Kind,
+    grace: u32,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Harness {
     // When the workspace is tested together, reqwest is built with rustls and no default
     // provider (the binary's TLS tests want it so): install one, even for plain HTTP.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -170,10 +219,13 @@ pub async fn start(kind: Kind, grace: u32) -> Harness {
         clerk: key("clerk").await,
         marketer: key("marketer").await,
         dpo: key("dpo").await,
+        registrar: key("registrar").await,
+        pic: key("pic").await,
+        owner: key("owner").await,
     };
     let app = router(AppState {
         vault: Arc::new(vault),
-        metrics: None,
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

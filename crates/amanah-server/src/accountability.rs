@@ -1,0 +1,666 @@
+//! Accountability routes: disclosures (request, approve, authorize, reject, release the
+//! package), the breach register with its notices, and the record of processing. Thin mappings
+//! onto the vault.
+
+use amanah_core::disclosure::Step;
+use amanah_core::Error;
+use amanah_vault::{BreachInput, BreachView, DisclosureInput, DisclosureView, NoticeView, Package};
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use crate::auth::Authenticated;
+use crate::handlers::{json_body, query, rfc3339, ApiResult};
+use crate::problem::Problem;
+use crate::AppState;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureBody {
+    /// A recipient the policy declares.
+    pub recipient: String,
+    /// A purpose the caller's role holds and the recipient is declared for.
+    pub purpose: String,
+    pub subject_ids: Vec<String>,
+    pub categories: Vec<String>,
+    /// Why (an organizational text: never put a subject's data in it).
+    pub reason: String,
+    /// The order's number for an authority, or any external reference.
+    pub reference: Option<String>,
+    /// How many times the package may be released (1 to 10, default 3).
+    pub max_releases: Option<u32>,
+    /// `exclude` (default): subjects without the consent the disclosure needs are left out and
+    /// listed; `refuse`: the whole request is refused.
+    pub if_consent_missing: Option<String>,
+    /// Authority orders only: tell the subjects no earlier than this day (YYYY-MM-DD).
+    pub defer_notification_until: Option<String>,
+    pub deferral_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepBody {
+    /// Required to reject.
+    pub reason: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExcludedOut {
+    pub subject_id: String,
+    pub reason: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DisclosureOut {
+    pub id: String,
+    /// pending_approval, approved, authorized, released or rejected.
+    pub status: String,
+    pub recipient: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient_kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer_basis: Option<String>,
+    pub purpose: String,
+    pub subject_ids: Vec<String>,
+    pub categories: Vec<String>,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// not_required, all_valid, or subjects_excluded (they are listed in `excluded`).
+    pub consent_check: String,
+    pub excluded: Vec<ExcludedOut>,
+    pub requested_by: String,
+    pub requested_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+    pub releases: u32,
+    pub max_releases: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notification_deferred_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deferral_reason: Option<String>,
+}
+
+impl From<DisclosureView> for DisclosureOut {
+    fn from(v: DisclosureView) -> Self {
+        let r = v.record;
+        DisclosureOut {
+            id: r.id,
+            status: r.status,
+            recipient: r.recipient,
+            recipient_kind: v.kind,
+            country: v.country,
+            transfer_basis: v.transfer_basis,
+            purpose: r.purpose,
+            subject_ids: r.subject_ids,
+            categories: r.categories,
+            reason: r.reason,
+            reference: r.reference,
+            consent_check: v.consent_check.to_owned(),
+            excluded: v
+                .excluded
+                .into_iter()
+                .map(|e| ExcludedOut {
+                    subject_id: e.subject_id,
+                    reason: e.reason,
+                })
+                .collect(),
+            requested_by: r.requested_by,
+            requested_at: rfc3339(r.requested_at_micros),
+            approved_by: r.approved_by,
+            approved_at: r.approved_at_micros.map(rfc3339),
+            authorized_by: r.authorized_by,
+            authorized_at: r.authorized_at_micros.map(rfc3339),
+            rejected_by: r.rejected_by,
+            rejected_at: r.rejected_at_micros.map(rfc3339),
+            rejection_reason: r.rejection_reason,
+            releases: r.releases,
+            max_releases: r.max_releases,
+            notification_deferred_until: r.notification_deferred_until,
+            deferral_reason: r.deferral_reason,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DisclosuresOut {
+    pub disclosures: Vec<DisclosureOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PackageSubjectOut {
+    /// The subject id, or a per-disclosure pseudonym (`ps-...`) for a recipient with
+    /// `pseudonymize = true`.
+    pub id: String,
+    #[schema(value_type = Object)]
+    pub fields: Map<String, Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PackageOut {
+    pub format: String,
+    pub disclosure_id: String,
+    pub recipient: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    pub purpose: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// 1 for the first release.
+    pub release: u32,
+    pub max_releases: u32,
+    pub pseudonymized: bool,
+    pub categories: Vec<String>,
+    /// Identifying categories a pseudonymized package leaves out.
+    pub withheld_categories: Vec<String>,
+    /// Subjects left out at release (erased, restricted, consent withdrawn since).
+    pub left_out: u64,
+    pub released_at: String,
+    pub subjects: Vec<PackageSubjectOut>,
+}
+
+impl From<Package> for PackageOut {
+    fn from(p: Package) -> Self {
+        let r = p.disclosure.record;
+        PackageOut {
+            format: "amanah-disclosure/1".into(),
+            disclosure_id: r.id,
+            recipient: r.recipient,
+            country: p.disclosure.country,
+            purpose: r.purpose,
+            reference: r.reference,
+            release: p.release,
+            max_releases: r.max_releases,
+            pseudonymized: p.pseudonymized,
+            categories: p.categories,
+            withheld_categories: p.withheld_categories,
+            left_out: p.left_out,
+            released_at: r.last_released_at_micros.map(rfc3339).unwrap_or_default(),
+            subjects: p
+                .subjects
+                .into_iter()
+                .map(|(id, fields)| PackageSubjectOut { id, fields })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreachBody {
+    /// RFC 3339; notices are due 72 hours later.
+    pub detected_at: String,
+    /// What happened (organizational: never put a subject's data in it).
+    pub description: String,
+    /// The policy's categories exposed.
+    pub categories: Vec<String>,
+    pub subject_ids: Option<Vec<String>>,
+    #[serde(default)]
+    pub all_subjects: bool,
+    pub cause: String,
+    /// What is being done to handle and recover.
+    pub measures: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BreachOut {
+    pub id: String,
+    pub detected_at: String,
+    pub recorded_at: String,
+    pub notify_by: String,
+    pub overdue: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notified_at: Option<String>,
+    pub description: String,
+    pub categories: Vec<String>,
+    pub all_subjects: bool,
+    pub subject_ids: Vec<String>,
+    pub cause: String,
+    pub measures: String,
+}
+
+impl From<BreachView> for BreachOut {
+    fn from(v: BreachView) -> Self {
+        let b = v.record;
+        BreachOut {
+            id: b.id,
+            detected_at: rfc3339(b.detected_at_micros),
+            recorded_at: rfc3339(b.recorded_at_micros),
+            notify_by: rfc3339(b.notify_by_micros),
+            overdue: v.overdue,
+            notified_at: b.notified_at_micros.map(rfc3339),
+            description: b.description,
+            categories: b.categories,
+            all_subjects: b.all_subjects,
+            subject_ids: b.subject_ids,
+            cause: b.cause,
+            measures: b.measures,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BreachesOut {
+    pub breaches: Vec<BreachOut>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NoticeTextOut {
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NoticeOut {
+    /// subject or agency.
+    pub audience: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<String>,
+    /// The subject's e-mail addresses and phone numbers.
+    pub send_to: Vec<String>,
+    /// Bahasa Indonesia.
+    pub id: NoticeTextOut,
+    /// English.
+    pub en: NoticeTextOut,
+}
+
+impl From<NoticeView> for NoticeOut {
+    fn from(n: NoticeView) -> Self {
+        NoticeOut {
+            audience: n.audience.to_owned(),
+            subject_id: n.subject_id,
+            send_to: n.send_to,
+            id: NoticeTextOut {
+                title: n.notice.id.title,
+                body: n.notice.id.body,
+            },
+            en: NoticeTextOut {
+                title: n.notice.en.title,
+                body: n.notice.en.body,
+            },
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct NoticesOut {
+    pub breach_id: String,
+    pub notices: Vec<NoticeOut>,
+}
+
+/// How the record describes storage: whatever the backend, it only ever receives ciphertext.
+const STORAGE: &str = "field-level encryption before storage; the store holds ciphertexts, keyed index terms, hashes and ids only";
+
+fn only(q: &std::collections::BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(Error::BadRequest(format!(
+            "unknown query parameter {k:?}; this route takes: {}",
+            allowed.join(", ")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+fn limit(q: &std::collections::BTreeMap<String, String>) -> ApiResult<usize> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into()))),
+    }
+}
+
+fn format_of<'a>(
+    q: &'a std::collections::BTreeMap<String, String>,
+    allowed: &[&str],
+) -> ApiResult<&'a str> {
+    let f = q.get("format").map_or("json", String::as_str);
+    if allowed.contains(&f) {
+        Ok(f)
+    } else {
+        Err(Error::BadRequest(format!("`format` must be one of: {}", allowed.join(", "))).into())
+    }
+}
+
+/// Request a disclosure to a recipient; it waits for the person in charge to approve it.
+#[utoipa::path(post, path = "/v1/disclosures", request_body = DisclosureBody,
+    responses((status = 201, body = DisclosureOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem, description = "purpose not granted, or no subject holds the consent needed"),
+              (status = 404, body = Problem), (status = 410, body = Problem),
+              (status = 422, body = Problem, description = "categories beyond what the recipient or purpose allows (named), unknown recipient...")))]
+pub async fn create_disclosure(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let b: DisclosureBody = json_body(&body)?;
+    let view = s
+        .vault
+        .request_disclosure(
+            &who,
+            &DisclosureInput {
+                recipient: b.recipient,
+                purpose: b.purpose,
+                subject_ids: b.subject_ids,
+                categories: b.categories,
+                reason: b.reason,
+                reference: b.reference,
+                max_releases: b.max_releases,
+                if_consent_missing: b.if_consent_missing,
+                defer_notification_until: b.defer_notification_until,
+                deferral_reason: b.deferral_reason,
+            },
+        )
+        .await?;
+    let id = view.record.id.clone();
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/disclosures/{id}"))],
+        Json(DisclosureOut::from(view)),
+    )
+        .into_response())
+}
+
+/// Disclosures, newest first; `subject` keeps those carrying one subject.
+#[utoipa::path(get, path = "/v1/disclosures",
+    params(("subject" = Option<String>, Query), ("status" = Option<String>, Query),
+           ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = DisclosuresOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_disclosures(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<DisclosuresOut>> {
+    let q = query(q)?;
+    only(&q, &["subject", "status", "after", "limit"])?;
+    let found = s
+        .vault
+        .list_disclosures(
+            &who,
+            q.get("subject").map(String::as_str),
+            q.get("status").map(String::as_str),
+            q.get("after").map(String::as_str),
+            limit(&q)?,
+        )
+        .await?;
+    Ok(Json(DisclosuresOut {
+        disclosures: found.into_iter().map(DisclosureOut::from).collect(),
+    }))
+}
+
+/// One disclosure.
+#[utoipa::path(get, path = "/v1/disclosures/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_disclosure(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DisclosureOut>> {
+    Ok(Json(s.vault.get_disclosure(&who, &id).await?.into()))
+}
+
+async fn step(
+    s: &AppState,
+    who: &amanah_core::access::Principal,
+    id: &str,
+    step: Step,
+    body: &Bytes,
+) -> ApiResult<Json<DisclosureOut>> {
+    let b: StepBody = if body.is_empty() {
+        StepBody::default()
+    } else {
+        json_body(body)?
+    };
+    Ok(Json(
+        s.vault
+            .step_disclosure(who, id, step, b.reason.as_deref())
+            .await?
+            .into(),
+    ))
+}
+
+/// Approve (a role with approve_disclosures, the PIC; never the requester's own key).
+#[utoipa::path(post, path = "/v1/disclosures/{id}/approve", params(("id" = String, Path)), request_body = Option<StepBody>,
+    responses((status = 200, body = DisclosureOut), (status = 401, body = Problem),
+              (status = 403, body = Problem, description = "role may not approve, or the requester's own key (four eyes)"),
+              (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn approve_disclosure(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<DisclosureOut>> {
+    step(&s, &who, &id, Step::Approve, &body).await
+}
+
+/// Authorize an approved disclosure (a role with authorize_disclosures, the account owner).
+#[utoipa::path(post, path = "/v1/disclosures/{id}/authorize", params(("id" = String, Path)), request_body = Option<StepBody>,
+    responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved yet")))]
+pub async fn authorize_disclosure(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<DisclosureOut>> {
+    step(&s, &who, &id, Step::Authorize, &body).await
+}
+
+/// Reject at either step, with a reason.
+#[utoipa::path(post, path = "/v1/disclosures/{id}/reject", params(("id" = String, Path)), request_body = StepBody,
+    responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn reject_disclosure(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<DisclosureOut>> {
+    step(&s, &who, &id, Step::Reject, &body).await
+}
+
+/// Release the package of an approved and authorized disclosure (the requester or the admin):
+/// only the requested categories, at most `max_releases` times, each release audited.
+#[utoipa::path(get, path = "/v1/disclosures/{id}/package", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+    responses((status = 200, body = PackageOut), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved and authorized, or released the most times allowed")))]
+pub async fn disclosure_package(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    only(&q, &["format"])?;
+    let format = format_of(&q, &["json", "csv"])?;
+    let package = PackageOut::from(s.vault.release_disclosure(&who, &id).await?);
+    let disposition = format!(
+        "attachment; filename=\"disclosure-{id}-{}.{format}\"",
+        package.release
+    );
+    if format == "json" {
+        return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(package)).into_response());
+    }
+    let csv = package_csv(&package).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// One row per subject: `subject`, then the carried categories.
+fn package_csv(p: &PackageOut) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["subject".to_owned()];
+    header.extend(p.categories.iter().cloned());
+    w.write_record(&header)?;
+    for s in &p.subjects {
+        let mut row = vec![s.id.clone()];
+        for c in &p.categories {
+            row.push(match s.fields.get(c) {
+                Some(Value::String(v)) => v.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            });
+        }
+        w.write_record(&row)?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Record a breach (the admin or the DPO): 201 with `notify_by` = detected_at + 72 h.
+#[utoipa::path(post, path = "/v1/breaches", request_body = BreachBody,
+    responses((status = 201, body = BreachOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_breach(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let b: BreachBody = json_body(&body)?;
+    let view = s
+        .vault
+        .record_breach(
+            &who,
+            &BreachInput {
+                detected_at: b.detected_at,
+                description: b.description,
+                categories: b.categories,
+                subject_ids: b.subject_ids,
+                all_subjects: b.all_subjects,
+                cause: b.cause,
+                measures: b.measures,
+            },
+        )
+        .await?;
+    let id = view.record.id.clone();
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/v1/breaches/{id}"))],
+        Json(BreachOut::from(view)),
+    )
+        .into_response())
+}
+
+/// Breaches, newest first; `overdue=true` keeps those not notified past their deadline.
+#[utoipa::path(get, path = "/v1/breaches",
+    params(("overdue" = Option<bool>, Query), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = BreachesOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn list_breaches(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Json<BreachesOut>> {
+    let q = query(q)?;
+    only(&q, &["overdue", "after", "limit"])?;
+    let overdue = match q.get("overdue").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") | Some("") => true,
+        Some(_) => return Err(Error::BadRequest("`overdue` must be true or false".into()).into()),
+    };
+    let found = s
+        .vault
+        .list_breaches(
+            &who,
+            overdue,
+            q.get("after").map(String::as_str),
+            limit(&q)?,
+        )
+        .await?;
+    Ok(Json(BreachesOut {
+        breaches: found.into_iter().map(BreachOut::from).collect(),
+    }))
+}
+
+/// One breach.
+#[utoipa::path(get, path = "/v1/breaches/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = BreachOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn get_breach(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BreachOut>> {
+    Ok(Json(s.vault.get_breach(&who, &id).await?.into()))
+}
+
+/// The notices: one per affected subject and one for the agency, in Bahasa Indonesia and English.
+#[utoipa::path(get, path = "/v1/breaches/{id}/notices", params(("id" = String, Path)),
+    responses((status = 200, body = NoticesOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn breach_notices(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<NoticesOut>> {
+    let notices = s.vault.breach_notices(&who, &id).await?;
+    Ok(Json(NoticesOut {
+        breach_id: id,
+        notices: notices.into_iter().map(NoticeOut::from).collect(),
+    }))
+}
+
+/// Mark the breach's notices sent.
+#[utoipa::path(post, path = "/v1/breaches/{id}/notices/sent", params(("id" = String, Path)),
+    responses((status = 200, body = BreachOut), (status = 401, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "already marked sent")))]
+pub async fn mark_notices_sent(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<BreachOut>> {
+    Ok(Json(s.vault.mark_breach_notified(&who, &id).await?.into()))
+}
+
+/// The record of processing activities (UU PDP Art. 31): JSON, `?format=md` or `?format=csv`.
+#[utoipa::path(get, path = "/v1/ropa", params(("format" = Option<String>, Query, description = "json (default), md or csv")),
+    responses((status = 200, description = "amanah-ropa/1 JSON document, Markdown or CSV"), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn ropa(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    RawQuery(q): RawQuery,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    only(&q, &["format"])?;
+    let format = format_of(&q, &["json", "md", "csv"])?;
+    let doc = s.vault.ropa(&who, STORAGE).await?;
+    Ok(match format {
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            amanah_core::ropa::markdown(&doc),
+        )
+            .into_response(),
+        "csv" => (
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            amanah_core::ropa::csv(&doc),
+        )
+            .into_response(),
+        _ => Json(doc).into_response(),
+    })
+}

@@ -1,0 +1,145 @@
+//! The storage contract for accountability: disclosures to recipients (with their subjects and
+//! the workflow's steps), the breach register, and the counts the record of processing needs.
+//! Disclosure reasons, references and breach texts are organizational records: the vault never
+//! puts a subject's field values in them.
+
+use amanah_core::audit::{AuditDraft, AuditRecord};
+use async_trait::async_trait;
+
+use crate::StoreResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureRecord {
+    pub id: String,
+    pub recipient: String,
+    pub purpose: String,
+    /// The subjects whose data the disclosure carries (after any consent exclusions).
+    pub subject_ids: Vec<String>,
+    pub categories: Vec<String>,
+    pub reason: String,
+    /// The order's number for an authority, or any external reference.
+    pub reference: Option<String>,
+    /// `pending_approval`, `approved`, `authorized`, `released`, `rejected`
+    /// (`amanah_core::disclosure::DisclosureStatus`).
+    pub status: String,
+    pub requested_by: String,
+    pub requested_at_micros: i64,
+    pub approved_by: Option<String>,
+    pub approved_at_micros: Option<i64>,
+    pub authorized_by: Option<String>,
+    pub authorized_at_micros: Option<i64>,
+    pub rejected_by: Option<String>,
+    pub rejected_at_micros: Option<i64>,
+    pub rejection_reason: Option<String>,
+    pub releases: u32,
+    pub max_releases: u32,
+    pub first_released_at_micros: Option<i64>,
+    pub last_released_at_micros: Option<i64>,
+    /// Telling the subjects is deferred until this day (`YYYY-MM-DD`), for authority orders.
+    pub notification_deferred_until: Option<String>,
+    pub deferral_reason: Option<String>,
+    /// JSON array of `{"subject_id", "reason"}` left out for lack of consent or a restriction.
+    pub excluded: String,
+}
+
+/// A workflow step; the store applies it only if the disclosure is still in `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureStep {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub by: String,
+    pub at_micros: i64,
+    /// For a rejection.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisclosureFilter {
+    /// Only disclosures carrying this subject.
+    pub subject: Option<String>,
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachRecord {
+    pub id: String,
+    pub detected_at_micros: i64,
+    pub recorded_at_micros: i64,
+    pub recorded_by: String,
+    pub description: String,
+    pub categories: Vec<String>,
+    /// Every subject of the vault is affected; `subject_ids` is then empty.
+    pub all_subjects: bool,
+    pub subject_ids: Vec<String>,
+    pub cause: String,
+    pub measures: String,
+    pub notify_by_micros: i64,
+    pub notified_at_micros: Option<i64>,
+    pub notified_by: Option<String>,
+}
+
+#[async_trait]
+pub trait AccountabilityStore: Send + Sync {
+    /// Records a requested disclosure. `NotFound` if one of its subjects does not exist.
+    async fn insert_disclosure(
+        &self,
+        disclosure: DisclosureRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn load_disclosure(&self, id: &str) -> StoreResult<Option<DisclosureRecord>>;
+    /// Approves, authorizes or rejects. `NotFound` if no such disclosure, `Conflict` if it is no
+    /// longer in `step.from`.
+    async fn step_disclosure(
+        &self,
+        step: DisclosureStep,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    /// Counts one release (status becomes `released`) with its audit entries (one per subject
+    /// carried) in one transaction; returns the number of releases so far. `Conflict` if the
+    /// disclosure is not authorized or released, or already released `max_releases` times.
+    async fn record_release(
+        &self,
+        id: &str,
+        at_micros: i64,
+        audit: Vec<AuditDraft>,
+    ) -> StoreResult<u32>;
+    /// Disclosures matching `filter`, newest first, after the disclosure `after`, at most `limit`.
+    async fn list_disclosures(
+        &self,
+        filter: DisclosureFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<DisclosureRecord>>;
+
+    /// Records a breach. `NotFound` if one of its subjects does not exist.
+    async fn insert_breach(
+        &self,
+        breach: BreachRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    async fn load_breach(&self, id: &str) -> StoreResult<Option<BreachRecord>>;
+    /// Breaches by detection time (newest first); with `overdue_at`, only those not notified
+    /// whose deadline passed before it.
+    async fn list_breaches(
+        &self,
+        overdue_at: Option<i64>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<BreachRecord>>;
+    /// Marks the notices of a breach sent. `NotFound` if no such breach, `Conflict` if already.
+    async fn mark_breach_notified(
+        &self,
+        id: &str,
+        by: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord>;
+    /// (not yet notified, overdue at `now_micros`) breach counts.
+    async fn count_breaches(&self, now_micros: i64) -> StoreResult<(u64, u64)>;
+    /// Subject ids in order, after `after`, at most `limit` (for breaches of all subjects).
+    async fn subject_ids(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// Live subjects per purpose they were collected under (record of processing).
+    async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>>;
+}

@@ -1,0 +1,1040 @@
+//! Accountability use cases: disclosures to recipients (requested, approved by the person in
+//! charge, authorized by the account owner, then released a bounded number of times, each
+//! release audited per subject), the breach register with its notices, and the record of
+//! processing. The rules live in `amanah_core::{disclosure, breach, ropa}`.
+
+use std::collections::BTreeMap;
+
+use amanah_core::access::Principal;
+use amanah_core::audit::AuditDraft;
+use amanah_core::breach::{self, Audience, BreachFacts};
+use amanah_core::consent::{self, date_of, AgeGroup};
+use amanah_core::disclosure::{
+    self, Actors, Ask, DisclosureStatus, Step, StepDenial, DEFAULT_MAX_RELEASES, MAX_RELEASES,
+};
+use amanah_core::fields::{self, FieldType};
+use amanah_core::policy::Policy;
+use amanah_core::ropa::{self, Security};
+use amanah_core::{Error, Result};
+use amanah_store::{
+    BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureStep, StoredSubject,
+};
+use serde_json::{json, Map, Value};
+
+use crate::consent::{consent_error, events};
+use crate::rights::{rfc3339, text};
+use crate::vault::{store_error, Vault};
+
+/// Most subjects one disclosure or breach may name.
+pub const MAX_SUBJECTS: usize = 10_000;
+
+/// What a caller asks to disclose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DisclosureInput {
+    pub recipient: String,
+    pub purpose: String,
+    pub subject_ids: Vec<String>,
+    pub categories: Vec<String>,
+    pub reason: String,
+    pub reference: Option<String>,
+    /// 1..=10; default 3.
+    pub max_releases: Option<u32>,
+    /// When a subject lacks the consent the disclosure needs: `exclude` (default) leaves them
+    /// out, `refuse` refuses the whole request.
+    pub if_consent_missing: Option<String>,
+    /// Authority orders only: tell the subjects no earlier than this day (`YYYY-MM-DD`).
+    pub defer_notification_until: Option<String>,
+    pub deferral_reason: Option<String>,
+}
+
+/// A subject left out of a disclosure, and why (no personal data: a rule).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    pub subject_id: String,
+    pub reason: String,
+}
+
+/// A disclosure with what the policy says of its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureView {
+    pub record: DisclosureRecord,
+    pub excluded: Vec<Excluded>,
+    /// `not_required`, `all_valid` or `subjects_excluded`.
+    pub consent_check: &'static str,
+    pub country: Option<String>,
+    pub kind: Option<String>,
+    pub transfer_basis: Option<String>,
+}
+
+/// One release of an authorized disclosure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Package {
+    pub disclosure: DisclosureView,
+    /// 1 for the first release.
+    pub release: u32,
+    pub pseudonymized: bool,
+    /// Categories carried.
+    pub categories: Vec<String>,
+    /// Requested categories a pseudonymized package leaves out (identifying ones).
+    pub withheld_categories: Vec<String>,
+    /// (subject id or pseudonym, category -> value)
+    pub subjects: Vec<(String, Map<String, Value>)>,
+    /// Subjects left out at release time (erased, restricted, consent gone since the request).
+    pub left_out: u64,
+}
+
+/// What a breach report says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BreachInput {
+    /// RFC 3339.
+    pub detected_at: String,
+    pub description: String,
+    pub categories: Vec<String>,
+    pub subject_ids: Option<Vec<String>>,
+    pub all_subjects: bool,
+    pub cause: String,
+    pub measures: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreachView {
+    pub record: BreachRecord,
+    pub overdue: bool,
+}
+
+/// One notice of a breach, in both languages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoticeView {
+    /// `subject` or `agency`.
+    pub audience: &'static str,
+    pub subject_id: Option<String>,
+    /// Where to send it (the subject's e-mail addresses and phone numbers, decrypted for the
+    /// notice only).
+    pub send_to: Vec<String>,
+    pub notice: breach::Notice,
+}
+
+fn consent_check(excluded: &[Excluded], needs_consent: bool) -> &'static str {
+    if !excluded.is_empty() {
+        "subjects_excluded"
+    } else if needs_consent {
+        "all_valid"
+    } else {
+        "not_required"
+    }
+}
+
+fn parse_instant(field: &str, s: &str) -> Result<i64> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
+        .map_err(|_| Error::invalid(field, format!("`{field}` must be an RFC 3339 time")))
+}
+
+fn subject_list(field: &str, ids: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = ids.iter().map(|s| s.trim().to_owned()).collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() || out.len() > MAX_SUBJECTS || out.iter().any(String::is_empty) {
+        return Err(Error::invalid(
+            field,
+            format!("`{field}` must list 1 to {MAX_SUBJECTS} subject ids"),
+        ));
+    }
+    Ok(out)
+}
+
+impl Vault {
+    fn disclosure_view(
+        &self,
+        policy: &Policy,
+        record: DisclosureRecord,
+        consent: Option<&'static str>,
+    ) -> DisclosureView {
+        let excluded: Vec<Excluded> = serde_json::from_str::<Vec<Value>>(&record.excluded)
+            .unwrap_or_default()
+            .iter()
+            .map(|e| Excluded {
+                subject_id: e["subject_id"].as_str().unwrap_or_default().to_owned(),
+                reason: e["reason"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        let recipient = policy.recipient(&record.recipient);
+        let needs_consent =
+            recipient.is_some_and(|r| disclosure::needs_consent(policy, r, &record.purpose));
+        DisclosureView {
+            consent_check: consent.unwrap_or_else(|| consent_check(&excluded, needs_consent)),
+            excluded,
+            country: recipient.map(|r| r.country.clone()),
+            kind: recipient.map(|r| r.kind.as_str().to_owned()),
+            transfer_basis: recipient.and_then(|r| r.transfer_basis.map(|b| b.as_str().to_owned())),
+            record,
+        }
+    }
+
+    /// Why `stored` may not be part of a disclosure under `purpose` now, if it may not: a
+    /// restriction, or (when `needs_consent`) no valid consent.
+    async fn disclosure_obstacle(
+        &self,
+        policy: &Policy,
+        stored: &StoredSubject,
+        purpose: &str,
+        needs_consent: bool,
+        now: i64,
+    ) -> Result<Option<String>> {
+        if let Some(since) = stored.restricted_since_micros {
+            return Ok(Some(format!(
+                "processing is restricted since {} (UU PDP Art. 41)",
+                date_of(since)
+            )));
+        }
+        if !needs_consent {
+            return Ok(None);
+        }
+        let key = self.unwrap_key(stored)?;
+        let minor = self.age_group(policy, &key, stored)? == Some(AgeGroup::Minor);
+        let records = self.store.consents(&stored.id).await.map_err(store_error)?;
+        let events = events(&records);
+        let version = policy.purpose_version(purpose).unwrap_or_default();
+        Ok(consent::evaluate(
+            &events,
+            purpose,
+            &version,
+            &policy.version,
+            now,
+            policy.settings.withdrawal_grace_days,
+            minor,
+        )
+        .err()
+        .map(|d| consent_error(&d).to_string()))
+    }
+
+    /// Records a disclosure request (status `pending_approval`). The caller's role must hold the
+    /// purpose and be able to read the categories; the recipient must be declared for the
+    /// purpose and may receive them.
+    pub async fn request_disclosure(
+        &self,
+        who: &Principal,
+        input: &DisclosureInput,
+    ) -> Result<DisclosureView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "disclosure.request", policy);
+        let grant = self.grant(who, policy, &input.purpose, &mut draft).await?;
+        draft.fields = input.categories.clone();
+        let refuse_all = match input.if_consent_missing.as_deref() {
+            None | Some("exclude") => false,
+            Some("refuse") => true,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "if_consent_missing",
+                    "`if_consent_missing` must be exclude or refuse",
+                ))
+            }
+        };
+        let deferred = match (&input.defer_notification_until, &input.deferral_reason) {
+            (None, None) => None,
+            (Some(until), Some(reason)) => {
+                let day = consent::parse_date(until.trim()).ok_or_else(|| {
+                    Error::invalid("defer_notification_until", "must be a date, YYYY-MM-DD")
+                })?;
+                Some((day.to_string(), text("deferral_reason", reason)?))
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "deferral_reason",
+                    "deferring the subjects' notification needs both `defer_notification_until` and `deferral_reason`",
+                ))
+            }
+        };
+        let checked = match disclosure::check(
+            policy,
+            Ask {
+                recipient: &input.recipient,
+                purpose: &input.purpose,
+                categories: &input.categories,
+                reference: input.reference.as_deref(),
+                deferred: deferred.is_some(),
+            },
+        ) {
+            Ok(c) => c,
+            Err(p) => {
+                let err = Error::invalid(p.field(), p.to_string());
+                return Err(self.deny(draft, err).await);
+            }
+        };
+        let unreadable: Vec<&str> = input
+            .categories
+            .iter()
+            .filter(|c| !grant.readable.contains_key(*c))
+            .map(String::as_str)
+            .collect();
+        if !unreadable.is_empty() {
+            let err = Error::invalid(
+                "categories",
+                format!(
+                    "role {:?} may not read these categories under purpose {:?}, so it may not disclose them: {}",
+                    who.role,
+                    input.purpose,
+                    unreadable.join(", ")
+                ),
+            );
+            return Err(self.deny(draft, err).await);
+        }
+        let reason = text("reason", &input.reason)?;
+        let reference = input
+            .reference
+            .as_deref()
+            .map(|r| text("reference", r))
+            .transpose()?;
+        let max_releases = input.max_releases.unwrap_or(DEFAULT_MAX_RELEASES);
+        if !(1..=MAX_RELEASES).contains(&max_releases) {
+            return Err(Error::invalid(
+                "max_releases",
+                format!("`max_releases` must be 1 to {MAX_RELEASES}"),
+            ));
+        }
+        let subjects = subject_list("subject_ids", &input.subject_ids)?;
+        let now = draft.at_micros;
+        let mut included = Vec::with_capacity(subjects.len());
+        let mut excluded = Vec::new();
+        for id in &subjects {
+            let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+                let missing = self.missing_subject(id).await?;
+                return Err(self.deny(draft, missing).await);
+            };
+            match self
+                .disclosure_obstacle(policy, &stored, &input.purpose, checked.needs_consent, now)
+                .await?
+            {
+                None => included.push(id.clone()),
+                Some(reason) => excluded.push(Excluded {
+                    subject_id: id.clone(),
+                    reason,
+                }),
+            }
+        }
+        if !excluded.is_empty() && (refuse_all || included.is_empty()) {
+            let ids: Vec<&str> = excluded.iter().map(|e| e.subject_id.as_str()).collect();
+            let why = if included.is_empty() {
+                "no subject may be disclosed"
+            } else {
+                "the request asks to refuse it whole (if_consent_missing = refuse)"
+            };
+            let err = Error::ConsentRequired(format!(
+                "disclosure refused: {why}; subjects without a valid consent for purpose {:?} or under restriction: {}",
+                input.purpose,
+                ids.join(", ")
+            ));
+            return Err(self.deny(draft, err).await);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let excluded_json = Value::Array(
+            excluded
+                .iter()
+                .map(|e| json!({"subject_id": e.subject_id, "reason": e.reason}))
+                .collect(),
+        )
+        .to_string();
+        let record = DisclosureRecord {
+            id: id.clone(),
+            recipient: checked.recipient.name.clone(),
+            purpose: input.purpose.clone(),
+            subject_ids: included,
+            categories: input.categories.clone(),
+            reason,
+            reference,
+            status: DisclosureStatus::PendingApproval.as_str().to_owned(),
+            requested_by: who.key_id.clone(),
+            requested_at_micros: now,
+            approved_by: None,
+            approved_at_micros: None,
+            authorized_by: None,
+            authorized_at_micros: None,
+            rejected_by: None,
+            rejected_at_micros: None,
+            rejection_reason: None,
+            releases: 0,
+            max_releases,
+            first_released_at_micros: None,
+            last_released_at_micros: None,
+            notification_deferred_until: deferred.as_ref().map(|d| d.0.clone()),
+            deferral_reason: deferred.map(|d| d.1),
+            excluded: excluded_json,
+        };
+        draft.reason = Some(format!(
+            "disclosure {id} to {} requested for {} subjects ({} excluded)",
+            record.recipient,
+            record.subject_ids.len(),
+            excluded.len()
+        ));
+        self.store
+            .insert_disclosure(record.clone(), draft)
+            .await
+            .map_err(store_error)?;
+        let check = consent_check(&excluded, checked.needs_consent);
+        Ok(self.disclosure_view(policy, record, Some(check)))
+    }
+
+    async fn load_disclosure_for(&self, id: &str, draft: &AuditDraft) -> Result<DisclosureRecord> {
+        match self.store.load_disclosure(id).await.map_err(store_error)? {
+            Some(d) => Ok(d),
+            None => Err(self
+                .deny(
+                    draft.clone(),
+                    Error::NotFound(format!("no disclosure {id}")),
+                )
+                .await),
+        }
+    }
+
+    /// Approves (the person in charge), authorizes (the account owner) or rejects a disclosure.
+    pub async fn step_disclosure(
+        &self,
+        who: &Principal,
+        id: &str,
+        step: Step,
+        reason: Option<&str>,
+    ) -> Result<DisclosureView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let action = match step {
+            Step::Approve => "disclosure.approve",
+            Step::Authorize => "disclosure.authorize",
+            Step::Reject => "disclosure.reject",
+        };
+        let mut draft = self.draft(who, action, policy);
+        let record = self.load_disclosure_for(id, &draft).await?;
+        draft.purpose = Some(record.purpose.clone());
+        draft.fields = record.categories.clone();
+        let reason = match (step, reason) {
+            (Step::Reject, Some(r)) => Some(text("reason", r)?),
+            (Step::Reject, None) => {
+                return Err(Error::invalid("reason", "a rejection needs a `reason`"))
+            }
+            _ => None,
+        };
+        let role = policy.role(&who.role);
+        let status = DisclosureStatus::parse(&record.status)
+            .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
+        let to = match disclosure::decide_step(
+            step,
+            status,
+            Actors {
+                requested_by: &record.requested_by,
+                approved_by: record.approved_by.as_deref(),
+            },
+            &who.key_id,
+            &who.role,
+            role.is_some_and(|r| r.approve_disclosures),
+            role.is_some_and(|r| r.authorize_disclosures),
+        ) {
+            Ok(to) => to,
+            Err(d) => {
+                let err = match d {
+                    StepDenial::WrongState { .. } => Error::Conflict(d.to_string()),
+                    _ => Error::Forbidden(d.to_string()),
+                };
+                return Err(self.deny(draft, err).await);
+            }
+        };
+        let now = draft.at_micros;
+        draft.reason = Some(format!("disclosure {id} to {}: {to}", record.recipient));
+        self.store
+            .step_disclosure(
+                DisclosureStep {
+                    id: id.to_owned(),
+                    from: status.as_str().to_owned(),
+                    to: to.as_str().to_owned(),
+                    by: who.key_id.clone(),
+                    at_micros: now,
+                    reason,
+                },
+                draft,
+            )
+            .await
+            .map_err(store_error)?;
+        let updated = self
+            .store
+            .load_disclosure(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))?;
+        Ok(self.disclosure_view(policy, updated, None))
+    }
+
+    /// Who may see disclosures: the admin, the DPO, the person in charge, the account owner.
+    fn oversees_disclosures(policy: &Policy, who: &Principal) -> bool {
+        who.is_admin()
+            || policy.role(&who.role).is_some_and(|r| {
+                r.handle_requests || r.approve_disclosures || r.authorize_disclosures
+            })
+    }
+
+    /// One disclosure (its requester, the admin, the DPO, the PIC or the owner).
+    pub async fn get_disclosure(&self, who: &Principal, id: &str) -> Result<DisclosureView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let draft = self.draft(who, "disclosure.read", policy);
+        let record = self.load_disclosure_for(id, &draft).await?;
+        if record.requested_by != who.key_id && !Self::oversees_disclosures(policy, who) {
+            let err = Error::Forbidden(format!(
+                "role {:?} may not read disclosures it did not request",
+                who.role
+            ));
+            return Err(self.deny(draft, err).await);
+        }
+        Ok(self.disclosure_view(policy, record, None))
+    }
+
+    /// Disclosures, newest first, optionally of one subject or one status.
+    pub async fn list_disclosures(
+        &self,
+        who: &Principal,
+        subject: Option<&str>,
+        status: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<DisclosureView>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "disclosure.list", policy);
+        draft.subject = subject.map(str::to_owned);
+        if !Self::oversees_disclosures(policy, who) {
+            let err = Error::Forbidden(format!(
+                "role {:?} may not list disclosures: that needs the admin, the DPO (handle_requests), \
+                 or a role that approves or authorizes disclosures",
+                who.role
+            ));
+            return Err(self.deny(draft, err).await);
+        }
+        if let Some(s) = status {
+            if DisclosureStatus::parse(s).is_none() {
+                return Err(Error::BadRequest(
+                    "`status` must be pending_approval, approved, authorized, released or rejected"
+                        .into(),
+                ));
+            }
+        }
+        let found = self
+            .store
+            .list_disclosures(
+                DisclosureFilter {
+                    subject: subject.map(str::to_owned),
+                    status: status.map(str::to_owned),
+                },
+                after,
+                limit,
+            )
+            .await
+            .map_err(store_error)?;
+        if subject.is_some() {
+            self.store
+                .append_audit(vec![draft])
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(found
+            .into_iter()
+            .map(|d| self.disclosure_view(policy, d, None))
+            .collect())
+    }
+
+    /// Releases the package of an approved and authorized disclosure (the requester or the
+    /// admin), at most `max_releases` times; each release leaves one audit entry per subject.
+    pub async fn release_disclosure(&self, who: &Principal, id: &str) -> Result<Package> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "disclosure.release", policy);
+        let record = self.load_disclosure_for(id, &draft).await?;
+        draft.purpose = Some(record.purpose.clone());
+        if record.requested_by != who.key_id && !who.is_admin() {
+            let err = Error::Forbidden(
+                "only the key that requested a disclosure, or the admin, may release it".into(),
+            );
+            return Err(self.deny(draft, err).await);
+        }
+        let status = DisclosureStatus::parse(&record.status)
+            .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
+        if !status.releasable() {
+            let err = Error::Conflict(format!(
+                "disclosure {id} is {status}: only an approved and authorized disclosure can be released"
+            ));
+            return Err(self.deny(draft, err).await);
+        }
+        if record.releases >= record.max_releases {
+            let err = Error::Conflict(format!(
+                "disclosure {id} was already released {} times, the most it allows",
+                record.releases
+            ));
+            return Err(self.deny(draft, err).await);
+        }
+        let Some(recipient) = policy.recipient(&record.recipient) else {
+            let err = Error::Conflict(format!(
+                "the current policy no longer declares recipient {:?}",
+                record.recipient
+            ));
+            return Err(self.deny(draft, err).await);
+        };
+        let checked = match disclosure::check(
+            policy,
+            Ask {
+                recipient: &record.recipient,
+                purpose: &record.purpose,
+                categories: &record.categories,
+                reference: record.reference.as_deref().or(Some("-")),
+                deferred: false,
+            },
+        ) {
+            Ok(c) => c,
+            Err(p) => {
+                let err = Error::Conflict(format!("the current policy no longer allows it: {p}"));
+                return Err(self.deny(draft, err).await);
+            }
+        };
+        draft.basis = policy
+            .purpose(&record.purpose)
+            .map(|p| p.basis.as_str().to_owned());
+        let (carried, withheld) =
+            disclosure::package_categories(policy, recipient, &record.categories);
+        let pseudonyms = self.keys.pseudonym_key();
+        let now = draft.at_micros;
+        let mut subjects = Vec::with_capacity(record.subject_ids.len());
+        let mut entries = Vec::with_capacity(record.subject_ids.len() + 1);
+        let mut left_out = 0u64;
+        for sid in &record.subject_ids {
+            let mut e = draft.clone();
+            e.subject = Some(sid.clone());
+            let Some(stored) = self.store.load_subject(sid).await.map_err(store_error)? else {
+                left_out += 1;
+                continue;
+            };
+            if let Some(why) = self
+                .disclosure_obstacle(policy, &stored, &record.purpose, checked.needs_consent, now)
+                .await?
+            {
+                left_out += 1;
+                e.outcome = amanah_core::audit::Outcome::Denied;
+                e.reason = Some(format!("left out of disclosure {id}: {why}"));
+                entries.push(e);
+                continue;
+            }
+            let key = self.unwrap_key(&stored)?;
+            let mut values = Map::new();
+            for (category, ciphertext) in &stored.fields {
+                if !carried.contains(category) {
+                    continue;
+                }
+                let plain = key.open_field(sid, category, ciphertext).map_err(|err| {
+                    Error::Internal(format!("subject {sid}: field {category}: {err}"))
+                })?;
+                let plain = String::from_utf8_lossy(&plain).into_owned();
+                let value = match policy.category(category) {
+                    Some(cat) => fields::to_json(cat.field_type, &plain),
+                    None => Value::String(plain),
+                };
+                values.insert(category.clone(), value);
+            }
+            e.fields = values.keys().cloned().collect();
+            e.reason = Some(format!(
+                "disclosure {id} to {} ({}){}",
+                recipient.name,
+                recipient.country,
+                if recipient.pseudonymize {
+                    ", pseudonymized"
+                } else {
+                    ""
+                }
+            ));
+            entries.push(e);
+            let shown = if recipient.pseudonymize {
+                pseudonyms.pseudonym(id, sid)
+            } else {
+                sid.clone()
+            };
+            subjects.push((shown, values));
+        }
+        if entries.is_empty() {
+            let mut e = draft.clone();
+            e.reason = Some(format!("disclosure {id}: no subject left to release"));
+            entries.push(e);
+        }
+        let release = self
+            .store
+            .record_release(id, now, entries)
+            .await
+            .map_err(store_error)?;
+        let updated = self
+            .store
+            .load_disclosure(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))?;
+        Ok(Package {
+            disclosure: self.disclosure_view(policy, updated, None),
+            release,
+            pseudonymized: recipient.pseudonymize,
+            categories: carried,
+            withheld_categories: withheld,
+            subjects,
+            left_out,
+        })
+    }
+
+    /// The released disclosures of a subject, as their export shows them (recipient, purpose,
+    /// time, country); those whose notification is deferred to a later day stay out until then.
+    pub(crate) async fn disclosures_of(
+        &self,
+        policy: &Policy,
+        subject: &str,
+        now: i64,
+    ) -> Result<Vec<Value>> {
+        let today = date_of(now).to_string();
+        let found = self
+            .store
+            .list_disclosures(
+                DisclosureFilter {
+                    subject: Some(subject.to_owned()),
+                    status: Some(DisclosureStatus::Released.as_str().to_owned()),
+                },
+                None,
+                MAX_SUBJECTS,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(found
+            .into_iter()
+            .filter(|d| {
+                d.notification_deferred_until
+                    .as_deref()
+                    .is_none_or(|until| until <= today.as_str())
+            })
+            .map(|d| {
+                let r = policy.recipient(&d.recipient);
+                json!({
+                    "id": d.id,
+                    "recipient": d.recipient,
+                    "kind": r.map(|r| r.kind.as_str()),
+                    "country": r.map(|r| r.country.clone()),
+                    "transfer_basis": r.and_then(|r| r.transfer_basis.map(|b| b.as_str())),
+                    "purpose": d.purpose,
+                    "categories": d.categories,
+                    "reference": d.reference,
+                    "time": d.first_released_at_micros.map(rfc3339),
+                    "releases": d.releases,
+                })
+            })
+            .collect())
+    }
+
+    // ---------------------------------------------------------------- breaches
+
+    /// Records a breach (the admin or the DPO); notices are due 72 hours after detection.
+    pub async fn record_breach(&self, who: &Principal, input: &BreachInput) -> Result<BreachView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "breach.record", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        let detected = parse_instant("detected_at", &input.detected_at)?;
+        let now = draft.at_micros;
+        if detected > now {
+            return Err(Error::invalid(
+                "detected_at",
+                "`detected_at` may not be in the future",
+            ));
+        }
+        let mut unknown: Vec<&str> = input
+            .categories
+            .iter()
+            .filter(|c| policy.category(c).is_none())
+            .map(String::as_str)
+            .collect();
+        unknown.dedup();
+        if input.categories.is_empty() || !unknown.is_empty() {
+            return Err(Error::invalid(
+                "categories",
+                format!(
+                    "`categories` must name the policy's categories exposed; unknown: {}",
+                    unknown.join(", ")
+                ),
+            ));
+        }
+        let subject_ids = match (&input.subject_ids, input.all_subjects) {
+            (Some(ids), false) => subject_list("subject_ids", ids)?,
+            (None, true) => Vec::new(),
+            _ => {
+                return Err(Error::invalid(
+                    "subject_ids",
+                    "give either `subject_ids` or `all_subjects: true`",
+                ))
+            }
+        };
+        for sid in &subject_ids {
+            if self
+                .store
+                .load_subject(sid)
+                .await
+                .map_err(store_error)?
+                .is_none()
+            {
+                let missing = self.missing_subject(sid).await?;
+                return Err(self.deny(draft, missing).await);
+            }
+        }
+        let mut categories = input.categories.clone();
+        categories.sort();
+        categories.dedup();
+        let id = uuid::Uuid::new_v4().to_string();
+        let record = BreachRecord {
+            id: id.clone(),
+            detected_at_micros: detected,
+            recorded_at_micros: now,
+            recorded_by: who.key_id.clone(),
+            description: text("description", &input.description)?,
+            categories,
+            all_subjects: input.all_subjects,
+            subject_ids,
+            cause: text("cause", &input.cause)?,
+            measures: text("measures", &input.measures)?,
+            notify_by_micros: breach::notify_by(detected),
+            notified_at_micros: None,
+            notified_by: None,
+        };
+        draft.fields = record.categories.clone();
+        draft.reason = Some(format!(
+            "breach {id} recorded; notices due {}",
+            rfc3339(record.notify_by_micros)
+        ));
+        self.store
+            .insert_breach(record.clone(), draft)
+            .await
+            .map_err(store_error)?;
+        self.refresh_breach_gauges().await;
+        Ok(BreachView {
+            overdue: breach::is_overdue(None, record.notify_by_micros, now),
+            record,
+        })
+    }
+
+    async fn breach_for(&self, id: &str, draft: &AuditDraft) -> Result<BreachRecord> {
+        match self.store.load_breach(id).await.map_err(store_error)? {
+            Some(b) => Ok(b),
+            None => Err(self
+                .deny(draft.clone(), Error::NotFound(format!("no breach {id}")))
+                .await),
+        }
+    }
+
+    fn breach_view(&self, record: BreachRecord) -> BreachView {
+        BreachView {
+            overdue: breach::is_overdue(
+                record.notified_at_micros,
+                record.notify_by_micros,
+                self.clock.now_micros(),
+            ),
+            record,
+        }
+    }
+
+    pub async fn get_breach(&self, who: &Principal, id: &str) -> Result<BreachView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let draft = self.draft(who, "breach.read", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        Ok(self.breach_view(self.breach_for(id, &draft).await?))
+    }
+
+    /// Breaches, newest first; `overdue` keeps those not notified past their deadline.
+    pub async fn list_breaches(
+        &self,
+        who: &Principal,
+        overdue: bool,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<BreachView>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let draft = self.draft(who, "breach.list", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        let now = self.clock.now_micros();
+        Ok(self
+            .store
+            .list_breaches(overdue.then_some(now), after, limit)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|b| self.breach_view(b))
+            .collect())
+    }
+
+    /// The notices of a breach: one per affected subject (their contact details decrypted into
+    /// the notice only, one audit entry per subject) and one for the agency.
+    pub async fn breach_notices(&self, who: &Principal, id: &str) -> Result<Vec<NoticeView>> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "breach.notice", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        let b = self.breach_for(id, &draft).await?;
+        draft.reason = Some(format!("notice of breach {id}"));
+        let facts = BreachFacts {
+            id: &b.id,
+            detected_micros: b.detected_at_micros,
+            description: &b.description,
+            cause: &b.cause,
+            measures: &b.measures,
+            categories: &b.categories,
+            controller: &policy.controller.name,
+            controller_contact: &policy.controller.contact,
+        };
+        let mut ids = b.subject_ids.clone();
+        if b.all_subjects {
+            let mut after: Option<String> = None;
+            loop {
+                let page = self
+                    .store
+                    .subject_ids(after.as_deref(), 1_000)
+                    .await
+                    .map_err(store_error)?;
+                let Some(last) = page.last().cloned() else {
+                    break;
+                };
+                ids.extend(page);
+                after = Some(last);
+            }
+        }
+        let name_cat = policy
+            .categories
+            .values()
+            .find(|c| c.field_type == FieldType::Name)
+            .map(|c| c.name.clone());
+        let contact_cats: Vec<String> = policy
+            .categories
+            .values()
+            .filter(|c| matches!(c.field_type, FieldType::Email | FieldType::Phone))
+            .map(|c| c.name.clone())
+            .collect();
+        let mut notices = Vec::with_capacity(ids.len() + 1);
+        let mut entries = Vec::with_capacity(ids.len() + 1);
+        let mut affected = 0u64;
+        for sid in &ids {
+            // Erased since: nobody left to tell, nothing left to expose.
+            let Some(stored) = self.store.load_subject(sid).await.map_err(store_error)? else {
+                continue;
+            };
+            affected += 1;
+            let key = self.unwrap_key(&stored)?;
+            let mut name = None;
+            let mut send_to = Vec::new();
+            let mut read = Vec::new();
+            for (category, ciphertext) in &stored.fields {
+                let is_name = name_cat.as_deref() == Some(category.as_str());
+                if !is_name && !contact_cats.contains(category) {
+                    continue;
+                }
+                let plain = key.open_field(sid, category, ciphertext).map_err(|err| {
+                    Error::Internal(format!("subject {sid}: field {category}: {err}"))
+                })?;
+                let plain = String::from_utf8_lossy(&plain).into_owned();
+                read.push(category.clone());
+                if is_name {
+                    name = Some(plain);
+                } else {
+                    send_to.push(plain);
+                }
+            }
+            let notice = breach::notice(
+                &facts,
+                &Audience::Subject {
+                    name: name.as_deref(),
+                    contact: &send_to,
+                },
+            );
+            let mut e = draft.clone();
+            e.subject = Some(sid.clone());
+            e.fields = read;
+            entries.push(e);
+            notices.push(NoticeView {
+                audience: "subject",
+                subject_id: Some(sid.clone()),
+                send_to,
+                notice,
+            });
+        }
+        notices.push(NoticeView {
+            audience: "agency",
+            subject_id: None,
+            send_to: Vec::new(),
+            notice: breach::notice(&facts, &Audience::Agency { affected }),
+        });
+        entries.push(draft);
+        self.store
+            .append_audit(entries)
+            .await
+            .map_err(store_error)?;
+        Ok(notices)
+    }
+
+    /// Marks a breach's notices sent.
+    pub async fn mark_breach_notified(&self, who: &Principal, id: &str) -> Result<BreachView> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "breach.notified", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        let b = self.breach_for(id, &draft).await?;
+        draft.reason = Some(format!("notices of breach {id} sent"));
+        let now = draft.at_micros;
+        self.store
+            .mark_breach_notified(&b.id, &who.key_id, now, draft)
+            .await
+            .map_err(store_error)?;
+        self.refresh_breach_gauges().await;
+        let updated = self
+            .store
+            .load_breach(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::NotFound(format!("no breach {id}")))?;
+        Ok(self.breach_view(updated))
+    }
+
+    /// Updates the open / overdue breach gauges (called after changes and periodically).
+    pub async fn refresh_breach_gauges(&self) {
+        match self.store.count_breaches(self.clock.now_micros()).await {
+            Ok((open, overdue)) => {
+                metrics::gauge!("amanah_breaches_unnotified").set(open as f64);
+                metrics::gauge!("amanah_breaches_overdue").set(overdue as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count breaches"),
+        }
+    }
+
+    // ---------------------------------------------------------------- record of processing
+
+    /// The record of processing activities (UU PDP Art. 31) from the policy and live counts
+    /// (the admin or the DPO).
+    pub async fn ropa(&self, who: &Principal, storage: &str) -> Result<Value> {
+        let active = self.policy();
+        let policy = &active.policy;
+        let mut draft = self.draft(who, "ropa.read", policy);
+        self.require_dpo(who, policy, &draft).await?;
+        let counts: BTreeMap<String, u64> = self
+            .store
+            .subjects_per_purpose()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .collect();
+        draft.reason = Some("record of processing activities".into());
+        self.store
+            .append_audit(vec![draft.clone()])
+            .await
+            .map_err(store_error)?;
+        Ok(ropa::build(
+            policy,
+            &counts,
+            &Security {
+                storage: storage.to_owned(),
+            },
+            &rfc3339(draft.at_micros),
+        ))
+    }
+}
