@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, query, rfc3339, ApiResult};
+use crate::handlers::{
+    csv_attachment, format_of, json_body, limit, only, query, rfc3339, ApiResult,
+};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -310,40 +312,6 @@ pub struct NoticesOut {
 /// How the record describes storage: whatever the backend, it only ever receives ciphertext.
 const STORAGE: &str = "field-level encryption before storage; the store holds ciphertexts, keyed index terms, hashes and ids only";
 
-fn only(q: &std::collections::BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
-    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(Error::BadRequest(format!(
-            "unknown query parameter {k:?}; this route takes: {}",
-            allowed.join(", ")
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
-fn limit(q: &std::collections::BTreeMap<String, String>) -> ApiResult<usize> {
-    match q.get("limit") {
-        None => Ok(100),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into()))),
-    }
-}
-
-fn format_of<'a>(
-    q: &'a std::collections::BTreeMap<String, String>,
-    allowed: &[&str],
-) -> ApiResult<&'a str> {
-    let f = q.get("format").map_or("json", String::as_str);
-    if allowed.contains(&f) {
-        Ok(f)
-    } else {
-        Err(Error::BadRequest(format!("`format` must be one of: {}", allowed.join(", "))).into())
-    }
-}
-
 /// Request a disclosure to a recipient; it waits for the person in charge to approve it.
 #[utoipa::path(post, path = "/v1/disclosures", request_body = DisclosureBody,
     responses((status = 201, body = DisclosureOut), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -504,14 +472,10 @@ pub async fn disclosure_package(
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(package)).into_response());
     }
     let csv = package_csv(&package).map_err(|e| Error::Internal(format!("csv: {e}")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
+    Ok(csv_attachment(
+        &format!("disclosure-{id}-{}.csv", package.release),
         csv,
-    )
-        .into_response())
+    ))
 }
 
 /// One row per subject: `subject`, then the carried categories.

@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, query, rfc3339, ApiResult};
+use crate::handlers::{json_body, only, query, rfc3339, ApiResult};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -345,19 +345,14 @@ pub struct RelationsOut {
     pub relations: Vec<RelationOut>,
 }
 
-/// Query parameters of a listing: only `allowed` names, `limit` a positive integer.
+/// Query parameters of a listing: only `allowed` names, `limit` a positive integer (the vault
+/// checks its range).
 fn listing_query(
     raw: Option<String>,
     allowed: &[&str],
 ) -> ApiResult<(BTreeMap<String, String>, Option<usize>)> {
     let q = query(raw)?;
-    if let Some(unknown) = q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Error::BadRequest(format!(
-            "unknown query parameter {unknown:?}; this route takes: {}",
-            allowed.join(", ")
-        ))
-        .into());
-    }
+    only(&q, allowed)?;
     let limit = q
         .get("limit")
         .map(|v| {

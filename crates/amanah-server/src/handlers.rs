@@ -247,6 +247,60 @@ pub(crate) fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> 
     Ok(out)
 }
 
+/// Refuses query parameters a route does not take.
+pub(crate) fn only(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(Error::BadRequest(format!(
+            "unknown query parameter {k:?}; this route takes: {}",
+            allowed.join(", ")
+        ))
+        .into()),
+        None => Ok(()),
+    }
+}
+
+/// The `limit` of a listing page: 1 to 1000, default 100.
+pub(crate) fn limit(q: &BTreeMap<String, String>) -> ApiResult<usize> {
+    match q.get("limit") {
+        None => Ok(100),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into()))),
+    }
+}
+
+/// The `format` parameter, one of `allowed` (the first is the default).
+pub(crate) fn format_of<'a>(
+    q: &'a BTreeMap<String, String>,
+    allowed: &[&'a str],
+) -> ApiResult<&'a str> {
+    let f = q
+        .get("format")
+        .map_or(allowed.first().copied().unwrap_or("json"), String::as_str);
+    if allowed.contains(&f) {
+        Ok(f)
+    } else {
+        Err(Error::BadRequest(format!("`format` must be one of: {}", allowed.join(", "))).into())
+    }
+}
+
+/// A downloadable CSV body.
+pub(crate) fn csv_attachment(filename: &str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 fn form_urlencoded_pairs(raw: &str) -> Vec<(String, String)> {
     raw.split('&')
         .filter(|s| !s.is_empty())

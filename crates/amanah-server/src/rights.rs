@@ -14,7 +14,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, query, rfc3339, ApiResult};
+use crate::handlers::{
+    csv_attachment, format_of, json_body, limit, only, query, rfc3339, ApiResult,
+};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -204,17 +206,6 @@ pub fn describe(a: &RetentionAction) -> (&'static str, Vec<String>, Vec<String>)
     }
 }
 
-fn only(q: &std::collections::BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
-    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(Error::BadRequest(format!(
-            "unknown query parameter {k:?}; this route takes: {}",
-            allowed.join(", ")
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
 fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> ApiResult<bool> {
     match q.get(name).map(String::as_str) {
         None | Some("false") => Ok(false),
@@ -259,14 +250,7 @@ pub async fn list_requests(
 ) -> ApiResult<Json<RequestsOut>> {
     let q = query(q)?;
     only(&q, &["status", "overdue", "subject", "after", "limit"])?;
-    let limit = match q.get("limit") {
-        None => 100,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into())))?,
-    };
+    let limit = limit(&q)?;
     let found = s
         .vault
         .list_requests(
@@ -329,24 +313,14 @@ pub async fn export_subject(
 ) -> ApiResult<Response> {
     let q = query(q)?;
     only(&q, &["format"])?;
-    let format = q.get("format").map_or("json", String::as_str);
-    if format != "json" && format != "csv" {
-        return Err(Error::BadRequest("`format` must be json or csv".into()).into());
-    }
+    let format = format_of(&q, &["json", "csv"])?;
     let export = s.vault.export_subject(&who, &id).await?;
-    let disposition = format!("attachment; filename=\"subject-{id}.{format}\"");
     if format == "json" {
+        let disposition = format!("attachment; filename=\"subject-{id}.json\"");
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response());
     }
     let csv = export_csv(&export).map_err(|e| Error::Internal(format!("csv: {e}")))?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        csv,
-    )
-        .into_response())
+    Ok(csv_attachment(&format!("subject-{id}.csv"), csv))
 }
 
 /// Flattens an export into `section,item,value` rows: object members one per row, array
