@@ -523,4 +523,25 @@ retention = "1y"
         );
         assert_eq!(allowed_channels(policy.purpose("news").unwrap()), CHANNELS);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_ages_grow_by_one_on_each_birthday(
+            year in 1900i32..2100,
+            ordinal in 1u16..=365,
+            years in 0i32..120,
+        ) {
+            let birth = Date::from_ordinal_date(year, ordinal).unwrap();
+            let anniversary = birth.replace_year(year + years).unwrap_or_else(|_| {
+                // 29 February in a common year: the birthday counts from 1 March.
+                Date::from_calendar_date(year + years, Month::March, 1).unwrap()
+            });
+            proptest::prop_assert_eq!(age_in_years(birth, anniversary), years);
+            if let Some(eve) = anniversary.previous_day() {
+                if years > 0 {
+                    proptest::prop_assert_eq!(age_in_years(birth, eve), years - 1);
+                }
+            }
+        }
+    }
 }

@@ -310,4 +310,27 @@ retention_from = "relationship_end"
         );
         assert_eq!(deidentify(FieldType::Email, "a@b.id"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_a_retention_ends_within_its_calendar_bounds(
+            start_day in 0i64..47_000,
+            amount in 1u32..=120,
+            unit in 0u8..3,
+        ) {
+            let day = MICROS_PER_DAY;
+            let start = start_day * day + 12 * 3_600_000_000;
+            let unit = [RetentionUnit::Days, RetentionUnit::Months, RetentionUnit::Years][usize::from(unit)];
+            let end = retention_end(start, Retention { amount, unit });
+            let days = (end - start) / day;
+            let (min, max) = match unit {
+                RetentionUnit::Days => (i64::from(amount), i64::from(amount)),
+                RetentionUnit::Months => (28 * i64::from(amount) - 3, 31 * i64::from(amount)),
+                RetentionUnit::Years => (365 * i64::from(amount) - 1, 366 * i64::from(amount)),
+            };
+            proptest::prop_assert!((min..=max).contains(&days), "{days} days for {amount} {unit:?}");
+            // Time of day is kept: periods end on a calendar day at the same hour.
+            proptest::prop_assert_eq!((end - start) % day, 0);
+        }
+    }
 }

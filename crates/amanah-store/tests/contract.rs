@@ -557,3 +557,88 @@ async fn postgres_writers_share_one_chain() {
         .unwrap();
     assert_eq!(holders.len(), 1);
 }
+
+/// A database written by the first release (schema 1: data keys inside `subjects`) is upgraded
+/// in place: its keys move to the key store, and its subjects read, search and erase as before.
+#[tokio::test]
+async fn a_schema_1_database_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("amanah.db");
+    let ring = KeyRing::generate().unwrap();
+    let old = subject(&ring, "old", [7; 32]);
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, 1)",
+            rusqlite::params![
+                old.id,
+                old.wrapped_key.kek_id,
+                old.wrapped_key.version,
+                old.wrapped_key.ciphertext
+            ],
+        )
+        .unwrap();
+        let f = &old.fields[0];
+        conn.execute(
+            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES ('old', ?1, ?2, 1)",
+            rusqlite::params![f.category, f.ciphertext],
+        )
+        .unwrap();
+        for table in ["blind_index", "unique_index"] {
+            conn.execute(
+                &format!(
+                    "INSERT INTO {table} (category, term, subject_id) VALUES ('email', ?1, 'old')"
+                ),
+                [&[7u8; 32][..]],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO subject_purposes (subject_id, purpose, collected_at) VALUES ('old', 'p', 1)",
+            [],
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+    }
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    let loaded = store.load_subject("old").await.unwrap().unwrap();
+    assert_eq!(loaded.wrapped_key, old.wrapped_key);
+    assert_eq!(
+        loaded.fields,
+        vec![("email".to_owned(), old.fields[0].ciphertext.clone())]
+    );
+    let key = ring.unwrap(&loaded.wrapped_key, "old").unwrap();
+    assert_eq!(
+        key.open_field("old", "email", &loaded.fields[0].1).unwrap(),
+        b"x"
+    );
+    assert_eq!(
+        store
+            .find_subjects("email", [7; 32], 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The unique term is still held.
+    let err = store
+        .insert_subject(
+            subject(&ring, "new", [7; 32]),
+            draft("subject.create", Some("new")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unique { .. }));
+    store
+        .erase_subject("old", 2, "test", draft("subject.erase", Some("old")))
+        .await
+        .unwrap();
+    assert!(store.load_subject("old").await.unwrap().is_none());
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 4, "{version}");
+}
