@@ -528,10 +528,7 @@ impl Vault {
             .await
             .map_err(store_error)?;
         if subject.is_some() {
-            self.store
-                .append_audit(vec![draft])
-                .await
-                .map_err(store_error)?;
+            self.record(draft).await?;
         }
         Ok(found
             .into_iter()

@@ -644,10 +644,7 @@ impl Vault {
             });
         }
         draft.reason = Some(format!("{} consent decisions", views.len()));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(ConsentHistory {
             subject_id: subject_id.to_owned(),
             minor,
@@ -695,10 +692,7 @@ impl Vault {
             })
             .collect();
         draft.reason = Some(format!("listed {} subjects to ask again", items.len()));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(Page { items, next })
     }
 
@@ -789,10 +783,7 @@ impl Vault {
             "{} subjects contactable on channel {channel}",
             items.len()
         ));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(Page { items, next })
     }
 
@@ -926,10 +917,7 @@ impl Vault {
             });
         }
         draft.reason = Some(format!("{} relations", out.len()));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(out)
     }
 }

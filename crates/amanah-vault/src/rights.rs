@@ -290,10 +290,7 @@ impl Vault {
         draft.reason = Some(format!("request {id}"));
         let key = self.key_of(&r.subject_id).await?;
         let view = self.request_view(r, key.as_ref(), draft.at_micros)?;
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(view)
     }
 
@@ -342,10 +339,7 @@ impl Vault {
             .map(|r| self.request_view(r, None, now))
             .collect::<Result<Vec<_>>>()?;
         draft.reason = Some(format!("listed {} requests", views.len()));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(views)
     }
 
@@ -613,10 +607,7 @@ impl Vault {
             "processing": trail,
         });
         draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(export)
     }
 
@@ -741,10 +732,7 @@ impl Vault {
         self.require_dpo(who, policy, &draft).await?;
         let (_, key) = self.subject_for(id, &draft).await?;
         let holds = self.holds_of(id, &key, draft.at_micros).await?;
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(holds)
     }
 
@@ -907,10 +895,7 @@ impl Vault {
             report.examined,
             report.items.len() - acted
         ));
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(report)
     }
 

@@ -177,6 +177,15 @@ impl Vault {
         }
     }
 
+    /// Appends the audit entry of an allowed access.
+    pub(crate) async fn record(&self, draft: AuditDraft) -> Result<()> {
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map(|_| ())
+            .map_err(store_error)
+    }
+
     /// Records a refusal and returns the error to give the caller.
     pub(crate) async fn deny(&self, mut draft: AuditDraft, error: Error) -> Error {
         draft.outcome = Outcome::Denied;
@@ -652,10 +661,7 @@ impl Vault {
             Err(e) => return Err(self.deny(draft, e).await),
         };
         draft.fields = view.fields.keys().cloned().collect();
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(view)
     }
 
@@ -741,10 +747,7 @@ impl Vault {
             .audit_entries(subject, after, limit)
             .await
             .map_err(store_error)?;
-        self.store
-            .append_audit(vec![draft])
-            .await
-            .map_err(store_error)?;
+        self.record(draft).await?;
         Ok(entries)
     }
 
