@@ -19,8 +19,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKeyRecord, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoreResult,
-    StoredSubject, SubjectUpdate,
+    ApiKeyRecord, BulkInsert, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoreResult,
+    StoredSubject, SubjectUpdate, UniqueConflict,
 };
 
 const SCHEMA_VERSION: i64 = 1;
@@ -119,9 +119,17 @@ struct Chain {
 type WriteFn = Box<dyn FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send>;
 type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
 
-struct WriteJob {
-    run: WriteFn,
-    reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+enum WriteJob {
+    /// A small job, committed together with its queued neighbours (group commit).
+    One {
+        run: WriteFn,
+        reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+    },
+    /// A bulk insert: its own transaction, fed from a channel.
+    Bulk {
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
 }
 
 /// The SQLite store. Cheap to clone; threads stop when the last clone is dropped.
@@ -199,7 +207,7 @@ impl SqliteStore {
     ) -> StoreResult<Vec<AuditRecord>> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send_async(WriteJob {
+            .send_async(WriteJob::One {
                 run: Box::new(run),
                 reply,
             })
@@ -271,17 +279,99 @@ fn to_hash(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
+type Job = (WriteFn, oneshot::Sender<StoreResult<Vec<AuditRecord>>>);
+
 fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        let mut batch: Vec<Job> = Vec::new();
+        let mut bulk = None;
+        match job {
+            WriteJob::One { run, reply } => batch.push((run, reply)),
+            WriteJob::Bulk { input, reply } => bulk = Some((input, reply)),
+        }
+        while bulk.is_none() && batch.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(WriteJob::One { run, reply }) => batch.push((run, reply)),
+                Ok(WriteJob::Bulk { input, reply }) => bulk = Some((input, reply)),
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, &mut chain, batch);
+        if !batch.is_empty() {
+            run_batch(&mut conn, &mut chain, batch);
+        }
+        if let Some((input, reply)) = bulk {
+            let _ = reply.send(run_bulk(&mut conn, &mut chain, input));
+        }
+        next = jobs.recv().ok();
     }
+}
+
+/// One transaction for a whole bulk insert; see [`Store::insert_subjects`].
+fn run_bulk(
+    conn: &mut Connection,
+    chain: &mut Chain,
+    mut input: tokio::sync::mpsc::Receiver<BulkInsert>,
+) -> StoreResult<u64> {
+    let (start_seq, start_hash) = (chain.seq, chain.hash);
+    let outcome = (|| -> StoreResult<u64> {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        sync_chain(&tx, chain)?;
+        let mut index = 0u64;
+        let mut conflicts = Vec::new();
+        let mut committed = false;
+        while let Some(message) = input.blocking_recv() {
+            match message {
+                BulkInsert::Subjects(subjects) => {
+                    for (subject, audit) in subjects {
+                        for category in insert_new_subject(&tx, &subject)? {
+                            conflicts.push(UniqueConflict { index, category });
+                        }
+                        append(&tx, chain, audit)?;
+                        index += 1;
+                    }
+                }
+                BulkInsert::Commit => {
+                    committed = true;
+                    break;
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(StoreError::Conflicts(conflicts));
+        }
+        if !committed {
+            return Ok(0);
+        }
+        write_head(&tx, chain)?;
+        tx.commit().map_err(backend)?;
+        Ok(index)
+    })();
+    match &outcome {
+        Ok(n) if *n > 0 => {
+            metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
+            metrics::counter!("amanah_store_commits_total").increment(1);
+        }
+        _ => {
+            // Rolled back (the transaction was dropped): the chain did not move.
+            chain.seq = start_seq;
+            chain.hash = start_hash;
+        }
+    }
+    outcome
+}
+
+fn write_head(tx: &Connection, chain: &Chain) -> StoreResult<()> {
+    let mac = head_mac(&chain.key, chain.seq, &chain.hash);
+    tx.prepare_cached(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    )
+    .and_then(|mut st| st.execute(params![chain.seq as i64, &chain.hash[..], &mac[..]]))
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Another process on the same database (`amanah apikey create`, `amanah policy apply` while
@@ -319,7 +409,7 @@ fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
     .map_err(backend)
 }
 
-fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
+fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<Job>) {
     let mut results = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut start_seq = chain.seq;
@@ -330,11 +420,11 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
             .map_err(backend)?;
         sync_chain(&tx, chain)?;
         (start_seq, start_hash) = (chain.seq, chain.hash);
-        for job in batch {
+        for (run, reply) in batch {
             let (seq, hash) = (chain.seq, chain.hash);
             let sp = tx.savepoint().map_err(backend)?;
             // A savepoint derefs to a transaction-like connection; run the job inside it.
-            let result = (job.run)(&sp, chain);
+            let result = run(&sp, chain);
             match result {
                 Ok(rec) => {
                     sp.commit().map_err(backend)?;
@@ -347,16 +437,10 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
                     results.push(Err(e));
                 }
             }
-            replies.push(job.reply);
+            replies.push(reply);
         }
         if chain.seq != start_seq {
-            let mac = head_mac(&chain.key, chain.seq, &chain.hash);
-            tx.execute(
-                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-                params![chain.seq as i64, &chain.hash[..], &mac[..]],
-            )
-            .map_err(backend)?;
+            write_head(&tx, chain)?;
         }
         tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit().map_err(backend)
@@ -450,6 +534,53 @@ fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) 
         }
     }
     Ok(())
+}
+
+/// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
+/// another subject already holds; the caller decides whether that is an error.
+fn insert_new_subject(tx: &Connection, s: &NewSubject) -> StoreResult<Vec<String>> {
+    let at = s.created_at_micros;
+    tx.prepare_cached(
+        "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            s.id,
+            s.wrapped_key.kek_id,
+            s.wrapped_key.version as i64,
+            s.wrapped_key.ciphertext,
+            at
+        ])
+    })
+    .map_err(backend)?;
+    let mut taken = Vec::new();
+    for f in &s.fields {
+        tx.prepare_cached(
+            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut st| st.execute(params![s.id, f.category, f.ciphertext, at]))
+        .map_err(backend)?;
+        let Some(term) = f.index_term else { continue };
+        tx.prepare_cached(
+            "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
+        .map_err(backend)?;
+        if f.unique {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(category, term) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
+                .map_err(backend)?;
+            if inserted == 0 {
+                taken.push(f.category.clone());
+            }
+        }
+    }
+    record_purpose(tx, &s.id, &s.purpose, at)?;
+    Ok(taken)
 }
 
 fn record_purpose(tx: &Connection, subject: &str, purpose: &str, at: i64) -> StoreResult<()> {
@@ -549,24 +680,24 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 impl Store for SqliteStore {
     async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            tx.prepare_cached(
-                "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    s.id,
-                    s.wrapped_key.kek_id,
-                    s.wrapped_key.version as i64,
-                    s.wrapped_key.ciphertext,
-                    s.created_at_micros
-                ])
-            })
-            .map_err(backend)?;
-            write_fields(tx, &s.id, s.created_at_micros, &s.fields)?;
-            record_purpose(tx, &s.id, &s.purpose, s.created_at_micros)?;
+            if let Some(category) = insert_new_subject(tx, &s)?.into_iter().next() {
+                return Err(StoreError::Unique { category });
+            }
             append(tx, chain, audit)
         })
         .await
+    }
+
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send_async(WriteJob::Bulk { input, reply })
+            .await
+            .map_err(channel_closed)?;
+        rx.await.map_err(channel_closed)?
     }
 
     async fn update_subject(

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::{DataKey, KeyRing};
-use amanah_store::{FieldWrite, NewSubject, SqliteStore, Store, StoreError};
+use amanah_store::{BulkInsert, FieldWrite, NewSubject, SqliteStore, Store, StoreError};
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
     AuditDraft {
@@ -141,4 +141,94 @@ async fn a_newer_schema_is_refused() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema must be refused"),
     }
+}
+
+/// Sends `ids` as one bulk insert, in chunks of 3, then `Commit` if `commit`.
+async fn bulk(
+    store: &SqliteStore,
+    ring: &KeyRing,
+    subjects: &[(&str, u8)],
+    commit: bool,
+) -> Result<u64, StoreError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert_subjects(rx).await })
+    };
+    for chunk in subjects.chunks(3) {
+        let rows = chunk
+            .iter()
+            .map(|(id, t)| {
+                (
+                    subject(ring, id, [*t; 32]),
+                    draft("subject.create", Some(id)),
+                )
+            })
+            .collect();
+        tx.send(BulkInsert::Subjects(rows)).await.unwrap();
+    }
+    if commit {
+        tx.send(BulkInsert::Commit).await.unwrap();
+    }
+    drop(tx);
+    writer.await.unwrap()
+}
+
+#[tokio::test]
+async fn bulk_insert_is_all_or_nothing_and_reports_every_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let store = SqliteStore::open(&dir.path().join("a.db"), ring.audit_key()).unwrap();
+    store
+        .insert_subject(
+            subject(&ring, "old", [9; 32]),
+            draft("subject.create", Some("old")),
+        )
+        .await
+        .unwrap();
+
+    // Index 2 collides with the stored subject, index 5 with index 0 of the same call.
+    let rows = [
+        ("a", 1),
+        ("b", 2),
+        ("c", 9),
+        ("d", 3),
+        ("e", 4),
+        ("f", 1),
+        ("g", 5),
+    ];
+    match bulk(&store, &ring, &rows, true).await {
+        Err(StoreError::Conflicts(c)) => {
+            let got: Vec<(u64, &str)> = c.iter().map(|c| (c.index, c.category.as_str())).collect();
+            assert_eq!(got, vec![(2, "email"), (5, "email")]);
+        }
+        other => panic!("expected conflicts, got {other:?}"),
+    }
+    for (id, _) in rows {
+        assert!(
+            store.load_subject(id).await.unwrap().is_none(),
+            "{id} was written"
+        );
+    }
+    assert_eq!(
+        verify(&store, &ring).await,
+        1,
+        "a failed bulk insert leaves no audit entry"
+    );
+
+    // Without `Commit` nothing is written either.
+    let good = [("a", 1), ("b", 2), ("d", 3), ("e", 4)];
+    assert_eq!(bulk(&store, &ring, &good, false).await.unwrap(), 0);
+    assert!(store.load_subject("a").await.unwrap().is_none());
+    assert_eq!(verify(&store, &ring).await, 1);
+
+    // With it, every subject and one audit entry each; single writes still chain on.
+    assert_eq!(bulk(&store, &ring, &good, true).await.unwrap(), 4);
+    for (id, t) in good {
+        assert!(store.load_subject(id).await.unwrap().is_some());
+        let found = store.find_subjects("email", [t; 32], 10).await.unwrap();
+        assert_eq!(found.len(), 1);
+    }
+    store.append_audit(vec![draft("x", None)]).await.unwrap();
+    assert_eq!(verify(&store, &ring).await, 6);
 }
