@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 const DB_FILE: &str = "amanah.db";
 const KEY_FILE: &str = "master.key";
-const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
+pub(crate) const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
 
 #[derive(Parser)]
 #[command(
@@ -27,17 +27,17 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct DataArgs {
+pub(crate) struct DataArgs {
     /// Data directory (database, and by default the key file).
     #[arg(long, env = "AMANAH_DATA")]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Key file; keep it outside the data directory in production.
     #[arg(long, env = "AMANAH_KEY_FILE")]
-    key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
 }
 
 impl DataArgs {
-    fn key_path(&self) -> PathBuf {
+    pub(crate) fn key_path(&self) -> PathBuf {
         self.key_file
             .clone()
             .unwrap_or_else(|| self.data.join(KEY_FILE))
@@ -76,6 +76,22 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Import subjects from a CSV file (header = category names) or JSON Lines (one object of
+    /// category -> value per line). All or nothing: any bad row is reported as FILE:LINE and
+    /// nothing is written.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The purpose the data was collected under; every column must be one of its categories.
+        #[arg(long)]
+        purpose: String,
+        /// Format; by default from the file name (.csv, .jsonl, .ndjson).
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        file: PathBuf,
+    },
+    /// Load-test a server over HTTP (loopback only) and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
     /// Run a demo vault on SQLite with the university preset policy.
     Demo {
         /// Where the demo keeps its data (created if missing, reused if present).
@@ -174,7 +190,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn cli_admin() -> Principal {
+pub(crate) fn cli_admin() -> Principal {
     Principal {
         key_id: CLI_ACTOR.to_owned(),
         role: ADMIN_ROLE.to_owned(),
@@ -204,7 +220,7 @@ fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
     ))
 }
 
-async fn open_vault(data: &DataArgs) -> Result<Vault> {
+pub(crate) async fn open_vault(data: &DataArgs) -> Result<Vault> {
     let db = data.data.join(DB_FILE);
     if !db.exists() {
         bail!(
@@ -237,7 +253,7 @@ fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
     Ok(())
 }
 
-async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
+pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
     std::fs::create_dir_all(&data.data)
         .with_context(|| format!("cannot create {}", data.data.display()))?;
     let db = data.data.join(DB_FILE);
@@ -334,6 +350,16 @@ async fn run(command: Command) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Import {
+            data,
+            purpose,
+            format,
+            file,
+        } => {
+            let vault = open_vault(&data).await?;
+            return crate::import::run(&vault, &cli_admin(), &purpose, &file, format).await;
+        }
+        Command::Bench(args) => return crate::bench::run(args).await,
         Command::Demo { data, listen } => {
             let args = DataArgs {
                 data: data.clone(),
