@@ -209,9 +209,12 @@ impl ImportContext {
     }
 }
 
-/// A new subject id: a random (version 4) UUID.
+/// A new subject id: a version 7 UUID (a millisecond timestamp, then 74 random bits). Ids
+/// created together sort together, so the store's per-subject B-trees (subjects, fields,
+/// purposes, the by-subject indexes) grow at their right edge instead of at random pages.
+/// The timestamp tells no more than the subject's `created_at`, which the audit log records.
 fn new_subject_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Validates one request field against the purpose and normalizes it. The message names the
