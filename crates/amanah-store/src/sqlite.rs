@@ -1,14 +1,23 @@
 //! The embedded SQLite backend.
 //!
-//! - WAL mode with `synchronous = FULL`: a commit is on disk before it is acknowledged.
+//! - WAL mode. A commit is on disk before it is acknowledged: the writer commits with
+//!   `synchronous = NORMAL` (no fsync inside SQLite) and hands the batch's replies to a syncer
+//!   thread, which fsyncs the WAL file and only then replies. One fsync covers every batch
+//!   committed before it started, and the writer runs the next batch while the disk syncs
+//!   (pipelined group commit). Other processes (the CLI) use `synchronous = FULL`.
 //! - One writer thread owns the only write connection and commits many queued jobs in one
-//!   transaction (group commit): one fsync serves every request in the batch. Each job runs in
-//!   its own savepoint, so one failing job does not undo its neighbours.
+//!   transaction (group commit). Each job runs in its own savepoint, so one failing job does
+//!   not undo its neighbours.
+//! - Checkpoints: a checkpointer thread with its own connection copies the WAL back into the
+//!   database (`PASSIVE`) once it passes [`CHECKPOINT_BYTES`], without stopping the writer.
+//!   When it is done the writer runs a short checkpoint of the few frames committed meanwhile,
+//!   so the WAL is fully copied and SQLite reuses it from its start instead of growing.
 //! - The audit chain is appended by that writer only, so it is serialized by construction; the
 //!   signed head is updated once per batch, in the same transaction.
 //! - Reads run on a small pool of reader threads, each with its own connection.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord, Outcome};
@@ -26,6 +35,10 @@ use crate::{
 const SCHEMA_VERSION: i64 = 1;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
+/// WAL size past which the checkpointer copies it back into the database.
+const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// Page cache of the writer (KiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS subjects (
@@ -143,7 +156,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its threads.
     pub fn open(path: &Path, audit_key: AuditKey) -> StoreResult<Self> {
-        let mut conn = open_connection(path, false)?;
+        let mut conn = open_connection(path, Role::Writer)?;
         migrate(&mut conn)?;
         let (seq, hash) = conn
             .query_row(
@@ -160,14 +173,41 @@ impl SqliteStore {
             seq,
             hash,
         };
+        let spawn_error = |e: std::io::Error| StoreError::Backend(e.to_string());
+        let files = Files::new(path);
+        let (ctx, crx) = flume::bounded::<()>(1);
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let checkpointer = open_connection(path, Role::Checkpointer)?;
+        let (wal, done) = (files.wal.clone(), caught_up.clone());
+        std::thread::Builder::new()
+            .name("amanah-sqlite-checkpointer".into())
+            .spawn(move || checkpoint_loop(checkpointer, &wal, crx, &done))
+            .map_err(spawn_error)?;
+        let (stx, srx) = flume::unbounded::<Deliver>();
+        let sync_files = files.clone();
+        let unsynced = Arc::new(Unsynced::default());
+        let counter = unsynced.clone();
+        std::thread::Builder::new()
+            .name("amanah-sqlite-syncer".into())
+            .spawn(move || syncer_loop(&sync_files, srx, &counter))
+            .map_err(spawn_error)?;
         let (wtx, wrx) = flume::unbounded::<WriteJob>();
+        let writer = Writer {
+            conn,
+            chain,
+            synced: stx,
+            unsynced,
+            checkpoint: ctx,
+            caught_up,
+            files,
+        };
         std::thread::Builder::new()
             .name("amanah-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, chain, wrx))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .spawn(move || writer_loop(writer, wrx))
+            .map_err(spawn_error)?;
         let (rtx, rrx) = flume::unbounded::<ReadFn>();
         for i in 0..READERS {
-            let conn = open_connection(path, true)?;
+            let conn = open_connection(path, Role::Reader)?;
             let rrx = rrx.clone();
             std::thread::Builder::new()
                 .name(format!("amanah-sqlite-reader-{i}"))
@@ -229,8 +269,15 @@ impl SqliteStore {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
-    let flags = if read_only {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+    Checkpointer,
+}
+
+fn open_connection(path: &Path, role: Role) -> StoreResult<Connection> {
+    let flags = if role == Role::Reader {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -248,7 +295,151 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
          PRAGMA secure_delete = ON;",
     )
     .map_err(backend)?;
+    if role == Role::Writer {
+        // Readers keep SQLite's default cache: a read transaction that follows any write
+        // starts from an empty cache anyway.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(backend)?;
+        // The syncer fsyncs the WAL after each commit, before any reply; checkpoints are
+        // the checkpointer's (see the module doc).
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0;")
+            .map_err(backend)?;
+        // Reusing the WAL keeps its size; capping it at a quarter of the checkpoint threshold
+        // lets the checkpointer read "frames written since the last restart" from its size.
+        conn.pragma_update(None, "journal_size_limit", CHECKPOINT_BYTES as i64 / 4)
+            .map_err(backend)?;
+    }
     Ok(conn)
+}
+
+/// The database file and its WAL.
+#[derive(Clone)]
+struct Files {
+    db: PathBuf,
+    wal: PathBuf,
+}
+
+impl Files {
+    fn new(db: &Path) -> Self {
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
+        Files {
+            db: db.to_owned(),
+            wal: PathBuf::from(wal),
+        }
+    }
+
+    /// Makes every commit so far durable: fsync of the WAL (or of the database when there is
+    /// no WAL: then everything was checkpointed into it).
+    fn sync(&self) -> Result<(), String> {
+        let file = match std::fs::File::open(&self.wal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open(&self.db).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        file.sync_data().map_err(|e| e.to_string())
+    }
+}
+
+/// Replies of one committed batch, sent once the WAL is synced (or with the sync error).
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Batches committed but not yet synced. The writer starts a batch only while fewer than
+/// [`MAX_UNSYNCED`] are: it works during one fsync, then lets requests gather for the next
+/// batch instead of committing a stream of tiny ones (each would rewrite the same pages).
+#[derive(Default)]
+struct Unsynced {
+    count: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+const MAX_UNSYNCED: usize = 2;
+
+impl Unsynced {
+    fn add(&self) {
+        *self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    }
+
+    fn done(&self, n: usize) {
+        let mut c = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *c = c.saturating_sub(n);
+        self.changed.notify_all();
+    }
+
+    fn wait_below(&self, limit: usize) {
+        let mut c = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *c >= limit {
+            c = self
+                .changed
+                .wait(c)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+fn syncer_loop(files: &Files, batches: flume::Receiver<Deliver>, unsynced: &Unsynced) {
+    while let Ok(first) = batches.recv() {
+        // Everything queued now was committed before this fsync starts: one fsync serves all.
+        let mut group = vec![first];
+        group.extend(batches.try_iter());
+        let started = std::time::Instant::now();
+        let synced = files.sync();
+        metrics::histogram!("amanah_store_fsync_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "fsync of the SQLite WAL failed");
+        }
+        metrics::counter!("amanah_store_fsyncs_total").increment(1);
+        let n = group.len();
+        for deliver in group {
+            deliver(synced.clone());
+        }
+        unsynced.done(n);
+    }
+}
+
+/// Copies the WAL into the database when it has grown, then tells the writer to finish.
+fn checkpoint_loop(
+    conn: Connection,
+    wal: &Path,
+    nudges: flume::Receiver<()>,
+    caught_up: &AtomicBool,
+) {
+    while nudges.recv().is_ok() {
+        if caught_up.load(Ordering::Acquire) {
+            continue;
+        }
+        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        if size < CHECKPOINT_BYTES {
+            continue;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => caught_up.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed"),
+        }
+    }
+}
+
+/// What the writer thread owns.
+struct Writer {
+    conn: Connection,
+    chain: Chain,
+    synced: flume::Sender<Deliver>,
+    unsynced: Arc<Unsynced>,
+    checkpoint: flume::Sender<()>,
+    /// The checkpointer copied the WAL up to some recent commit: the writer finishes the job.
+    caught_up: Arc<AtomicBool>,
+    files: Files,
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -281,9 +472,10 @@ fn to_hash(bytes: &[u8]) -> [u8; 32] {
 
 type Job = (WriteFn, oneshot::Sender<StoreResult<Vec<AuditRecord>>>);
 
-fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<WriteJob>) {
+fn writer_loop(mut w: Writer, jobs: flume::Receiver<WriteJob>) {
     let mut next = jobs.recv().ok();
     while let Some(job) = next.take() {
+        w.unsynced.wait_below(MAX_UNSYNCED);
         let mut batch: Vec<Job> = Vec::new();
         let mut bulk = None;
         match job {
@@ -298,11 +490,26 @@ fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<Wri
             }
         }
         if !batch.is_empty() {
-            run_batch(&mut conn, &mut chain, batch);
+            run_batch(&mut w, batch);
         }
         if let Some((input, reply)) = bulk {
-            let _ = reply.send(run_bulk(&mut conn, &mut chain, input));
+            let result = run_bulk(&mut w.conn, &mut w.chain, input).and_then(|n| {
+                w.files.sync().map_err(StoreError::Backend)?;
+                Ok(n)
+            });
+            let _ = reply.send(result);
         }
+        if w.caught_up.swap(false, Ordering::AcqRel) {
+            // Only the frames committed since the checkpointer's pass are left: a short copy,
+            // after which the next transaction restarts the WAL.
+            if let Err(e) = w
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+            }
+        }
+        let _ = w.checkpoint.try_send(());
         next = jobs.recv().ok();
     }
 }
@@ -409,7 +616,10 @@ fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
     .map_err(backend)
 }
 
-fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<Job>) {
+fn run_batch(w: &mut Writer, batch: Vec<Job>) {
+    let started = std::time::Instant::now();
+    metrics::histogram!("amanah_store_batch_jobs").record(batch.len() as f64);
+    let (conn, chain) = (&mut w.conn, &mut w.chain);
     let mut results = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut start_seq = chain.seq;
@@ -449,8 +659,22 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<Job>) {
         Ok(()) => {
             metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
             metrics::counter!("amanah_store_commits_total").increment(1);
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+            let deliver: Deliver = Box::new(move |synced| {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let result = match &synced {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Backend(format!("fsync failed: {e}"))),
+                    };
+                    let _ = reply.send(result);
+                }
+            });
+            metrics::histogram!("amanah_store_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            w.unsynced.add();
+            if let Err(flume::SendError(deliver)) = w.synced.send(deliver) {
+                w.unsynced.done(1);
+                // No syncer (cannot happen while the writer runs): sync here.
+                deliver(w.files.sync());
             }
         }
         Err(e) => {
@@ -512,12 +736,13 @@ fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) 
             .and_then(|mut st| st.execute(params![subject, f.category]))
             .map_err(backend)?;
         if let Some(term) = f.index_term {
-            tx.prepare_cached(
-                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
-            .map_err(backend)?;
-            if f.unique {
+            if !f.unique {
+                tx.prepare_cached(
+                    "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+                .map_err(backend)?;
+            } else {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
@@ -561,12 +786,14 @@ fn insert_new_subject(tx: &Connection, s: &NewSubject) -> StoreResult<Vec<String
         .and_then(|mut st| st.execute(params![s.id, f.category, f.ciphertext, at]))
         .map_err(backend)?;
         let Some(term) = f.index_term else { continue };
-        tx.prepare_cached(
-            "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
-        )
-        .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
-        .map_err(backend)?;
-        if f.unique {
+        // A unique term lives in `unique_index` only; searches read both tables.
+        if !f.unique {
+            tx.prepare_cached(
+                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
+            .map_err(backend)?;
+        } else {
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
@@ -734,15 +961,25 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredSubject>> {
         let category = category.to_owned();
         self.read(move |conn| {
-            let ids = conn
-                .prepare_cached(
-                    "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)?;
+            // A unique term is in `unique_index` (older stores also copied it to
+            // `blind_index`); other terms are in `blind_index`. Two index probes, merged here.
+            let mut ids = Vec::new();
+            for sql in [
+                "SELECT subject_id FROM unique_index WHERE category = ?1 AND term = ?2 LIMIT ?3",
+                "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
+            ] {
+                let found = conn
+                    .prepare_cached(sql)
+                    .and_then(|mut st| {
+                        st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
+                            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    })
+                    .map_err(backend)?;
+                ids.extend(found);
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            ids.truncate(limit);
             load_subjects(conn, &ids)
         })
         .await
