@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -427,8 +427,11 @@ fn matches_fully(desc: &phonenumber::metadata::Descriptor, national: &str) -> bo
 
 /// The metadata pattern anchored at both ends (compiled like the crate does, ignoring
 /// whitespace), cached: the set of patterns is fixed, so the cache is bounded.
-fn anchored(pattern: &str) -> Option<regex::Regex> {
-    type Cache = Mutex<HashMap<String, Option<regex::Regex>>>;
+///
+/// The cache hands out `Arc`s: cloning a `Regex` would give each clone a fresh, empty match
+/// cache, rebuilt (lazy DFA states) on every phone number.
+fn anchored(pattern: &str) -> Option<Arc<regex::Regex>> {
+    type Cache = Mutex<HashMap<String, Option<Arc<regex::Regex>>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let mut cache = CACHE
         .get_or_init(Cache::default)
@@ -440,7 +443,8 @@ fn anchored(pattern: &str) -> Option<regex::Regex> {
     let re = regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .ignore_whitespace(true)
         .build()
-        .ok();
+        .ok()
+        .map(Arc::new);
     cache.insert(pattern.to_owned(), re.clone());
     re
 }

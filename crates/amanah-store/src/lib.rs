@@ -33,6 +33,9 @@ pub enum StoreError {
     /// The row changed under the caller (e.g. a request moved on since it was read).
     #[error("{0}")]
     Conflict(String),
+    /// A bulk insert collided with unique terms; nothing was written.
+    #[error("{} subjects hold a unique value another subject already holds", .0.len())]
+    Conflicts(Vec<UniqueConflict>),
     /// The database was written by a newer Amanah.
     #[error(
         "the store's schema version {found} is newer than this binary understands ({supported})"
@@ -59,6 +62,16 @@ pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
         update: SubjectUpdate,
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
+    /// Inserts many new subjects, each with its own audit entry, in ONE transaction: all or
+    /// nothing. Subjects are numbered from 0 in the order received. The store consumes `input`
+    /// until [`BulkInsert::Commit`] (then commits and returns the number inserted) or until the
+    /// sender is dropped without it (then rolls back and returns 0). If unique terms collide,
+    /// with stored subjects or with earlier subjects of the same call, nothing is written and
+    /// every collision is returned in [`StoreError::Conflicts`].
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64>;
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>>;
     /// Subjects holding `term` in the blind index of `category`, at most `limit`.
     async fn find_subjects(

@@ -30,10 +30,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::{
-    ApiKeyRecord, BreachRecord, ConsentRecord, ConsentSelection, DeidentifiedRecord,
+    ApiKeyRecord, BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DeidentifiedRecord,
     DisclosureRecord, DisclosureStep, FieldWrite, HoldRecord, NewSubject, PolicyRecord,
     RelationRecord, RequestRecord, RequestTransition, RestrictionRecord, Store, StoreError,
-    StoreResult, StoredSubject, SubjectUpdate,
+    StoreResult, StoredSubject, SubjectUpdate, UniqueConflict,
 };
 
 mod accountability;
@@ -346,9 +346,17 @@ enum Op {
     },
 }
 
-struct WriteJob {
-    op: Op,
-    reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+enum WriteJob {
+    /// A small job, committed together with its queued neighbours (group commit).
+    One {
+        op: Box<Op>,
+        reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+    },
+    /// A bulk insert: its own transaction, fed from a channel.
+    Bulk {
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
 }
 
 /// The end of the chain while a batch runs: read from the locked head row.
@@ -418,7 +426,10 @@ impl PgStore {
         let (reply, rx) = oneshot::channel();
         self.inner
             .writer
-            .send_async(WriteJob { op, reply })
+            .send_async(WriteJob::One {
+                op: Box::new(op),
+                reply,
+            })
             .await
             .map_err(channel_closed)?;
         rx.await.map_err(channel_closed)?
@@ -512,11 +523,18 @@ async fn writer_loop(
     jobs: flume::Receiver<WriteJob>,
 ) {
     let mut stmts = Stmts::default();
-    while let Ok(first) = jobs.recv_async().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+    let mut next = jobs.recv_async().await.ok();
+    while let Some(job) = next.take() {
+        let mut batch = Vec::new();
+        let mut bulk = None;
+        match job {
+            WriteJob::One { op, reply } => batch.push((op, reply)),
+            WriteJob::Bulk { input, reply } => bulk = Some((input, reply)),
+        }
+        while bulk.is_none() && batch.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(WriteJob::One { op, reply }) => batch.push((op, reply)),
+                Ok(WriteJob::Bulk { input, reply }) => bulk = Some((input, reply)),
                 Err(_) => break,
             }
         }
@@ -528,29 +546,108 @@ async fn writer_loop(
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    for job in batch {
-                        let _ = job.reply.send(Err(StoreError::Backend(msg.clone())));
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(StoreError::Backend(msg.clone())));
                     }
+                    if let Some((_, reply)) = bulk {
+                        let _ = reply.send(Err(StoreError::Backend(msg)));
+                    }
+                    next = jobs.recv_async().await.ok();
                     continue;
                 }
             }
         }
-        let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
-        let outcome = run_with_retries(&mut client, &mut stmts, &key, &ops).await;
-        match outcome {
-            Ok(results) => {
-                for (job, result) in batch.into_iter().zip(results) {
-                    let _ = job.reply.send(result);
-                }
+        if !batch.is_empty() {
+            run_jobs(&mut client, &mut stmts, &key, batch).await;
+        }
+        if let Some((input, reply)) = bulk {
+            let _ = reply.send(run_bulk(&mut client, &mut stmts, &key, input).await);
+        }
+        next = jobs.recv_async().await.ok();
+    }
+}
+
+type Reply = oneshot::Sender<StoreResult<Vec<AuditRecord>>>;
+
+/// Commits a batch of small jobs in one transaction (retried whole on serialization failures).
+async fn run_jobs(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    batch: Vec<(Box<Op>, Reply)>,
+) {
+    let ops: Vec<&Op> = batch.iter().map(|(op, _)| op.as_ref()).collect();
+    match run_with_retries(client, stmts, key, &ops).await {
+        Ok(results) => {
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(result);
             }
-            Err(e) => {
-                tracing::error!(error = %e, "postgres batch commit failed");
-                let msg = e.to_string();
-                for job in batch {
-                    let _ = job.reply.send(Err(StoreError::Backend(msg.clone())));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "postgres batch commit failed");
+            let msg = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+        }
+    }
+}
+
+/// One transaction for a whole bulk insert; see [`Store::insert_subjects`]. The head row stays
+/// locked from the start, so no other writer can make it fail with a serialization error; a
+/// database error fails the whole import (nothing is written) rather than retrying it, since
+/// the subjects were consumed from the channel.
+async fn run_bulk(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    mut input: tokio::sync::mpsc::Receiver<BulkInsert>,
+) -> StoreResult<u64> {
+    let outcome = async {
+        let tx = client.transaction().await?;
+        let mut chain = lock_head(&tx, key).await?;
+        let start = chain.seq;
+        let mut index = 0u64;
+        let mut conflicts = Vec::new();
+        let mut committed = false;
+        while let Some(message) = input.recv().await {
+            match message {
+                BulkInsert::Subjects(subjects) => {
+                    for (subject, audit) in subjects {
+                        for category in insert_new_subject(&tx, stmts, &subject).await? {
+                            conflicts.push(UniqueConflict { index, category });
+                        }
+                        append(&tx, stmts, &mut chain, &audit).await?;
+                        index += 1;
+                    }
+                }
+                BulkInsert::Commit => {
+                    committed = true;
+                    break;
                 }
             }
         }
+        if !conflicts.is_empty() {
+            return Err(Tx::Store(StoreError::Conflicts(conflicts)));
+        }
+        if !committed {
+            return Ok((0, 0));
+        }
+        write_head(&tx, stmts, &chain).await?;
+        tx.commit().await?;
+        Ok((index, chain.seq - start))
+    }
+    .await;
+    match outcome {
+        Ok((n, appended)) => {
+            if n > 0 {
+                metrics::counter!("amanah_audit_appends_total").increment(appended);
+                metrics::counter!("amanah_store_commits_total").increment(1);
+            }
+            Ok(n)
+        }
+        Err(Tx::Db(e)) => Err(backend(e)),
+        Err(Tx::Store(e)) => Err(e),
     }
 }
 
@@ -600,27 +697,7 @@ async fn run_batch(
     ops: &[&Op],
 ) -> Result<(BatchResults, u64), Tx> {
     let mut tx = client.transaction().await?;
-    let head = tx
-        .query_opt(
-            "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE",
-            &[],
-        )
-        .await?
-        .ok_or_else(|| StoreError::Backend("the audit head row is missing".into()))?;
-    let seq = head.get::<_, i64>(0) as u64;
-    let hash = to_hash(head.get::<_, &[u8]>(1));
-    let mac = to_hash(head.get::<_, &[u8]>(2));
-    let mut chain = Chain {
-        key,
-        seq,
-        hash: if seq == 0 { GENESIS } else { hash },
-    };
-    if seq > 0 && mac != head_mac(key, seq, &hash) {
-        // Appending after a head that does not verify would hide whatever was done to it.
-        return Err(Tx::Store(StoreError::Backend(
-            "the signed audit head does not verify: run `amanah audit verify`".into(),
-        )));
-    }
+    let mut chain = lock_head(&tx, key).await?;
     let start = chain.seq;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
@@ -643,18 +720,49 @@ async fn run_batch(
         }
     }
     if chain.seq != start {
-        let mac = head_mac(key, chain.seq, &chain.hash);
-        let st = stmts
-            .get(
-                &tx,
-                "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1",
-            )
-            .await?;
-        tx.execute(&st, &[&(chain.seq as i64), &&chain.hash[..], &&mac[..]])
-            .await?;
+        write_head(&tx, stmts, &chain).await?;
     }
     tx.commit().await?;
     Ok((results, chain.seq - start))
+}
+
+/// Locks the signed head row for the rest of the transaction and returns the chain's end,
+/// failing closed when the head does not verify.
+async fn lock_head<'k>(tx: &Transaction<'_>, key: &'k AuditKey) -> Result<Chain<'k>, Tx> {
+    let head = tx
+        .query_opt(
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .ok_or_else(|| StoreError::Backend("the audit head row is missing".into()))?;
+    let seq = head.get::<_, i64>(0) as u64;
+    let hash = to_hash(head.get::<_, &[u8]>(1));
+    let mac = to_hash(head.get::<_, &[u8]>(2));
+    if seq > 0 && mac != head_mac(key, seq, &hash) {
+        // Appending after a head that does not verify would hide whatever was done to it.
+        return Err(Tx::Store(StoreError::Backend(
+            "the signed audit head does not verify: run `amanah audit verify`".into(),
+        )));
+    }
+    Ok(Chain {
+        key,
+        seq,
+        hash: if seq == 0 { GENESIS } else { hash },
+    })
+}
+
+async fn write_head(tx: &Transaction<'_>, stmts: &mut Stmts, chain: &Chain<'_>) -> Result<(), Tx> {
+    let mac = head_mac(chain.key, chain.seq, &chain.hash);
+    let st = stmts
+        .get(
+            tx,
+            "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1",
+        )
+        .await?;
+    tx.execute(&st, &[&(chain.seq as i64), &&chain.hash[..], &&mac[..]])
+        .await?;
+    Ok(())
 }
 
 async fn apply(
@@ -665,31 +773,8 @@ async fn apply(
 ) -> Result<Vec<AuditRecord>, Tx> {
     match op {
         Op::InsertSubject(s, audit) => {
-            let st = stmts
-                .get(tx, "INSERT INTO subjects (id, created_at) VALUES ($1, $2)")
-                .await?;
-            tx.execute(&st, &[&s.id, &s.created_at_micros]).await?;
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO amanah_keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
-                     VALUES ($1, $2, $3, $4)",
-                )
-                .await?;
-            tx.execute(
-                &st,
-                &[
-                    &s.id,
-                    &s.wrapped_key.kek_id,
-                    &i64::from(s.wrapped_key.version),
-                    &s.wrapped_key.ciphertext,
-                ],
-            )
-            .await?;
-            write_fields(tx, stmts, &s.id, s.created_at_micros, &s.fields).await?;
-            record_purpose(tx, stmts, &s.id, &s.purpose, s.created_at_micros).await?;
-            for c in &s.consents {
-                write_consent(tx, stmts, c).await?;
+            if let Some(category) = insert_new_subject(tx, stmts, s).await?.into_iter().next() {
+                return Err(Tx::Store(StoreError::Unique { category }));
             }
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
@@ -921,6 +1006,74 @@ async fn write_fields(
     Ok(())
 }
 
+/// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
+/// another subject already holds; the caller decides whether that is an error.
+async fn insert_new_subject(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    s: &NewSubject,
+) -> Result<Vec<String>, Tx> {
+    let at = s.created_at_micros;
+    let st = stmts
+        .get(tx, "INSERT INTO subjects (id, created_at) VALUES ($1, $2)")
+        .await?;
+    tx.execute(&st, &[&s.id, &at]).await?;
+    let st = stmts
+        .get(
+            tx,
+            "INSERT INTO amanah_keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &s.id,
+            &s.wrapped_key.kek_id,
+            &i64::from(s.wrapped_key.version),
+            &s.wrapped_key.ciphertext,
+        ],
+    )
+    .await?;
+    let mut taken = Vec::new();
+    for f in &s.fields {
+        let st = stmts
+            .get(
+                tx,
+                "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .await?;
+        tx.execute(&st, &[&s.id, &f.category, &f.ciphertext, &at])
+            .await?;
+        let Some(term) = &f.index_term else { continue };
+        let st = stmts
+            .get(
+                tx,
+                "INSERT INTO blind_index (category, term, subject_id) VALUES ($1, $2, $3)",
+            )
+            .await?;
+        tx.execute(&st, &[&f.category, &&term[..], &s.id]).await?;
+        if f.unique {
+            let st = stmts
+                .get(
+                    tx,
+                    "INSERT INTO unique_index (category, term, subject_id) VALUES ($1, $2, $3)
+                     ON CONFLICT (category, term) DO NOTHING",
+                )
+                .await?;
+            if tx.execute(&st, &[&f.category, &&term[..], &s.id]).await? == 0 {
+                taken.push(f.category.clone());
+            }
+        }
+    }
+    record_purpose(tx, stmts, &s.id, &s.purpose, at).await?;
+    for c in &s.consents {
+        write_consent(tx, stmts, c).await?;
+    }
+    Ok(taken)
+}
+
 async fn record_purpose(
     tx: &Transaction<'_>,
     stmts: &mut Stmts,
@@ -1120,6 +1273,19 @@ fn subjects_from_rows(rows: &[Row]) -> StoreResult<Vec<StoredSubject>> {
 impl Store for PgStore {
     async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(Op::InsertSubject(s, audit)).await
+    }
+
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .writer
+            .send_async(WriteJob::Bulk { input, reply })
+            .await
+            .map_err(channel_closed)?;
+        rx.await.map_err(channel_closed)?
     }
 
     async fn update_subject(

@@ -1,14 +1,25 @@
 //! The embedded SQLite backend.
 //!
-//! - WAL mode with `synchronous = FULL`: a commit is on disk before it is acknowledged.
+//! - Two files: the data file and the key store (data keys only, attached as `keys`), both in
+//!   WAL mode. A commit is on disk before it is acknowledged: the writer commits with
+//!   `synchronous = NORMAL` (no fsync inside SQLite) and hands the batch's replies to a syncer
+//!   thread, which fsyncs both WAL files and only then replies. One fsync covers every batch
+//!   committed before it started, and the writer runs the next batch while the disk syncs
+//!   (pipelined group commit). A reader may see a batch a few milliseconds before it is
+//!   durable; no writer is told it succeeded before.
 //! - One writer thread owns the only write connection and commits many queued jobs in one
-//!   transaction (group commit): one fsync serves every request in the batch. Each job runs in
-//!   its own savepoint, so one failing job does not undo its neighbours.
+//!   transaction (group commit). Each job runs in its own savepoint, so one failing job does
+//!   not undo its neighbours.
+//! - Checkpoints: a checkpointer thread with its own connection copies the WAL back into the
+//!   database (`PASSIVE`) once it passes [`CHECKPOINT_BYTES`], without stopping the writer.
+//!   When it is done the writer runs a short checkpoint of the few frames committed meanwhile,
+//!   so the WAL is fully copied and SQLite reuses it from its start instead of growing.
 //! - The audit chain is appended by that writer only, so it is serialized by construction; the
 //!   signed head is updated once per batch, in the same transaction.
 //! - Reads run on a small pool of reader threads, each with its own connection.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord, Outcome};
@@ -19,8 +30,9 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use crate::{
-    ApiKeyRecord, ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PolicyRecord,
-    RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
+    ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, FieldWrite, NewSubject,
+    PolicyRecord, RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
+    UniqueConflict,
 };
 
 /// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
@@ -29,6 +41,10 @@ use crate::{
 const SCHEMA_VERSION: i64 = 4;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
+/// WAL size past which the checkpointer copies it back into the database.
+const CHECKPOINT_BYTES: u64 = 16 * 1024 * 1024;
+/// Page cache of the writer (KiB).
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS subjects (
@@ -174,9 +190,17 @@ struct Chain {
 type WriteFn = Box<dyn FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send>;
 type ReadFn = Box<dyn FnOnce(&Connection) + Send>;
 
-struct WriteJob {
-    run: WriteFn,
-    reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+enum WriteJob {
+    /// A small job, committed together with its queued neighbours (group commit).
+    One {
+        run: WriteFn,
+        reply: oneshot::Sender<StoreResult<Vec<AuditRecord>>>,
+    },
+    /// A bulk insert: its own transaction, fed from a channel.
+    Bulk {
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+        reply: oneshot::Sender<StoreResult<u64>>,
+    },
 }
 
 /// The SQLite store. Cheap to clone; threads stop when the last clone is dropped.
@@ -190,7 +214,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its threads.
     pub fn open(path: &Path, audit_key: AuditKey) -> StoreResult<Self> {
-        let mut conn = open_connection(path, false)?;
+        let mut conn = open_connection(path, Role::Writer)?;
         migrate(&mut conn)?;
         let (seq, hash) = conn
             .query_row(
@@ -208,14 +232,41 @@ impl SqliteStore {
             hash,
             checkpoint: false,
         };
+        let spawn_error = |e: std::io::Error| StoreError::Backend(e.to_string());
+        let files = Files::new(path);
+        let (ctx, crx) = flume::bounded::<()>(1);
+        let caught_up = Arc::new(AtomicBool::new(false));
+        let checkpointer = open_connection(path, Role::Checkpointer)?;
+        let (wal, done) = (files.data_wal().to_owned(), caught_up.clone());
+        std::thread::Builder::new()
+            .name("amanah-sqlite-checkpointer".into())
+            .spawn(move || checkpoint_loop(checkpointer, &wal, crx, &done))
+            .map_err(spawn_error)?;
+        let (stx, srx) = flume::unbounded::<Deliver>();
+        let sync_files = files.clone();
+        let unsynced = Arc::new(Unsynced::default());
+        let counter = unsynced.clone();
+        std::thread::Builder::new()
+            .name("amanah-sqlite-syncer".into())
+            .spawn(move || syncer_loop(&sync_files, srx, &counter))
+            .map_err(spawn_error)?;
         let (wtx, wrx) = flume::unbounded::<WriteJob>();
+        let writer = Writer {
+            conn,
+            chain,
+            synced: stx,
+            unsynced,
+            checkpoint: ctx,
+            caught_up,
+            files,
+        };
         std::thread::Builder::new()
             .name("amanah-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, chain, wrx))
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            .spawn(move || writer_loop(writer, wrx))
+            .map_err(spawn_error)?;
         let (rtx, rrx) = flume::unbounded::<ReadFn>();
         for i in 0..READERS {
-            let conn = open_connection(path, true)?;
+            let conn = open_connection(path, Role::Reader)?;
             let rrx = rrx.clone();
             std::thread::Builder::new()
                 .name(format!("amanah-sqlite-reader-{i}"))
@@ -279,7 +330,7 @@ impl SqliteStore {
     ) -> StoreResult<Vec<AuditRecord>> {
         let (reply, rx) = oneshot::channel();
         self.writer
-            .send_async(WriteJob {
+            .send_async(WriteJob::One {
                 run: Box::new(run),
                 reply,
             })
@@ -374,8 +425,15 @@ pub fn key_store_path(path: &Path) -> PathBuf {
     path.with_file_name(format!("{stem}-keys.db"))
 }
 
-fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
-    let flags = if read_only {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+    Checkpointer,
+}
+
+fn open_connection(path: &Path, role: Role) -> StoreResult<Connection> {
+    let flags = if role == Role::Reader {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -402,7 +460,172 @@ fn open_connection(path: &Path, read_only: bool) -> StoreResult<Connection> {
          PRAGMA keys.secure_delete = ON;",
     )
     .map_err(backend)?;
+    if role == Role::Writer {
+        // Readers keep SQLite's default cache: a read transaction that follows any write
+        // starts from an empty cache anyway.
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
+            .map_err(backend)?;
+        // The syncer fsyncs both WAL files after each commit, before any reply; checkpoints
+        // are the checkpointer's (see the module doc). `wal_autocheckpoint` is per connection,
+        // so it covers the key store too.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA keys.synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(backend)?;
+        // Reusing the WAL keeps its size; capping it at a quarter of the checkpoint threshold
+        // lets the checkpointer read "frames written since the last restart" from its size.
+        for schema in ["main", "keys"] {
+            conn.pragma_update(
+                Some(schema),
+                "journal_size_limit",
+                CHECKPOINT_BYTES as i64 / 4,
+            )
+            .map_err(backend)?;
+        }
+    }
     Ok(conn)
+}
+
+/// The two database files (data and key store) and their WALs.
+#[derive(Clone)]
+struct Files {
+    /// `(database, its WAL)`, key store first.
+    pairs: [(PathBuf, PathBuf); 2],
+}
+
+impl Files {
+    fn new(db: &Path) -> Self {
+        let pair = |db: PathBuf| {
+            let mut wal = db.as_os_str().to_owned();
+            wal.push("-wal");
+            (db, PathBuf::from(wal))
+        };
+        Files {
+            pairs: [pair(key_store_path(db)), pair(db.to_owned())],
+        }
+    }
+
+    /// The data file's WAL, whose size drives checkpoints.
+    fn data_wal(&self) -> &Path {
+        &self.pairs[1].1
+    }
+
+    /// Makes every commit so far durable: fsync of each WAL (or of its database when there is
+    /// no WAL: then everything was checkpointed into it).
+    fn sync(&self) -> Result<(), String> {
+        for (db, wal) in &self.pairs {
+            let file = match std::fs::File::open(wal) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::File::open(db).map_err(|e| e.to_string())?
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            file.sync_data().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Replies of one committed batch, sent once the WAL is synced (or with the sync error).
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Batches committed but not yet synced. The writer starts a batch only while fewer than
+/// [`MAX_UNSYNCED`] are: it works during one fsync, then lets requests gather for the next
+/// batch instead of committing a stream of tiny ones (each would rewrite the same pages).
+#[derive(Default)]
+struct Unsynced {
+    count: std::sync::Mutex<usize>,
+    changed: std::sync::Condvar,
+}
+
+const MAX_UNSYNCED: usize = 2;
+
+impl Unsynced {
+    fn add(&self) {
+        *self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+    }
+
+    fn done(&self, n: usize) {
+        let mut c = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *c = c.saturating_sub(n);
+        self.changed.notify_all();
+    }
+
+    fn wait_below(&self, limit: usize) {
+        let mut c = self
+            .count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while *c >= limit {
+            c = self
+                .changed
+                .wait(c)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+fn syncer_loop(files: &Files, batches: flume::Receiver<Deliver>, unsynced: &Unsynced) {
+    while let Ok(first) = batches.recv() {
+        // Everything queued now was committed before this fsync starts: one fsync serves all.
+        let mut group = vec![first];
+        group.extend(batches.try_iter());
+        let started = std::time::Instant::now();
+        let synced = files.sync();
+        metrics::histogram!("amanah_store_fsync_seconds").record(started.elapsed().as_secs_f64());
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "fsync of the SQLite WAL failed");
+        }
+        metrics::counter!("amanah_store_fsyncs_total").increment(1);
+        let n = group.len();
+        for deliver in group {
+            deliver(synced.clone());
+        }
+        unsynced.done(n);
+    }
+}
+
+/// Copies the WAL into the database when it has grown, then tells the writer to finish.
+fn checkpoint_loop(
+    conn: Connection,
+    wal: &Path,
+    nudges: flume::Receiver<()>,
+    caught_up: &AtomicBool,
+) {
+    while nudges.recv().is_ok() {
+        if caught_up.load(Ordering::Acquire) {
+            continue;
+        }
+        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+        if size < CHECKPOINT_BYTES {
+            continue;
+        }
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            Ok(()) => caught_up.store(true, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed"),
+        }
+    }
+}
+
+/// What the writer thread owns.
+struct Writer {
+    conn: Connection,
+    chain: Chain,
+    synced: flume::Sender<Deliver>,
+    unsynced: Arc<Unsynced>,
+    checkpoint: flume::Sender<()>,
+    /// The checkpointer copied the WAL up to some recent commit: the writer finishes the job.
+    caught_up: Arc<AtomicBool>,
+    files: Files,
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
@@ -500,17 +723,115 @@ fn to_hash(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-fn writer_loop(mut conn: Connection, mut chain: Chain, jobs: flume::Receiver<WriteJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
+type Job = (WriteFn, oneshot::Sender<StoreResult<Vec<AuditRecord>>>);
+
+fn writer_loop(mut w: Writer, jobs: flume::Receiver<WriteJob>) {
+    let mut next = jobs.recv().ok();
+    while let Some(job) = next.take() {
+        w.unsynced.wait_below(MAX_UNSYNCED);
+        let mut batch: Vec<Job> = Vec::new();
+        let mut bulk = None;
+        match job {
+            WriteJob::One { run, reply } => batch.push((run, reply)),
+            WriteJob::Bulk { input, reply } => bulk = Some((input, reply)),
+        }
+        while bulk.is_none() && batch.len() < MAX_BATCH {
             match jobs.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(WriteJob::One { run, reply }) => batch.push((run, reply)),
+                Ok(WriteJob::Bulk { input, reply }) => bulk = Some((input, reply)),
                 Err(_) => break,
             }
         }
-        run_batch(&mut conn, &mut chain, batch);
+        if !batch.is_empty() {
+            run_batch(&mut w, batch);
+        }
+        if let Some((input, reply)) = bulk {
+            let result = run_bulk(&mut w.conn, &mut w.chain, input).and_then(|n| {
+                w.files.sync().map_err(StoreError::Backend)?;
+                Ok(n)
+            });
+            let _ = reply.send(result);
+        }
+        if w.caught_up.swap(false, Ordering::AcqRel) {
+            // Only the frames committed since the checkpointer's pass are left: a short copy,
+            // after which the next transaction restarts the WAL.
+            if let Err(e) = w
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "sqlite checkpoint failed");
+            }
+        }
+        let _ = w.checkpoint.try_send(());
+        next = jobs.recv().ok();
     }
+}
+
+/// One transaction for a whole bulk insert; see [`Store::insert_subjects`].
+fn run_bulk(
+    conn: &mut Connection,
+    chain: &mut Chain,
+    mut input: tokio::sync::mpsc::Receiver<BulkInsert>,
+) -> StoreResult<u64> {
+    let (start_seq, start_hash) = (chain.seq, chain.hash);
+    let outcome = (|| -> StoreResult<u64> {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        sync_chain(&tx, chain)?;
+        let mut index = 0u64;
+        let mut conflicts = Vec::new();
+        let mut committed = false;
+        while let Some(message) = input.blocking_recv() {
+            match message {
+                BulkInsert::Subjects(subjects) => {
+                    for (subject, audit) in subjects {
+                        for category in insert_new_subject(&tx, &subject)? {
+                            conflicts.push(UniqueConflict { index, category });
+                        }
+                        append(&tx, chain, audit)?;
+                        index += 1;
+                    }
+                }
+                BulkInsert::Commit => {
+                    committed = true;
+                    break;
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(StoreError::Conflicts(conflicts));
+        }
+        if !committed {
+            return Ok(0);
+        }
+        write_head(&tx, chain)?;
+        tx.commit().map_err(backend)?;
+        Ok(index)
+    })();
+    match &outcome {
+        Ok(n) if *n > 0 => {
+            metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
+            metrics::counter!("amanah_store_commits_total").increment(1);
+        }
+        _ => {
+            // Rolled back (the transaction was dropped): the chain did not move.
+            chain.seq = start_seq;
+            chain.hash = start_hash;
+        }
+    }
+    outcome
+}
+
+fn write_head(tx: &Connection, chain: &Chain) -> StoreResult<()> {
+    let mac = head_mac(&chain.key, chain.seq, &chain.hash);
+    tx.prepare_cached(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
+    )
+    .and_then(|mut st| st.execute(params![chain.seq as i64, &chain.hash[..], &mac[..]]))
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Another process on the same database (`amanah apikey create`, `amanah policy apply` while
@@ -548,7 +869,10 @@ fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
     .map_err(backend)
 }
 
-fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
+fn run_batch(w: &mut Writer, batch: Vec<Job>) {
+    let started = std::time::Instant::now();
+    metrics::histogram!("amanah_store_batch_jobs").record(batch.len() as f64);
+    let (conn, chain) = (&mut w.conn, &mut w.chain);
     let mut results = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut start_seq = chain.seq;
@@ -559,11 +883,11 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
             .map_err(backend)?;
         sync_chain(&tx, chain)?;
         (start_seq, start_hash) = (chain.seq, chain.hash);
-        for job in batch {
+        for (run, reply) in batch {
             let (seq, hash) = (chain.seq, chain.hash);
             let sp = tx.savepoint().map_err(backend)?;
             // A savepoint derefs to a transaction-like connection; run the job inside it.
-            let result = (job.run)(&sp, chain);
+            let result = run(&sp, chain);
             match result {
                 Ok(rec) => {
                     sp.commit().map_err(backend)?;
@@ -576,16 +900,10 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
                     results.push(Err(e));
                 }
             }
-            replies.push(job.reply);
+            replies.push(reply);
         }
         if chain.seq != start_seq {
-            let mac = head_mac(&chain.key, chain.seq, &chain.hash);
-            tx.execute(
-                "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac",
-                params![chain.seq as i64, &chain.hash[..], &mac[..]],
-            )
-            .map_err(backend)?;
+            write_head(&tx, chain)?;
         }
         tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit().map_err(backend)
@@ -594,11 +912,25 @@ fn run_batch(conn: &mut Connection, chain: &mut Chain, batch: Vec<WriteJob>) {
         Ok(()) => {
             metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
             metrics::counter!("amanah_store_commits_total").increment(1);
-            if std::mem::take(&mut chain.checkpoint) {
-                truncate_wal(conn);
+            if std::mem::take(&mut w.chain.checkpoint) {
+                truncate_wal(&w.conn);
             }
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(result);
+            let deliver: Deliver = Box::new(move |synced| {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let result = match &synced {
+                        Ok(()) => result,
+                        Err(e) => Err(StoreError::Backend(format!("fsync failed: {e}"))),
+                    };
+                    let _ = reply.send(result);
+                }
+            });
+            metrics::histogram!("amanah_store_batch_seconds")
+                .record(started.elapsed().as_secs_f64());
+            w.unsynced.add();
+            if let Err(flume::SendError(deliver)) = w.synced.send(deliver) {
+                w.unsynced.done(1);
+                // No syncer (cannot happen while the writer runs): sync here.
+                deliver(w.files.sync());
             }
         }
         Err(e) => {
@@ -682,12 +1014,13 @@ fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) 
             .and_then(|mut st| st.execute(params![subject, f.category]))
             .map_err(backend)?;
         if let Some(term) = f.index_term {
-            tx.prepare_cached(
-                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
-            .map_err(backend)?;
-            if f.unique {
+            if !f.unique {
+                tx.prepare_cached(
+                    "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+                .map_err(backend)?;
+            } else {
                 let inserted = tx
                     .prepare_cached(
                         "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
@@ -704,6 +1037,60 @@ fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) 
         }
     }
     Ok(())
+}
+
+/// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
+/// another subject already holds; the caller decides whether that is an error.
+fn insert_new_subject(tx: &Connection, s: &NewSubject) -> StoreResult<Vec<String>> {
+    let at = s.created_at_micros;
+    tx.prepare_cached("INSERT INTO subjects (id, created_at) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute(params![s.id, at]))
+        .map_err(backend)?;
+    tx.prepare_cached(
+        "INSERT INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut st| {
+        st.execute(params![
+            s.id,
+            s.wrapped_key.kek_id,
+            s.wrapped_key.version as i64,
+            s.wrapped_key.ciphertext,
+        ])
+    })
+    .map_err(backend)?;
+    let mut taken = Vec::new();
+    for f in &s.fields {
+        tx.prepare_cached(
+            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut st| st.execute(params![s.id, f.category, f.ciphertext, at]))
+        .map_err(backend)?;
+        let Some(term) = f.index_term else { continue };
+        // A unique term lives in `unique_index` only; searches read both tables.
+        if !f.unique {
+            tx.prepare_cached(
+                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
+            )
+            .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
+            .map_err(backend)?;
+        } else {
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(category, term) DO NOTHING",
+                )
+                .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
+                .map_err(backend)?;
+            if inserted == 0 {
+                taken.push(f.category.clone());
+            }
+        }
+    }
+    record_purpose(tx, &s.id, &s.purpose, at)?;
+    for c in &s.consents {
+        write_consent(tx, c)?;
+    }
+    Ok(taken)
 }
 
 fn record_purpose(tx: &Connection, subject: &str, purpose: &str, at: i64) -> StoreResult<()> {
@@ -894,29 +1281,24 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
 impl Store for SqliteStore {
     async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            tx.prepare_cached("INSERT INTO subjects (id, created_at) VALUES (?1, ?2)")
-                .and_then(|mut st| st.execute(params![s.id, s.created_at_micros]))
-                .map_err(backend)?;
-            tx.prepare_cached(
-                "INSERT INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES (?1, ?2, ?3, ?4)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    s.id,
-                    s.wrapped_key.kek_id,
-                    s.wrapped_key.version as i64,
-                    s.wrapped_key.ciphertext,
-                ])
-            })
-            .map_err(backend)?;
-            write_fields(tx, &s.id, s.created_at_micros, &s.fields)?;
-            record_purpose(tx, &s.id, &s.purpose, s.created_at_micros)?;
-            for c in &s.consents {
-                write_consent(tx, c)?;
+            if let Some(category) = insert_new_subject(tx, &s)?.into_iter().next() {
+                return Err(StoreError::Unique { category });
             }
             append(tx, chain, audit)
         })
         .await
+    }
+
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send_async(WriteJob::Bulk { input, reply })
+            .await
+            .map_err(channel_closed)?;
+        rx.await.map_err(channel_closed)?
     }
 
     async fn update_subject(
@@ -949,15 +1331,25 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoredSubject>> {
         let category = category.to_owned();
         self.read(move |conn| {
-            let ids = conn
-                .prepare_cached(
-                    "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)?;
+            // A unique term is in `unique_index` (older stores also copied it to
+            // `blind_index`); other terms are in `blind_index`. Two index probes, merged here.
+            let mut ids = Vec::new();
+            for sql in [
+                "SELECT subject_id FROM unique_index WHERE category = ?1 AND term = ?2 LIMIT ?3",
+                "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
+            ] {
+                let found = conn
+                    .prepare_cached(sql)
+                    .and_then(|mut st| {
+                        st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
+                            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                    })
+                    .map_err(backend)?;
+                ids.extend(found);
+            }
+            ids.sort_unstable();
+            ids.dedup();
+            ids.truncate(limit);
             load_subjects(conn, &ids)
         })
         .await

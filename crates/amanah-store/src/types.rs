@@ -1,4 +1,22 @@
+use amanah_core::audit::AuditDraft;
 use amanah_crypto::WrappedKey;
+
+/// One message to [`crate::Store::insert_subjects`].
+#[derive(Debug)]
+pub enum BulkInsert {
+    /// The next subjects, each with its `subject.create` audit entry.
+    Subjects(Vec<(NewSubject, AuditDraft)>),
+    /// Everything has been sent and is valid: commit.
+    Commit,
+}
+
+/// A subject of a bulk insert whose unique term is already held by another subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueConflict {
+    /// Position of the subject in the bulk insert, from 0.
+    pub index: u64,
+    pub category: String,
+}
 
 /// One encrypted field to store, with its blind-index term when the category is indexed.
 #[derive(Debug, Clone)]

@@ -9,8 +9,8 @@ use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{
-    ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PgStore, RelationRecord, RightsStore,
-    SqliteStore, Store, StoreError,
+    BulkInsert, ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PgStore, RelationRecord,
+    RightsStore, SqliteStore, Store, StoreError,
 };
 
 /// Where a test's store lives: a SQLite file or a database of the shared test cluster.
@@ -78,6 +78,7 @@ on_both_stores!(
     the_chain_survives_a_restart,
     a_newer_schema_is_refused,
     consents_keep_history_and_listings_see_the_latest_decision,
+    bulk_insert_is_all_or_nothing_and_reports_every_conflict,
 );
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
@@ -204,6 +205,94 @@ async fn a_newer_schema_is_refused(backend: Backend) {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer schema must be refused"),
     }
+}
+
+/// Sends `ids` as one bulk insert, in chunks of 3, then `Commit` if `commit`.
+async fn bulk(
+    store: &Arc<dyn Store>,
+    ring: &KeyRing,
+    subjects: &[(&str, u8)],
+    commit: bool,
+) -> Result<u64, StoreError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.insert_subjects(rx).await })
+    };
+    for chunk in subjects.chunks(3) {
+        let rows = chunk
+            .iter()
+            .map(|(id, t)| {
+                (
+                    subject(ring, id, [*t; 32]),
+                    draft("subject.create", Some(id)),
+                )
+            })
+            .collect();
+        tx.send(BulkInsert::Subjects(rows)).await.unwrap();
+    }
+    if commit {
+        tx.send(BulkInsert::Commit).await.unwrap();
+    }
+    drop(tx);
+    writer.await.unwrap()
+}
+
+async fn bulk_insert_is_all_or_nothing_and_reports_every_conflict(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    store
+        .insert_subject(
+            subject(&ring, "old", [9; 32]),
+            draft("subject.create", Some("old")),
+        )
+        .await
+        .unwrap();
+
+    // Index 2 collides with the stored subject, index 5 with index 0 of the same call.
+    let rows = [
+        ("a", 1),
+        ("b", 2),
+        ("c", 9),
+        ("d", 3),
+        ("e", 4),
+        ("f", 1),
+        ("g", 5),
+    ];
+    match bulk(&store, &ring, &rows, true).await {
+        Err(StoreError::Conflicts(c)) => {
+            let got: Vec<(u64, &str)> = c.iter().map(|c| (c.index, c.category.as_str())).collect();
+            assert_eq!(got, vec![(2, "email"), (5, "email")]);
+        }
+        other => panic!("expected conflicts, got {other:?}"),
+    }
+    for (id, _) in rows {
+        assert!(
+            store.load_subject(id).await.unwrap().is_none(),
+            "{id} was written"
+        );
+    }
+    assert_eq!(
+        verify(&store, &ring).await,
+        1,
+        "a failed bulk insert leaves no audit entry"
+    );
+
+    // Without `Commit` nothing is written either.
+    let good = [("a", 1), ("b", 2), ("d", 3), ("e", 4)];
+    assert_eq!(bulk(&store, &ring, &good, false).await.unwrap(), 0);
+    assert!(store.load_subject("a").await.unwrap().is_none());
+    assert_eq!(verify(&store, &ring).await, 1);
+
+    // With it, every subject and one audit entry each; single writes still chain on.
+    assert_eq!(bulk(&store, &ring, &good, true).await.unwrap(), 4);
+    for (id, t) in good {
+        assert!(store.load_subject(id).await.unwrap().is_some());
+        let found = store.find_subjects("email", [t; 32], 10).await.unwrap();
+        assert_eq!(found.len(), 1);
+    }
+    store.append_audit(vec![draft("x", None)]).await.unwrap();
+    assert_eq!(verify(&store, &ring).await, 6);
 }
 
 fn consent(

@@ -6,10 +6,11 @@ use amanah_core::consent::{self, AgeGroup};
 use amanah_core::fields::{self, FieldType};
 use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
 use amanah_core::{Error, Result};
+use amanah_crypto::blind::BlindIndexKey;
 use amanah_crypto::{token, DataKey, KeyRing};
 use amanah_store::{
-    ApiKeyRecord, FieldWrite, NewSubject, PolicyRecord, Store, StoreError, StoredSubject,
-    SubjectUpdate,
+    ApiKeyRecord, BulkInsert, FieldWrite, NewSubject, PolicyRecord, Store, StoreError,
+    StoredSubject, SubjectUpdate,
 };
 use serde_json::{Map, Value};
 
@@ -60,11 +61,243 @@ pub struct IssuedKey {
     pub token: zeroize::Zeroizing<String>,
 }
 
+/// One row of a bulk import: where it came from and its fields (category -> value).
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub line: u64,
+    pub fields: Map<String, Value>,
+}
+
+/// Why an import row was refused. Names the category and the rule, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowError {
+    pub line: u64,
+    pub category: Option<String>,
+    pub message: String,
+}
+
+/// How [`Vault::import_subjects`] runs.
+#[derive(Clone)]
+pub struct ImportOptions {
+    /// Threads that validate and encrypt rows in parallel.
+    pub workers: usize,
+    /// Return the ids of the new subjects (in row order).
+    pub collect_ids: bool,
+    /// Called with the number of rows prepared so far.
+    pub progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            collect_ids: false,
+            progress: None,
+        }
+    }
+}
+
+/// Result of an import: either every row was imported, or none was and `rejected` says why.
+#[derive(Debug, Default)]
+pub struct ImportOutcome {
+    pub imported: u64,
+    /// Sorted by line. Non-empty means nothing was written.
+    pub rejected: Vec<RowError>,
+    pub ids: Vec<String>,
+}
+
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) keys: Arc<KeyRing>,
     pub(crate) clock: Arc<dyn Clock>,
     policy: RwLock<Arc<ActivePolicy>>,
+    /// Blind-index keys derived so far, by category (HKDF once, not per request).
+    blind_keys: BlindKeys,
+}
+
+/// Blind-index keys by category, derived on first use.
+#[derive(Default)]
+struct BlindKeys(RwLock<std::collections::HashMap<String, Arc<BlindIndexKey>>>);
+
+impl BlindKeys {
+    fn get(&self, keys: &KeyRing, category: &str) -> Arc<BlindIndexKey> {
+        let cached = match self.0.read() {
+            Ok(m) => m.get(category).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(category).cloned(),
+        };
+        if let Some(k) = cached {
+            return k;
+        }
+        let key = Arc::new(keys.blind_index_key(category));
+        let mut map = match self.0.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(category.to_owned()).or_insert(key).clone()
+    }
+}
+
+/// Everything a worker thread needs to validate and encrypt import rows.
+struct ImportContext {
+    active: Arc<ActivePolicy>,
+    grant: Grant,
+    keys: Arc<KeyRing>,
+    blind: std::collections::HashMap<String, Arc<BlindIndexKey>>,
+    clock: Arc<dyn Clock>,
+    purpose: String,
+    draft: AuditDraft,
+}
+
+type PreparedRow = Result<(NewSubject, AuditDraft), Vec<RowError>>;
+
+impl ImportContext {
+    fn prepare(&self, row: ImportRow) -> PreparedRow {
+        let policy = &self.active.policy;
+        let line = row.line;
+        let mut errors = Vec::new();
+        let mut values = Vec::with_capacity(row.fields.len());
+        for (name, value) in &row.fields {
+            match check_field(policy, &self.grant, name, value) {
+                Ok((ty, normalized)) => values.push((name.clone(), ty, normalized)),
+                Err(message) => errors.push(RowError {
+                    line,
+                    category: Some(name.clone()),
+                    message,
+                }),
+            }
+        }
+        if row.fields.is_empty() {
+            errors.push(RowError {
+                line,
+                category: None,
+                message: "the row has no values".into(),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let now = self.clock.now_micros();
+        // An admin imports (cleared for a minor's data), so only the minimum age can refuse.
+        if let Err(e) = age_of_new_values(policy, &values, now) {
+            return Err(vec![row_error(line, e)]);
+        }
+        let internal = |e: amanah_crypto::CryptoError| {
+            vec![RowError {
+                line,
+                category: None,
+                message: format!("encryption failed: {e}"),
+            }]
+        };
+        let id = new_subject_id();
+        let key = DataKey::generate(1).map_err(internal)?;
+        let wrapped_key = self.keys.wrap(&key, &id).map_err(internal)?;
+        let fields = seal_fields(policy, &id, &key, &values, |c| self.blind.get(c).cloned())
+            .map_err(|e| {
+                vec![RowError {
+                    line,
+                    category: None,
+                    message: e.to_string(),
+                }]
+            })?;
+        let mut draft = self.draft.clone();
+        draft.at_micros = now;
+        draft.subject = Some(id.clone());
+        draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
+        Ok((
+            NewSubject {
+                id,
+                wrapped_key,
+                created_at_micros: draft.at_micros,
+                purpose: self.purpose.clone(),
+                fields,
+                consents: Vec::new(),
+            },
+            draft,
+        ))
+    }
+}
+
+fn row_error(line: u64, e: Error) -> RowError {
+    match e {
+        Error::Invalid { field, message } => RowError {
+            line,
+            category: field,
+            message,
+        },
+        other => RowError {
+            line,
+            category: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+/// A new subject id: a version 7 UUID (a millisecond timestamp, then 74 random bits). Ids
+/// created together sort together, so the store's per-subject B-trees (subjects, fields,
+/// purposes, the by-subject indexes) grow at their right edge instead of at random pages.
+/// The timestamp tells no more than the subject's `created_at`, which the audit log records.
+fn new_subject_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Validates one request field against the purpose and normalizes it. The message names the
+/// rule, never the value.
+fn check_field(
+    policy: &Policy,
+    grant: &Grant,
+    name: &str,
+    value: &Value,
+) -> std::result::Result<(FieldType, String), String> {
+    let Some(cat) = policy.category(name) else {
+        return Err(format!(
+            "unknown field {name:?}: the policy has no such category"
+        ));
+    };
+    if !grant.writable.iter().any(|c| c == name) {
+        return Err(format!(
+            "field {name:?} is not a category of purpose {:?}",
+            grant.purpose
+        ));
+    }
+    fields::normalize(cat.field_type, value)
+        .map(|n| (cat.field_type, n))
+        .map_err(|e| format!("field {name:?}: {}", e.rule))
+}
+
+/// Encrypts normalized values under the subject's data key, with blind-index terms for
+/// indexed categories.
+fn seal_fields(
+    policy: &Policy,
+    subject: &str,
+    key: &DataKey,
+    values: &[(String, FieldType, String)],
+    blind_key: impl Fn(&str) -> Option<Arc<BlindIndexKey>>,
+) -> Result<Vec<FieldWrite>> {
+    metrics::counter!("amanah_crypto_operations_total", "op" => "seal")
+        .increment(values.len() as u64);
+    values
+        .iter()
+        .map(|(name, _, value)| {
+            let cat = policy.category(name);
+            let indexed = cat.is_some_and(|c| c.index);
+            let index_term = if indexed {
+                let k = blind_key(name).ok_or_else(|| {
+                    Error::Internal(format!("no blind-index key for category {name}"))
+                })?;
+                Some(k.index(value.as_bytes()))
+            } else {
+                None
+            };
+            Ok(FieldWrite {
+                category: name.clone(),
+                ciphertext: key
+                    .seal_field(subject, name, value.as_bytes())
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+                index_term,
+                unique: cat.is_some_and(|c| c.unique),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn store_error(e: StoreError) -> Error {
@@ -101,6 +334,7 @@ impl Vault {
             keys,
             clock,
             policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
+            blind_keys: BlindKeys::default(),
         })
     }
 
@@ -269,24 +503,9 @@ impl Vault {
         }
         let mut out = Vec::with_capacity(input.len());
         for (name, value) in input {
-            let Some(cat) = policy.category(name) else {
-                return Err(Error::invalid(
-                    name,
-                    format!("unknown field {name:?}: the policy has no such category"),
-                ));
-            };
-            if !grant.writable.iter().any(|c| c == name) {
-                return Err(Error::invalid(
-                    name,
-                    format!(
-                        "field {name:?} is not a category of purpose {:?}",
-                        grant.purpose
-                    ),
-                ));
-            }
-            let normalized = fields::normalize(cat.field_type, value)
-                .map_err(|e| Error::invalid(name, format!("field {name:?}: {}", e.rule)))?;
-            out.push((name.clone(), cat.field_type, normalized));
+            let (ty, normalized) =
+                check_field(policy, grant, name, value).map_err(|m| Error::invalid(name, m))?;
+            out.push((name.clone(), ty, normalized));
         }
         Ok(out)
     }
@@ -298,24 +517,9 @@ impl Vault {
         key: &DataKey,
         values: &[(String, FieldType, String)],
     ) -> Result<Vec<FieldWrite>> {
-        metrics::counter!("amanah_crypto_operations_total", "op" => "seal")
-            .increment(values.len() as u64);
-        values
-            .iter()
-            .map(|(name, _, value)| {
-                let cat = policy.category(name);
-                let indexed = cat.is_some_and(|c| c.index);
-                Ok(FieldWrite {
-                    category: name.clone(),
-                    ciphertext: key
-                        .seal_field(subject, name, value.as_bytes())
-                        .map_err(|e| Error::Internal(e.to_string()))?,
-                    index_term: indexed
-                        .then(|| self.keys.blind_index_key(name).index(value.as_bytes())),
-                    unique: cat.is_some_and(|c| c.unique),
-                })
-            })
-            .collect()
+        seal_fields(policy, subject, key, values, |c| {
+            Some(self.blind_keys.get(&self.keys, c))
+        })
     }
 
     /// Creates a subject with fields collected under `purpose`; returns its id.
@@ -375,7 +579,7 @@ impl Vault {
             }
             _ => {}
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new_subject_id();
         let key = DataKey::generate(1).map_err(|e| Error::Internal(e.to_string()))?;
         let now = draft.at_micros;
         let consents = match consent {
@@ -685,8 +889,8 @@ impl Vault {
             Err(e) => return Err(self.deny(draft, e).await),
         };
         let term = self
-            .keys
-            .blind_index_key(category)
+            .blind_keys
+            .get(&self.keys, category)
             .index(normalized.as_bytes());
         let found = self
             .store
@@ -727,6 +931,134 @@ impl Vault {
             .await
             .map_err(store_error)?;
         Ok(views)
+    }
+
+    /// Imports many subjects under `purpose` (admin only): every row is validated, encrypted
+    /// (rows the source could not parse arrive as `Err` and count as rejected)
+    /// on `options.workers` threads and written with its own `subject.create` audit entry, all
+    /// in one store transaction. All or nothing: if any row is invalid or collides with a
+    /// unique value (in the input or in the vault), nothing is written and every bad row is
+    /// returned in [`ImportOutcome::rejected`].
+    pub async fn import_subjects(
+        &self,
+        who: &Principal,
+        purpose: &str,
+        mut rows: tokio::sync::mpsc::Receiver<Vec<std::result::Result<ImportRow, RowError>>>,
+        options: ImportOptions,
+    ) -> Result<ImportOutcome> {
+        let active = self.policy();
+        let mut draft = self.draft(who, "subject.create", &active.policy);
+        self.require_admin(who, draft.clone()).await?;
+        let grant = self.grant(who, &active.policy, purpose, &mut draft).await?;
+        if grant.basis == LegalBasis::Consent {
+            // Each person's consent needs its own evidence and receipt: record them one by
+            // one (`POST /v1/subjects` with `consent`), not as an anonymous batch.
+            return Err(Error::invalid(
+                "purpose",
+                format!("purpose {purpose:?} rests on consent: subjects collected under it are created one by one with their consent, not imported"),
+            ));
+        }
+        let blind = grant
+            .writable
+            .iter()
+            .filter(|c| active.policy.category(c).is_some_and(|c| c.index))
+            .map(|c| (c.clone(), self.blind_keys.get(&self.keys, c)))
+            .collect();
+        let ctx = Arc::new(ImportContext {
+            active: active.clone(),
+            grant,
+            keys: self.keys.clone(),
+            blind,
+            clock: self.clock.clone(),
+            purpose: purpose.to_owned(),
+            draft,
+        });
+        let (to_store, from_vault) = tokio::sync::mpsc::channel(4);
+        let store = self.store.clone();
+        let writer = tokio::spawn(async move { store.insert_subjects(from_vault).await });
+        let workers = options.workers.max(1);
+        let mut outcome = ImportOutcome::default();
+        // Line of each row sent to the store, by position: conflicts come back by position.
+        let mut lines: Vec<u64> = Vec::new();
+        let mut prepared = 0u64;
+        let mut store_gone = false;
+        while let Some(chunk) = rows.recv().await {
+            let per = chunk.len().div_ceil(workers).max(1);
+            let mut parts = Vec::with_capacity(workers);
+            let mut chunk = chunk
+                .into_iter()
+                .filter_map(|r| r.map_err(|e| outcome.rejected.push(e)).ok())
+                .collect::<Vec<_>>()
+                .into_iter();
+            loop {
+                let part: Vec<ImportRow> = chunk.by_ref().take(per).collect();
+                if part.is_empty() {
+                    break;
+                }
+                let ctx = ctx.clone();
+                parts.push(tokio::task::spawn_blocking(move || {
+                    part.into_iter()
+                        .map(|r| (r.line, ctx.prepare(r)))
+                        .collect::<Vec<_>>()
+                }));
+            }
+            let mut good = Vec::new();
+            for part in parts {
+                let part = part
+                    .await
+                    .map_err(|e| Error::Internal(format!("import worker failed: {e}")))?;
+                for (line, row) in part {
+                    prepared += 1;
+                    match row {
+                        Ok((subject, audit)) => {
+                            lines.push(line);
+                            if options.collect_ids {
+                                outcome.ids.push(subject.id.clone());
+                            }
+                            good.push((subject, audit));
+                        }
+                        Err(errors) => outcome.rejected.extend(errors),
+                    }
+                }
+            }
+            if let Some(p) = &options.progress {
+                p(prepared);
+            }
+            if !good.is_empty() && to_store.send(BulkInsert::Subjects(good)).await.is_err() {
+                store_gone = true;
+                break;
+            }
+        }
+        if outcome.rejected.is_empty() && !store_gone {
+            let _ = to_store.send(BulkInsert::Commit).await;
+        }
+        drop(to_store);
+        let stored = writer
+            .await
+            .map_err(|e| Error::Internal(format!("import writer failed: {e}")))?;
+        match stored {
+            Ok(n) => outcome.imported = n,
+            Err(StoreError::Conflicts(conflicts)) => {
+                for c in conflicts {
+                    let line = lines.get(c.index as usize).copied().unwrap_or(0);
+                    outcome.rejected.push(RowError {
+                        line,
+                        message: format!(
+                            "another subject already holds this {} (earlier in the input or in the vault); the policy declares it unique",
+                            c.category
+                        ),
+                        category: Some(c.category),
+                    });
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        if !outcome.rejected.is_empty() {
+            outcome.imported = 0;
+            outcome.ids.clear();
+            outcome.rejected.sort_by_key(|r| r.line);
+        }
+        Ok(outcome)
     }
 
     // ---------------------------------------------------------------- audit

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 
 const DB_FILE: &str = "amanah.db";
 const KEY_FILE: &str = "master.key";
-const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
+pub(crate) const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
 
 #[derive(Parser)]
 #[command(
@@ -27,17 +27,17 @@ struct Cli {
 }
 
 #[derive(clap::Args, Clone)]
-struct DataArgs {
+pub(crate) struct DataArgs {
     /// Data directory: the SQLite database, and by default the key file. With --store it only
     /// holds the key file (DIR/master.key) unless --key-file is given.
     #[arg(long, env = "AMANAH_DATA")]
-    data: Option<PathBuf>,
+    pub(crate) data: Option<PathBuf>,
     /// Key file; keep it outside the data directory in production.
     #[arg(long, env = "AMANAH_KEY_FILE")]
-    key_file: Option<PathBuf>,
+    pub(crate) key_file: Option<PathBuf>,
     /// Keep the data in PostgreSQL instead of SQLite: postgres://USER:PASSWORD@HOST:PORT/DB.
     #[arg(long, env = "AMANAH_DATABASE_URL", hide_env_values = true)]
-    store: Option<String>,
+    pub(crate) store: Option<String>,
 }
 
 /// Where the data lives.
@@ -63,7 +63,7 @@ impl DataArgs {
         }
     }
 
-    fn key_path(&self) -> Result<PathBuf> {
+    pub(crate) fn key_path(&self) -> Result<PathBuf> {
         match (&self.key_file, &self.data) {
             (Some(f), _) => Ok(f.clone()),
             (None, Some(d)) => Ok(d.join(KEY_FILE)),
@@ -153,6 +153,22 @@ enum Command {
         #[command(subcommand)]
         command: RetentionCommand,
     },
+    /// Import subjects from a CSV file (header = category names) or JSON Lines (one object of
+    /// category -> value per line). All or nothing: any bad row is reported as FILE:LINE and
+    /// nothing is written.
+    Import {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The purpose the data was collected under; every column must be one of its categories.
+        #[arg(long)]
+        purpose: String,
+        /// Format; by default from the file name (.csv, .jsonl, .ndjson).
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        file: PathBuf,
+    },
+    /// Load-test a server over HTTP (loopback only) and report throughput and latency.
+    Bench(crate::bench::BenchArgs),
     /// Run a demo vault (SQLite, or PostgreSQL with --store) with the university preset policy.
     Demo {
         /// Where the demo keeps its data, or only its key file with --store (created if
@@ -400,7 +416,7 @@ fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
     Ok(())
 }
 
-async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
+pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
     let location = data.location()?;
     if let Location::Sqlite(dir) = &location {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -501,7 +517,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let doc = vault
                 .ropa(
                     &cli_admin(),
-                    "SQLite (WAL, synchronous = FULL, secure_delete); data keys in a separate key store",
+                    "SQLite (WAL, every commit fsynced before it is acknowledged, secure_delete); data keys in a separate key store",
                 )
                 .await?;
             match format.as_str() {
@@ -554,6 +570,16 @@ async fn run(command: Command) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Import {
+            data,
+            purpose,
+            format,
+            file,
+        } => {
+            let vault = open_vault(&data).await?;
+            return crate::import::run(&vault, &cli_admin(), &purpose, &file, format).await;
+        }
+        Command::Bench(args) => return crate::bench::run(args).await,
         Command::Demo {
             data,
             store,

@@ -1,6 +1,8 @@
 //! `amanah`: the vault's one binary. Every subcommand is a thin shell over the vault.
 
+mod bench;
 mod cli;
+mod import;
 mod maintenance;
 
 fn main() -> std::process::ExitCode {
