@@ -39,6 +39,8 @@ pub enum Workload {
     Get,
     /// 80 % reads (lookup and get, half each), 20 % creates.
     Mixed,
+    /// Erase seeded subjects (crypto-shredding), each once; stops when all are erased.
+    Erase,
 }
 
 impl Workload {
@@ -48,6 +50,7 @@ impl Workload {
             Workload::Lookup => "lookup",
             Workload::Get => "get",
             Workload::Mixed => "mixed",
+            Workload::Erase => "erase",
         }
     }
 }
@@ -65,9 +68,14 @@ pub struct BenchArgs {
     /// Load before measuring (not reported).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     warmup: Duration,
-    /// Subjects created before a lookup, get or mixed run.
+    /// Subjects created before a lookup, get, mixed or erase run.
     #[arg(long, default_value_t = 10_000)]
     subjects: u64,
+    /// Total requests per second to offer, paced evenly over the connections (latency counts
+    /// from each request's scheduled time, so a stalled server is not hidden). Default: as
+    /// fast as the server answers.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Target a running server (loopback only), e.g. http://127.0.0.1:8080; its policy needs
     /// the five categories above under `--purpose`. Default: start one on a temporary directory.
     #[arg(long, requires = "key")]
@@ -292,6 +300,12 @@ pub struct Report {
     /// The first error seen, if any (status or transport error; never a response body).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
+    /// Offered load (`--rate`), if paced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offered_rps: Option<f64>,
+    /// Peak resident memory of the server the bench started (Linux `VmHWM`), in MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_peak_rss_mib: Option<f64>,
 }
 
 impl Report {
@@ -313,6 +327,12 @@ impl Report {
             "  requests    {} ok, {} errors\n  throughput  {:.0} req/s\n  latency     p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  (mean {:.2} ms)\n",
             self.requests, self.errors, self.throughput_rps, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms, l.mean_ms
         ));
+        if let Some(rate) = self.offered_rps {
+            out.push_str(&format!("  offered     {rate:.0} req/s\n"));
+        }
+        if let Some(rss) = self.server_peak_rss_mib {
+            out.push_str(&format!("  server RSS  {rss:.1} MiB peak\n"));
+        }
         if let Some(e) = &self.first_error {
             out.push_str(&format!("  first error {e}\n"));
         }
@@ -347,6 +367,8 @@ struct Plan {
     /// Subjects 0..seeded exist (numbers), with these ids.
     seeded: u64,
     ids: Vec<String>,
+    /// Next seeded subject to erase (index into `ids`).
+    next_erase: AtomicU64,
 }
 
 #[derive(Clone, Copy)]
@@ -354,14 +376,17 @@ enum Op {
     Create,
     Lookup,
     Get,
+    Erase,
 }
 
 impl Plan {
-    fn request(&self, op: Op, rng: &mut Rng) -> Result<(Request<Full<Bytes>>, StatusCode)> {
+    /// The request for `op`, or `None` when there is nothing left to do (every seeded subject
+    /// erased).
+    fn request(&self, op: Op, rng: &mut Rng) -> Result<Option<(Request<Full<Bytes>>, StatusCode)>> {
         let builder = Request::builder()
             .header(header::HOST, &self.target.host)
             .header(header::AUTHORIZATION, &self.auth);
-        Ok(match op {
+        Ok(Some(match op {
             Op::Create => {
                 let m = self.next.fetch_add(1, Ordering::Relaxed);
                 (
@@ -400,7 +425,20 @@ impl Plan {
                     StatusCode::OK,
                 )
             }
-        })
+            Op::Erase => {
+                let i = self.next_erase.fetch_add(1, Ordering::Relaxed);
+                let Some(id) = self.ids.get(i as usize) else {
+                    return Ok(None);
+                };
+                (
+                    builder
+                        .method(Method::DELETE)
+                        .uri(format!("/v1/subjects/{id}"))
+                        .body(Full::new(Bytes::new()))?,
+                    StatusCode::NO_CONTENT,
+                )
+            }
+        }))
     }
 }
 
@@ -452,6 +490,7 @@ async fn connection(
     index: u64,
     measure_from: Instant,
     until: Instant,
+    interval: Option<Duration>,
 ) -> Result<Tally> {
     let mut rng = Rng(seed_from_clock(index));
     let mut tally = Tally {
@@ -461,8 +500,21 @@ async fn connection(
         first_error: None,
     };
     let mut sender = None;
+    // Paced connections start at staggered offsets so the offered load is even.
+    let mut scheduled = Instant::now()
+        + interval.map_or(Duration::ZERO, |i| {
+            i.mul_f64((rng.below(1_000) as f64) / 1_000.0)
+        });
     loop {
-        let start = Instant::now();
+        let start = match interval {
+            Some(i) => {
+                tokio::time::sleep_until(scheduled.into()).await;
+                let at = scheduled;
+                scheduled += i;
+                at
+            }
+            None => Instant::now(),
+        };
         if start >= until {
             break;
         }
@@ -475,8 +527,11 @@ async fn connection(
                 2..=5 => Op::Lookup,
                 _ => Op::Get,
             },
+            Workload::Erase => Op::Erase,
         };
-        let (req, expect) = plan.request(op, &mut rng)?;
+        let Some((req, expect)) = plan.request(op, &mut rng)? else {
+            break;
+        };
         let result = send(&mut sender, plan.target.addr, req, expect).await;
         let end = Instant::now();
         if start < measure_from || end > until {
@@ -601,6 +656,26 @@ struct OwnServer {
     _dir: tempfile::TempDir,
 }
 
+impl OwnServer {
+    /// Peak resident set of the server process (Linux only).
+    fn peak_rss_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        peak_rss_kib(&status).map(|kib| kib as f64 / 1024.0)
+    }
+}
+
+/// `VmHWM` (peak resident set) of a `/proc/PID/status` text, in KiB.
+fn peak_rss_kib(status: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()
+}
+
 impl Drop for OwnServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -712,6 +787,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         next: AtomicU64::new(seed),
         seeded: seed,
         ids: Vec::new(),
+        next_erase: AtomicU64::new(0),
     };
     if server.is_none() && seed > 0 {
         let p = Arc::new(plan);
@@ -722,6 +798,13 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let plan = Arc::new(plan);
     let measure_from = Instant::now() + args.warmup;
     let until = measure_from + args.duration;
+    let interval = match args.rate {
+        Some(rate) if rate.is_finite() && rate > 0.0 => {
+            Some(Duration::from_secs_f64(args.connections as f64 / rate))
+        }
+        Some(_) => bail!("--rate must be a positive number of requests per second"),
+        None => None,
+    };
     let mut tasks = Vec::with_capacity(args.connections);
     for i in 0..args.connections {
         tasks.push(tokio::spawn(connection(
@@ -730,6 +813,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             i as u64,
             measure_from,
             until,
+            interval,
         )));
     }
     let mut hist = histogram()?;
@@ -744,8 +828,14 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             first_error = tally.first_error;
         }
     }
+    // An erase run ends when the seeded subjects do: the rate is over the time it took.
+    let ended = Instant::now().min(until);
+    let server_peak_rss_mib = server.as_ref().and_then(OwnServer::peak_rss_mib);
     drop(server);
-    let secs = args.duration.as_secs_f64();
+    let secs = ended
+        .saturating_duration_since(measure_from)
+        .as_secs_f64()
+        .max(1e-3);
     let report = Report {
         workload: args.workload,
         target: label,
@@ -757,6 +847,8 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
         throughput_rps: ok as f64 / secs,
         latency: Latency::from_histogram(&hist),
         first_error,
+        offered_rps: args.rate,
+        server_peak_rss_mib,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -865,6 +957,8 @@ mod tests {
             throughput_rps: 500.0,
             latency: l,
             first_error: Some("HTTP 500 Internal Server Error".into()),
+            offered_rps: Some(600.0),
+            server_peak_rss_mib: Some(42.5),
         };
         let text = r.text();
         assert!(text.starts_with("workload lookup against http://127.0.0.1:1: 8 connections, 2.0 s measured, 100 subjects seeded\n"), "{text}");
@@ -881,5 +975,20 @@ mod tests {
             r.latency.p99_ms
         );
         assert_eq!(json["errors"], 2);
+        assert!(text.contains("offered     600 req/s"), "{text}");
+        assert!(text.contains("server RSS  42.5 MiB peak"), "{text}");
+        assert_eq!(json["server_peak_rss_mib"], 42.5);
+    }
+
+    #[test]
+    fn peak_rss_is_read_from_proc_status() {
+        let status =
+            "Name:\tamanah\nVmPeak:\t  900000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(peak_rss_kib(status), Some(51_234));
+        assert_eq!(peak_rss_kib("Name:\tx\n"), None);
+        assert_eq!(peak_rss_kib("VmHWM:\t12 MB\n"), None);
+        // This very process has one.
+        let own = std::fs::read_to_string("/proc/self/status").unwrap();
+        assert!(peak_rss_kib(&own).unwrap() > 0);
     }
 }

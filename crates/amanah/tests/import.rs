@@ -235,6 +235,144 @@ async fn bad_rows_are_reported_by_line_and_nothing_is_written() {
         .contains(":1: email: another subject already holds this email"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_keep_the_age_and_consent_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let before = vault(&data).await.verify_chain().await.unwrap().entries;
+
+    // The preset's minimum age is 13: a child born last year is refused by line, like over
+    // the API; a 15-year-old (a minor, imported by an admin) is fine, but the file is all or
+    // nothing.
+    let year = time::OffsetDateTime::now_utc().year();
+    let ages = dir.path().join("ages.csv");
+    std::fs::write(
+        &ages,
+        format!(
+            "email,birth_date\nteen@example.id,{}-01-15\nchild@example.id,{}-01-15\n",
+            year - 15,
+            year - 1
+        ),
+    )
+    .unwrap();
+    let out = import(&data, &ages);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = ages.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{file}:3: birth_date: field \"birth_date\": the person is under 13"
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(&format!("{file}:2:")), "{stderr}");
+
+    // A purpose resting on consent is refused before any row is read.
+    let leads = dir.path().join("leads.csv");
+    std::fs::write(&leads, "email\nlead@example.id\n").unwrap();
+    let out = amanah()
+        .args([
+            "import",
+            "--data",
+            &data,
+            "--purpose",
+            "prospect_information",
+        ])
+        .arg(&leads)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rests on consent"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let v = vault(&data).await;
+    for email in ["teen@example.id", "child@example.id"] {
+        let found = v
+            .search(&admin(), "admission", "email", email)
+            .await
+            .unwrap();
+        assert!(found.is_empty(), "{email} was written");
+    }
+    assert_eq!(v.verify_chain().await.unwrap().entries, before + 2);
+}
+
+#[test]
+fn bench_erases_every_seeded_subject_once_and_reports_server_memory() {
+    let out = amanah()
+        .args([
+            "bench",
+            "--workload",
+            "erase",
+            "--duration",
+            "20s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "3",
+            "--subjects",
+            "25",
+            "--json",
+        ])
+        .env_remove("AMANAH_BENCH_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "erase");
+    // Each seeded subject is erased exactly once (a second DELETE would answer 410, an error).
+    assert_eq!(report["requests"], 25, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    // The run ends when the subjects do, and the rate is over that time, not the 20 s asked.
+    assert!(report["duration_s"].as_f64().unwrap() < 20.0, "{report}");
+    assert!(
+        report["server_peak_rss_mib"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+}
+
+#[test]
+fn bench_paces_the_offered_load() {
+    let out = amanah()
+        .args([
+            "bench",
+            "--workload",
+            "get",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+            "--subjects",
+            "10",
+            "--json",
+        ])
+        .env_remove("AMANAH_BENCH_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["offered_rps"], 40.0);
+    let n = report["requests"].as_u64().unwrap();
+    // Unpaced, a server answers gets by the thousand per second; paced, 40 in 1 s (plus at
+    // most one per connection from the staggered start).
+    assert!((1..=42).contains(&n), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
 #[test]
 fn bench_smoke_reports_json_without_errors() {
     let out = amanah()
