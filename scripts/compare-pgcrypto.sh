@@ -8,7 +8,9 @@
 #           3 blind-indexed, all unique), synchronous_commit = on (durable, like Amanah)
 #   lookup: by the email hmac column, decrypting all 5 columns
 # once with pgcrypto's default options and once tuned ('cipher-algo=aes256, s2k-mode=1'),
-# then `amanah bench` create and lookup, and prints the ratios.
+# then `amanah bench` create and lookup against Amanah on the same PostgreSQL cluster (its own
+# database, one `amanah serve`; SKIP_AMANAH_PG=1 skips it) and on SQLite, and prints the ratios
+# for each store.
 #
 # Usage: scripts/compare-pgcrypto.sh            (after `cargo build --release`)
 # Environment: CONNECTIONS (64), SECONDS_PER_RUN (10), SEED (10000 subjects for lookups),
@@ -47,7 +49,9 @@ if [ "$(id -u)" = 0 ]; then
 else
   as_owner() { "$@"; }
 fi
+SERVE_PID=""
 cleanup() {
+  [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null
   as_owner "$(tool pg_ctl)" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -120,20 +124,49 @@ for variant in default tuned; do
     || { cat "$WORK/pgbench.err"; die "pgbench failed"; }
   echo "pgcrypto $variant: insert ${PG[insert_$variant]}/s, lookup ${PG[lookup_$variant]}/s"
 done
-as_owner "$(tool pg_ctl)" -D "$WORK/pg" -m fast stop >/dev/null
-
-echo "== Amanah (own server, SQLite), $CONNECTIONS connections, ${SECS}s per run"
 rps() { sed -n 's/.*"throughput_rps": \([0-9.]*\).*/\1/p' | awk '{printf "%.0f", $1}'; }
 errors() { sed -n 's/.*"errors": \([0-9]*\).*/\1/p'; }
-CREATE_JSON=$("$AMANAH" bench --workload create --connections "$CONNECTIONS" --duration "${SECS}s" --json)
-LOOKUP_JSON=$("$AMANAH" bench --workload lookup --connections "$CONNECTIONS" --duration "${SECS}s" --subjects "$SEED" --json)
-A_CREATE=$(rps <<<"$CREATE_JSON"); A_LOOKUP=$(rps <<<"$LOOKUP_JSON")
-echo "amanah: create ${A_CREATE}/s ($(errors <<<"$CREATE_JSON") errors), lookup ${A_LOOKUP}/s ($(errors <<<"$LOOKUP_JSON") errors)"
+p99() { sed -n 's/.*"p99_ms": \([0-9.]*\).*/\1/p'; }
+declare -A A
+amanah_runs() { # store label, then bench arguments for --url (empty: own SQLite server)
+  local label=$1; shift
+  local create lookup
+  create=$("$AMANAH" bench "$@" --workload create --connections "$CONNECTIONS" --duration "${SECS}s" --json)
+  lookup=$("$AMANAH" bench "$@" --workload lookup --connections "$CONNECTIONS" --duration "${SECS}s" --subjects "$SEED" --json)
+  A[create_$label]=$(rps <<<"$create"); A[lookup_$label]=$(rps <<<"$lookup")
+  echo "amanah on $label: create ${A[create_$label]}/s ($(errors <<<"$create") errors, p99 $(p99 <<<"$create") ms)," \
+    "lookup ${A[lookup_$label]}/s ($(errors <<<"$lookup") errors, p99 $(p99 <<<"$lookup") ms)"
+}
+
+# Amanah on the same PostgreSQL cluster: its own database, one `amanah serve`.
+if [ "${SKIP_AMANAH_PG:-0}" != 1 ]; then
+  echo "== Amanah on PostgreSQL (same cluster, one amanah serve), $CONNECTIONS connections, ${SECS}s per run"
+  "$PSQL" -q -c "CREATE DATABASE amanah" >/dev/null
+  export AMANAH_DATABASE_URL="postgres://bench@127.0.0.1:$PORT/amanah" AMANAH_KEY_FILE="$WORK/amanah.key"
+  "$AMANAH" init --policy "$ROOT/policies/university.toml" >/dev/null
+  PGKEY=$("$AMANAH" apikey create --role admin --name bench | tail -1)
+  AMANAH_LOG=warn "$AMANAH" serve --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
+  SERVE_PID=$!
+  for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$WORK/serve.out" | head -1)
+  [ -n "$URL" ] || { cat "$WORK/serve.err"; die "amanah serve on PostgreSQL did not start"; }
+  amanah_runs postgres --url "$URL" --key "$PGKEY"
+  kill "$SERVE_PID"; wait "$SERVE_PID" 2>/dev/null || true; SERVE_PID=""
+  unset AMANAH_DATABASE_URL AMANAH_KEY_FILE
+fi
+as_owner "$(tool pg_ctl)" -D "$WORK/pg" -m fast stop >/dev/null
+
+echo "== Amanah on SQLite (own server), $CONNECTIONS connections, ${SECS}s per run"
+amanah_runs sqlite
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
-echo
-printf '%-8s %12s %18s %16s %14s %14s\n' workload "amanah/s" "pgcrypto default/s" "pgcrypto tuned/s" "vs default" "vs tuned"
-printf '%-8s %12s %18s %16s %14s %14s\n' create "$A_CREATE" "${PG[insert_default]}" "${PG[insert_tuned]}" \
-  "$(ratio "$A_CREATE" "${PG[insert_default]}")" "$(ratio "$A_CREATE" "${PG[insert_tuned]}")"
-printf '%-8s %12s %18s %16s %14s %14s\n' lookup "$A_LOOKUP" "${PG[lookup_default]}" "${PG[lookup_tuned]}" \
-  "$(ratio "$A_LOOKUP" "${PG[lookup_default]}")" "$(ratio "$A_LOOKUP" "${PG[lookup_tuned]}")"
+for label in sqlite postgres; do
+  [ -n "${A[create_$label]:-}" ] || continue
+  echo
+  echo "Amanah on $label vs PostgreSQL + pgcrypto (same run):"
+  printf '%-8s %12s %18s %16s %14s %14s\n' workload "amanah/s" "pgcrypto default/s" "pgcrypto tuned/s" "vs default" "vs tuned"
+  printf '%-8s %12s %18s %16s %14s %14s\n' create "${A[create_$label]}" "${PG[insert_default]}" "${PG[insert_tuned]}" \
+    "$(ratio "${A[create_$label]}" "${PG[insert_default]}")" "$(ratio "${A[create_$label]}" "${PG[insert_tuned]}")"
+  printf '%-8s %12s %18s %16s %14s %14s\n' lookup "${A[lookup_$label]}" "${PG[lookup_default]}" "${PG[lookup_tuned]}" \
+    "$(ratio "${A[lookup_$label]}" "${PG[lookup_default]}")" "$(ratio "${A[lookup_$label]}" "${PG[lookup_tuned]}")"
+done

@@ -21,12 +21,13 @@ def subject(salt, i):
     district = (m // 9999) % 99 + 1
     regency = (m // (9999 * 99)) % 99 + 1
     province = PROVINCES[(m // (9999 * 99 * 99)) % len(PROVINCES)]
-    day, month, yy = m % 28 + 1, (m // 28) % 12 + 1, (m // 336) % 100
+    # Adults born 1945-2004: the policy refuses people under its minimum age.
+    day, month, year = m % 28 + 1, (m // 28) % 12 + 1, 1945 + (m // 336) % 60
+    yy = year % 100
     nik_day = day + 40 if m % 2 == 1 else day
     nik = "%02d%02d%02d%02d%02d%02d%04d" % (province, regency, district, nik_day, month, yy, serial)
-    century = 1900 if yy >= 30 else 2000
     return {"full_name": NAMES[m % len(NAMES)], "email": "g%x.%d@import.example.id" % (salt, i),
-            "whatsapp": phone, "nik": nik, "birth_date": "%d-%02d-%02d" % (century + yy, month, day)}
+            "whatsapp": phone, "nik": nik, "birth_date": "%d-%02d-%02d" % (year, month, day)}
 
 
 def main():

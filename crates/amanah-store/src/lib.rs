@@ -144,4 +144,8 @@ pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>>;
+    /// Moves everything committed into the database files proper (SQLite: copies the
+    /// write-ahead logs back and truncates them), e.g. after a bulk import, so the next
+    /// process does not start on a log of gigabytes. Committed data is durable either way.
+    async fn flush(&self) -> StoreResult<()>;
 }

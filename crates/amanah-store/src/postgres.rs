@@ -1531,6 +1531,11 @@ impl Store for PgStore {
         self.write(Op::InsertPolicy(policy, audit)).await
     }
 
+    async fn flush(&self) -> StoreResult<()> {
+        // PostgreSQL checkpoints on its own; a commit is already in the data files' WAL.
+        Ok(())
+    }
+
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
         self.query(
             "SELECT seq, version, source, sha256, applied_at FROM policy_versions

@@ -1091,6 +1091,11 @@ impl Vault {
         self.verify_chain().await
     }
 
+    /// Moves everything committed into the store's database files (after a bulk import).
+    pub async fn flush(&self) -> Result<()> {
+        self.store.flush().await.map_err(store_error)
+    }
+
     /// Verifies the chain without recording anything (used by `amanah audit verify`). Runs
     /// while the server writes: it pages to the end, then reads the signed head; entries
     /// committed meanwhile move the head on, and paging resumes until both meet.

@@ -203,13 +203,15 @@ pub fn subject_values(run: u32, m: u64) -> [(&'static str, String); 5] {
     let province = PROVINCES[((m / (9_999 * 99 * 99)) as usize) % PROVINCES.len()];
     let day = m % 28 + 1;
     let month = (m / 28) % 12 + 1;
-    let yy = (m / 336) % 100;
+    // Adults only (born 1945-2004): the policy refuses people under its minimum age, and
+    // minors' records need roles cleared for specific data.
+    let year = 1945 + (m / 336) % 60;
+    let yy = year % 100;
     let female = m % 2 == 1;
     let nik = format!(
         "{province:02}{regency:02}{district:02}{:02}{month:02}{yy:02}{serial:04}",
         if female { day + 40 } else { day }
     );
-    let century = if yy >= 30 { 1900 } else { 2000 };
     [
         (
             "full_name",
@@ -218,10 +220,7 @@ pub fn subject_values(run: u32, m: u64) -> [(&'static str, String); 5] {
         ("email", email(run, m)),
         ("whatsapp", phone),
         ("nik", nik),
-        (
-            "birth_date",
-            format!("{}-{month:02}-{day:02}", century + yy),
-        ),
+        ("birth_date", format!("{year}-{month:02}-{day:02}")),
     ]
 }
 
@@ -928,6 +927,12 @@ mod tests {
                 let n = normalize_str(ty, v).unwrap_or_else(|e| panic!("{name} {v}: {e}"));
                 if *name != "full_name" && *name != "birth_date" {
                     assert!(seen.insert(n), "duplicate {name} {v}");
+                }
+                if *name == "birth_date" {
+                    // Adults born in the past: the preset refuses people under 13 and minors'
+                    // records need specific-data roles.
+                    let year: i32 = n[..4].parse().unwrap();
+                    assert!((1945..=2004).contains(&year), "birth date {n}");
                 }
             }
         }

@@ -92,6 +92,12 @@ pub async fn run(
         outcome.imported,
         outcome.imported as f64 / secs.max(1e-9)
     );
+    let flushing = Instant::now();
+    vault.flush().await?;
+    println!(
+        "copied the write-ahead log into the database in {:.2} s",
+        flushing.elapsed().as_secs_f64()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -80,6 +80,16 @@ async fn good_csv_and_jsonl_import_and_read_back_with_one_audit_entry_each() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("imported 3 subjects from "), "{stdout}");
     assert!(stdout.contains("rows/s"), "{stdout}");
+    // The import's log was copied into the database files: the next process does not start
+    // on it (a large import would otherwise leave a WAL of gigabytes behind).
+    assert!(
+        stdout.contains("copied the write-ahead log into the database"),
+        "{stdout}"
+    );
+    for wal in ["amanah.db-wal", "amanah-keys.db-wal"] {
+        let len = std::fs::metadata(Path::new(&data).join(wal)).map_or(0, |m| m.len());
+        assert_eq!(len, 0, "{wal} holds {len} bytes after the import");
+    }
 
     let jsonl = dir.path().join("more.jsonl");
     std::fs::write(
