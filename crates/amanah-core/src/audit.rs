@@ -154,6 +154,73 @@ impl<'k> ChainVerifier<'k> {
         Ok(())
     }
 
+    /// Checks a page of records in stored order, like `push` on each, but on several threads:
+    /// every link is checkable on its own (entry i's hash chains from entry i-1's stored hash),
+    /// so chunks are verified in parallel and the earliest break is reported. On a break, the
+    /// verifier stands just before the bad entry, as after `push`.
+    pub fn push_page(&mut self, records: &[AuditRecord]) -> Result<(), ChainBreak> {
+        const MIN_CHUNK: usize = 1024;
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(records.len() / MIN_CHUNK)
+            .max(1);
+        let chunk = records.len().div_ceil(threads).max(1);
+        let (key, first_prev, first_seq) = (self.key, self.prev, self.next_seq);
+        let check = |start: usize, part: &[AuditRecord]| -> Result<(), (usize, ChainBreak)> {
+            let mut prev = if start == 0 {
+                first_prev
+            } else {
+                records[start - 1].hash
+            };
+            for (i, record) in part.iter().enumerate() {
+                let expected_seq = first_seq + (start + i) as u64;
+                if record.seq != expected_seq {
+                    let b = ChainBreak::Sequence {
+                        expected: expected_seq,
+                        found: record.seq,
+                    };
+                    return Err((start + i, b));
+                }
+                if key.chain(&prev, &canonical_bytes(record.seq, &record.entry)) != record.hash {
+                    return Err((start + i, ChainBreak::Hash { seq: record.seq }));
+                }
+                prev = record.hash;
+            }
+            Ok(())
+        };
+        let outcome = if threads == 1 {
+            check(0, records)
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = records
+                    .chunks(chunk)
+                    .enumerate()
+                    .map(|(n, part)| scope.spawn(move || check(n * chunk, part)))
+                    .collect();
+                // Chunks are in order: the first error found this way is the earliest.
+                let mut first = Ok(());
+                for h in handles {
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    if first.is_ok() {
+                        first = r;
+                    }
+                }
+                first
+            })
+        };
+        let verified = match &outcome {
+            Ok(()) => records.len(),
+            Err((i, _)) => *i,
+        };
+        if verified > 0 {
+            self.prev = records[verified - 1].hash;
+            self.next_seq += verified as u64;
+        }
+        outcome.map_err(|(_, b)| b)
+    }
+
     /// Entries seen so far.
     pub fn count(&self) -> u64 {
         self.next_seq - 1
@@ -216,6 +283,51 @@ mod tests {
                 AuditRecord { seq, entry, hash }
             })
             .collect()
+    }
+
+    /// `push_page` (parallel) must agree with `push` (sequential) on the verdict and on where
+    /// the verifier stands afterwards, wherever a break is.
+    #[test]
+    fn pages_verified_in_parallel_agree_with_one_by_one() {
+        let ring = KeyRing::generate().unwrap();
+        let key = ring.audit_key();
+        let good = chain(&ring, 5_000);
+        let sequential = |records: &[AuditRecord]| {
+            let mut v = ChainVerifier::new(&key);
+            let r = records.iter().try_for_each(|rec| v.push(rec));
+            (r, v.count(), v.prev)
+        };
+        let parallel = |records: &[AuditRecord]| {
+            let mut v = ChainVerifier::new(&key);
+            // Two pages, so the second starts from the first's end.
+            let (a, b) = records.split_at(1_700);
+            let r = v.push_page(a).and_then(|()| v.push_page(b));
+            (r, v.count(), v.prev)
+        };
+        assert_eq!(parallel(&good), sequential(&good));
+        assert_eq!(parallel(&good).1, 5_000);
+        for at in [0usize, 1, 1_023, 1_699, 1_700, 2_500, 3_351, 4_999] {
+            let mut altered = good.clone();
+            altered[at].entry.actor = "someone else".into();
+            let (p, s) = (parallel(&altered), sequential(&altered));
+            assert_eq!(p, s, "altered entry at {at}");
+            assert_eq!(p.0, Err(ChainBreak::Hash { seq: at as u64 + 1 }));
+            assert_eq!(p.1, at as u64);
+
+            let mut removed = good.clone();
+            removed.remove(at);
+            if at < removed.len() {
+                assert_eq!(
+                    parallel(&removed),
+                    sequential(&removed),
+                    "removed entry at {at}"
+                );
+                assert!(matches!(
+                    parallel(&removed).0,
+                    Err(ChainBreak::Sequence { .. })
+                ));
+            }
+        }
     }
 
     fn verify(

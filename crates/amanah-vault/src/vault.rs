@@ -1109,21 +1109,37 @@ impl Vault {
         };
         let mut checked_at: Option<u64> = None;
         loop {
-            loop {
-                let page = self
-                    .store
-                    .audit_entries(None, verifier.count(), VERIFY_PAGE)
+            // Sequence numbers are dense, so the pages to come are known in advance: two are
+            // read ahead (on the store's reader threads) while one is checked. A gap makes the
+            // page that holds it fail verification before any later page matters.
+            let fetch = |after: u64| {
+                let store = self.store.clone();
+                tokio::spawn(async move { store.audit_entries(None, after, VERIFY_PAGE).await })
+            };
+            let page_len = VERIFY_PAGE as u64;
+            let start = verifier.count();
+            let mut ahead: std::collections::VecDeque<_> =
+                (0..3).map(|k| fetch(start + k * page_len)).collect();
+            let mut requested = start + 3 * page_len;
+            while let Some(task) = ahead.pop_front() {
+                let page = task
                     .await
+                    .map_err(|e| Error::Internal(format!("audit page reader failed: {e}")))?
                     .map_err(store_error)?;
                 if page.is_empty() {
                     break;
                 }
-                for record in &page {
-                    if let Err(b) = verifier.push(record) {
-                        return Ok(broken(&verifier, b));
-                    }
+                ahead.push_back(fetch(requested));
+                requested += page_len;
+                if let Err(b) = verifier.push_page(&page) {
+                    ahead.iter().for_each(|t| t.abort());
+                    return Ok(broken(&verifier, b));
+                }
+                if page.len() < VERIFY_PAGE {
+                    break;
                 }
             }
+            ahead.iter().for_each(|t| t.abort());
             let head = self.store.audit_head().await.map_err(store_error)?;
             if let Some((seq, _, _)) = head.filter(|(seq, _, _)| *seq > verifier.count()) {
                 // The head is ahead: either entries were committed meanwhile (page on), or
