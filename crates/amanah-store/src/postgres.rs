@@ -1008,66 +1008,96 @@ async fn write_fields(
 
 /// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
 /// another subject already holds; the caller decides whether that is an error.
+///
+/// The statements do not depend on each other's results, so they are sent as one pipeline:
+/// PostgreSQL runs them in the order sent (the subject row first, which the others reference),
+/// and the job costs about one round trip instead of one per row.
 async fn insert_new_subject(
     tx: &Transaction<'_>,
     stmts: &mut Stmts,
     s: &NewSubject,
 ) -> Result<Vec<String>, Tx> {
     let at = s.created_at_micros;
-    let st = stmts
+    let version = i64::from(s.wrapped_key.version);
+    let subject_st = stmts
         .get(tx, "INSERT INTO subjects (id, created_at) VALUES ($1, $2)")
         .await?;
-    tx.execute(&st, &[&s.id, &at]).await?;
-    let st = stmts
+    let key_st = stmts
         .get(
             tx,
             "INSERT INTO amanah_keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
              VALUES ($1, $2, $3, $4)",
         )
         .await?;
-    tx.execute(
-        &st,
-        &[
-            &s.id,
-            &s.wrapped_key.kek_id,
-            &i64::from(s.wrapped_key.version),
-            &s.wrapped_key.ciphertext,
-        ],
-    )
-    .await?;
-    let mut taken = Vec::new();
-    for f in &s.fields {
-        let st = stmts
-            .get(
-                tx,
-                "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .await?;
-        tx.execute(&st, &[&s.id, &f.category, &f.ciphertext, &at])
-            .await?;
-        let Some(term) = &f.index_term else { continue };
-        let st = stmts
-            .get(
-                tx,
-                "INSERT INTO blind_index (category, term, subject_id) VALUES ($1, $2, $3)",
-            )
-            .await?;
-        tx.execute(&st, &[&f.category, &&term[..], &s.id]).await?;
-        if f.unique {
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO unique_index (category, term, subject_id) VALUES ($1, $2, $3)
-                     ON CONFLICT (category, term) DO NOTHING",
-                )
-                .await?;
-            if tx.execute(&st, &[&f.category, &&term[..], &s.id]).await? == 0 {
-                taken.push(f.category.clone());
+    let field_st = stmts
+        .get(
+            tx,
+            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .await?;
+    let blind_st = stmts
+        .get(
+            tx,
+            "INSERT INTO blind_index (category, term, subject_id) VALUES ($1, $2, $3)",
+        )
+        .await?;
+    let unique_st = stmts
+        .get(
+            tx,
+            "INSERT INTO unique_index (category, term, subject_id) VALUES ($1, $2, $3)
+             ON CONFLICT (category, term) DO NOTHING",
+        )
+        .await?;
+    let purpose_st = stmts
+        .get(
+            tx,
+            "INSERT INTO subject_purposes (subject_id, purpose, collected_at) VALUES ($1, $2, $3)
+             ON CONFLICT (subject_id, purpose) DO NOTHING",
+        )
+        .await?;
+    type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
+    let mut batch: Vec<(&Statement, Params<'_>)> = vec![
+        (&subject_st, vec![&s.id, &at]),
+        (
+            &key_st,
+            vec![
+                &s.id,
+                &s.wrapped_key.kek_id,
+                &version,
+                &s.wrapped_key.ciphertext,
+            ],
+        ),
+    ];
+    let terms: Vec<_> = s
+        .fields
+        .iter()
+        .map(|f| f.index_term.as_ref().map(|t| &t[..]))
+        .collect();
+    // Position in `batch` of each unique-term insert, with its category.
+    let mut unique_at = Vec::new();
+    for (f, term) in s.fields.iter().zip(&terms) {
+        batch.push((&field_st, vec![&s.id, &f.category, &f.ciphertext, &at]));
+        if let Some(term) = term {
+            batch.push((&blind_st, vec![&f.category, term, &s.id]));
+            if f.unique {
+                unique_at.push((batch.len(), &f.category));
+                batch.push((&unique_st, vec![&f.category, term, &s.id]));
             }
         }
     }
-    record_purpose(tx, stmts, &s.id, &s.purpose, at).await?;
+    batch.push((&purpose_st, vec![&s.id, &s.purpose, &at]));
+    let rows = futures_util::future::try_join_all(
+        batch
+            .iter()
+            .map(|(st, params)| tx.execute_raw(*st, params.iter().copied())),
+    )
+    .await?;
+    let taken = unique_at
+        .into_iter()
+        .filter(|(i, _)| rows.get(*i) == Some(&0))
+        .map(|(_, category)| category.clone())
+        .collect();
     for c in &s.consents {
         write_consent(tx, stmts, c).await?;
     }
