@@ -1021,30 +1021,33 @@ fn write_fields(tx: &Connection, subject: &str, at: i64, fields: &[FieldWrite]) 
         tx.prepare_cached("DELETE FROM unique_index WHERE subject_id = ?1 AND category = ?2")
             .and_then(|mut st| st.execute(params![subject, f.category]))
             .map_err(backend)?;
-        if let Some(term) = f.index_term {
-            if !f.unique {
-                tx.prepare_cached(
-                    "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
-                )
-                .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
-                .map_err(backend)?;
-            } else {
-                let inserted = tx
-                    .prepare_cached(
-                        "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
-                         ON CONFLICT(category, term) DO NOTHING",
-                    )
-                    .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
-                    .map_err(backend)?;
-                if inserted == 0 {
-                    return Err(StoreError::Unique {
-                        category: f.category.clone(),
-                    });
-                }
-            }
+        if !insert_term(tx, subject, f)? {
+            return Err(StoreError::Unique {
+                category: f.category.clone(),
+            });
         }
     }
     Ok(())
+}
+
+/// Inserts a field's blind-index term, if it has one: a unique term in `unique_index` only
+/// (searches read both tables), others in `blind_index`. Returns false when another subject
+/// already holds the unique term (nothing inserted).
+fn insert_term(tx: &Connection, subject: &str, f: &FieldWrite) -> StoreResult<bool> {
+    let Some(term) = f.index_term else {
+        return Ok(true);
+    };
+    let sql = if f.unique {
+        "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
+         ON CONFLICT(category, term) DO NOTHING"
+    } else {
+        "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)"
+    };
+    let inserted = tx
+        .prepare_cached(sql)
+        .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+        .map_err(backend)?;
+    Ok(inserted > 0)
 }
 
 /// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
@@ -1073,25 +1076,8 @@ fn insert_new_subject(tx: &Connection, s: &NewSubject) -> StoreResult<Vec<String
         )
         .and_then(|mut st| st.execute(params![s.id, f.category, f.ciphertext, at]))
         .map_err(backend)?;
-        let Some(term) = f.index_term else { continue };
-        // A unique term lives in `unique_index` only; searches read both tables.
-        if !f.unique {
-            tx.prepare_cached(
-                "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
-            .map_err(backend)?;
-        } else {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(category, term) DO NOTHING",
-                )
-                .and_then(|mut st| st.execute(params![f.category, &term[..], s.id]))
-                .map_err(backend)?;
-            if inserted == 0 {
-                taken.push(f.category.clone());
-            }
+        if !insert_term(tx, &s.id, f)? {
+            taken.push(f.category.clone());
         }
     }
     record_purpose(tx, &s.id, &s.purpose, at)?;

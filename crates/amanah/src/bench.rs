@@ -379,6 +379,17 @@ enum Op {
 }
 
 impl Plan {
+    /// `POST /v1/subjects` for subject number `m`.
+    fn create_request(&self, m: u64) -> Result<Request<Full<Bytes>>> {
+        Ok(Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v1/subjects?purpose={}", self.purpose))
+            .header(header::HOST, &self.target.host)
+            .header(header::AUTHORIZATION, &self.auth)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(subject_json(self.run, m))))?)
+    }
+
     /// The request for `op`, or `None` when there is nothing left to do (every seeded subject
     /// erased).
     fn request(&self, op: Op, rng: &mut Rng) -> Result<Option<(Request<Full<Bytes>>, StatusCode)>> {
@@ -386,17 +397,10 @@ impl Plan {
             .header(header::HOST, &self.target.host)
             .header(header::AUTHORIZATION, &self.auth);
         Ok(Some(match op {
-            Op::Create => {
-                let m = self.next.fetch_add(1, Ordering::Relaxed);
-                (
-                    builder
-                        .method(Method::POST)
-                        .uri(format!("/v1/subjects?purpose={}", self.purpose))
-                        .header(header::CONTENT_TYPE, "application/json")
-                        .body(Full::new(Bytes::from(subject_json(self.run, m))))?,
-                    StatusCode::CREATED,
-                )
-            }
+            Op::Create => (
+                self.create_request(self.next.fetch_add(1, Ordering::Relaxed))?,
+                StatusCode::CREATED,
+            ),
             Op::Lookup => {
                 let m = rng.below(self.seeded);
                 (
@@ -569,13 +573,7 @@ async fn seed_http(plan: &Arc<Plan>, count: u64, connections: usize) -> Result<V
                 if m >= count {
                     break;
                 }
-                let req = Request::builder()
-                    .method(Method::POST)
-                    .uri(format!("/v1/subjects?purpose={}", plan.purpose))
-                    .header(header::HOST, &plan.target.host)
-                    .header(header::AUTHORIZATION, &plan.auth)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(subject_json(plan.run, m))))?;
+                let req = plan.create_request(m)?;
                 let body = send(&mut sender, plan.target.addr, req, StatusCode::CREATED)
                     .await
                     .map_err(|e| anyhow!("seeding subject {m}: {e}"))?;
