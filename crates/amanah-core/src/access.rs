@@ -13,20 +13,6 @@ pub enum Visibility {
     Masked,
 }
 
-/// The authenticated caller: an API key id and the role it was issued for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// The key's id, recorded in the audit log (never the key itself).
-    pub key_id: String,
-    pub role: String,
-}
-
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.role == ADMIN_ROLE
-    }
-}
-
 /// Why access was refused; the text is shown to the caller and written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
@@ -43,6 +29,27 @@ pub enum Denial {
     /// The subject is a minor: all their data is specific data (UU PDP Art. 4(2)(e)), which
     /// this role may not handle.
     MinorData { role: String },
+    /// The action is done under a purpose and the call names none.
+    PurposeRequired,
+    /// The role lacks what the action needs (see `authz::RULES`).
+    RoleMayNot {
+        role: String,
+        action: &'static str,
+        needs: &'static str,
+    },
+    /// The subject's data was not collected or consented for this purpose.
+    NotEnrolled { purpose: String },
+    /// The role holds no purpose the subject is enrolled in.
+    NoSharedPurpose { role: String },
+    /// Enrolling in a purpose the subject already has.
+    AlreadyEnrolled { purpose: String },
+    /// Neither consent nor a compatible purpose allows adding this purpose.
+    NoEnrollmentGround { purpose: String },
+    /// Processing of the subject is restricted (since the date given); only the admin reads,
+    /// under a restricted-use purpose.
+    Restricted { since: String },
+    /// Processing of the subject is restricted; only writes answering a request, by the DPO.
+    RestrictedWrite { since: String },
 }
 
 impl std::fmt::Display for Denial {
@@ -62,6 +69,37 @@ impl std::fmt::Display for Denial {
                 f,
                 "the subject is a minor: a child's data is specific data (UU PDP Art. 4(2)(e)) and role {role:?} \
                  may not handle specific data"
+            ),
+            Denial::PurposeRequired => f.write_str("this call needs a `purpose`"),
+            Denial::RoleMayNot { role, action, needs } => {
+                write!(f, "role {role:?} may not {action}: that needs {needs}")
+            }
+            Denial::NotEnrolled { purpose } => write!(
+                f,
+                "the subject's data was not collected or consented for purpose {purpose:?} (UU PDP Art. 16(2)(b)); \
+                 enrol the subject in it first (POST /v1/subjects/{{id}}/purposes)"
+            ),
+            Denial::NoSharedPurpose { role } => write!(
+                f,
+                "role {role:?} holds no purpose this subject is enrolled in"
+            ),
+            Denial::AlreadyEnrolled { purpose } => {
+                write!(f, "the subject is already enrolled in purpose {purpose:?}")
+            }
+            Denial::NoEnrollmentGround { purpose } => write!(
+                f,
+                "purpose {purpose:?} neither rests on consent nor is declared compatible (compatible_with) \
+                 with a purpose the subject is enrolled in"
+            ),
+            Denial::Restricted { since } => write!(
+                f,
+                "processing of this subject is restricted since {since} (UU PDP Art. 41): only the admin may \
+                 read it, under a purpose marked restricted_use"
+            ),
+            Denial::RestrictedWrite { since } => write!(
+                f,
+                "processing of this subject is restricted since {since} (UU PDP Art. 41): it accepts only \
+                 changes that answer a data-subject request, made by a role that handles requests"
             ),
         }
     }
@@ -102,26 +140,26 @@ impl Grant {
     }
 }
 
-/// Decides what `principal` may do under `purpose`.
-pub fn grant(policy: &Policy, principal: &Principal, purpose: &str) -> Result<Grant, Denial> {
+/// Decides what `role` may do under `purpose` (see `authz::decide`, the only caller outside tests).
+pub fn grant(policy: &Policy, role: &str, purpose: &str) -> Result<Grant, Denial> {
     let p = policy
         .purposes
         .get(purpose)
         .ok_or_else(|| Denial::UnknownPurpose(purpose.to_owned()))?;
-    let (specific, mask): (bool, &[String]) = if principal.is_admin() {
+    let (specific, mask): (bool, &[String]) = if role == ADMIN_ROLE {
         (true, &[])
     } else {
-        let role = policy
+        let r = policy
             .roles
-            .get(&principal.role)
-            .ok_or_else(|| Denial::UnknownRole(principal.role.clone()))?;
-        if !role.purposes.iter().any(|r| r == purpose) {
+            .get(role)
+            .ok_or_else(|| Denial::UnknownRole(role.to_owned()))?;
+        if !r.purposes.iter().any(|r| r == purpose) {
             return Err(Denial::PurposeNotGranted {
-                role: principal.role.clone(),
+                role: role.to_owned(),
                 purpose: purpose.to_owned(),
             });
         }
-        (role.specific, &role.mask)
+        (r.specific, &r.mask)
     };
     let mut readable = BTreeMap::new();
     for name in &p.categories {
@@ -144,17 +182,8 @@ pub fn grant(policy: &Policy, principal: &Principal, purpose: &str) -> Result<Gr
         readable,
         writable: p.categories.clone(),
         specific,
-        role: principal.role.clone(),
+        role: role.to_owned(),
     })
-}
-
-/// Administrative endpoints (audit, keys, policy) are for the built-in admin role only.
-pub fn require_admin(principal: &Principal) -> Result<(), Denial> {
-    if principal.is_admin() {
-        Ok(())
-    } else {
-        Err(Denial::AdminOnly)
-    }
 }
 
 #[cfg(test)]
@@ -196,16 +225,13 @@ specific = true
         Policy::parse(POLICY).unwrap()
     }
 
-    fn who(role: &str) -> Principal {
-        Principal {
-            key_id: "k".into(),
-            role: role.into(),
-        }
+    fn who(role: &str) -> &str {
+        role
     }
 
     #[test]
     fn officer_sees_general_data_with_nik_masked() {
-        let g = grant(&policy(), &who("officer"), "admission").unwrap();
+        let g = grant(&policy(), who("officer"), "admission").unwrap();
         assert_eq!(g.basis, LegalBasis::Contract);
         assert_eq!(g.readable.get("full_name"), Some(&Visibility::Clear));
         assert_eq!(g.readable.get("nik"), Some(&Visibility::Masked));
@@ -217,51 +243,45 @@ specific = true
 
     #[test]
     fn specific_role_and_admin_see_specific_data() {
-        let g = grant(&policy(), &who("nurse"), "admission").unwrap();
+        let g = grant(&policy(), who("nurse"), "admission").unwrap();
         assert_eq!(g.readable.get("health"), Some(&Visibility::Clear));
-        let g = grant(&policy(), &who(ADMIN_ROLE), "admission").unwrap();
+        let g = grant(&policy(), who(ADMIN_ROLE), "admission").unwrap();
         assert_eq!(g.readable.get("health"), Some(&Visibility::Clear));
         assert_eq!(g.readable.get("nik"), Some(&Visibility::Clear));
     }
 
     #[test]
     fn only_roles_cleared_for_specific_data_handle_a_minor() {
-        let officer = grant(&policy(), &who("officer"), "admission").unwrap();
+        let officer = grant(&policy(), who("officer"), "admission").unwrap();
         assert_eq!(
             officer.for_minor(),
             Err(Denial::MinorData {
                 role: "officer".into()
             })
         );
-        let nurse = grant(&policy(), &who("nurse"), "admission").unwrap();
+        let nurse = grant(&policy(), who("nurse"), "admission").unwrap();
         assert_eq!(nurse.for_minor(), Ok(&nurse));
-        let admin = grant(&policy(), &who(ADMIN_ROLE), "admission").unwrap();
+        let admin = grant(&policy(), who(ADMIN_ROLE), "admission").unwrap();
         assert!(admin.for_minor().is_ok());
     }
 
     #[test]
     fn purposes_not_granted_or_unknown_are_denied() {
         assert_eq!(
-            grant(&policy(), &who("officer"), "marketing"),
+            grant(&policy(), who("officer"), "marketing"),
             Err(Denial::PurposeNotGranted {
                 role: "officer".into(),
                 purpose: "marketing".into()
             })
         );
         assert_eq!(
-            grant(&policy(), &who("officer"), "nope"),
+            grant(&policy(), who("officer"), "nope"),
             Err(Denial::UnknownPurpose("nope".into()))
         );
         assert_eq!(
-            grant(&policy(), &who("ghost"), "admission"),
+            grant(&policy(), who("ghost"), "admission"),
             Err(Denial::UnknownRole("ghost".into()))
         );
-        assert!(grant(&policy(), &who(ADMIN_ROLE), "marketing").is_ok());
-    }
-
-    #[test]
-    fn only_admin_passes_admin_check() {
-        assert!(require_admin(&who(ADMIN_ROLE)).is_ok());
-        assert_eq!(require_admin(&who("officer")), Err(Denial::AdminOnly));
+        assert!(grant(&policy(), who(ADMIN_ROLE), "marketing").is_ok());
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod authz;
 pub mod breach;
 pub mod consent;
 pub mod disclosure;

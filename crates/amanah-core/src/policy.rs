@@ -122,6 +122,9 @@ pub struct Purpose {
     pub channels: Vec<String>,
     /// May still be used by admin while a subject's processing is restricted (e.g. legal claims).
     pub restricted_use: bool,
+    /// Purposes compatible with this one (UU PDP Art. 16(2)(b)): a subject enrolled in one of
+    /// them may be enrolled in this one without a new legal ground.
+    pub compatible_with: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +142,8 @@ pub struct Role {
     /// The data protection officer's role: handles data-subject requests, exports,
     /// restrictions, legal holds and erasure.
     pub handle_requests: bool,
+    /// May record the end of a subject's relationship (starts retention counted from it).
+    pub end_relationships: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -556,6 +561,7 @@ const PURPOSE_KEYS: &[&str] = &[
     "on_expiry",
     "channels",
     "restricted_use",
+    "compatible_with",
 ];
 const ROLE_KEYS: &[&str] = &[
     "purposes",
@@ -564,6 +570,7 @@ const ROLE_KEYS: &[&str] = &[
     "approve_disclosures",
     "authorize_disclosures",
     "handle_requests",
+    "end_relationships",
 ];
 const RECIPIENT_KEYS: &[&str] = &[
     "country",
@@ -1081,7 +1088,7 @@ fn build(root: &Spanned<DeTable<'_>>, d: &mut Diag<'_>) -> Option<Policy> {
         let built = e
             .table
             .as_ref()
-            .and_then(|t| parse_purpose(&e.name, t, &declared_categories, d));
+            .and_then(|t| parse_purpose(&e.name, t, &declared_categories, &declared_purposes, d));
         if let Some(p) = built {
             purposes.insert(e.name.clone(), p);
         }
@@ -1323,6 +1330,7 @@ fn parse_purpose(
     name: &str,
     t: &Table<'_, '_>,
     declared_categories: &BTreeSet<String>,
+    declared_purposes: &BTreeSet<String>,
     d: &mut Diag<'_>,
 ) -> Option<Purpose> {
     t.check_keys(PURPOSE_KEYS, d);
@@ -1407,6 +1415,18 @@ fn parse_purpose(
         }
     }
     let restricted_use = t.flag("restricted_use", d);
+    let compatible_with = t.strings("compatible_with", d);
+    if let Some(list) = &compatible_with {
+        check_references(list.get_ref(), declared_purposes, &PURPOSES, &t.label, d);
+        for p in list.get_ref() {
+            if p.get_ref() == name {
+                d.error(
+                    &p.span(),
+                    format!("purpose {name:?} lists itself in compatible_with"),
+                );
+            }
+        }
+    }
 
     Some(Purpose {
         name: name.to_owned(),
@@ -1418,6 +1438,9 @@ fn parse_purpose(
         description,
         channels: channels.map(|c| plain(c.get_ref())).unwrap_or_default(),
         restricted_use,
+        compatible_with: compatible_with
+            .map(|c| plain(c.get_ref()))
+            .unwrap_or_default(),
     })
 }
 
@@ -1510,6 +1533,18 @@ fn parse_role(
     let approve_disclosures = t.flag("approve_disclosures", d);
     let authorize_disclosures = t.flag("authorize_disclosures", d);
     let handle_requests = t.flag("handle_requests", d);
+    let end_relationships = t.flag("end_relationships", d);
+    if approve_disclosures && authorize_disclosures {
+        // Four eyes: the person in charge and the account owner must be two people, so no
+        // one role may hold both steps.
+        d.error(
+            &t.span,
+            format!(
+                "role {name:?} both approves and authorizes disclosures; four eyes need two \
+                 people: give approve_disclosures and authorize_disclosures to different roles"
+            ),
+        );
+    }
     Some(Role {
         name: name.to_owned(),
         purposes: plain(&purposes?),
@@ -1518,6 +1553,7 @@ fn parse_role(
         approve_disclosures,
         authorize_disclosures,
         handle_requests,
+        end_relationships,
     })
 }
 
@@ -1675,7 +1711,7 @@ purposes = ["admission"]
 specific = true
 mask = ["nik"]
 approve_disclosures = true
-authorize_disclosures = true
+end_relationships = true
 
 [recipients.partner_bank]
 country = "sg"
@@ -1780,6 +1816,7 @@ pseudonymize = true
                 description: None,
                 channels: vec![],
                 restricted_use: false,
+                compatible_with: Vec::new(),
             })
         );
         assert!(p.roles.is_empty());
@@ -1817,7 +1854,8 @@ pseudonymize = true
         assert!(a.covers("nik") && !a.covers("phone"));
 
         let officer = &p.roles["officer"];
-        assert!(officer.specific && officer.approve_disclosures && officer.authorize_disclosures);
+        assert!(officer.specific && officer.approve_disclosures && !officer.authorize_disclosures);
+        assert!(officer.end_relationships);
         assert_eq!(officer.mask, ["nik"]);
         assert!(officer.has_purpose("admission"));
 

@@ -2,9 +2,11 @@
 //! package), the breach register with its notices, and the record of processing. Thin mappings
 //! onto the vault.
 
-use amanah_core::disclosure::Step;
 use amanah_core::Error;
-use amanah_vault::{BreachInput, BreachView, DisclosureInput, DisclosureView, NoticeView, Package};
+use amanah_vault::{
+    act, BreachInput, BreachView, DisclosureInput, DisclosureView, NoticeView, Package, Principal,
+    Target,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -77,6 +79,8 @@ pub struct DisclosureOut {
     pub reference: Option<String>,
     /// not_required, all_valid, or subjects_excluded (they are listed in `excluded`).
     pub consent_check: String,
+    /// Exactly what a release would hand over: what the approver and the authorizer decide on.
+    pub release_preview: ReleasePreviewOut,
     pub excluded: Vec<ExcludedOut>,
     pub requested_by: String,
     pub requested_at: String,
@@ -102,6 +106,18 @@ pub struct DisclosureOut {
     pub deferral_reason: Option<String>,
 }
 
+/// What a release of a disclosure carries.
+#[derive(Serialize, ToSchema)]
+pub struct ReleasePreviewOut {
+    /// Categories released (in clear, or pseudonymized when `pseudonymized`).
+    pub categories: Vec<String>,
+    /// Requested categories withheld because the recipient takes pseudonymized data only.
+    pub withheld_categories: Vec<String>,
+    pub subjects: usize,
+    /// Subjects appear as per-disclosure pseudonyms, not ids.
+    pub pseudonymized: bool,
+}
+
 impl From<DisclosureView> for DisclosureOut {
     fn from(v: DisclosureView) -> Self {
         let r = v.record;
@@ -118,6 +134,12 @@ impl From<DisclosureView> for DisclosureOut {
             reason: r.reason,
             reference: r.reference,
             consent_check: v.consent_check.to_owned(),
+            release_preview: ReleasePreviewOut {
+                categories: v.preview.categories,
+                withheld_categories: v.preview.withheld_categories,
+                subjects: v.preview.subjects,
+                pseudonymized: v.preview.pseudonymized,
+            },
             excluded: v
                 .excluded
                 .into_iter()
@@ -324,10 +346,14 @@ pub async fn create_disclosure(
     body: Bytes,
 ) -> ApiResult<Response> {
     let b: DisclosureBody = json_body(&body)?;
+    let permit = s
+        .vault
+        .authorize::<act::DisclosureRequest>(&who, Target::purpose(&b.purpose))
+        .await?;
     let view = s
         .vault
         .request_disclosure(
-            &who,
+            &permit,
             &DisclosureInput {
                 recipient: b.recipient,
                 purpose: b.purpose,
@@ -362,11 +388,15 @@ pub async fn list_disclosures(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<DisclosuresOut>> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::DisclosureList>(&who, Target::none())
+        .await?;
     only(&q, &["subject", "status", "after", "limit"])?;
     let found = s
         .vault
         .list_disclosures(
-            &who,
+            &permit,
             q.get("subject").map(String::as_str),
             q.get("status").map(String::as_str),
             q.get("after").map(String::as_str),
@@ -386,16 +416,20 @@ pub async fn get_disclosure(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DisclosureOut>> {
-    Ok(Json(s.vault.get_disclosure(&who, &id).await?.into()))
+    let permit = s
+        .vault
+        .authorize::<act::DisclosureRead>(&who, Target::none())
+        .await?;
+    Ok(Json(s.vault.get_disclosure(&permit, &id).await?.into()))
 }
 
-async fn step(
+async fn step<A: act::DisclosureStep>(
     s: &AppState,
-    who: &amanah_core::access::Principal,
+    who: &Principal,
     id: &str,
-    step: Step,
     body: &Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
+    let permit = s.vault.authorize::<A>(who, Target::none()).await?;
     let b: StepBody = if body.is_empty() {
         StepBody::default()
     } else {
@@ -403,7 +437,7 @@ async fn step(
     };
     Ok(Json(
         s.vault
-            .step_disclosure(who, id, step, b.reason.as_deref())
+            .step_disclosure(&permit, id, b.reason.as_deref())
             .await?
             .into(),
     ))
@@ -420,7 +454,7 @@ pub async fn approve_disclosure(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
-    step(&s, &who, &id, Step::Approve, &body).await
+    step::<act::DisclosureApprove>(&s, &who, &id, &body).await
 }
 
 /// Authorize an approved disclosure (a role with authorize_disclosures, the account owner).
@@ -433,7 +467,7 @@ pub async fn authorize_disclosure(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
-    step(&s, &who, &id, Step::Authorize, &body).await
+    step::<act::DisclosureAuthorize>(&s, &who, &id, &body).await
 }
 
 /// Reject at either step, with a reason.
@@ -446,7 +480,7 @@ pub async fn reject_disclosure(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
-    step(&s, &who, &id, Step::Reject, &body).await
+    step::<act::DisclosureReject>(&s, &who, &id, &body).await
 }
 
 /// Release the package of an approved and authorized disclosure (the requester or the admin):
@@ -461,9 +495,13 @@ pub async fn disclosure_package(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::DisclosureRelease>(&who, Target::none())
+        .await?;
     only(&q, &["format"])?;
     let format = format_of(&q, &["json", "csv"])?;
-    let package = PackageOut::from(s.vault.release_disclosure(&who, &id).await?);
+    let package = PackageOut::from(s.vault.release_disclosure(&permit, &id).await?);
     let disposition = format!(
         "attachment; filename=\"disclosure-{id}-{}.{format}\"",
         package.release
@@ -508,11 +546,15 @@ pub async fn create_breach(
     State(s): State<AppState>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let permit = s
+        .vault
+        .authorize::<act::BreachRecord>(&who, Target::none())
+        .await?;
     let b: BreachBody = json_body(&body)?;
     let view = s
         .vault
         .record_breach(
-            &who,
+            &permit,
             &BreachInput {
                 detected_at: b.detected_at,
                 description: b.description,
@@ -543,6 +585,10 @@ pub async fn list_breaches(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<BreachesOut>> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::BreachList>(&who, Target::none())
+        .await?;
     only(&q, &["overdue", "after", "limit"])?;
     let overdue = match q.get("overdue").map(String::as_str) {
         None | Some("false") => false,
@@ -552,7 +598,7 @@ pub async fn list_breaches(
     let found = s
         .vault
         .list_breaches(
-            &who,
+            &permit,
             overdue,
             q.get("after").map(String::as_str),
             limit(&q)?,
@@ -571,7 +617,11 @@ pub async fn get_breach(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BreachOut>> {
-    Ok(Json(s.vault.get_breach(&who, &id).await?.into()))
+    let permit = s
+        .vault
+        .authorize::<act::BreachRead>(&who, Target::none())
+        .await?;
+    Ok(Json(s.vault.get_breach(&permit, &id).await?.into()))
 }
 
 /// The notices: one per affected subject and one for the agency, in Bahasa Indonesia and English.
@@ -582,7 +632,11 @@ pub async fn breach_notices(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<NoticesOut>> {
-    let notices = s.vault.breach_notices(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::BreachNotices>(&who, Target::none())
+        .await?;
+    let notices = s.vault.breach_notices(&permit, &id).await?;
     Ok(Json(NoticesOut {
         breach_id: id,
         notices: notices.into_iter().map(NoticeOut::from).collect(),
@@ -598,7 +652,13 @@ pub async fn mark_notices_sent(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BreachOut>> {
-    Ok(Json(s.vault.mark_breach_notified(&who, &id).await?.into()))
+    let permit = s
+        .vault
+        .authorize::<act::BreachNotified>(&who, Target::none())
+        .await?;
+    Ok(Json(
+        s.vault.mark_breach_notified(&permit, &id).await?.into(),
+    ))
 }
 
 /// The record of processing activities (UU PDP Art. 31): JSON, `?format=md` or `?format=csv`.
@@ -611,9 +671,10 @@ pub async fn ropa(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let q = query(q)?;
+    let permit = s.vault.authorize::<act::Ropa>(&who, Target::none()).await?;
     only(&q, &["format"])?;
     let format = format_of(&q, &["json", "md", "csv"])?;
-    let doc = s.vault.ropa(&who, STORAGE).await?;
+    let doc = s.vault.ropa(&permit, STORAGE).await?;
     Ok(match format {
         "md" => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],

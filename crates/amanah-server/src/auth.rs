@@ -1,8 +1,8 @@
 //! Authentication comes before anything else: the extractor runs first in every protected
 //! handler, so a request without a valid key gets 401 whatever else is wrong with it.
 
-use amanah_core::access::Principal;
 use amanah_core::Error;
+use amanah_vault::Principal;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 

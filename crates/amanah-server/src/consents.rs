@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use amanah_core::Error;
 use amanah_vault::{
-    ConsentHistory, ConsentInput, ConsentReceipt, ConsentView, GuardianInput, PurposeConsent,
-    RelationView,
+    act, ConsentHistory, ConsentInput, ConsentReceipt, ConsentView, GuardianInput, PurposeConsent,
+    RelationView, Target,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -347,12 +347,8 @@ pub struct RelationsOut {
 
 /// Query parameters of a listing: only `allowed` names, `limit` a positive integer (the vault
 /// checks its range).
-fn listing_query(
-    raw: Option<String>,
-    allowed: &[&str],
-) -> ApiResult<(BTreeMap<String, String>, Option<usize>)> {
-    let q = query(raw)?;
-    only(&q, allowed)?;
+fn listing_limit(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<Option<usize>> {
+    only(q, allowed)?;
     let limit = q
         .get("limit")
         .map(|v| {
@@ -363,7 +359,7 @@ fn listing_query(
             })
         })
         .transpose()?;
-    Ok((q, limit))
+    Ok(limit)
 }
 
 fn required<'q>(q: &'q BTreeMap<String, String>, name: &str) -> ApiResult<&'q str> {
@@ -386,7 +382,17 @@ pub async fn record_consent(
 ) -> ApiResult<Response> {
     let body: ConsentBody = json_body(&body)?;
     let input = body.into_input(None)?;
-    let (record, receipt) = s.vault.record_consent(&who, &id, &input).await?;
+    let target = Target::subject_under(&id, &input.purpose);
+    let (record, receipt) = if input.granted {
+        let permit = s.vault.authorize::<act::ConsentGrant>(&who, target).await?;
+        s.vault.record_consent(&permit, &input).await?
+    } else {
+        let permit = s
+            .vault
+            .authorize::<act::ConsentWithdraw>(&who, target)
+            .await?;
+        s.vault.record_consent(&permit, &input).await?
+    };
     let out = RecordedConsentOut {
         consent: ConsentView {
             record,
@@ -407,7 +413,11 @@ pub async fn consent_history(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConsentHistoryOut>> {
-    Ok(Json(s.vault.consent_history(&who, &id).await?.into()))
+    let permit = s
+        .vault
+        .authorize::<act::ConsentRead>(&who, Target::subject(&id))
+        .await?;
+    Ok(Json(s.vault.consent_history(&permit).await?.into()))
 }
 
 /// Subjects whose consent predates the purpose's current version (ask them again). Paged.
@@ -420,11 +430,16 @@ pub async fn stale_consents(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<StaleOut>> {
-    let (q, limit) = listing_query(q, &["purpose", "after", "limit"])?;
+    let q = query(q)?;
     let purpose = required(&q, "purpose")?;
+    let permit = s
+        .vault
+        .authorize::<act::ConsentStale>(&who, Target::purpose(purpose))
+        .await?;
+    let limit = listing_limit(&q, &["purpose", "after", "limit"])?;
     let page = s
         .vault
-        .stale_consents(&who, purpose, q.get("after").map(String::as_str), limit)
+        .stale_consents(&permit, q.get("after").map(String::as_str), limit)
         .await?;
     let purpose_version = s
         .vault
@@ -459,18 +474,17 @@ pub async fn contactable(
     State(s): State<AppState>,
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<ContactableOut>> {
-    let (q, limit) = listing_query(q, &["purpose", "channel", "after", "limit"])?;
+    let q = query(q)?;
     let purpose = required(&q, "purpose")?;
+    let permit = s
+        .vault
+        .authorize::<act::ContactList>(&who, Target::purpose(purpose))
+        .await?;
+    let limit = listing_limit(&q, &["purpose", "channel", "after", "limit"])?;
     let channel = required(&q, "channel")?;
     let page = s
         .vault
-        .contactable(
-            &who,
-            purpose,
-            channel,
-            q.get("after").map(String::as_str),
-            limit,
-        )
+        .contactable(&permit, channel, q.get("after").map(String::as_str), limit)
         .await?;
     Ok(Json(ContactableOut {
         purpose: purpose.to_owned(),
@@ -491,12 +505,15 @@ pub async fn add_relation(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let permit = s
+        .vault
+        .authorize::<act::RelationCreate>(&who, Target::subject(&id))
+        .await?;
     let body: RelationBody = json_body(&body)?;
     let record = s
         .vault
         .add_relation(
-            &who,
-            &id,
+            &permit,
             &body.kind,
             &body.subject_id,
             body.evidence.as_deref(),
@@ -517,7 +534,11 @@ pub async fn relations(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RelationsOut>> {
-    let relations = s.vault.relations(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::RelationRead>(&who, Target::subject(&id))
+        .await?;
+    let relations = s.vault.relations(&permit).await?;
     Ok(Json(RelationsOut {
         relations: relations.into_iter().map(RelationOut::from).collect(),
     }))

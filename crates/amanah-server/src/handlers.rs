@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use amanah_core::audit::AuditRecord;
 use amanah_core::Error;
 use amanah_store::ApiKeyRecord;
-use amanah_vault::SubjectView;
+use amanah_vault::{act, SubjectView, Target};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -23,7 +23,7 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Amanah", description = "Personal-data vault: per-person envelope encryption, policy-checked and audited access."),
-    paths(create_subject, search_subjects, read_subject, update_subject, audit_entries, audit_verify,
+    paths(create_subject, search_subjects, read_subject, update_subject, enroll_subject, audit_entries, audit_verify,
           list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics,
           consents::record_consent, consents::consent_history, consents::stale_consents,
           consents::contactable, consents::add_relation, consents::relations,
@@ -37,7 +37,7 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
           accountability::get_breach, accountability::breach_notices, accountability::mark_notices_sent,
           accountability::ropa),
     components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
-                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut,
+                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut, EnrollBody, EnrollmentOut,
                        consents::ConsentBody, consents::GuardianBody, consents::ConsentOut, consents::ReceiptOut,
                        consents::RecordedConsentOut, consents::ConsentHistoryOut, consents::PurposeConsentOut,
                        consents::StaleOut, consents::StaleSubjectOut, consents::ContactableOut,
@@ -46,7 +46,7 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
                        rights::RequestOut, rights::RequestsOut, rights::RestrictionBody, rights::HoldBody,
                        rights::HoldOut, rights::HoldsOut, rights::SweepItemOut, rights::SweepOut,
                        accountability::DisclosureBody, accountability::StepBody, accountability::ExcludedOut,
-                       accountability::DisclosureOut, accountability::DisclosuresOut, accountability::PackageSubjectOut,
+                       accountability::DisclosureOut, accountability::ReleasePreviewOut, accountability::DisclosuresOut, accountability::PackageSubjectOut,
                        accountability::PackageOut, accountability::BreachBody, accountability::BreachOut,
                        accountability::BreachesOut, accountability::NoticeTextOut, accountability::NoticeOut,
                        accountability::NoticesOut)),
@@ -174,6 +174,7 @@ pub struct KeyOut {
     pub id: String,
     pub name: String,
     pub role: String,
+    pub holder: Option<String>,
     pub created_at: String,
     pub revoked_at: Option<String>,
 }
@@ -184,6 +185,7 @@ impl From<ApiKeyRecord> for KeyOut {
             id: k.id,
             name: k.name,
             role: k.role,
+            holder: k.holder,
             created_at: rfc3339(k.created_at_micros),
             revoked_at: k.revoked_at_micros.map(rfc3339),
         }
@@ -201,6 +203,8 @@ pub struct NewKeyBody {
     pub role: String,
     #[serde(default)]
     pub name: String,
+    /// The person the key is issued to, `Name <email>`: four eyes count people, not keys.
+    pub holder: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -208,6 +212,7 @@ pub struct NewKeyOut {
     pub id: String,
     pub role: String,
     pub name: String,
+    pub holder: Option<String>,
     /// Shown once; only its hash is stored.
     pub key: String,
 }
@@ -377,6 +382,10 @@ pub async fn create_subject(
 ) -> ApiResult<Response> {
     let q = query(q)?;
     let purpose = purpose(&q)?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectCreate>(&who, Target::purpose(&purpose))
+        .await?;
     let body: SubjectBody = json_body(&body)?;
     let consent = body
         .consent
@@ -384,7 +393,7 @@ pub async fn create_subject(
         .transpose()?;
     let (id, receipt) = s
         .vault
-        .create_subject_with_consent(&who, &purpose, &body.fields, consent.as_ref())
+        .create_subject_with_consent(&permit, &body.fields, consent.as_ref())
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -408,6 +417,10 @@ pub async fn search_subjects(
 ) -> ApiResult<Json<SubjectsOut>> {
     let q = query(q)?;
     let purpose = purpose(&q)?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectSearch>(&who, Target::purpose(&purpose))
+        .await?;
     let filters: Vec<(&String, &String)> =
         q.iter().filter(|(k, _)| k.as_str() != "purpose").collect();
     let [(category, value)] = filters.as_slice() else {
@@ -416,7 +429,7 @@ pub async fn search_subjects(
         )
         .into());
     };
-    let found = s.vault.search(&who, &purpose, category, value).await?;
+    let found = s.vault.search(&permit, category, value).await?;
     Ok(Json(SubjectsOut {
         subjects: found.into_iter().map(SubjectOut::from).collect(),
     }))
@@ -434,9 +447,11 @@ pub async fn read_subject(
 ) -> ApiResult<Json<SubjectOut>> {
     let q = query(q)?;
     let purpose = purpose(&q)?;
-    Ok(Json(
-        s.vault.read_subject(&who, &purpose, &id).await?.into(),
-    ))
+    let permit = s
+        .vault
+        .authorize::<act::SubjectRead>(&who, Target::subject_under(&id, &purpose))
+        .await?;
+    Ok(Json(s.vault.read_subject(&permit).await?.into()))
 }
 
 /// Replace some fields of a subject (rectification); blind indexes move with the values.
@@ -454,7 +469,94 @@ pub async fn update_subject(
 ) -> ApiResult<Json<CreatedOut>> {
     let q = query(q)?;
     let purpose = purpose(&q)?;
-    let body: SubjectBody = json_body(&body)?;
+    let target = Target::subject_under(&id, &purpose);
+    // A change answering a request is a rectification; the decision point tells them apart
+    // (a restricted subject accepts only the latter, from a role that handles requests).
+    match q.get("request") {
+        Some(request) => {
+            let permit = s
+                .vault
+                .authorize::<act::SubjectRectify>(&who, target)
+                .await?;
+            let fields = subject_fields(&body)?;
+            s.vault
+                .rectify_subject(&permit, &fields, Some(request))
+                .await?;
+        }
+        None => {
+            let permit = s
+                .vault
+                .authorize::<act::SubjectUpdate>(&who, target)
+                .await?;
+            let fields = subject_fields(&body)?;
+            s.vault.rectify_subject(&permit, &fields, None).await?;
+        }
+    }
+    Ok(Json(CreatedOut {
+        id,
+        consent_receipt: None,
+    }))
+}
+
+/// Enrol a subject in a further purpose.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollBody {
+    pub purpose: String,
+    /// For a purpose resting on consent, the consent that grounds the enrolment (unless the
+    /// subject already holds a valid one).
+    #[serde(default)]
+    pub consent: Option<ConsentBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnrollmentOut {
+    pub subject_id: String,
+    pub purpose: String,
+    /// `compatible with P` or the consent relied on.
+    pub ground: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_receipt: Option<ReceiptOut>,
+}
+
+/// Enrol a subject in a further purpose (UU PDP Art. 16(2)(b)): where the policy declares it
+/// compatible with one the subject is enrolled in, or with a valid consent for a purpose
+/// resting on consent. The caller's role must hold the purpose and one the subject has.
+#[utoipa::path(post, path = "/v1/subjects/{id}/purposes", params(("id" = String, Path)),
+    request_body = EnrollBody,
+    responses((status = 201, body = EnrollmentOut), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
+pub async fn enroll_subject(
+    Authenticated(who): Authenticated,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let body: EnrollBody = json_body(&body)?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectEnroll>(&who, Target::subject_under(&id, &body.purpose))
+        .await?;
+    let consent = body
+        .consent
+        .map(|c| c.into_input(Some(&body.purpose)))
+        .transpose()?;
+    let e = s.vault.enroll_subject(&permit, consent.as_ref()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(EnrollmentOut {
+            subject_id: e.subject_id,
+            purpose: e.purpose,
+            ground: e.ground,
+            consent_receipt: e.consent_receipt.map(ReceiptOut::from),
+        }),
+    )
+        .into_response())
+}
+
+/// The fields of a PATCH body (consent decisions have their own route).
+fn subject_fields(body: &Bytes) -> ApiResult<serde_json::Map<String, Value>> {
+    let body: SubjectBody = json_body(body)?;
     if body.consent.is_some() {
         return Err(Error::invalid(
             "consent",
@@ -462,19 +564,7 @@ pub async fn update_subject(
         )
         .into());
     }
-    s.vault
-        .rectify_subject(
-            &who,
-            &purpose,
-            &id,
-            &body.fields,
-            q.get("request").map(String::as_str),
-        )
-        .await?;
-    Ok(Json(CreatedOut {
-        id,
-        consent_receipt: None,
-    }))
+    Ok(body.fields)
 }
 
 /// Audit entries, oldest first (admin). `subject` filters; `after` and `limit` page.
@@ -486,6 +576,10 @@ pub async fn audit_entries(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<AuditOut>> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::AuditRead>(&who, Target::none())
+        .await?;
     let number = |name: &str, default: u64| -> ApiResult<u64> {
         q.get(name).map_or(Ok(default), |v| {
             v.parse().map_err(|_| {
@@ -497,7 +591,7 @@ pub async fn audit_entries(
     let limit = number("limit", 1000)?.clamp(1, 10_000) as usize;
     let entries = s
         .vault
-        .audit_entries(&who, q.get("subject").map(String::as_str), after, limit)
+        .audit_entries(&permit, q.get("subject").map(String::as_str), after, limit)
         .await?;
     Ok(Json(AuditOut {
         entries: entries.into_iter().map(AuditEntryOut::from).collect(),
@@ -510,7 +604,11 @@ pub async fn audit_verify(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
 ) -> ApiResult<Json<VerifyOut>> {
-    let r = s.vault.verify_audit(&who).await?;
+    let permit = s
+        .vault
+        .authorize::<act::AuditVerify>(&who, Target::none())
+        .await?;
+    let r = s.vault.verify_audit(&permit).await?;
     Ok(Json(VerifyOut {
         ok: r.ok(),
         entries: r.entries,
@@ -525,7 +623,11 @@ pub async fn list_keys(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
 ) -> ApiResult<Json<KeysOut>> {
-    let keys = s.vault.list_api_keys(&who).await?;
+    let permit = s
+        .vault
+        .authorize::<act::KeyList>(&who, Target::none())
+        .await?;
+    let keys = s.vault.list_api_keys(&permit).await?;
     Ok(Json(KeysOut {
         keys: keys.into_iter().map(KeyOut::from).collect(),
     }))
@@ -539,12 +641,20 @@ pub async fn create_key(
     State(s): State<AppState>,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let permit = s
+        .vault
+        .authorize::<act::KeyCreate>(&who, Target::none())
+        .await?;
     let body: NewKeyBody = json_body(&body)?;
-    let issued = s.vault.create_api_key(&who, &body.role, &body.name).await?;
+    let issued = s
+        .vault
+        .create_api_key(&permit, &body.role, &body.name, &body.holder)
+        .await?;
     let out = NewKeyOut {
         id: issued.record.id.clone(),
         role: issued.record.role.clone(),
         name: issued.record.name.clone(),
+        holder: issued.record.holder.clone(),
         key: issued.token.to_string(),
     };
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -558,7 +668,11 @@ pub async fn revoke_key(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.vault.revoke_api_key(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::KeyRevoke>(&who, Target::none())
+        .await?;
+    s.vault.revoke_api_key(&permit, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -568,10 +682,11 @@ pub async fn get_policy(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
 ) -> ApiResult<Json<PolicyOut>> {
-    amanah_core::access::require_admin(&who)
-        .map_err(|d| Problem::from(Error::Forbidden(d.to_string())))?;
-    let p = s.vault.policy();
-    Ok(Json(policy_out(&p.record)))
+    let permit = s
+        .vault
+        .authorize::<act::PolicyRead>(&who, Target::none())
+        .await?;
+    Ok(Json(policy_out(&s.vault.read_policy(&permit).await?)))
 }
 
 fn policy_out(r: &amanah_store::PolicyRecord) -> PolicyOut {
@@ -592,9 +707,13 @@ pub async fn put_policy(
     State(s): State<AppState>,
     body: Bytes,
 ) -> ApiResult<Json<PolicyOut>> {
+    let permit = s
+        .vault
+        .authorize::<act::PolicyApply>(&who, Target::none())
+        .await?;
     let source = std::str::from_utf8(&body)
         .map_err(|_| Error::BadRequest("the policy must be UTF-8 text".into()))?;
-    let record = s.vault.apply_policy(&who, source).await?;
+    let record = s.vault.apply_policy(&permit, source).await?;
     Ok(Json(policy_out(&record)))
 }
 

@@ -9,6 +9,7 @@ mod handlers;
 mod metrics_layer;
 pub mod problem;
 mod rights;
+pub mod routes;
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
                 .patch(handlers::update_subject)
                 .delete(rights::erase_subject),
         )
+        .route("/v1/subjects/{id}/purposes", post(handlers::enroll_subject))
         .route("/v1/subjects/{id}/export", get(rights::export_subject))
         .route(
             "/v1/subjects/{id}/restriction",

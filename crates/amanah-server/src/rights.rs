@@ -3,7 +3,7 @@
 
 use amanah_core::retention::RetentionAction;
 use amanah_core::Error;
-use amanah_vault::{HoldView, RequestView, SweepReport};
+use amanah_vault::{act, HoldView, RequestView, SweepReport, Target};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
@@ -224,9 +224,13 @@ pub async fn create_request(
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: NewRequestBody = json_body(&body)?;
+    let permit = s
+        .vault
+        .authorize::<act::RequestCreate>(&who, Target::subject(&body.subject_id))
+        .await?;
     let view = s
         .vault
-        .create_request(&who, &body.subject_id, &body.kind, body.details.as_ref())
+        .create_request(&permit, &body.kind, body.details.as_ref())
         .await?;
     let id = view.record.id.clone();
     Ok((
@@ -249,12 +253,16 @@ pub async fn list_requests(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<RequestsOut>> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::RequestList>(&who, Target::none())
+        .await?;
     only(&q, &["status", "overdue", "subject", "after", "limit"])?;
     let limit = limit(&q)?;
     let found = s
         .vault
         .list_requests(
-            &who,
+            &permit,
             q.get("status").map(String::as_str),
             flag(&q, "overdue")?,
             q.get("subject").map(String::as_str),
@@ -275,7 +283,11 @@ pub async fn get_request(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RequestOut>> {
-    Ok(Json(s.vault.get_request(&who, &id).await?.into()))
+    let permit = s
+        .vault
+        .authorize::<act::RequestRead>(&who, Target::none())
+        .await?;
+    Ok(Json(s.vault.get_request(&permit, &id).await?.into()))
 }
 
 /// Move a request on: in_progress, completed, or refused with a reason and an explanation.
@@ -288,6 +300,10 @@ pub async fn update_request(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RequestOut>> {
+    let permit = s
+        .vault
+        .authorize::<act::RequestUpdate>(&who, Target::none())
+        .await?;
     let body: RequestUpdateBody = json_body(&body)?;
     let refusal = body
         .refusal
@@ -295,7 +311,7 @@ pub async fn update_request(
         .map(|r| (r.reason.as_str(), r.explanation.as_str()));
     Ok(Json(
         s.vault
-            .transition_request(&who, &id, &body.status, refusal)
+            .transition_request(&permit, &id, &body.status, refusal)
             .await?
             .into(),
     ))
@@ -312,9 +328,13 @@ pub async fn export_subject(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Response> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectExport>(&who, Target::subject(&id))
+        .await?;
     only(&q, &["format"])?;
     let format = format_of(&q, &["json", "csv"])?;
-    let export = s.vault.export_subject(&who, &id).await?;
+    let export = s.vault.export_subject(&permit).await?;
     if format == "json" {
         let disposition = format!("attachment; filename=\"subject-{id}.json\"");
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response());
@@ -367,12 +387,16 @@ pub async fn restrict(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
+    let permit = s
+        .vault
+        .authorize::<act::SubjectRestrict>(&who, Target::subject(&id))
+        .await?;
     let body: RestrictionBody = if body.is_empty() {
         RestrictionBody::default()
     } else {
         json_body(&body)?
     };
-    s.vault.restrict(&who, &id, body.reason.as_deref()).await?;
+    s.vault.restrict(&permit, body.reason.as_deref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -384,7 +408,11 @@ pub async fn lift_restriction(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.vault.lift_restriction(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectUnrestrict>(&who, Target::subject(&id))
+        .await?;
+    s.vault.lift_restriction(&permit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -397,11 +425,12 @@ pub async fn add_hold(
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let body: HoldBody = json_body(&body)?;
-    let hold = s
+    let permit = s
         .vault
-        .add_hold(&who, &id, &body.reason, &body.until)
+        .authorize::<act::HoldCreate>(&who, Target::subject(&id))
         .await?;
+    let body: HoldBody = json_body(&body)?;
+    let hold = s.vault.add_hold(&permit, &body.reason, &body.until).await?;
     Ok((StatusCode::CREATED, Json(HoldOut::from(hold))).into_response())
 }
 
@@ -413,7 +442,11 @@ pub async fn list_holds(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<HoldsOut>> {
-    let holds = s.vault.holds(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::HoldRead>(&who, Target::subject(&id))
+        .await?;
+    let holds = s.vault.holds(&permit).await?;
     Ok(Json(HoldsOut {
         holds: holds.into_iter().map(HoldOut::from).collect(),
     }))
@@ -427,7 +460,11 @@ pub async fn release_hold(
     State(s): State<AppState>,
     Path((id, hold_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    s.vault.release_hold(&who, &id, &hold_id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::HoldRelease>(&who, Target::subject(&id))
+        .await?;
+    s.vault.release_hold(&permit, &hold_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -443,9 +480,13 @@ pub async fn erase_subject(
     RawQuery(q): RawQuery,
 ) -> ApiResult<StatusCode> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectErase>(&who, Target::subject(&id))
+        .await?;
     only(&q, &["request"])?;
     s.vault
-        .erase_subject(&who, &id, q.get("request").map(String::as_str))
+        .erase_subject(&permit, q.get("request").map(String::as_str))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -458,7 +499,11 @@ pub async fn end_relationship(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    s.vault.end_relationship(&who, &id).await?;
+    let permit = s
+        .vault
+        .authorize::<act::SubjectEnd>(&who, Target::subject(&id))
+        .await?;
+    s.vault.end_relationship(&permit).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -471,10 +516,14 @@ pub async fn retention_sweep(
     RawQuery(q): RawQuery,
 ) -> ApiResult<Json<SweepOut>> {
     let q = query(q)?;
+    let permit = s
+        .vault
+        .authorize::<act::RetentionSweep>(&who, Target::none())
+        .await?;
     only(&q, &["dry_run"])?;
     let report = s
         .vault
-        .retention_sweep(&who, flag(&q, "dry_run")?, |_| {})
+        .retention_sweep(&permit, flag(&q, "dry_run")?, |_| {})
         .await?;
     Ok(Json(report.into()))
 }

@@ -385,6 +385,8 @@ async fn authority_orders_need_a_legal_obligation_and_a_reference(kind: Kind) {
             json!({"full_name": "Budi", "email": "budi@example.id", "nik": "3171014101900001"}),
         )
         .await;
+    let (s, v) = h.enroll(&h.k.registrar, &a, "government_orders").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let order = |reference: Option<&str>| {
         json!({"recipient": "ministry", "purpose": "government_orders", "subject_ids": [a],
                "categories": ["full_name", "nik"], "reason": "court order",

@@ -220,7 +220,8 @@ async fn export_holds_everything_in_json_and_csv(kind: Kind) {
         .iter()
         .map(|p| p["purpose"].as_str().unwrap())
         .collect();
-    assert_eq!(purposes, ["admission"]);
+    // The marketing consent enrolled the subject in marketing too.
+    assert_eq!(purposes, ["admission", "marketing"]);
     assert_eq!(e["purposes"][0]["basis"], "contract");
     assert_eq!(e["consents"][0]["purpose"], "marketing");
     assert_eq!(e["consents"][0]["evidence"], "form #1");
@@ -261,6 +262,9 @@ async fn restriction_stops_reads_except_admin_under_a_restricted_use_purpose(kin
     let h = start(kind, 0).await;
     let id = h.adult(1).await;
     h.grant(&id, &["email"]).await;
+    // Legal claims may use the applicant's data (compatible with admission).
+    let (s, v) = h.enroll(&h.k.admin, &id, "legal_claims").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let (s, _) = h
         .post(
             &format!("/v1/subjects/{id}/restriction"),
@@ -446,15 +450,8 @@ async fn retention_sweeps_erase_what_no_purpose_needs(kind: Kind) {
     let customer = h
         .create(&h.k.officer, json!({"email": "cust@example.id"}))
         .await;
-    let (s, _) = h
-        .call(
-            Method::PATCH,
-            &format!("/v1/subjects/{customer}?purpose=account"),
-            &h.k.admin,
-            Some(json!({"fields": {"email": "cust@example.id"}})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, v) = h.enroll(&h.k.admin, &customer, "account").await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
     let held = h
         .create(&h.k.officer, json!({"email": "held@example.id"}))
         .await;
@@ -485,12 +482,12 @@ async fn retention_sweeps_erase_what_no_purpose_needs(kind: Kind) {
         .unwrap();
     assert_eq!(item["action"], "erase_subject");
     assert_eq!(item["expired_purposes"], json!(["marketing"]));
-    let (s, _) = h.read(&h.k.admin, &lead, "admission").await;
-    assert_eq!(s, StatusCode::OK, "a dry run changes nothing");
+    let (s, v) = h.read(&h.k.admin, &lead, "marketing").await;
+    assert_eq!(s, StatusCode::OK, "a dry run changes nothing: {v}");
     let (s, r) = h.post("/v1/retention/sweep", &h.k.dpo, json!({})).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(r["dry_run"], false);
-    let (s, _) = h.read(&h.k.admin, &lead, "admission").await;
+    let (s, _) = h.read(&h.k.admin, &lead, "marketing").await;
     assert_eq!(s, StatusCode::GONE);
     let (s, v) = h.read(&h.k.officer, &applicant, "admission").await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -499,11 +496,7 @@ async fn retention_sweeps_erase_what_no_purpose_needs(kind: Kind) {
     // The customer's relationship ends: 30 days later the account data goes, and admission
     // still holds the email.
     let (s, _) = h
-        .post(
-            &format!("/v1/subjects/{customer}/end"),
-            &h.k.officer,
-            json!({}),
-        )
+        .post(&format!("/v1/subjects/{customer}/end"), &h.k.dpo, json!({}))
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     h.clock.advance(Duration::days(31));

@@ -46,7 +46,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, SCHEMA_V2),
     (3, rights::SCHEMA_V3),
     (4, accountability::SCHEMA_V4),
+    (5, SCHEMA_V5),
 ];
+/// Every API key names the person it was issued to (four eyes count people).
+const SCHEMA_V5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
 /// Key of the advisory lock that serializes migrations of concurrently starting processes.
 const MIGRATION_LOCK: i64 = 0x616d_616e_6168; // "amanah"
 const MAX_BATCH: usize = 256;
@@ -174,7 +177,7 @@ CREATE INDEX relations_by_related ON relations(related_subject_id);
 "#;
 
 /// The newest schema version this binary understands.
-pub const PG_SCHEMA_VERSION: i64 = 4;
+pub const PG_SCHEMA_VERSION: i64 = 5;
 
 /// A database error as the store reports it: SQLSTATE and message, never the detail.
 fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -787,7 +790,9 @@ async fn apply(
                 return Err(Tx::Store(StoreError::NotFound));
             }
             write_fields(tx, stmts, &u.id, u.at_micros, &u.fields).await?;
-            record_purpose(tx, stmts, &u.id, &u.purpose, u.at_micros).await?;
+            if let Some(purpose) = &u.enroll {
+                record_purpose(tx, stmts, &u.id, purpose, u.at_micros).await?;
+            }
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
         Op::InsertConsent(c, audit) => {
@@ -799,6 +804,10 @@ async fn apply(
                 return Err(Tx::Store(StoreError::NotFound));
             }
             write_consent(tx, stmts, c).await?;
+            if c.granted {
+                // A consent is a ground of its own: the subject is enrolled in its purpose.
+                record_purpose(tx, stmts, &c.subject_id, &c.purpose, c.at_micros).await?;
+            }
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
         Op::InsertRelation(r, audit) => {
@@ -842,8 +851,8 @@ async fn apply(
             let st = stmts
                 .get(
                     tx,
-                    "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .await?;
             tx.execute(
@@ -855,6 +864,7 @@ async fn apply(
                     &k.token_hash,
                     &k.created_at_micros,
                     &k.revoked_at_micros,
+                    &k.holder,
                 ],
             )
             .await?;
@@ -1269,6 +1279,7 @@ fn api_key_row(r: &Row) -> StoreResult<ApiKeyRecord> {
         token_hash: r.try_get(3).map_err(backend)?,
         created_at_micros: r.try_get(4).map_err(backend)?,
         revoked_at_micros: r.try_get(5).map_err(backend)?,
+        holder: r.try_get(6).map_err(backend)?,
     })
 }
 
@@ -1287,6 +1298,7 @@ fn subjects_from_rows(rows: &[Row]) -> StoreResult<Vec<StoredSubject>> {
                 },
                 created_at_micros: r.try_get(4).map_err(backend)?,
                 restricted_since_micros: r.try_get(7).map_err(backend)?,
+                purposes: r.try_get(8).map_err(backend)?,
                 fields: Vec::new(),
             });
         }
@@ -1330,7 +1342,9 @@ impl Store for PgStore {
         let rows = self
             .query(
                 "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at
+                        f.category, f.ciphertext, s.restricted_at,
+                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
+                              ORDER BY p.collected_at, p.purpose)
                  FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
                  LEFT JOIN subject_fields f ON f.subject_id = s.id
                  WHERE s.id = $1",
@@ -1353,7 +1367,9 @@ impl Store for PgStore {
                      ORDER BY subject_id LIMIT $3
                  )
                  SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at
+                        f.category, f.ciphertext, s.restricted_at,
+                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
+                              ORDER BY p.collected_at, p.purpose)
                  FROM ids JOIN subjects s ON s.id = ids.subject_id
                  JOIN amanah_keys.data_keys k ON k.subject_id = s.id
                  LEFT JOIN subject_fields f ON f.subject_id = s.id
@@ -1521,7 +1537,7 @@ impl Store for PgStore {
 
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         self.query(
-            "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys
+            "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys
              WHERE token_hash = $1",
             &[&token_hash],
         )
@@ -1533,7 +1549,7 @@ impl Store for PgStore {
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         self.query(
-            "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys
+            "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys
              ORDER BY created_at, id",
             &[],
         )

@@ -38,7 +38,7 @@ use crate::{
 /// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
 /// their own file (the key store), restriction, relationship end, holds, requests, erasures,
 /// de-identified records. 4: disclosures and their subjects, the breach register.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 /// WAL size past which the checkpointer copies it back into the database.
@@ -107,6 +107,7 @@ CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     role TEXT NOT NULL,
+    holder TEXT,
     token_hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
     revoked_at INTEGER
@@ -403,6 +404,9 @@ CREATE TABLE IF NOT EXISTS deidentified (
 );
 "#;
 
+/// Schema 5: every API key names the person it was issued to (four eyes count people).
+const MIGRATION_5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
+
 const KEY_STORE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS keys.data_keys (
     subject_id TEXT PRIMARY KEY,
@@ -656,6 +660,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         if found < 4 {
             tx.execute_batch(accountability::MIGRATION_4)
                 .map_err(backend)?;
+        }
+        if (1..5).contains(&found) {
+            tx.execute_batch(MIGRATION_5).map_err(backend)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
@@ -1196,6 +1203,11 @@ fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSub
     let mut fields = conn
         .prepare_cached("SELECT category, ciphertext FROM subject_fields WHERE subject_id = ?1")
         .map_err(backend)?;
+    let mut purposes = conn
+        .prepare_cached(
+            "SELECT purpose FROM subject_purposes WHERE subject_id = ?1 ORDER BY collected_at, purpose",
+        )
+        .map_err(backend)?;
     for id in ids {
         let Some((kek_id, version, ciphertext, created, restricted)) = head
             .query_row([id], |r| {
@@ -1218,6 +1230,10 @@ fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSub
             })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(backend)?;
+        let enrolled = purposes
+            .query_map([id], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(backend)?;
         out.push(StoredSubject {
             id: id.clone(),
             wrapped_key: WrappedKey {
@@ -1227,6 +1243,7 @@ fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSub
             },
             created_at_micros: created,
             restricted_since_micros: restricted,
+            purposes: enrolled,
             fields: values,
         });
     }
@@ -1268,6 +1285,7 @@ fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         token_hash: r.get(3)?,
         created_at_micros: r.get(4)?,
         revoked_at_micros: r.get(5)?,
+        holder: r.get(6)?,
     })
 }
 
@@ -1305,7 +1323,9 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound);
             }
             write_fields(tx, &u.id, u.at_micros, &u.fields)?;
-            record_purpose(tx, &u.id, &u.purpose, u.at_micros)?;
+            if let Some(purpose) = &u.enroll {
+                record_purpose(tx, &u.id, purpose, u.at_micros)?;
+            }
             append(tx, chain, audit)
         })
         .await
@@ -1363,6 +1383,10 @@ impl Store for SqliteStore {
                 return Err(StoreError::NotFound);
             }
             write_consent(tx, &consent)?;
+            if consent.granted {
+                // A consent is a ground of its own: the subject is enrolled in its purpose.
+                record_purpose(tx, &consent.subject_id, &consent.purpose, consent.at_micros)?;
+            }
             append(tx, chain, audit)
         })
         .await
@@ -1527,8 +1551,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
             tx.execute(
-                "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key.id, key.name, key.role, key.token_hash, key.created_at_micros, key.revoked_at_micros],
+                "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.id, key.name, key.role, key.token_hash, key.created_at_micros, key.revoked_at_micros, key.holder],
             )
             .map_err(backend)?;
             append(tx, chain, audit)
@@ -1540,7 +1564,7 @@ impl Store for SqliteStore {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(
-                "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys WHERE token_hash = ?1",
+                "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys WHERE token_hash = ?1",
             )
             .and_then(|mut st| st.query_row([token_hash], api_key_row).optional())
             .map_err(backend)
@@ -1551,7 +1575,7 @@ impl Store for SqliteStore {
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT id, name, role, token_hash, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+                "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys ORDER BY created_at, id",
             )
             .and_then(|mut st| st.query_map([], api_key_row).and_then(|r| r.collect::<Result<Vec<_>, _>>()))
             .map_err(backend)

@@ -44,7 +44,8 @@ pub struct NewSubject {
 pub struct SubjectUpdate {
     pub id: String,
     pub at_micros: i64,
-    pub purpose: String,
+    /// Enrols the subject in this purpose too (the vault decided the ground for it).
+    pub enroll: Option<String>,
     /// Replaces these fields' values and moves their blind-index terms.
     pub fields: Vec<FieldWrite>,
 }
@@ -56,6 +57,8 @@ pub struct StoredSubject {
     pub created_at_micros: i64,
     /// Set while processing is restricted (UU PDP Art. 41).
     pub restricted_since_micros: Option<i64>,
+    /// The purposes the subject is enrolled in (collected, consented or enrolled under).
+    pub purposes: Vec<String>,
     /// (category, ciphertext)
     pub fields: Vec<(String, Vec<u8>)>,
 }
@@ -65,6 +68,9 @@ pub struct ApiKeyRecord {
     pub id: String,
     pub name: String,
     pub role: String,
+    /// The person the key was issued to (`Name <email>`); `None` for keys issued before
+    /// holders were recorded.
+    pub holder: Option<String>,
     /// SHA-256 of the token; the token itself is never stored.
     pub token_hash: String,
     pub created_at_micros: i64,

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use amanah_core::access::Principal;
 use amanah_core::audit::AuditDraft;
 use amanah_core::breach::{self, Audience, BreachFacts};
 use amanah_core::consent::{self, date_of, AgeGroup};
@@ -21,6 +20,7 @@ use amanah_store::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::authz::{act, Circumstances, Permit, Principal};
 use crate::consent::{consent_error, events};
 use crate::rights::{rfc3339, text};
 use crate::vault::{store_error, Vault};
@@ -64,6 +64,20 @@ pub struct DisclosureView {
     pub country: Option<String>,
     pub kind: Option<String>,
     pub transfer_basis: Option<String>,
+    /// What a release would carry, as the approver and the authorizer decide on it.
+    pub preview: ReleasePreview,
+}
+
+/// Exactly what a release of a disclosure would hand over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleasePreview {
+    /// Categories the package carries (in clear, or pseudonymized where the recipient asks).
+    pub categories: Vec<String>,
+    /// Requested categories withheld because the recipient pseudonymizes and they identify.
+    pub withheld_categories: Vec<String>,
+    pub subjects: usize,
+    /// Subjects appear as per-disclosure pseudonyms instead of ids.
+    pub pseudonymized: bool,
 }
 
 /// One release of an authorized disclosure.
@@ -161,7 +175,26 @@ impl Vault {
         let recipient = policy.recipient(&record.recipient);
         let needs_consent =
             recipient.is_some_and(|r| disclosure::needs_consent(policy, r, &record.purpose));
+        let preview = match recipient {
+            Some(r) => {
+                let (carried, withheld) =
+                    disclosure::package_categories(policy, r, &record.categories);
+                ReleasePreview {
+                    categories: carried,
+                    withheld_categories: withheld,
+                    subjects: record.subject_ids.len(),
+                    pseudonymized: r.pseudonymize,
+                }
+            }
+            None => ReleasePreview {
+                categories: Vec::new(),
+                withheld_categories: record.categories.clone(),
+                subjects: record.subject_ids.len(),
+                pseudonymized: false,
+            },
+        };
         DisclosureView {
+            preview,
             consent_check: consent.unwrap_or_else(|| consent_check(&excluded, needs_consent)),
             excluded,
             country: recipient.map(|r| r.country.clone()),
@@ -213,14 +246,25 @@ impl Vault {
     /// purpose and may receive them.
     pub async fn request_disclosure(
         &self,
-        who: &Principal,
+        permit: &Permit<act::DisclosureRequest>,
         input: &DisclosureInput,
     ) -> Result<DisclosureView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "disclosure.request", policy);
-        let grant = self.grant(who, policy, &input.purpose, &mut draft).await?;
-        draft.fields = input.categories.clone();
+        let policy = permit.policy();
+        let who = permit.principal();
+        let grant = permit.grant()?;
+        if input.purpose != permit.purpose()? {
+            return Err(Error::Internal(
+                "the disclosure's purpose differs from what was authorized".into(),
+            ));
+        }
+        let mut draft = permit.draft();
+        // Only declared categories are recorded: anything else is caller text.
+        draft.fields = input
+            .categories
+            .iter()
+            .filter(|c| policy.category(c).is_some())
+            .cloned()
+            .collect();
         let refuse_all = match input.if_consent_missing.as_deref() {
             None | Some("exclude") => false,
             Some("refuse") => true,
@@ -262,22 +306,20 @@ impl Vault {
                 return Err(self.deny(draft, err).await);
             }
         };
+        // A role discloses only what it may read in clear itself: never what it sees masked.
         let unreadable: Vec<&str> = input
             .categories
             .iter()
-            .filter(|c| !grant.readable.contains_key(*c))
+            .filter(|c| !amanah_core::authz::clear(grant, c))
             .map(String::as_str)
             .collect();
         if !unreadable.is_empty() {
-            let err = Error::invalid(
-                "categories",
-                format!(
-                    "role {:?} may not read these categories under purpose {:?}, so it may not disclose them: {}",
-                    who.role,
-                    input.purpose,
-                    unreadable.join(", ")
-                ),
-            );
+            let err = Error::Forbidden(format!(
+                "role {:?} may not read these categories in clear under purpose {:?}, so it may not disclose them: {}",
+                who.role(),
+                input.purpose,
+                unreadable.join(", ")
+            ));
             return Err(self.deny(draft, err).await);
         }
         let reason = text("reason", &input.reason)?;
@@ -302,6 +344,17 @@ impl Vault {
                 let missing = self.missing_subject(id).await?;
                 return Err(self.deny(draft, missing).await);
             };
+            // The per-subject decision: enrolled in the purpose, a minor only with specific
+            // clearance. Restriction is not a refusal here but an exclusion (below).
+            let unrestricted = amanah_store::StoredSubject {
+                restricted_since_micros: None,
+                ..stored.clone()
+            };
+            if let Err(d) = self.admission(permit, unrestricted, Circumstances::default())? {
+                let mut refused = draft.clone();
+                refused.subject = Some(id.clone());
+                return Err(self.refuse(refused, &d).await);
+            }
             match self
                 .disclosure_obstacle(policy, &stored, &input.purpose, checked.needs_consent, now)
                 .await?
@@ -344,7 +397,7 @@ impl Vault {
             reason,
             reference,
             status: DisclosureStatus::PendingApproval.as_str().to_owned(),
-            requested_by: who.key_id.clone(),
+            requested_by: who.key_id().to_owned(),
             requested_at_micros: now,
             approved_by: None,
             approved_at_micros: None,
@@ -388,21 +441,16 @@ impl Vault {
     }
 
     /// Approves (the person in charge), authorizes (the account owner) or rejects a disclosure.
-    pub async fn step_disclosure(
+    pub async fn step_disclosure<A: act::DisclosureStep>(
         &self,
-        who: &Principal,
+        permit: &Permit<A>,
         id: &str,
-        step: Step,
         reason: Option<&str>,
     ) -> Result<DisclosureView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let action = match step {
-            Step::Approve => "disclosure.approve",
-            Step::Authorize => "disclosure.authorize",
-            Step::Reject => "disclosure.reject",
-        };
-        let mut draft = self.draft(who, action, policy);
+        let policy = permit.policy();
+        let who = permit.principal();
+        let step = A::STEP;
+        let mut draft = permit.draft();
         let record = self.load_disclosure_for(id, &draft).await?;
         draft.purpose = Some(record.purpose.clone());
         draft.fields = record.categories.clone();
@@ -413,7 +461,7 @@ impl Vault {
             }
             _ => None,
         };
-        let role = policy.role(&who.role);
+        let role = policy.role(who.role());
         let status = DisclosureStatus::parse(&record.status)
             .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
         let to = match disclosure::decide_step(
@@ -423,8 +471,8 @@ impl Vault {
                 requested_by: &record.requested_by,
                 approved_by: record.approved_by.as_deref(),
             },
-            &who.key_id,
-            &who.role,
+            who.key_id(),
+            who.role(),
             role.is_some_and(|r| r.approve_disclosures),
             role.is_some_and(|r| r.authorize_disclosures),
         ) {
@@ -437,6 +485,11 @@ impl Vault {
                 return Err(self.deny(draft, err).await);
             }
         };
+        if step != Step::Reject {
+            if let Err(err) = self.four_eyes(who, &record).await {
+                return Err(self.deny(draft, err).await);
+            }
+        }
         let now = draft.at_micros;
         draft.reason = Some(format!("disclosure {id} to {}: {to}", record.recipient));
         self.store
@@ -445,7 +498,7 @@ impl Vault {
                     id: id.to_owned(),
                     from: status.as_str().to_owned(),
                     to: to.as_str().to_owned(),
-                    by: who.key_id.clone(),
+                    by: who.key_id().to_owned(),
                     at_micros: now,
                     reason,
                 },
@@ -462,24 +515,58 @@ impl Vault {
         Ok(self.disclosure_view(policy, updated, None))
     }
 
+    /// Four eyes by person: the requester, the approver and the authorizer are three different
+    /// key holders, so one person with two keys cannot walk a disclosure through alone.
+    async fn four_eyes(&self, who: &Principal, record: &DisclosureRecord) -> Result<()> {
+        let Some(holder) = who.holder() else {
+            return Err(Error::Forbidden(
+                "this key names no holder: four eyes count people, so approving or authorizing needs a key \
+                 issued with a holder (`amanah apikey create --holder \"Name <email>\"`)"
+                    .into(),
+            ));
+        };
+        let keys = self.store.list_api_keys().await.map_err(store_error)?;
+        let holder_of = |key_id: &str| {
+            keys.iter()
+                .find(|k| k.id == key_id)
+                .and_then(|k| k.holder.clone())
+        };
+        let normalized = |h: &str| h.trim().to_lowercase();
+        let earlier = std::iter::once(&record.requested_by).chain(record.approved_by.as_ref());
+        for key_id in earlier {
+            if holder_of(key_id).is_some_and(|h| normalized(&h) == normalized(holder)) {
+                return Err(Error::Forbidden(
+                    "four eyes: the requester, the approver and the authorizer of a disclosure must be \
+                     three different people (key holders)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Who may see disclosures: the admin, the DPO, the person in charge, the account owner.
     fn oversees_disclosures(policy: &Policy, who: &Principal) -> bool {
         who.is_admin()
-            || policy.role(&who.role).is_some_and(|r| {
+            || policy.role(who.role()).is_some_and(|r| {
                 r.handle_requests || r.approve_disclosures || r.authorize_disclosures
             })
     }
 
     /// One disclosure (its requester, the admin, the DPO, the PIC or the owner).
-    pub async fn get_disclosure(&self, who: &Principal, id: &str) -> Result<DisclosureView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let draft = self.draft(who, "disclosure.read", policy);
+    pub async fn get_disclosure(
+        &self,
+        permit: &Permit<act::DisclosureRead>,
+        id: &str,
+    ) -> Result<DisclosureView> {
+        let policy = permit.policy();
+        let who = permit.principal();
+        let draft = permit.draft();
         let record = self.load_disclosure_for(id, &draft).await?;
-        if record.requested_by != who.key_id && !Self::oversees_disclosures(policy, who) {
+        if record.requested_by != who.key_id() && !Self::oversees_disclosures(policy, who) {
             let err = Error::Forbidden(format!(
                 "role {:?} may not read disclosures it did not request",
-                who.role
+                who.role()
             ));
             return Err(self.deny(draft, err).await);
         }
@@ -489,24 +576,15 @@ impl Vault {
     /// Disclosures, newest first, optionally of one subject or one status.
     pub async fn list_disclosures(
         &self,
-        who: &Principal,
+        permit: &Permit<act::DisclosureList>,
         subject: Option<&str>,
         status: Option<&str>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<DisclosureView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "disclosure.list", policy);
-        draft.subject = subject.map(str::to_owned);
-        if !Self::oversees_disclosures(policy, who) {
-            let err = Error::Forbidden(format!(
-                "role {:?} may not list disclosures: that needs the admin, the DPO (handle_requests), \
-                 or a role that approves or authorizes disclosures",
-                who.role
-            ));
-            return Err(self.deny(draft, err).await);
-        }
+        let policy = permit.policy();
+        let mut draft = permit.draft();
+        draft.subject = subject.and_then(crate::authz::recordable_id);
         if let Some(s) = status {
             if DisclosureStatus::parse(s).is_none() {
                 return Err(Error::BadRequest(
@@ -538,13 +616,17 @@ impl Vault {
 
     /// Releases the package of an approved and authorized disclosure (the requester or the
     /// admin), at most `max_releases` times; each release leaves one audit entry per subject.
-    pub async fn release_disclosure(&self, who: &Principal, id: &str) -> Result<Package> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "disclosure.release", policy);
+    pub async fn release_disclosure(
+        &self,
+        permit: &Permit<act::DisclosureRelease>,
+        id: &str,
+    ) -> Result<Package> {
+        let policy = permit.policy();
+        let who = permit.principal();
+        let mut draft = permit.draft();
         let record = self.load_disclosure_for(id, &draft).await?;
         draft.purpose = Some(record.purpose.clone());
-        if record.requested_by != who.key_id && !who.is_admin() {
+        if record.requested_by != who.key_id() && !who.is_admin() {
             let err = Error::Forbidden(
                 "only the key that requested a disclosure, or the admin, may release it".into(),
             );
@@ -726,11 +808,14 @@ impl Vault {
     // ---------------------------------------------------------------- breaches
 
     /// Records a breach (the admin or the DPO); notices are due 72 hours after detection.
-    pub async fn record_breach(&self, who: &Principal, input: &BreachInput) -> Result<BreachView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "breach.record", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn record_breach(
+        &self,
+        permit: &Permit<act::BreachRecord>,
+        input: &BreachInput,
+    ) -> Result<BreachView> {
+        let policy = permit.policy();
+        let who = permit.principal();
+        let mut draft = permit.draft();
         let detected = parse_instant("detected_at", &input.detected_at)?;
         let now = draft.at_micros;
         if detected > now {
@@ -785,7 +870,7 @@ impl Vault {
             id: id.clone(),
             detected_at_micros: detected,
             recorded_at_micros: now,
-            recorded_by: who.key_id.clone(),
+            recorded_by: who.key_id().to_owned(),
             description: text("description", &input.description)?,
             categories,
             all_subjects: input.all_subjects,
@@ -832,26 +917,23 @@ impl Vault {
         }
     }
 
-    pub async fn get_breach(&self, who: &Principal, id: &str) -> Result<BreachView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let draft = self.draft(who, "breach.read", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn get_breach(
+        &self,
+        permit: &Permit<act::BreachRead>,
+        id: &str,
+    ) -> Result<BreachView> {
+        let draft = permit.draft();
         Ok(self.breach_view(self.breach_for(id, &draft).await?))
     }
 
     /// Breaches, newest first; `overdue` keeps those not notified past their deadline.
     pub async fn list_breaches(
         &self,
-        who: &Principal,
+        _permit: &Permit<act::BreachList>,
         overdue: bool,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<BreachView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let draft = self.draft(who, "breach.list", policy);
-        self.require_dpo(who, policy, &draft).await?;
         let now = self.clock.now_micros();
         Ok(self
             .store
@@ -865,11 +947,13 @@ impl Vault {
 
     /// The notices of a breach: one per affected subject (their contact details decrypted into
     /// the notice only, one audit entry per subject) and one for the agency.
-    pub async fn breach_notices(&self, who: &Principal, id: &str) -> Result<Vec<NoticeView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "breach.notice", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn breach_notices(
+        &self,
+        permit: &Permit<act::BreachNotices>,
+        id: &str,
+    ) -> Result<Vec<NoticeView>> {
+        let policy = permit.policy();
+        let mut draft = permit.draft();
         let b = self.breach_for(id, &draft).await?;
         draft.reason = Some(format!("notice of breach {id}"));
         let facts = BreachFacts {
@@ -971,16 +1055,18 @@ impl Vault {
     }
 
     /// Marks a breach's notices sent.
-    pub async fn mark_breach_notified(&self, who: &Principal, id: &str) -> Result<BreachView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "breach.notified", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn mark_breach_notified(
+        &self,
+        permit: &Permit<act::BreachNotified>,
+        id: &str,
+    ) -> Result<BreachView> {
+        let who = permit.principal();
+        let mut draft = permit.draft();
         let b = self.breach_for(id, &draft).await?;
         draft.reason = Some(format!("notices of breach {id} sent"));
         let now = draft.at_micros;
         self.store
-            .mark_breach_notified(&b.id, &who.key_id, now, draft)
+            .mark_breach_notified(&b.id, who.key_id(), now, draft)
             .await
             .map_err(store_error)?;
         self.refresh_breach_gauges().await;
@@ -1008,11 +1094,9 @@ impl Vault {
 
     /// The record of processing activities (UU PDP Art. 31) from the policy and live counts
     /// (the admin or the DPO).
-    pub async fn ropa(&self, who: &Principal, storage: &str) -> Result<Value> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "ropa.read", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn ropa(&self, permit: &Permit<act::Ropa>, storage: &str) -> Result<Value> {
+        let policy = permit.policy();
+        let mut draft = permit.draft();
         let counts: BTreeMap<String, u64> = self
             .store
             .subjects_per_purpose()

@@ -2,8 +2,7 @@
 //! history and state of a subject, re-consent listings, contact lists for campaigns, and links
 //! between subjects. The rules themselves live in `amanah_core::consent`.
 
-use amanah_core::access::Principal;
-use amanah_core::audit::AuditRecord;
+use amanah_core::audit::{AuditDraft, AuditRecord};
 use amanah_core::consent::{self, AgeGroup, ConsentDenial, ConsentEvent, GivenBy};
 use amanah_core::policy::{LegalBasis, Policy, Purpose};
 use amanah_core::{Error, Result};
@@ -11,6 +10,7 @@ use amanah_crypto::DataKey;
 use amanah_store::{ConsentRecord, ConsentSelection, RelationRecord, StoreError};
 use serde_json::{json, Value};
 
+use crate::authz::{act, Admitted, Circumstances, Permit, Principal};
 use crate::vault::{hex, store_error, Vault};
 
 /// Longest evidence text accepted (a form reference, a signed statement, a log excerpt).
@@ -422,7 +422,7 @@ impl Vault {
             contact_channels: checked.contact_channels,
             guardian_subject_id,
             guardian_details,
-            recorded_by: who.key_id.clone(),
+            recorded_by: who.key_id().to_owned(),
             at_micros,
         })
     }
@@ -467,36 +467,54 @@ impl Vault {
         }
     }
 
-    /// Records a grant or withdrawal for an existing subject.
-    pub async fn record_consent(
+    /// Records a grant or withdrawal for the permit's subject. A grant enrols the subject in the
+    /// purpose (consent is its own ground); a withdrawal is accepted whatever the subject's
+    /// state, since it only ever reduces processing.
+    pub async fn record_consent<A: act::ConsentChange>(
         &self,
-        who: &Principal,
-        subject_id: &str,
+        permit: &Permit<A>,
         input: &ConsentInput,
     ) -> Result<(ConsentRecord, ConsentReceipt)> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let action = if input.granted {
-            "consent.grant"
-        } else {
-            "consent.withdraw"
-        };
-        let mut draft = self.draft(who, action, policy);
-        draft.subject = Some(subject_id.to_owned());
-        let checked = self.check_consent_input(policy, input)?;
-        self.grant(who, policy, &input.purpose, &mut draft).await?;
+        let policy = permit.policy();
+        let subject_id = permit.subject()?;
+        if input.purpose != permit.purpose()? || input.granted != A::GRANTED {
+            return Err(Error::Internal(
+                "the consent decision differs from what was authorized".into(),
+            ));
+        }
+        let draft = permit.draft();
         let Some(stored) = self
             .store
             .load_subject(subject_id)
             .await
             .map_err(store_error)?
         else {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
-                .await);
+            let missing = self.missing_subject(subject_id).await?;
+            return Err(self.deny(draft, missing).await);
         };
-        let key = self.unwrap_key(&stored)?;
-        let age = self.age_group(policy, &key, &stored)?;
+        let admitted = self
+            .admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
+        self.record_consent_admitted(permit.principal(), policy, &admitted, input, draft)
+            .await
+    }
+
+    /// Records a consent decision for a subject the decision point admitted.
+    pub(crate) async fn record_consent_admitted(
+        &self,
+        who: &Principal,
+        policy: &Policy,
+        admitted: &Admitted,
+        input: &ConsentInput,
+        mut draft: AuditDraft,
+    ) -> Result<(ConsentRecord, ConsentReceipt)> {
+        let subject_id = admitted.stored.id.as_str();
+        let checked = self.check_consent_input(policy, input)?;
+        let age = if admitted.minor {
+            Some(AgeGroup::Minor)
+        } else {
+            self.age_group(policy, &admitted.key, &admitted.stored)?
+        };
         if let Err(e) = self
             .check_entitlement(policy, Some(subject_id), age, &checked, input)
             .await
@@ -506,7 +524,7 @@ impl Vault {
         let target = ConsentTarget {
             who,
             subject_id,
-            key: &key,
+            key: &admitted.key,
             at_micros: draft.at_micros,
         };
         let record = self.seal_consent(policy, &target, checked, input)?;
@@ -538,31 +556,32 @@ impl Vault {
     /// purpose. Roles other than admin see only the purposes they hold, without evidence.
     pub async fn consent_history(
         &self,
-        who: &Principal,
-        subject_id: &str,
+        permit: &Permit<act::ConsentRead>,
     ) -> Result<ConsentHistory> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "consent.read", policy);
-        draft.subject = Some(subject_id.to_owned());
+        let policy = permit.policy();
+        let who = permit.principal();
+        let subject_id = permit.subject()?;
+        let mut draft = permit.draft();
         let Some(stored) = self
             .store
             .load_subject(subject_id)
             .await
             .map_err(store_error)?
         else {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
-                .await);
+            let missing = self.missing_subject(subject_id).await?;
+            return Err(self.deny(draft, missing).await);
         };
+        let admitted = self
+            .admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
         let holds = |purpose: &str| {
             who.is_admin()
                 || policy
-                    .role(&who.role)
+                    .role(who.role())
                     .is_some_and(|r| r.purposes.iter().any(|p| p == purpose))
         };
-        let key = self.unwrap_key(&stored)?;
-        let minor = self.age_group(policy, &key, &stored)? == Some(AgeGroup::Minor);
+        let key = &admitted.key;
+        let minor = admitted.minor;
         let records = self.store.consents(subject_id).await.map_err(store_error)?;
         let all_events = events(&records);
         let now = self.clock.now_micros();
@@ -657,17 +676,15 @@ impl Vault {
     /// asked again before processing resumes. One audit entry per page.
     pub async fn stale_consents(
         &self,
-        who: &Principal,
-        purpose: &str,
+        permit: &Permit<act::ConsentStale>,
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<StaleConsent>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "consent.stale", policy);
+        let policy = permit.policy();
+        let purpose = permit.purpose()?;
+        let mut draft = permit.draft();
         consent_purpose(policy, purpose)?;
         let limit = page_limit(limit)?;
-        self.grant(who, policy, purpose, &mut draft).await?;
         let current_version = policy.purpose_version(purpose).unwrap_or_default();
         let found = self
             .store
@@ -700,15 +717,14 @@ impl Vault {
     /// tool calls). Audited as one access per page.
     pub async fn contactable(
         &self,
-        who: &Principal,
-        purpose: &str,
+        permit: &Permit<act::ContactList>,
         channel: &str,
         after: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Page<String>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "consent.contactable", policy);
+        let policy = permit.policy();
+        let purpose = permit.purpose()?;
+        let mut draft = permit.draft();
         let p = consent_purpose(policy, purpose)?;
         if !consent::allowed_channels(p).contains(&channel) {
             return Err(Error::invalid(
@@ -720,7 +736,6 @@ impl Vault {
             ));
         }
         let limit = page_limit(limit)?;
-        let grant = self.grant(who, policy, purpose, &mut draft).await?;
         let current_version = policy.purpose_version(purpose).unwrap_or_default();
         let mut items = Vec::new();
         let mut cursor = after.map(str::to_owned);
@@ -744,23 +759,20 @@ impl Vault {
             for r in batch {
                 cursor = Some(r.subject_id.clone());
                 // A minor needs a guardian's grant and a role cleared for a child's data.
-                let minor = match self
+                // The per-subject decision: enrolled, a minor only for a cleared role, not
+                // restricted (a restricted subject is not processed, so not contacted).
+                let Some(stored) = self
                     .store
                     .load_subject(&r.subject_id)
                     .await
                     .map_err(store_error)?
-                {
-                    // A restricted subject is not processed, so not contacted.
-                    Some(stored) if stored.restricted_since_micros.is_some() => continue,
-                    Some(stored) => {
-                        let key = self.unwrap_key(&stored)?;
-                        self.age_group(policy, &key, &stored)? == Some(AgeGroup::Minor)
-                    }
-                    None => continue,
-                };
-                if minor && grant.for_minor().is_err() {
+                else {
                     continue;
-                }
+                };
+                let Ok(admitted) = self.admission(permit, stored, Circumstances::default())? else {
+                    continue;
+                };
+                let minor = admitted.minor;
                 let ok = consent::may_contact(
                     &events(std::slice::from_ref(&r)),
                     &r.contact_channels,
@@ -787,19 +799,53 @@ impl Vault {
         Ok(Page { items, next })
     }
 
-    /// Links `subject_id` to another subject (who provided whose data, and on what grounds).
+    /// Links the permit's subject to another subject (who provided whose data, and on what
+    /// grounds). The role must hold a purpose each of the two is enrolled in: a key that does
+    /// not know a person cannot make them anyone's guardian.
     pub async fn add_relation(
         &self,
-        who: &Principal,
-        subject_id: &str,
+        permit: &Permit<act::RelationCreate>,
         kind: &str,
         related_subject_id: &str,
         evidence: Option<&str>,
     ) -> Result<RelationRecord> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "relation.create", policy);
-        draft.subject = Some(subject_id.to_owned());
+        let who = permit.principal();
+        let subject_id = permit.subject()?;
+        let mut draft = permit.draft();
+        let Some(stored) = self
+            .store
+            .load_subject(subject_id)
+            .await
+            .map_err(store_error)?
+        else {
+            let missing = self.missing_subject(subject_id).await?;
+            return Err(self.deny(draft, missing).await);
+        };
+        let admitted = self
+            .admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
+        let related = self
+            .store
+            .load_subject(related_subject_id)
+            .await
+            .map_err(store_error)?;
+        match related {
+            None => {
+                return Err(self
+                    .deny(
+                        draft,
+                        Error::NotFound("no subject to relate to with that id".into()),
+                    )
+                    .await)
+            }
+            Some(other) => {
+                // The related subject passes the same decision, recorded against it.
+                let mut other_draft = draft.clone();
+                other_draft.subject = Some(other.id.clone());
+                self.admit(permit, other, Circumstances::default(), &other_draft)
+                    .await?;
+            }
+        }
         if !RELATION_KINDS.contains(&kind) {
             return Err(Error::invalid(
                 "kind",
@@ -815,17 +861,7 @@ impl Vault {
         let evidence = evidence
             .map(|e| short_text("evidence", e, MAX_EVIDENCE_CHARS))
             .transpose()?;
-        let Some(stored) = self
-            .store
-            .load_subject(subject_id)
-            .await
-            .map_err(store_error)?
-        else {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
-                .await);
-        };
-        let key = self.unwrap_key(&stored)?;
+        let key = &admitted.key;
         let id = uuid::Uuid::new_v4().to_string();
         let sealed = evidence
             .as_deref()
@@ -843,7 +879,7 @@ impl Vault {
             kind: kind.to_owned(),
             related_subject_id: related_subject_id.to_owned(),
             evidence: sealed,
-            recorded_by: who.key_id.clone(),
+            recorded_by: who.key_id().to_owned(),
             at_micros: draft.at_micros,
         };
         draft.reason = Some(format!(
@@ -863,22 +899,21 @@ impl Vault {
     }
 
     /// Relations recorded on a subject or pointing to it. Evidence is decrypted for the admin.
-    pub async fn relations(&self, who: &Principal, subject_id: &str) -> Result<Vec<RelationView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "relation.read", policy);
-        draft.subject = Some(subject_id.to_owned());
-        if self
+    pub async fn relations(&self, permit: &Permit<act::RelationRead>) -> Result<Vec<RelationView>> {
+        let who = permit.principal();
+        let subject_id = permit.subject()?;
+        let mut draft = permit.draft();
+        let Some(stored) = self
             .store
             .load_subject(subject_id)
             .await
             .map_err(store_error)?
-            .is_none()
-        {
-            return Err(self
-                .deny(draft, Error::NotFound(format!("no subject {subject_id}")))
-                .await);
-        }
+        else {
+            let missing = self.missing_subject(subject_id).await?;
+            return Err(self.deny(draft, missing).await);
+        };
+        self.admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
         let records = self
             .store
             .relations(subject_id)

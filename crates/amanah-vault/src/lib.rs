@@ -4,12 +4,14 @@
 //! Plaintext exists only inside these functions and in the value they return.
 
 mod accountability;
+mod authz;
 mod clock;
 mod consent;
 mod rights;
 mod vault;
 
 pub use accountability::*;
+pub use authz::{act, Act, Permit, Principal, Target};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
 pub use rights::*;

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use amanah_core::access::Principal;
 use amanah_core::audit::AuditDraft;
 use amanah_core::consent::{self, date_of};
 use amanah_core::fields;
@@ -19,6 +18,7 @@ use amanah_store::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::authz::{act, Circumstances, Permit, Principal};
 use crate::vault::{store_error, Vault};
 
 /// Longest free text (request details, reasons) accepted.
@@ -89,29 +89,6 @@ impl Vault {
             )),
             None => Error::NotFound(format!("no subject {id}")),
         })
-    }
-
-    /// Data-subject rights are exercised by the admin or a role with `handle_requests = true`.
-    pub(crate) async fn require_dpo(
-        &self,
-        who: &Principal,
-        policy: &Policy,
-        draft: &AuditDraft,
-    ) -> Result<()> {
-        let allowed = who.is_admin() || policy.role(&who.role).is_some_and(|r| r.handle_requests);
-        if allowed {
-            return Ok(());
-        }
-        Err(self
-            .deny(
-                draft.clone(),
-                Error::Forbidden(format!(
-                    "role {:?} may not handle data-subject requests: that needs the admin or a role with \
-                     handle_requests = true (the DPO)",
-                    who.role
-                )),
-            )
-            .await)
     }
 
     /// Loads an existing subject for a rights operation (404/410 audited as refusals).
@@ -223,22 +200,20 @@ impl Vault {
     /// Records a data-subject request; it is due `request_deadline_hours` later.
     pub async fn create_request(
         &self,
-        who: &Principal,
-        subject_id: &str,
+        permit: &Permit<act::RequestCreate>,
         kind: &str,
         details: Option<&Value>,
     ) -> Result<RequestView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "request.create", policy);
-        draft.subject = Some(subject_id.to_owned());
+        let policy = permit.policy();
+        let who = permit.principal();
+        let subject_id = permit.subject()?;
+        let mut draft = permit.draft();
         let kind = RequestType::parse(kind).ok_or_else(|| {
             Error::invalid(
                 "type",
                 format!("`type` must be one of: {}", RequestType::spellings()),
             )
         })?;
-        self.require_dpo(who, policy, &draft).await?;
         let (_, key) = self.subject_for(subject_id, &draft).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = draft.at_micros;
@@ -267,7 +242,7 @@ impl Vault {
             refusal_reason: None,
             refusal_text: None,
             closed_at_micros: None,
-            received_by: who.key_id.clone(),
+            received_by: who.key_id().to_owned(),
         };
         draft.reason = Some(format!("request {id} ({kind}) received"));
         self.store
@@ -278,13 +253,16 @@ impl Vault {
         self.request_view(record, Some(&key), now)
     }
 
-    pub async fn get_request(&self, who: &Principal, id: &str) -> Result<RequestView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "request.read", policy);
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn get_request(
+        &self,
+        permit: &Permit<act::RequestRead>,
+        id: &str,
+    ) -> Result<RequestView> {
+        let mut draft = permit.draft();
         let Some(r) = self.store.load_request(id).await.map_err(store_error)? else {
-            return Err(Error::NotFound(format!("no request {id}")));
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no request {id}")))
+                .await);
         };
         draft.subject = Some(r.subject_id.clone());
         draft.reason = Some(format!("request {id}"));
@@ -297,17 +275,14 @@ impl Vault {
     /// Requests by due date; `overdue` keeps open ones past their deadline.
     pub async fn list_requests(
         &self,
-        who: &Principal,
+        permit: &Permit<act::RequestList>,
         status: Option<&str>,
         overdue: bool,
         subject: Option<&str>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<RequestView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "request.list", policy);
-        self.require_dpo(who, policy, &draft).await?;
+        let mut draft = permit.draft();
         let now = draft.at_micros;
         let mut filter = RequestFilter {
             subject: subject.map(str::to_owned),
@@ -347,14 +322,12 @@ impl Vault {
     /// and an explanation for the subject.
     pub async fn transition_request(
         &self,
-        who: &Principal,
+        permit: &Permit<act::RequestUpdate>,
         id: &str,
         to: &str,
         refusal: Option<(&str, &str)>,
     ) -> Result<RequestView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "request.update", policy);
+        let mut draft = permit.draft();
         let to = RequestStatus::parse(to).ok_or_else(|| {
             Error::invalid(
                 "status",
@@ -391,9 +364,10 @@ impl Vault {
             }
             (_, None) => None,
         };
-        self.require_dpo(who, policy, &draft).await?;
         let Some(current) = self.store.load_request(id).await.map_err(store_error)? else {
-            return Err(Error::NotFound(format!("no request {id}")));
+            return Err(self
+                .deny(draft, Error::NotFound(format!("no request {id}")))
+                .await);
         };
         draft.subject = Some(current.subject_id.clone());
         let from = RequestStatus::parse(&current.status)
@@ -459,12 +433,10 @@ impl Vault {
     /// Everything held about a subject (UU PDP Art. 32, portability Art. 13): every field
     /// decrypted, consents, relations, purposes with their legal bases and recipients, holds,
     /// restriction, requests, and the processing trail from the audit log.
-    pub async fn export_subject(&self, who: &Principal, id: &str) -> Result<Value> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.export", policy);
-        draft.subject = Some(id.to_owned());
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn export_subject(&self, permit: &Permit<act::SubjectExport>) -> Result<Value> {
+        let policy = permit.policy();
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
         let (stored, key) = self.subject_for(id, &draft).await?;
         let mut field_values = Map::new();
         for (category, ciphertext) in &stored.fields {
@@ -615,14 +587,16 @@ impl Vault {
 
     /// Restricts processing (UU PDP Art. 41): reads are refused except by the admin under a
     /// purpose marked `restricted_use`.
-    pub async fn restrict(&self, who: &Principal, id: &str, reason: Option<&str>) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.restrict", policy);
-        draft.subject = Some(id.to_owned());
-        let reason = reason.map(|r| text("reason", r)).transpose()?;
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn restrict(
+        &self,
+        permit: &Permit<act::SubjectRestrict>,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let who = permit.principal();
+        let id = permit.subject()?;
+        let draft = permit.draft();
         let (_, key) = self.subject_for(id, &draft).await?;
+        let reason = reason.map(|r| text("reason", r)).transpose()?;
         let sealed = reason
             .as_deref()
             .map(|r| self.seal_text(&key, id, "restriction.reason", r))
@@ -630,7 +604,7 @@ impl Vault {
         let record = RestrictionRecord {
             since_micros: draft.at_micros,
             reason: sealed,
-            by: who.key_id.clone(),
+            by: who.key_id().to_owned(),
         };
         self.store
             .set_restriction(id, Some(record), draft)
@@ -639,12 +613,9 @@ impl Vault {
         Ok(())
     }
 
-    pub async fn lift_restriction(&self, who: &Principal, id: &str) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.unrestrict", policy);
-        draft.subject = Some(id.to_owned());
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn lift_restriction(&self, permit: &Permit<act::SubjectUnrestrict>) -> Result<()> {
+        let id = permit.subject()?;
+        let draft = permit.draft();
         self.subject_for(id, &draft).await?;
         if self
             .store
@@ -685,23 +656,20 @@ impl Vault {
     /// (inclusive) or until released.
     pub async fn add_hold(
         &self,
-        who: &Principal,
-        id: &str,
+        permit: &Permit<act::HoldCreate>,
         reason: &str,
         until: &str,
     ) -> Result<HoldView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "hold.create", policy);
-        draft.subject = Some(id.to_owned());
+        let who = permit.principal();
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
+        let (_, key) = self.subject_for(id, &draft).await?;
         let reason = text("reason", reason)?;
         let until_date = consent::parse_date(until)
             .ok_or_else(|| Error::invalid("until", "`until` must be a date, YYYY-MM-DD"))?;
         if until_date < date_of(draft.at_micros) {
             return Err(Error::invalid("until", "`until` is in the past"));
         }
-        self.require_dpo(who, policy, &draft).await?;
-        let (_, key) = self.subject_for(id, &draft).await?;
         let hold_id = uuid::Uuid::new_v4().to_string();
         let record = HoldRecord {
             id: hold_id.clone(),
@@ -709,7 +677,7 @@ impl Vault {
             reason: self.seal_text(&key, id, &format!("hold.reason:{hold_id}"), &reason)?,
             until: until_date.to_string(),
             created_at_micros: draft.at_micros,
-            created_by: who.key_id.clone(),
+            created_by: who.key_id().to_owned(),
             released_at_micros: None,
         };
         draft.reason = Some(format!("hold {hold_id} until {until_date}"));
@@ -724,25 +692,31 @@ impl Vault {
         })
     }
 
-    pub async fn holds(&self, who: &Principal, id: &str) -> Result<Vec<HoldView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "hold.read", policy);
-        draft.subject = Some(id.to_owned());
-        self.require_dpo(who, policy, &draft).await?;
+    pub async fn holds(&self, permit: &Permit<act::HoldRead>) -> Result<Vec<HoldView>> {
+        let id = permit.subject()?;
+        let draft = permit.draft();
         let (_, key) = self.subject_for(id, &draft).await?;
         let holds = self.holds_of(id, &key, draft.at_micros).await?;
         self.record(draft).await?;
         Ok(holds)
     }
 
-    pub async fn release_hold(&self, who: &Principal, id: &str, hold_id: &str) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "hold.release", policy);
-        draft.subject = Some(id.to_owned());
+    pub async fn release_hold(
+        &self,
+        permit: &Permit<act::HoldRelease>,
+        hold_id: &str,
+    ) -> Result<()> {
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
+        if uuid::Uuid::parse_str(hold_id).is_err() {
+            return Err(self
+                .deny(
+                    draft,
+                    Error::NotFound("no unreleased hold with that id".into()),
+                )
+                .await);
+        }
         draft.reason = Some(format!("hold {hold_id} released"));
-        self.require_dpo(who, policy, &draft).await?;
         let at = draft.at_micros;
         self.store
             .release_hold(id, hold_id, at, draft)
@@ -763,15 +737,12 @@ impl Vault {
     /// erasure answers that request.
     pub async fn erase_subject(
         &self,
-        who: &Principal,
-        id: &str,
+        permit: &Permit<act::SubjectErase>,
         request: Option<&str>,
     ) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.erase", policy);
-        draft.subject = Some(id.to_owned());
-        self.require_dpo(who, policy, &draft).await?;
+        let who = permit.principal();
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
         let (_, key) = self.subject_for(id, &draft).await?;
         if let Some(r) = request {
             let ok = self
@@ -812,7 +783,7 @@ impl Vault {
         }
         let cause = match request {
             Some(r) => format!("request {r}"),
-            None => format!("erased by {}", who.key_id),
+            None => format!("erased by {}", who.key_id()),
         };
         draft.reason = Some(cause.clone());
         let at = draft.at_micros;
@@ -825,21 +796,15 @@ impl Vault {
 
     /// Records the end of the relationship: purposes with `retention_from =
     /// "relationship_end"` start counting.
-    pub async fn end_relationship(&self, who: &Principal, id: &str) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.end", policy);
-        draft.subject = Some(id.to_owned());
-        let allowed = who.is_admin()
-            || policy
-                .role(&who.role)
-                .is_some_and(|r| r.handle_requests || !r.purposes.is_empty());
-        if !allowed {
-            return Err(self
-                .deny(draft, Error::Forbidden("not allowed".into()))
-                .await);
-        }
-        self.subject_for(id, &draft).await?;
+    pub async fn end_relationship(&self, permit: &Permit<act::SubjectEnd>) -> Result<()> {
+        let id = permit.subject()?;
+        let draft = permit.draft();
+        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+            let missing = self.missing_subject(id).await?;
+            return Err(self.deny(draft, missing).await);
+        };
+        self.admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
         let at = draft.at_micros;
         self.store
             .end_relationship(id, at, draft)
@@ -854,14 +819,13 @@ impl Vault {
     /// only reports. `progress(examined)` is called after each page.
     pub async fn retention_sweep(
         &self,
-        who: &Principal,
+        permit: &Permit<act::RetentionSweep>,
         dry_run: bool,
         mut progress: impl FnMut(u64) + Send,
     ) -> Result<SweepReport> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "retention.sweep", policy);
-        self.require_dpo(who, policy, &draft).await?;
+        let policy = permit.policy();
+        let who = permit.principal();
+        let mut draft = permit.draft();
         let now = self.clock.now_micros();
         let mut report = SweepReport {
             dry_run,
@@ -939,7 +903,7 @@ impl Vault {
         if dry_run || held_until.is_some() {
             return Ok(Some(item));
         }
-        let mut draft = self.draft(who, "retention.apply", policy);
+        let mut draft = self.draft_for(who, "retention.apply", policy);
         draft.subject = Some(s.id.clone());
         let result = match &action {
             RetentionAction::Keep => Ok(()),

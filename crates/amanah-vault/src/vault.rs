@@ -1,7 +1,8 @@
 use std::sync::{Arc, RwLock};
 
-use amanah_core::access::{self, Denial, Grant, Principal, Visibility};
+use amanah_core::access::{self, Denial, Grant, Visibility};
 use amanah_core::audit::{AuditDraft, AuditRecord, ChainBreak, ChainVerifier, Outcome};
+use amanah_core::authz::{self as core_authz, Caller, EnrollGround};
 use amanah_core::consent::{self, AgeGroup};
 use amanah_core::fields::{self, FieldType};
 use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
@@ -14,6 +15,7 @@ use amanah_store::{
 };
 use serde_json::{Map, Value};
 
+use crate::authz::{act, Act, Admitted, Circumstances, Permit, Principal};
 use crate::consent::{consent_error, events, ConsentInput, ConsentReceipt, ConsentTarget};
 use crate::Clock;
 
@@ -395,11 +397,11 @@ impl Vault {
         Ok(true)
     }
 
-    pub(crate) fn draft(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
+    pub(crate) fn draft_for(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
         AuditDraft {
             at_micros: self.clock.now_micros(),
-            actor: who.key_id.clone(),
-            role: who.role.clone(),
+            actor: who.key_id().to_owned(),
+            role: who.role().to_owned(),
             action: action.to_owned(),
             purpose: None,
             basis: None,
@@ -423,39 +425,11 @@ impl Vault {
     /// Records a refusal and returns the error to give the caller.
     pub(crate) async fn deny(&self, mut draft: AuditDraft, error: Error) -> Error {
         draft.outcome = Outcome::Denied;
-        draft.reason = Some(error.to_string());
+        draft.reason = Some(audit_reason(&error));
         if let Err(e) = self.store.append_audit(vec![draft]).await {
             return store_error(e);
         }
         error
-    }
-
-    /// Checks the purpose grant, auditing a refusal.
-    pub(crate) async fn grant(
-        &self,
-        who: &Principal,
-        policy: &Policy,
-        purpose: &str,
-        draft: &mut AuditDraft,
-    ) -> Result<Grant> {
-        draft.purpose = Some(purpose.to_owned());
-        match access::grant(policy, who, purpose) {
-            Ok(g) => {
-                draft.basis = Some(g.basis.as_str().to_owned());
-                Ok(g)
-            }
-            Err(d) => {
-                let err = denial_error(&d);
-                Err(self.deny(draft.clone(), err).await)
-            }
-        }
-    }
-
-    async fn require_admin(&self, who: &Principal, draft: AuditDraft) -> Result<()> {
-        match access::require_admin(who) {
-            Ok(()) => Ok(()),
-            Err(d) => Err(self.deny(draft, denial_error(&d)).await),
-        }
     }
 
     // ---------------------------------------------------------------- authentication
@@ -479,10 +453,11 @@ impl Vault {
         if record.role != ADMIN_ROLE && policy.policy.role(&record.role).is_none() {
             return Err(Error::Unauthenticated);
         }
-        Ok(Principal {
+        Ok(Principal::new(Caller {
             key_id: record.id,
             role: record.role,
-        })
+            holder: record.holder,
+        }))
     }
 
     // ---------------------------------------------------------------- subjects
@@ -522,14 +497,56 @@ impl Vault {
         })
     }
 
-    /// Creates a subject with fields collected under `purpose`; returns its id.
+    /// Refuses (and records) a write of a category the role may not see at all (specific data
+    /// without clearance), or of a unique category it sees only masked: a uniqueness conflict
+    /// would tell it whose value that is.
+    async fn check_writable(
+        &self,
+        policy: &Policy,
+        grant: &Grant,
+        values: &[(String, FieldType, String)],
+        draft: &AuditDraft,
+    ) -> Result<()> {
+        let refused = |name: &String| match grant.readable.get(name) {
+            Some(Visibility::Clear) => false,
+            Some(Visibility::Masked) => policy.category(name).is_some_and(|c| c.unique),
+            None => true,
+        };
+        if let Some((name, _, _)) = values.iter().find(|(name, _, _)| refused(name)) {
+            let mut refused = draft.clone();
+            refused.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
+            return Err(self
+                .refuse(
+                    refused,
+                    &Denial::CategoryNotVisible {
+                        category: name.clone(),
+                        purpose: grant.purpose.clone(),
+                    },
+                )
+                .await);
+        }
+        Ok(())
+    }
+
+    /// Records a refused write caused by a unique value already held, without the value.
+    async fn refuse_conflict(&self, mut draft: AuditDraft, e: StoreError) -> Error {
+        if let StoreError::Unique { category } = &e {
+            draft.outcome = Outcome::Denied;
+            draft.reason = Some(format!("unique value of {category} already held"));
+            if let Err(e) = self.store.append_audit(vec![draft]).await {
+                return store_error(e);
+            }
+        }
+        store_error(e)
+    }
+
+    /// Creates a subject with fields collected under the permit's purpose; returns its id.
     pub async fn create_subject(
         &self,
-        who: &Principal,
-        purpose: &str,
+        permit: &Permit<act::SubjectCreate>,
         input: &Map<String, Value>,
     ) -> Result<String> {
-        self.create_subject_with_consent(who, purpose, input, None)
+        self.create_subject_with_consent(permit, input, None)
             .await
             .map(|(id, _)| id)
     }
@@ -539,21 +556,22 @@ impl Vault {
     /// the consent receipt, if any.
     pub async fn create_subject_with_consent(
         &self,
-        who: &Principal,
-        purpose: &str,
+        permit: &Permit<act::SubjectCreate>,
         input: &Map<String, Value>,
         consent: Option<&ConsentInput>,
     ) -> Result<(String, Option<ConsentReceipt>)> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.create", policy);
-        let grant = self.grant(who, policy, purpose, &mut draft).await?;
-        let values = self.prepare_fields(policy, &grant, input)?;
+        let policy = permit.policy();
+        let purpose = permit.purpose()?;
+        let grant = permit.grant()?;
+        let mut draft = permit.draft();
+        let values = self.prepare_fields(policy, grant, input)?;
+        self.check_writable(policy, grant, &values, &draft).await?;
         let age = age_of_new_values(policy, &values, self.clock.now_micros())?;
-        if age == Some(AgeGroup::Minor) {
-            if let Err(d) = grant.for_minor() {
-                return Err(self.deny(draft, denial_error(&d)).await);
-            }
+        if age == Some(AgeGroup::Minor) && !permit.decision().specific() {
+            let d = Denial::MinorData {
+                role: grant.role.clone(),
+            };
+            return Err(self.refuse(draft, &d).await);
         }
         if let Some(c) = consent {
             if c.purpose != purpose {
@@ -587,7 +605,7 @@ impl Vault {
                 self.consent_for_new_subject(
                     policy,
                     &ConsentTarget {
-                        who,
+                        who: permit.principal(),
                         subject_id: &id,
                         key: &key,
                         at_micros: now,
@@ -609,7 +627,7 @@ impl Vault {
         if let Some(c) = consents.first() {
             draft.reason = Some(format!("collected with consent {}", c.id));
         }
-        let audit = self
+        let audit = match self
             .store
             .insert_subject(
                 NewSubject {
@@ -620,92 +638,182 @@ impl Vault {
                     fields: writes,
                     consents: consents.clone(),
                 },
-                draft,
+                draft.clone(),
             )
             .await
-            .map_err(store_error)?;
+        {
+            Ok(a) => a,
+            Err(e) => {
+                draft.subject = None;
+                return Err(self.refuse_conflict(draft, e).await);
+            }
+        };
         let receipt = consents.first().map(|c| self.receipt(policy, c, &audit));
         Ok((id, receipt))
     }
 
     /// Replaces some fields of a subject (rectification); blind-index terms move with them.
-    pub async fn update_subject(
+    /// With `request` (a rectification permit), the change is recorded as the answer to that
+    /// data-subject request, which must be an open rectification request of this subject.
+    pub async fn rectify_subject<A: act::SubjectChange>(
         &self,
-        who: &Principal,
-        purpose: &str,
-        id: &str,
-        input: &Map<String, Value>,
-    ) -> Result<()> {
-        self.rectify_subject(who, purpose, id, input, None).await
-    }
-
-    /// Like [`Vault::update_subject`]; with `request`, the change is recorded as the
-    /// rectification that answers that data-subject request (which must be an open
-    /// rectification request of this subject).
-    pub async fn rectify_subject(
-        &self,
-        who: &Principal,
-        purpose: &str,
-        id: &str,
+        permit: &Permit<A>,
         input: &Map<String, Value>,
         request: Option<&str>,
     ) -> Result<()> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let action = if request.is_some() {
-            "subject.rectify"
-        } else {
-            "subject.update"
-        };
-        let mut draft = self.draft(who, action, policy);
-        draft.subject = Some(id.to_owned());
-        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let policy = permit.policy();
+        let id = permit.subject()?;
+        let grant = permit.grant()?;
+        let mut draft = permit.draft();
         if let Some(r) = request {
             self.check_rectification_request(r, id).await?;
             draft.reason = Some(format!("rectification for request {r}"));
         }
-        let values = self.prepare_fields(policy, &grant, input)?;
+        let values = self.prepare_fields(policy, grant, input)?;
+        self.check_writable(policy, grant, &values, &draft).await?;
         let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
             let missing = self.missing_subject(id).await?;
             return Err(self.deny(draft, missing).await);
         };
-        let key = self.unwrap_key(&stored)?;
-        // The rectified birth date, if any, decides the age; else the stored one.
-        let age = match age_of_new_values(policy, &values, draft.at_micros)? {
-            Some(a) => Some(a),
-            None => self.age_group(policy, &key, &stored)?,
+        let circumstances = Circumstances {
+            new_age: age_of_new_values(policy, &values, draft.at_micros)?,
+            answers_request: request.is_some(),
         };
+        let admitted = self.admit(permit, stored, circumstances, &draft).await?;
         match self
-            .subject_checks(policy, &grant, &stored, age, draft.at_micros)
+            .consent_basis(policy, grant, &admitted, draft.at_micros)
             .await
         {
             Ok(Some(consent)) if draft.reason.is_none() => draft.reason = Some(consent),
             Ok(_) => {}
             Err(e) => return Err(self.deny(draft, e).await),
         }
-        let writes = self.encrypt_fields(policy, id, &key, &values)?;
+        let writes = self.encrypt_fields(policy, id, &admitted.key, &values)?;
         draft.fields = values.iter().map(|(n, _, _)| n.clone()).collect();
         let at = draft.at_micros;
-        self.store
+        if let Err(e) = self
+            .store
             .update_subject(
                 SubjectUpdate {
                     id: id.to_owned(),
                     at_micros: at,
-                    purpose: purpose.to_owned(),
+                    enroll: None,
                     fields: writes,
                 },
-                draft,
+                draft.clone(),
             )
             .await
-            .map_err(store_error)?;
+        {
+            return Err(self.refuse_conflict(draft, e).await);
+        }
         Ok(())
+    }
+
+    /// Enrols an existing subject in a further purpose (UU PDP Art. 16(2)(b)): allowed where the
+    /// policy declares the purpose compatible with one the subject is enrolled in, or, for a
+    /// purpose resting on consent, with a valid consent (given here or earlier).
+    pub async fn enroll_subject(
+        &self,
+        permit: &Permit<act::SubjectEnroll>,
+        consent: Option<&ConsentInput>,
+    ) -> Result<Enrollment> {
+        let policy = permit.policy();
+        let id = permit.subject()?;
+        let purpose = permit.purpose()?;
+        let grant = permit.grant()?;
+        let mut draft = permit.draft();
+        if let Some(c) = consent {
+            if c.purpose != purpose || !c.granted {
+                return Err(Error::invalid(
+                    "consent",
+                    format!("the consent must grant purpose {purpose:?}"),
+                ));
+            }
+        }
+        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+            let missing = self.missing_subject(id).await?;
+            return Err(self.deny(draft, missing).await);
+        };
+        let ground = match core_authz::enrollment_ground(policy, purpose, &stored.purposes) {
+            Ok(g) => g,
+            Err(d) => return Err(self.refuse(draft, &d).await),
+        };
+        let admitted = self
+            .admit(permit, stored, Circumstances::default(), &draft)
+            .await?;
+        let at = draft.at_micros;
+        match ground {
+            EnrollGround::Compatible(with) => {
+                draft.reason = Some(format!("enrolled: compatible with {with}"));
+                self.store
+                    .update_subject(
+                        SubjectUpdate {
+                            id: id.to_owned(),
+                            at_micros: at,
+                            enroll: Some(purpose.to_owned()),
+                            fields: Vec::new(),
+                        },
+                        draft,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                Ok(Enrollment {
+                    subject_id: id.to_owned(),
+                    purpose: purpose.to_owned(),
+                    ground: format!("compatible with {with}"),
+                    consent_receipt: None,
+                })
+            }
+            EnrollGround::Consent => match consent {
+                // The consent given now is the ground; recording it enrols the subject.
+                Some(c) => {
+                    let (_, receipt) = self
+                        .record_consent_admitted(permit.principal(), policy, &admitted, c, draft)
+                        .await?;
+                    Ok(Enrollment {
+                        subject_id: id.to_owned(),
+                        purpose: purpose.to_owned(),
+                        ground: format!("consent {}", receipt.consent_id),
+                        consent_receipt: Some(receipt),
+                    })
+                }
+                None => {
+                    let reason = match self.consent_basis(policy, grant, &admitted, at).await {
+                        Ok(r) => r.unwrap_or_default(),
+                        Err(e) => return Err(self.deny(draft, e).await),
+                    };
+                    draft.reason = Some(format!("enrolled: {reason}"));
+                    self.store
+                        .update_subject(
+                            SubjectUpdate {
+                                id: id.to_owned(),
+                                at_micros: at,
+                                enroll: Some(purpose.to_owned()),
+                                fields: Vec::new(),
+                            },
+                            draft,
+                        )
+                        .await
+                        .map_err(store_error)?;
+                    Ok(Enrollment {
+                        subject_id: id.to_owned(),
+                        purpose: purpose.to_owned(),
+                        ground: reason,
+                        consent_receipt: None,
+                    })
+                }
+            },
+        }
     }
 
     pub(crate) fn unwrap_key(&self, stored: &StoredSubject) -> Result<DataKey> {
         metrics::counter!("amanah_crypto_operations_total", "op" => "unwrap").increment(1);
         self.keys
             .unwrap(&stored.wrapped_key, &stored.id)
-            .map_err(|e| Error::Internal(e.to_string()))
+            .map_err(|e| {
+                tracing::error!(subject = %stored.id, error = %e, "data key does not unwrap");
+                Error::Internal(e.to_string())
+            })
     }
 
     /// The subject's age group from their stored birth date (`None` when the policy has no
@@ -725,6 +833,7 @@ impl Vault {
         let plain = key
             .open_field(&stored.id, &cat.name, ciphertext)
             .map_err(|e| {
+                tracing::error!(subject = %stored.id, field = %cat.name, "field does not decrypt");
                 Error::Internal(format!("subject {}: field {}: {e}", stored.id, cat.name))
             })?;
         let today = consent::date_of(self.clock.now_micros());
@@ -734,25 +843,23 @@ impl Vault {
             .map(|birth| consent::age_group(&policy.settings, birth, today)))
     }
 
-    /// Checks that depend on the subject, after the purpose grant: a minor's data needs a role
-    /// cleared for specific data, and a purpose resting on consent needs a valid consent.
-    /// Returns the consent relied on, for the audit entry.
-    async fn subject_checks(
+    /// For a purpose resting on consent, checks the subject's consent now (after the
+    /// per-subject decision). Returns the consent relied on, for the audit entry.
+    pub(crate) async fn consent_basis(
         &self,
         policy: &Policy,
         grant: &Grant,
-        stored: &StoredSubject,
-        age: Option<AgeGroup>,
+        admitted: &Admitted,
         now_micros: i64,
     ) -> Result<Option<String>> {
-        let minor = age == Some(AgeGroup::Minor);
-        if minor {
-            grant.for_minor().map_err(|d| denial_error(&d))?;
-        }
         if grant.basis != LegalBasis::Consent {
             return Ok(None);
         }
-        let records = self.store.consents(&stored.id).await.map_err(store_error)?;
+        let records = self
+            .store
+            .consents(&admitted.stored.id)
+            .await
+            .map_err(store_error)?;
         let events = events(&records);
         let version = policy.purpose_version(&grant.purpose).unwrap_or_default();
         let valid = consent::evaluate(
@@ -762,7 +869,7 @@ impl Vault {
             &policy.version,
             now_micros,
             policy.settings.withdrawal_grace_days,
-            minor,
+            admitted.minor,
         )
         .map_err(|d| consent_error(&d))?;
         Ok(Some(match valid.withdrawal_effective_micros {
@@ -775,43 +882,34 @@ impl Vault {
         }))
     }
 
-    /// Decrypts a stored subject for `grant` after the per-subject checks; returns the view
-    /// and the reason to record.
-    async fn checked_view(
+    /// Decides and decrypts one stored subject for a read permit; returns the view and the
+    /// reason to record, or the refusal (not yet recorded).
+    async fn checked_view<A: Act>(
         &self,
-        policy: &Policy,
-        grant: &Grant,
-        stored: &StoredSubject,
+        permit: &Permit<A>,
+        stored: StoredSubject,
         now_micros: i64,
-    ) -> Result<(SubjectView, Option<String>)> {
-        if let Some(since) = stored.restricted_since_micros {
-            let restricted_use = policy
-                .purpose(&grant.purpose)
-                .is_some_and(|p| p.restricted_use);
-            if !(grant.role == ADMIN_ROLE && restricted_use) {
-                return Err(Error::Forbidden(format!(
-                    "processing of this subject is restricted since {} (UU PDP Art. 41): only the admin may read it, \
-                     under a purpose marked restricted_use",
-                    consent::date_of(since)
-                )));
-            }
-        }
-        let key = self.unwrap_key(stored)?;
-        let age = self.age_group(policy, &key, stored)?;
-        let reason = self
-            .subject_checks(policy, grant, stored, age, now_micros)
-            .await?;
-        Ok((self.view(policy, grant, stored, &key)?, reason))
+    ) -> Result<std::result::Result<(SubjectView, Option<String>), Error>> {
+        let policy = permit.policy();
+        let grant = permit.grant()?;
+        let admitted = match self.admission(permit, stored, Circumstances::default())? {
+            Ok(a) => a,
+            Err(d) => return Ok(Err(denial_error(&d))),
+        };
+        let reason = match self
+            .consent_basis(policy, grant, &admitted, now_micros)
+            .await
+        {
+            Ok(r) => r,
+            Err(e @ Error::ConsentRequired(_)) => return Ok(Err(e)),
+            Err(e) => return Err(e),
+        };
+        Ok(Ok((self.view(policy, grant, &admitted)?, reason)))
     }
 
     /// Decrypts the categories `grant` lets the caller read, masking where the role masks.
-    fn view(
-        &self,
-        policy: &Policy,
-        grant: &Grant,
-        stored: &StoredSubject,
-        key: &DataKey,
-    ) -> Result<SubjectView> {
+    fn view(&self, policy: &Policy, grant: &Grant, admitted: &Admitted) -> Result<SubjectView> {
+        let stored = &admitted.stored;
         let mut out = Map::new();
         for (category, ciphertext) in &stored.fields {
             let (Some(vis), Some(cat)) = (grant.readable.get(category), policy.category(category))
@@ -819,13 +917,17 @@ impl Vault {
                 continue;
             };
             metrics::counter!("amanah_crypto_operations_total", "op" => "open").increment(1);
-            let plain = key
+            let plain = admitted
+                .key
                 .open_field(&stored.id, category, ciphertext)
                 .map_err(|e| {
+                    tracing::error!(subject = %stored.id, field = %category, "field does not decrypt");
                     Error::Internal(format!("subject {}: field {category}: {e}", stored.id))
                 })?;
-            let plain = String::from_utf8(plain)
-                .map_err(|_| Error::Internal("stored value is not UTF-8".into()))?;
+            let plain = zeroize::Zeroizing::new(
+                String::from_utf8(plain)
+                    .map_err(|_| Error::Internal("stored value is not UTF-8".into()))?,
+            );
             let value = match vis {
                 Visibility::Clear => fields::to_json(cat.field_type, &plain),
                 Visibility::Masked => Value::String(fields::mask(cat.field_type, &plain)),
@@ -838,31 +940,22 @@ impl Vault {
         })
     }
 
-    /// Reads one subject under `purpose`.
-    pub async fn read_subject(
-        &self,
-        who: &Principal,
-        purpose: &str,
-        id: &str,
-    ) -> Result<SubjectView> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.read", policy);
-        draft.subject = Some(id.to_owned());
-        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+    /// Reads the permit's subject under its purpose.
+    pub async fn read_subject(&self, permit: &Permit<act::SubjectRead>) -> Result<SubjectView> {
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
         let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
             let missing = self.missing_subject(id).await?;
             return Err(self.deny(draft, missing).await);
         };
-        let view = match self
-            .checked_view(policy, &grant, &stored, draft.at_micros)
-            .await
-        {
-            Ok((v, reason)) => {
+        // Every failure after the decision, a ciphertext that does not open included, leaves
+        // a refusal on record for this subject (fail closed).
+        let view = match self.checked_view(permit, stored, draft.at_micros).await {
+            Ok(Ok((v, reason))) => {
                 draft.reason = reason;
                 v
             }
-            Err(e) => return Err(self.deny(draft, e).await),
+            Ok(Err(e)) | Err(e) => return Err(self.deny(draft, e).await),
         };
         draft.fields = view.fields.keys().cloned().collect();
         self.record(draft).await?;
@@ -870,21 +963,22 @@ impl Vault {
     }
 
     /// Finds subjects whose indexed `category` equals `value` (normalized first). One audit entry
-    /// per subject returned, or one for the search when nothing matched.
+    /// per subject returned or refused, or one for the search when nothing matched.
     pub async fn search(
         &self,
-        who: &Principal,
-        purpose: &str,
+        permit: &Permit<act::SubjectSearch>,
         category: &str,
         value: &str,
     ) -> Result<Vec<SubjectView>> {
-        let active = self.policy();
-        let policy = &active.policy;
-        let mut draft = self.draft(who, "subject.search", policy);
-        draft.fields = vec![category.to_owned()];
-        let grant = self.grant(who, policy, purpose, &mut draft).await?;
+        let policy = permit.policy();
+        let grant = permit.grant()?;
+        let mut draft = permit.draft();
+        // Only a category the policy declares is recorded: anything else is caller text.
+        if policy.category(category).is_some() {
+            draft.fields = vec![category.to_owned()];
+        }
         // Refused searches are reads too: each leaves one audit entry, like a denial.
-        let normalized = match search_value(policy, &grant, category, value) {
+        let normalized = match search_value(policy, grant, category, value) {
             Ok(n) => n,
             Err(e) => return Err(self.deny(draft, e).await),
         };
@@ -899,28 +993,28 @@ impl Vault {
             .map_err(store_error)?;
         let mut views = Vec::with_capacity(found.len());
         let mut entries = Vec::with_capacity(found.len().max(1));
-        for stored in &found {
+        for stored in found {
             let mut e = draft.clone();
             e.subject = Some(stored.id.clone());
-            match self
-                .checked_view(policy, &grant, stored, draft.at_micros)
-                .await
-            {
+            let checked = match self.checked_view(permit, stored, draft.at_micros).await {
+                Ok(c) => c,
+                Err(err) => return Err(self.deny(e, err).await),
+            };
+            match checked {
                 Ok((view, reason)) => {
                     e.fields = view.fields.keys().cloned().collect();
                     e.reason = reason;
                     entries.push(e);
                     views.push(view);
                 }
-                // A subject this read may not touch (no consent, a minor) is left out of the
-                // results, and the refusal is recorded like any other.
-                Err(err @ (Error::ConsentRequired(_) | Error::Forbidden(_))) => {
+                // A subject this read may not touch (not enrolled in the purpose, no consent, a
+                // minor, restricted) is left out of the results, and the refusal is recorded.
+                Err(err) => {
                     e.outcome = Outcome::Denied;
                     e.reason = Some(err.to_string());
                     e.fields = Vec::new();
                     entries.push(e);
                 }
-                Err(err) => return Err(self.deny(e, err).await),
             }
         }
         if entries.is_empty() {
@@ -941,15 +1035,22 @@ impl Vault {
     /// returned in [`ImportOutcome::rejected`].
     pub async fn import_subjects(
         &self,
-        who: &Principal,
+        permit: &Permit<act::SubjectImport>,
         purpose: &str,
         mut rows: tokio::sync::mpsc::Receiver<Vec<std::result::Result<ImportRow, RowError>>>,
         options: ImportOptions,
     ) -> Result<ImportOutcome> {
-        let active = self.policy();
-        let mut draft = self.draft(who, "subject.create", &active.policy);
-        self.require_admin(who, draft.clone()).await?;
-        let grant = self.grant(who, &active.policy, purpose, &mut draft).await?;
+        let active = permit.active().clone();
+        let mut draft = permit.draft();
+        draft.purpose = Some(purpose.to_owned());
+        let grant = match access::grant(&active.policy, permit.principal().role(), purpose) {
+            Ok(g) => g,
+            Err(d) => {
+                draft.purpose = None;
+                return Err(self.refuse(draft, &d).await);
+            }
+        };
+        draft.basis = Some(grant.basis.as_str().to_owned());
         if grant.basis == LegalBasis::Consent {
             // Each person's consent needs its own evidence and receipt: record them one by
             // one (`POST /v1/subjects` with `consent`), not as an anonymous batch.
@@ -1066,14 +1167,12 @@ impl Vault {
     /// Audit entries, oldest first (admin only).
     pub async fn audit_entries(
         &self,
-        who: &Principal,
+        permit: &Permit<act::AuditRead>,
         subject: Option<&str>,
         after: u64,
         limit: usize,
     ) -> Result<Vec<AuditRecord>> {
-        let active = self.policy();
-        let draft = self.draft(who, "audit.read", &active.policy);
-        self.require_admin(who, draft.clone()).await?;
+        let draft = permit.draft();
         let entries = self
             .store
             .audit_entries(subject, after, limit)
@@ -1084,10 +1183,7 @@ impl Vault {
     }
 
     /// Verifies the whole chain (admin only over HTTP; the CLI passes a local admin principal).
-    pub async fn verify_audit(&self, who: &Principal) -> Result<VerifyReport> {
-        let active = self.policy();
-        let draft = self.draft(who, "audit.verify", &active.policy);
-        self.require_admin(who, draft).await?;
+    pub async fn verify_audit(&self, _permit: &Permit<act::AuditVerify>) -> Result<VerifyReport> {
         self.verify_chain().await
     }
 
@@ -1172,13 +1268,13 @@ impl Vault {
     /// Issues an API key for `role` (admin only).
     pub async fn create_api_key(
         &self,
-        who: &Principal,
+        permit: &Permit<act::KeyCreate>,
         role: &str,
         name: &str,
+        holder: &str,
     ) -> Result<IssuedKey> {
-        let active = self.policy();
-        let mut draft = self.draft(who, "apikey.create", &active.policy);
-        self.require_admin(who, draft.clone()).await?;
+        let active = permit.active();
+        let mut draft = permit.draft();
         if role != ADMIN_ROLE && active.policy.role(role).is_none() {
             let known: Vec<&str> = std::iter::once(ADMIN_ROLE)
                 .chain(active.policy.roles.keys().map(String::as_str))
@@ -1198,11 +1294,13 @@ impl Vault {
                 "the key name must be at most 100 printable characters",
             ));
         }
+        let holder = check_holder(holder)?;
         let token = token::generate().map_err(|e| Error::Internal(e.to_string()))?;
         let record = ApiKeyRecord {
             id: format!("key-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             name: name.to_owned(),
             role: role.to_owned(),
+            holder: Some(holder),
             token_hash: token::hash(&token),
             created_at_micros: draft.at_micros,
             revoked_at_micros: None,
@@ -1215,17 +1313,24 @@ impl Vault {
         Ok(IssuedKey { record, token })
     }
 
-    pub async fn list_api_keys(&self, who: &Principal) -> Result<Vec<ApiKeyRecord>> {
-        let active = self.policy();
-        let draft = self.draft(who, "apikey.list", &active.policy);
-        self.require_admin(who, draft).await?;
-        self.store.list_api_keys().await.map_err(store_error)
+    pub async fn list_api_keys(&self, permit: &Permit<act::KeyList>) -> Result<Vec<ApiKeyRecord>> {
+        let keys = self.store.list_api_keys().await.map_err(store_error)?;
+        let mut draft = permit.draft();
+        draft.reason = Some(format!("listed {} keys", keys.len()));
+        self.record(draft).await?;
+        Ok(keys)
     }
 
-    pub async fn revoke_api_key(&self, who: &Principal, id: &str) -> Result<()> {
-        let active = self.policy();
-        let mut draft = self.draft(who, "apikey.revoke", &active.policy);
-        self.require_admin(who, draft.clone()).await?;
+    pub async fn revoke_api_key(&self, permit: &Permit<act::KeyRevoke>, id: &str) -> Result<()> {
+        let mut draft = permit.draft();
+        if !is_key_id(id) {
+            return Err(self
+                .deny(
+                    draft,
+                    Error::NotFound("no active API key with that id".into()),
+                )
+                .await);
+        }
         draft.reason = Some(format!("revoked {id}"));
         let at = draft.at_micros;
         self.store
@@ -1241,16 +1346,18 @@ impl Vault {
     // ---------------------------------------------------------------- policy
 
     /// Applies a new policy version (admin only); later decisions use it and name its version.
-    pub async fn apply_policy(&self, who: &Principal, source: &str) -> Result<PolicyRecord> {
-        let active = self.policy();
-        let draft = self.draft(who, "policy.apply", &active.policy);
-        self.require_admin(who, draft).await?;
+    pub async fn apply_policy(
+        &self,
+        permit: &Permit<act::PolicyApply>,
+        source: &str,
+    ) -> Result<PolicyRecord> {
         let policy = parse_source(source)?;
+        let who = permit.principal();
         let record = insert_policy(
             &*self.store,
             &*self.clock,
-            &who.key_id,
-            &who.role,
+            who.key_id(),
+            who.role(),
             &policy,
             source,
         )
@@ -1261,6 +1368,43 @@ impl Vault {
         });
         Ok(record)
     }
+}
+
+/// The policy in force, as a read by an authorized caller (recorded).
+impl Vault {
+    pub async fn read_policy(&self, permit: &Permit<act::PolicyRead>) -> Result<PolicyRecord> {
+        let mut draft = permit.draft();
+        let record = permit.active().record.clone();
+        draft.reason = Some(format!("policy {} (seq {})", record.version, record.seq));
+        self.record(draft).await?;
+        Ok(record)
+    }
+}
+
+/// A key holder as recorded: `Name <email>` or a name, printable, at most 200 characters.
+fn check_holder(holder: &str) -> Result<String> {
+    let holder = holder.trim();
+    if holder.is_empty() || holder.chars().count() > 200 || holder.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "holder",
+            "the key's holder must name the person it is issued to (`Name <email>`), at most 200 printable characters",
+        ));
+    }
+    Ok(holder.to_owned())
+}
+
+/// API key ids are `key-` and 12 hex digits; anything else is never recorded.
+fn is_key_id(id: &str) -> bool {
+    id.len() == 16 && id.starts_with("key-") && id[4..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A subject enrolled in a further purpose, and on what ground.
+#[derive(Debug, Clone)]
+pub struct Enrollment {
+    pub subject_id: String,
+    pub purpose: String,
+    pub ground: String,
+    pub consent_receipt: Option<ConsentReceipt>,
 }
 
 /// The age group shown by a birth date among newly submitted values; refuses a person under
@@ -1323,7 +1467,22 @@ fn search_value(policy: &Policy, grant: &Grant, category: &str, value: &str) -> 
     })
 }
 
-fn denial_error(d: &Denial) -> Error {
+/// The reason a refusal is recorded with. Messages that can echo what the caller sent (invalid
+/// input, unknown names, ids that do not exist) are recorded by their kind only: the audit log
+/// is append-only, so nothing a caller types may enter it.
+pub(crate) fn audit_reason(error: &Error) -> String {
+    const MAX: usize = 500;
+    let text = match error {
+        Error::Invalid { .. } => "invalid input".to_owned(),
+        Error::BadRequest(_) => "bad request".to_owned(),
+        Error::NotFound(_) => "not found".to_owned(),
+        Error::Unauthenticated => "unauthenticated".to_owned(),
+        other => other.to_string(),
+    };
+    text.chars().take(MAX).collect()
+}
+
+pub(crate) fn denial_error(d: &Denial) -> Error {
     match d {
         Denial::UnknownPurpose(_) => Error::Invalid {
             field: Some("purpose".into()),

@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use amanah_core::access::Principal;
 use amanah_core::audit::Outcome;
 use amanah_core::Error;
 use amanah_crypto::KeyRing;
 use amanah_store::{SqliteStore, Store};
-use amanah_vault::{ManualClock, Vault};
+use amanah_vault::{act, Act, ManualClock, Permit, Principal, Target, Vault};
 use serde_json::json;
 use time::macros::datetime;
 
@@ -32,11 +31,21 @@ retention = "1y"
 purposes = ["admission"]
 "#;
 
-fn admin() -> Principal {
-    Principal {
-        key_id: "cli".into(),
-        role: "admin".into(),
-    }
+/// A principal of `role`, authenticated from a key issued for it.
+async fn principal(v: &Vault, role: &str) -> Principal {
+    let permit = v
+        .authorize::<act::KeyCreate>(&v.operator(), Target::none())
+        .await
+        .unwrap();
+    let issued = v
+        .create_api_key(&permit, role, role, &format!("{role} <{role}@c.id>"))
+        .await
+        .unwrap();
+    v.authenticate(&issued.token).await.unwrap()
+}
+
+async fn permit<A: Act>(v: &Vault, who: &Principal, target: Target<'_>) -> Permit<A> {
+    v.authorize::<A>(who, target).await.unwrap()
 }
 
 async fn vault(
@@ -57,15 +66,19 @@ async fn audit_entries_carry_the_injected_time_and_policy_version() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(datetime!(2026-03-01 08:00 UTC)));
     let (v, _, _) = vault(dir.path(), clock.clone()).await;
+    let admin = v.operator();
     let fields = json!({"full_name": "Siti", "email": "s@example.id"});
+    let create = permit::<act::SubjectCreate>(&v, &admin, Target::purpose("admission")).await;
     let id = v
-        .create_subject(&admin(), "admission", fields.as_object().unwrap())
+        .create_subject(&create, fields.as_object().unwrap())
         .await
         .unwrap();
     clock.advance(time::Duration::hours(5));
-    v.read_subject(&admin(), "admission", &id).await.unwrap();
+    let read = permit(&v, &admin, Target::subject_under(&id, "admission")).await;
+    v.read_subject(&read).await.unwrap();
 
-    let entries = v.audit_entries(&admin(), Some(&id), 0, 100).await.unwrap();
+    let audit = permit::<act::AuditRead>(&v, &admin, Target::none()).await;
+    let entries = v.audit_entries(&audit, Some(&id), 0, 100).await.unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].entry.action, "subject.create");
     assert_eq!(
@@ -81,9 +94,11 @@ async fn audit_entries_carry_the_injected_time_and_policy_version() {
     assert_eq!(entries[1].entry.policy_version, "v1");
 
     let v2 = POLICY.replace("version = \"v1\"", "version = \"v2\"");
-    v.apply_policy(&admin(), &v2).await.unwrap();
-    v.read_subject(&admin(), "admission", &id).await.unwrap();
-    let entries = v.audit_entries(&admin(), Some(&id), 0, 100).await.unwrap();
+    let apply = permit(&v, &admin, Target::none()).await;
+    v.apply_policy(&apply, &v2).await.unwrap();
+    let read = permit(&v, &admin, Target::subject_under(&id, "admission")).await;
+    v.read_subject(&read).await.unwrap();
+    let entries = v.audit_entries(&audit, Some(&id), 0, 100).await.unwrap();
     assert_eq!(entries.last().unwrap().entry.policy_version, "v2");
     assert!(v.verify_chain().await.unwrap().ok());
 }
@@ -97,10 +112,8 @@ async fn a_policy_applied_by_another_process_is_picked_up() {
     let without_officer = POLICY
         .replace("[roles.officer]\npurposes = [\"admission\"]\n", "")
         .replace("v1", "v2");
-    other
-        .apply_policy(&admin(), &without_officer)
-        .await
-        .unwrap();
+    let apply = permit(&other, &other.operator(), Target::none()).await;
+    other.apply_policy(&apply, &without_officer).await.unwrap();
 
     assert!(v.policy().policy.role("officer").is_some());
     assert!(v.reload_policy().await.unwrap());
@@ -113,35 +126,36 @@ async fn refusals_are_audited_and_invalid_input_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(datetime!(2026-03-01 08:00 UTC)));
     let (v, _, _) = vault(dir.path(), clock).await;
-    let officer = Principal {
-        key_id: "key-1".into(),
-        role: "officer".into(),
-    };
+    let officer = principal(&v, "officer").await;
 
-    let err = v.audit_entries(&officer, None, 0, 10).await.unwrap_err();
+    let err = v
+        .authorize::<act::AuditRead>(&officer, Target::none())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)));
     let bad = json!({"full_name": "Siti", "email": "not-an-email"});
+    let create = permit::<act::SubjectCreate>(&v, &officer, Target::purpose("admission")).await;
     let err = v
-        .create_subject(&officer, "admission", bad.as_object().unwrap())
+        .create_subject(&create, bad.as_object().unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { field: Some(ref f), .. } if f == "email"));
     assert!(!err.to_string().contains("not-an-email"));
 
-    let entries = v.audit_entries(&admin(), None, 0, 100).await.unwrap();
+    let admin = v.operator();
+    let audit = permit::<act::AuditRead>(&v, &admin, Target::none()).await;
+    let entries = v.audit_entries(&audit, None, 0, 100).await.unwrap();
     let denied: Vec<_> = entries
         .iter()
         .filter(|e| e.entry.outcome == Outcome::Denied)
         .collect();
     assert_eq!(denied.len(), 1);
     assert_eq!(denied[0].entry.action, "audit.read");
-    assert_eq!(denied[0].entry.actor, "key-1");
+    assert_eq!(denied[0].entry.actor, officer.key_id());
     assert!(
         entries.iter().all(|e| e.entry.action != "subject.create"),
         "nothing was created"
     );
-    assert!(v
-        .search(&admin(), "admission", "email", "not-an-email")
-        .await
-        .is_err());
+    let search = permit(&v, &admin, Target::purpose("admission")).await;
+    assert!(v.search(&search, "email", "not-an-email").await.is_err());
 }

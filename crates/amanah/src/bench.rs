@@ -26,7 +26,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cli::{cli_admin, init, DataArgs, DEMO_POLICY};
+use crate::cli::{init, operator, DataArgs, DEMO_POLICY};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -624,9 +624,10 @@ async fn seed_import(
             m = end;
         }
     });
+    let permit = operator::<amanah_vault::act::SubjectImport>(vault).await?;
     let outcome = vault
         .import_subjects(
-            &cli_admin(),
+            &permit,
             purpose,
             rx,
             ImportOptions {
@@ -700,8 +701,14 @@ async fn start_server(
     };
     let (token, ids) = {
         let vault = init(&data, DEMO_POLICY).await?;
+        let permit = operator::<amanah_vault::act::KeyCreate>(&vault).await?;
         let issued = vault
-            .create_api_key(&cli_admin(), amanah_core::policy::ADMIN_ROLE, "bench")
+            .create_api_key(
+                &permit,
+                amanah_core::policy::ADMIN_ROLE,
+                "bench",
+                "Load tool <bench@localhost>",
+            )
             .await?;
         let ids = if seed > 0 {
             seed_import(&vault, run, seed, purpose).await?

@@ -3,11 +3,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use amanah_core::access::Principal;
 use amanah_core::policy::{Policy, ADMIN_ROLE};
 use amanah_crypto::KeyRing;
 use amanah_store::{PgStore, SqliteStore, Store};
-use amanah_vault::{SystemClock, Vault, CLI_ACTOR};
+use amanah_vault::{act, Act, Permit, SystemClock, Target, Vault};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 
@@ -209,6 +208,9 @@ enum ApikeyCommand {
         data: DataArgs,
         #[arg(long)]
         role: String,
+        /// The person the key is issued to, `Name <email>`: four eyes count people, not keys.
+        #[arg(long)]
+        holder: String,
         #[arg(long, default_value = "")]
         name: String,
     },
@@ -291,11 +293,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn cli_admin() -> Principal {
-    Principal {
-        key_id: CLI_ACTOR.to_owned(),
-        role: ADMIN_ROLE.to_owned(),
-    }
+/// The command line's permit for `A`: the operator on the server's machine acts as the admin,
+/// through the same decision point as every API key.
+pub(crate) async fn operator<A: Act>(vault: &Vault) -> amanah_core::Result<Permit<A>> {
+    vault
+        .authorize::<A>(&vault.operator(), Target::none())
+        .await
 }
 
 fn read_policy(file: &Path) -> Result<(Policy, String)> {
@@ -466,26 +469,41 @@ async fn run(command: Command) -> Result<ExitCode> {
             );
         }
         Command::Apikey { command } => match command {
-            ApikeyCommand::Create { data, role, name } => {
+            ApikeyCommand::Create {
+                data,
+                role,
+                holder,
+                name,
+            } => {
                 let vault = open_vault(&data).await?;
-                let issued = vault.create_api_key(&cli_admin(), &role, &name).await?;
+                let permit = operator::<act::KeyCreate>(&vault).await?;
+                let issued = vault.create_api_key(&permit, &role, &name, &holder).await?;
                 println!("id {} role {}", issued.record.id, issued.record.role);
                 println!("{}", issued.token.as_str());
             }
             ApikeyCommand::List { data } => {
                 let vault = open_vault(&data).await?;
-                for k in vault.list_api_keys(&cli_admin()).await? {
+                let permit = operator::<act::KeyList>(&vault).await?;
+                for k in vault.list_api_keys(&permit).await? {
                     let status = if k.revoked_at_micros.is_some() {
                         "revoked"
                     } else {
                         "active"
                     };
-                    println!("{}\t{}\t{}\t{}", k.id, k.role, status, k.name);
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        k.id,
+                        k.role,
+                        status,
+                        k.name,
+                        k.holder.as_deref().unwrap_or("-")
+                    );
                 }
             }
             ApikeyCommand::Revoke { data, id } => {
                 let vault = open_vault(&data).await?;
-                vault.revoke_api_key(&cli_admin(), &id).await?;
+                let permit = operator::<act::KeyRevoke>(&vault).await?;
+                vault.revoke_api_key(&permit, &id).await?;
                 println!("revoked {id}");
             }
         },
@@ -508,18 +526,20 @@ async fn run(command: Command) -> Result<ExitCode> {
             PolicyCommand::Apply { data, file } => {
                 let (_, source) = read_policy(&file)?;
                 let vault = open_vault(&data).await?;
-                let r = vault.apply_policy(&cli_admin(), &source).await?;
+                let permit = operator::<act::PolicyApply>(&vault).await?;
+                let r = vault.apply_policy(&permit, &source).await?;
                 println!("applied policy version {:?} as #{}", r.version, r.seq);
             }
         },
         Command::Ropa { data, format } => {
             let vault = open_vault(&data).await?;
-            let doc = vault
-                .ropa(
-                    &cli_admin(),
-                    "SQLite (WAL, every commit fsynced before it is acknowledged, secure_delete); data keys in a separate key store",
-                )
-                .await?;
+            let permit = operator::<act::Ropa>(&vault).await?;
+            let storage = if data.store.is_some() {
+                "PostgreSQL (every commit synced before it is acknowledged); data keys in their own schema"
+            } else {
+                "SQLite (WAL, every commit fsynced before it is acknowledged, secure_delete); data keys in a separate key store"
+            };
+            let doc = vault.ropa(&permit, storage).await?;
             match format.as_str() {
                 "json" => println!("{}", serde_json::to_string_pretty(&doc)?),
                 "csv" => print!("{}", amanah_core::ropa::csv(&doc)),
@@ -577,7 +597,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             file,
         } => {
             let vault = open_vault(&data).await?;
-            return crate::import::run(&vault, &cli_admin(), &purpose, &file, format).await;
+            let permit = operator::<act::SubjectImport>(&vault).await?;
+            return crate::import::run(&vault, &permit, &purpose, &file, format).await;
         }
         Command::Bench(args) => return crate::bench::run(args).await,
         Command::Demo {
@@ -599,8 +620,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             } else {
                 init(&args, DEMO_POLICY).await?
             };
+            let permit = operator::<act::KeyCreate>(&vault).await?;
             let admin = vault
-                .create_api_key(&cli_admin(), ADMIN_ROLE, "demo admin")
+                .create_api_key(
+                    &permit,
+                    ADMIN_ROLE,
+                    "demo admin",
+                    "Demo administrator <admin@demo.invalid>",
+                )
                 .await?;
             let officer_role = {
                 let roles = &vault.policy().policy.roles;
@@ -611,7 +638,11 @@ async fn run(command: Command) -> Result<ExitCode> {
                     .cloned()
             };
             let officer = match &officer_role {
-                Some(r) => Some(vault.create_api_key(&cli_admin(), r, "demo").await?),
+                Some(r) => Some(
+                    vault
+                        .create_api_key(&permit, r, "demo", "Demo officer <officer@demo.invalid>")
+                        .await?,
+                ),
                 None => None,
             };
             print_demo(
@@ -710,7 +741,11 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                match sweeper.retention_sweep(&cli_admin(), false, |_| {}).await {
+                let swept = match operator::<act::RetentionSweep>(&sweeper).await {
+                    Ok(permit) => sweeper.retention_sweep(&permit, false, |_| {}).await,
+                    Err(e) => Err(e),
+                };
+                match swept {
                     Ok(r) => tracing::info!(
                         examined = r.examined,
                         acted = r.items.len(),

@@ -10,8 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amanah_core::access::Principal;
-use amanah_vault::{ImportOptions, ImportOutcome, ImportRow, RowError, Vault};
+use amanah_vault::{act, ImportOptions, ImportOutcome, ImportRow, Permit, RowError, Vault};
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -43,7 +42,7 @@ type Chunk = Vec<std::result::Result<ImportRow, RowError>>;
 /// Runs an import and prints its report; exit 1 (nothing written) if any row is bad.
 pub async fn run(
     vault: &Vault,
-    who: &Principal,
+    permit: &Permit<act::SubjectImport>,
     purpose: &str,
     file: &Path,
     format: Option<Format>,
@@ -64,7 +63,15 @@ pub async fn run(
         progress: Some(Arc::new(move |n| bar.set_position(n))),
         ..ImportOptions::default()
     };
-    let outcome = import_reader(vault, who, purpose, BufReader::new(input), format, options).await;
+    let outcome = import_reader(
+        vault,
+        permit,
+        purpose,
+        BufReader::new(input),
+        format,
+        options,
+    )
+    .await;
     progress.finish_and_clear();
     let outcome = outcome?;
     let name = file.display();
@@ -126,7 +133,7 @@ fn progress_bar() -> indicatif::ProgressBar {
 /// Imports from any reader (the file, or generated rows in `amanah bench`).
 pub async fn import_reader<R: BufRead + Send + 'static>(
     vault: &Vault,
-    who: &Principal,
+    permit: &Permit<act::SubjectImport>,
     purpose: &str,
     input: R,
     format: Format,
@@ -148,7 +155,7 @@ pub async fn import_reader<R: BufRead + Send + 'static>(
             Format::Jsonl => read_jsonl(input, &tx),
         })
         .context("cannot start the reader thread")?;
-    let outcome = vault.import_subjects(who, purpose, rx, options).await;
+    let outcome = vault.import_subjects(permit, purpose, rx, options).await;
     let header = reader
         .join()
         .map_err(|_| anyhow::anyhow!("the reader thread failed"))?;

@@ -11,7 +11,7 @@ use amanah_store::{BackupKind, SqliteStore, Store};
 use amanah_vault::{Clock, SweepItem, SystemClock, Vault, CLI_ACTOR};
 use anyhow::{bail, Context, Result};
 
-use crate::cli::cli_admin;
+use crate::cli::operator;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
@@ -134,8 +134,9 @@ pub async fn sweep(vault: Arc<Vault>, dry_run: bool) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     let progress = bar.clone();
+    let permit = operator::<amanah_vault::act::RetentionSweep>(&vault).await?;
     let report = vault
-        .retention_sweep(&cli_admin(), dry_run, move |n| progress.set_position(n))
+        .retention_sweep(&permit, dry_run, move |n| progress.set_position(n))
         .await?;
     bar.finish_and_clear();
     let verb = if dry_run { "would" } else { "did" };

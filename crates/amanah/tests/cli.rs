@@ -98,7 +98,16 @@ fn apikey_lifecycle_on_the_command_line() {
     let (_dir, data) = initialized_store();
     let out = amanah()
         .args([
-            "apikey", "create", "--data", &data, "--role", "admin", "--name", "ops",
+            "apikey",
+            "create",
+            "--data",
+            &data,
+            "--role",
+            "admin",
+            "--name",
+            "ops",
+            "--holder",
+            "Ops Lead <ops@example.id>",
         ])
         .output()
         .unwrap();
@@ -122,7 +131,16 @@ fn apikey_lifecycle_on_the_command_line() {
     );
 
     let unknown_role = amanah()
-        .args(["apikey", "create", "--data", &data, "--role", "ghost"])
+        .args([
+            "apikey",
+            "create",
+            "--data",
+            &data,
+            "--role",
+            "ghost",
+            "--holder",
+            "G <g@x.id>",
+        ])
         .output()
         .unwrap();
     assert!(!unknown_role.status.success());
@@ -225,7 +243,17 @@ fn the_command_line_on_postgresql() {
         ("AMANAH_DATABASE_URL", url.as_str()),
         ("AMANAH_KEY_FILE", key),
     ];
-    let (ok, out, err) = run(&["apikey", "create", "--role", "admin"], &env);
+    let (ok, out, err) = run(
+        &[
+            "apikey",
+            "create",
+            "--role",
+            "admin",
+            "--holder",
+            "Ops <ops@x.id>",
+        ],
+        &env,
+    );
     assert!(ok, "{err}");
     let id = out.split_whitespace().nth(1).unwrap().to_owned();
     printed += &(out + &err);
@@ -236,7 +264,7 @@ fn the_command_line_on_postgresql() {
     let (ok, out, err) = run(&["policy", "apply", &policy], &env);
     assert!(ok && out.contains("#2"), "{out}{err}");
     let (ok, out, err) = run(&["audit", "verify"], &env);
-    assert!(ok && out.starts_with("ok: 4 entries"), "{out}{err}");
+    assert!(ok && out.starts_with("ok: 5 entries"), "{out}{err}");
     printed += &(out + &err);
 
     // A second init neither touches the store nor replaces the key file.

@@ -209,8 +209,11 @@ fn with_target(args: &[&str], target: &Target) -> Vec<String> {
 }
 
 fn create_key(target: &Target, role: &str) -> (String, String) {
+    let holder = format!("{role} <{role}@example.id>");
     let args = with_target(
-        &["apikey", "create", "--role", role, "--name", role],
+        &[
+            "apikey", "create", "--role", role, "--name", role, "--holder", &holder,
+        ],
         target,
     );
     let out = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -511,7 +514,7 @@ async fn routes_happy_paths_and_errors(kind: Kind) {
     }
 
     // Happy paths.
-    let id = srv.create(&k.officer, "admission", student()).await;
+    let id = srv.create(&k.nurse, "admission", student()).await;
     let (s, v) = srv
         .get(&format!("/v1/subjects/{id}?purpose=admission"), &k.nurse)
         .await;
@@ -559,7 +562,21 @@ async fn routes_happy_paths_and_errors(kind: Kind) {
             &json!({"role": "marketer", "name": "new"}),
         )
         .await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "every key names its holder: {v}"
+    );
+    let (s, v) = srv
+        .send(
+            Method::POST,
+            "/v1/keys",
+            &k.admin,
+            &json!({"role": "marketer", "name": "new", "holder": "Mira Marketer <mira@example.id>"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["holder"], "Mira Marketer <mira@example.id>");
     let new_key = v["key"].as_str().unwrap().to_owned();
     let new_id = v["id"].as_str().unwrap().to_owned();
     let (s, _) = srv
@@ -760,7 +777,7 @@ async fn reads_are_filtered_by_role_and_purpose(kind: Kind) {
     let f = fixture(kind);
     let srv = start(&f.target);
     let k = &f.keys;
-    let id = srv.create(&k.officer, "admission", student()).await;
+    let id = srv.create(&k.nurse, "admission", student()).await;
     let path = format!("/v1/subjects/{id}?purpose=admission");
     srv.consent(&k.admin, &id, "marketing").await;
 
@@ -940,7 +957,7 @@ async fn every_read_is_audited_once_and_tampering_is_detected(kind: Kind) {
     let f = fixture(kind);
     let srv = start(&f.target);
     let k = &f.keys;
-    let id = srv.create(&k.officer, "admission", student()).await;
+    let id = srv.create(&k.nurse, "admission", student()).await;
     srv.consent(&k.admin, &id, "marketing").await;
     let _second = srv
         .create(

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use amanah_core::access::Principal;
 use amanah_crypto::KeyRing;
 use amanah_store::{SqliteStore, Store};
 use amanah_vault::{SystemClock, Vault};
@@ -52,11 +51,15 @@ async fn vault(data: &str) -> Vault {
         .unwrap()
 }
 
-fn admin() -> Principal {
-    Principal {
-        key_id: "cli".into(),
-        role: "admin".into(),
-    }
+async fn search(v: &Vault, category: &str, value: &str) -> Vec<amanah_vault::SubjectView> {
+    let permit = v
+        .authorize::<amanah_vault::act::SubjectSearch>(
+            &v.operator(),
+            amanah_vault::Target::purpose("admission"),
+        )
+        .await
+        .unwrap();
+    v.search(&permit, category, value).await.unwrap()
 }
 
 const GOOD_CSV: &str = "full_name,email,whatsapp,nik,birth_date
@@ -106,33 +109,28 @@ async fn good_csv_and_jsonl_import_and_read_back_with_one_audit_entry_each() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("imported 2 subjects"));
 
     let v = vault(&data).await;
-    let found = v
-        .search(&admin(), "admission", "email", "siti@example.id")
-        .await
-        .unwrap();
+    let found = search(&v, "email", "siti@example.id").await;
     assert_eq!(found.len(), 1);
     let f = &found[0].fields;
     assert_eq!(f["full_name"], "Siti Rahma");
     assert_eq!(f["whatsapp"], "+6281244719035");
     assert_eq!(f["nik"], "3174096512990007");
     assert_eq!(f["birth_date"], "1999-12-25");
-    let budi = v
-        .search(&admin(), "admission", "whatsapp", "+6281311112222")
-        .await
-        .unwrap();
+    let budi = search(&v, "whatsapp", "+6281311112222").await;
     assert_eq!(budi[0].fields["full_name"], "Santoso, Budi");
     assert!(
         !budi[0].fields.contains_key("birth_date"),
         "empty cell = absent field"
     );
-    let agus = v
-        .search(&admin(), "admission", "nik", "3174090101000001")
-        .await
-        .unwrap();
+    let agus = search(&v, "nik", "3174090101000001").await;
     assert_eq!(agus[0].fields["email"], "agus@example.id");
 
     // One `subject.create` entry per imported subject, in an intact chain.
-    let entries = v.audit_entries(&admin(), None, 0, 1_000).await.unwrap();
+    let audit = v
+        .authorize::<amanah_vault::act::AuditRead>(&v.operator(), amanah_vault::Target::none())
+        .await
+        .unwrap();
+    let entries = v.audit_entries(&audit, None, 0, 1_000).await.unwrap();
     let creates: Vec<_> = entries
         .iter()
         .filter(|e| e.entry.action == "subject.create")
@@ -226,10 +224,7 @@ async fn bad_rows_are_reported_by_line_and_nothing_is_written() {
         "a@example.id",
         "b@example.id",
     ] {
-        let found = v
-            .search(&admin(), "admission", "email", email)
-            .await
-            .unwrap();
+        let found = search(&v, "email", email).await;
         assert!(found.is_empty(), "{email} was written");
     }
     // Only the four searches just made were audited: the failed imports left no entry.
@@ -300,10 +295,7 @@ async fn imports_keep_the_age_and_consent_rules() {
 
     let v = vault(&data).await;
     for email in ["teen@example.id", "child@example.id"] {
-        let found = v
-            .search(&admin(), "admission", "email", email)
-            .await
-            .unwrap();
+        let found = search(&v, "email", email).await;
         assert!(found.is_empty(), "{email} was written");
     }
     assert_eq!(v.verify_chain().await.unwrap().entries, before + 2);

@@ -2,9 +2,10 @@
 //! SQLite store, with a manual clock and one API key per role of a small test policy.
 #![allow(dead_code)]
 
+pub mod preset;
+
 use std::sync::Arc;
 
-use amanah_core::access::Principal;
 use amanah_crypto::KeyRing;
 use amanah_server::{router, AppState};
 use amanah_store::{PgStore, SqliteStore, Store};
@@ -51,11 +52,13 @@ basis = "legitimate_interest"
 categories = ["full_name", "email"]
 retention = "10y"
 restricted_use = true
+compatible_with = ["admission"]
 [purposes.account]
 basis = "contract"
 categories = ["email"]
 retention = "30d"
 retention_from = "relationship_end"
+compatible_with = ["admission"]
 [purposes.marketing]
 basis = "consent"
 categories = {marketing_categories}
@@ -69,6 +72,7 @@ retention = "1y"
 basis = "legal_obligation"
 categories = ["full_name", "nik"]
 retention = "5y"
+compatible_with = ["admission"]
 [roles.officer]
 purposes = ["admission", "marketing"]
 [roles.clerk]
@@ -196,17 +200,19 @@ async fn start_with(
     let vault = Vault::initialize(store, ring, clock.clone(), &policy("v1", grace, MARKETING))
         .await
         .unwrap();
-    let cli = Principal {
-        key_id: "cli".into(),
-        role: "admin".into(),
-    };
     let key = |role: &str| {
         let vault = &vault;
-        let cli = cli.clone();
         let role = role.to_owned();
         async move {
+            let permit = vault
+                .authorize::<amanah_vault::act::KeyCreate>(
+                    &vault.operator(),
+                    amanah_vault::Target::none(),
+                )
+                .await
+                .unwrap();
             vault
-                .create_api_key(&cli, &role, &role)
+                .create_api_key(&permit, &role, &role, &format!("{role} <{role}@c.id>"))
                 .await
                 .unwrap()
                 .token
@@ -327,6 +333,16 @@ impl Harness {
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    /// Enrols a subject in a further purpose (compatible, or with a valid consent).
+    pub async fn enroll(&self, key: &str, id: &str, purpose: &str) -> (StatusCode, Value) {
+        self.post(
+            &format!("/v1/subjects/{id}/purposes"),
+            key,
+            json!({ "purpose": purpose }),
+        )
+        .await
     }
 
     pub async fn read(&self, key: &str, id: &str, purpose: &str) -> (StatusCode, Value) {

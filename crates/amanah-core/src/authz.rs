@@ -1,0 +1,729 @@
+//! The one decision point: who may do what.
+//!
+//! Every operation of the vault is an [`Action`]. [`decide`] answers, from the policy, the
+//! caller and the purpose named, whether the caller's role may attempt the action at all (the
+//! [`RULES`] table); [`Decision::check_subject`] then answers, from the state of the subject
+//! touched (the purposes it is enrolled in, minority, restriction), whether it may be done to
+//! this subject. Both are pure; the vault records every refusal once and carries an allowed
+//! [`Decision`] inside the permit its operations require.
+
+use crate::access::{self, Denial, Grant, Visibility};
+use crate::policy::{LegalBasis, Policy, ADMIN_ROLE};
+
+/// Who is asking, as authentication established it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The API key's id, recorded in the audit log (never the key itself).
+    pub key_id: String,
+    pub role: String,
+    /// The person the key was issued to (`Name <email>`); four eyes count people, not keys.
+    pub holder: Option<String>,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == ADMIN_ROLE
+    }
+}
+
+/// Every operation a caller can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    SubjectCreate,
+    SubjectRead,
+    SubjectSearch,
+    SubjectUpdate,
+    SubjectRectify,
+    SubjectEnroll,
+    SubjectImport,
+    SubjectExport,
+    SubjectErase,
+    SubjectRestrict,
+    SubjectUnrestrict,
+    SubjectEnd,
+    HoldCreate,
+    HoldRead,
+    HoldRelease,
+    ConsentGrant,
+    ConsentWithdraw,
+    ConsentRead,
+    ConsentStale,
+    ContactList,
+    RelationCreate,
+    RelationRead,
+    RequestCreate,
+    RequestRead,
+    RequestList,
+    RequestUpdate,
+    RetentionSweep,
+    DisclosureRequest,
+    DisclosureRead,
+    DisclosureList,
+    DisclosureApprove,
+    DisclosureAuthorize,
+    DisclosureReject,
+    DisclosureRelease,
+    BreachRecord,
+    BreachRead,
+    BreachList,
+    BreachNotices,
+    BreachNotified,
+    Ropa,
+    AuditRead,
+    AuditVerify,
+    KeyCreate,
+    KeyList,
+    KeyRevoke,
+    PolicyRead,
+    PolicyApply,
+}
+
+/// What a role needs to attempt an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// The role holds the purpose the call names (the admin holds every purpose).
+    Purpose,
+    /// The role holds a purpose the subject is enrolled in, or handles requests (the DPO).
+    SubjectPurposeOrRequests,
+    /// The role holds a purpose the subject is enrolled in (and, for relations, one of the
+    /// related subject's too).
+    SubjectPurpose,
+    /// The admin, or a role with `handle_requests` (the DPO).
+    HandleRequests,
+    /// The admin, the DPO, or a role with `end_relationships`.
+    EndRelationships,
+    /// A role with `approve_disclosures` (never the admin: four eyes are people).
+    ApproveDisclosures,
+    /// A role with `authorize_disclosures` (never the admin).
+    AuthorizeDisclosures,
+    /// A role that approves or authorizes disclosures.
+    StepDisclosures,
+    /// The admin, the DPO, or a role that approves or authorizes disclosures.
+    OverseeDisclosures,
+    /// Any authenticated key; the record decides (a disclosure's requester).
+    AnyRole,
+    /// The built-in admin role only.
+    Admin,
+}
+
+/// The decision table: every action and the rule it follows. `ARCHITECTURE.md` prints it.
+pub const RULES: &[(Action, Rule)] = &[
+    (Action::SubjectCreate, Rule::Purpose),
+    (Action::SubjectRead, Rule::Purpose),
+    (Action::SubjectSearch, Rule::Purpose),
+    (Action::SubjectUpdate, Rule::Purpose),
+    (Action::SubjectRectify, Rule::Purpose),
+    (Action::SubjectEnroll, Rule::Purpose),
+    (Action::SubjectImport, Rule::Admin),
+    (Action::SubjectExport, Rule::HandleRequests),
+    (Action::SubjectErase, Rule::HandleRequests),
+    (Action::SubjectRestrict, Rule::HandleRequests),
+    (Action::SubjectUnrestrict, Rule::HandleRequests),
+    (Action::SubjectEnd, Rule::EndRelationships),
+    (Action::HoldCreate, Rule::HandleRequests),
+    (Action::HoldRead, Rule::HandleRequests),
+    (Action::HoldRelease, Rule::HandleRequests),
+    (Action::ConsentGrant, Rule::Purpose),
+    (Action::ConsentWithdraw, Rule::Purpose),
+    (Action::ConsentRead, Rule::SubjectPurposeOrRequests),
+    (Action::ConsentStale, Rule::Purpose),
+    (Action::ContactList, Rule::Purpose),
+    (Action::RelationCreate, Rule::SubjectPurpose),
+    (Action::RelationRead, Rule::SubjectPurposeOrRequests),
+    (Action::RequestCreate, Rule::HandleRequests),
+    (Action::RequestRead, Rule::HandleRequests),
+    (Action::RequestList, Rule::HandleRequests),
+    (Action::RequestUpdate, Rule::HandleRequests),
+    (Action::RetentionSweep, Rule::HandleRequests),
+    (Action::DisclosureRequest, Rule::Purpose),
+    (Action::DisclosureRead, Rule::AnyRole),
+    (Action::DisclosureList, Rule::OverseeDisclosures),
+    (Action::DisclosureApprove, Rule::ApproveDisclosures),
+    (Action::DisclosureAuthorize, Rule::AuthorizeDisclosures),
+    (Action::DisclosureReject, Rule::StepDisclosures),
+    (Action::DisclosureRelease, Rule::AnyRole),
+    (Action::BreachRecord, Rule::HandleRequests),
+    (Action::BreachRead, Rule::HandleRequests),
+    (Action::BreachList, Rule::HandleRequests),
+    (Action::BreachNotices, Rule::HandleRequests),
+    (Action::BreachNotified, Rule::HandleRequests),
+    (Action::Ropa, Rule::HandleRequests),
+    (Action::AuditRead, Rule::Admin),
+    (Action::AuditVerify, Rule::Admin),
+    (Action::KeyCreate, Rule::Admin),
+    (Action::KeyList, Rule::Admin),
+    (Action::KeyRevoke, Rule::Admin),
+    (Action::PolicyRead, Rule::Admin),
+    (Action::PolicyApply, Rule::Admin),
+];
+
+impl Action {
+    /// The rule this action follows.
+    pub fn rule(self) -> Rule {
+        RULES
+            .iter()
+            .find(|(a, _)| *a == self)
+            .map_or(Rule::Admin, |(_, r)| *r)
+    }
+
+    /// The action's name in the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::SubjectCreate => "subject.create",
+            Action::SubjectRead => "subject.read",
+            Action::SubjectSearch => "subject.search",
+            Action::SubjectUpdate => "subject.update",
+            Action::SubjectRectify => "subject.rectify",
+            Action::SubjectEnroll => "subject.enroll",
+            Action::SubjectImport => "subject.create",
+            Action::SubjectExport => "subject.export",
+            Action::SubjectErase => "subject.erase",
+            Action::SubjectRestrict => "subject.restrict",
+            Action::SubjectUnrestrict => "subject.unrestrict",
+            Action::SubjectEnd => "subject.end",
+            Action::HoldCreate => "hold.create",
+            Action::HoldRead => "hold.read",
+            Action::HoldRelease => "hold.release",
+            Action::ConsentGrant => "consent.grant",
+            Action::ConsentWithdraw => "consent.withdraw",
+            Action::ConsentRead => "consent.read",
+            Action::ConsentStale => "consent.stale",
+            Action::ContactList => "consent.contactable",
+            Action::RelationCreate => "relation.create",
+            Action::RelationRead => "relation.read",
+            Action::RequestCreate => "request.create",
+            Action::RequestRead => "request.read",
+            Action::RequestList => "request.list",
+            Action::RequestUpdate => "request.update",
+            Action::RetentionSweep => "retention.sweep",
+            Action::DisclosureRequest => "disclosure.request",
+            Action::DisclosureRead => "disclosure.read",
+            Action::DisclosureList => "disclosure.list",
+            Action::DisclosureApprove => "disclosure.approve",
+            Action::DisclosureAuthorize => "disclosure.authorize",
+            Action::DisclosureReject => "disclosure.reject",
+            Action::DisclosureRelease => "disclosure.release",
+            Action::BreachRecord => "breach.record",
+            Action::BreachRead => "breach.read",
+            Action::BreachList => "breach.list",
+            Action::BreachNotices => "breach.notice",
+            Action::BreachNotified => "breach.notified",
+            Action::Ropa => "ropa.read",
+            Action::AuditRead => "audit.read",
+            Action::AuditVerify => "audit.verify",
+            Action::KeyCreate => "apikey.create",
+            Action::KeyList => "apikey.list",
+            Action::KeyRevoke => "apikey.revoke",
+            Action::PolicyRead => "policy.read",
+            Action::PolicyApply => "policy.apply",
+        }
+    }
+
+    /// Writes change the subject; a restricted subject refuses them unless they answer a request.
+    pub fn writes_subject(self) -> bool {
+        matches!(
+            self,
+            Action::SubjectUpdate
+                | Action::SubjectRectify
+                | Action::SubjectEnroll
+                | Action::ConsentGrant
+                | Action::RelationCreate
+                | Action::SubjectEnd
+        )
+    }
+}
+
+/// What a role may do, as far as one action and purpose go. Only [`decide`] builds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    action: Action,
+    caller: Caller,
+    /// The purpose grant, for actions under a purpose.
+    grant: Option<Grant>,
+    /// Purposes the role holds (every purpose for the admin).
+    held: Vec<String>,
+    specific: bool,
+    handles_requests: bool,
+}
+
+/// The state of a subject an allowed action is about to touch.
+#[derive(Debug, Clone, Copy)]
+pub struct SubjectFacts<'a> {
+    /// The purposes the subject is enrolled in.
+    pub enrolled: &'a [String],
+    /// The subject is a minor by the stricter of the stored and any submitted birth date.
+    pub minor: bool,
+    /// Processing is restricted (UU PDP Art. 41) since this time.
+    pub restricted_since: Option<i64>,
+    /// The write answers an open data-subject request of this subject.
+    pub answers_request: bool,
+}
+
+fn role_flags(policy: &Policy, caller: &Caller) -> Result<RoleFlags, Denial> {
+    if caller.is_admin() {
+        return Ok(RoleFlags {
+            held: policy.purposes.keys().cloned().collect(),
+            specific: true,
+            handle_requests: true,
+            end_relationships: true,
+            approve: false,
+            authorize: false,
+        });
+    }
+    let role = policy
+        .role(&caller.role)
+        .ok_or_else(|| Denial::UnknownRole(caller.role.clone()))?;
+    Ok(RoleFlags {
+        held: role.purposes.clone(),
+        specific: role.specific,
+        handle_requests: role.handle_requests,
+        end_relationships: role.end_relationships,
+        approve: role.approve_disclosures,
+        authorize: role.authorize_disclosures,
+    })
+}
+
+struct RoleFlags {
+    held: Vec<String>,
+    specific: bool,
+    handle_requests: bool,
+    end_relationships: bool,
+    approve: bool,
+    authorize: bool,
+}
+
+/// Decides whether `caller` may attempt `action` (under `purpose`, where the action names one).
+pub fn decide(
+    policy: &Policy,
+    caller: &Caller,
+    action: Action,
+    purpose: Option<&str>,
+) -> Result<Decision, Denial> {
+    let flags = role_flags(policy, caller)?;
+    let needs = |ok: bool, needs: &'static str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(Denial::RoleMayNot {
+                role: caller.role.clone(),
+                action: action.name(),
+                needs,
+            })
+        }
+    };
+    let mut grant = None;
+    match action.rule() {
+        Rule::Purpose => {
+            let purpose = purpose.ok_or(Denial::PurposeRequired)?;
+            grant = Some(access::grant(policy, &caller.role, purpose)?);
+        }
+        Rule::SubjectPurposeOrRequests | Rule::SubjectPurpose => {
+            let ok = !flags.held.is_empty()
+                || (action.rule() == Rule::SubjectPurposeOrRequests && flags.handle_requests);
+            needs(ok, "a purpose the subject is enrolled in")?;
+        }
+        Rule::HandleRequests => needs(
+            flags.handle_requests,
+            "the admin or a role with handle_requests = true (the DPO)",
+        )?,
+        Rule::EndRelationships => needs(
+            flags.handle_requests || flags.end_relationships,
+            "the admin, the DPO, or a role with end_relationships = true",
+        )?,
+        Rule::ApproveDisclosures => needs(
+            flags.approve,
+            "a role with approve_disclosures = true (the person in charge; never the admin)",
+        )?,
+        Rule::AuthorizeDisclosures => needs(
+            flags.authorize,
+            "a role with authorize_disclosures = true (the account owner; never the admin)",
+        )?,
+        Rule::StepDisclosures => needs(
+            flags.approve || flags.authorize,
+            "a role that approves or authorizes disclosures",
+        )?,
+        Rule::OverseeDisclosures => needs(
+            flags.handle_requests || flags.approve || flags.authorize,
+            "the admin, the DPO, or a role that approves or authorizes disclosures",
+        )?,
+        Rule::AnyRole => {}
+        Rule::Admin => {
+            if !caller.is_admin() {
+                return Err(Denial::AdminOnly);
+            }
+        }
+    }
+    Ok(Decision {
+        action,
+        caller: caller.clone(),
+        grant,
+        held: flags.held,
+        specific: flags.specific,
+        handles_requests: flags.handle_requests,
+    })
+}
+
+impl Decision {
+    pub fn action(&self) -> Action {
+        self.action
+    }
+
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    /// The purpose grant (actions under a purpose only).
+    pub fn grant(&self) -> Option<&Grant> {
+        self.grant.as_ref()
+    }
+
+    /// The role handles data-subject requests (the DPO or the admin).
+    pub fn handles_requests(&self) -> bool {
+        self.handles_requests
+    }
+
+    /// The role may handle specific data, and so a minor's data.
+    pub fn specific(&self) -> bool {
+        self.specific
+    }
+
+    /// Whether the role holds a purpose among `enrolled`.
+    pub fn shares_purpose(&self, enrolled: &[String]) -> bool {
+        enrolled.iter().any(|p| self.held.contains(p))
+    }
+
+    /// Purpose limitation (UU PDP Art. 16(2)(b)): data is used only under the purposes it was
+    /// collected or consented for; enrolling is the one way to add a purpose.
+    fn purpose_limitation(&self, s: &SubjectFacts<'_>) -> Result<(), Denial> {
+        let shared = self.shares_purpose(s.enrolled);
+        let no_shared = || Denial::NoSharedPurpose {
+            role: self.caller.role.clone(),
+        };
+        let require = |ok: bool| if ok { Ok(()) } else { Err(no_shared()) };
+        match (self.action.rule(), &self.grant) {
+            (Rule::Purpose, Some(g)) => match self.action {
+                Action::SubjectEnroll if !shared => Err(no_shared()),
+                Action::SubjectEnroll if s.enrolled.contains(&g.purpose) => {
+                    Err(Denial::AlreadyEnrolled {
+                        purpose: g.purpose.clone(),
+                    })
+                }
+                Action::SubjectEnroll => Ok(()),
+                // A consent may enrol the subject in its purpose, but only for a role that
+                // already knows the subject under one of its own purposes.
+                Action::ConsentGrant | Action::ConsentWithdraw => {
+                    require(shared || s.enrolled.contains(&g.purpose))
+                }
+                // Under a purpose resting on consent, the consent itself is the enrolment (a
+                // grant enrols): the consent check that follows answers more precisely.
+                _ if g.basis != LegalBasis::Consent && !s.enrolled.contains(&g.purpose) => {
+                    Err(Denial::NotEnrolled {
+                        purpose: g.purpose.clone(),
+                    })
+                }
+                _ => Ok(()),
+            },
+            (Rule::SubjectPurpose, _) => require(shared),
+            (Rule::SubjectPurposeOrRequests | Rule::EndRelationships, _) => {
+                require(shared || self.handles_requests)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the action may touch a subject in this state.
+    pub fn check_subject(&self, policy: &Policy, s: &SubjectFacts<'_>) -> Result<(), Denial> {
+        let action = self.action;
+        self.purpose_limitation(s)?;
+        // A withdrawal only ever reduces processing: it is accepted from any role that holds
+        // the purpose, whatever the subject's state.
+        if action == Action::ConsentWithdraw {
+            return Ok(());
+        }
+        if s.minor && !self.specific {
+            return Err(Denial::MinorData {
+                role: self.caller.role.clone(),
+            });
+        }
+        if let Some(at) = s.restricted_since {
+            // A restricted subject is not processed (UU PDP Art. 41). What remains: the DPO's
+            // rights work, writes that answer a request (by the DPO), and reads by the admin
+            // under a purpose marked restricted_use (e.g. legal claims).
+            let since = crate::consent::date_of(at).to_string();
+            if action.writes_subject() {
+                if !(self.handles_requests && s.answers_request) {
+                    return Err(Denial::RestrictedWrite { since });
+                }
+            } else if self.grant.is_some() {
+                let restricted_use = self
+                    .grant
+                    .as_ref()
+                    .and_then(|g| policy.purpose(&g.purpose))
+                    .is_some_and(|p| p.restricted_use);
+                if !(self.caller.is_admin() && restricted_use) {
+                    return Err(Denial::Restricted { since });
+                }
+            } else if !self.handles_requests {
+                return Err(Denial::Restricted { since });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// On what ground a subject may be enrolled in a further purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnrollGround {
+    /// The purpose rests on consent: a valid consent to it is needed.
+    Consent,
+    /// The policy declares the purpose compatible with one the subject is enrolled in.
+    Compatible(String),
+}
+
+/// Whether `purpose` may be added to a subject enrolled in `enrolled`.
+pub fn enrollment_ground(
+    policy: &Policy,
+    purpose: &str,
+    enrolled: &[String],
+) -> Result<EnrollGround, Denial> {
+    let p = policy
+        .purpose(purpose)
+        .ok_or_else(|| Denial::UnknownPurpose(purpose.to_owned()))?;
+    if p.basis == LegalBasis::Consent {
+        return Ok(EnrollGround::Consent);
+    }
+    p.compatible_with
+        .iter()
+        .find(|c| enrolled.contains(c))
+        .map(|c| EnrollGround::Compatible(c.clone()))
+        .ok_or_else(|| Denial::NoEnrollmentGround {
+            purpose: purpose.to_owned(),
+        })
+}
+
+/// Whether a role may see a category in clear under a grant (what a disclosure may release).
+pub fn clear(grant: &Grant, category: &str) -> bool {
+    grant.readable.get(category) == Some(&Visibility::Clear)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"
+version = "t1"
+[controller]
+name = "C"
+contact = "dpo@c.id"
+[categories.full_name]
+type = "name"
+class = "general"
+[purposes.admission]
+basis = "contract"
+categories = ["full_name"]
+retention = "5y"
+restricted_use = true
+[purposes.enquiries]
+basis = "contract"
+categories = ["full_name"]
+retention = "1y"
+compatible_with = ["admission"]
+[purposes.marketing]
+basis = "consent"
+categories = ["full_name"]
+retention = "1y"
+[roles.officer]
+purposes = ["admission", "enquiries"]
+[roles.marketer]
+purposes = ["marketing"]
+[roles.dpo]
+purposes = ["admission"]
+specific = true
+handle_requests = true
+[roles.pic]
+purposes = ["admission"]
+approve_disclosures = true
+[roles.registrar]
+purposes = ["admission"]
+end_relationships = true
+"#;
+
+    fn policy() -> Policy {
+        Policy::parse(POLICY).unwrap()
+    }
+
+    fn who(role: &str) -> Caller {
+        Caller {
+            key_id: format!("key-{role}"),
+            role: role.into(),
+            holder: None,
+        }
+    }
+
+    fn facts(enrolled: &[String]) -> SubjectFacts<'_> {
+        SubjectFacts {
+            enrolled,
+            minor: false,
+            restricted_since: None,
+            answers_request: false,
+        }
+    }
+
+    #[test]
+    fn every_action_has_exactly_one_rule() {
+        let mut seen = std::collections::BTreeSet::new();
+        for (a, _) in RULES {
+            assert!(seen.insert(*a), "{a:?} is listed twice");
+        }
+        assert_eq!(seen.len(), 47, "a new action needs a row in RULES");
+    }
+
+    #[test]
+    fn reads_need_the_subject_enrolled_in_the_purpose() {
+        let p = policy();
+        let d = decide(&p, &who("officer"), Action::SubjectRead, Some("enquiries")).unwrap();
+        let admission = vec!["admission".to_owned()];
+        assert_eq!(
+            d.check_subject(&p, &facts(&admission)),
+            Err(Denial::NotEnrolled {
+                purpose: "enquiries".into()
+            })
+        );
+        let both = vec!["admission".to_owned(), "enquiries".to_owned()];
+        assert_eq!(d.check_subject(&p, &facts(&both)), Ok(()));
+    }
+
+    #[test]
+    fn relations_and_consent_reads_need_a_shared_purpose() {
+        let p = policy();
+        let admission = vec!["admission".to_owned()];
+        let d = decide(&p, &who("marketer"), Action::ConsentRead, None).unwrap();
+        assert!(matches!(
+            d.check_subject(&p, &facts(&admission)),
+            Err(Denial::NoSharedPurpose { .. })
+        ));
+        let d = decide(&p, &who("dpo"), Action::ConsentRead, None).unwrap();
+        assert_eq!(d.check_subject(&p, &facts(&[])), Ok(()));
+        let d = decide(&p, &who("marketer"), Action::RelationCreate, None).unwrap();
+        assert!(d.check_subject(&p, &facts(&admission)).is_err());
+    }
+
+    #[test]
+    fn ending_a_relationship_is_for_named_roles() {
+        let p = policy();
+        assert!(matches!(
+            decide(&p, &who("marketer"), Action::SubjectEnd, None),
+            Err(Denial::RoleMayNot { .. })
+        ));
+        assert!(decide(&p, &who("registrar"), Action::SubjectEnd, None).is_ok());
+        assert!(decide(&p, &who("dpo"), Action::SubjectEnd, None).is_ok());
+        assert!(decide(&p, &who(ADMIN_ROLE), Action::SubjectEnd, None).is_ok());
+    }
+
+    #[test]
+    fn the_admin_never_takes_a_disclosure_step() {
+        let p = policy();
+        assert!(decide(&p, &who(ADMIN_ROLE), Action::DisclosureApprove, None).is_err());
+        assert!(decide(&p, &who(ADMIN_ROLE), Action::DisclosureAuthorize, None).is_err());
+        assert!(decide(&p, &who("pic"), Action::DisclosureApprove, None).is_ok());
+        assert!(decide(&p, &who("pic"), Action::DisclosureAuthorize, None).is_err());
+    }
+
+    #[test]
+    fn restriction_refuses_writes_not_tied_to_a_request() {
+        let p = policy();
+        let admission = vec!["admission".to_owned()];
+        let restricted = SubjectFacts {
+            restricted_since: Some(0),
+            ..facts(&admission)
+        };
+        let d = decide(
+            &p,
+            &who("officer"),
+            Action::SubjectUpdate,
+            Some("admission"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.check_subject(&p, &restricted),
+            Err(Denial::RestrictedWrite {
+                since: "1970-01-01".into()
+            })
+        );
+        let d = decide(&p, &who("dpo"), Action::SubjectRectify, Some("admission")).unwrap();
+        assert_eq!(
+            d.check_subject(
+                &p,
+                &SubjectFacts {
+                    answers_request: true,
+                    ..restricted
+                }
+            ),
+            Ok(())
+        );
+        let d = decide(&p, &who("officer"), Action::SubjectRead, Some("admission")).unwrap();
+        assert_eq!(
+            d.check_subject(&p, &restricted),
+            Err(Denial::Restricted {
+                since: "1970-01-01".into()
+            })
+        );
+        let d = decide(&p, &who(ADMIN_ROLE), Action::SubjectRead, Some("admission")).unwrap();
+        assert_eq!(d.check_subject(&p, &restricted), Ok(()));
+    }
+
+    #[test]
+    fn minors_need_specific_clearance_except_to_withdraw() {
+        let p = policy();
+        let marketing = vec!["marketing".to_owned()];
+        let minor = SubjectFacts {
+            minor: true,
+            ..facts(&marketing)
+        };
+        let d = decide(
+            &p,
+            &who("marketer"),
+            Action::ConsentGrant,
+            Some("marketing"),
+        )
+        .unwrap();
+        assert!(matches!(
+            d.check_subject(&p, &minor),
+            Err(Denial::MinorData { .. })
+        ));
+        let d = decide(
+            &p,
+            &who("marketer"),
+            Action::ConsentWithdraw,
+            Some("marketing"),
+        )
+        .unwrap();
+        assert_eq!(d.check_subject(&p, &minor), Ok(()));
+    }
+
+    #[test]
+    fn enrollment_needs_consent_or_a_compatible_purpose() {
+        let p = policy();
+        let admission = vec!["admission".to_owned()];
+        assert_eq!(
+            enrollment_ground(&p, "enquiries", &admission),
+            Ok(EnrollGround::Compatible("admission".into()))
+        );
+        assert_eq!(
+            enrollment_ground(&p, "marketing", &admission),
+            Ok(EnrollGround::Consent)
+        );
+        assert!(enrollment_ground(&p, "admission", &["enquiries".to_owned()]).is_err());
+        let d = decide(
+            &p,
+            &who("marketer"),
+            Action::SubjectEnroll,
+            Some("marketing"),
+        )
+        .unwrap();
+        assert!(matches!(
+            d.check_subject(&p, &facts(&admission)),
+            Err(Denial::NoSharedPurpose { .. })
+        ));
+    }
+}

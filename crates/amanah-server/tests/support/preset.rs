@@ -1,0 +1,157 @@
+//! A server over one of the shipped presets (`policies/*.toml`), with keys minted on demand
+//! for any role and holder: what a new user runs.
+
+use std::sync::Arc;
+
+use amanah_crypto::KeyRing;
+use amanah_server::{router, AppState};
+use amanah_store::{PgStore, SqliteStore, Store};
+use amanah_vault::{act, ManualClock, Target, Vault};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use time::macros::datetime;
+
+use super::Kind;
+
+pub const UNIVERSITY: &str = include_str!("../../../../policies/university.toml");
+pub const CRM: &str = include_str!("../../../../policies/crm.toml");
+
+pub struct Preset {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub vault: Arc<Vault>,
+    pub clock: Arc<ManualClock>,
+    pub admin: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start(kind: Kind, source: &str) -> Preset {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let ring = Arc::new(KeyRing::generate().unwrap());
+    let store: Arc<dyn Store> = match kind {
+        Kind::Sqlite => {
+            Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap())
+        }
+        Kind::Postgres => {
+            let url = amanah_testpg::database("preset");
+            Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap())
+        }
+    };
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
+    let vault = Arc::new(
+        Vault::initialize(store, ring, clock.clone(), source)
+            .await
+            .unwrap(),
+    );
+    let app = router(AppState {
+        vault: vault.clone(),
+        metrics: None,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut p = Preset {
+        base,
+        client: reqwest::Client::new(),
+        vault,
+        clock,
+        admin: String::new(),
+        _dir: dir,
+    };
+    p.admin = p.key("admin", "Admin <admin@example.id>").await;
+    p
+}
+
+impl Preset {
+    /// A key for `role`, issued to `holder`.
+    pub async fn key(&self, role: &str, holder: &str) -> String {
+        let permit = self
+            .vault
+            .authorize::<act::KeyCreate>(&self.vault.operator(), Target::none())
+            .await
+            .unwrap();
+        self.vault
+            .create_api_key(&permit, role, role, holder)
+            .await
+            .unwrap()
+            .token
+            .to_string()
+    }
+
+    /// A key for `role` issued to a person named after the role.
+    pub async fn role(&self, role: &str) -> String {
+        self.key(role, &format!("{role} <{role}@example.id>")).await
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        assert!(status.as_u16() < 500, "{path}: {status}");
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, key, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, key, Some(body)).await
+    }
+
+    /// Creates a subject under `purpose` as the admin; returns its id.
+    pub async fn create(&self, purpose: &str, body: Value) -> String {
+        let (s, v) = self
+            .post(
+                &format!("/v1/subjects?purpose={purpose}"),
+                &self.admin,
+                body,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The audit entries after `seq` (as the admin sees them).
+    pub async fn audit_after(&self, seq: u64) -> Vec<Value> {
+        let (s, v) = self
+            .get(&format!("/v1/audit?after={seq}&limit=10000"), &self.admin)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["entries"].as_array().unwrap().clone()
+    }
+
+    /// How many entries the chain holds (verifying it).
+    pub async fn chain_len(&self) -> u64 {
+        let (s, v) = self.get("/v1/audit/verify", &self.admin).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["ok"], true, "{v}");
+        v["entries"].as_u64().unwrap()
+    }
+
+    /// The denied entries recorded since `seq`.
+    pub async fn refusals_since(&self, seq: u64) -> Vec<Value> {
+        self.audit_after(seq)
+            .await
+            .into_iter()
+            .filter(|e| e["outcome"] == "denied")
+            .collect()
+    }
+}
