@@ -396,6 +396,7 @@ async fn walk(kind: Kind, source: &str) {
     let (w, _dir) = world(kind, source).await;
     let roles: Vec<String> = w.keys.keys().cloned().collect();
     let mut checked = 0;
+    let mut refusals = 0;
     for route in ROUTES {
         for role in &roles {
             let (key_id, token) = &w.keys[role];
@@ -419,6 +420,7 @@ async fn walk(kind: Kind, source: &str) {
                 let refused = status == StatusCode::FORBIDDEN && role_level_refusal(detail);
                 assert_eq!(!refused, want, "the table says {want} for {what}");
                 if refused {
+                    refusals += 1;
                     let entries = w.entries_after(before).await;
                     let denied: Vec<&Value> = entries
                         .iter()
