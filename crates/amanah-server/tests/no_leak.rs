@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use amanah_core::policy::{DataClass, Policy, ADMIN_ROLE};
 use proptest::prelude::*;
 use reqwest::{Method, StatusCode};
-use serde_json::{json, Value};
+use serde_json::json;
 use support::preset::{start, Preset, UNIVERSITY};
 use support::Kind;
 
