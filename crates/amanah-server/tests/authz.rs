@@ -441,6 +441,11 @@ async fn walk(kind: Kind, source: &str) {
         checked > ROUTES.len() * roles.len(),
         "walked {checked} requests"
     );
+    // The walk proves both sides of the table: many refusals, and more allowances.
+    assert!(
+        refusals > 100 && checked - refusals > 100,
+        "{refusals} of {checked} refused"
+    );
 }
 
 async fn university(kind: Kind) {
