@@ -50,11 +50,63 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
                        accountability::PackageOut, accountability::BreachBody, accountability::BreachOut,
                        accountability::BreachesOut, accountability::NoticeTextOut, accountability::NoticeOut,
                        accountability::NoticesOut)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &ProblemResponses)
 )]
 pub struct ApiDoc;
 
 struct BearerAuth;
+
+/// Errors are RFC 9457 problems: every 4xx/5xx response is documented as
+/// `application/problem+json` with the `Problem` schema, and every protected route documents the
+/// answers any of them can give (400 malformed request, 401 no valid key, 403 refused by the
+/// decision point).
+struct ProblemResponses;
+
+impl utoipa::Modify for ProblemResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = || {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let protected = path.starts_with("/v1/");
+            let operations = [
+                item.get.as_mut(),
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in operations.into_iter().flatten() {
+                let responses = &mut op.responses.responses;
+                if protected {
+                    for (status, text) in [
+                        ("400", "malformed request (query, path or JSON body)"),
+                        ("401", "no valid API key"),
+                        (
+                            "403",
+                            "refused by the decision point (recorded in the audit log)",
+                        ),
+                    ] {
+                        responses.entry(status.to_owned()).or_insert_with(|| {
+                            RefOr::T(ResponseBuilder::new().description(text).build())
+                        });
+                    }
+                }
+                for (status, response) in responses.iter_mut() {
+                    let error = status.starts_with('4') || status.starts_with('5');
+                    if let (true, RefOr::T(r)) = (error, response) {
+                        r.content.shift_remove("application/json");
+                        r.content
+                            .insert("application/problem+json".to_owned(), problem());
+                    }
+                }
+            }
+        }
+    }
+}
 
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

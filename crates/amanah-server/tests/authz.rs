@@ -457,3 +457,34 @@ async fn crm(kind: Kind) {
 }
 
 on_both_stores!(university, crm);
+
+#[test]
+fn errors_are_documented_as_problems_on_every_protected_route() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let responses = op["responses"].as_object().unwrap();
+            if path.starts_with("/v1/") {
+                for status in ["400", "401", "403"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+            }
+            for (status, r) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let content = r["content"].as_object().unwrap();
+                    assert!(
+                        content.contains_key("application/problem+json")
+                            && !content.contains_key("application/json"),
+                        "{method} {path} {status}: {content:?}"
+                    );
+                    seen += 1;
+                }
+            }
+        }
+    }
+    assert!(seen > 100, "{seen} error responses documented");
+}
