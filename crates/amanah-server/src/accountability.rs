@@ -329,6 +329,9 @@ impl From<NoticeView> for NoticeOut {
 pub struct NoticesOut {
     pub breach_id: String,
     pub notices: Vec<NoticeOut>,
+    /// Pass as `after` for the next page of subjects' notices; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// How the record describes storage: whatever the backend, it only ever receives ciphertext.
@@ -624,22 +627,39 @@ pub async fn get_breach(
     Ok(Json(s.vault.get_breach(&permit, &id).await?.into()))
 }
 
-/// The notices: one per affected subject and one for the agency, in Bahasa Indonesia and English.
-#[utoipa::path(get, path = "/v1/breaches/{id}/notices", params(("id" = String, Path)),
-    responses((status = 200, body = NoticesOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
+/// The notices, in Bahasa Indonesia and English: one per affected subject, a page at a time
+/// (`after`, `limit` 1 to 1000, default 100), and the agency's on the first page.
+#[utoipa::path(get, path = "/v1/breaches/{id}/notices",
+    params(("id" = String, Path), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1 to 1000, default 100")),
+    responses((status = 200, body = NoticesOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
 pub async fn breach_notices(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(q): RawQuery,
 ) -> ApiResult<Json<NoticesOut>> {
+    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::BreachNotices>(&who, Target::none())
         .await?;
-    let notices = s.vault.breach_notices(&permit, &id).await?;
+    only(&q, &["after", "limit"])?;
+    let limit = match q.get("limit") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| Error::BadRequest("`limit` must be a positive integer".into()))?,
+        ),
+    };
+    let page = s
+        .vault
+        .breach_notices(&permit, &id, q.get("after").map(String::as_str), limit)
+        .await?;
     Ok(Json(NoticesOut {
         breach_id: id,
-        notices: notices.into_iter().map(NoticeOut::from).collect(),
+        notices: page.items.into_iter().map(NoticeOut::from).collect(),
+        next: page.next,
     }))
 }
 

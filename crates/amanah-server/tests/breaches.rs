@@ -193,6 +193,35 @@ async fn breach_deadlines_notices_and_the_record_of_processing(kind: Kind) {
         )
         .await;
     assert_eq!(n["notices"].as_array().unwrap().len(), 3);
+    assert!(n.get("next").is_none(), "{n}");
+
+    // Notices come a page of subjects at a time; the agency's, counting everyone, comes first.
+    let notices = format!("/v1/breaches/{}/notices", b["id"].as_str().unwrap());
+    let before = h.audit().await.len();
+    let (s, first) = h.get(&format!("{notices}?limit=1"), &h.k.dpo).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    let items = first["notices"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "one subject and the agency: {first}");
+    assert_eq!(items[1]["audience"], "agency");
+    let agency = items[1]["en"]["body"].as_str().unwrap();
+    assert!(agency.contains("Data subjects affected: 2."), "{agency}");
+    let next = first["next"].as_str().unwrap();
+    let (_, second) = h
+        .get(&format!("{notices}?limit=1&after={next}"), &h.k.dpo)
+        .await;
+    let items = second["notices"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{second}");
+    assert_eq!(items[0]["audience"], "subject");
+    assert_ne!(items[0]["subject_id"], first["notices"][0]["subject_id"]);
+    // One entry per subject noticed and one per call (and the audit read itself).
+    let entries = h.audit().await;
+    let noticed = entries[before..]
+        .iter()
+        .filter(|e| e["action"] == "breach.notice")
+        .count();
+    assert_eq!(noticed, 4);
+    let (s, _) = h.get(&format!("{notices}?limit=0"), &h.k.dpo).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 
     // The record of processing, from the policy and live data.
     let (s, r) = h.get("/v1/ropa", &h.k.dpo).await;

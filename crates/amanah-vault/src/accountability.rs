@@ -951,7 +951,10 @@ impl Vault {
         &self,
         permit: &Permit<act::BreachNotices>,
         id: &str,
-    ) -> Result<Vec<NoticeView>> {
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<crate::Page<NoticeView>> {
+        let limit = crate::consent::page_limit(limit)?;
         let policy = permit.policy();
         let mut draft = permit.draft();
         let b = self.breach_for(id, &draft).await?;
@@ -966,22 +969,23 @@ impl Vault {
             controller: &policy.controller.name,
             controller_contact: &policy.controller.contact,
         };
-        let mut ids = b.subject_ids.clone();
-        if b.all_subjects {
-            let mut after: Option<String> = None;
-            loop {
-                let page = self
-                    .store
-                    .subject_ids(after.as_deref(), 1_000)
-                    .await
-                    .map_err(store_error)?;
-                let Some(last) = page.last().cloned() else {
-                    break;
-                };
-                ids.extend(page);
-                after = Some(last);
-            }
-        }
+        // One page of subjects per call: each notice decrypts a person's contact details and
+        // leaves an audit entry, so no call may touch every subject at once.
+        let ids: Vec<String> = if b.all_subjects {
+            self.store
+                .subject_ids(after, limit)
+                .await
+                .map_err(store_error)?
+        } else {
+            let mut named = b.subject_ids.clone();
+            named.sort();
+            named
+                .into_iter()
+                .filter(|s| after.is_none_or(|a| s.as_str() > a))
+                .take(limit)
+                .collect()
+        };
+        let next = (ids.len() == limit).then(|| ids.last().cloned()).flatten();
         let name_cat = policy
             .categories
             .values()
@@ -1040,18 +1044,50 @@ impl Vault {
                 notice,
             });
         }
-        notices.push(NoticeView {
-            audience: "agency",
-            subject_id: None,
-            send_to: Vec::new(),
-            notice: breach::notice(&facts, &Audience::Agency { affected }),
-        });
+        // The agency's notice comes with the first page, counting every affected subject (ids
+        // only: nothing is decrypted for it).
+        if after.is_none() {
+            let affected = if b.all_subjects {
+                self.count_subjects().await?
+            } else if next.is_none() {
+                affected
+            } else {
+                b.subject_ids.len() as u64
+            };
+            notices.push(NoticeView {
+                audience: "agency",
+                subject_id: None,
+                send_to: Vec::new(),
+                notice: breach::notice(&facts, &Audience::Agency { affected }),
+            });
+        }
         entries.push(draft);
         self.store
             .append_audit(entries)
             .await
             .map_err(store_error)?;
-        Ok(notices)
+        Ok(crate::Page {
+            items: notices,
+            next,
+        })
+    }
+
+    /// How many subjects the vault holds (ids paged, nothing decrypted).
+    async fn count_subjects(&self) -> Result<u64> {
+        let mut count = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .subject_ids(after.as_deref(), 10_000)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = page.last().cloned() else {
+                return Ok(count);
+            };
+            count += page.len() as u64;
+            after = Some(last);
+        }
     }
 
     /// Marks a breach's notices sent.

@@ -18,6 +18,8 @@ pub const MAX_EVIDENCE_CHARS: usize = 4_096;
 /// Default and largest page of the consent listings.
 pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1_000;
+/// Consent records one contact-list call examines, per subject it may return.
+const SCAN_FACTOR: usize = 10;
 
 /// Kinds of link between two subjects.
 pub const RELATION_KINDS: [&str; 4] = ["guardian", "parent", "guarantor", "emergency_contact"];
@@ -191,7 +193,7 @@ fn consent_purpose<'p>(policy: &'p Policy, purpose: &str) -> Result<&'p Purpose>
     Ok(p)
 }
 
-fn page_limit(limit: Option<usize>) -> Result<usize> {
+pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -741,6 +743,9 @@ impl Vault {
         let mut cursor = after.map(str::to_owned);
         let mut exhausted = false;
         let mut next = None;
+        // Each call examines a bounded number of consent records, a full page or not: the
+        // cursor lets the caller go on, so no call scans the whole table.
+        let mut budget = limit.saturating_mul(SCAN_FACTOR);
         'pages: while !exhausted {
             let batch = self
                 .store
@@ -758,6 +763,7 @@ impl Vault {
             exhausted = batch.len() < limit;
             for r in batch {
                 cursor = Some(r.subject_id.clone());
+                budget = budget.saturating_sub(1);
                 // A minor needs a guardian's grant and a role cleared for a child's data.
                 // The per-subject decision: enrolled, a minor only for a cleared role, not
                 // restricted (a restricted subject is not processed, so not contacted).
@@ -788,6 +794,11 @@ impl Vault {
                         next = cursor;
                         break 'pages;
                     }
+                }
+                if budget == 0 {
+                    // Examined enough for one call: the next page starts after this record.
+                    next = cursor;
+                    break 'pages;
                 }
             }
         }
