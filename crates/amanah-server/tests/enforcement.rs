@@ -4,7 +4,7 @@
 
 mod support;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::preset::{start, Preset, UNIVERSITY};
 use support::Kind;
@@ -486,6 +486,132 @@ async fn authorization_comes_before_validation(kind: Kind) {
     assert_eq!(last_refusal(&p, before).await["action"], "request.update");
 }
 
+async fn a_guardian_field_cannot_probe_who_exists_or_is_a_minor(kind: Kind) {
+    let p = start(kind, UNIVERSITY).await;
+    let id = p.create("admission", adult(1)).await;
+    let unseen = p
+        .create(
+            "tax_records",
+            json!({"fields": {"full_name": "Taxpayer", "npwp": "012345678901000"}}),
+        )
+        .await;
+    let child = p.create("admission", minor()).await;
+    let visible = p.create("admission", adult(2)).await;
+    let officer = p.role("admissions_officer").await;
+    let consent = |guardian: &str| {
+        json!({"purpose": "prospect_information", "granted": true, "channel": "web_form",
+               "evidence": "form 7", "given_by": "guardian",
+               "guardian": {"subject_id": guardian}})
+    };
+    let path = format!("/v1/subjects/{id}/consents");
+    let mut answers = Vec::new();
+    let absent = uuid::Uuid::new_v4().to_string();
+    for guardian in [&absent, &unseen, &child] {
+        let before = p.chain_len().await;
+        let (s, v) = p.post(&path, &officer, consent(guardian)).await;
+        assert!(s.is_client_error(), "{v}");
+        assert_eq!(last_refusal(&p, before).await["action"], "consent.grant");
+        answers.push((s, v["detail"].clone()));
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "a subject it may not see reads as absent"
+    );
+    assert_eq!(
+        answers[0], answers[2],
+        "a minor it may not see reads as absent"
+    );
+    // The check is real: a guardian the officer may see gets past it (and meets the next rule).
+    let (s, v) = p.post(&path, &officer, consent(&visible)).await;
+    assert_ne!((s, v["detail"].clone()), answers[0], "{v}");
+}
+
+async fn key_holders_are_people_with_an_address(kind: Kind) {
+    let p = start(kind, UNIVERSITY).await;
+    for holder in ["Alice", "<alice@example.id>", "Alice <not an address>", ""] {
+        let before = p.chain_len().await;
+        let (s, v) = p
+            .post(
+                "/v1/keys",
+                &p.admin,
+                json!({"role": "registrar", "holder": holder}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{holder:?}: {v}");
+        assert_eq!(p.chain_len().await, before, "bad input changes nothing");
+    }
+    // Two display names for one address are one person to four eyes.
+    let id = p
+        .create(
+            "admission",
+            json!({"fields": {"full_name": "Budi", "birth_date": "1999-02-03"}}),
+        )
+        .await;
+    let (s, _) = p
+        .post(
+            &format!("/v1/subjects/{id}/purposes"),
+            &p.admin,
+            json!({"purpose": "verification"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let alice = p.key("registrar", "Alice <alice@example.id>").await;
+    let alias = p.key("registrar", "A. Wonder <alice@example.id>").await;
+    let (s, v) = p
+        .post(
+            "/v1/disclosures",
+            &alice,
+            json!({"recipient": "verification_partners", "purpose": "verification",
+                   "subject_ids": [id], "categories": ["full_name"], "reason": "check"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let d = v["id"].as_str().unwrap();
+    let (s, v) = p
+        .post(&format!("/v1/disclosures/{d}/approve"), &alias, json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "same address, another name: {v}");
+}
+
+async fn an_invalid_write_to_a_subject_out_of_reach_is_a_refusal(kind: Kind) {
+    let p = start(kind, UNIVERSITY).await;
+    let id = p.create("admission", adult(1)).await;
+    let cs = p.role("customer_service").await;
+    let before = p.chain_len().await;
+    let (s, v) = p
+        .patch(
+            &format!("/v1/subjects/{id}?purpose=enquiries"),
+            &cs,
+            json!({"fields": {"email": "not an address"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "decided before validated: {v}");
+    assert_eq!(last_refusal(&p, before).await["action"], "subject.update");
+}
+
+async fn a_miss_on_holds_and_keys_is_on_record(kind: Kind) {
+    let p = start(kind, UNIVERSITY).await;
+    let id = p.create("admission", adult(1)).await;
+    let dpo = p.role("dpo").await;
+    let before = p.chain_len().await;
+    let (s, v) = p
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{id}/holds/{}", uuid::Uuid::new_v4()),
+            &dpo,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(last_refusal(&p, before).await["action"], "hold.release");
+    let before = p.chain_len().await;
+    let (s, v) = p
+        .call(Method::DELETE, "/v1/keys/key-0123456789ab", &p.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(last_refusal(&p, before).await["action"], "apikey.revoke");
+}
+
 on_both_stores!(
     a_patch_cannot_remove_a_minors_protection,
     only_named_roles_end_a_relationship,
@@ -497,4 +623,8 @@ on_both_stores!(
     a_refused_write_is_audited_and_tells_nothing,
     restriction_blocks_writes_not_only_reads,
     authorization_comes_before_validation,
+    a_guardian_field_cannot_probe_who_exists_or_is_a_minor,
+    key_holders_are_people_with_an_address,
+    an_invalid_write_to_a_subject_out_of_reach_is_a_refusal,
+    a_miss_on_holds_and_keys_is_on_record,
 );

@@ -518,7 +518,7 @@ impl Vault {
     /// Four eyes by person: the requester, the approver and the authorizer are three different
     /// key holders, so one person with two keys cannot walk a disclosure through alone.
     async fn four_eyes(&self, who: &Principal, record: &DisclosureRecord) -> Result<()> {
-        let Some(holder) = who.holder() else {
+        let Some(holder) = who.holder().and_then(crate::vault::holder_address) else {
             return Err(Error::Forbidden(
                 "this key names no holder: four eyes count people, so approving or authorizing needs a key \
                  issued with a holder (`amanah apikey create --holder \"Name <email>\"`)"
@@ -526,15 +526,16 @@ impl Vault {
             ));
         };
         let keys = self.store.list_api_keys().await.map_err(store_error)?;
-        let holder_of = |key_id: &str| {
+        // People are told apart by the address their holder names, not the display name.
+        let address_of = |key_id: &str| {
             keys.iter()
                 .find(|k| k.id == key_id)
-                .and_then(|k| k.holder.clone())
+                .and_then(|k| k.holder.as_deref())
+                .and_then(crate::vault::holder_address)
         };
-        let normalized = |h: &str| h.trim().to_lowercase();
         let earlier = std::iter::once(&record.requested_by).chain(record.approved_by.as_ref());
         for key_id in earlier {
-            if holder_of(key_id).is_some_and(|h| normalized(&h) == normalized(holder)) {
+            if address_of(key_id).is_none_or(|a| a == holder) {
                 return Err(Error::Forbidden(
                     "four eyes: the requester, the approver and the authorizer of a disclosure must be \
                      three different people (key holders)"

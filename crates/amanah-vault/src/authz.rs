@@ -281,7 +281,7 @@ pub(crate) fn recordable_id(id: &str) -> Option<String> {
     uuid::Uuid::parse_str(id)
         .ok()
         .filter(|_| id.len() == 36)
-        .map(|_| id.to_owned())
+        .map(|u| u.hyphenated().to_string())
 }
 
 impl Vault {

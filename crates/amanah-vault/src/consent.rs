@@ -10,7 +10,7 @@ use amanah_crypto::DataKey;
 use amanah_store::{ConsentRecord, ConsentSelection, RelationRecord, StoreError};
 use serde_json::{json, Value};
 
-use crate::authz::{act, Admitted, Circumstances, Permit, Principal};
+use crate::authz::{act, Act, Admitted, Circumstances, Permit, Principal};
 use crate::vault::{hex, store_error, Vault};
 
 /// Longest evidence text accepted (a form reference, a signed statement, a log excerpt).
@@ -20,6 +20,9 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_PAGE: usize = 1_000;
 /// Consent records one contact-list call examines, per subject it may return.
 const SCAN_FACTOR: usize = 10;
+
+/// The answer for a guardian id the caller may not name (absent, or not visible to it).
+const NO_GUARDIAN: &str = "no subject this caller may name as guardian has that id";
 
 /// Kinds of link between two subjects.
 pub const RELATION_KINDS: [&str; 4] = ["guardian", "parent", "guarantor", "emergency_contact"];
@@ -326,10 +329,7 @@ impl Vault {
                         ));
                     }
                     let Some(stored) = self.store.load_subject(g).await.map_err(store_error)? else {
-                        return Err(Error::invalid(
-                            "guardian",
-                            format!("no subject {g} to act as guardian"),
-                        ));
+                        return Err(Error::invalid("guardian", NO_GUARDIAN));
                     };
                     let key = self.unwrap_key(&stored)?;
                     if matches!(
@@ -497,8 +497,35 @@ impl Vault {
         let admitted = self
             .admit(permit, stored, Circumstances::default(), &draft)
             .await?;
+        if let Err(e) = self.guardian_visible(permit, input).await {
+            return Err(self.deny(draft, e).await);
+        }
         self.record_consent_admitted(permit.principal(), policy, &admitted, input, draft)
             .await
+    }
+
+    /// A guardian named by subject id must be someone the caller may see: a subject sharing a
+    /// purpose with the caller's role that passes the same decision. Otherwise the answer is
+    /// the one for an id that does not exist, so the field cannot probe who exists or is a minor.
+    pub(crate) async fn guardian_visible<A: Act>(
+        &self,
+        permit: &Permit<A>,
+        input: &ConsentInput,
+    ) -> Result<()> {
+        let Some(GuardianInput::Subject(g)) = &input.guardian else {
+            return Ok(());
+        };
+        let hidden = || Error::invalid("guardian", NO_GUARDIAN);
+        let Some(stored) = self.store.load_subject(g).await.map_err(store_error)? else {
+            return Err(hidden());
+        };
+        if !permit.decision().shares_purpose(&stored.purposes) {
+            return Err(hidden());
+        }
+        match self.admission(permit, stored, Circumstances::default())? {
+            Ok(_) => Ok(()),
+            Err(_) => Err(hidden()),
+        }
     }
 
     /// Records a consent decision for a subject the decision point admitted.

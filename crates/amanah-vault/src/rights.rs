@@ -718,16 +718,19 @@ impl Vault {
         }
         draft.reason = Some(format!("hold {hold_id} released"));
         let at = draft.at_micros;
-        self.store
-            .release_hold(id, hold_id, at, draft)
+        match self
+            .store
+            .release_hold(id, hold_id, at, draft.clone())
             .await
-            .map_err(|e| match e {
-                StoreError::NotFound => {
-                    Error::NotFound(format!("subject {id} has no unreleased hold {hold_id}"))
-                }
-                other => store_error(other),
-            })?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound) => {
+                let err = Error::NotFound(format!("subject {id} has no unreleased hold {hold_id}"));
+                draft.reason = None;
+                Err(self.deny(draft, err).await)
+            }
+            Err(other) => Err(store_error(other)),
+        }
     }
 
     // ---------------------------------------------------------------- erasure
@@ -756,10 +759,11 @@ impl Vault {
                         && RequestStatus::parse(&q.status).is_some_and(RequestStatus::is_open)
                 });
             if !ok {
-                return Err(Error::invalid(
+                let err = Error::invalid(
                     "request",
                     format!("request {r} is not an open erasure request of subject {id}"),
-                ));
+                );
+                return Err(self.deny(draft, err).await);
             }
         }
         let holds = self.holds_of(id, &key, draft.at_micros).await?;

@@ -601,20 +601,23 @@ impl Vault {
         let key = DataKey::generate(1).map_err(|e| Error::Internal(e.to_string()))?;
         let now = draft.at_micros;
         let consents = match consent {
-            Some(c) => vec![
-                self.consent_for_new_subject(
-                    policy,
-                    &ConsentTarget {
-                        who: permit.principal(),
-                        subject_id: &id,
-                        key: &key,
-                        at_micros: now,
-                    },
-                    age,
-                    c,
-                )
-                .await?,
-            ],
+            Some(c) => {
+                let target = ConsentTarget {
+                    who: permit.principal(),
+                    subject_id: &id,
+                    key: &key,
+                    at_micros: now,
+                };
+                let record = match self.guardian_visible(permit, c).await {
+                    Ok(()) => self.consent_for_new_subject(policy, &target, age, c).await,
+                    Err(e) => Err(e),
+                };
+                match record {
+                    Ok(r) => vec![r],
+                    Err(e @ Error::Internal(_)) => return Err(e),
+                    Err(e) => return Err(self.deny(draft, e).await),
+                }
+            }
             None => Vec::new(),
         };
         let wrapped_key = self
@@ -665,21 +668,32 @@ impl Vault {
         let id = permit.subject()?;
         let grant = permit.grant()?;
         let mut draft = permit.draft();
-        if let Some(r) = request {
-            self.check_rectification_request(r, id).await?;
-            draft.reason = Some(format!("rectification for request {r}"));
-        }
-        let values = self.prepare_fields(policy, grant, input)?;
-        self.check_writable(policy, grant, &values, &draft).await?;
         let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
             let missing = self.missing_subject(id).await?;
             return Err(self.deny(draft, missing).await);
         };
+        // The decision about the subject comes before any check of what was sent; the
+        // submitted birth date is judged again below, once it is known to be valid.
         let circumstances = Circumstances {
-            new_age: age_of_new_values(policy, &values, draft.at_micros)?,
+            new_age: None,
             answers_request: request.is_some(),
         };
         let admitted = self.admit(permit, stored, circumstances, &draft).await?;
+        if let Some(r) = request {
+            if let Err(e) = self.check_rectification_request(r, id).await {
+                return Err(self.deny(draft, e).await);
+            }
+            draft.reason = Some(format!("rectification for request {r}"));
+        }
+        let values = self.prepare_fields(policy, grant, input)?;
+        self.check_writable(policy, grant, &values, &draft).await?;
+        let new_age = age_of_new_values(policy, &values, draft.at_micros)?;
+        if new_age == Some(AgeGroup::Minor) && !permit.decision().specific() {
+            let d = Denial::MinorData {
+                role: grant.role.clone(),
+            };
+            return Err(self.refuse(draft, &d).await);
+        }
         match self
             .consent_basis(policy, grant, &admitted, draft.at_micros)
             .await
@@ -767,6 +781,9 @@ impl Vault {
             EnrollGround::Consent => match consent {
                 // The consent given now is the ground; recording it enrols the subject.
                 Some(c) => {
+                    if let Err(e) = self.guardian_visible(permit, c).await {
+                        return Err(self.deny(draft, e).await);
+                    }
                     let (_, receipt) = self
                         .record_consent_admitted(permit.principal(), policy, &admitted, c, draft)
                         .await?;
@@ -1333,14 +1350,13 @@ impl Vault {
         }
         draft.reason = Some(format!("revoked {id}"));
         let at = draft.at_micros;
-        self.store
-            .revoke_api_key(id, at, draft)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound => Error::NotFound(format!("no active API key {id}")),
-                other => store_error(other),
-            })?;
-        Ok(())
+        match self.store.revoke_api_key(id, at, draft.clone()).await {
+            Ok(_) => Ok(()),
+            Err(StoreError::NotFound) => Err(self
+                .deny(draft, Error::NotFound(format!("no active API key {id}")))
+                .await),
+            Err(other) => Err(store_error(other)),
+        }
     }
 
     // ---------------------------------------------------------------- policy
@@ -1384,13 +1400,30 @@ impl Vault {
 /// A key holder as recorded: `Name <email>` or a name, printable, at most 200 characters.
 fn check_holder(holder: &str) -> Result<String> {
     let holder = holder.trim();
-    if holder.is_empty() || holder.chars().count() > 200 || holder.chars().any(char::is_control) {
+    let named = holder
+        .rfind('<')
+        .is_some_and(|i| !holder[..i].trim().is_empty());
+    if !named
+        || holder_address(holder).is_none()
+        || holder.chars().count() > 200
+        || holder.chars().any(char::is_control)
+    {
         return Err(Error::invalid(
             "holder",
-            "the key's holder must name the person it is issued to (`Name <email>`), at most 200 printable characters",
+            "the key's holder names the person it is issued to as `Name <email>` (a valid address), at most 200 \
+             printable characters",
         ));
     }
     Ok(holder.to_owned())
+}
+
+/// The address a holder names (`Name <address>`), normalized: four eyes tell people apart by
+/// it, whatever the display name says.
+pub(crate) fn holder_address(holder: &str) -> Option<String> {
+    let holder = holder.trim();
+    let inner = holder.strip_suffix('>')?;
+    let start = inner.rfind('<')?;
+    fields::normalize_str(FieldType::Email, inner[start + 1..].trim()).ok()
 }
 
 /// API key ids are `key-` and 12 hex digits; anything else is never recorded.

@@ -707,7 +707,7 @@ async fn start_server(
                 &permit,
                 amanah_core::policy::ADMIN_ROLE,
                 "bench",
-                "Load tool <bench@localhost>",
+                "Load tool <bench@amanah.invalid>",
             )
             .await?;
         let ids = if seed > 0 {
