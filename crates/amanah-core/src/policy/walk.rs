@@ -5,11 +5,6 @@ use super::*;
 use toml::de::DeValue;
 use toml::Spanned;
 
-// ---------------------------------------------------------------------------------------------
-// Parsing internals: walk the spanned TOML document (`toml::de::DeTable`, whose keys and values
-// are `toml::Spanned`), collecting every problem with its position, then build the model.
-// ---------------------------------------------------------------------------------------------
-
 type Span = Range<usize>;
 
 pub(super) const TOP_KEYS: &[&str] = &[
