@@ -518,7 +518,7 @@ impl Vault {
     /// Four eyes by person: the requester, the approver and the authorizer are three different
     /// key holders, so one person with two keys cannot walk a disclosure through alone.
     async fn four_eyes(&self, who: &Principal, record: &DisclosureRecord) -> Result<()> {
-        let Some(holder) = who.holder().and_then(crate::vault::holder_address) else {
+        let Some(holder) = who.holder().and_then(crate::keys::holder_address) else {
             return Err(Error::Forbidden(
                 "this key names no holder: four eyes count people, so approving or authorizing needs a key \
                  issued with a holder (`amanah apikey create --holder \"Name <email>\"`)"
@@ -531,7 +531,7 @@ impl Vault {
             keys.iter()
                 .find(|k| k.id == key_id)
                 .and_then(|k| k.holder.as_deref())
-                .and_then(crate::vault::holder_address)
+                .and_then(crate::keys::holder_address)
         };
         let earlier = std::iter::once(&record.requested_by).chain(record.approved_by.as_ref());
         for key_id in earlier {

@@ -4,15 +4,23 @@
 //! Plaintext exists only inside these functions and in the value they return.
 
 mod accountability;
+mod audit;
 mod authz;
 mod clock;
 mod consent;
+mod import;
+mod keys;
 mod rights;
+mod subjects;
 mod vault;
 
 pub use accountability::*;
+pub use audit::*;
 pub use authz::{act, Act, Permit, Principal, Target};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
+pub use import::*;
+pub use keys::*;
 pub use rights::*;
+pub use subjects::*;
 pub use vault::*;
