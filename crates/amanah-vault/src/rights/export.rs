@@ -1,0 +1,158 @@
+//! The right of access: a subject's whole record, decrypted, in a machine-readable export.
+
+use super::*;
+
+impl Vault {
+    /// Everything held about a subject (UU PDP Art. 32, portability Art. 13): every field
+    /// decrypted, consents, relations, purposes with their legal bases and recipients, holds,
+    /// restriction, requests, and the processing trail from the audit log.
+    pub async fn export_subject(&self, permit: &Permit<act::SubjectExport>) -> Result<Value> {
+        let policy = permit.policy();
+        let id = permit.subject()?;
+        let mut draft = permit.draft();
+        let (stored, key) = self.subject_for(id, &draft).await?;
+        let mut field_values = Map::new();
+        for (category, ciphertext) in &stored.fields {
+            let plain = self.open_text(&key, id, category, ciphertext)?;
+            let value = match policy.category(category) {
+                Some(cat) => fields::to_json(cat.field_type, &plain),
+                None => Value::String(plain),
+            };
+            field_values.insert(category.clone(), value);
+        }
+        let purposes = self.store.subject_purposes(id).await.map_err(store_error)?;
+        let mut recipients: BTreeMap<String, Value> = BTreeMap::new();
+        let purposes_out: Vec<Value> = purposes
+            .iter()
+            .map(|(name, collected)| {
+                let p = policy.purpose(name);
+                let its_recipients: Vec<Value> = policy
+                    .recipients
+                    .values()
+                    .filter(|r| r.purposes.iter().any(|x| x == name))
+                    .map(|r| {
+                        let out = json!({"name": r.name, "kind": r.kind.as_str(), "country": r.country,
+                                         "transfer_basis": r.transfer_basis.map(|b| b.as_str())});
+                        recipients.insert(r.name.clone(), out.clone());
+                        out
+                    })
+                    .collect();
+                json!({
+                    "purpose": name,
+                    "basis": p.map(|p| p.basis.as_str()),
+                    "description": p.and_then(|p| p.description.clone()),
+                    "collected_at": rfc3339(*collected),
+                    "retention": p.map(|p| p.retention.to_string()),
+                    "retention_from": p.map(|p| p.retention_from.as_str()),
+                    "categories_held": p.map(|p| p.categories.iter().filter(|c| field_values.contains_key(*c)).cloned().collect::<Vec<_>>()),
+                    "recipients": its_recipients,
+                    "in_current_policy": p.is_some(),
+                })
+            })
+            .collect();
+        let consents: Vec<Value> = self
+            .store
+            .consents(id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|c| {
+                let evidence = c
+                    .evidence
+                    .as_ref()
+                    .map(|e| self.open_text(&key, id, &format!("consent.evidence:{}", c.id), e))
+                    .transpose()?;
+                Ok(json!({
+                    "id": c.id, "purpose": c.purpose, "purpose_version": c.purpose_version,
+                    "policy_version": c.policy_version, "granted": c.granted, "given_by": c.given_by,
+                    "guardian_subject_id": c.guardian_subject_id, "channel": c.capture_channel,
+                    "contact_channels": c.contact_channels, "evidence": evidence,
+                    "evidence_sha256": c.evidence_sha256, "time": rfc3339(c.at_micros),
+                }))
+            })
+            .collect::<Result<_>>()?;
+        let relations: Vec<Value> = self
+            .store
+            .relations(id)
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|r| {
+                json!({"id": r.id, "subject_id": r.subject_id, "kind": r.kind,
+                       "related_subject_id": r.related_subject_id, "time": rfc3339(r.at_micros)})
+            })
+            .collect();
+        let restriction = match self.store.restriction(id).await.map_err(store_error)? {
+            Some(r) => {
+                let reason = r
+                    .reason
+                    .as_ref()
+                    .map(|s| self.open_text(&key, id, "restriction.reason", s))
+                    .transpose()?;
+                json!({"since": rfc3339(r.since_micros), "reason": reason})
+            }
+            None => Value::Null,
+        };
+        let holds: Vec<Value> = self
+            .holds_of(id, &key, draft.at_micros)
+            .await?
+            .into_iter()
+            .map(|h| json!({"id": h.record.id, "reason": h.reason, "until": h.record.until, "active": h.active}))
+            .collect();
+        let requests: Vec<Value> = self
+            .store
+            .list_requests(
+                RequestFilter {
+                    subject: Some(id.to_owned()),
+                    ..RequestFilter::default()
+                },
+                None,
+                10_000,
+            )
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .map(|r| {
+                json!({"id": r.id, "type": r.kind, "status": r.status, "received_at": rfc3339(r.received_at_micros),
+                       "due_at": rfc3339(r.due_at_micros), "refusal_reason": r.refusal_reason})
+            })
+            .collect();
+        let disclosures = self.disclosures_of(policy, id, draft.at_micros).await?;
+        let mut trail = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .audit_entries(Some(id), after, 10_000)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            trail.extend(page.into_iter().map(|e| {
+                json!({"time": rfc3339(e.entry.at_micros), "actor": e.entry.actor, "role": e.entry.role,
+                       "action": e.entry.action, "purpose": e.entry.purpose, "basis": e.entry.basis,
+                       "outcome": e.entry.outcome.as_str(), "fields": e.entry.fields})
+            }));
+        }
+        let export = json!({
+            "format": "amanah-export/1",
+            "subject_id": id,
+            "exported_at": rfc3339(draft.at_micros),
+            "controller": {"name": policy.controller.name, "contact": policy.controller.contact},
+            "policy_version": policy.version,
+            "fields": field_values,
+            "purposes": purposes_out,
+            "recipients": recipients.into_values().collect::<Vec<_>>(),
+            "consents": consents,
+            "relations": relations,
+            "restriction": restriction,
+            "holds": holds,
+            "requests": requests,
+            "disclosures": disclosures,
+            "processing": trail,
+        });
+        draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
+        self.record(draft).await?;
+        Ok(export)
+    }
+}
