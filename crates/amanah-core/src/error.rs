@@ -27,9 +27,10 @@ pub enum Error {
         field: Option<String>,
         message: String,
     },
-    /// Conflicts with the current state (a unique value already held, a legal hold...).
-    #[error("{0}")]
-    Conflict(String),
+    /// Conflicts with the current state; the kind tells a client which state, without parsing
+    /// the message.
+    #[error("{1}")]
+    Conflict(Conflict, String),
     /// A failure of ours (storage, crypto). The message is for logs and stays generic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,8 +54,51 @@ impl Error {
             Error::Gone(_) => "gone",
             Error::BadRequest(_) => "bad-request",
             Error::Invalid { .. } => "invalid",
-            Error::Conflict(_) => "conflict",
+            Error::Conflict(kind, _) => kind.code(),
             Error::Internal(_) => "internal",
+        }
+    }
+}
+
+/// The state a request conflicts with. Each kind has a stable code, served as the problem's
+/// `type` (`urn:amanah:problem:<code>`) and listed in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// A unique category's value is already held by another subject.
+    UniqueValueTaken,
+    /// An active legal hold suspends erasure.
+    LegalHoldActive,
+    /// The request, disclosure, breach or restriction is not in a state this step applies to
+    /// (including a concurrent step that got there first).
+    InvalidTransition,
+    /// The disclosure was already released as many times as it allows.
+    ReleaseLimitReached,
+    /// The policy in force no longer allows what was approved under an earlier one.
+    PolicyChanged,
+    /// The store is not (or already) initialized.
+    StoreState,
+}
+
+impl Conflict {
+    /// Every kind, for documentation.
+    pub const ALL: [Conflict; 6] = [
+        Conflict::UniqueValueTaken,
+        Conflict::LegalHoldActive,
+        Conflict::InvalidTransition,
+        Conflict::ReleaseLimitReached,
+        Conflict::PolicyChanged,
+        Conflict::StoreState,
+    ];
+
+    /// The stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Conflict::UniqueValueTaken => "unique-value-taken",
+            Conflict::LegalHoldActive => "legal-hold-active",
+            Conflict::InvalidTransition => "invalid-transition",
+            Conflict::ReleaseLimitReached => "release-limit-reached",
+            Conflict::PolicyChanged => "policy-changed",
+            Conflict::StoreState => "store-state",
         }
     }
 }

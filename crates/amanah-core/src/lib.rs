@@ -14,4 +14,4 @@ pub mod retention;
 pub mod rights;
 pub mod ropa;
 
-pub use error::{Error, Result};
+pub use error::{Conflict, Error, Result};

@@ -8,7 +8,11 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
-    /// A URI naming the kind of problem (`urn:amanah:problem:<code>`).
+    /// A URI naming the kind of problem, `urn:amanah:problem:<code>`, with a stable code:
+    /// `bad-request`, `unauthenticated`, `forbidden`, `consent-required`, `not-found`, `gone`,
+    /// `invalid`, `payload-too-large`, `unsupported-media-type`, `internal`, and for 409:
+    /// `unique-value-taken`, `legal-hold-active`, `invalid-transition`, `release-limit-reached`,
+    /// `policy-changed`, `store-state`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -40,7 +44,7 @@ impl From<Error> for Problem {
             Error::Gone(_) => StatusCode::GONE,
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(..) => StatusCode::CONFLICT,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let detail = match &e {

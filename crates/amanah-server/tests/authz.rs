@@ -488,3 +488,21 @@ fn errors_are_documented_as_problems_on_every_protected_route() {
     }
     assert!(seen > 100, "{seen} error responses documented");
 }
+
+#[test]
+fn every_conflict_code_is_documented_in_the_problem_schema() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+    let described = doc["components"]["schemas"]["Problem"]["properties"]["type"]["description"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let readme = include_str!("../../../README.md");
+    for kind in amanah_core::Conflict::ALL {
+        let code = kind.code();
+        assert!(
+            described.contains(&format!("`{code}`")),
+            "{code}: {described}"
+        );
+        assert!(readme.contains(&format!("`{code}`")), "README lacks {code}");
+    }
+}

@@ -125,6 +125,7 @@ async fn four_eyes_then_the_owner_then_bounded_releases(kind: Kind) {
         .get(&format!("/v1/disclosures/{id}/package"), &h.k.officer)
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "bounded: {v}");
+    assert_eq!(v["type"], "urn:amanah:problem:release-limit-reached");
 
     // Each release is audited per subject, without values.
     let audit = h.audit().await;

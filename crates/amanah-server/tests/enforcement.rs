@@ -385,6 +385,7 @@ async fn a_refused_write_is_audited_and_tells_nothing(kind: Kind) {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "urn:amanah:problem:unique-value-taken");
     let refusal = last_refusal(&p, before).await;
     assert_eq!(refusal["action"], "subject.create");
     assert!(!refusal.to_string().contains(taken), "{refusal}");

@@ -96,6 +96,7 @@ async fn requests_move_through_their_states_and_become_overdue(kind: Kind) {
     let path = format!("/v1/requests/{rid}");
     let (s, v) = patch(&h, &path, &h.k.dpo, json!({"status": "completed"})).await;
     assert_eq!(s, StatusCode::CONFLICT, "work starts first: {v}");
+    assert_eq!(v["type"], "urn:amanah:problem:invalid-transition");
     let (s, v) = patch(&h, &path, &h.k.dpo, json!({"status": "in_progress"})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"], "in_progress");
@@ -351,6 +352,7 @@ async fn erasure_shreds_the_subject_unless_a_legal_hold_runs(kind: Kind) {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, v) = delete(&h, &path, &h.k.dpo).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "urn:amanah:problem:legal-hold-active");
     assert!(
         v["detail"]
             .as_str()

@@ -5,7 +5,7 @@ use amanah_core::audit::{AuditDraft, Outcome};
 use amanah_core::authz::Caller;
 use amanah_core::consent::{self, AgeGroup};
 use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
-use amanah_core::{Error, Result};
+use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::blind::BlindIndexKey;
 use amanah_crypto::{token, DataKey, KeyRing};
 use amanah_store::{PolicyRecord, Store, StoreError, StoredSubject};
@@ -57,11 +57,14 @@ impl BlindKeys {
 
 pub(crate) fn store_error(e: StoreError) -> Error {
     match e {
-        StoreError::Unique { category } => Error::Conflict(format!(
-            "another subject already holds this {category} (the policy declares it unique)"
-        )),
+        StoreError::Unique { category } => Error::Conflict(
+            Conflict::UniqueValueTaken,
+            format!(
+                "another subject already holds this {category} (the policy declares it unique)"
+            ),
+        ),
         StoreError::NotFound => Error::NotFound("not found".into()),
-        StoreError::Conflict(m) => Error::Conflict(m),
+        StoreError::Conflict(m) => Error::Conflict(Conflict::InvalidTransition, m),
         other => {
             tracing::error!(error = %other, "store failure");
             Error::Internal("storage failure".into())
@@ -81,7 +84,10 @@ impl Vault {
             .await
             .map_err(store_error)?
             .ok_or_else(|| {
-                Error::Conflict("the store has no policy: run `amanah init` first".into())
+                Error::Conflict(
+                    Conflict::StoreState,
+                    "the store has no policy: run `amanah init` first".into(),
+                )
             })?;
         let policy = parse_stored(&record)?;
         Ok(Vault {
@@ -101,7 +107,10 @@ impl Vault {
         policy_source: &str,
     ) -> Result<Self> {
         if store.current_policy().await.map_err(store_error)?.is_some() {
-            return Err(Error::Conflict("the store is already initialized".into()));
+            return Err(Error::Conflict(
+                Conflict::StoreState,
+                "the store is already initialized".into(),
+            ));
         }
         let policy = parse_source(policy_source)?;
         insert_policy(

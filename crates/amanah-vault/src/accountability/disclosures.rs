@@ -403,7 +403,9 @@ impl Vault {
             Ok(to) => to,
             Err(d) => {
                 let err = match d {
-                    StepDenial::WrongState { .. } => Error::Conflict(d.to_string()),
+                    StepDenial::WrongState { .. } => {
+                        Error::Conflict(Conflict::InvalidTransition, d.to_string())
+                    }
                     _ => Error::Forbidden(d.to_string()),
                 };
                 return Err(self.deny(draft, err).await);
@@ -560,23 +562,29 @@ impl Vault {
         let status = DisclosureStatus::parse(&record.status)
             .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
         if !status.releasable() {
-            let err = Error::Conflict(format!(
+            let err = Error::Conflict(Conflict::InvalidTransition, format!(
                 "disclosure {id} is {status}: only an approved and authorized disclosure can be released"
             ));
             return Err(self.deny(draft, err).await);
         }
         if record.releases >= record.max_releases {
-            let err = Error::Conflict(format!(
-                "disclosure {id} was already released {} times, the most it allows",
-                record.releases
-            ));
+            let err = Error::Conflict(
+                Conflict::ReleaseLimitReached,
+                format!(
+                    "disclosure {id} was already released {} times, the most it allows",
+                    record.releases
+                ),
+            );
             return Err(self.deny(draft, err).await);
         }
         let Some(recipient) = policy.recipient(&record.recipient) else {
-            let err = Error::Conflict(format!(
-                "the current policy no longer declares recipient {:?}",
-                record.recipient
-            ));
+            let err = Error::Conflict(
+                Conflict::PolicyChanged,
+                format!(
+                    "the current policy no longer declares recipient {:?}",
+                    record.recipient
+                ),
+            );
             return Err(self.deny(draft, err).await);
         };
         let checked = match disclosure::check(
@@ -591,7 +599,10 @@ impl Vault {
         ) {
             Ok(c) => c,
             Err(p) => {
-                let err = Error::Conflict(format!("the current policy no longer allows it: {p}"));
+                let err = Error::Conflict(
+                    Conflict::PolicyChanged,
+                    format!("the current policy no longer allows it: {p}"),
+                );
                 return Err(self.deny(draft, err).await);
             }
         };

@@ -14,7 +14,7 @@ use amanah_core::disclosure::{
 use amanah_core::fields::{self, FieldType};
 use amanah_core::policy::Policy;
 use amanah_core::ropa::{self, Security};
-use amanah_core::{Error, Result};
+use amanah_core::{Conflict, Error, Result};
 use amanah_store::{
     BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureStep, StoredSubject,
 };

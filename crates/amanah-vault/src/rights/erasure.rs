@@ -53,10 +53,13 @@ impl Vault {
         }
         let holds = self.holds_of(id, &key, draft.at_micros).await?;
         if let Some(h) = holds.iter().find(|h| h.active) {
-            let err = Error::Conflict(format!(
-                "subject {id} is under a legal hold until {}: {}",
-                h.record.until, h.reason
-            ));
+            let err = Error::Conflict(
+                Conflict::LegalHoldActive,
+                format!(
+                    "subject {id} is under a legal hold until {}: {}",
+                    h.record.until, h.reason
+                ),
+            );
             // The refusal is recorded without the hold's free text.
             let mut refused = draft.clone();
             refused.outcome = amanah_core::audit::Outcome::Denied;

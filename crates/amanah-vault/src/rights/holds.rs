@@ -55,7 +55,10 @@ impl Vault {
             .map_err(store_error)?
             .is_none()
         {
-            return Err(Error::Conflict(format!("subject {id} is not restricted")));
+            return Err(Error::Conflict(
+                Conflict::InvalidTransition,
+                format!("subject {id} is not restricted"),
+            ));
         }
         self.store
             .set_restriction(id, None, draft)

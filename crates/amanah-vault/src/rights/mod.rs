@@ -10,7 +10,7 @@ use amanah_core::fields;
 use amanah_core::policy::Policy;
 use amanah_core::retention::{self, HeldPurpose, RetentionAction};
 use amanah_core::rights::{self, RefusalReason, RequestStatus, RequestType};
-use amanah_core::{Error, Result};
+use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::DataKey;
 use amanah_store::{
     DeidentifiedRecord, HoldRecord, RequestFilter, RequestRecord, RequestTransition,
@@ -351,7 +351,7 @@ impl Vault {
         let from = RequestStatus::parse(&current.status)
             .ok_or_else(|| Error::Internal(format!("request {id} has an unknown status")))?;
         if !from.may_become(to) {
-            return Err(Error::Conflict(format!(
+            return Err(Error::Conflict(Conflict::InvalidTransition, format!(
                 "request {id} is {from}: it cannot become {to} (received -> in_progress -> completed | refused)"
             )));
         }
