@@ -49,6 +49,84 @@ pub struct AuditDraft {
     pub policy_version: String,
 }
 
+/// Longest string an audit entry stores, in bytes: longer ones are cut at a character boundary
+/// and end with `…[+N bytes]` (N = the bytes left out).
+pub const MAX_AUDIT_STRING_BYTES: usize = 2048;
+/// Most list elements (e.g. `fields`) an audit entry stores: beyond, the last kept element is
+/// replaced by `…[+N more]`.
+pub const MAX_AUDIT_LIST_LEN: usize = 256;
+/// Room kept for the truncation marker.
+const MARKER_ROOM: usize = 40;
+
+impl AuditDraft {
+    /// The entry as the store records it: every string bounded by [`MAX_AUDIT_STRING_BYTES`],
+    /// every list by [`MAX_AUDIT_LIST_LEN`], and NUL characters (which PostgreSQL's text
+    /// cannot hold) replaced by U+FFFD. Idempotent, and the identity on entries already within
+    /// bounds, so a stored entry always equals what its MAC covers.
+    pub fn bounded(mut self) -> AuditDraft {
+        for s in [
+            &mut self.actor,
+            &mut self.role,
+            &mut self.action,
+            &mut self.policy_version,
+        ] {
+            bound_string(s);
+        }
+        for s in [
+            &mut self.purpose,
+            &mut self.basis,
+            &mut self.reason,
+            &mut self.subject,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            bound_string(s);
+        }
+        if self.fields.len() > MAX_AUDIT_LIST_LEN {
+            let more = self.fields.len() - (MAX_AUDIT_LIST_LEN - 1);
+            self.fields.truncate(MAX_AUDIT_LIST_LEN - 1);
+            self.fields.push(format!("…[+{more} more]"));
+        }
+        for f in &mut self.fields {
+            bound_string(f);
+        }
+        self
+    }
+}
+
+impl AuditDraft {
+    /// Whether [`AuditDraft::bounded`] would leave the entry as it is.
+    pub fn within_bounds(&self) -> bool {
+        let ok = |s: &str| s.len() <= MAX_AUDIT_STRING_BYTES && !s.contains('\0');
+        [&self.actor, &self.role, &self.action, &self.policy_version]
+            .into_iter()
+            .all(|s| ok(s))
+            && [&self.purpose, &self.basis, &self.reason, &self.subject]
+                .into_iter()
+                .flatten()
+                .all(|s| ok(s))
+            && self.fields.len() <= MAX_AUDIT_LIST_LEN
+            && self.fields.iter().all(|s| ok(s))
+    }
+}
+
+/// Replaces NUL and cuts `s` to [`MAX_AUDIT_STRING_BYTES`] (see [`AuditDraft::bounded`]).
+pub fn bound_string(s: &mut String) {
+    if s.contains('\0') {
+        *s = s.replace('\0', "\u{FFFD}");
+    }
+    if s.len() > MAX_AUDIT_STRING_BYTES {
+        let mut cut = MAX_AUDIT_STRING_BYTES - MARKER_ROOM;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let left_out = s.len() - cut;
+        s.truncate(cut);
+        s.push_str(&format!("…[+{left_out} bytes]"));
+    }
+}
+
 /// An entry as stored: its sequence number and its chain hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
@@ -102,6 +180,9 @@ pub enum ChainBreak {
     /// Rows after `last` were removed (the signed head names a later entry), or the head itself
     /// was altered.
     Head { last: u64, head: u64 },
+    /// The signed head is missing: every store has one from its creation (the genesis head,
+    /// `seq` 0), so it was deleted.
+    HeadMissing { last: u64 },
 }
 
 impl std::fmt::Display for ChainBreak {
@@ -115,6 +196,10 @@ impl std::fmt::Display for ChainBreak {
             ChainBreak::Head { last, head } => write!(
                 f,
                 "the chain ends at entry {last} but its signed head names entry {head}: entries were removed or the head altered"
+            ),
+            ChainBreak::HeadMissing { last } => write!(
+                f,
+                "the signed head is missing (the chain ends at entry {last}): the head row was deleted"
             ),
         }
     }
@@ -226,12 +311,12 @@ impl<'k> ChainVerifier<'k> {
         self.next_seq - 1
     }
 
-    /// Checks the signed head (`None` when the log was never written to). Returns the head hash.
+    /// Checks the signed head. A store has one from its creation (`seq` 0 and the genesis hash
+    /// before the first entry), so `None` is always a break. Returns the head hash.
     pub fn finish(self, head: Option<(u64, [u8; 32], [u8; 32])>) -> Result<[u8; 32], ChainBreak> {
         let last = self.count();
         match head {
-            None if last == 0 => Ok(self.prev),
-            None => Err(ChainBreak::Head { last, head: 0 }),
+            None => Err(ChainBreak::HeadMissing { last }),
             Some((seq, hash, mac)) => {
                 if seq != last || hash != self.prev || mac != head_mac(self.key, seq, &hash) {
                     return Err(ChainBreak::Head { last, head: seq });
@@ -399,5 +484,54 @@ mod tests {
             verify(&ring, &forged, None),
             Err(ChainBreak::Hash { seq: 1 })
         );
+    }
+
+    #[test]
+    fn a_missing_head_is_a_break_and_the_genesis_head_verifies() {
+        let ring = KeyRing::generate().unwrap();
+        let key = ring.audit_key();
+        assert_eq!(
+            ChainVerifier::new(&key).finish(None),
+            Err(ChainBreak::HeadMissing { last: 0 })
+        );
+        let genesis = amanah_crypto::audit::GENESIS;
+        let signed = Some((0, genesis, head_mac(&key, 0, &genesis)));
+        assert_eq!(ChainVerifier::new(&key).finish(signed), Ok(genesis));
+        // An unsigned genesis head (what schema 1 of the PostgreSQL store wrote) is refused.
+        assert!(ChainVerifier::new(&key)
+            .finish(Some((0, genesis, [0; 32])))
+            .is_err());
+        let c = chain(&ring, 3);
+        let mut v = ChainVerifier::new(&key);
+        c.iter().for_each(|r| v.push(r).unwrap());
+        assert_eq!(v.finish(None), Err(ChainBreak::HeadMissing { last: 3 }));
+    }
+
+    #[test]
+    fn bounded_entries_are_cut_with_a_marker_and_left_alone_within_bounds() {
+        let small = draft(1);
+        assert_eq!(small.clone().bounded(), small);
+        let mut big = draft(1);
+        big.actor = "é".repeat(5_000); // 10,000 bytes, two per character
+        big.reason = Some("a\0b".into());
+        big.fields = (0..1_000).map(|i| format!("f{i},x")).collect();
+        let b = big.clone().bounded();
+        assert!(b.actor.len() <= MAX_AUDIT_STRING_BYTES, "{}", b.actor.len());
+        assert!(b.actor.starts_with("éé"));
+        assert!(
+            b.actor.ends_with(" bytes]"),
+            "{}",
+            &b.actor[b.actor.len() - 20..]
+        );
+        assert_eq!(b.reason.as_deref(), Some("a\u{FFFD}b"));
+        assert_eq!(b.fields.len(), MAX_AUDIT_LIST_LEN);
+        assert_eq!(b.fields[0], "f0,x");
+        assert_eq!(
+            b.fields.last().map(String::as_str),
+            Some(format!("…[+{} more]", 1_000 - (MAX_AUDIT_LIST_LEN - 1)).as_str())
+        );
+        assert_eq!(b.clone().bounded(), b, "bounding twice changes nothing");
+        assert!(small.within_bounds() && b.within_bounds());
+        assert!(!big.within_bounds());
     }
 }

@@ -4,6 +4,7 @@
 //! store commits both in one transaction, so no change is ever unaudited.
 
 mod accountability;
+mod lists;
 mod postgres;
 mod rights;
 mod sqlite;
@@ -118,8 +119,13 @@ pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;
-    /// The signed head: (seq, hash, mac) of the last entry, if any.
+    /// The signed head: (seq, hash, mac) of the last entry, or `(0, genesis, mac)` before the
+    /// first. `None` only when the head row was deleted (an integrity break).
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>>;
+    /// The store's id, named in audit checkpoints (SQLite: the id both files carry).
+    async fn store_id(&self) -> StoreResult<Option<String>> {
+        Ok(None)
+    }
 
     // --- API keys ---
     async fn insert_api_key(

@@ -47,6 +47,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, rights::SCHEMA_V3),
     (4, accountability::SCHEMA_V4),
     (5, SCHEMA_V5),
+    (6, SCHEMA_V6),
 ];
 /// Every API key names the person it was issued to (four eyes count people).
 const SCHEMA_V5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
@@ -176,8 +177,17 @@ CREATE INDEX relations_by_subject ON relations(subject_id);
 CREATE INDEX relations_by_related ON relations(related_subject_id);
 "#;
 
+/// Schema 6: comma-joined lists become JSON arrays holding exactly the list that schema 5 read
+/// back (`string_to_array('', ',')` is the empty array, as the old reader's empty list), so
+/// every old audit entry still matches its MAC. The genesis head is signed in `migrate`.
+const SCHEMA_V6: &str = r#"
+UPDATE audit_log SET fields = to_json(string_to_array(fields, ','))::text;
+UPDATE disclosures SET categories = to_json(array_remove(string_to_array(categories, ','), ''))::text;
+UPDATE breaches SET categories = to_json(array_remove(string_to_array(categories, ','), ''))::text;
+"#;
+
 /// The newest schema version this binary understands.
-pub const PG_SCHEMA_VERSION: i64 = 5;
+pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// A database error as the store reports it: SQLSTATE and message, never the detail.
 fn backend(e: tokio_postgres::Error) -> StoreError {
@@ -393,7 +403,7 @@ impl PgStore {
     pub async fn open(url: &str, audit_key: AuditKey) -> StoreResult<Self> {
         let config = parse_url(url)?;
         let mut client = connect(&config).await?;
-        migrate(&mut client).await?;
+        migrate(&mut client, &audit_key).await?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(RwLock::new(Arc::new(ReadConn {
@@ -481,7 +491,7 @@ impl PgStore {
     }
 }
 
-async fn migrate(client: &mut Client) -> StoreResult<()> {
+async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreResult<()> {
     let tx = client.transaction().await.map_err(backend)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -508,6 +518,18 @@ async fn migrate(client: &mut Client) -> StoreResult<()> {
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         tx.batch_execute(sql).await.map_err(backend)?;
+        if *version == 6 {
+            // The head row of an empty log, written unsigned by schema 1, gets its MAC: from
+            // now on a head that does not verify stops every write, `seq` 0 included.
+            let mac = head_mac(audit_key, 0, &GENESIS);
+            tx.execute(
+                "UPDATE audit_head SET hash = $1, mac = $2
+                 WHERE id = 1 AND seq = 0 AND NOT EXISTS (SELECT 1 FROM audit_log)",
+                &[&&GENESIS[..], &&mac[..]],
+            )
+            .await
+            .map_err(backend)?;
+        }
         tx.execute(
             "INSERT INTO schema_version (version) VALUES ($1)",
             &[version],
@@ -738,21 +760,21 @@ async fn lock_head<'k>(tx: &Transaction<'_>, key: &'k AuditKey) -> Result<Chain<
             &[],
         )
         .await?
-        .ok_or_else(|| StoreError::Backend("the audit head row is missing".into()))?;
+        .ok_or_else(|| {
+            StoreError::Backend(
+                "the signed audit head is missing: run `amanah audit verify`".into(),
+            )
+        })?;
     let seq = head.get::<_, i64>(0) as u64;
     let hash = to_hash(head.get::<_, &[u8]>(1));
     let mac = to_hash(head.get::<_, &[u8]>(2));
-    if seq > 0 && mac != head_mac(key, seq, &hash) {
+    if mac != head_mac(key, seq, &hash) {
         // Appending after a head that does not verify would hide whatever was done to it.
         return Err(Tx::Store(StoreError::Backend(
             "the signed audit head does not verify: run `amanah audit verify`".into(),
         )));
     }
-    Ok(Chain {
-        key,
-        seq,
-        hash: if seq == 0 { GENESIS } else { hash },
-    })
+    Ok(Chain { key, seq, hash })
 }
 
 async fn write_head(tx: &Transaction<'_>, stmts: &mut Stmts, chain: &Chain<'_>) -> Result<(), Tx> {
@@ -913,6 +935,14 @@ async fn append(
     chain: &mut Chain<'_>,
     entry: &AuditDraft,
 ) -> Result<AuditRecord, Tx> {
+    // Stored strings are bounded (and free of NUL, which `text` cannot hold).
+    let bounded;
+    let entry = if entry.within_bounds() {
+        entry
+    } else {
+        bounded = entry.clone().bounded();
+        &bounded
+    };
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, entry));
     let st = stmts
@@ -936,7 +966,7 @@ async fn append(
             &entry.outcome.as_str(),
             &entry.reason,
             &entry.subject,
-            &entry.fields.join(","),
+            &crate::lists::encode(&entry.fields),
             &entry.policy_version,
             &&hash[..],
         ],
@@ -1217,7 +1247,13 @@ fn consent_row(r: &Row) -> StoreResult<ConsentRecord> {
         granted: r.try_get(5).map_err(backend)?,
         given_by: r.try_get(6).map_err(backend)?,
         capture_channel: r.try_get(7).map_err(backend)?,
-        contact_channels: split_list(&channels),
+        // Channel names are policy identifiers (no commas): kept comma-joined, which the
+        // contactable query matches on.
+        contact_channels: if channels.is_empty() {
+            Vec::new()
+        } else {
+            channels.split(',').map(str::to_owned).collect()
+        },
         guardian_subject_id: r.try_get(9).map_err(backend)?,
         guardian_details: r.try_get(10).map_err(backend)?,
         evidence: r.try_get(11).map_err(backend)?,
@@ -1225,14 +1261,6 @@ fn consent_row(r: &Row) -> StoreResult<ConsentRecord> {
         recorded_by: r.try_get(13).map_err(backend)?,
         at_micros: r.try_get(14).map_err(backend)?,
     })
-}
-
-fn split_list(s: &str) -> Vec<String> {
-    if s.is_empty() {
-        Vec::new()
-    } else {
-        s.split(',').map(str::to_owned).collect()
-    }
 }
 
 fn relation_row(r: &Row) -> StoreResult<RelationRecord> {
@@ -1264,7 +1292,7 @@ fn audit_row(r: &Row) -> StoreResult<AuditRecord> {
             outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
             reason: r.try_get(8).map_err(backend)?,
             subject: r.try_get(9).map_err(backend)?,
-            fields: split_list(&fields),
+            fields: crate::lists::decode(&fields),
             policy_version: r.try_get(11).map_err(backend)?,
         },
         hash: to_hash(r.try_get::<_, &[u8]>(12).map_err(backend)?),
@@ -1517,9 +1545,6 @@ impl Store for PgStore {
             return Ok(None);
         };
         let seq = r.try_get::<_, i64>(0).map_err(backend)?;
-        if seq == 0 {
-            return Ok(None);
-        }
         Ok(Some((
             seq as u64,
             to_hash(r.try_get::<_, &[u8]>(1).map_err(backend)?),

@@ -37,8 +37,10 @@ use crate::{
 
 /// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
 /// their own file (the key store), restriction, relationship end, holds, requests, erasures,
-/// de-identified records. 4: disclosures and their subjects, the breach register.
-const SCHEMA_VERSION: i64 = 5;
+/// de-identified records. 4: disclosures and their subjects, the breach register. 5: the holder
+/// of each API key. 6: lists stored as JSON arrays (lossless), and a signed genesis head from
+/// the start.
+const SCHEMA_VERSION: i64 = 6;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 /// WAL size past which the checkpointer copies it back into the database.
@@ -216,17 +218,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its threads.
     pub fn open(path: &Path, audit_key: AuditKey) -> StoreResult<Self> {
         let mut conn = open_connection(path, Role::Writer)?;
-        migrate(&mut conn)?;
-        let (seq, hash) = conn
-            .query_row(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)),
-            )
-            .optional()
-            .map_err(backend)?
-            .map(|(s, h)| (s as u64, to_hash(&h)))
-            .unwrap_or((0, GENESIS));
+        migrate(&mut conn, &audit_key)?;
+        // Where the writer starts; every write transaction re-reads the signed head anyway and
+        // refuses to append when it is missing or does not verify.
+        let (seq, hash) = match read_head(&conn)? {
+            Some((seq, hash, _)) => (seq, hash),
+            None => (0, GENESIS),
+        };
         let chain = Chain {
             key: audit_key,
             seq,
@@ -640,7 +638,7 @@ struct Writer {
     files: Files,
 }
 
-fn migrate(conn: &mut Connection) -> StoreResult<()> {
+fn migrate(conn: &mut Connection, audit_key: &AuditKey) -> StoreResult<()> {
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(backend)?;
@@ -663,6 +661,9 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
         if (1..5).contains(&found) {
             tx.execute_batch(MIGRATION_5).map_err(backend)?;
+        }
+        if found < 6 {
+            migrate_6(&tx, audit_key)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
@@ -727,6 +728,50 @@ fn migrate(conn: &mut Connection) -> StoreResult<()> {
         }
     }
     tx.commit().map_err(backend)?;
+    Ok(())
+}
+
+/// Schema 6: comma-joined lists become JSON arrays holding exactly the list that schema 5 read
+/// back (so every old audit entry still matches its MAC), and a store whose log was never
+/// written gets its signed genesis head: from now on a missing head is an error.
+fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
+    for (table, key, column, categories) in crate::lists::LIST_COLUMNS {
+        let rows: Vec<(rusqlite::types::Value, String)> = tx
+            .prepare(&format!("SELECT {key}, {column} FROM {table}"))
+            .and_then(|mut st| {
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .map_err(backend)?;
+        let mut update = tx
+            .prepare(&format!(
+                "UPDATE {table} SET {column} = ?1 WHERE {key} = ?2"
+            ))
+            .map_err(backend)?;
+        for (id, stored) in rows {
+            update
+                .execute(params![
+                    crate::lists::convert_legacy(&stored, *categories),
+                    id
+                ])
+                .map_err(backend)?;
+        }
+    }
+    let empty: bool = tx
+        .query_row(
+            "SELECT NOT EXISTS (SELECT 1 FROM audit_log) AND NOT EXISTS (SELECT 1 FROM audit_head)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(backend)?;
+    if empty {
+        let mac = head_mac(audit_key, 0, &GENESIS);
+        tx.execute(
+            "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, 0, ?1, ?2)",
+            params![&GENESIS[..], &mac[..]],
+        )
+        .map_err(backend)?;
+    }
     Ok(())
 }
 
@@ -851,17 +896,25 @@ fn write_head(tx: &Connection, chain: &Chain) -> StoreResult<()> {
 
 /// Another process on the same database (`amanah apikey create`, `amanah policy apply` while
 /// the server runs) may have appended to the chain since this writer last wrote. Inside the
-/// write transaction (which holds the write lock), move the in-memory end of the chain to the
-/// signed head when the head is authentic and further along. Only a head carrying a valid MAC
-/// is followed, so rows removed from the end of the log still show as a gap.
+/// write transaction (which holds the write lock), the chain continues from the signed head.
+/// A head that is missing or does not verify stops every write (fail closed): appending after
+/// it would hide whatever was done to it. Rows removed from the end of the log still show as a
+/// gap before the head; a head moved back onto rows still present makes the next insert
+/// collide with them.
 fn sync_chain(tx: &Connection, chain: &mut Chain) -> StoreResult<()> {
-    if let Some((seq, hash, mac)) = read_head(tx)? {
-        if seq > chain.seq && mac == head_mac(&chain.key, seq, &hash) {
+    match read_head(tx)? {
+        Some((seq, hash, mac)) if mac == head_mac(&chain.key, seq, &hash) => {
             chain.seq = seq;
             chain.hash = hash;
+            Ok(())
         }
+        Some(_) => Err(StoreError::Backend(
+            "the signed audit head does not verify: run `amanah audit verify`".into(),
+        )),
+        None => Err(StoreError::Backend(
+            "the signed audit head is missing: run `amanah audit verify`".into(),
+        )),
     }
-    Ok(())
 }
 
 /// `(seq, hash, mac)` of the last audit entry.
@@ -889,7 +942,8 @@ fn run_batch(w: &mut Writer, batch: Vec<Job>) {
     metrics::histogram!("amanah_store_batch_jobs").record(batch.len() as f64);
     let (conn, chain) = (&mut w.conn, &mut w.chain);
     let mut results = Vec::with_capacity(batch.len());
-    let mut replies = Vec::with_capacity(batch.len());
+    // Every job gets a reply, also when the transaction cannot start or the head is refused.
+    let (runs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
     let mut start_seq = chain.seq;
     let mut start_hash = chain.hash;
     let outcome = (|| -> StoreResult<()> {
@@ -898,7 +952,7 @@ fn run_batch(w: &mut Writer, batch: Vec<Job>) {
             .map_err(backend)?;
         sync_chain(&tx, chain)?;
         (start_seq, start_hash) = (chain.seq, chain.hash);
-        for (run, reply) in batch {
+        for run in runs {
             let (seq, hash) = (chain.seq, chain.hash);
             let sp = tx.savepoint().map_err(backend)?;
             // A savepoint derefs to a transaction-like connection; run the job inside it.
@@ -915,7 +969,6 @@ fn run_batch(w: &mut Writer, batch: Vec<Job>) {
                     results.push(Err(e));
                 }
             }
-            replies.push(reply);
         }
         if chain.seq != start_seq {
             write_head(&tx, chain)?;
@@ -984,6 +1037,8 @@ fn truncate_wal(conn: &Connection) {
 
 /// Appends one entry to the chain inside the current transaction.
 fn append(tx: &Connection, chain: &mut Chain, entry: AuditDraft) -> StoreResult<AuditRecord> {
+    // Stored strings are bounded, as on PostgreSQL.
+    let entry = entry.bounded();
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, &entry));
     tx.prepare_cached(
@@ -1003,7 +1058,7 @@ fn append(tx: &Connection, chain: &mut Chain, entry: AuditDraft) -> StoreResult<
             entry.outcome.as_str(),
             entry.reason,
             entry.subject,
-            entry.fields.join(","),
+            crate::lists::encode(&entry.fields),
             entry.policy_version,
             &hash[..],
         ])
@@ -1163,6 +1218,8 @@ fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
         granted: r.get(5)?,
         given_by: r.get(6)?,
         capture_channel: r.get(7)?,
+        // Channel names are policy identifiers (validated before they are stored, no commas):
+        // kept comma-joined, which the contactable query matches on.
         contact_channels: if channels.is_empty() {
             Vec::new()
         } else {
@@ -1266,11 +1323,7 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
             outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
             reason: r.get(8)?,
             subject: r.get(9)?,
-            fields: if fields.is_empty() {
-                Vec::new()
-            } else {
-                fields.split(',').map(str::to_owned).collect()
-            },
+            fields: crate::lists::decode(&fields),
             policy_version: r.get(11)?,
         },
         hash: to_hash(&r.get::<_, Vec<u8>>(12)?),
@@ -1617,6 +1670,19 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             append(tx, chain, audit)
+        })
+        .await
+    }
+
+    async fn store_id(&self) -> StoreResult<Option<String>> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT value FROM main.store_meta WHERE key = 'store_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)
         })
         .await
     }

@@ -44,6 +44,17 @@ impl Backend {
         self.try_open(key).await.unwrap()
     }
 
+    /// Runs SQL on the store's database, behind the store's back (tampering, old schemas).
+    fn sql(&self, sql: &str) {
+        match self {
+            Backend::Sqlite { path, .. } => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Backend::Postgres(url) => amanah_testpg::cluster().execute(url, sql),
+        }
+    }
+
     /// Marks the stored schema as written by a future version.
     fn set_future_schema(&self) {
         match self {
@@ -79,6 +90,11 @@ on_both_stores!(
     a_newer_schema_is_refused,
     consents_keep_history_and_listings_see_the_latest_decision,
     bulk_insert_is_all_or_nothing_and_reports_every_conflict,
+    audit_fields_with_commas_round_trip,
+    a_new_store_has_a_signed_genesis_head,
+    a_missing_or_unsigned_head_stops_writes_and_fails_verification,
+    schema_5_lists_convert_without_breaking_the_chain,
+    prop_any_audit_strings_round_trip_and_the_chain_verifies,
 );
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
@@ -112,6 +128,21 @@ fn subject(ring: &KeyRing, id: &str, term: [u8; 32]) -> NewSubject {
         }],
         consents: Vec::new(),
     }
+}
+
+/// Verifies the whole chain, returning the break instead of panicking.
+async fn try_verify(
+    store: &Arc<dyn Store>,
+    ring: &KeyRing,
+) -> Result<u64, amanah_core::audit::ChainBreak> {
+    let key = ring.audit_key();
+    let mut v = ChainVerifier::new(&key);
+    for r in store.audit_entries(None, 0, usize::MAX >> 1).await.unwrap() {
+        v.push(&r)?;
+    }
+    let n = v.count();
+    v.finish(store.audit_head().await.unwrap())?;
+    Ok(n)
 }
 
 async fn verify(store: &Arc<dyn Store>, ring: &KeyRing) -> u64 {
@@ -730,4 +761,232 @@ async fn a_schema_1_database_is_upgraded_in_place() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert!(version >= 4, "{version}");
+}
+
+/// Issue 14, reproduction 1: a field name holding a comma was stored comma-joined and split
+/// back into two, so the entry no longer matched its MAC and `audit verify` failed for good.
+async fn audit_fields_with_commas_round_trip(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let lists: Vec<Vec<String>> = vec![
+        vec!["a,b".into()],
+        vec![String::new()],
+        vec![",".into(), "\"q\"".into(), "[\"x\"]".into(), "\\".into()],
+        vec![],
+    ];
+    {
+        let store = backend.open(ring.audit_key()).await;
+        let drafts: Vec<AuditDraft> = lists
+            .iter()
+            .map(|fields| AuditDraft {
+                fields: fields.clone(),
+                ..draft("subject.search", None)
+            })
+            .collect();
+        let appended = store.append_audit(drafts.clone()).await.unwrap();
+        let read = store.audit_entries(None, 0, 100).await.unwrap();
+        assert_eq!(read, appended);
+        let read_fields: Vec<_> = read.iter().map(|r| r.entry.fields.clone()).collect();
+        assert_eq!(read_fields, lists);
+        assert_eq!(verify(&store, &ring).await, 4);
+    }
+    // And after a restart, with more entries chained after them.
+    let store = backend.open(ring.audit_key()).await;
+    store
+        .append_audit(vec![draft("after", None)])
+        .await
+        .unwrap();
+    assert_eq!(verify(&store, &ring).await, 5);
+}
+
+async fn a_new_store_has_a_signed_genesis_head(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    let (seq, hash, mac) = store.audit_head().await.unwrap().expect("a genesis head");
+    assert_eq!((seq, hash), (0, amanah_crypto::audit::GENESIS));
+    assert_eq!(
+        mac,
+        amanah_core::audit::head_mac(&ring.audit_key(), 0, &hash)
+    );
+    assert_eq!(verify(&store, &ring).await, 0);
+}
+
+/// Issue 14, item 6: a deleted head was ignored on SQLite (the chain restarted from the last
+/// row) and a `seq = 0` head skipped its MAC check on PostgreSQL.
+async fn a_missing_or_unsigned_head_stops_writes_and_fails_verification(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    store
+        .append_audit(vec![draft("a", None), draft("b", None)])
+        .await
+        .unwrap();
+    backend.sql("DELETE FROM audit_head");
+    assert_eq!(
+        try_verify(&store, &ring).await,
+        Err(amanah_core::audit::ChainBreak::HeadMissing { last: 2 })
+    );
+    let err = store
+        .append_audit(vec![draft("c", None)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("head is missing"), "{err}");
+    drop(store);
+    // Reopening does not re-create it.
+    let store = backend.open(ring.audit_key()).await;
+    assert!(store.audit_head().await.unwrap().is_none());
+    assert!(store.append_audit(vec![draft("c", None)]).await.is_err());
+
+    // An empty log whose head is at seq 0 but unsigned (rows and head all removed, then the
+    // head put back as schema 1 wrote it): refused too.
+    backend.sql("DELETE FROM audit_log");
+    backend.sql(
+        "INSERT INTO audit_head (id, seq, hash, mac) VALUES (1, 0, zeroblob(32), zeroblob(32))"
+            .replace(
+                "zeroblob(32)",
+                if matches!(backend, Backend::Sqlite { .. }) {
+                    "zeroblob(32)"
+                } else {
+                    "decode(repeat('00', 32), 'hex')"
+                },
+            )
+            .as_str(),
+    );
+    assert!(matches!(
+        try_verify(&store, &ring).await,
+        Err(amanah_core::audit::ChainBreak::Head { last: 0, head: 0 })
+    ));
+    let err = store
+        .append_audit(vec![draft("c", None)])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+}
+
+/// A store written by schema 5 (lists comma-joined) migrates to JSON lists holding exactly what
+/// schema 5 read back, so its chain still verifies, and new entries chain after the old ones.
+async fn schema_5_lists_convert_without_breaking_the_chain(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let lists: Vec<Vec<String>> = vec![
+        vec!["email".into(), "phone".into()],
+        vec![],
+        vec!["a".into(), String::new()],
+        vec!["nik".into()],
+    ];
+    let appended = {
+        let store = backend.open(ring.audit_key()).await;
+        let drafts = lists
+            .iter()
+            .map(|fields| AuditDraft {
+                fields: fields.clone(),
+                ..draft("subject.read", None)
+            })
+            .collect();
+        store.append_audit(drafts).await.unwrap()
+    };
+    // Write the lists back as schema 5 stored them and mark the store as schema 5.
+    let mut sql = String::new();
+    for (r, fields) in appended.iter().zip(&lists) {
+        sql.push_str(&format!(
+            "UPDATE audit_log SET fields = '{}' WHERE seq = {};\n",
+            fields.join(","),
+            r.seq
+        ));
+    }
+    match &backend {
+        Backend::Sqlite { .. } => sql.push_str("PRAGMA user_version = 5;"),
+        Backend::Postgres(_) => sql.push_str("DELETE FROM schema_version WHERE version >= 6;"),
+    }
+    backend.sql(&sql);
+    let store = backend.open(ring.audit_key()).await;
+    let read = store.audit_entries(None, 0, 100).await.unwrap();
+    assert_eq!(read, appended);
+    assert_eq!(verify(&store, &ring).await, 4);
+    store.append_audit(vec![draft("new", None)]).await.unwrap();
+    assert_eq!(verify(&store, &ring).await, 5);
+}
+
+fn any_string() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    prop_oneof![
+        8 => "[,\"'\\\\\\[\\]{}\\x00\\x01\\n a-zé€😀]{0,24}",
+        1 => proptest::collection::vec(any::<char>(), 0..1024).prop_map(String::from_iter),
+        1 => (0usize..=65_536, any::<char>()).prop_map(|(n, c)| c.to_string().repeat(n / c.len_utf8())),
+    ]
+}
+
+fn any_draft() -> impl proptest::strategy::Strategy<Value = AuditDraft> {
+    use proptest::prelude::*;
+    let s = any_string;
+    (
+        (any::<i64>(), s(), s(), s(), proptest::option::of(s())),
+        (
+            proptest::option::of(s()),
+            any::<bool>(),
+            proptest::option::of(s()),
+            proptest::option::of(s()),
+        ),
+        (proptest::collection::vec(s(), 0..6), s()),
+    )
+        .prop_map(
+            |(
+                (at_micros, actor, role, action, purpose),
+                (basis, allowed, reason, subject),
+                (fields, policy_version),
+            )| AuditDraft {
+                at_micros,
+                actor,
+                role,
+                action,
+                purpose,
+                basis,
+                outcome: if allowed {
+                    Outcome::Allowed
+                } else {
+                    Outcome::Denied
+                },
+                reason,
+                subject,
+                fields,
+                policy_version,
+            },
+        )
+}
+
+/// Arbitrary strings (commas, quotes, brackets, NUL, control characters, up to 64 KB) in
+/// every string and list of an entry: what is read back is what was appended (the entry as
+/// bounded by `AuditDraft::bounded`, equal to the draft when within bounds), and the chain
+/// verifies after every append.
+async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backend) {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, TestRunner};
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    let cases = if matches!(backend, Backend::Sqlite { .. }) {
+        48
+    } else {
+        24
+    };
+    let mut runner = TestRunner::new(Config {
+        cases,
+        ..Config::default()
+    });
+    let strategy = proptest::collection::vec(any_draft(), 1..4);
+    let mut total = 0u64;
+    for _ in 0..cases {
+        let drafts = strategy.new_tree(&mut runner).unwrap().current();
+        let appended = store.append_audit(drafts.clone()).await.unwrap();
+        for (d, r) in drafts.iter().zip(&appended) {
+            assert_eq!(r.entry, d.clone().bounded());
+            if d.within_bounds() {
+                assert_eq!(&r.entry, d);
+            }
+            assert!(r.entry.within_bounds());
+        }
+        let read = store
+            .audit_entries(None, total, drafts.len())
+            .await
+            .unwrap();
+        assert_eq!(read, appended);
+        total += drafts.len() as u64;
+        assert_eq!(verify(&store, &ring).await, total);
+    }
 }

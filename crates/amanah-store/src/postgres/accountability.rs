@@ -66,12 +66,9 @@ CREATE TABLE breach_subjects (
 );
 "#;
 
-/// Category names are identifiers (no commas): stored comma-separated.
+/// Category lists are stored as JSON arrays (see `lists`).
 fn split(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
+    crate::lists::decode(s)
 }
 
 fn count(v: i64) -> u32 {
@@ -166,7 +163,7 @@ pub(super) async fn apply(
                     &d.id,
                     &d.recipient,
                     &d.purpose,
-                    &d.categories.join(","),
+                    &crate::lists::encode(&d.categories),
                     &d.reason,
                     &d.reference,
                     &d.status,
@@ -301,7 +298,7 @@ pub(super) async fn apply(
                     &b.recorded_at_micros,
                     &b.recorded_by,
                     &b.description,
-                    &b.categories.join(","),
+                    &crate::lists::encode(&b.categories),
                     &b.all_subjects,
                     &b.cause,
                     &b.measures,

@@ -74,12 +74,9 @@ const DISCLOSURE_COLUMNS: &str = "id, recipient, purpose, categories, reason, re
 const BREACH_COLUMNS: &str = "id, detected_at, recorded_at, recorded_by, description, categories,
      all_subjects, cause, measures, notify_by, notified_at, notified_by";
 
-/// Category names are identifiers (no commas): stored comma-separated.
+/// Category lists are stored as JSON arrays (see `lists`).
 fn split(s: &str) -> Vec<String> {
-    s.split(',')
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
-        .collect()
+    crate::lists::decode(s)
 }
 
 fn disclosure_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DisclosureRecord> {
@@ -186,7 +183,7 @@ impl AccountabilityStore for SqliteStore {
                     d.id,
                     d.recipient,
                     d.purpose,
-                    d.categories.join(","),
+                    crate::lists::encode(&d.categories),
                     d.reason,
                     d.reference,
                     d.status,
@@ -392,7 +389,7 @@ impl AccountabilityStore for SqliteStore {
                     b.recorded_at_micros,
                     b.recorded_by,
                     b.description,
-                    b.categories.join(","),
+                    crate::lists::encode(&b.categories),
                     b.all_subjects,
                     b.cause,
                     b.measures,
