@@ -5,6 +5,7 @@ pub mod access;
 pub mod audit;
 pub mod authz;
 pub mod breach;
+pub mod checkpoint;
 pub mod consent;
 pub mod disclosure;
 pub mod error;

@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 
 use crate::audit::AuditKey;
 use crate::blind::BlindIndexKey;
+use crate::checkpoint::CheckpointKey;
 use crate::envelope::{DataKey, WrappedKey};
 use crate::pseudonym::PseudonymKey;
 use crate::{CryptoError, Secret};
@@ -102,6 +103,12 @@ impl KeyRing {
     /// The key of the audit chain's MAC.
     pub fn audit_key(&self) -> AuditKey {
         AuditKey::new(self.root.derive("amanah/audit/v1"))
+    }
+
+    /// The Ed25519 key that signs audit checkpoints (its seed is derived from the root and
+    /// zeroized once the key pair is built).
+    pub fn checkpoint_key(&self) -> Result<CheckpointKey, CryptoError> {
+        CheckpointKey::from_seed(self.root.derive(crate::checkpoint::CHECKPOINT_KEY_INFO))
     }
 
     /// The key of per-disclosure pseudonyms.

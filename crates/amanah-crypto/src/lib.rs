@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod blind;
+pub mod checkpoint;
 pub mod digest;
 pub mod envelope;
 pub mod keyring;
