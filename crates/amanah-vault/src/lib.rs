@@ -6,6 +6,7 @@
 mod accountability;
 mod audit;
 mod authz;
+mod checkpoint;
 mod clock;
 mod consent;
 mod import;
@@ -17,6 +18,7 @@ mod vault;
 pub use accountability::*;
 pub use audit::*;
 pub use authz::{act, Act, Permit, Principal, Target};
+pub use checkpoint::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
 pub use import::*;

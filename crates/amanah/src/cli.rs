@@ -110,6 +110,8 @@ enum Command {
         data: DataArgs,
         #[command(flatten)]
         net: NetArgs,
+        #[command(flatten)]
+        checkpoints: crate::checkpoint::CheckpointArgs,
     },
     /// Audit log tools.
     Audit {
@@ -258,10 +260,42 @@ enum RetentionCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain; exit 0 if intact, 1 naming the first bad entry otherwise.
+    /// Verify the hash chain; exit 0 if intact, 1 naming the first bad entry otherwise. With
+    /// --checkpoint, also that the chain still holds what that checkpoint saw (detects
+    /// truncation, a deleted head, rollback to an older log).
     Verify {
         #[command(flatten)]
         data: DataArgs,
+        /// A checkpoint file written by `amanah audit checkpoint` or `serve --checkpoint-dir`.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// Check the checkpoint's signature with this public key (as printed by `amanah audit
+        /// public-key`) instead of the one derived from the key file.
+        #[arg(long, requires = "checkpoint")]
+        public_key: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of the chain's head (JSON: seq, head hash, time, store id, signature,
+    /// public key), to stdout or --out FILE. Keep it outside the data directory.
+    Checkpoint {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key that checks checkpoints (hex), or write it to --out FILE.
+    PublicKey {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a checkpoint's signature with a public key only: no key file, no store needed.
+    CheckCheckpoint {
+        /// The checkpoint file.
+        file: PathBuf,
+        /// The vault's public key file (from `amanah audit public-key`).
+        #[arg(long)]
+        public_key: PathBuf,
     },
 }
 
@@ -546,9 +580,24 @@ async fn run(command: Command) -> Result<ExitCode> {
                 _ => print!("{}", amanah_core::ropa::markdown(&doc)),
             }
         }
-        Command::Serve { data, net } => {
-            let vault = open_vault(&data).await?;
-            serve(Arc::new(vault), net).await?;
+        Command::Serve {
+            data,
+            net,
+            checkpoints,
+        } => {
+            let dir = match &checkpoints.checkpoint_dir {
+                Some(dir) => Some(crate::checkpoint::prepare_dir(dir, data.data.as_deref())?),
+                None => None,
+            };
+            let vault = Arc::new(open_vault(&data).await?);
+            if let Some(dir) = dir {
+                crate::checkpoint::spawn_periodic(
+                    vault.clone(),
+                    dir,
+                    checkpoints.checkpoint_interval,
+                );
+            }
+            serve(vault, net).await?;
         }
         Command::Backup {
             data,
@@ -574,7 +623,36 @@ async fn run(command: Command) -> Result<ExitCode> {
             crate::maintenance::sweep(Arc::new(vault), dry_run).await?;
         }
         Command::Audit {
-            command: AuditCommand::Verify { data },
+            command:
+                AuditCommand::Verify {
+                    data,
+                    checkpoint: Some(file),
+                    public_key,
+                },
+        } => {
+            let vault = open_vault(&data).await?;
+            return crate::checkpoint::verify(&vault, &file, public_key.as_deref()).await;
+        }
+        Command::Audit {
+            command: AuditCommand::Checkpoint { data, out },
+        } => {
+            let vault = open_vault(&data).await?;
+            crate::checkpoint::emit(&vault, out.as_deref()).await?;
+        }
+        Command::Audit {
+            command: AuditCommand::PublicKey { data, out },
+        } => {
+            let key = load_keys(&data)?
+                .checkpoint_key()
+                .map_err(|e| anyhow!("{e}"))?
+                .public_key();
+            crate::checkpoint::print_public_key(key, out.as_deref())?;
+        }
+        Command::Audit {
+            command: AuditCommand::CheckCheckpoint { file, public_key },
+        } => return crate::checkpoint::check(&file, &public_key),
+        Command::Audit {
+            command: AuditCommand::Verify { data, .. },
         } => {
             let vault = open_vault(&data).await?;
             let report = vault.verify_chain().await?;

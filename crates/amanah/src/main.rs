@@ -1,6 +1,7 @@
 //! `amanah`: the vault's one binary. Every subcommand is a thin shell over the vault.
 
 mod bench;
+mod checkpoint;
 mod cli;
 mod import;
 mod maintenance;
