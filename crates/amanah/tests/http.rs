@@ -114,6 +114,7 @@ on_both_stores!(
     no_plaintext_at_rest_or_in_logs,
     a_swapped_ciphertext_fails_closed,
     openapi_and_metrics,
+    a_field_name_with_a_comma_leaves_the_chain_verifying,
 );
 
 /// Where a vault lives: a data directory (the SQLite database and the key file), and for
@@ -920,6 +921,27 @@ async fn a_rejected_create_stores_nothing(kind: Kind) {
     srv.stop();
 }
 
+/// Issue 14, reproduction 1: `?purpose=admission&a,b=1` by a non-admin key was refused and its
+/// audit entry stored the field list comma-joined, so it split into two names on reading and
+/// `audit verify` failed from then on.
+async fn a_field_name_with_a_comma_leaves_the_chain_verifying(kind: Kind) {
+    let f = fixture(kind);
+    let srv = start(&f.target);
+    let k = &f.keys;
+    let (s, _) = srv.search(&k.nurse, "admission", "a,b=1").await;
+    assert!(s.is_client_error(), "{s}");
+    let (s, _) = srv
+        .search(&k.nurse, "admission", "%22x%22%2C%5B%5D=1")
+        .await;
+    assert!(s.is_client_error(), "{s}");
+    let (s, v) = srv.get("/v1/audit/verify", &k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["ok"], json!(true), "{v}");
+    srv.stop();
+    let (ok, out) = verify(&f.target);
+    assert!(ok, "{out}");
+}
+
 fn sqlite(db: &Path, sql: &str) -> String {
     let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
     assert!(
@@ -1103,7 +1125,8 @@ async fn every_read_is_audited_once_and_tampering_is_detected(kind: Kind) {
         ),
         (
             "edit-fields",
-            format!("UPDATE audit_log SET fields = '[]' WHERE seq = {mid};"),
+            // A change under any encoding: the lists are JSON arrays since schema 6.
+            format!("UPDATE audit_log SET fields = '[\"tampered\"]' WHERE seq = {mid};"),
             mid,
         ),
         (
