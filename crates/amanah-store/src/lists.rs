@@ -4,6 +4,9 @@
 //! comma-joined: they are policy identifiers, checked before they are stored, and the
 //! contactable query matches on that form.)
 
+use amanah_core::audit::{canonical_bytes, AuditRecord};
+use amanah_crypto::audit::AuditKey;
+
 /// The stored form of `items`.
 pub(crate) fn encode(items: &[String]) -> String {
     // Serializing strings to JSON cannot fail.
@@ -43,6 +46,56 @@ pub(crate) const LIST_COLUMNS: &[(&str, &str, &str, bool)] = &[
     ("disclosures", "id", "categories", true),
     ("breaches", "id", "categories", true),
 ];
+
+/// Most comma-separated pieces whose groupings `recover_fields` tries (2^16 MACs at most).
+const MAX_PIECES: usize = 17;
+
+/// An entry written by schema 5 or earlier whose field list held a comma (or was `[""]`) was
+/// read back as another list and no longer matched its MAC. Its MAC tells which list was
+/// written: the groupings of the comma-separated pieces back into elements are tried in turn,
+/// and the one the stored hash confirms is returned. `None` when the entry verifies as it is, or when no
+/// grouping does (then it was altered, and `audit verify` reports it). A match cannot be
+/// forged: it takes the audit key.
+pub(crate) fn recover_fields(
+    key: &AuditKey,
+    record: &AuditRecord,
+    previous: &[u8; 32],
+) -> Option<Vec<String>> {
+    let matches = |fields: &[String]| {
+        let mut entry = record.entry.clone();
+        entry.fields = fields.to_vec();
+        key.chain(previous, &canonical_bytes(record.seq, &entry)) == record.hash
+    };
+    let pieces = &record.entry.fields;
+    if matches(pieces) {
+        return None;
+    }
+    if pieces.is_empty() {
+        let one_empty = vec![String::new()];
+        return matches(&one_empty).then_some(one_empty);
+    }
+    let n = pieces.len();
+    if n > MAX_PIECES {
+        return None;
+    }
+    // Bit i of `mask` joins piece i + 1 to the element before it.
+    for mask in 1u32..(1 << (n - 1)) {
+        let mut list = vec![pieces[0].clone()];
+        for (i, piece) in pieces.iter().enumerate().skip(1) {
+            match list.last_mut() {
+                Some(last) if mask & (1 << (i - 1)) != 0 => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => list.push(piece.clone()),
+            }
+        }
+        if matches(&list) {
+            return Some(list);
+        }
+    }
+    None
+}
 
 /// The schema-6 form of a list stored comma-joined (schema 5 and earlier).
 pub(crate) fn convert_legacy(stored: &str, categories: bool) -> String {

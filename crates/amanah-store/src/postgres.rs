@@ -519,6 +519,7 @@ async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreResult<()> {
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         tx.batch_execute(sql).await.map_err(backend)?;
         if *version == 6 {
+            recover_legacy_fields(&tx, audit_key).await?;
             // The head row of an empty log, written unsigned by schema 1, gets its MAC: from
             // now on a head that does not verify stops every write, `seq` 0 included.
             let mac = head_mac(audit_key, 0, &GENESIS);
@@ -539,6 +540,51 @@ async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreResult<()> {
         tracing::info!(version, "applied a PostgreSQL schema migration");
     }
     tx.commit().await.map_err(backend)
+}
+
+/// Schema 6: entries that schema 5 could not read back (a comma inside a field name) get the
+/// list their MAC confirms (see `lists::recover_fields`). Streams the entries with more or
+/// fewer than one field, with the hash of the entry before each.
+async fn recover_legacy_fields(tx: &Transaction<'_>, audit_key: &AuditKey) -> StoreResult<()> {
+    use futures_util::StreamExt;
+    let rows = tx
+        .query_raw(
+            "SELECT * FROM (
+                 SELECT seq, at, actor, role, action, purpose, basis, outcome, reason, subject_id,
+                        fields, policy_version, hash,
+                        LAG(seq) OVER (ORDER BY seq), LAG(hash) OVER (ORDER BY seq)
+                 FROM audit_log) t
+             WHERE json_array_length(fields::json) <> 1 ORDER BY seq",
+            std::iter::empty::<i64>(),
+        )
+        .await
+        .map_err(backend)?;
+    futures_util::pin_mut!(rows);
+    let mut recovered = Vec::new();
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(backend)?;
+        let record = audit_row(&row)?;
+        let previous = match row.try_get::<_, Option<i64>>(13).map_err(backend)? {
+            None if record.seq == 1 => GENESIS,
+            Some(p) if p as u64 + 1 == record.seq => {
+                to_hash(row.try_get::<_, &[u8]>(14).map_err(backend)?)
+            }
+            _ => continue,
+        };
+        if let Some(fields) = crate::lists::recover_fields(audit_key, &record, &previous) {
+            recovered.push((record.seq as i64, crate::lists::encode(&fields)));
+        }
+    }
+    for (seq, fields) in recovered {
+        tracing::info!(seq, "audit entry's field list recovered from its MAC");
+        tx.execute(
+            "UPDATE audit_log SET fields = $1 WHERE seq = $2",
+            &[&fields, &seq],
+        )
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
 }
 
 async fn writer_loop(

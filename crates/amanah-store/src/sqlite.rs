@@ -757,6 +757,39 @@ fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
                 .map_err(backend)?;
         }
     }
+    // Entries that schema 5 could not read back (a comma inside a name): their MAC says which
+    // list was written.
+    let recovered: Vec<(i64, String)> = {
+        let mut st = tx
+            .prepare(
+                "SELECT seq, at, actor, role, action, purpose, basis, outcome, reason, subject_id,
+                        fields, policy_version, hash
+                 FROM audit_log ORDER BY seq",
+            )
+            .map_err(backend)?;
+        let mut rows = st.query([]).map_err(backend)?;
+        let mut out = Vec::new();
+        let mut previous = (0u64, GENESIS);
+        while let Some(row) = rows.next().map_err(backend)? {
+            let record = audit_row(row).map_err(backend)?;
+            if record.entry.fields.len() != 1 && previous.0 + 1 == record.seq {
+                if let Some(fields) = crate::lists::recover_fields(audit_key, &record, &previous.1)
+                {
+                    out.push((record.seq as i64, crate::lists::encode(&fields)));
+                }
+            }
+            previous = (record.seq, record.hash);
+        }
+        out
+    };
+    for (seq, fields) in recovered {
+        tracing::info!(seq, "audit entry's field list recovered from its MAC");
+        tx.execute(
+            "UPDATE audit_log SET fields = ?1 WHERE seq = ?2",
+            params![fields, seq],
+        )
+        .map_err(backend)?;
+    }
     let empty: bool = tx
         .query_row(
             "SELECT NOT EXISTS (SELECT 1 FROM audit_log) AND NOT EXISTS (SELECT 1 FROM audit_head)",
