@@ -9,8 +9,8 @@ use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{
-    BulkInsert, ConsentRecord, ConsentSelection, FieldWrite, NewSubject, PgStore, RelationRecord,
-    RightsStore, SqliteStore, Store, StoreError,
+    BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DisclosureRecord, FieldWrite,
+    NewSubject, PgStore, RelationRecord, RightsStore, SqliteStore, Store, StoreError,
 };
 
 /// Where a test's store lives: a SQLite file or a database of the shared test cluster.
@@ -95,6 +95,7 @@ on_both_stores!(
     a_missing_or_unsigned_head_stops_writes_and_fails_verification,
     schema_5_lists_convert_without_breaking_the_chain,
     prop_any_audit_strings_round_trip_and_the_chain_verifies,
+    disclosure_and_breach_categories_round_trip,
 );
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
@@ -994,4 +995,65 @@ async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backe
         total += drafts.len() as u64;
         assert_eq!(verify(&store, &ring).await, total);
     }
+}
+
+/// Disclosure and breach category lists were stored comma-joined too (issue 14, item 1).
+async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    let categories: Vec<String> = vec!["a,b".into(), String::new(), "\"q\"".into(), ",".into()];
+    let disclosure = DisclosureRecord {
+        id: "d1".into(),
+        recipient: "r".into(),
+        purpose: "p".into(),
+        subject_ids: Vec::new(),
+        categories: categories.clone(),
+        reason: "reason".into(),
+        reference: None,
+        status: "pending_approval".into(),
+        requested_by: "k".into(),
+        requested_at_micros: 1,
+        approved_by: None,
+        approved_at_micros: None,
+        authorized_by: None,
+        authorized_at_micros: None,
+        rejected_by: None,
+        rejected_at_micros: None,
+        rejection_reason: None,
+        releases: 0,
+        max_releases: 3,
+        first_released_at_micros: None,
+        last_released_at_micros: None,
+        notification_deferred_until: None,
+        deferral_reason: None,
+        excluded: "[]".into(),
+    };
+    store
+        .insert_disclosure(disclosure, draft("disclosure.request", None))
+        .await
+        .unwrap();
+    let loaded = store.load_disclosure("d1").await.unwrap().unwrap();
+    assert_eq!(loaded.categories, categories);
+    let breach = BreachRecord {
+        id: "b1".into(),
+        detected_at_micros: 1,
+        recorded_at_micros: 2,
+        recorded_by: "k".into(),
+        description: "d".into(),
+        categories: categories.clone(),
+        all_subjects: true,
+        subject_ids: Vec::new(),
+        cause: "c".into(),
+        measures: "m".into(),
+        notify_by_micros: 3,
+        notified_at_micros: None,
+        notified_by: None,
+    };
+    store
+        .insert_breach(breach, draft("breach.record", None))
+        .await
+        .unwrap();
+    let loaded = store.load_breach("b1").await.unwrap().unwrap();
+    assert_eq!(loaded.categories, categories);
+    assert_eq!(verify(&store, &ring).await, 2);
 }
