@@ -359,3 +359,52 @@ fn serve_writes_checkpoints_outside_the_data_directory() {
     ]);
     assert!(ok && out.contains("extends the checkpoint"), "{out}{err}");
 }
+
+/// The realistic rollback: a data backup restored over the live store. Its chain and signed
+/// head are genuine, so the chain alone verifies; a checkpoint taken after the backup does not.
+#[test]
+fn a_restored_older_backup_is_detected_by_a_later_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("v").to_str().unwrap().to_owned();
+    let (ok, _, err) = run(&["init", "--data", &data, "--policy", &policy()]);
+    assert!(ok, "{err}");
+    let t = Sqlite { data: data.clone() };
+    add_entries(&t, 1);
+    let backup = dir.path().join("old.db");
+    let (ok, _, err) = run(&["backup", "--data", &data, "--out", backup.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    add_entries(&t, 4);
+    let cp = dir.path().join("cp.json");
+    let (ok, _, err) = run(&[
+        "audit",
+        "checkpoint",
+        "--data",
+        &data,
+        "--out",
+        cp.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&[
+        "restore",
+        "--data",
+        &data,
+        "--from",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = run(&["audit", "verify", "--data", &data]);
+    assert!(ok, "the restored chain is genuine on its own: {out}{err}");
+    let (ok, _, err) = run(&[
+        "audit",
+        "verify",
+        "--data",
+        &data,
+        "--checkpoint",
+        cp.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a rolled-back store passed its checkpoint");
+    assert!(
+        err.contains("an older log was restored") || err.contains("rolled back"),
+        "{err}"
+    );
+}
