@@ -75,7 +75,8 @@ pub enum Conflict {
     ReleaseLimitReached,
     /// The policy in force no longer allows what was approved under an earlier one.
     PolicyChanged,
-    /// The store is not (or already) initialized.
+    /// The store is not (or already) initialized, or its signed audit head is missing or does
+    /// not verify.
     StoreState,
 }
 

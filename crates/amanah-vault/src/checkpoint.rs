@@ -3,7 +3,7 @@
 
 use amanah_core::audit::head_mac;
 use amanah_core::checkpoint::{compare, Checkpoint, CheckpointError, SignedCheckpoint};
-use amanah_core::{Error, Result};
+use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::checkpoint::PublicKey;
 
 use crate::vault::store_error;
@@ -46,11 +46,13 @@ impl Vault {
             .map_err(store_error)?
             .ok_or_else(|| {
                 Error::Conflict(
+                    Conflict::StoreState,
                     "the signed audit head is missing: run `amanah audit verify`".into(),
                 )
             })?;
         if mac != head_mac(&audit_key, seq, &hash) {
             return Err(Error::Conflict(
+                Conflict::StoreState,
                 "the signed audit head does not verify: run `amanah audit verify`".into(),
             ));
         }
