@@ -217,6 +217,9 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts its threads.
     pub fn open(path: &Path, audit_key: AuditKey) -> StoreResult<Self> {
+        // SQLite gives its WAL and shared-memory files the mode of the database file.
+        create_private(path)?;
+        create_private(&key_store_path(path))?;
         let mut conn = open_connection(path, Role::Writer)?;
         migrate(&mut conn, &audit_key)?;
         // Where the writer starts; every write transaction re-reads the signed head anyway and
@@ -417,6 +420,26 @@ CREATE TABLE IF NOT EXISTS keys.meta (
     value TEXT NOT NULL
 );
 "#;
+
+/// Creates `path` empty, readable and writable by its owner only (0600), unless it exists:
+/// database files, their journals and backups are never readable by group or others, whatever
+/// the umask.
+pub(crate) fn create_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Backend(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
 
 /// Where the key store of the data file at `path` lives: `NAME-keys.db` beside `NAME.db`.
 pub fn key_store_path(path: &Path) -> PathBuf {

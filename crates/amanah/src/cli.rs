@@ -372,7 +372,20 @@ fn write_dpia(policy: &Policy, out: &Path) -> Result<()> {
 }
 
 fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
+    use std::os::unix::fs::PermissionsExt;
     let path = data.key_path()?;
+    let mode = std::fs::metadata(&path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "the key file {} is readable or writable by group or others (mode {:o}): run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
     let bytes = zeroize::Zeroizing::new(
         std::fs::read(&path)
             .with_context(|| format!("cannot read the key file {}", path.display()))?,
@@ -434,6 +447,16 @@ async fn open_vault(data: &DataArgs) -> Result<Vault> {
     Ok(Vault::open(store, keys, Arc::new(SystemClock)).await?)
 }
 
+/// Creates a data directory (and missing parents) open to its owner only (0700).
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))
+}
+
 fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -456,7 +479,7 @@ fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
 pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
     let location = data.location()?;
     if let Location::Sqlite(dir) = &location {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        create_private_dir(dir)?;
         if dir.join(DB_FILE).exists() {
             bail!("{} already holds a store", dir.display());
         }
@@ -464,8 +487,7 @@ pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> 
     let key_path = data.key_path()?;
     if data.key_file.is_none() {
         if let Some(dir) = &data.data {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
+            create_private_dir(dir)?;
         }
         eprintln!(
             "warning: the master key is kept in {} beside the data; in production keep it elsewhere (--key-file PATH or AMANAH_KEY_FILE)",

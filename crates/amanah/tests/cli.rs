@@ -399,3 +399,65 @@ fn policy_check_reports_dpia_triggers_and_writes_a_skeleton() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// Whatever the umask, the data directory is the owner's only, every database file (and its
+/// journals, and backups) is 0600, and a key file others can read is refused.
+#[test]
+fn files_are_private_and_a_readable_key_file_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, data) = initialized_store();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let data_dir = std::path::Path::new(&data);
+    assert_eq!(mode(data_dir), 0o700);
+    let key = amanah()
+        .args(["apikey", "create", "--data", &data, "--role", "admin"])
+        .args(["--holder", "Admin <admin@example.id>"])
+        .output()
+        .unwrap();
+    assert!(
+        key.status.success(),
+        "{}",
+        String::from_utf8_lossy(&key.stderr)
+    );
+    let backup = dir.path().join("backup.db");
+    let out = amanah()
+        .args(["backup", "--data", &data, "--out", backup.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(mode(&backup), 0o600, "backup");
+    let mut files = 0;
+    for entry in std::fs::read_dir(data_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(
+        files >= 3,
+        "the database, the key store and the key file: {files}"
+    );
+
+    let key_file = data_dir.join("master.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = amanah()
+        .args(["apikey", "list", "--data", &data])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chmod 600"), "{err}");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = amanah()
+        .args(["apikey", "list", "--data", &data])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -14,7 +14,7 @@ use amanah_core::audit::{AuditDraft, AuditRecord};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::rights::shred_keyless;
-use super::{append, backend, key_store_path, SqliteStore, SCHEMA_VERSION};
+use super::{append, backend, create_private, key_store_path, SqliteStore, SCHEMA_VERSION};
 use crate::{StoreError, StoreResult};
 
 /// What a backup file is.
@@ -188,6 +188,8 @@ impl SqliteStore {
     /// A consistent snapshot of the data file alone (ciphertexts, index terms, audit; no data
     /// keys), taken online. `out` must not exist.
     pub async fn backup_data(&self, out: &Path) -> StoreResult<()> {
+        refuse_existing(out)?;
+        create_private(out)?;
         let out = out.to_string_lossy().into_owned();
         self.read(move |conn| {
             conn.execute("VACUUM main INTO ?1", [out])
@@ -199,6 +201,8 @@ impl SqliteStore {
 
     /// A consistent snapshot of the key store, dated `taken_at_micros`. `out` must not exist.
     pub async fn backup_key_store(&self, out: &Path, taken_at_micros: i64) -> StoreResult<()> {
+        refuse_existing(out)?;
+        create_private(out)?;
         let path = out.to_owned();
         let target = out.to_string_lossy().into_owned();
         self.read(move |conn| {
@@ -280,4 +284,15 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// A backup never overwrites: `VACUUM INTO` would fill an existing empty file.
+fn refuse_existing(out: &Path) -> StoreResult<()> {
+    if out.exists() {
+        return Err(StoreError::Backend(format!(
+            "{} exists already: a backup never overwrites a file",
+            out.display()
+        )));
+    }
+    Ok(())
 }
