@@ -52,18 +52,19 @@ impl DataKey {
     }
 
     /// Decrypts one field value; fails if the ciphertext was made for another subject, field or
-    /// key version.
+    /// key version. The plaintext buffer is zeroized when dropped.
     pub fn open_field(
         &self,
         subject: &str,
         field: &str,
         ciphertext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
         open(
             &self.secret,
             &field_aad(subject, field, self.version),
             ciphertext,
         )
+        .map(zeroize::Zeroizing::new)
     }
 
     pub(crate) fn wrap(
@@ -177,7 +178,10 @@ mod tests {
     fn field_round_trip() {
         let k = DataKey::generate(1).unwrap();
         let ct = k.seal_field("s1", "email", b"a@b.id").unwrap();
-        assert_eq!(k.open_field("s1", "email", &ct).unwrap(), b"a@b.id");
+        assert_eq!(
+            k.open_field("s1", "email", &ct).unwrap().as_slice(),
+            b"a@b.id"
+        );
     }
 
     #[test]
@@ -230,7 +234,7 @@ mod tests {
                           subject in "[a-z0-9-]{1,40}", field in "[a-z_]{1,20}") {
             let k = DataKey::generate(1).unwrap();
             let ct = k.seal_field(&subject, &field, &plain).unwrap();
-            prop_assert_eq!(k.open_field(&subject, &field, &ct).unwrap(), plain);
+            prop_assert_eq!(k.open_field(&subject, &field, &ct).unwrap().to_vec(), plain);
         }
 
         #[test]

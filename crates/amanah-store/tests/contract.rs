@@ -732,7 +732,9 @@ async fn a_schema_1_database_is_upgraded_in_place() {
     );
     let key = ring.unwrap(&loaded.wrapped_key, "old").unwrap();
     assert_eq!(
-        key.open_field("old", "email", &loaded.fields[0].1).unwrap(),
+        key.open_field("old", "email", &loaded.fields[0].1)
+            .unwrap()
+            .as_slice(),
         b"x"
     );
     assert_eq!(

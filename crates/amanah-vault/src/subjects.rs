@@ -501,8 +501,9 @@ impl Vault {
                     Error::Internal(format!("subject {}: field {category}: {e}", stored.id))
                 })?;
             let plain = zeroize::Zeroizing::new(
-                String::from_utf8(plain)
-                    .map_err(|_| Error::Internal("stored value is not UTF-8".into()))?,
+                std::str::from_utf8(&plain)
+                    .map_err(|_| Error::Internal("stored value is not UTF-8".into()))?
+                    .to_owned(),
             );
             let value = match vis {
                 Visibility::Clear => fields::to_json(cat.field_type, &plain),
