@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use amanah_core::audit::AuditRecord;
 use amanah_core::Error;
-use amanah_store::ApiKeyRecord;
+use amanah_vault::ApiKeyRecord;
 use amanah_vault::{act, SubjectView, Target};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -741,7 +741,7 @@ pub async fn get_policy(
     Ok(Json(policy_out(&s.vault.read_policy(&permit).await?)))
 }
 
-fn policy_out(r: &amanah_store::PolicyRecord) -> PolicyOut {
+fn policy_out(r: &amanah_vault::PolicyRecord) -> PolicyOut {
     PolicyOut {
         seq: r.seq,
         version: r.version.clone(),

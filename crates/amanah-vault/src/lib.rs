@@ -26,3 +26,6 @@ pub use keys::*;
 pub use rights::*;
 pub use subjects::*;
 pub use vault::*;
+
+/// Records the vault hands out as they are stored (no personal data in either).
+pub use amanah_store::{ApiKeyRecord, PolicyRecord};
