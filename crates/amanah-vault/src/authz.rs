@@ -18,7 +18,7 @@ use amanah_core::{Error, Result};
 use amanah_crypto::DataKey;
 use amanah_store::StoredSubject;
 
-use crate::vault::{denial_error, ActivePolicy};
+use crate::vault::{denial_error, store_error, ActivePolicy};
 use crate::Vault;
 
 /// An authenticated caller. There is no public constructor: [`Vault::authenticate`] makes one
@@ -347,6 +347,29 @@ impl Vault {
             Ok(Ok(admitted)) => Ok(admitted),
             Ok(Err(denial)) => Err(self.refuse(draft.clone(), &denial).await),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Loads the permit's subject and decides on it: a missing (404) or erased (410) subject
+    /// and a refusal are both on record.
+    pub(crate) async fn admit_subject<A: Act>(
+        &self,
+        permit: &Permit<A>,
+        circumstances: Circumstances,
+        draft: &AuditDraft,
+    ) -> Result<Admitted> {
+        let stored = self.load_or_deny(permit.subject()?, draft).await?;
+        self.admit(permit, stored, circumstances, draft).await
+    }
+
+    /// A stored subject, or the recorded refusal that says it is missing (404) or erased (410).
+    pub(crate) async fn load_or_deny(&self, id: &str, draft: &AuditDraft) -> Result<StoredSubject> {
+        match self.store.load_subject(id).await.map_err(store_error)? {
+            Some(stored) => Ok(stored),
+            None => {
+                let missing = self.missing_subject(id).await?;
+                Err(self.deny(draft.clone(), missing).await)
+            }
         }
     }
 

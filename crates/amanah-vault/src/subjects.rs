@@ -303,10 +303,7 @@ impl Vault {
         let id = permit.subject()?;
         let grant = permit.grant()?;
         let mut draft = permit.draft();
-        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            let missing = self.missing_subject(id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
+        let stored = self.load_or_deny(id, &draft).await?;
         // The decision about the subject comes before any check of what was sent; the
         // submitted birth date is judged again below, once it is known to be valid.
         let circumstances = Circumstances {
@@ -379,10 +376,7 @@ impl Vault {
                 ));
             }
         }
-        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            let missing = self.missing_subject(id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
+        let stored = self.load_or_deny(id, &draft).await?;
         let ground = match core_authz::enrollment_ground(policy, purpose, &stored.purposes) {
             Ok(g) => g,
             Err(d) => return Err(self.refuse(draft, &d).await),
@@ -521,10 +515,7 @@ impl Vault {
     pub async fn read_subject(&self, permit: &Permit<act::SubjectRead>) -> Result<SubjectView> {
         let id = permit.subject()?;
         let mut draft = permit.draft();
-        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            let missing = self.missing_subject(id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
+        let stored = self.load_or_deny(id, &draft).await?;
         // Every failure after the decision, a ciphertext that does not open included, leaves
         // a refusal on record for this subject (fail closed).
         let view = match self.checked_view(permit, stored, draft.at_micros).await {

@@ -80,16 +80,7 @@ impl Vault {
             }
         };
         for sid in &subject_ids {
-            if self
-                .store
-                .load_subject(sid)
-                .await
-                .map_err(store_error)?
-                .is_none()
-            {
-                let missing = self.missing_subject(sid).await?;
-                return Err(self.deny(draft, missing).await);
-            }
+            self.load_or_deny(sid, &draft).await?;
         }
         let mut categories = input.categories.clone();
         categories.sort();

@@ -264,10 +264,7 @@ impl Vault {
         let mut included = Vec::with_capacity(subjects.len());
         let mut excluded = Vec::new();
         for id in &subjects {
-            let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-                let missing = self.missing_subject(id).await?;
-                return Err(self.deny(draft, missing).await);
-            };
+            let stored = self.load_or_deny(id, &draft).await?;
             // The per-subject decision: enrolled in the purpose, a minor only with specific
             // clearance. Restriction is not a refusal here but an exclusion (below).
             let unrestricted = amanah_store::StoredSubject {

@@ -61,17 +61,8 @@ impl Vault {
         let who = permit.principal();
         let subject_id = permit.subject()?;
         let mut draft = permit.draft();
-        let Some(stored) = self
-            .store
-            .load_subject(subject_id)
-            .await
-            .map_err(store_error)?
-        else {
-            let missing = self.missing_subject(subject_id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
         let admitted = self
-            .admit(permit, stored, Circumstances::default(), &draft)
+            .admit_subject(permit, Circumstances::default(), &draft)
             .await?;
         let holds = |purpose: &str| {
             who.is_admin()

@@ -430,24 +430,14 @@ impl Vault {
         input: &ConsentInput,
     ) -> Result<(ConsentRecord, ConsentReceipt)> {
         let policy = permit.policy();
-        let subject_id = permit.subject()?;
         if input.purpose != permit.purpose()? || input.granted != A::GRANTED {
             return Err(Error::Internal(
                 "the consent decision differs from what was authorized".into(),
             ));
         }
         let draft = permit.draft();
-        let Some(stored) = self
-            .store
-            .load_subject(subject_id)
-            .await
-            .map_err(store_error)?
-        else {
-            let missing = self.missing_subject(subject_id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
         let admitted = self
-            .admit(permit, stored, Circumstances::default(), &draft)
+            .admit_subject(permit, Circumstances::default(), &draft)
             .await?;
         if let Err(e) = self.guardian_visible(permit, input).await {
             return Err(self.deny(draft, e).await);

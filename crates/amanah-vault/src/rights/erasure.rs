@@ -91,10 +91,7 @@ impl Vault {
     pub async fn end_relationship(&self, permit: &Permit<act::SubjectEnd>) -> Result<()> {
         let id = permit.subject()?;
         let draft = permit.draft();
-        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
-            let missing = self.missing_subject(id).await?;
-            return Err(self.deny(draft, missing).await);
-        };
+        let stored = self.load_or_deny(id, &draft).await?;
         self.admit(permit, stored, Circumstances::default(), &draft)
             .await?;
         let at = draft.at_micros;

@@ -71,16 +71,9 @@ impl Vault {
 
     /// Loads an existing subject for a rights operation (404/410 audited as refusals).
     async fn subject_for(&self, id: &str, draft: &AuditDraft) -> Result<(StoredSubject, DataKey)> {
-        match self.store.load_subject(id).await.map_err(store_error)? {
-            Some(stored) => {
-                let key = self.unwrap_key(&stored)?;
-                Ok((stored, key))
-            }
-            None => {
-                let missing = self.missing_subject(id).await?;
-                Err(self.deny(draft.clone(), missing).await)
-            }
-        }
+        let stored = self.load_or_deny(id, draft).await?;
+        let key = self.unwrap_key(&stored)?;
+        Ok((stored, key))
     }
 
     fn open_text(
