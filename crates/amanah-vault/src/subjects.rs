@@ -385,71 +385,50 @@ impl Vault {
             .admit(permit, stored, Circumstances::default(), &draft)
             .await?;
         let at = draft.at_micros;
-        match ground {
-            EnrollGround::Compatible(with) => {
-                draft.reason = Some(format!("enrolled: compatible with {with}"));
-                self.store
-                    .update_subject(
-                        SubjectUpdate {
-                            id: id.to_owned(),
-                            at_micros: at,
-                            enroll: Some(purpose.to_owned()),
-                            fields: Vec::new(),
-                        },
-                        draft,
-                    )
-                    .await
-                    .map_err(store_error)?;
-                Ok(Enrollment {
+        let ground = match (ground, consent) {
+            (EnrollGround::Compatible(with), _) => format!("compatible with {with}"),
+            // The consent given now is the ground; recording it enrols the subject.
+            (EnrollGround::Consent, Some(c)) => {
+                if let Err(e) = self.guardian_visible(permit, c).await {
+                    return Err(self.deny(draft, e).await);
+                }
+                let (_, receipt) = self
+                    .record_consent_admitted(permit.principal(), policy, &admitted, c, draft)
+                    .await?;
+                return Ok(Enrollment {
                     subject_id: id.to_owned(),
                     purpose: purpose.to_owned(),
-                    ground: format!("compatible with {with}"),
-                    consent_receipt: None,
-                })
+                    ground: format!("consent {}", receipt.consent_id),
+                    consent_receipt: Some(receipt),
+                });
             }
-            EnrollGround::Consent => match consent {
-                // The consent given now is the ground; recording it enrols the subject.
-                Some(c) => {
-                    if let Err(e) = self.guardian_visible(permit, c).await {
-                        return Err(self.deny(draft, e).await);
-                    }
-                    let (_, receipt) = self
-                        .record_consent_admitted(permit.principal(), policy, &admitted, c, draft)
-                        .await?;
-                    Ok(Enrollment {
-                        subject_id: id.to_owned(),
-                        purpose: purpose.to_owned(),
-                        ground: format!("consent {}", receipt.consent_id),
-                        consent_receipt: Some(receipt),
-                    })
+            // A consent on record already is the ground.
+            (EnrollGround::Consent, None) => {
+                match self.consent_basis(policy, grant, &admitted, at).await {
+                    Ok(r) => r.unwrap_or_default(),
+                    Err(e) => return Err(self.deny(draft, e).await),
                 }
-                None => {
-                    let reason = match self.consent_basis(policy, grant, &admitted, at).await {
-                        Ok(r) => r.unwrap_or_default(),
-                        Err(e) => return Err(self.deny(draft, e).await),
-                    };
-                    draft.reason = Some(format!("enrolled: {reason}"));
-                    self.store
-                        .update_subject(
-                            SubjectUpdate {
-                                id: id.to_owned(),
-                                at_micros: at,
-                                enroll: Some(purpose.to_owned()),
-                                fields: Vec::new(),
-                            },
-                            draft,
-                        )
-                        .await
-                        .map_err(store_error)?;
-                    Ok(Enrollment {
-                        subject_id: id.to_owned(),
-                        purpose: purpose.to_owned(),
-                        ground: reason,
-                        consent_receipt: None,
-                    })
-                }
-            },
-        }
+            }
+        };
+        draft.reason = Some(format!("enrolled: {ground}"));
+        self.store
+            .update_subject(
+                SubjectUpdate {
+                    id: id.to_owned(),
+                    at_micros: at,
+                    enroll: Some(purpose.to_owned()),
+                    fields: Vec::new(),
+                },
+                draft,
+            )
+            .await
+            .map_err(store_error)?;
+        Ok(Enrollment {
+            subject_id: id.to_owned(),
+            purpose: purpose.to_owned(),
+            ground,
+            consent_receipt: None,
+        })
     }
 
     /// Decides and decrypts one stored subject for a read permit; returns the view and the

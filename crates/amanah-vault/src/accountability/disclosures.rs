@@ -429,13 +429,17 @@ impl Vault {
             )
             .await
             .map_err(store_error)?;
-        let updated = self
-            .store
+        let updated = self.reload_disclosure(id).await?;
+        Ok(self.disclosure_view(policy, updated, None))
+    }
+
+    /// A disclosure as stored after a step of ours.
+    async fn reload_disclosure(&self, id: &str) -> Result<DisclosureRecord> {
+        self.store
             .load_disclosure(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))?;
-        Ok(self.disclosure_view(policy, updated, None))
+            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))
     }
 
     /// Four eyes by person: the requester, the approver and the authorizer are three different
@@ -675,12 +679,7 @@ impl Vault {
             .record_release(id, now, entries)
             .await
             .map_err(store_error)?;
-        let updated = self
-            .store
-            .load_disclosure(id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))?;
+        let updated = self.reload_disclosure(id).await?;
         Ok(Package {
             disclosure: self.disclosure_view(policy, updated, None),
             release,
