@@ -7,6 +7,7 @@ pub mod authz;
 pub mod breach;
 pub mod checkpoint;
 pub mod consent;
+pub mod csv_cell;
 pub mod disclosure;
 pub mod error;
 pub mod fields;

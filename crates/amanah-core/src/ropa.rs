@@ -177,13 +177,7 @@ pub fn markdown(ropa: &Value) -> String {
 
 /// The record as CSV, one row per purpose.
 pub fn csv(ropa: &Value) -> String {
-    fn field(v: &str) -> String {
-        if v.contains([',', '"', '\n']) {
-            format!("\"{}\"", v.replace('"', "\"\""))
-        } else {
-            v.to_owned()
-        }
-    }
+    use crate::csv_cell::field;
     let mut out = String::from(
         "controller,contact,purpose,legal_basis,categories,subjects,recipients,retention,retention_from,on_expiry,security_measures\n",
     );
@@ -469,6 +463,19 @@ pseudonymize = true
         let csv = csv(&r);
         assert_eq!(csv.lines().count(), 3);
         assert!(csv.starts_with("controller,contact,purpose,legal_basis"));
+    }
+
+    #[test]
+    fn csv_cells_cannot_be_formulas() {
+        let mut r = ropa();
+        r["controller"]["name"] = Value::from("=HYPERLINK(\"http://x.example\",\"a\")");
+        r["controller"]["contact"] = Value::from("-1+2");
+        let csv = csv(&r);
+        let row = csv.lines().nth(1).unwrap();
+        assert!(
+            row.starts_with("\"'=HYPERLINK(\"\"http://x.example\"\",\"\"a\"\")\",'-1+2,"),
+            "{row}"
+        );
     }
 
     #[test]

@@ -521,7 +521,7 @@ pub async fn disclosure_package(
 
 /// One row per subject: `subject`, then the carried categories.
 fn package_csv(p: &PackageOut) -> Result<String, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::csv_out::Writer::new();
     let mut header = vec!["subject".to_owned()];
     header.extend(p.categories.iter().cloned());
     w.write_record(&header)?;
@@ -536,8 +536,7 @@ fn package_csv(p: &PackageOut) -> Result<String, csv::Error> {
         }
         w.write_record(&row)?;
     }
-    let bytes = w.into_inner().map_err(|e| e.into_error())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    w.finish()
 }
 
 /// Record a breach (the admin or the DPO): 201 with `notify_by` = detected_at + 72 h.

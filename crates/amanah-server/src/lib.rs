@@ -5,6 +5,7 @@
 mod accountability;
 mod auth;
 mod consents;
+mod csv_out;
 mod handlers;
 mod metrics_layer;
 pub mod problem;

@@ -346,7 +346,7 @@ pub async fn export_subject(
 /// Flattens an export into `section,item,value` rows: object members one per row, array
 /// elements one per row (as compact JSON), scalars as they are.
 fn export_csv(export: &Value) -> Result<String, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = crate::csv_out::Writer::new();
     w.write_record(["section", "item", "value"])?;
     let scalar = |v: &Value| match v {
         Value::String(s) => s.clone(),
@@ -374,8 +374,7 @@ fn export_csv(export: &Value) -> Result<String, csv::Error> {
             }
         }
     }
-    let bytes = w.into_inner().map_err(|e| e.into_error())?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    w.finish()
 }
 
 /// Restrict processing (UU PDP Art. 41): reads are refused except admin under a restricted_use purpose.
