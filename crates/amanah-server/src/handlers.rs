@@ -24,7 +24,7 @@ pub(crate) type ApiResult<T> = Result<T, Problem>;
 #[openapi(
     info(title = "Amanah", description = "Personal-data vault: per-person envelope encryption, policy-checked and audited access."),
     paths(create_subject, search_subjects, read_subject, update_subject, enroll_subject, audit_entries, audit_verify,
-          list_keys, create_key, revoke_key, get_policy, put_policy, healthz, metrics,
+          list_keys, create_key, revoke_key, get_policy, put_policy, healthz,
           consents::record_consent, consents::consent_history, consents::stale_consents,
           consents::contactable, consents::add_relation, consents::relations,
           rights::create_request, rights::list_requests, rights::get_request, rights::update_request,
@@ -773,18 +773,6 @@ pub async fn put_policy(
 #[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "ok")))]
 pub async fn healthz() -> Json<Value> {
     Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Prometheus metrics (no auth).
-#[utoipa::path(get, path = "/metrics", security(()), responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(s): State<AppState>) -> Response {
-    // Counts are read now, so overdue requests and breaches show even between refreshes.
-    if s.metrics.is_some() {
-        s.vault.refresh_request_gauges().await;
-        s.vault.refresh_breach_gauges().await;
-    }
-    let body = s.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 pub async fn not_found() -> Problem {

@@ -7,7 +7,7 @@ mod auth;
 mod consents;
 mod csv_out;
 mod handlers;
-mod metrics_layer;
+pub mod metrics_layer;
 pub mod problem;
 mod rights;
 pub mod routes;
@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
 
 pub use handlers::ApiDoc;
+pub use metrics_layer::{metrics_router, spawn_upkeep};
 pub use rights::describe as describe_retention;
 
 /// Largest request body accepted (a subject's fields, a policy file).
@@ -29,7 +30,6 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub vault: Arc<Vault>,
-    pub metrics: Option<PrometheusHandle>,
 }
 
 /// Installs the global Prometheus recorder once per process and returns its handle.
@@ -44,7 +44,8 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// The whole API.
+/// The whole API. `/metrics` is not part of it: it has a listener of its own
+/// ([`metrics_router`]), and here answers 404 like any unknown route.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
@@ -139,7 +140,6 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(handlers::healthz))
         .route("/openapi.json", get(openapi_json))
-        .route("/metrics", get(handlers::metrics))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
@@ -151,7 +151,8 @@ pub fn router(state: AppState) -> Router {
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
                 |req: &axum::http::Request<axum::body::Body>| {
                     let route = metrics_layer::route_label(req);
-                    tracing::info_span!("request", method = %req.method(), route = %route)
+                    let method = metrics_layer::method_label(req.method());
+                    tracing::info_span!("request", method = %method, route = %route)
                 },
             ),
         )

@@ -20,12 +20,9 @@ const fn r(method: &'static str, path: &'static str, action: Action) -> Route {
     }
 }
 
-/// Routes anyone may call: liveness, the API description, metrics.
-pub const PUBLIC: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/openapi.json"),
-    ("GET", "/metrics"),
-];
+/// Routes anyone may call: liveness and the API description. (`GET /metrics` is not on the
+/// API's router: it is served by a listener of its own, `--metrics-listen`.)
+pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/openapi.json")];
 
 /// The protected routes. A PATCH with `?request=` is `SubjectRectify`; a consent body with
 /// `granted: false` is `ConsentWithdraw`.

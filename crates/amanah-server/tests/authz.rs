@@ -260,7 +260,6 @@ async fn world(kind: Kind, source: &str) -> (World, tempfile::TempDir) {
     }
     let app = router(AppState {
         vault: Arc::new(vault),
-        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -22,15 +22,10 @@ fn gauge(metrics: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The gauges after the server's periodic metrics task has run (a scrape reads no counts).
 async fn metrics(h: &support::Harness) -> String {
-    h.client
-        .get(format!("{}/metrics", h.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    h.metrics_upkeep().await;
+    h.scrape().await
 }
 
 /// One test: the gauges are process-wide, so no other test of this binary may move them.

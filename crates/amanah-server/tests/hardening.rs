@@ -1,11 +1,18 @@
-//! The server's protections over real HTTP: CSV cells that cannot run as formulas.
+//! The server's protections over real HTTP: CSV cells that cannot run as formulas, and metrics
+//! that are neither served by the API nor computed per scrape, with the recorder's upkeep
+//! running on its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{start, Harness, Kind};
+use support::{start, start_metered, Harness, Kind};
+
+/// A guard against a hung test, far beyond any expected wait; never the thing asserted.
+const HANG: Duration = Duration::from_secs(60);
 
 async fn get(h: &Harness, path: &str, key: Option<&str>) -> reqwest::Response {
     let mut req = h.client.get(format!("{}{path}", h.base));
@@ -123,4 +130,60 @@ async fn csv_cells_never_begin_with_a_formula() {
         package.contains(&format!("{other},Budi,'-1+2")),
         "{package}"
     );
+}
+
+/// The only test of this binary that reads gauges (they are process-wide).
+#[tokio::test]
+async fn metrics_are_read_from_memory_and_the_recorder_is_kept_without_scrapes() {
+    let h = start_metered(Kind::Sqlite, 0).await;
+    let id = h.adult(1).await;
+    let (s, v) = h
+        .post(
+            "/v1/requests",
+            &h.k.dpo,
+            json!({"subject_id": id, "type": "access"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let gauge = |text: &str, name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let m = h.scrape().await;
+    assert_eq!(gauge(&m, "amanah_requests_open"), Some(1.0), "{m}");
+    assert_eq!(gauge(&m, "amanah_requests_overdue"), Some(0.0), "{m}");
+
+    // The deadline passes. A scrape does not query the store: the gauge moves only when the
+    // periodic task has run.
+    h.clock.advance(time::Duration::days(5));
+    let m = h.scrape().await;
+    assert_eq!(gauge(&m, "amanah_requests_overdue"), Some(0.0), "{m}");
+    h.metrics_upkeep().await;
+    let m = h.scrape().await;
+    assert_eq!(gauge(&m, "amanah_requests_overdue"), Some(1.0), "{m}");
+
+    // The API's listener does not serve metrics.
+    let resp = get(&h, "/metrics", None).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+
+    // The periodic task runs by itself: its rounds are counted, with nothing scraping.
+    let (_, handle) = h.metrics.as_ref().unwrap();
+    let before = gauge(&h.scrape().await, "amanah_metrics_upkeep_runs_total").unwrap();
+    let task =
+        amanah_server::spawn_upkeep(h.vault.clone(), handle.clone(), Duration::from_millis(5));
+    tokio::time::timeout(HANG, async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let runs = gauge(&h.scrape().await, "amanah_metrics_upkeep_runs_total").unwrap();
+            if runs >= before + 2.0 {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the upkeep task never ran");
+    task.abort();
 }

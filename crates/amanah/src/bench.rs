@@ -724,7 +724,7 @@ async fn start_server(
         .arg(&data_dir)
         .arg("--key-file")
         .arg(&key_file)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .env("AMANAH_LOG", "warn")
         .env_remove("AMANAH_LISTEN")
         .env_remove("AMANAH_DATABASE_URL")

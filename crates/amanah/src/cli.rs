@@ -25,6 +25,22 @@ struct Cli {
     command: Command,
 }
 
+/// Where `/metrics` is served: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetricsListen {
+    Off,
+    On(SocketAddr),
+}
+
+fn parse_metrics_listen(s: &str) -> std::result::Result<MetricsListen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(MetricsListen::Off);
+    }
+    s.parse()
+        .map(MetricsListen::On)
+        .map_err(|_| format!("{s:?} is neither an address (e.g. 127.0.0.1:9464) nor `off`"))
+}
+
 #[derive(clap::Args, Clone)]
 pub(crate) struct DataArgs {
     /// Data directory: the SQLite database, and by default the key file. With --store it only
@@ -200,6 +216,24 @@ struct NetArgs {
     /// Seconds between retention sweeps while serving (0: never).
     #[arg(long, env = "AMANAH_RETENTION_INTERVAL", default_value_t = 3600)]
     retention_interval: u64,
+    /// Where Prometheus metrics are served (GET /metrics, no key, plain HTTP), apart from the
+    /// API; `off` to serve none. The API itself answers 404 on /metrics.
+    #[arg(long, env = "AMANAH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
+    metrics_listen: MetricsListen,
+}
+
+impl NetArgs {
+    /// The defaults of `serve`, listening on `listen`.
+    fn on(listen: SocketAddr) -> Self {
+        NetArgs {
+            listen,
+            tls_cert: None,
+            tls_key: None,
+            insecure_http: false,
+            retention_interval: 3600,
+            metrics_listen: MetricsListen::On(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -753,17 +787,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                     .map(|o| (o.record.role.as_str(), o.token.as_str())),
                 &vault,
             );
-            serve(
-                Arc::new(vault),
-                NetArgs {
-                    listen,
-                    tls_cert: None,
-                    tls_key: None,
-                    insecure_http: false,
-                    retention_interval: 3600,
-                },
-            )
-            .await?;
+            serve(Arc::new(vault), NetArgs::on(listen)).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -816,11 +840,31 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             net.listen
         );
     }
-    let state = amanah_server::AppState {
+    let app = amanah_server::router(amanah_server::AppState {
         vault: vault.clone(),
-        metrics: amanah_server::prometheus(),
-    };
-    let app = amanah_server::router(state);
+    });
+    // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
+    // scraped or not.
+    let mut metrics_line = None;
+    if let MetricsListen::On(addr) = net.metrics_listen {
+        let handle = amanah_server::prometheus()
+            .ok_or_else(|| anyhow!("cannot install the metrics recorder"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for metrics (--metrics-listen ADDR, or off)")
+        })?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(listen = %addr, "metrics are served without a key over plain HTTP on a non-loopback address: restrict access to it");
+        }
+        metrics_line = Some(format!("metrics on http://{addr}/metrics"));
+        amanah_server::spawn_upkeep(
+            vault.clone(),
+            handle.clone(),
+            std::time::Duration::from_secs(5),
+        );
+        let metrics = amanah_server::metrics_router(handle);
+        tokio::spawn(async move { axum::serve(listener, metrics).await });
+    }
     // Pick up policies applied by `amanah policy apply` while serving.
     let reloader = vault.clone();
     tokio::spawn(async move {
@@ -830,8 +874,6 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             if let Err(e) = reloader.reload_policy().await {
                 tracing::error!(error = %e, "policy reload failed");
             }
-            reloader.refresh_request_gauges().await;
-            reloader.refresh_breach_gauges().await;
         }
     });
     if net.retention_interval > 0 {
@@ -874,6 +916,9 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, "serving HTTPS");
             println!("listening on https://{addr}");
+            if let Some(line) = &metrics_line {
+                println!("{line}");
+            }
             axum_server::from_tcp_rustls(listener, config)
                 .serve(app.into_make_service())
                 .await
@@ -886,6 +931,9 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, "serving HTTP");
             println!("listening on http://{addr}");
+            if let Some(line) = &metrics_line {
+                println!("{line}");
+            }
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = tokio::signal::ctrl_c().await;

@@ -254,6 +254,8 @@ fn fixture(kind: Kind) -> Fixture {
 struct Server {
     child: Child,
     base: String,
+    /// The metrics listener's base URL.
+    metrics: String,
     output: Arc<Mutex<Vec<u8>>>,
     readers: Vec<std::thread::JoinHandle<()>>,
     client: reqwest::Client,
@@ -263,9 +265,19 @@ fn start(target: &Target) -> Server {
     // reqwest is built with rustls for the TLS tests; give it a provider even for plain HTTP.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut child = amanah()
-        .args(with_target(&["serve", "--listen", "127.0.0.1:0"], target))
+        .args(with_target(
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
+            target,
+        ))
         .env("AMANAH_LOG", "debug")
         .env_remove("AMANAH_LISTEN")
+        .env_remove("AMANAH_METRICS_LISTEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -280,7 +292,10 @@ fn start(target: &Target) -> Server {
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
             out.lock().unwrap().extend_from_slice(line.as_bytes());
             if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                let _ = tx.send(addr.to_owned());
+                let _ = tx.send(format!("http://{addr}"));
+            }
+            if let Some(addr) = line.trim().strip_prefix("metrics on ") {
+                let _ = tx.send(addr.trim_end_matches("/metrics").to_owned());
             }
             line.clear();
         }
@@ -297,19 +312,23 @@ fn start(target: &Target) -> Server {
             }
         }
     });
-    let addr = match rx.recv_timeout(Duration::from_secs(15)) {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = child.kill();
-            panic!(
-                "server did not start: {}",
-                String::from_utf8_lossy(&output.lock().unwrap())
-            );
+    let mut addrs = Vec::new();
+    while addrs.len() < 2 {
+        match rx.recv_timeout(Duration::from_secs(15)) {
+            Ok(a) => addrs.push(a),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {}",
+                    String::from_utf8_lossy(&output.lock().unwrap())
+                );
+            }
         }
-    };
+    }
     Server {
         child,
-        base: format!("http://{addr}"),
+        base: addrs[0].clone(),
+        metrics: addrs[1].clone(),
         output,
         readers: vec![r1, r2],
         client: reqwest::Client::new(),
@@ -1384,7 +1403,6 @@ async fn openapi_and_metrics(kind: Kind) {
         ("/v1/breaches/{id}/notices/sent", &["post"]),
         ("/v1/ropa", &["get"]),
         ("/healthz", &["get"]),
-        ("/metrics", &["get"]),
     ] {
         let p = paths
             .get(path)
@@ -1393,18 +1411,65 @@ async fn openapi_and_metrics(kind: Kind) {
             assert!(p.get(*m).is_some(), "openapi lacks {m} {path}");
         }
     }
-    let _ = srv.get("/healthz", &f.keys.admin).await;
+    // Metrics are not on the API's listener: it answers 404 there, like any unknown route,
+    // and the document does not list them.
+    assert!(paths.get("/metrics").is_none());
     let resp = srv
         .client
         .get(format!("{}/metrics", srv.base))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let text = resp.text().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    assert!(!resp.text().await.unwrap().contains("amanah_"));
+    let _ = srv.get("/healthz", &f.keys.admin).await;
+    // Made-up methods all count under one label.
+    for m in ["FOO", "BAR", "XYZZY"] {
+        let _ = srv
+            .client
+            .request(
+                Method::from_bytes(m.as_bytes()).unwrap(),
+                format!("{}/v1/subjects", srv.base),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    // They are on the metrics listener, gauges included (kept by the upkeep task, which runs
+    // once at start).
+    let text = loop {
+        let resp = srv
+            .client
+            .get(format!("{}/metrics", srv.metrics))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let text = resp.text().await.unwrap();
+        if text.contains("amanah_metrics_upkeep_runs_total") {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert!(text.contains("amanah_http_requests_total"), "{text}");
     assert!(text.contains("amanah_requests_overdue"), "{text}");
     assert!(text.contains("amanah_breaches_overdue"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    for m in ["FOO", "BAR", "XYZZY"] {
+        assert!(!text.contains(m), "{text}");
+    }
+    // Only GET /metrics there.
+    let resp = srv
+        .client
+        .get(format!("{}/v1/audit", srv.metrics))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
     srv.stop();
 }
 

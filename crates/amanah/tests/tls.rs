@@ -34,6 +34,8 @@ async fn serves_https_with_the_given_certificate() {
             data.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--metrics-listen",
+            "off",
         ])
         .arg("--tls-cert")
         .arg(&cert_path)

@@ -156,6 +156,9 @@ macro_rules! on_both_stores {
 
 pub struct Harness {
     pub base: String,
+    /// The metrics listener's base URL and the recorder, for a metered harness.
+    pub metrics: Option<(String, metrics_exporter_prometheus::PrometheusHandle)>,
+    pub vault: Arc<Vault>,
     pub client: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub dir: tempfile::TempDir,
@@ -168,7 +171,7 @@ pub async fn start(kind: Kind, grace: u32) -> Harness {
     start_with(kind, grace, None).await
 }
 
-/// A harness whose `/metrics` renders the process-wide Prometheus recorder.
+/// A harness with a metrics listener rendering the process-wide Prometheus recorder.
 pub async fn start_metered(kind: Kind, grace: u32) -> Harness {
     start_with(kind, grace, amanah_server::prometheus()).await
 }
@@ -229,15 +232,27 @@ async fn start_with(
         pic: key("pic").await,
         owner: key("owner").await,
     };
+    let vault = Arc::new(vault);
     let app = router(AppState {
-        vault: Arc::new(vault),
-        metrics,
+        vault: vault.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    let metrics = match metrics {
+        Some(handle) => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let app = amanah_server::metrics_router(handle.clone());
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            Some((url, handle))
+        }
+        None => None,
+    };
     Harness {
         base,
+        metrics,
+        vault,
         client: reqwest::Client::new(),
         clock,
         dir,
@@ -247,6 +262,26 @@ async fn start_with(
 }
 
 impl Harness {
+    /// One round of what the server's periodic metrics task does (gauges, recorder upkeep).
+    pub async fn metrics_upkeep(&self) {
+        if let Some((_, handle)) = &self.metrics {
+            amanah_server::metrics_layer::upkeep(&self.vault, handle).await;
+        }
+    }
+
+    /// The text the metrics listener serves now.
+    pub async fn scrape(&self) -> String {
+        let (url, _) = self.metrics.as_ref().expect("a metered harness");
+        let resp = self
+            .client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.text().await.unwrap()
+    }
+
     pub async fn call(
         &self,
         method: Method,

@@ -46,7 +46,6 @@ pub async fn start(kind: Kind, source: &str) -> Preset {
     );
     let app = router(AppState {
         vault: vault.clone(),
-        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
