@@ -59,11 +59,14 @@ struct BearerAuth;
 /// Errors are RFC 9457 problems: every 4xx/5xx response is documented as
 /// `application/problem+json` with the `Problem` schema, and every protected route documents the
 /// answers any of them can give (400 malformed request, 401 no valid key, 403 refused by the
-/// decision point).
+/// decision point). Every route documents 503 with `Retry-After`: the server's limits (too many
+/// requests in progress, a request not answered in time) apply to all of them.
 struct ProblemResponses;
 
 impl utoipa::Modify for ProblemResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
         let problem = || {
             ContentBuilder::new()
@@ -81,6 +84,23 @@ impl utoipa::Modify for ProblemResponses {
             ];
             for op in operations.into_iter().flatten() {
                 let responses = &mut op.responses.responses;
+                responses.entry("503".to_owned()).or_insert_with(|| {
+                    RefOr::T(
+                        ResponseBuilder::new()
+                            .description(
+                                "the server is at its limit of requests in progress \
+                                 (`overloaded`) or did not answer in time (`timeout`)",
+                            )
+                            .header(
+                                "Retry-After",
+                                HeaderBuilder::new()
+                                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
+                                    .description(Some("seconds to wait before retrying"))
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                });
                 if protected {
                     for (status, text) in [
                         ("400", "malformed request (query, path or JSON body)"),

@@ -7,10 +7,12 @@ mod auth;
 mod consents;
 mod csv_out;
 mod handlers;
+pub mod limits;
 pub mod metrics_layer;
 pub mod problem;
 mod rights;
 pub mod routes;
+pub mod security_headers;
 
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
 
 pub use handlers::ApiDoc;
+pub use limits::Limits;
 pub use metrics_layer::{metrics_router, spawn_upkeep};
 pub use rights::describe as describe_retention;
 
@@ -30,6 +33,14 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub vault: Arc<Vault>,
+}
+
+/// How the API is served.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Served over TLS: responses carry `Strict-Transport-Security`.
+    pub tls: bool,
 }
 
 /// Installs the global Prometheus recorder once per process and returns its handle.
@@ -44,10 +55,15 @@ pub fn prometheus() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// The whole API with the default limits, over plain HTTP.
+pub fn router(state: AppState) -> Router {
+    router_with(state, &Options::default())
+}
+
 /// The whole API. `/metrics` is not part of it: it has a listener of its own
 /// ([`metrics_router`]), and here answers 404 like any unknown route.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+pub fn router_with(state: AppState, options: &Options) -> Router {
+    let api = Router::new()
         .route(
             "/v1/subjects",
             post(handlers::create_subject).get(handlers::search_subjects),
@@ -142,7 +158,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT));
+    limits::apply(api, &options.limits)
         .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
         .layer(axum::middleware::from_fn(metrics_layer::track))
         .layer(
@@ -156,6 +173,10 @@ pub fn router(state: AppState) -> Router {
                 },
             ),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            options.tls,
+            security_headers::set,
+        ))
         .with_state(state)
 }
 

@@ -74,6 +74,10 @@ pub fn metrics_router(handle: PrometheusHandle) -> Router {
                 "this listener serves GET /metrics only",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            false,
+            crate::security_headers::set,
+        ))
         .with_state(handle)
 }
 

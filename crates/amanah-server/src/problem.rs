@@ -12,7 +12,7 @@ pub struct Problem {
     /// `bad-request`, `unauthenticated`, `forbidden`, `consent-required`, `not-found`, `gone`,
     /// `invalid`, `payload-too-large`, `unsupported-media-type`, `internal`, and for 409:
     /// `unique-value-taken`, `legal-hold-active`, `invalid-transition`, `release-limit-reached`,
-    /// `policy-changed`, `store-state`.
+    /// `policy-changed`, `store-state`; for 503 (with `Retry-After`): `overloaded`, `timeout`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,

@@ -1,18 +1,36 @@
-//! The server's protections over real HTTP: CSV cells that cannot run as formulas, and metrics
-//! that are neither served by the API nor computed per scrape, with the recorder's upkeep
-//! running on its own.
+//! The server's protections over real HTTP: security headers on every response, the
+//! concurrency bound (503 + Retry-After), the request and header-read deadlines, CSV cells that
+//! cannot run as formulas, and metrics that are neither served by the API nor computed per
+//! scrape, with the recorder's upkeep running on its own.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use std::time::Duration;
 
+use amanah_server::{Limits, Options};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{start, start_metered, Harness, Kind};
+use support::{start, start_metered, start_with_options, Harness, Kind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A guard against a hung test, far beyond any expected wait; never the thing asserted.
 const HANG: Duration = Duration::from_secs(60);
+
+fn assert_security_headers(resp: &reqwest::Response, tls: bool) {
+    let h = resp.headers();
+    let what = format!("{} {}", resp.status(), resp.url().path());
+    assert_eq!(h["cache-control"], "no-store", "{what}");
+    assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+    assert_eq!(h["x-frame-options"], "DENY", "{what}");
+    assert_eq!(
+        h.get("strict-transport-security")
+            .map(|v| v.to_str().unwrap()),
+        tls.then_some("max-age=31536000"),
+        "{what}"
+    );
+}
 
 async fn get(h: &Harness, path: &str, key: Option<&str>) -> reqwest::Response {
     let mut req = h.client.get(format!("{}{path}", h.base));
@@ -20,6 +38,208 @@ async fn get(h: &Harness, path: &str, key: Option<&str>) -> reqwest::Response {
         req = req.header("authorization", format!("Bearer {k}"));
     }
     req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    for tls in [false, true] {
+        let h = start_with_options(
+            Kind::Sqlite,
+            Options {
+                limits: Limits::default(),
+                tls,
+            },
+        )
+        .await;
+        let id = h.adult(1).await;
+        for (path, key, status) in [
+            (
+                format!("/v1/subjects/{id}?purpose=admission"),
+                Some(h.k.admin.as_str()),
+                200,
+            ),
+            ("/v1/audit/verify".to_owned(), None, 401),
+            (
+                "/v1/audit/verify".to_owned(),
+                Some(h.k.officer.as_str()),
+                403,
+            ),
+            ("/v1/nothing-here".to_owned(), None, 404),
+            ("/metrics".to_owned(), None, 404),
+            ("/healthz".to_owned(), None, 200),
+            ("/openapi.json".to_owned(), None, 200),
+        ] {
+            let resp = get(&h, &path, key).await;
+            assert_eq!(resp.status().as_u16(), status, "{path}");
+            assert_security_headers(&resp, tls);
+        }
+        let resp = h
+            .client
+            .delete(format!("{}/healthz", h.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_security_headers(&resp, tls);
+    }
+}
+
+/// Opens a connection and sends a create whose body never completes: the request stays in
+/// progress (waiting for its body) until `finish` is called or the server gives up on it.
+struct Stalled {
+    stream: tokio::net::TcpStream,
+}
+
+impl Stalled {
+    async fn open(h: &Harness) -> Stalled {
+        let addr = h.base.trim_start_matches("http://");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/subjects?purpose=admission HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+             content-type: application/json\r\ncontent-length: 1000\r\nconnection: close\r\n\r\n{{",
+            h.k.officer
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        Stalled { stream }
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn response(mut self) -> String {
+        let mut out = Vec::new();
+        tokio::time::timeout(HANG, self.stream.read_to_end(&mut out))
+            .await
+            .expect("the server never answered the stalled request")
+            .unwrap();
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn beyond_the_concurrency_limit_requests_are_shed_with_503() {
+    let h = start_with_options(
+        Kind::Sqlite,
+        Options {
+            limits: Limits {
+                max_concurrent_requests: 1,
+                ..Limits::default()
+            },
+            tls: false,
+        },
+    )
+    .await;
+    let stalled = Stalled::open(&h).await;
+    // Once the stalled request holds the only slot, every other request is shed at once.
+    let shed = tokio::time::timeout(HANG, async {
+        loop {
+            let resp = get(&h, "/healthz", None).await;
+            if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+                break resp;
+            }
+            assert_eq!(resp.status(), StatusCode::OK);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the stalled request never took the slot");
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(shed.headers()["content-type"], "application/problem+json");
+    assert_security_headers(&shed, false);
+    let body: serde_json::Value = shed.json().await.unwrap();
+    assert_eq!(body["type"], "urn:amanah:problem:overloaded");
+    assert_eq!(body["status"], 503);
+    // Authenticated API calls are shed the same way.
+    let (s, v) = h.get("/v1/audit/verify", &h.k.admin).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+
+    // When the stalled request ends (here: its connection closes), the slot is free again.
+    drop(stalled);
+    tokio::time::timeout(HANG, async {
+        while get(&h, "/healthz", None).await.status() != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the slot was never released");
+}
+
+/// Any route may answer 503 under the limits: the served document says so for every one.
+#[tokio::test]
+async fn every_route_documents_503_with_retry_after() {
+    let h = start(Kind::Sqlite, 0).await;
+    let doc: serde_json::Value = get(&h, "/openapi.json", None).await.json().await.unwrap();
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let r = &op["responses"]["503"];
+            assert!(
+                r["content"]["application/problem+json"].is_object(),
+                "{method} {path}: {r}"
+            );
+            assert!(
+                r["headers"]["Retry-After"].is_object(),
+                "{method} {path}: {r}"
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 40, "{seen} operations");
+}
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_503() {
+    let h = start_with_options(
+        Kind::Sqlite,
+        Options {
+            limits: Limits {
+                request_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            tls: false,
+        },
+    )
+    .await;
+    // The body never arrives, so only the deadline can end the request.
+    let response = Stalled::open(&h).await.response().await;
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(
+        response.contains("urn:amanah:problem:timeout"),
+        "{response}"
+    );
+    assert!(
+        response.to_lowercase().contains("retry-after: 1"),
+        "{response}"
+    );
+    // Ordinary requests are answered as before.
+    let (s, _) = h.get("/v1/audit/verify", &h.k.admin).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_connection_that_never_finishes_its_headers_is_closed() {
+    let h = start_with_options(
+        Kind::Sqlite,
+        Options {
+            limits: Limits {
+                header_read_timeout: Duration::from_millis(200),
+                ..Limits::default()
+            },
+            tls: false,
+        },
+    )
+    .await;
+    let addr = h.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\nx-slow: 1").as_bytes())
+        .await
+        .unwrap();
+    // Without a header deadline this read would wait for ever.
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(HANG, stream.read_to_end(&mut out))
+        .await
+        .expect("the server kept a connection with unfinished headers open");
+    let text = String::from_utf8_lossy(&out);
+    assert!(!text.contains("200 OK"), "{text}");
 }
 
 /// The test policy with a free-text category in the admission purpose, receivable by the
@@ -41,6 +261,7 @@ async fn csv(h: &Harness, path: &str, key: &str) -> String {
     let resp = get(h, path, Some(key)).await;
     assert_eq!(resp.status(), StatusCode::OK, "{path}");
     assert_eq!(resp.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_security_headers(&resp, false);
     resp.text().await.unwrap()
 }
 

@@ -688,6 +688,7 @@ async fn start_server(
     run: u32,
     seed: u64,
     purpose: &str,
+    connections: usize,
 ) -> Result<(OwnServer, Target, String, Vec<String>)> {
     let dir = tempfile::Builder::new()
         .prefix("amanah-bench-")
@@ -725,6 +726,9 @@ async fn start_server(
         .arg("--key-file")
         .arg(&key_file)
         .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        // Every connection may have a request in progress: none is shed.
+        .arg("--max-concurrent-requests")
+        .arg(connections.max(512).to_string())
         .env("AMANAH_LOG", "warn")
         .env_remove("AMANAH_LISTEN")
         .env_remove("AMANAH_DATABASE_URL")
@@ -780,7 +784,8 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
             (None, target, token, Vec::new(), url.clone())
         }
         None => {
-            let (server, target, token, ids) = start_server(run, seed, &args.purpose).await?;
+            let (server, target, token, ids) =
+                start_server(run, seed, &args.purpose, args.connections).await?;
             let label = format!("own server {}", target.addr);
             (Some(server), target, token, ids, label)
         }

@@ -220,6 +220,16 @@ struct NetArgs {
     /// API; `off` to serve none. The API itself answers 404 on /metrics.
     #[arg(long, env = "AMANAH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
     metrics_listen: MetricsListen,
+    /// A request not answered within this time gets 503 (e.g. 30s, 500ms, 2m).
+    #[arg(long, env = "AMANAH_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::bench::parse_duration)]
+    request_timeout: std::time::Duration,
+    /// A connection that has not sent a request's headers within this time is closed.
+    #[arg(long, env = "AMANAH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::bench::parse_duration)]
+    header_read_timeout: std::time::Duration,
+    /// Requests handled at once; beyond it, 503 with Retry-After at once.
+    #[arg(long, env = "AMANAH_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_concurrent_requests: u32,
 }
 
 impl NetArgs {
@@ -232,6 +242,17 @@ impl NetArgs {
             insecure_http: false,
             retention_interval: 3600,
             metrics_listen: MetricsListen::On(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            request_timeout: std::time::Duration::from_secs(30),
+            header_read_timeout: std::time::Duration::from_secs(10),
+            max_concurrent_requests: 512,
+        }
+    }
+
+    fn limits(&self) -> amanah_server::Limits {
+        amanah_server::Limits {
+            request_timeout: self.request_timeout,
+            max_concurrent_requests: self.max_concurrent_requests as usize,
+            header_read_timeout: self.header_read_timeout,
         }
     }
 }
@@ -840,9 +861,14 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             net.listen
         );
     }
-    let app = amanah_server::router(amanah_server::AppState {
-        vault: vault.clone(),
-    });
+    let tls = net.tls_cert.is_some();
+    let limits = net.limits();
+    let app = amanah_server::router_with(
+        amanah_server::AppState {
+            vault: vault.clone(),
+        },
+        &amanah_server::Options { limits, tls },
+    );
     // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
     // scraped or not.
     let mut metrics_line = None;
@@ -863,7 +889,13 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             std::time::Duration::from_secs(5),
         );
         let metrics = amanah_server::metrics_router(handle);
-        tokio::spawn(async move { axum::serve(listener, metrics).await });
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(amanah_server::limits::serve(
+            listener,
+            metrics,
+            header_read_timeout,
+            std::future::pending(),
+        ));
     }
     // Pick up policies applied by `amanah policy apply` while serving.
     let reloader = vault.clone();
@@ -919,7 +951,13 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             if let Some(line) = &metrics_line {
                 println!("{line}");
             }
-            axum_server::from_tcp_rustls(listener, config)
+            let mut server = axum_server::from_tcp_rustls(listener, config);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            server
                 .serve(app.into_make_service())
                 .await
                 .map_err(|e| anyhow!("server error: {e}"))?;
@@ -934,11 +972,10 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             if let Some(line) = &metrics_line {
                 println!("{line}");
             }
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            amanah_server::limits::serve(listener, app, limits.header_read_timeout, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
         }
     }
     Ok(())

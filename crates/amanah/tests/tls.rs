@@ -75,6 +75,13 @@ async fn serves_https_with_the_given_certificate() {
 
     let health = health.unwrap();
     assert_eq!(health.status(), 200);
+    // Under TLS, browsers are told to stay on HTTPS; the other security headers are there too.
+    assert_eq!(
+        health.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+    assert_eq!(health.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(health.headers()["cache-control"], "no-store");
     assert!(
         plain.map(|r| !r.status().is_success()).unwrap_or(true),
         "plain HTTP must not be served"

@@ -7,7 +7,7 @@ pub mod preset;
 use std::sync::Arc;
 
 use amanah_crypto::KeyRing;
-use amanah_server::{router, AppState};
+use amanah_server::AppState;
 use amanah_store::{PgStore, SqliteStore, Store};
 use amanah_vault::{ManualClock, Vault};
 use reqwest::{Method, StatusCode};
@@ -176,10 +176,24 @@ pub async fn start_metered(kind: Kind, grace: u32) -> Harness {
     start_with(kind, grace, amanah_server::prometheus()).await
 }
 
+/// A harness serving the API with the given options (limits, TLS headers).
+pub async fn start_with_options(kind: Kind, options: amanah_server::Options) -> Harness {
+    start_full(kind, 0, None, options).await
+}
+
 async fn start_with(
     kind: Kind,
     grace: u32,
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> Harness {
+    start_full(kind, grace, metrics, amanah_server::Options::default()).await
+}
+
+async fn start_full(
+    kind: Kind,
+    grace: u32,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    options: amanah_server::Options,
 ) -> Harness {
     // When the workspace is tested together, reqwest is built with rustls and no default
     // provider (the binary's TLS tests want it so): install one, even for plain HTTP.
@@ -233,12 +247,20 @@ async fn start_with(
         owner: key("owner").await,
     };
     let vault = Arc::new(vault);
-    let app = router(AppState {
-        vault: vault.clone(),
-    });
+    let app = amanah_server::router_with(
+        AppState {
+            vault: vault.clone(),
+        },
+        &options,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(amanah_server::limits::serve(
+        listener,
+        app,
+        options.limits.header_read_timeout,
+        std::future::pending(),
+    ));
     let metrics = match metrics {
         Some(handle) => {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

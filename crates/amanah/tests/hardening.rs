@@ -1,0 +1,215 @@
+//! The binary's hardening as an operator meets it: `serve`'s limits and metrics flags.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A guard against a hung test, far beyond any expected wait; never the thing asserted.
+const HANG: Duration = Duration::from_secs(60);
+
+fn amanah() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_amanah"));
+    for var in [
+        "AMANAH_DATA",
+        "AMANAH_KEY_FILE",
+        "AMANAH_DATABASE_URL",
+        "AMANAH_LISTEN",
+        "AMANAH_METRICS_LISTEN",
+        "AMANAH_MAX_CONCURRENT_REQUESTS",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A vault initialized with the CRM preset under `DIR/v`.
+fn vault() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("v");
+    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    ok(amanah()
+        .args([
+            "init",
+            "--data",
+            data.to_str().unwrap(),
+            "--policy",
+            &policy,
+        ])
+        .stderr(Stdio::null()));
+    (dir, data)
+}
+
+/// `amanah serve` on `data` with stderr into `log`; returns once it listens, with the
+/// addresses it printed.
+struct Served {
+    child: Child,
+    lines: Vec<String>,
+}
+
+fn serve(data: &Path, extra: &[&str], stderr: Stdio) -> Served {
+    let mut child = amanah()
+        .args([
+            "serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("AMANAH_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap() > 0 {
+        lines.push(line.trim().to_owned());
+        line.clear();
+        if lines.last().unwrap().starts_with("listening on") {
+            break;
+        }
+    }
+    // A metrics line, if any, follows at once.
+    if !extra.contains(&"off") {
+        reader.read_line(&mut line).unwrap();
+        lines.push(line.trim().to_owned());
+    }
+    std::thread::spawn(move || for _ in reader.lines() {});
+    Served { child, lines }
+}
+
+impl Served {
+    fn addr(&self) -> String {
+        self.lines
+            .iter()
+            .find_map(|l| l.strip_prefix("listening on http://"))
+            .unwrap()
+            .to_owned()
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the raw response.
+fn http(addr: &str, request: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn get(addr: &str, path: &str) -> String {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"),
+    )
+}
+
+#[test]
+fn serve_sheds_load_beyond_its_limit_and_serves_metrics_apart() {
+    let (_dir, data) = vault();
+    // A real key: an unauthenticated request is refused before its body is read, so it would
+    // not hold the slot.
+    let key = ok(amanah().args([
+        "apikey",
+        "create",
+        "--data",
+        data.to_str().unwrap(),
+        "--role",
+        "admin",
+        "--holder",
+        "Admin <admin@example.id>",
+    ]));
+    let key = key.lines().last().unwrap().trim().to_owned();
+    let srv = serve(
+        &data,
+        &[
+            "--max-concurrent-requests",
+            "1",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+        Stdio::null(),
+    );
+    let addr = srv.addr();
+    let metrics = srv
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics on http://"))
+        .unwrap()
+        .trim_end_matches("/metrics")
+        .to_owned();
+    // A request whose body never comes holds the only slot.
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(
+            format!(
+                "PUT /v1/policy HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let deadline = std::time::Instant::now() + HANG;
+    let shed = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled request never took the slot"
+        );
+        let r = get(&addr, "/healthz");
+        if r.starts_with("HTTP/1.1 503") {
+            break r;
+        }
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let lower = shed.to_lowercase();
+    assert!(lower.contains("retry-after: 1"), "{shed}");
+    assert!(
+        lower.contains("content-type: application/problem+json"),
+        "{shed}"
+    );
+    assert!(shed.contains("urn:amanah:problem:overloaded"), "{shed}");
+    // Metrics are not behind the limit's slot holder, and not on the API.
+    let m = get(&metrics, "/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("amanah_http_shed_total"), "{m}");
+    drop(stalled);
+    let deadline = std::time::Instant::now() + HANG;
+    let api_metrics = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never released"
+        );
+        let r = get(&addr, "/metrics");
+        if !r.starts_with("HTTP/1.1 503") {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(api_metrics.starts_with("HTTP/1.1 404"), "{api_metrics}");
+    srv.stop();
+}
