@@ -1,4 +1,5 @@
-//! The binary's hardening as an operator meets it: `serve`'s limits and metrics flags.
+//! The binary's hardening as an operator meets it: log files without colour codes (and JSON
+//! logs on request), and `serve`'s limits and metrics flags.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,7 +18,9 @@ fn amanah() -> Command {
         "AMANAH_DATABASE_URL",
         "AMANAH_LISTEN",
         "AMANAH_METRICS_LISTEN",
+        "AMANAH_LOG_FORMAT",
         "AMANAH_MAX_CONCURRENT_REQUESTS",
+        "NO_COLOR",
     ] {
         c.env_remove(var);
     }
@@ -127,6 +130,36 @@ fn get(addr: &str, path: &str) -> String {
         addr,
         &format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"),
     )
+}
+
+#[test]
+fn logs_to_a_file_carry_no_colour_codes_and_json_on_request() {
+    let (dir, data) = vault();
+    for format in ["plain", "json"] {
+        let log = dir.path().join(format!("{format}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut args = vec!["--metrics-listen", "off"];
+        if format == "json" {
+            args.extend(["--log-format", "json"]);
+        }
+        let srv = serve(&data, &args, Stdio::from(file));
+        let addr = srv.addr();
+        assert!(get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
+        srv.stop();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(text.contains("serving HTTP"), "{text}");
+        assert!(
+            !text.contains('\x1b'),
+            "escape codes in {format} logs: {text:?}"
+        );
+        if format == "json" {
+            for line in text.lines() {
+                let v: serde_json::Value =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                assert!(v["level"].is_string(), "{line}");
+            }
+        }
+    }
 }
 
 #[test]
