@@ -7,7 +7,7 @@ POLICY=policies/university.toml
 D=$(mktemp -d)
 if [ "$1" = sqlite ]; then S=(--data "$D"); else S=(--data "$D" --store "$PGURL"); fi
 $BIN init "${S[@]}" --policy $POLICY >/dev/null 2>&1
-KEY=$($BIN apikey create "${S[@]}" --role admin | tail -1)
+KEY=$($BIN apikey create "${S[@]}" --role admin --holder "Load tool <bench@amanah.invalid>" | tail -1)
 AMANAH_LOG=warn $BIN serve "${S[@]}" --listen 127.0.0.1:18090 >/dev/null 2>&1 &
 PID=$!
 sleep 1

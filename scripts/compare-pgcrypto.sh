@@ -144,7 +144,7 @@ if [ "${SKIP_AMANAH_PG:-0}" != 1 ]; then
   "$PSQL" -q -c "CREATE DATABASE amanah" >/dev/null
   export AMANAH_DATABASE_URL="postgres://bench@127.0.0.1:$PORT/amanah" AMANAH_KEY_FILE="$WORK/amanah.key"
   "$AMANAH" init --policy "$ROOT/policies/university.toml" >/dev/null
-  PGKEY=$("$AMANAH" apikey create --role admin --name bench | tail -1)
+  PGKEY=$("$AMANAH" apikey create --role admin --name bench --holder "Load tool <bench@amanah.invalid>" | tail -1)
   AMANAH_LOG=warn "$AMANAH" serve --listen 127.0.0.1:0 >"$WORK/serve.out" 2>"$WORK/serve.err" &
   SERVE_PID=$!
   for _ in $(seq 100); do grep -q 'listening on' "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
