@@ -644,13 +644,7 @@ pub async fn breach_notices(
         .authorize::<act::BreachNotices>(&who, Target::none())
         .await?;
     only(&q, &["after", "limit"])?;
-    let limit = match q.get("limit") {
-        None => None,
-        Some(v) => Some(
-            v.parse::<usize>()
-                .map_err(|_| Error::BadRequest("`limit` must be a positive integer".into()))?,
-        ),
-    };
+    let limit = Some(limit(&q)?);
     let page = s
         .vault
         .breach_notices(&permit, &id, q.get("after").map(String::as_str), limit)

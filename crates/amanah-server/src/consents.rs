@@ -17,7 +17,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, only, query, rfc3339, ApiResult};
+use crate::handlers::{json_body, limit, only, query, rfc3339, ApiResult};
 use crate::problem::Problem;
 use crate::AppState;
 
@@ -345,21 +345,10 @@ pub struct RelationsOut {
     pub relations: Vec<RelationOut>,
 }
 
-/// Query parameters of a listing: only `allowed` names, `limit` a positive integer (the vault
-/// checks its range).
+/// Query parameters of a listing: only `allowed` names, and the one `limit` rule.
 fn listing_limit(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<Option<usize>> {
     only(q, allowed)?;
-    let limit = q
-        .get("limit")
-        .map(|v| {
-            v.parse::<usize>().map_err(|_| {
-                Problem::from(Error::BadRequest(
-                    "`limit` must be a positive integer".into(),
-                ))
-            })
-        })
-        .transpose()?;
-    Ok(limit)
+    Ok(Some(limit(q)?))
 }
 
 fn required<'q>(q: &'q BTreeMap<String, String>, name: &str) -> ApiResult<&'q str> {

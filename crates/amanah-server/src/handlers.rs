@@ -337,15 +337,38 @@ pub(crate) fn only(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<
 }
 
 /// The `limit` of a listing page: 1 to 1000, default 100.
-pub(crate) fn limit(q: &BTreeMap<String, String>) -> ApiResult<usize> {
+/// Most items one page of a listing holds, and how many when `limit` is not given.
+pub(crate) const MAX_LIMIT: usize = 1_000;
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+/// Audit entries are small and read in bulk by auditors: pages may be longer.
+const MAX_AUDIT_LIMIT: usize = 10_000;
+const DEFAULT_AUDIT_LIMIT: usize = 1_000;
+
+/// The one `limit` rule of every paged route: absent (the route's default) or an integer from 1
+/// to the route's maximum; anything else is a 422 naming `limit`.
+pub(crate) fn limit_within(
+    q: &BTreeMap<String, String>,
+    default: usize,
+    max: usize,
+) -> ApiResult<usize> {
     match q.get("limit") {
-        None => Ok(100),
+        None => Ok(default),
         Some(v) => v
             .parse::<usize>()
             .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| Problem::from(Error::BadRequest("`limit` must be 1 to 1000".into()))),
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                Problem::from(Error::invalid(
+                    "limit",
+                    format!("`limit` must be an integer from 1 to {max}"),
+                ))
+            }),
     }
+}
+
+/// [`limit_within`] for listings: 1 to 1000, 100 by default.
+pub(crate) fn limit(q: &BTreeMap<String, String>) -> ApiResult<usize> {
+    limit_within(q, DEFAULT_LIMIT, MAX_LIMIT)
 }
 
 /// The `format` parameter, one of `allowed` (the first is the default).
@@ -640,7 +663,7 @@ fn subject_fields(body: &Bytes) -> ApiResult<serde_json::Map<String, Value>> {
 }
 
 /// Audit entries, oldest first (admin). `subject` filters; `after` and `limit` page.
-#[utoipa::path(get, path = "/v1/audit", params(("subject" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query)),
+#[utoipa::path(get, path = "/v1/audit", params(("subject" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "1 to 10000, default 1000")),
     responses((status = 200, body = AuditOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn audit_entries(
     Authenticated(who): Authenticated,
@@ -652,15 +675,13 @@ pub async fn audit_entries(
         .vault
         .authorize::<act::AuditRead>(&who, Target::none())
         .await?;
-    let number = |name: &str, default: u64| -> ApiResult<u64> {
-        q.get(name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| {
-                Error::BadRequest(format!("`{name}` must be a non-negative integer")).into()
-            })
+    only(&q, &["subject", "after", "limit"])?;
+    let after = q.get("after").map_or(Ok(0), |v| {
+        v.parse::<u64>().map_err(|_| {
+            Problem::from(Error::invalid("after", "`after` must be a sequence number"))
         })
-    };
-    let after = number("after", 0)?;
-    let limit = number("limit", 1000)?.clamp(1, 10_000) as usize;
+    })?;
+    let limit = limit_within(&q, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT)?;
     let entries = s
         .vault
         .audit_entries(&permit, q.get("subject").map(String::as_str), after, limit)
