@@ -7,6 +7,8 @@ mod accountability;
 mod lists;
 mod postgres;
 mod rights;
+mod rows;
+mod sql;
 mod sqlite;
 mod types;
 

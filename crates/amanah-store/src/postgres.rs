@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord, Outcome};
+use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
 use amanah_crypto::audit::{AuditKey, GENESIS};
 use amanah_crypto::WrappedKey;
 use async_trait::async_trait;
@@ -29,6 +29,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
+use crate::rows::{self, to_hash};
+use crate::sql::{self, Sql};
 use crate::{
     ApiKeyRecord, BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DeidentifiedRecord,
     DisclosureRecord, DisclosureStep, FieldWrite, HoldRecord, NewSubject, PolicyRecord,
@@ -190,7 +192,7 @@ UPDATE breaches SET categories = to_json(array_remove(string_to_array(categories
 pub const PG_SCHEMA_VERSION: i64 = 6;
 
 /// A database error as the store reports it: SQLSTATE and message, never the detail.
-fn backend(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
         Some(db) => StoreError::Backend(format!("postgres {}: {}", db.code().code(), db.message())),
         None if e.is_closed() => StoreError::Backend("the postgres connection is closed".into()),
@@ -209,14 +211,6 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 
 fn channel_closed<T>(_: T) -> StoreError {
     StoreError::Backend("the storage task has stopped".into())
-}
-
-fn to_hash(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if bytes.len() == 32 {
-        out.copy_from_slice(bytes);
-    }
-    out
 }
 
 fn limit_i64(limit: usize) -> i64 {
@@ -489,6 +483,26 @@ impl PgStore {
         };
         conn.client.query(&stmt, params).await.map_err(backend)
     }
+
+    /// Every row of a shared query, each read by `map`.
+    async fn all<T>(
+        &self,
+        q: Sql,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.query(q.pg, params).await?.iter().map(map).collect()
+    }
+
+    /// The first row of a shared query, read by `map`.
+    async fn first<T>(
+        &self,
+        q: Sql,
+        params: &[&(dyn ToSql + Sync)],
+        map: impl Fn(&Row) -> StoreResult<T>,
+    ) -> StoreResult<Option<T>> {
+        self.query(q.pg, params).await?.first().map(map).transpose()
+    }
 }
 
 async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreResult<()> {
@@ -563,7 +577,7 @@ async fn recover_legacy_fields(tx: &Transaction<'_>, audit_key: &AuditKey) -> St
     let mut recovered = Vec::new();
     while let Some(row) = rows.next().await {
         let row = row.map_err(backend)?;
-        let record = audit_row(&row)?;
+        let record = rows::audit(&row)?;
         let previous = match row.try_get::<_, Option<i64>>(13).map_err(backend)? {
             None if record.seq == 1 => GENESIS,
             Some(p) if p as u64 + 1 == record.seq => {
@@ -1267,96 +1281,6 @@ async fn write_consent(
     Ok(())
 }
 
-macro_rules! consent_columns {
-    () => {
-        "c.id, c.subject_id, c.purpose, c.purpose_version, c.policy_version, c.granted,
-         c.given_by, c.capture_channel, c.contact_channels, c.guardian_subject_id,
-         c.guardian_details, c.evidence, c.evidence_sha256, c.recorded_by, c.at"
-    };
-}
-
-macro_rules! audit_columns {
-    () => {
-        "seq, at, actor, role, action, purpose, basis, outcome, reason, subject_id, fields,
-         policy_version, hash"
-    };
-}
-
-fn consent_row(r: &Row) -> StoreResult<ConsentRecord> {
-    let channels: String = r.try_get(8).map_err(backend)?;
-    Ok(ConsentRecord {
-        id: r.try_get(0).map_err(backend)?,
-        subject_id: r.try_get(1).map_err(backend)?,
-        purpose: r.try_get(2).map_err(backend)?,
-        purpose_version: r.try_get(3).map_err(backend)?,
-        policy_version: r.try_get(4).map_err(backend)?,
-        granted: r.try_get(5).map_err(backend)?,
-        given_by: r.try_get(6).map_err(backend)?,
-        capture_channel: r.try_get(7).map_err(backend)?,
-        // Channel names are policy identifiers (no commas): kept comma-joined, which the
-        // contactable query matches on.
-        contact_channels: if channels.is_empty() {
-            Vec::new()
-        } else {
-            channels.split(',').map(str::to_owned).collect()
-        },
-        guardian_subject_id: r.try_get(9).map_err(backend)?,
-        guardian_details: r.try_get(10).map_err(backend)?,
-        evidence: r.try_get(11).map_err(backend)?,
-        evidence_sha256: r.try_get(12).map_err(backend)?,
-        recorded_by: r.try_get(13).map_err(backend)?,
-        at_micros: r.try_get(14).map_err(backend)?,
-    })
-}
-
-fn relation_row(r: &Row) -> StoreResult<RelationRecord> {
-    Ok(RelationRecord {
-        id: r.try_get(0).map_err(backend)?,
-        subject_id: r.try_get(1).map_err(backend)?,
-        kind: r.try_get(2).map_err(backend)?,
-        related_subject_id: r.try_get(3).map_err(backend)?,
-        evidence: r.try_get(4).map_err(backend)?,
-        evidence_sha256: r.try_get(5).map_err(backend)?,
-        recorded_by: r.try_get(6).map_err(backend)?,
-        at_micros: r.try_get(7).map_err(backend)?,
-    })
-}
-
-fn audit_row(r: &Row) -> StoreResult<AuditRecord> {
-    let fields: String = r.try_get(10).map_err(backend)?;
-    let outcome: String = r.try_get(7).map_err(backend)?;
-    Ok(AuditRecord {
-        seq: r.try_get::<_, i64>(0).map_err(backend)? as u64,
-        entry: AuditDraft {
-            at_micros: r.try_get(1).map_err(backend)?,
-            actor: r.try_get(2).map_err(backend)?,
-            role: r.try_get(3).map_err(backend)?,
-            action: r.try_get(4).map_err(backend)?,
-            purpose: r.try_get(5).map_err(backend)?,
-            basis: r.try_get(6).map_err(backend)?,
-            // An unknown outcome string can only come from tampering; the chain check reports it.
-            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
-            reason: r.try_get(8).map_err(backend)?,
-            subject: r.try_get(9).map_err(backend)?,
-            fields: crate::lists::decode(&fields),
-            policy_version: r.try_get(11).map_err(backend)?,
-        },
-        hash: to_hash(r.try_get::<_, &[u8]>(12).map_err(backend)?),
-    })
-}
-
-fn api_key_row(r: &Row) -> StoreResult<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: r.try_get(0).map_err(backend)?,
-        name: r.try_get(1).map_err(backend)?,
-        role: r.try_get(2).map_err(backend)?,
-        token_hash: r.try_get(3).map_err(backend)?,
-        created_at_micros: r.try_get(4).map_err(backend)?,
-        revoked_at_micros: r.try_get(5).map_err(backend)?,
-        holder: r.try_get(6).map_err(backend)?,
-    })
-}
-
 /// Subjects with their fields, from rows of `subjects LEFT JOIN subject_fields` ordered by id.
 fn subjects_from_rows(rows: &[Row]) -> StoreResult<Vec<StoredSubject>> {
     let mut out: Vec<StoredSubject> = Vec::new();
@@ -1463,18 +1387,7 @@ impl Store for PgStore {
     }
 
     async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
-        self.query(
-            concat!(
-                "SELECT ",
-                consent_columns!(),
-                " FROM consents c WHERE c.subject_id = $1 ORDER BY c.seq"
-            ),
-            &[&subject],
-        )
-        .await?
-        .iter()
-        .map(consent_row)
-        .collect()
+        self.all(sql::CONSENTS_OF, &[&subject], rows::consent).await
     }
 
     async fn select_consents(
@@ -1486,41 +1399,27 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<ConsentRecord>> {
         let after = after.unwrap_or("");
         let limit = limit_i64(limit);
-        let rows = match &selection {
+        match &selection {
             ConsentSelection::StaleFor { current_version } => {
-                self.query(
-                    concat!(
-                        "SELECT ",
-                        consent_columns!(),
-                        " FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
-                          WHERE cc.purpose = $1 AND cc.subject_id > $2 AND c.granted
-                            AND c.purpose_version <> $3
-                          ORDER BY cc.subject_id LIMIT $4"
-                    ),
+                self.all(
+                    sql::STALE_CONSENTS,
                     &[&purpose, &after, current_version, &limit],
+                    rows::consent,
                 )
-                .await?
+                .await
             }
             ConsentSelection::ContactableOn {
                 current_version,
                 channel,
             } => {
-                self.query(
-                    concat!(
-                        "SELECT ",
-                        consent_columns!(),
-                        " FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
-                          WHERE cc.purpose = $1 AND cc.subject_id > $2 AND c.granted
-                            AND c.purpose_version = $3
-                            AND strpos(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
-                          ORDER BY cc.subject_id LIMIT $5"
-                    ),
+                self.all(
+                    sql::CONTACTABLE_CONSENTS,
                     &[&purpose, &after, current_version, channel, &limit],
+                    rows::consent,
                 )
-                .await?
+                .await
             }
-        };
-        rows.iter().map(consent_row).collect()
+        }
     }
 
     async fn insert_relation(
@@ -1532,16 +1431,8 @@ impl Store for PgStore {
     }
 
     async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
-        self.query(
-            "SELECT id, subject_id, kind, related_subject_id, evidence, evidence_sha256,
-                    recorded_by, at
-             FROM relations WHERE subject_id = $1 OR related_subject_id = $1 ORDER BY at, id",
-            &[&subject],
-        )
-        .await?
-        .iter()
-        .map(relation_row)
-        .collect()
+        self.all(sql::RELATIONS_OF, &[&subject], rows::relation)
+            .await
     }
 
     async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
@@ -1556,46 +1447,24 @@ impl Store for PgStore {
     ) -> StoreResult<Vec<AuditRecord>> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         let limit = limit_i64(limit);
-        let rows = match subject {
+        match subject {
             Some(s) => {
-                self.query(
-                    concat!(
-                        "SELECT ",
-                        audit_columns!(),
-                        " FROM audit_log WHERE subject_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-                    ),
+                self.all(
+                    sql::AUDIT_OF_SUBJECT_AFTER,
                     &[&s, &after, &limit],
+                    rows::audit,
                 )
-                .await?
+                .await
             }
             None => {
-                self.query(
-                    concat!(
-                        "SELECT ",
-                        audit_columns!(),
-                        " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-                    ),
-                    &[&after, &limit],
-                )
-                .await?
+                self.all(sql::AUDIT_AFTER, &[&after, &limit], rows::audit)
+                    .await
             }
-        };
-        rows.iter().map(audit_row).collect()
+        }
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
-        let rows = self
-            .query("SELECT seq, hash, mac FROM audit_head WHERE id = 1", &[])
-            .await?;
-        let Some(r) = rows.first() else {
-            return Ok(None);
-        };
-        let seq = r.try_get::<_, i64>(0).map_err(backend)?;
-        Ok(Some((
-            seq as u64,
-            to_hash(r.try_get::<_, &[u8]>(1).map_err(backend)?),
-            to_hash(r.try_get::<_, &[u8]>(2).map_err(backend)?),
-        )))
+        self.first(sql::AUDIT_HEAD, &[], rows::head).await
     }
 
     async fn insert_api_key(
@@ -1607,27 +1476,12 @@ impl Store for PgStore {
     }
 
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        self.query(
-            "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys
-             WHERE token_hash = $1",
-            &[&token_hash],
-        )
-        .await?
-        .first()
-        .map(api_key_row)
-        .transpose()
+        self.first(sql::API_KEY_BY_HASH, &[&token_hash], rows::api_key)
+            .await
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.query(
-            "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys
-             ORDER BY created_at, id",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(api_key_row)
-        .collect()
+        self.all(sql::API_KEYS, &[], rows::api_key).await
     }
 
     async fn revoke_api_key(
@@ -1654,23 +1508,7 @@ impl Store for PgStore {
     }
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        self.query(
-            "SELECT seq, version, source, sha256, applied_at FROM policy_versions
-             ORDER BY seq DESC LIMIT 1",
-            &[],
-        )
-        .await?
-        .first()
-        .map(|r| {
-            Ok(PolicyRecord {
-                seq: r.try_get(0).map_err(backend)?,
-                version: r.try_get(1).map_err(backend)?,
-                source: r.try_get(2).map_err(backend)?,
-                sha256: r.try_get(3).map_err(backend)?,
-                applied_at_micros: r.try_get(4).map_err(backend)?,
-            })
-        })
-        .transpose()
+        self.first(sql::CURRENT_POLICY, &[], rows::policy).await
     }
 }
 

@@ -22,15 +22,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord, Outcome};
+use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
 use amanah_crypto::audit::{AuditKey, GENESIS};
 use amanah_crypto::WrappedKey;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
+use crate::sql::{self, Sql};
 use crate::{
-    ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, FieldWrite, NewSubject,
+    rows, ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, FieldWrite, NewSubject,
     PolicyRecord, RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
     UniqueConflict,
 };
@@ -166,8 +167,36 @@ CREATE TABLE IF NOT EXISTS policy_versions (
 );
 "#;
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
+}
+
+/// Every row of a shared query, each read by `map`.
+fn all<T>(
+    conn: &Connection,
+    q: Sql,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
+    let mut rows = st.query(params).map_err(backend)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        out.push(map(r)?);
+    }
+    Ok(out)
+}
+
+/// The first row of a shared query, read by `map`.
+fn first<T>(
+    conn: &Connection,
+    q: Sql,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
+    let mut rows = st.query(params).map_err(backend)?;
+    rows.next().map_err(backend)?.map(map).transpose()
 }
 
 fn channel_closed<T>(_: T) -> StoreError {
@@ -794,7 +823,7 @@ fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
         let mut out = Vec::new();
         let mut previous = (0u64, GENESIS);
         while let Some(row) = rows.next().map_err(backend)? {
-            let record = audit_row(row).map_err(backend)?;
+            let record = rows::audit(row)?;
             if record.entry.fields.len() != 1 && previous.0 + 1 == record.seq {
                 if let Some(fields) = crate::lists::recover_fields(audit_key, &record, &previous.1)
                 {
@@ -829,14 +858,6 @@ fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
         .map_err(backend)?;
     }
     Ok(())
-}
-
-fn to_hash(bytes: &[u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    if bytes.len() == 32 {
-        out.copy_from_slice(bytes);
-    }
-    out
 }
 
 type Job = (WriteFn, oneshot::Sender<StoreResult<Vec<AuditRecord>>>);
@@ -978,19 +999,7 @@ type SignedHead = (u64, [u8; 32], [u8; 32]);
 
 /// The signed head, if the log was ever written.
 fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
-    conn.query_row(
-        "SELECT seq, hash, mac FROM audit_head WHERE id = 1",
-        [],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)? as u64,
-                to_hash(&r.get::<_, Vec<u8>>(1)?),
-                to_hash(&r.get::<_, Vec<u8>>(2)?),
-            ))
-        },
-    )
-    .optional()
-    .map_err(backend)
+    first(conn, sql::AUDIT_HEAD, [], |r| rows::head(r))
 }
 
 fn run_batch(w: &mut Writer, batch: Vec<Job>) {
@@ -1258,51 +1267,6 @@ fn write_consent(tx: &Connection, c: &ConsentRecord) -> StoreResult<()> {
     Ok(())
 }
 
-const CONSENT_COLUMNS: &str =
-    "c.id, c.subject_id, c.purpose, c.purpose_version, c.policy_version, c.granted,
-     c.given_by, c.capture_channel, c.contact_channels, c.guardian_subject_id, c.guardian_details,
-     c.evidence, c.evidence_sha256, c.recorded_by, c.at";
-
-fn consent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConsentRecord> {
-    let channels: String = r.get(8)?;
-    Ok(ConsentRecord {
-        id: r.get(0)?,
-        subject_id: r.get(1)?,
-        purpose: r.get(2)?,
-        purpose_version: r.get(3)?,
-        policy_version: r.get(4)?,
-        granted: r.get(5)?,
-        given_by: r.get(6)?,
-        capture_channel: r.get(7)?,
-        // Channel names are policy identifiers (validated before they are stored, no commas):
-        // kept comma-joined, which the contactable query matches on.
-        contact_channels: if channels.is_empty() {
-            Vec::new()
-        } else {
-            channels.split(',').map(str::to_owned).collect()
-        },
-        guardian_subject_id: r.get(9)?,
-        guardian_details: r.get(10)?,
-        evidence: r.get(11)?,
-        evidence_sha256: r.get(12)?,
-        recorded_by: r.get(13)?,
-        at_micros: r.get(14)?,
-    })
-}
-
-fn relation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RelationRecord> {
-    Ok(RelationRecord {
-        id: r.get(0)?,
-        subject_id: r.get(1)?,
-        kind: r.get(2)?,
-        related_subject_id: r.get(3)?,
-        evidence: r.get(4)?,
-        evidence_sha256: r.get(5)?,
-        recorded_by: r.get(6)?,
-        at_micros: r.get(7)?,
-    })
-}
-
 fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {
     let mut out = Vec::with_capacity(ids.len());
     // A subject whose key is gone (erased, or a restored data backup that predates an
@@ -1361,41 +1325,6 @@ fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSub
         });
     }
     Ok(out)
-}
-
-fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
-    let fields: String = r.get(10)?;
-    let outcome: String = r.get(7)?;
-    Ok(AuditRecord {
-        seq: r.get::<_, i64>(0)? as u64,
-        entry: AuditDraft {
-            at_micros: r.get(1)?,
-            actor: r.get(2)?,
-            role: r.get(3)?,
-            action: r.get(4)?,
-            purpose: r.get(5)?,
-            basis: r.get(6)?,
-            // An unknown outcome string can only come from tampering; the chain check reports it.
-            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
-            reason: r.get(8)?,
-            subject: r.get(9)?,
-            fields: crate::lists::decode(&fields),
-            policy_version: r.get(11)?,
-        },
-        hash: to_hash(&r.get::<_, Vec<u8>>(12)?),
-    })
-}
-
-fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        role: r.get(2)?,
-        token_hash: r.get(3)?,
-        created_at_micros: r.get(4)?,
-        revoked_at_micros: r.get(5)?,
-        holder: r.get(6)?,
-    })
 }
 
 #[async_trait]
@@ -1503,17 +1432,8 @@ impl Store for SqliteStore {
 
     async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
         let subject = subject.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {CONSENT_COLUMNS} FROM consents c WHERE c.subject_id = ?1 ORDER BY c.seq"
-            ))
-            .and_then(|mut st| {
-                st.query_map([subject], consent_row)
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| all(conn, sql::CONSENTS_OF, [subject], |r| rows::consent(r)))
+            .await
     }
 
     async fn select_consents(
@@ -1525,39 +1445,23 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<ConsentRecord>> {
         let purpose = purpose.to_owned();
         let after = after.unwrap_or("").to_owned();
-        self.read(move |conn| {
-            let base = format!(
-                "SELECT {CONSENT_COLUMNS} FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
-                 WHERE cc.purpose = ?1 AND cc.subject_id > ?2 AND c.granted = 1"
-            );
-            let limit = limit as i64;
-            let rows = match &selection {
-                ConsentSelection::StaleFor { current_version } => conn
-                    .prepare_cached(&format!(
-                        "{base} AND c.purpose_version <> ?3 ORDER BY cc.subject_id LIMIT ?4"
-                    ))
-                    .and_then(|mut st| {
-                        st.query_map(params![purpose, after, current_version, limit], consent_row)
-                            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                    }),
-                ConsentSelection::ContactableOn {
-                    current_version,
-                    channel,
-                } => conn
-                    .prepare_cached(&format!(
-                        "{base} AND c.purpose_version = ?3
-                           AND instr(',' || c.contact_channels || ',', ',' || ?4 || ',') > 0
-                         ORDER BY cc.subject_id LIMIT ?5"
-                    ))
-                    .and_then(|mut st| {
-                        st.query_map(
-                            params![purpose, after, current_version, channel, limit],
-                            consent_row,
-                        )
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                    }),
-            };
-            rows.map_err(backend)
+        let limit = limit as i64;
+        self.read(move |conn| match &selection {
+            ConsentSelection::StaleFor { current_version } => all(
+                conn,
+                sql::STALE_CONSENTS,
+                params![purpose, after, current_version, limit],
+                |r| rows::consent(r),
+            ),
+            ConsentSelection::ContactableOn {
+                current_version,
+                channel,
+            } => all(
+                conn,
+                sql::CONTACTABLE_CONSENTS,
+                params![purpose, after, current_version, channel, limit],
+                |r| rows::consent(r),
+            ),
         })
         .await
     }
@@ -1598,18 +1502,8 @@ impl Store for SqliteStore {
 
     async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
         let subject = subject.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, subject_id, kind, related_subject_id, evidence, evidence_sha256, recorded_by, at
-                 FROM relations WHERE subject_id = ?1 OR related_subject_id = ?1 ORDER BY at, id",
-            )
-            .and_then(|mut st| {
-                st.query_map([subject], relation_row)
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| all(conn, sql::RELATIONS_OF, [subject], |r| rows::relation(r)))
+            .await
     }
 
     async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
@@ -1626,25 +1520,17 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>> {
         let subject = subject.map(str::to_owned);
-        self.read(move |conn| {
-            const COLS: &str = "seq, at, actor, role, action, purpose, basis, outcome, reason, subject_id, fields, policy_version, hash";
-            let rows = match subject {
-                Some(s) => conn
-                    .prepare_cached(&format!(
-                        "SELECT {COLS} FROM audit_log WHERE subject_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
-                    ))
-                    .and_then(|mut st| {
-                        st.query_map(params![s, after as i64, limit as i64], audit_row)
-                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-                    }),
-                None => conn
-                    .prepare_cached(&format!("SELECT {COLS} FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2"))
-                    .and_then(|mut st| {
-                        st.query_map(params![after as i64, limit as i64], audit_row)
-                            .and_then(|r| r.collect::<Result<Vec<_>, _>>())
-                    }),
-            };
-            rows.map_err(backend)
+        let (after, limit) = (after as i64, limit as i64);
+        self.read(move |conn| match subject {
+            Some(s) => all(
+                conn,
+                sql::AUDIT_OF_SUBJECT_AFTER,
+                params![s, after, limit],
+                |r| rows::audit(r),
+            ),
+            None => all(conn, sql::AUDIT_AFTER, params![after, limit], |r| {
+                rows::audit(r)
+            }),
         })
         .await
     }
@@ -1672,24 +1558,16 @@ impl Store for SqliteStore {
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let token_hash = token_hash.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys WHERE token_hash = ?1",
-            )
-            .and_then(|mut st| st.query_row([token_hash], api_key_row).optional())
-            .map_err(backend)
+            first(conn, sql::API_KEY_BY_HASH, [token_hash], |r| {
+                rows::api_key(r)
+            })
         })
         .await
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT id, name, role, token_hash, created_at, revoked_at, holder FROM api_keys ORDER BY created_at, id",
-            )
-            .and_then(|mut st| st.query_map([], api_key_row).and_then(|r| r.collect::<Result<Vec<_>, _>>()))
-            .map_err(backend)
-        })
-        .await
+        self.read(|conn| all(conn, sql::API_KEYS, [], |r| rows::api_key(r)))
+            .await
     }
 
     async fn revoke_api_key(
@@ -1754,23 +1632,7 @@ impl Store for SqliteStore {
     }
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        self.read(|conn| {
-            conn.query_row(
-                "SELECT seq, version, source, sha256, applied_at FROM policy_versions ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| {
-                    Ok(PolicyRecord {
-                        seq: r.get(0)?,
-                        version: r.get(1)?,
-                        source: r.get(2)?,
-                        sha256: r.get(3)?,
-                        applied_at_micros: r.get(4)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(backend)
-        })
-        .await
+        self.read(|conn| first(conn, sql::CURRENT_POLICY, [], |r| rows::policy(r)))
+            .await
     }
 }

@@ -2,9 +2,12 @@
 
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Transaction;
 
-use super::{append, backend, limit_i64, subject_exists, Chain, Op, PgStore, Stmts, Tx};
+use crate::rows::{self, RowAccess};
+use crate::sql;
+
+use super::{append, limit_i64, subject_exists, Chain, Op, PgStore, Stmts, Tx};
 use crate::{
     AccountabilityStore, BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureStep,
     StoreError, StoreResult,
@@ -66,63 +69,6 @@ CREATE TABLE breach_subjects (
 );
 "#;
 
-/// Category lists are stored as JSON arrays (see `lists`).
-fn split(s: &str) -> Vec<String> {
-    crate::lists::decode(s)
-}
-
-fn count(v: i64) -> u32 {
-    u32::try_from(v).unwrap_or(u32::MAX)
-}
-
-fn disclosure_row(r: &Row) -> StoreResult<DisclosureRecord> {
-    let g = |i: usize| -> StoreResult<Option<i64>> { r.try_get(i).map_err(backend) };
-    Ok(DisclosureRecord {
-        id: r.try_get(0).map_err(backend)?,
-        recipient: r.try_get(1).map_err(backend)?,
-        purpose: r.try_get(2).map_err(backend)?,
-        subject_ids: Vec::new(),
-        categories: split(&r.try_get::<_, String>(3).map_err(backend)?),
-        reason: r.try_get(4).map_err(backend)?,
-        reference: r.try_get(5).map_err(backend)?,
-        status: r.try_get(6).map_err(backend)?,
-        requested_by: r.try_get(7).map_err(backend)?,
-        requested_at_micros: r.try_get(8).map_err(backend)?,
-        approved_by: r.try_get(9).map_err(backend)?,
-        approved_at_micros: g(10)?,
-        authorized_by: r.try_get(11).map_err(backend)?,
-        authorized_at_micros: g(12)?,
-        rejected_by: r.try_get(13).map_err(backend)?,
-        rejected_at_micros: g(14)?,
-        rejection_reason: r.try_get(15).map_err(backend)?,
-        releases: count(r.try_get(16).map_err(backend)?),
-        max_releases: count(r.try_get(17).map_err(backend)?),
-        first_released_at_micros: g(18)?,
-        last_released_at_micros: g(19)?,
-        notification_deferred_until: r.try_get(20).map_err(backend)?,
-        deferral_reason: r.try_get(21).map_err(backend)?,
-        excluded: r.try_get(22).map_err(backend)?,
-    })
-}
-
-fn breach_row(r: &Row) -> StoreResult<BreachRecord> {
-    Ok(BreachRecord {
-        id: r.try_get(0).map_err(backend)?,
-        detected_at_micros: r.try_get(1).map_err(backend)?,
-        recorded_at_micros: r.try_get(2).map_err(backend)?,
-        recorded_by: r.try_get(3).map_err(backend)?,
-        description: r.try_get(4).map_err(backend)?,
-        categories: split(&r.try_get::<_, String>(5).map_err(backend)?),
-        all_subjects: r.try_get(6).map_err(backend)?,
-        subject_ids: Vec::new(),
-        cause: r.try_get(7).map_err(backend)?,
-        measures: r.try_get(8).map_err(backend)?,
-        notify_by_micros: r.try_get(9).map_err(backend)?,
-        notified_at_micros: r.try_get(10).map_err(backend)?,
-        notified_by: r.try_get(11).map_err(backend)?,
-    })
-}
-
 async fn check_subjects(
     tx: &Transaction<'_>,
     stmts: &mut Stmts,
@@ -146,17 +92,7 @@ pub(super) async fn apply(
     match op {
         Op::InsertDisclosure(d, audit) => {
             check_subjects(tx, stmts, &d.subject_ids).await?;
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO disclosures (id, recipient, purpose, categories, reason, reference, status,
-                         requested_by, requested_at, approved_by, approved_at, authorized_by, authorized_at,
-                         rejected_by, rejected_at, rejection_reason, releases, max_releases, first_released_at,
-                         last_released_at, deferred_until, deferral_reason, excluded)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-                             $19, $20, $21, $22, $23)",
-                )
-                .await?;
+            let st = stmts.get(tx, sql::INSERT_DISCLOSURE.pg).await?;
             tx.execute(
                 &st,
                 &[
@@ -282,14 +218,7 @@ pub(super) async fn apply(
         }
         Op::InsertBreach(b, audit) => {
             check_subjects(tx, stmts, &b.subject_ids).await?;
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO breaches (id, detected_at, recorded_at, recorded_by, description, categories,
-                         all_subjects, cause, measures, notify_by, notified_at, notified_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .await?;
+            let st = stmts.get(tx, sql::INSERT_BREACH.pg).await?;
             tx.execute(
                 &st,
                 &[
@@ -352,33 +281,19 @@ pub(super) async fn apply(
 }
 
 impl PgStore {
-    async fn ids_of(&self, sql: &'static str, id: &str) -> StoreResult<Vec<String>> {
-        self.query(sql, &[&id])
-            .await?
-            .iter()
-            .map(|r| r.try_get(0).map_err(backend))
-            .collect()
-    }
-
     async fn with_disclosure_subjects(
         &self,
         mut d: DisclosureRecord,
     ) -> StoreResult<DisclosureRecord> {
         d.subject_ids = self
-            .ids_of(
-                "SELECT subject_id FROM disclosure_subjects WHERE disclosure_id = $1 ORDER BY subject_id",
-                &d.id,
-            )
+            .all(sql::DISCLOSURE_SUBJECTS, &[&d.id], rows::string)
             .await?;
         Ok(d)
     }
 
     async fn with_breach_subjects(&self, mut b: BreachRecord) -> StoreResult<BreachRecord> {
         b.subject_ids = self
-            .ids_of(
-                "SELECT subject_id FROM breach_subjects WHERE breach_id = $1 ORDER BY subject_id",
-                &b.id,
-            )
+            .all(sql::BREACH_SUBJECTS, &[&b.id], rows::string)
             .await?;
         Ok(b)
     }
@@ -395,20 +310,11 @@ impl AccountabilityStore for PgStore {
     }
 
     async fn load_disclosure(&self, id: &str) -> StoreResult<Option<DisclosureRecord>> {
-        let rows = self
-            .query(
-                "SELECT id, recipient, purpose, categories, reason, reference, status, requested_by,
-                        requested_at, approved_by, approved_at, authorized_by, authorized_at, rejected_by,
-                        rejected_at, rejection_reason, releases, max_releases, first_released_at,
-                        last_released_at, deferred_until, deferral_reason, excluded
-                 FROM disclosures WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        match rows.first() {
-            Some(r) => Ok(Some(
-                self.with_disclosure_subjects(disclosure_row(r)?).await?,
-            )),
+        match self
+            .first(sql::DISCLOSURE_BY_ID, &[&id], rows::disclosure)
+            .await?
+        {
+            Some(d) => Ok(Some(self.with_disclosure_subjects(d).await?)),
             None => Ok(None),
         }
     }
@@ -446,28 +352,16 @@ impl AccountabilityStore for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<DisclosureRecord>> {
-        // Keyset paging on (requested_at, id) descending: the cursor is a disclosure id.
-        let rows = self
-            .query(
-                "WITH cursor AS (SELECT requested_at, id FROM disclosures WHERE id = $3)
-                 SELECT d.id, d.recipient, d.purpose, d.categories, d.reason, d.reference, d.status,
-                        d.requested_by, d.requested_at, d.approved_by, d.approved_at, d.authorized_by,
-                        d.authorized_at, d.rejected_by, d.rejected_at, d.rejection_reason, d.releases,
-                        d.max_releases, d.first_released_at, d.last_released_at, d.deferred_until,
-                        d.deferral_reason, d.excluded
-                 FROM disclosures d
-                 WHERE ($1::TEXT IS NULL OR d.id IN
-                          (SELECT disclosure_id FROM disclosure_subjects WHERE subject_id = $1))
-                   AND ($2::TEXT IS NULL OR d.status = $2)
-                   AND ($3::TEXT IS NULL OR NOT EXISTS (SELECT 1 FROM cursor)
-                        OR (d.requested_at, d.id) < (SELECT requested_at, id FROM cursor))
-                 ORDER BY d.requested_at DESC, d.id DESC LIMIT $4",
+        let found = self
+            .all(
+                sql::LIST_DISCLOSURES,
                 &[&filter.subject, &filter.status, &after, &limit_i64(limit)],
+                rows::disclosure,
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.with_disclosure_subjects(disclosure_row(r)?).await?);
+        let mut out = Vec::with_capacity(found.len());
+        for d in found {
+            out.push(self.with_disclosure_subjects(d).await?);
         }
         Ok(out)
     }
@@ -481,16 +375,8 @@ impl AccountabilityStore for PgStore {
     }
 
     async fn load_breach(&self, id: &str) -> StoreResult<Option<BreachRecord>> {
-        let rows = self
-            .query(
-                "SELECT id, detected_at, recorded_at, recorded_by, description, categories, all_subjects,
-                        cause, measures, notify_by, notified_at, notified_by
-                 FROM breaches WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        match rows.first() {
-            Some(r) => Ok(Some(self.with_breach_subjects(breach_row(r)?).await?)),
+        match self.first(sql::BREACH_BY_ID, &[&id], rows::breach).await? {
+            Some(b) => Ok(Some(self.with_breach_subjects(b).await?)),
             None => Ok(None),
         }
     }
@@ -501,22 +387,16 @@ impl AccountabilityStore for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<BreachRecord>> {
-        let rows = self
-            .query(
-                "WITH cursor AS (SELECT detected_at, id FROM breaches WHERE id = $2)
-                 SELECT b.id, b.detected_at, b.recorded_at, b.recorded_by, b.description, b.categories,
-                        b.all_subjects, b.cause, b.measures, b.notify_by, b.notified_at, b.notified_by
-                 FROM breaches b
-                 WHERE ($1::BIGINT IS NULL OR (b.notified_at IS NULL AND b.notify_by < $1))
-                   AND ($2::TEXT IS NULL OR NOT EXISTS (SELECT 1 FROM cursor)
-                        OR (b.detected_at, b.id) < (SELECT detected_at, id FROM cursor))
-                 ORDER BY b.detected_at DESC, b.id DESC LIMIT $3",
+        let found = self
+            .all(
+                sql::LIST_BREACHES,
                 &[&overdue_at, &after, &limit_i64(limit)],
+                rows::breach,
             )
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.with_breach_subjects(breach_row(r)?).await?);
+        let mut out = Vec::with_capacity(found.len());
+        for b in found {
+            out.push(self.with_breach_subjects(b).await?);
         }
         Ok(out)
     }
@@ -538,44 +418,23 @@ impl AccountabilityStore for PgStore {
     }
 
     async fn count_breaches(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
-        let rows = self
-            .query(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE notify_by < $1) FROM breaches
-                 WHERE notified_at IS NULL",
-                &[&now_micros],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Backend("no count".into()))?;
-        let unnotified: i64 = row.try_get(0).map_err(backend)?;
-        let overdue: i64 = row.try_get(1).map_err(backend)?;
-        Ok((unnotified as u64, overdue as u64))
+        self.first(sql::COUNT_BREACHES, &[&now_micros], |r| {
+            Ok((r.col::<i64>(0)? as u64, r.col::<i64>(1)? as u64))
+        })
+        .await?
+        .ok_or_else(|| StoreError::Backend("no count".into()))
     }
 
     async fn subject_ids(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.unwrap_or("");
-        self.query(
-            "SELECT id FROM subjects WHERE id > $1 ORDER BY id LIMIT $2",
-            &[&after, &limit_i64(limit)],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get(0).map_err(backend))
-        .collect()
+        self.all(sql::SUBJECT_IDS, &[&after, &limit_i64(limit)], rows::string)
+            .await
     }
 
     async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>> {
-        self.query(
-            "SELECT purpose, COUNT(DISTINCT subject_id) FROM subject_purposes GROUP BY purpose ORDER BY purpose",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            let n: i64 = r.try_get(1).map_err(backend)?;
-            Ok((r.try_get(0).map_err(backend)?, n as u64))
+        self.all(sql::SUBJECTS_PER_PURPOSE, &[], |r| {
+            Ok((r.col(0)?, r.col::<i64>(1)? as u64))
         })
-        .collect()
+        .await
     }
 }

@@ -4,9 +4,12 @@
 
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Transaction;
 
-use super::{append, backend, limit_i64, subject_exists, Chain, Op, PgStore, Stmts, Tx};
+use crate::rows::{self, RowAccess};
+use crate::sql;
+
+use super::{append, limit_i64, subject_exists, Chain, Op, PgStore, Stmts, Tx};
 use crate::{
     DeidentifiedRecord, HoldRecord, RequestFilter, RequestRecord, RequestTransition,
     RestrictionRecord, RetentionSubject, RightsStore, StoreError, StoreResult,
@@ -191,14 +194,7 @@ pub(super) async fn apply(
             if !subject_exists(tx, stmts, &r.subject_id).await? {
                 return Err(Tx::Store(StoreError::NotFound));
             }
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO requests (id, subject_id, kind, status, details, received_at, due_at,
-                                           updated_at, refusal_reason, refusal_text, closed_at, received_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-                )
-                .await?;
+            let st = stmts.get(tx, sql::INSERT_REQUEST.pg).await?;
             tx.execute(
                 &st,
                 &[
@@ -330,27 +326,6 @@ pub(super) async fn apply(
     }
 }
 
-fn request_row(r: &Row) -> StoreResult<RequestRecord> {
-    Ok(RequestRecord {
-        id: r.try_get(0).map_err(backend)?,
-        subject_id: r.try_get(1).map_err(backend)?,
-        kind: r.try_get(2).map_err(backend)?,
-        status: r.try_get(3).map_err(backend)?,
-        details: r.try_get(4).map_err(backend)?,
-        received_at_micros: r.try_get(5).map_err(backend)?,
-        due_at_micros: r.try_get(6).map_err(backend)?,
-        updated_at_micros: r.try_get(7).map_err(backend)?,
-        refusal_reason: r.try_get(8).map_err(backend)?,
-        refusal_text: r.try_get(9).map_err(backend)?,
-        closed_at_micros: r.try_get(10).map_err(backend)?,
-        received_by: r.try_get(11).map_err(backend)?,
-    })
-}
-
-fn strings(rows: &[Row]) -> StoreResult<Vec<String>> {
-    rows.iter().map(|r| r.try_get(0).map_err(backend)).collect()
-}
-
 #[async_trait]
 impl RightsStore for PgStore {
     async fn erase_subject(
@@ -370,15 +345,7 @@ impl RightsStore for PgStore {
     }
 
     async fn erased_at(&self, id: &str) -> StoreResult<Option<i64>> {
-        let rows = self
-            .query(
-                "SELECT erased_at FROM erasures WHERE subject_id = $1",
-                &[&id],
-            )
-            .await?;
-        rows.first()
-            .map(|r| r.try_get(0).map_err(backend))
-            .transpose()
+        self.first(sql::ERASED_AT, &[&id], |r| r.col(0)).await
     }
 
     async fn set_restriction(
@@ -396,25 +363,8 @@ impl RightsStore for PgStore {
     }
 
     async fn restriction(&self, id: &str) -> StoreResult<Option<RestrictionRecord>> {
-        let rows = self
-            .query(
-                "SELECT restricted_at, restriction_reason, restricted_by FROM subjects
-                 WHERE id = $1 AND restricted_at IS NOT NULL",
-                &[&id],
-            )
-            .await?;
-        rows.first()
-            .map(|r| {
-                Ok(RestrictionRecord {
-                    since_micros: r.try_get(0).map_err(backend)?,
-                    reason: r.try_get(1).map_err(backend)?,
-                    by: r
-                        .try_get::<_, Option<String>>(2)
-                        .map_err(backend)?
-                        .unwrap_or_default(),
-                })
-            })
-            .transpose()
+        self.first(sql::RESTRICTION, &[&id], rows::restriction)
+            .await
     }
 
     async fn insert_hold(&self, hold: HoldRecord, audit: AuditDraft) -> StoreResult<AuditRecord> {
@@ -422,26 +372,7 @@ impl RightsStore for PgStore {
     }
 
     async fn holds(&self, subject: &str) -> StoreResult<Vec<HoldRecord>> {
-        let rows = self
-            .query(
-                "SELECT id, subject_id, reason, until, created_at, created_by, released_at FROM holds
-                 WHERE subject_id = $1 ORDER BY created_at, id",
-                &[&subject],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HoldRecord {
-                    id: r.try_get(0).map_err(backend)?,
-                    subject_id: r.try_get(1).map_err(backend)?,
-                    reason: r.try_get(2).map_err(backend)?,
-                    until: r.try_get(3).map_err(backend)?,
-                    created_at_micros: r.try_get(4).map_err(backend)?,
-                    created_by: r.try_get(5).map_err(backend)?,
-                    released_at_micros: r.try_get(6).map_err(backend)?,
-                })
-            })
-            .collect()
+        self.all(sql::HOLDS_OF, &[&subject], rows::hold).await
     }
 
     async fn release_hold(
@@ -477,15 +408,7 @@ impl RightsStore for PgStore {
     }
 
     async fn load_request(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
-        let rows = self
-            .query(
-                "SELECT id, subject_id, kind, status, details, received_at, due_at, updated_at,
-                        refusal_reason, refusal_text, closed_at, received_by
-                 FROM requests WHERE id = $1",
-                &[&id],
-            )
-            .await?;
-        rows.first().map(request_row).transpose()
+        self.first(sql::REQUEST_BY_ID, &[&id], rows::request).await
     }
 
     async fn list_requests(
@@ -494,65 +417,32 @@ impl RightsStore for PgStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<RequestRecord>> {
-        // Keyset paging on (due_at, id): the cursor is a request id.
-        let rows = self
-            .query(
-                "WITH cursor AS (SELECT due_at, id FROM requests WHERE id = $5)
-                 SELECT r.id, r.subject_id, r.kind, r.status, r.details, r.received_at, r.due_at,
-                        r.updated_at, r.refusal_reason, r.refusal_text, r.closed_at, r.received_by
-                 FROM requests r
-                 WHERE ($1::BOOLEAN = FALSE OR r.status IN ('received', 'in_progress'))
-                   AND ($2::TEXT IS NULL OR r.status = $2)
-                   AND ($3::TEXT IS NULL OR r.subject_id = $3)
-                   AND ($4::BIGINT IS NULL OR (r.status IN ('received', 'in_progress') AND r.due_at < $4))
-                   AND ($5::TEXT IS NULL OR NOT EXISTS (SELECT 1 FROM cursor)
-                        OR (r.due_at, r.id) > (SELECT due_at, id FROM cursor))
-                 ORDER BY r.due_at, r.id LIMIT $6",
-                &[
-                    &filter.open_only,
-                    &filter.status,
-                    &filter.subject,
-                    &filter.overdue_at,
-                    &after,
-                    &limit_i64(limit),
-                ],
-            )
-            .await?;
-        rows.iter().map(request_row).collect()
+        self.all(
+            sql::LIST_REQUESTS,
+            &[
+                &filter.open_only,
+                &filter.status,
+                &filter.subject,
+                &filter.overdue_at,
+                &after,
+                &limit_i64(limit),
+            ],
+            rows::request,
+        )
+        .await
     }
 
     async fn count_requests(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
-        let rows = self
-            .query(
-                "SELECT COUNT(*), COUNT(*) FILTER (WHERE due_at < $1) FROM requests
-                 WHERE status IN ('received', 'in_progress')",
-                &[&now_micros],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Backend("no count".into()))?;
-        let open: i64 = row.try_get(0).map_err(backend)?;
-        let overdue: i64 = row.try_get(1).map_err(backend)?;
-        Ok((open as u64, overdue as u64))
+        self.first(sql::COUNT_REQUESTS, &[&now_micros], |r| {
+            Ok((r.col::<i64>(0)? as u64, r.col::<i64>(1)? as u64))
+        })
+        .await?
+        .ok_or_else(|| StoreError::Backend("no count".into()))
     }
 
     async fn subject_purposes(&self, id: &str) -> StoreResult<Vec<(String, i64)>> {
-        let rows = self
-            .query(
-                "SELECT purpose, collected_at FROM subject_purposes WHERE subject_id = $1
-                 ORDER BY collected_at, purpose",
-                &[&id],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get(0).map_err(backend)?,
-                    r.try_get(1).map_err(backend)?,
-                ))
-            })
-            .collect()
+        self.all(sql::PURPOSES_OF, &[&id], rows::string_and_i64)
+            .await
     }
 
     async fn end_relationship(
@@ -575,36 +465,18 @@ impl RightsStore for PgStore {
         limit: usize,
     ) -> StoreResult<Vec<RetentionSubject>> {
         let after = after.unwrap_or("");
-        let heads = self
-            .query(
-                "SELECT id, relationship_ended_at FROM subjects WHERE id > $1 ORDER BY id LIMIT $2",
-                &[&after, &limit_i64(limit)],
-            )
+        let heads: Vec<(String, Option<i64>)> = self
+            .all(sql::RETENTION_HEADS, &[&after, &limit_i64(limit)], |r| {
+                Ok((r.col(0)?, r.col(1)?))
+            })
             .await?;
         let mut out = Vec::with_capacity(heads.len());
-        for h in &heads {
-            let id: String = h.try_get(0).map_err(backend)?;
-            let categories = strings(
-                &self
-                    .query(
-                        "SELECT category FROM subject_fields WHERE subject_id = $1 ORDER BY category",
-                        &[&id],
-                    )
-                    .await?,
-            )?;
-            let holds_until = strings(
-                &self
-                    .query(
-                        "SELECT until FROM holds WHERE subject_id = $1 AND released_at IS NULL",
-                        &[&id],
-                    )
-                    .await?,
-            )?;
+        for (id, ended) in heads {
             out.push(RetentionSubject {
                 purposes: self.subject_purposes(&id).await?,
-                categories,
-                holds_until,
-                relationship_ended_micros: h.try_get(1).map_err(backend)?,
+                categories: self.all(sql::CATEGORIES_OF, &[&id], rows::string).await?,
+                holds_until: self.all(sql::HOLDS_UNTIL, &[&id], rows::string).await?,
+                relationship_ended_micros: ended,
                 id,
             });
         }
@@ -644,12 +516,9 @@ impl RightsStore for PgStore {
     }
 
     async fn deidentified_count(&self) -> StoreResult<u64> {
-        let rows = self.query("SELECT COUNT(*) FROM deidentified", &[]).await?;
-        let n: i64 = rows
-            .first()
-            .ok_or_else(|| StoreError::Backend("no count".into()))?
-            .try_get(0)
-            .map_err(backend)?;
-        Ok(n as u64)
+        let n = self
+            .first(sql::DEIDENTIFIED_COUNT, &[], |r| r.col::<i64>(0))
+            .await?;
+        Ok(n.unwrap_or(0) as u64)
     }
 }

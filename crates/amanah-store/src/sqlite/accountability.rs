@@ -4,7 +4,9 @@ use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{append, backend, subject_exists, SqliteStore};
+use super::{all, append, backend, first, subject_exists, SqliteStore};
+use crate::rows::{self, RowAccess};
+use crate::sql;
 use crate::{
     AccountabilityStore, BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureStep,
     StoreError, StoreResult,
@@ -66,93 +68,16 @@ CREATE TABLE IF NOT EXISTS breach_subjects (
 ) WITHOUT ROWID;
 "#;
 
-const DISCLOSURE_COLUMNS: &str = "id, recipient, purpose, categories, reason, reference, status,
-     requested_by, requested_at, approved_by, approved_at, authorized_by, authorized_at,
-     rejected_by, rejected_at, rejection_reason, releases, max_releases, first_released_at,
-     last_released_at, deferred_until, deferral_reason, excluded";
-
-const BREACH_COLUMNS: &str = "id, detected_at, recorded_at, recorded_by, description, categories,
-     all_subjects, cause, measures, notify_by, notified_at, notified_by";
-
-/// Category lists are stored as JSON arrays (see `lists`).
-fn split(s: &str) -> Vec<String> {
-    crate::lists::decode(s)
-}
-
-fn disclosure_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DisclosureRecord> {
-    Ok(DisclosureRecord {
-        id: r.get(0)?,
-        recipient: r.get(1)?,
-        purpose: r.get(2)?,
-        subject_ids: Vec::new(),
-        categories: split(&r.get::<_, String>(3)?),
-        reason: r.get(4)?,
-        reference: r.get(5)?,
-        status: r.get(6)?,
-        requested_by: r.get(7)?,
-        requested_at_micros: r.get(8)?,
-        approved_by: r.get(9)?,
-        approved_at_micros: r.get(10)?,
-        authorized_by: r.get(11)?,
-        authorized_at_micros: r.get(12)?,
-        rejected_by: r.get(13)?,
-        rejected_at_micros: r.get(14)?,
-        rejection_reason: r.get(15)?,
-        releases: r.get(16)?,
-        max_releases: r.get(17)?,
-        first_released_at_micros: r.get(18)?,
-        last_released_at_micros: r.get(19)?,
-        notification_deferred_until: r.get(20)?,
-        deferral_reason: r.get(21)?,
-        excluded: r.get(22)?,
-    })
-}
-
-fn breach_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BreachRecord> {
-    Ok(BreachRecord {
-        id: r.get(0)?,
-        detected_at_micros: r.get(1)?,
-        recorded_at_micros: r.get(2)?,
-        recorded_by: r.get(3)?,
-        description: r.get(4)?,
-        categories: split(&r.get::<_, String>(5)?),
-        all_subjects: r.get(6)?,
-        subject_ids: Vec::new(),
-        cause: r.get(7)?,
-        measures: r.get(8)?,
-        notify_by_micros: r.get(9)?,
-        notified_at_micros: r.get(10)?,
-        notified_by: r.get(11)?,
-    })
-}
-
-fn ids(conn: &Connection, sql: &str, id: &str) -> StoreResult<Vec<String>> {
-    conn.prepare_cached(sql)
-        .and_then(|mut st| {
-            st.query_map([id], |r| r.get::<_, String>(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        })
-        .map_err(backend)
-}
-
 fn with_disclosure_subjects(
     conn: &Connection,
     mut d: DisclosureRecord,
 ) -> StoreResult<DisclosureRecord> {
-    d.subject_ids = ids(
-        conn,
-        "SELECT subject_id FROM disclosure_subjects WHERE disclosure_id = ?1 ORDER BY subject_id",
-        &d.id,
-    )?;
+    d.subject_ids = all(conn, sql::DISCLOSURE_SUBJECTS, [&d.id], |r| rows::string(r))?;
     Ok(d)
 }
 
 fn with_breach_subjects(conn: &Connection, mut b: BreachRecord) -> StoreResult<BreachRecord> {
-    b.subject_ids = ids(
-        conn,
-        "SELECT subject_id FROM breach_subjects WHERE breach_id = ?1 ORDER BY subject_id",
-        &b.id,
-    )?;
+    b.subject_ids = all(conn, sql::BREACH_SUBJECTS, [&b.id], |r| rows::string(r))?;
     Ok(b)
 }
 
@@ -174,10 +99,7 @@ impl AccountabilityStore for SqliteStore {
     ) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
             check_subjects(tx, &d.subject_ids)?;
-            tx.prepare_cached(&format!(
-                "INSERT INTO disclosures ({DISCLOSURE_COLUMNS}) VALUES
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
-            ))
+            tx.prepare_cached(sql::INSERT_DISCLOSURE.lite)
             .and_then(|mut st| {
                 st.execute(params![
                     d.id,
@@ -221,13 +143,9 @@ impl AccountabilityStore for SqliteStore {
     async fn load_disclosure(&self, id: &str) -> StoreResult<Option<DisclosureRecord>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let found = conn
-                .prepare_cached(&format!(
-                    "SELECT {DISCLOSURE_COLUMNS} FROM disclosures WHERE id = ?1"
-                ))
-                .and_then(|mut st| st.query_row([id], disclosure_row).optional())
-                .map_err(backend)?;
-            found.map(|d| with_disclosure_subjects(conn, d)).transpose()
+            first(conn, sql::DISCLOSURE_BY_ID, [id], |r| rows::disclosure(r))?
+                .map(|d| with_disclosure_subjects(conn, d))
+                .transpose()
         })
         .await
     }
@@ -341,37 +259,15 @@ impl AccountabilityStore for SqliteStore {
     ) -> StoreResult<Vec<DisclosureRecord>> {
         let after = after.map(str::to_owned);
         self.read(move |conn| {
-            // Keyset paging on (requested_at, id) descending: the cursor is a disclosure id.
-            let cursor: Option<(i64, String)> = match &after {
-                Some(a) => conn
-                    .prepare_cached("SELECT requested_at, id FROM disclosures WHERE id = ?1")
-                    .and_then(|mut st| {
-                        st.query_row([a], |r| Ok((r.get(0)?, r.get(1)?))).optional()
-                    })
-                    .map_err(backend)?,
-                None => None,
-            };
-            let (cur_at, cur_id) = cursor.unwrap_or((i64::MAX, String::from("\u{10FFFF}")));
-            let found = conn
-                .prepare_cached(&format!(
-                    "SELECT {DISCLOSURE_COLUMNS} FROM disclosures
-                     WHERE (?1 IS NULL OR id IN (SELECT disclosure_id FROM disclosure_subjects WHERE subject_id = ?1))
-                       AND (?2 IS NULL OR status = ?2)
-                       AND (requested_at < ?3 OR (requested_at = ?3 AND id < ?4))
-                     ORDER BY requested_at DESC, id DESC LIMIT ?5"
-                ))
-                .and_then(|mut st| {
-                    st.query_map(
-                        params![filter.subject, filter.status, cur_at, cur_id, limit as i64],
-                        disclosure_row,
-                    )
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)?;
-            found
-                .into_iter()
-                .map(|d| with_disclosure_subjects(conn, d))
-                .collect()
+            all(
+                conn,
+                sql::LIST_DISCLOSURES,
+                params![filter.subject, filter.status, after, limit as i64],
+                |r| rows::disclosure(r),
+            )?
+            .into_iter()
+            .map(|d| with_disclosure_subjects(conn, d))
+            .collect()
         })
         .await
     }
@@ -379,26 +275,24 @@ impl AccountabilityStore for SqliteStore {
     async fn insert_breach(&self, b: BreachRecord, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
             check_subjects(tx, &b.subject_ids)?;
-            tx.prepare_cached(&format!(
-                "INSERT INTO breaches ({BREACH_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))
-            .and_then(|mut st| {
-                st.execute(params![
-                    b.id,
-                    b.detected_at_micros,
-                    b.recorded_at_micros,
-                    b.recorded_by,
-                    b.description,
-                    crate::lists::encode(&b.categories),
-                    b.all_subjects,
-                    b.cause,
-                    b.measures,
-                    b.notify_by_micros,
-                    b.notified_at_micros,
-                    b.notified_by
-                ])
-            })
-            .map_err(backend)?;
+            tx.prepare_cached(sql::INSERT_BREACH.lite)
+                .and_then(|mut st| {
+                    st.execute(params![
+                        b.id,
+                        b.detected_at_micros,
+                        b.recorded_at_micros,
+                        b.recorded_by,
+                        b.description,
+                        crate::lists::encode(&b.categories),
+                        b.all_subjects,
+                        b.cause,
+                        b.measures,
+                        b.notify_by_micros,
+                        b.notified_at_micros,
+                        b.notified_by
+                    ])
+                })
+                .map_err(backend)?;
             for s in &b.subject_ids {
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO breach_subjects (breach_id, subject_id) VALUES (?1, ?2)",
@@ -414,13 +308,9 @@ impl AccountabilityStore for SqliteStore {
     async fn load_breach(&self, id: &str) -> StoreResult<Option<BreachRecord>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let found = conn
-                .prepare_cached(&format!(
-                    "SELECT {BREACH_COLUMNS} FROM breaches WHERE id = ?1"
-                ))
-                .and_then(|mut st| st.query_row([id], breach_row).optional())
-                .map_err(backend)?;
-            found.map(|b| with_breach_subjects(conn, b)).transpose()
+            first(conn, sql::BREACH_BY_ID, [id], |r| rows::breach(r))?
+                .map(|b| with_breach_subjects(conn, b))
+                .transpose()
         })
         .await
     }
@@ -433,33 +323,15 @@ impl AccountabilityStore for SqliteStore {
     ) -> StoreResult<Vec<BreachRecord>> {
         let after = after.map(str::to_owned);
         self.read(move |conn| {
-            let cursor: Option<(i64, String)> = match &after {
-                Some(a) => conn
-                    .prepare_cached("SELECT detected_at, id FROM breaches WHERE id = ?1")
-                    .and_then(|mut st| st.query_row([a], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-                    .map_err(backend)?,
-                None => None,
-            };
-            let (cur_at, cur_id) = cursor.unwrap_or((i64::MAX, String::from("\u{10FFFF}")));
-            let found = conn
-                .prepare_cached(&format!(
-                    "SELECT {BREACH_COLUMNS} FROM breaches
-                     WHERE (?1 IS NULL OR (notified_at IS NULL AND notify_by < ?1))
-                       AND (detected_at < ?2 OR (detected_at = ?2 AND id < ?3))
-                     ORDER BY detected_at DESC, id DESC LIMIT ?4"
-                ))
-                .and_then(|mut st| {
-                    st.query_map(
-                        params![overdue_at, cur_at, cur_id, limit as i64],
-                        breach_row,
-                    )
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)?;
-            found
-                .into_iter()
-                .map(|b| with_breach_subjects(conn, b))
-                .collect()
+            all(
+                conn,
+                sql::LIST_BREACHES,
+                params![overdue_at, after, limit as i64],
+                |r| rows::breach(r),
+            )?
+            .into_iter()
+            .map(|b| with_breach_subjects(conn, b))
+            .collect()
         })
         .await
     }
@@ -498,15 +370,10 @@ impl AccountabilityStore for SqliteStore {
 
     async fn count_breaches(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(notify_by < ?1), 0) FROM breaches WHERE notified_at IS NULL",
-            )
-            .and_then(|mut st| {
-                st.query_row([now_micros], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-                })
-            })
-            .map_err(backend)
+            first(conn, sql::COUNT_BREACHES, [now_micros], |r| {
+                Ok((r.col::<i64>(0)? as u64, r.col::<i64>(1)? as u64))
+            })?
+            .ok_or_else(|| StoreError::Backend("no count".into()))
         })
         .await
     }
@@ -514,26 +381,18 @@ impl AccountabilityStore for SqliteStore {
     async fn subject_ids(&self, after: Option<&str>, limit: usize) -> StoreResult<Vec<String>> {
         let after = after.unwrap_or("").to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT id FROM subjects WHERE id > ?1 ORDER BY id LIMIT ?2")
-                .and_then(|mut st| {
-                    st.query_map(params![after, limit as i64], |r| r.get::<_, String>(0))
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)
+            all(conn, sql::SUBJECT_IDS, params![after, limit as i64], |r| {
+                rows::string(r)
+            })
         })
         .await
     }
 
     async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>> {
         self.read(|conn| {
-            conn.prepare_cached(
-                "SELECT purpose, COUNT(DISTINCT subject_id) FROM subject_purposes GROUP BY purpose ORDER BY purpose",
-            )
-            .and_then(|mut st| {
-                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            all(conn, sql::SUBJECTS_PER_PURPOSE, [], |r| {
+                Ok((r.col(0)?, r.col::<i64>(1)? as u64))
             })
-            .map_err(backend)
         })
         .await
     }

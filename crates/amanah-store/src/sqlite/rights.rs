@@ -4,7 +4,9 @@ use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{append, backend, subject_exists, SqliteStore};
+use super::{all, append, backend, first, subject_exists, SqliteStore};
+use crate::rows::{self, RowAccess};
+use crate::sql;
 use crate::{
     DeidentifiedRecord, HoldRecord, RequestFilter, RequestRecord, RequestTransition,
     RestrictionRecord, RetentionSubject, RightsStore, StoreError, StoreResult,
@@ -57,57 +59,8 @@ pub(super) fn shred_keyless(tx: &Connection, at: i64) -> StoreResult<u64> {
     Ok(ids.len() as u64)
 }
 
-const REQUEST_COLUMNS: &str =
-    "id, subject_id, kind, status, details, received_at, due_at, updated_at, refusal_reason,
-     refusal_text, closed_at, received_by";
-
-fn request_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RequestRecord> {
-    Ok(RequestRecord {
-        id: r.get(0)?,
-        subject_id: r.get(1)?,
-        kind: r.get(2)?,
-        status: r.get(3)?,
-        details: r.get(4)?,
-        received_at_micros: r.get(5)?,
-        due_at_micros: r.get(6)?,
-        updated_at_micros: r.get(7)?,
-        refusal_reason: r.get(8)?,
-        refusal_text: r.get(9)?,
-        closed_at_micros: r.get(10)?,
-        received_by: r.get(11)?,
-    })
-}
-
-fn hold_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HoldRecord> {
-    Ok(HoldRecord {
-        id: r.get(0)?,
-        subject_id: r.get(1)?,
-        reason: r.get(2)?,
-        until: r.get(3)?,
-        created_at_micros: r.get(4)?,
-        created_by: r.get(5)?,
-        released_at_micros: r.get(6)?,
-    })
-}
-
-fn strings(conn: &Connection, sql: &str, id: &str) -> StoreResult<Vec<String>> {
-    conn.prepare_cached(sql)
-        .and_then(|mut st| {
-            st.query_map([id], |r| r.get::<_, String>(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        })
-        .map_err(backend)
-}
-
 fn purposes_of(conn: &Connection, id: &str) -> StoreResult<Vec<(String, i64)>> {
-    conn.prepare_cached(
-        "SELECT purpose, collected_at FROM subject_purposes WHERE subject_id = ?1 ORDER BY collected_at, purpose",
-    )
-    .and_then(|mut st| {
-        st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-    })
-    .map_err(backend)
+    all(conn, sql::PURPOSES_OF, [id], |r| rows::string_and_i64(r))
 }
 
 #[async_trait]
@@ -130,12 +83,8 @@ impl RightsStore for SqliteStore {
 
     async fn erased_at(&self, id: &str) -> StoreResult<Option<i64>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached("SELECT erased_at FROM erasures WHERE subject_id = ?1")
-                .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
-                .map_err(backend)
-        })
-        .await
+        self.read(move |conn| first(conn, sql::ERASED_AT, [id], |r| r.col(0)))
+            .await
     }
 
     async fn set_restriction(
@@ -165,24 +114,8 @@ impl RightsStore for SqliteStore {
 
     async fn restriction(&self, id: &str) -> StoreResult<Option<RestrictionRecord>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT restricted_at, restriction_reason, restricted_by FROM subjects
-                 WHERE id = ?1 AND restricted_at IS NOT NULL",
-            )
-            .and_then(|mut st| {
-                st.query_row([id], |r| {
-                    Ok(RestrictionRecord {
-                        since_micros: r.get(0)?,
-                        reason: r.get(1)?,
-                        by: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    })
-                })
-                .optional()
-            })
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| first(conn, sql::RESTRICTION, [id], |r| rows::restriction(r)))
+            .await
     }
 
     async fn insert_hold(&self, hold: HoldRecord, audit: AuditDraft) -> StoreResult<AuditRecord> {
@@ -212,18 +145,8 @@ impl RightsStore for SqliteStore {
 
     async fn holds(&self, subject: &str) -> StoreResult<Vec<HoldRecord>> {
         let subject = subject.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT id, subject_id, reason, until, created_at, created_by, released_at FROM holds
-                 WHERE subject_id = ?1 ORDER BY created_at, id",
-            )
-            .and_then(|mut st| {
-                st.query_map([subject], hold_row)
-                    .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| all(conn, sql::HOLDS_OF, [subject], |r| rows::hold(r)))
+            .await
     }
 
     async fn release_hold(
@@ -258,26 +181,24 @@ impl RightsStore for SqliteStore {
             if !subject_exists(tx, &r.subject_id)? {
                 return Err(StoreError::NotFound);
             }
-            tx.prepare_cached(&format!(
-                "INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-            ))
-            .and_then(|mut st| {
-                st.execute(params![
-                    r.id,
-                    r.subject_id,
-                    r.kind,
-                    r.status,
-                    r.details,
-                    r.received_at_micros,
-                    r.due_at_micros,
-                    r.updated_at_micros,
-                    r.refusal_reason,
-                    r.refusal_text,
-                    r.closed_at_micros,
-                    r.received_by
-                ])
-            })
-            .map_err(backend)?;
+            tx.prepare_cached(sql::INSERT_REQUEST.lite)
+                .and_then(|mut st| {
+                    st.execute(params![
+                        r.id,
+                        r.subject_id,
+                        r.kind,
+                        r.status,
+                        r.details,
+                        r.received_at_micros,
+                        r.due_at_micros,
+                        r.updated_at_micros,
+                        r.refusal_reason,
+                        r.refusal_text,
+                        r.closed_at_micros,
+                        r.received_by
+                    ])
+                })
+                .map_err(backend)?;
             append(tx, chain, audit)
         })
         .await
@@ -326,14 +247,8 @@ impl RightsStore for SqliteStore {
 
     async fn load_request(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
         let id = id.to_owned();
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?1"
-            ))
-            .and_then(|mut st| st.query_row([id], request_row).optional())
-            .map_err(backend)
-        })
-        .await
+        self.read(move |conn| first(conn, sql::REQUEST_BY_ID, [id], |r| rows::request(r)))
+            .await
     }
 
     async fn list_requests(
@@ -344,55 +259,29 @@ impl RightsStore for SqliteStore {
     ) -> StoreResult<Vec<RequestRecord>> {
         let after = after.map(str::to_owned);
         self.read(move |conn| {
-            // Keyset paging on (due_at, id): the cursor is a request id.
-            let cursor: Option<(i64, String)> = match &after {
-                Some(a) => conn
-                    .prepare_cached("SELECT due_at, id FROM requests WHERE id = ?1")
-                    .and_then(|mut st| st.query_row([a], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-                    .map_err(backend)?,
-                None => None,
-            };
-            let (cur_due, cur_id) = cursor.unwrap_or((i64::MIN, String::new()));
-            conn.prepare_cached(&format!(
-                "SELECT {REQUEST_COLUMNS} FROM requests
-                 WHERE (?1 = 0 OR status IN ('received', 'in_progress'))
-                   AND (?2 IS NULL OR status = ?2)
-                   AND (?3 IS NULL OR subject_id = ?3)
-                   AND (?4 IS NULL OR (status IN ('received', 'in_progress') AND due_at < ?4))
-                   AND (due_at > ?5 OR (due_at = ?5 AND id > ?6))
-                 ORDER BY due_at, id LIMIT ?7"
-            ))
-            .and_then(|mut st| {
-                st.query_map(
-                    params![
-                        filter.open_only,
-                        filter.status,
-                        filter.subject,
-                        filter.overdue_at,
-                        cur_due,
-                        cur_id,
-                        limit as i64
-                    ],
-                    request_row,
-                )
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            })
-            .map_err(backend)
+            all(
+                conn,
+                sql::LIST_REQUESTS,
+                params![
+                    filter.open_only,
+                    filter.status,
+                    filter.subject,
+                    filter.overdue_at,
+                    after,
+                    limit as i64
+                ],
+                |r| rows::request(r),
+            )
         })
         .await
     }
 
     async fn count_requests(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
         self.read(move |conn| {
-            conn.prepare_cached(
-                "SELECT COUNT(*), COALESCE(SUM(due_at < ?1), 0) FROM requests WHERE status IN ('received', 'in_progress')",
-            )
-            .and_then(|mut st| {
-                st.query_row([now_micros], |r| {
-                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-                })
-            })
-            .map_err(backend)
+            first(conn, sql::COUNT_REQUESTS, [now_micros], |r| {
+                Ok((r.col::<i64>(0)? as u64, r.col::<i64>(1)? as u64))
+            })?
+            .ok_or_else(|| StoreError::Backend("no count".into()))
         })
         .await
     }
@@ -431,29 +320,18 @@ impl RightsStore for SqliteStore {
     ) -> StoreResult<Vec<RetentionSubject>> {
         let after = after.unwrap_or("").to_owned();
         self.read(move |conn| {
-            let heads: Vec<(String, Option<i64>)> = conn
-                .prepare_cached(
-                    "SELECT id, relationship_ended_at FROM subjects WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                })
-                .map_err(backend)?;
+            let heads: Vec<(String, Option<i64>)> = all(
+                conn,
+                sql::RETENTION_HEADS,
+                params![after, limit as i64],
+                |r| Ok((r.col(0)?, r.col(1)?)),
+            )?;
             let mut out = Vec::with_capacity(heads.len());
             for (id, ended) in heads {
                 out.push(RetentionSubject {
                     purposes: purposes_of(conn, &id)?,
-                    categories: strings(
-                        conn,
-                        "SELECT category FROM subject_fields WHERE subject_id = ?1 ORDER BY category",
-                        &id,
-                    )?,
-                    holds_until: strings(
-                        conn,
-                        "SELECT until FROM holds WHERE subject_id = ?1 AND released_at IS NULL",
-                        &id,
-                    )?,
+                    categories: all(conn, sql::CATEGORIES_OF, [&id], |r| rows::string(r))?,
+                    holds_until: all(conn, sql::HOLDS_UNTIL, [&id], |r| rows::string(r))?,
                     relationship_ended_micros: ended,
                     id,
                 });
@@ -528,11 +406,8 @@ impl RightsStore for SqliteStore {
 
     async fn deidentified_count(&self) -> StoreResult<u64> {
         self.read(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM deidentified", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map(|n| n as u64)
-            .map_err(backend)
+            first(conn, sql::DEIDENTIFIED_COUNT, [], |r| r.col::<i64>(0))
+                .map(|n| n.unwrap_or(0) as u64)
         })
         .await
     }

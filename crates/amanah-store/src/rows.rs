@@ -1,0 +1,238 @@
+//! Row mapping, written once for both backends. [`RowAccess`] reads a column by index from a
+//! `rusqlite::Row` or a `tokio_postgres::Row`; every record's mapper below is written over it,
+//! so a column added to a record is read in one place. Each mapper expects the columns in the
+//! order of its `*_COLUMNS` list in [`crate::sql`].
+
+use amanah_core::audit::{AuditDraft, AuditRecord, Outcome};
+
+use crate::{
+    ApiKeyRecord, BreachRecord, ConsentRecord, DisclosureRecord, HoldRecord, PolicyRecord,
+    RelationRecord, RequestRecord, RestrictionRecord, StoreResult,
+};
+
+/// A column type both drivers can read (`i64`, `bool`, `String`, `Vec<u8>` and their `Option`s).
+pub(crate) trait Column:
+    rusqlite::types::FromSql + tokio_postgres::types::FromSqlOwned
+{
+}
+
+impl<T: rusqlite::types::FromSql + tokio_postgres::types::FromSqlOwned> Column for T {}
+
+/// Typed access to one result row by column index, whichever backend produced it.
+pub(crate) trait RowAccess {
+    fn col<T: Column>(&self, i: usize) -> StoreResult<T>;
+}
+
+impl RowAccess for rusqlite::Row<'_> {
+    fn col<T: Column>(&self, i: usize) -> StoreResult<T> {
+        self.get(i).map_err(crate::sqlite::backend)
+    }
+}
+
+impl RowAccess for tokio_postgres::Row {
+    fn col<T: Column>(&self, i: usize) -> StoreResult<T> {
+        self.try_get(i).map_err(crate::postgres::backend)
+    }
+}
+
+/// A stored hash or MAC; anything but 32 bytes (tampering) reads as zeros and fails its check.
+pub(crate) fn to_hash(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if bytes.len() == 32 {
+        out.copy_from_slice(bytes);
+    }
+    out
+}
+
+/// A stored count (`releases`, `max_releases`); out of range only after tampering.
+fn count(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn string<R: RowAccess + ?Sized>(r: &R) -> StoreResult<String> {
+    r.col(0)
+}
+
+pub(crate) fn string_and_i64<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(String, i64)> {
+    Ok((r.col(0)?, r.col(1)?))
+}
+
+pub(crate) fn consent<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ConsentRecord> {
+    let channels: String = r.col(8)?;
+    Ok(ConsentRecord {
+        id: r.col(0)?,
+        subject_id: r.col(1)?,
+        purpose: r.col(2)?,
+        purpose_version: r.col(3)?,
+        policy_version: r.col(4)?,
+        granted: r.col(5)?,
+        given_by: r.col(6)?,
+        capture_channel: r.col(7)?,
+        // Channel names are policy identifiers (validated before they are stored, no commas):
+        // kept comma-joined, which the contactable query matches on.
+        contact_channels: if channels.is_empty() {
+            Vec::new()
+        } else {
+            channels.split(',').map(str::to_owned).collect()
+        },
+        guardian_subject_id: r.col(9)?,
+        guardian_details: r.col(10)?,
+        evidence: r.col(11)?,
+        evidence_sha256: r.col(12)?,
+        recorded_by: r.col(13)?,
+        at_micros: r.col(14)?,
+    })
+}
+
+pub(crate) fn relation<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RelationRecord> {
+    Ok(RelationRecord {
+        id: r.col(0)?,
+        subject_id: r.col(1)?,
+        kind: r.col(2)?,
+        related_subject_id: r.col(3)?,
+        evidence: r.col(4)?,
+        evidence_sha256: r.col(5)?,
+        recorded_by: r.col(6)?,
+        at_micros: r.col(7)?,
+    })
+}
+
+pub(crate) fn audit<R: RowAccess + ?Sized>(r: &R) -> StoreResult<AuditRecord> {
+    let fields: String = r.col(10)?;
+    let outcome: String = r.col(7)?;
+    Ok(AuditRecord {
+        seq: r.col::<i64>(0)? as u64,
+        entry: AuditDraft {
+            at_micros: r.col(1)?,
+            actor: r.col(2)?,
+            role: r.col(3)?,
+            action: r.col(4)?,
+            purpose: r.col(5)?,
+            basis: r.col(6)?,
+            // An unknown outcome string can only come from tampering; the chain check reports it.
+            outcome: Outcome::parse(&outcome).unwrap_or(Outcome::Denied),
+            reason: r.col(8)?,
+            subject: r.col(9)?,
+            fields: crate::lists::decode(&fields),
+            policy_version: r.col(11)?,
+        },
+        hash: to_hash(&r.col::<Vec<u8>>(12)?),
+    })
+}
+
+/// The signed head: (seq, hash, mac).
+pub(crate) fn head<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(u64, [u8; 32], [u8; 32])> {
+    Ok((
+        r.col::<i64>(0)? as u64,
+        to_hash(&r.col::<Vec<u8>>(1)?),
+        to_hash(&r.col::<Vec<u8>>(2)?),
+    ))
+}
+
+pub(crate) fn api_key<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ApiKeyRecord> {
+    Ok(ApiKeyRecord {
+        id: r.col(0)?,
+        name: r.col(1)?,
+        role: r.col(2)?,
+        token_hash: r.col(3)?,
+        created_at_micros: r.col(4)?,
+        revoked_at_micros: r.col(5)?,
+        holder: r.col(6)?,
+    })
+}
+
+pub(crate) fn policy<R: RowAccess + ?Sized>(r: &R) -> StoreResult<PolicyRecord> {
+    Ok(PolicyRecord {
+        seq: r.col(0)?,
+        version: r.col(1)?,
+        source: r.col(2)?,
+        sha256: r.col(3)?,
+        applied_at_micros: r.col(4)?,
+    })
+}
+
+pub(crate) fn request<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RequestRecord> {
+    Ok(RequestRecord {
+        id: r.col(0)?,
+        subject_id: r.col(1)?,
+        kind: r.col(2)?,
+        status: r.col(3)?,
+        details: r.col(4)?,
+        received_at_micros: r.col(5)?,
+        due_at_micros: r.col(6)?,
+        updated_at_micros: r.col(7)?,
+        refusal_reason: r.col(8)?,
+        refusal_text: r.col(9)?,
+        closed_at_micros: r.col(10)?,
+        received_by: r.col(11)?,
+    })
+}
+
+pub(crate) fn hold<R: RowAccess + ?Sized>(r: &R) -> StoreResult<HoldRecord> {
+    Ok(HoldRecord {
+        id: r.col(0)?,
+        subject_id: r.col(1)?,
+        reason: r.col(2)?,
+        until: r.col(3)?,
+        created_at_micros: r.col(4)?,
+        created_by: r.col(5)?,
+        released_at_micros: r.col(6)?,
+    })
+}
+
+pub(crate) fn restriction<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RestrictionRecord> {
+    Ok(RestrictionRecord {
+        since_micros: r.col(0)?,
+        reason: r.col(1)?,
+        by: r.col::<Option<String>>(2)?.unwrap_or_default(),
+    })
+}
+
+/// A disclosure without its subjects (they are read from `disclosure_subjects`).
+pub(crate) fn disclosure<R: RowAccess + ?Sized>(r: &R) -> StoreResult<DisclosureRecord> {
+    Ok(DisclosureRecord {
+        id: r.col(0)?,
+        recipient: r.col(1)?,
+        purpose: r.col(2)?,
+        subject_ids: Vec::new(),
+        categories: crate::lists::decode(&r.col::<String>(3)?),
+        reason: r.col(4)?,
+        reference: r.col(5)?,
+        status: r.col(6)?,
+        requested_by: r.col(7)?,
+        requested_at_micros: r.col(8)?,
+        approved_by: r.col(9)?,
+        approved_at_micros: r.col(10)?,
+        authorized_by: r.col(11)?,
+        authorized_at_micros: r.col(12)?,
+        rejected_by: r.col(13)?,
+        rejected_at_micros: r.col(14)?,
+        rejection_reason: r.col(15)?,
+        releases: count(r.col(16)?),
+        max_releases: count(r.col(17)?),
+        first_released_at_micros: r.col(18)?,
+        last_released_at_micros: r.col(19)?,
+        notification_deferred_until: r.col(20)?,
+        deferral_reason: r.col(21)?,
+        excluded: r.col(22)?,
+    })
+}
+
+/// A breach without its subjects (they are read from `breach_subjects`).
+pub(crate) fn breach<R: RowAccess + ?Sized>(r: &R) -> StoreResult<BreachRecord> {
+    Ok(BreachRecord {
+        id: r.col(0)?,
+        detected_at_micros: r.col(1)?,
+        recorded_at_micros: r.col(2)?,
+        recorded_by: r.col(3)?,
+        description: r.col(4)?,
+        categories: crate::lists::decode(&r.col::<String>(5)?),
+        all_subjects: r.col(6)?,
+        subject_ids: Vec::new(),
+        cause: r.col(7)?,
+        measures: r.col(8)?,
+        notify_by_micros: r.col(9)?,
+        notified_at_micros: r.col(10)?,
+        notified_by: r.col(11)?,
+    })
+}
