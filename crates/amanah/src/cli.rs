@@ -994,14 +994,18 @@ async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(net.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", net.listen))?;
+            // Registered before the address is announced: an interrupt from then on stops the
+            // server gracefully, never by the default action.
+            let mut interrupt =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
             let addr = listener.local_addr()?;
             tracing::info!(listen = %addr, "serving HTTP");
             println!("listening on http://{addr}");
             if let Some(line) = &metrics_line {
                 println!("{line}");
             }
-            amanah_server::limits::serve(listener, app, limits.header_read_timeout, async {
-                let _ = tokio::signal::ctrl_c().await;
+            amanah_server::limits::serve(listener, app, limits.header_read_timeout, async move {
+                interrupt.recv().await;
             })
             .await;
         }

@@ -196,16 +196,39 @@ fn serve_sheds_load_beyond_its_limit_and_serves_metrics_apart() {
         .unwrap()
         .trim_end_matches("/metrics")
         .to_owned();
-    // A request whose body never comes holds the only slot.
-    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
-    stalled
-        .write_all(
-            format!(
-                "PUT /v1/policy HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
+    // A request whose body never comes holds the only slot. It is in progress once it goes
+    // unanswered (no other request competes while it is sent, so it is not itself shed).
+    let deadline = std::time::Instant::now() + HANG;
+    let stalled = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled request was always answered"
+        );
+        let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+        stalled
+            .write_all(
+                format!(
+                    "PUT /v1/policy HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-length: 100\r\n\r\n"
+                )
+                .as_bytes(),
             )
-            .as_bytes(),
-        )
-        .unwrap();
+            .unwrap();
+        stalled
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut byte = [0u8; 1];
+        match std::io::Read::read(&mut stalled, &mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break stalled
+            }
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
     let deadline = std::time::Instant::now() + HANG;
     let shed = loop {
         assert!(
