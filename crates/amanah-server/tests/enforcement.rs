@@ -256,8 +256,9 @@ async fn disclosures_release_only_what_the_requester_sees_in_clear(kind: Kind) {
     assert_eq!(v["release_preview"]["pseudonymized"], false);
 }
 
-async fn four_eyes_count_people_not_keys(kind: Kind) {
-    let p = start(kind, UNIVERSITY).await;
+/// An adult with a NIK, enrolled for verification, and a disclosure of `categories` of them
+/// requested by `requester`; returns the disclosure's id.
+async fn verification_disclosure(p: &Preset, requester: &str, categories: &[&str]) -> String {
     let id = p
         .create(
             "admission",
@@ -272,22 +273,27 @@ async fn four_eyes_count_people_not_keys(kind: Kind) {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED);
+    let (s, v) = p
+        .post(
+            "/v1/disclosures",
+            requester,
+            json!({"recipient": "verification_partners", "purpose": "verification",
+                   "subject_ids": [id], "categories": categories, "reason": "check"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+async fn four_eyes_count_people_not_keys(kind: Kind) {
+    let p = start(kind, UNIVERSITY).await;
     // One person, Alice, holds a registrar key and a DPO key; the admin minted both.
     let alice_registrar = p.key("registrar", "Alice <alice@example.id>").await;
     let alice_second = p.key("registrar", "alice <ALICE@example.id>").await;
     let alice_dpo = p.key("dpo", "Alice <alice@example.id>").await;
     let bob = p.key("registrar", "Bob <bob@example.id>").await;
     let carol = p.key("dpo", "Carol <carol@example.id>").await;
-    let (s, v) = p
-        .post(
-            "/v1/disclosures",
-            &alice_registrar,
-            json!({"recipient": "verification_partners", "purpose": "verification",
-                   "subject_ids": [id], "categories": ["full_name", "nik"], "reason": "check"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let d = v["id"].as_str().unwrap().to_owned();
+    let d = verification_disclosure(&p, &alice_registrar, &["full_name", "nik"]).await;
     let before = p.chain_len().await;
     let (s, v) = p
         .post(
@@ -542,32 +548,9 @@ async fn key_holders_are_people_with_an_address(kind: Kind) {
         assert_eq!(p.chain_len().await, before, "bad input changes nothing");
     }
     // Two display names for one address are one person to four eyes.
-    let id = p
-        .create(
-            "admission",
-            json!({"fields": {"full_name": "Budi", "birth_date": "1999-02-03"}}),
-        )
-        .await;
-    let (s, _) = p
-        .post(
-            &format!("/v1/subjects/{id}/purposes"),
-            &p.admin,
-            json!({"purpose": "verification"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
     let alice = p.key("registrar", "Alice <alice@example.id>").await;
     let alias = p.key("registrar", "A. Wonder <alice@example.id>").await;
-    let (s, v) = p
-        .post(
-            "/v1/disclosures",
-            &alice,
-            json!({"recipient": "verification_partners", "purpose": "verification",
-                   "subject_ids": [id], "categories": ["full_name"], "reason": "check"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let d = v["id"].as_str().unwrap();
+    let d = verification_disclosure(&p, &alice, &["full_name"]).await;
     let (s, v) = p
         .post(&format!("/v1/disclosures/{d}/approve"), &alias, json!({}))
         .await;
