@@ -26,7 +26,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cli::{init, operator, DataArgs, DEMO_POLICY};
+use crate::cli::{operator, DataArgs, DEMO_POLICY};
+use crate::setup::init;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -1,17 +1,18 @@
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use amanah_core::policy::{Policy, ADMIN_ROLE};
-use amanah_crypto::KeyRing;
-use amanah_store::{PgStore, SqliteStore, Store};
-use amanah_vault::{act, Act, Permit, SystemClock, Target, Vault};
-use anyhow::{anyhow, bail, Context, Result};
+use amanah_core::policy::ADMIN_ROLE;
+use amanah_vault::{act, Act, Permit, Target, Vault};
+use anyhow::{anyhow, bail, Result};
 use clap::{Parser, Subcommand};
 
-const DB_FILE: &str = "amanah.db";
-const KEY_FILE: &str = "master.key";
+use crate::serving::{print_demo, serve};
+use crate::setup::{existing_db, init, load_keys, open_vault, read_policy, write_dpia};
+
+pub(crate) const DB_FILE: &str = "amanah.db";
+pub(crate) const KEY_FILE: &str = "master.key";
 pub(crate) const DEMO_POLICY: &str = include_str!("../../../policies/university.toml");
 
 #[derive(Parser)]
@@ -72,13 +73,13 @@ pub(crate) struct DataArgs {
 }
 
 /// Where the data lives.
-enum Location {
+pub(crate) enum Location {
     Sqlite(PathBuf),
     Postgres(String),
 }
 
 impl DataArgs {
-    fn location(&self) -> Result<Location> {
+    pub(crate) fn location(&self) -> Result<Location> {
         match (&self.store, &self.data) {
             (Some(url), _) => {
                 if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -105,7 +106,7 @@ impl DataArgs {
     }
 
     /// What to call the store in messages: the directory, or the URL without its password.
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.location() {
             Ok(Location::Sqlite(dir)) => dir.display().to_string(),
             Ok(Location::Postgres(url)) => amanah_store::parse_pg_url(&url)
@@ -217,35 +218,35 @@ enum Command {
 }
 
 #[derive(clap::Args, Clone)]
-struct NetArgs {
+pub(crate) struct NetArgs {
     #[arg(long, env = "AMANAH_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// PEM certificate chain: serve HTTPS.
     #[arg(long, env = "AMANAH_TLS_CERT", requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// PEM private key.
     #[arg(long, env = "AMANAH_TLS_KEY", requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// Allow plain HTTP on a non-loopback address.
     #[arg(long, env = "AMANAH_INSECURE_HTTP")]
-    insecure_http: bool,
+    pub(crate) insecure_http: bool,
     /// Seconds between retention sweeps while serving (0: never).
     #[arg(long, env = "AMANAH_RETENTION_INTERVAL", default_value_t = 3600)]
-    retention_interval: u64,
+    pub(crate) retention_interval: u64,
     /// Where Prometheus metrics are served (GET /metrics, no key, plain HTTP), apart from the
     /// API; `off` to serve none. The API itself answers 404 on /metrics.
     #[arg(long, env = "AMANAH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
-    metrics_listen: MetricsListen,
+    pub(crate) metrics_listen: MetricsListen,
     /// A request not answered within this time gets 503 (e.g. 30s, 500ms, 2m).
     #[arg(long, env = "AMANAH_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::bench::parse_duration)]
-    request_timeout: std::time::Duration,
+    pub(crate) request_timeout: std::time::Duration,
     /// A connection that has not sent a request's headers within this time is closed.
     #[arg(long, env = "AMANAH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::bench::parse_duration)]
-    header_read_timeout: std::time::Duration,
+    pub(crate) header_read_timeout: std::time::Duration,
     /// Requests handled at once; beyond it, 503 with Retry-After at once.
     #[arg(long, env = "AMANAH_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    max_concurrent_requests: u32,
+    pub(crate) max_concurrent_requests: u32,
 }
 
 impl NetArgs {
@@ -264,7 +265,7 @@ impl NetArgs {
         }
     }
 
-    fn limits(&self) -> amanah_server::Limits {
+    pub(crate) fn limits(&self) -> amanah_server::Limits {
         amanah_server::Limits {
             request_timeout: self.request_timeout,
             max_concurrent_requests: self.max_concurrent_requests as usize,
@@ -416,184 +417,6 @@ pub(crate) async fn operator<A: Act>(vault: &Vault) -> amanah_core::Result<Permi
     vault
         .authorize::<A>(&vault.operator(), Target::none())
         .await
-}
-
-fn read_policy(file: &Path) -> Result<(Policy, String)> {
-    let source =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    match Policy::parse(&source) {
-        Ok(p) => Ok((p, source)),
-        Err(errs) => bail!(
-            "invalid policy\n{}",
-            errs.render(&file.display().to_string())
-        ),
-    }
-}
-
-/// Prints the Art. 34 triggers of a policy and writes the DPIA skeleton to `out`.
-fn write_dpia(policy: &Policy, out: &Path) -> Result<()> {
-    use amanah_core::ropa::{dpia_skeleton, dpia_triggers, Finding};
-    use std::io::Write;
-    let findings = dpia_triggers(policy);
-    println!("UU PDP Art. 34 triggers:");
-    for (t, f) in &findings {
-        match f {
-            Finding::Present(ev) => println!("  present  {}: {}", t.as_str(), ev.join("; ")),
-            Finding::Absent => println!("  absent   {}", t.as_str()),
-            Finding::Assess(what) => println!("  assess   {}: {what}", t.as_str()),
-        }
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", out.display()))?;
-    file.write_all(dpia_skeleton(policy, &findings).as_bytes())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    println!("DPIA skeleton written to {}", out.display());
-    Ok(())
-}
-
-fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = data.key_path()?;
-    let mode = std::fs::metadata(&path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "the key file {} is readable or writable by group or others (mode {:o}): run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        );
-    }
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(&path)
-            .with_context(|| format!("cannot read the key file {}", path.display()))?,
-    );
-    Ok(Arc::new(
-        KeyRing::from_file_bytes(&bytes).with_context(|| format!("key file {}", path.display()))?,
-    ))
-}
-
-/// Opens the store (applying pending schema migrations). SQLite's must already exist unless
-/// `create` is set.
-async fn open_store(data: &DataArgs, keys: &KeyRing, create: bool) -> Result<Arc<dyn Store>> {
-    match data.location()? {
-        Location::Sqlite(dir) => {
-            let db = dir.join(DB_FILE);
-            if !create && !db.exists() {
-                bail!(
-                    "{} is not an Amanah data directory: run `amanah init --data {} --policy FILE` first",
-                    dir.display(),
-                    dir.display()
-                );
-            }
-            Ok(Arc::new(SqliteStore::open(&db, keys.audit_key())?))
-        }
-        Location::Postgres(url) => {
-            let store = PgStore::open(&url, keys.audit_key()).await?;
-            tracing::debug!(store = %store.describe(), "opened the PostgreSQL store");
-            Ok(Arc::new(store))
-        }
-    }
-}
-
-/// The SQLite database file of a data directory (backups and restores work on SQLite files;
-/// on PostgreSQL use its own tools, see ARCHITECTURE.md).
-fn existing_db(data: &DataArgs) -> Result<PathBuf> {
-    let dir = match data.location()? {
-        Location::Sqlite(dir) => dir,
-        Location::Postgres(_) => bail!(
-            "backup and restore work on the SQLite store; on PostgreSQL back up with pg_dump, excluding the key schema (see ARCHITECTURE.md)"
-        ),
-    };
-    let db = dir.join(DB_FILE);
-    if !db.exists() {
-        bail!(
-            "{} is not an Amanah data directory: run `amanah init --data {} --policy FILE` first",
-            dir.display(),
-            dir.display()
-        );
-    }
-    Ok(db)
-}
-
-async fn open_vault(data: &DataArgs) -> Result<Vault> {
-    if let Location::Sqlite(_) = data.location()? {
-        existing_db(data)?;
-    }
-    let keys = load_keys(data)?;
-    let store = open_store(data, &keys, false).await?;
-    Ok(Vault::open(store, keys, Arc::new(SystemClock)).await?)
-}
-
-/// Creates a data directory (and missing parents) open to its owner only (0700).
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create {}", dir.display()))
-}
-
-fn write_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "cannot create the key file {} (it must not exist yet)",
-                path.display()
-            )
-        })?;
-    f.write_all(&ring.to_file_bytes())?;
-    f.sync_all()?;
-    Ok(())
-}
-
-pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> {
-    let location = data.location()?;
-    if let Location::Sqlite(dir) = &location {
-        create_private_dir(dir)?;
-        if dir.join(DB_FILE).exists() {
-            bail!("{} already holds a store", dir.display());
-        }
-    }
-    let key_path = data.key_path()?;
-    if data.key_file.is_none() {
-        if let Some(dir) = &data.data {
-            create_private_dir(dir)?;
-        }
-        eprintln!(
-            "warning: the master key is kept in {} beside the data; in production keep it elsewhere (--key-file PATH or AMANAH_KEY_FILE)",
-            key_path.display()
-        );
-    }
-    let ring = KeyRing::generate()?;
-    let store = match location {
-        Location::Sqlite(_) => {
-            write_key_file(&key_path, &ring)?;
-            open_store(data, &ring, true).await?
-        }
-        Location::Postgres(_) => {
-            let store = open_store(data, &ring, true).await?;
-            // Refuse before writing a key file that would not match the stored data.
-            if store.current_policy().await?.is_some() {
-                bail!("{} already holds a store", data.describe());
-            }
-            write_key_file(&key_path, &ring)?;
-            store
-        }
-    };
-    Ok(Vault::initialize(store, Arc::new(ring), Arc::new(SystemClock), policy_source).await?)
 }
 
 async fn run(command: Command) -> Result<ExitCode> {
@@ -840,175 +663,4 @@ async fn run(command: Command) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_demo(listen: &SocketAddr, admin: &str, other: Option<(&str, &str)>, vault: &Vault) {
-    let active = vault.policy();
-    let purposes = &active.policy.purposes;
-    let purpose = purposes
-        .keys()
-        .find(|p| p.as_str() == "admission")
-        .or_else(|| purposes.keys().next())
-        .cloned()
-        .unwrap_or_default();
-    let base = format!("http://{listen}");
-    println!(
-        "Amanah demo: policy {:?}, listening on {base}",
-        active.policy.version
-    );
-    println!();
-    println!("export ADMIN={admin}");
-    if let Some((role, key)) = other {
-        println!("export OFFICER={key}   # role {role}");
-    }
-    println!();
-    println!("# create a subject (fields must belong to the purpose; values are validated and normalized)");
-    println!("curl -s -X POST '{base}/v1/subjects?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\" \\");
-    println!("  -H 'content-type: application/json' \\");
-    println!("  -d '{{\"fields\": {{\"full_name\": \"Siti Rahma\", \"email\": \"Siti@Example.ID\", \"nik\": \"3174096512990007\"}}}}'");
-    println!("# read it back as admin, then as the officer (NIK masked, specific data hidden)");
-    println!(
-        "curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\""
-    );
-    if other.is_some() {
-        println!("curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $OFFICER\"");
-    }
-    println!("# search by blind index; the value is normalized first");
-    println!("curl -s '{base}/v1/subjects?purpose={purpose}&email=siti@example.id' -H \"Authorization: Bearer $ADMIN\"");
-    println!("# the audit trail and its verification");
-    println!("curl -s '{base}/v1/audit?subject=ID' -H \"Authorization: Bearer $ADMIN\"");
-    println!("curl -s '{base}/v1/audit/verify' -H \"Authorization: Bearer $ADMIN\"");
-    println!("curl -s '{base}/openapi.json'");
-    println!();
-}
-
-async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
-    if !net.listen.ip().is_loopback() && net.tls_cert.is_none() && !net.insecure_http {
-        bail!(
-            "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or --insecure-http if TLS ends in front of Amanah",
-            net.listen
-        );
-    }
-    let tls = net.tls_cert.is_some();
-    let limits = net.limits();
-    let app = amanah_server::router_with(
-        amanah_server::AppState {
-            vault: vault.clone(),
-        },
-        &amanah_server::Options { limits, tls },
-    );
-    // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
-    // scraped or not.
-    let mut metrics_line = None;
-    if let MetricsListen::On(addr) = net.metrics_listen {
-        let handle = amanah_server::prometheus()
-            .ok_or_else(|| anyhow!("cannot install the metrics recorder"))?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("cannot listen on {addr} for metrics (--metrics-listen ADDR, or off)")
-        })?;
-        let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(listen = %addr, "metrics are served without a key over plain HTTP on a non-loopback address: restrict access to it");
-        }
-        metrics_line = Some(format!("metrics on http://{addr}/metrics"));
-        amanah_server::spawn_upkeep(
-            vault.clone(),
-            handle.clone(),
-            std::time::Duration::from_secs(5),
-        );
-        let metrics = amanah_server::metrics_router(handle);
-        let header_read_timeout = limits.header_read_timeout;
-        tokio::spawn(amanah_server::limits::serve(
-            listener,
-            metrics,
-            header_read_timeout,
-            std::future::pending(),
-        ));
-    }
-    // Pick up policies applied by `amanah policy apply` while serving.
-    let reloader = vault.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
-        loop {
-            tick.tick().await;
-            if let Err(e) = reloader.reload_policy().await {
-                tracing::error!(error = %e, "policy reload failed");
-            }
-        }
-    });
-    if net.retention_interval > 0 {
-        let sweeper = vault.clone();
-        let every = std::time::Duration::from_secs(net.retention_interval);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                let swept = match operator::<act::RetentionSweep>(&sweeper).await {
-                    Ok(permit) => sweeper.retention_sweep(&permit, false, |_| {}).await,
-                    Err(e) => Err(e),
-                };
-                match swept {
-                    Ok(r) => tracing::info!(
-                        examined = r.examined,
-                        acted = r.items.len(),
-                        "retention sweep"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
-                }
-            }
-        });
-    }
-    match (net.tls_cert, net.tls_key) {
-        (Some(cert), Some(key)) => {
-            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot load TLS certificate {} / key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            let listener = std::net::TcpListener::bind(net.listen)
-                .with_context(|| format!("cannot listen on {}", net.listen))?;
-            listener.set_nonblocking(true)?;
-            let addr = listener.local_addr()?;
-            tracing::info!(listen = %addr, "serving HTTPS");
-            println!("listening on https://{addr}");
-            if let Some(line) = &metrics_line {
-                println!("{line}");
-            }
-            let mut server = axum_server::from_tcp_rustls(listener, config);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            server
-                .serve(app.into_make_service())
-                .await
-                .map_err(|e| anyhow!("server error: {e}"))?;
-        }
-        _ => {
-            let listener = tokio::net::TcpListener::bind(net.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", net.listen))?;
-            // Registered before the address is announced: an interrupt from then on stops the
-            // server gracefully, never by the default action.
-            let mut interrupt =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-            let addr = listener.local_addr()?;
-            tracing::info!(listen = %addr, "serving HTTP");
-            println!("listening on http://{addr}");
-            if let Some(line) = &metrics_line {
-                println!("{line}");
-            }
-            amanah_server::limits::serve(listener, app, limits.header_read_timeout, async move {
-                interrupt.recv().await;
-            })
-            .await;
-        }
-    }
-    Ok(())
 }

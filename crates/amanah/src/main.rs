@@ -5,6 +5,8 @@ mod checkpoint;
 mod cli;
 mod import;
 mod maintenance;
+mod serving;
+mod setup;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -1,0 +1,186 @@
+//! `serve` and `demo`'s server: the API listener (plain or TLS), the metrics listener, policy
+//! reloads and checkpoints while serving.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use amanah_vault::{act, Vault};
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::cli::{operator, MetricsListen, NetArgs};
+
+pub(crate) fn print_demo(
+    listen: &SocketAddr,
+    admin: &str,
+    other: Option<(&str, &str)>,
+    vault: &Vault,
+) {
+    let active = vault.policy();
+    let purposes = &active.policy.purposes;
+    let purpose = purposes
+        .keys()
+        .find(|p| p.as_str() == "admission")
+        .or_else(|| purposes.keys().next())
+        .cloned()
+        .unwrap_or_default();
+    let base = format!("http://{listen}");
+    println!(
+        "Amanah demo: policy {:?}, listening on {base}",
+        active.policy.version
+    );
+    println!();
+    println!("export ADMIN={admin}");
+    if let Some((role, key)) = other {
+        println!("export OFFICER={key}   # role {role}");
+    }
+    println!();
+    println!("# create a subject (fields must belong to the purpose; values are validated and normalized)");
+    println!("curl -s -X POST '{base}/v1/subjects?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\" \\");
+    println!("  -H 'content-type: application/json' \\");
+    println!("  -d '{{\"fields\": {{\"full_name\": \"Siti Rahma\", \"email\": \"Siti@Example.ID\", \"nik\": \"3174096512990007\"}}}}'");
+    println!("# read it back as admin, then as the officer (NIK masked, specific data hidden)");
+    println!(
+        "curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\""
+    );
+    if other.is_some() {
+        println!("curl -s '{base}/v1/subjects/ID?purpose={purpose}' -H \"Authorization: Bearer $OFFICER\"");
+    }
+    println!("# search by blind index; the value is normalized first");
+    println!("curl -s '{base}/v1/subjects?purpose={purpose}&email=siti@example.id' -H \"Authorization: Bearer $ADMIN\"");
+    println!("# the audit trail and its verification");
+    println!("curl -s '{base}/v1/audit?subject=ID' -H \"Authorization: Bearer $ADMIN\"");
+    println!("curl -s '{base}/v1/audit/verify' -H \"Authorization: Bearer $ADMIN\"");
+    println!("curl -s '{base}/openapi.json'");
+    println!();
+}
+
+pub(crate) async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
+    if !net.listen.ip().is_loopback() && net.tls_cert.is_none() && !net.insecure_http {
+        bail!(
+            "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or --insecure-http if TLS ends in front of Amanah",
+            net.listen
+        );
+    }
+    let tls = net.tls_cert.is_some();
+    let limits = net.limits();
+    let app = amanah_server::router_with(
+        amanah_server::AppState {
+            vault: vault.clone(),
+        },
+        &amanah_server::Options { limits, tls },
+    );
+    // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
+    // scraped or not.
+    let mut metrics_line = None;
+    if let MetricsListen::On(addr) = net.metrics_listen {
+        let handle = amanah_server::prometheus()
+            .ok_or_else(|| anyhow!("cannot install the metrics recorder"))?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!("cannot listen on {addr} for metrics (--metrics-listen ADDR, or off)")
+        })?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(listen = %addr, "metrics are served without a key over plain HTTP on a non-loopback address: restrict access to it");
+        }
+        metrics_line = Some(format!("metrics on http://{addr}/metrics"));
+        amanah_server::spawn_upkeep(
+            vault.clone(),
+            handle.clone(),
+            std::time::Duration::from_secs(5),
+        );
+        let metrics = amanah_server::metrics_router(handle);
+        let header_read_timeout = limits.header_read_timeout;
+        tokio::spawn(amanah_server::limits::serve(
+            listener,
+            metrics,
+            header_read_timeout,
+            std::future::pending(),
+        ));
+    }
+    // Pick up policies applied by `amanah policy apply` while serving.
+    let reloader = vault.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            if let Err(e) = reloader.reload_policy().await {
+                tracing::error!(error = %e, "policy reload failed");
+            }
+        }
+    });
+    if net.retention_interval > 0 {
+        let sweeper = vault.clone();
+        let every = std::time::Duration::from_secs(net.retention_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let swept = match operator::<act::RetentionSweep>(&sweeper).await {
+                    Ok(permit) => sweeper.retention_sweep(&permit, false, |_| {}).await,
+                    Err(e) => Err(e),
+                };
+                match swept {
+                    Ok(r) => tracing::info!(
+                        examined = r.examined,
+                        acted = r.items.len(),
+                        "retention sweep"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                }
+            }
+        });
+    }
+    match (net.tls_cert, net.tls_key) {
+        (Some(cert), Some(key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load TLS certificate {} / key {}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let listener = std::net::TcpListener::bind(net.listen)
+                .with_context(|| format!("cannot listen on {}", net.listen))?;
+            listener.set_nonblocking(true)?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, "serving HTTPS");
+            println!("listening on https://{addr}");
+            if let Some(line) = &metrics_line {
+                println!("{line}");
+            }
+            let mut server = axum_server::from_tcp_rustls(listener, config);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout);
+            server
+                .serve(app.into_make_service())
+                .await
+                .map_err(|e| anyhow!("server error: {e}"))?;
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::bind(net.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", net.listen))?;
+            // Registered before the address is announced: an interrupt from then on stops the
+            // server gracefully, never by the default action.
+            let mut interrupt =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+            let addr = listener.local_addr()?;
+            tracing::info!(listen = %addr, "serving HTTP");
+            println!("listening on http://{addr}");
+            if let Some(line) = &metrics_line {
+                println!("{line}");
+            }
+            amanah_server::limits::serve(listener, app, limits.header_read_timeout, async move {
+                interrupt.recv().await;
+            })
+            .await;
+        }
+    }
+    Ok(())
+}
