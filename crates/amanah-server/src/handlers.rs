@@ -1,5 +1,3 @@
-use std::collections::BTreeMap;
-
 use amanah_core::audit::AuditRecord;
 use amanah_core::Error;
 use amanah_vault::ApiKeyRecord;
@@ -11,137 +9,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use utoipa::{OpenApi, ToSchema};
+use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
-use crate::consents::{self, ConsentBody, ReceiptOut};
+use crate::consents::{ConsentBody, ReceiptOut};
 use crate::problem::Problem;
-use crate::{accountability, rights, AppState};
+use crate::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Amanah", description = "Personal-data vault: per-person envelope encryption, policy-checked and audited access."),
-    paths(create_subject, search_subjects, read_subject, update_subject, enroll_subject, audit_entries, audit_verify,
-          list_keys, create_key, revoke_key, get_policy, put_policy, healthz,
-          consents::record_consent, consents::consent_history, consents::stale_consents,
-          consents::contactable, consents::add_relation, consents::relations,
-          rights::create_request, rights::list_requests, rights::get_request, rights::update_request,
-          rights::export_subject, rights::restrict, rights::lift_restriction, rights::add_hold,
-          rights::list_holds, rights::release_hold, rights::erase_subject, rights::end_relationship,
-          rights::retention_sweep,
-          accountability::create_disclosure, accountability::list_disclosures, accountability::get_disclosure,
-          accountability::approve_disclosure, accountability::authorize_disclosure, accountability::reject_disclosure,
-          accountability::disclosure_package, accountability::create_breach, accountability::list_breaches,
-          accountability::get_breach, accountability::breach_notices, accountability::mark_notices_sent,
-          accountability::ropa),
-    components(schemas(Problem, SubjectBody, SubjectOut, CreatedOut, SubjectsOut, AuditEntryOut, AuditOut,
-                       VerifyOut, KeyOut, KeysOut, NewKeyBody, NewKeyOut, PolicyOut, EnrollBody, EnrollmentOut,
-                       consents::ConsentBody, consents::GuardianBody, consents::ConsentOut, consents::ReceiptOut,
-                       consents::RecordedConsentOut, consents::ConsentHistoryOut, consents::PurposeConsentOut,
-                       consents::StaleOut, consents::StaleSubjectOut, consents::ContactableOut,
-                       consents::RelationBody, consents::RelationOut, consents::RelationsOut,
-                       rights::NewRequestBody, rights::RefusalBody, rights::RequestUpdateBody, rights::RefusalOut,
-                       rights::RequestOut, rights::RequestsOut, rights::RestrictionBody, rights::HoldBody,
-                       rights::HoldOut, rights::HoldsOut, rights::SweepItemOut, rights::SweepOut,
-                       accountability::DisclosureBody, accountability::StepBody, accountability::ExcludedOut,
-                       accountability::DisclosureOut, accountability::ReleasePreviewOut, accountability::DisclosuresOut, accountability::PackageSubjectOut,
-                       accountability::PackageOut, accountability::BreachBody, accountability::BreachOut,
-                       accountability::BreachesOut, accountability::NoticeTextOut, accountability::NoticeOut,
-                       accountability::NoticesOut)),
-    modifiers(&BearerAuth, &ProblemResponses)
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
-
-/// Errors are RFC 9457 problems: every 4xx/5xx response is documented as
-/// `application/problem+json` with the `Problem` schema, and every protected route documents the
-/// answers any of them can give (400 malformed request, 401 no valid key, 403 refused by the
-/// decision point). Every route documents 503 with `Retry-After`: the server's limits (too many
-/// requests in progress, a request not answered in time) apply to all of them.
-struct ProblemResponses;
-
-impl utoipa::Modify for ProblemResponses {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::header::HeaderBuilder;
-        use utoipa::openapi::schema::{ObjectBuilder, Type};
-        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-        let problem = || {
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build()
-        };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let protected = path.starts_with("/v1/");
-            let operations = [
-                item.get.as_mut(),
-                item.post.as_mut(),
-                item.put.as_mut(),
-                item.patch.as_mut(),
-                item.delete.as_mut(),
-            ];
-            for op in operations.into_iter().flatten() {
-                let responses = &mut op.responses.responses;
-                responses.entry("503".to_owned()).or_insert_with(|| {
-                    RefOr::T(
-                        ResponseBuilder::new()
-                            .description(
-                                "the server is at its limit of requests in progress \
-                                 (`overloaded`) or did not answer in time (`timeout`)",
-                            )
-                            .header(
-                                "Retry-After",
-                                HeaderBuilder::new()
-                                    .schema(ObjectBuilder::new().schema_type(Type::Integer))
-                                    .description(Some("seconds to wait before retrying"))
-                                    .build(),
-                            )
-                            .build(),
-                    )
-                });
-                if protected {
-                    for (status, text) in [
-                        ("400", "malformed request (query, path or JSON body)"),
-                        ("401", "no valid API key"),
-                        (
-                            "403",
-                            "refused by the decision point (recorded in the audit log)",
-                        ),
-                    ] {
-                        responses.entry(status.to_owned()).or_insert_with(|| {
-                            RefOr::T(ResponseBuilder::new().description(text).build())
-                        });
-                    }
-                }
-                for (status, response) in responses.iter_mut() {
-                    let error = status.starts_with('4') || status.starts_with('5');
-                    if let (true, RefOr::T(r)) = (error, response) {
-                        r.content.shift_remove("application/json");
-                        r.content
-                            .insert("application/problem+json".to_owned(), problem());
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        openapi.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
-            "bearer",
-            Vec::<String>::new(),
-        )]);
-    }
-}
+pub use crate::openapi::ApiDoc;
+pub(crate) use crate::query::{
+    format_of, json_body, limit, limit_within, only, purpose, query, DEFAULT_AUDIT_LIMIT,
+    MAX_AUDIT_LIMIT,
+};
 
 /// Request body of create and update.
 #[derive(Debug, serde::Deserialize, ToSchema)]
@@ -309,83 +190,6 @@ pub(crate) fn rfc3339(micros: i64) -> String {
         .unwrap_or_default()
 }
 
-/// Query parameters, decoded. Repeated names are rejected rather than silently resolved.
-pub(crate) fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    let Some(raw) = raw else { return Ok(out) };
-    for (k, v) in form_urlencoded_pairs(&raw) {
-        if out.insert(k.clone(), v).is_some() {
-            return Err(Error::BadRequest(format!(
-                "query parameter {k:?} is given more than once"
-            ))
-            .into());
-        }
-    }
-    Ok(out)
-}
-
-/// Refuses query parameters a route does not take.
-pub(crate) fn only(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
-    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(Error::BadRequest(format!(
-            "unknown query parameter {k:?}; this route takes: {}",
-            allowed.join(", ")
-        ))
-        .into()),
-        None => Ok(()),
-    }
-}
-
-/// The `limit` of a listing page: 1 to 1000, default 100.
-/// Most items one page of a listing holds, and how many when `limit` is not given.
-pub(crate) const MAX_LIMIT: usize = 1_000;
-pub(crate) const DEFAULT_LIMIT: usize = 100;
-/// Audit entries are small and read in bulk by auditors: pages may be longer.
-const MAX_AUDIT_LIMIT: usize = 10_000;
-const DEFAULT_AUDIT_LIMIT: usize = 1_000;
-
-/// The one `limit` rule of every paged route: absent (the route's default) or an integer from 1
-/// to the route's maximum; anything else is a 422 naming `limit`.
-pub(crate) fn limit_within(
-    q: &BTreeMap<String, String>,
-    default: usize,
-    max: usize,
-) -> ApiResult<usize> {
-    match q.get("limit") {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=max).contains(n))
-            .ok_or_else(|| {
-                Problem::from(Error::invalid(
-                    "limit",
-                    format!("`limit` must be an integer from 1 to {max}"),
-                ))
-            }),
-    }
-}
-
-/// [`limit_within`] for listings: 1 to 1000, 100 by default.
-pub(crate) fn limit(q: &BTreeMap<String, String>) -> ApiResult<usize> {
-    limit_within(q, DEFAULT_LIMIT, MAX_LIMIT)
-}
-
-/// The `format` parameter, one of `allowed` (the first is the default).
-pub(crate) fn format_of<'a>(
-    q: &'a BTreeMap<String, String>,
-    allowed: &[&'a str],
-) -> ApiResult<&'a str> {
-    let f = q
-        .get("format")
-        .map_or(allowed.first().copied().unwrap_or("json"), String::as_str);
-    if allowed.contains(&f) {
-        Ok(f)
-    } else {
-        Err(Error::BadRequest(format!("`format` must be one of: {}", allowed.join(", "))).into())
-    }
-}
-
 /// A downloadable CSV body.
 pub(crate) fn csv_attachment(filename: &str, body: String) -> Response {
     (
@@ -399,69 +203,6 @@ pub(crate) fn csv_attachment(filename: &str, body: String) -> Response {
         body,
     )
         .into_response()
-}
-
-fn form_urlencoded_pairs(raw: &str) -> Vec<(String, String)> {
-    raw.split('&')
-        .filter(|s| !s.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'+' {
-            out.push(b' ');
-        } else if b == b'%' {
-            let decoded = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            if let Some(d) = decoded {
-                out.push(d);
-                i += 3;
-                continue;
-            }
-            out.push(b);
-        } else {
-            out.push(b);
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn purpose(q: &BTreeMap<String, String>) -> ApiResult<String> {
-    match q.get("purpose") {
-        Some(p) if !p.is_empty() => Ok(p.clone()),
-        _ => Err(Error::BadRequest("the `purpose` query parameter is required: every access to personal data names its purpose".into()).into()),
-    }
-}
-
-pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
-    serde_json::from_slice(body).map_err(|e| {
-        // serde_json's message names the position and the expected shape; it can quote an
-        // unexpected key but never a string value.
-        let detail = match e.classify() {
-            serde_json::error::Category::Data => format!(
-                "the JSON body does not have the expected shape (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-            _ => format!(
-                "the body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        };
-        Error::BadRequest(detail).into()
-    })
 }
 
 /// Create a subject with fields collected under a purpose.
