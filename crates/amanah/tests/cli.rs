@@ -409,26 +409,20 @@ fn files_are_private_and_a_readable_key_file_is_refused() {
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let data_dir = std::path::Path::new(&data);
     assert_eq!(mode(data_dir), 0o700);
-    let key = amanah()
-        .args(["apikey", "create", "--data", &data, "--role", "admin"])
-        .args(["--holder", "Admin <admin@example.id>"])
-        .output()
-        .unwrap();
-    assert!(
-        key.status.success(),
-        "{}",
-        String::from_utf8_lossy(&key.stderr)
+    let holder = "Admin <admin@example.id>";
+    let (ok, _, err) = run(
+        &[
+            "apikey", "create", "--data", &data, "--role", "admin", "--holder", holder,
+        ],
+        &[],
     );
+    assert!(ok, "{err}");
     let backup = dir.path().join("backup.db");
-    let out = amanah()
-        .args(["backup", "--data", &data, "--out", backup.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let (ok, _, err) = run(
+        &["backup", "--data", &data, "--out", backup.to_str().unwrap()],
+        &[],
     );
+    assert!(ok, "{err}");
     assert_eq!(mode(&backup), 0o600, "backup");
     let mut files = 0;
     for entry in std::fs::read_dir(data_dir).unwrap() {
@@ -442,22 +436,11 @@ fn files_are_private_and_a_readable_key_file_is_refused() {
     );
 
     let key_file = data_dir.join("master.key");
+    let list = ["apikey", "list", "--data", &data];
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = amanah()
-        .args(["apikey", "list", "--data", &data])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("chmod 600"), "{err}");
+    let (ok, _, err) = run(&list, &[]);
+    assert!(!ok && err.contains("chmod 600"), "{err}");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let out = amanah()
-        .args(["apikey", "list", "--data", &data])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, _, err) = run(&list, &[]);
+    assert!(ok, "{err}");
 }
