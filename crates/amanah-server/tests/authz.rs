@@ -6,6 +6,8 @@
 
 mod support;
 
+use amanah_testpg::on_both_stores;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

@@ -5,6 +5,8 @@
 
 mod support;
 
+use amanah_testpg::on_both_stores;
+
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use support::{policy, start, strings, Harness, Kind, MARKETING};

@@ -4,6 +4,8 @@
 
 mod support;
 
+use amanah_testpg::on_both_stores;
+
 use reqwest::StatusCode;
 use serde_json::json;
 use support::preset::{start, UNIVERSITY};

@@ -4,6 +4,8 @@
 
 mod support;
 
+use amanah_testpg::on_both_stores;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{start, Kind};

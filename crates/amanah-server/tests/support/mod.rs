@@ -130,29 +130,7 @@ pub struct Keys {
     pub owner: String,
 }
 
-/// The store a test runs on.
-#[derive(Clone, Copy, Debug)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Each test, once per store: `on_both_stores!(name, ...)` over `async fn name(kind: Kind)`.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::support::Kind::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::support::Kind::Postgres).await
-            }
-        }
-    )*};
-}
+pub use amanah_testpg::Kind;
 
 pub struct Harness {
     pub base: String,
