@@ -26,57 +26,74 @@ impl Caller {
     }
 }
 
-/// Every operation a caller can ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Action {
-    SubjectCreate,
-    SubjectRead,
-    SubjectSearch,
-    SubjectUpdate,
-    SubjectRectify,
-    SubjectEnroll,
-    SubjectImport,
-    SubjectExport,
-    SubjectErase,
-    SubjectRestrict,
-    SubjectUnrestrict,
-    SubjectEnd,
-    HoldCreate,
-    HoldRead,
-    HoldRelease,
-    ConsentGrant,
-    ConsentWithdraw,
-    ConsentRead,
-    ConsentStale,
-    ContactList,
-    RelationCreate,
-    RelationRead,
-    RequestCreate,
-    RequestRead,
-    RequestList,
-    RequestUpdate,
-    RetentionSweep,
-    DisclosureRequest,
-    DisclosureRead,
-    DisclosureList,
-    DisclosureApprove,
-    DisclosureAuthorize,
-    DisclosureReject,
-    DisclosureRelease,
-    BreachRecord,
-    BreachRead,
-    BreachList,
-    BreachNotices,
-    BreachNotified,
-    Ropa,
-    AuditRead,
-    AuditVerify,
-    KeyCreate,
-    KeyList,
-    KeyRevoke,
-    PolicyRead,
-    PolicyApply,
+/// Calls `$callback!` with every action's name, once: the [`Action`] enum and the vault's
+/// permit types (`amanah_vault::act`) are both generated from this one list.
+#[macro_export]
+macro_rules! with_actions {
+    ($callback:ident) => {
+        $callback!(
+            SubjectCreate,
+            SubjectRead,
+            SubjectSearch,
+            SubjectUpdate,
+            SubjectRectify,
+            SubjectEnroll,
+            SubjectImport,
+            SubjectExport,
+            SubjectErase,
+            SubjectRestrict,
+            SubjectUnrestrict,
+            SubjectEnd,
+            HoldCreate,
+            HoldRead,
+            HoldRelease,
+            ConsentGrant,
+            ConsentWithdraw,
+            ConsentRead,
+            ConsentStale,
+            ContactList,
+            RelationCreate,
+            RelationRead,
+            RequestCreate,
+            RequestRead,
+            RequestList,
+            RequestUpdate,
+            RetentionSweep,
+            DisclosureRequest,
+            DisclosureRead,
+            DisclosureList,
+            DisclosureApprove,
+            DisclosureAuthorize,
+            DisclosureReject,
+            DisclosureRelease,
+            BreachRecord,
+            BreachRead,
+            BreachList,
+            BreachNotices,
+            BreachNotified,
+            Ropa,
+            AuditRead,
+            AuditVerify,
+            KeyCreate,
+            KeyList,
+            KeyRevoke,
+            PolicyRead,
+            PolicyApply,
+        );
+    };
 }
+
+macro_rules! action_enum {
+    ($($name:ident),* $(,)?) => {
+        /// Every operation a caller can ask for.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Action {
+            $($name),*
+        }
+    };
+}
+
+with_actions!(action_enum);
 
 /// What a role needs to attempt an action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
