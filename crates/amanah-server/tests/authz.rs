@@ -17,7 +17,6 @@ use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
 use amanah_crypto::KeyRing;
 use amanah_server::routes::{Route, PUBLIC, ROUTES};
 use amanah_server::{router, ApiDoc, AppState};
-use amanah_store::{PgStore, SqliteStore, Store};
 use amanah_vault::{act, ManualClock, Target, Vault};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -230,15 +229,7 @@ async fn world(kind: Kind, source: &str) -> (World, tempfile::TempDir) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
-    let store: Arc<dyn Store> = match kind {
-        Kind::Sqlite => {
-            Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap())
-        }
-        Kind::Postgres => {
-            let url = amanah_testpg::database("authz");
-            Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap())
-        }
-    };
+    let (store, _) = support::open_store(kind, dir.path(), "authz", &ring).await;
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
     let vault = Vault::initialize(store, ring, clock, source).await.unwrap();
     let policy = vault.policy().policy.clone();

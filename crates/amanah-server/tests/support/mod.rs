@@ -132,6 +132,54 @@ pub struct Keys {
 
 pub use amanah_testpg::Kind;
 
+/// A new store of `kind`: an SQLite file in `dir`, or a fresh PostgreSQL database named after
+/// `db` (its URL returned).
+pub async fn open_store(
+    kind: Kind,
+    dir: &std::path::Path,
+    db: &str,
+    ring: &KeyRing,
+) -> (Arc<dyn Store>, Option<String>) {
+    match kind {
+        Kind::Sqlite => (
+            Arc::new(SqliteStore::open(&dir.join("amanah.db"), ring.audit_key()).unwrap()),
+            None,
+        ),
+        Kind::Postgres => {
+            let url = amanah_testpg::database(db);
+            (
+                Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap()),
+                Some(url),
+            )
+        }
+    }
+}
+
+/// One API call with a bearer key: the status, the content type and the JSON body (null when
+/// there is none).
+pub async fn send(
+    client: &reqwest::Client,
+    base: &str,
+    method: Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (StatusCode, Option<String>, Value) {
+    let mut req = client
+        .request(method, format!("{base}{path}"))
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, ctype, resp.json().await.unwrap_or(Value::Null))
+}
+
 pub struct Harness {
     pub base: String,
     /// The metrics listener's base URL and the recorder, for a metered harness.
@@ -178,19 +226,7 @@ async fn start_full(
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
-    let (store, pg_url): (Arc<dyn Store>, _) = match kind {
-        Kind::Sqlite => (
-            Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap()),
-            None,
-        ),
-        Kind::Postgres => {
-            let url = amanah_testpg::database("http");
-            (
-                Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap()),
-                Some(url),
-            )
-        }
-    };
+    let (store, pg_url) = open_store(kind, dir.path(), "http", &ring).await;
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
     let vault = Vault::initialize(store, ring, clock.clone(), &policy("v1", grace, MARKETING))
         .await
@@ -289,20 +325,7 @@ impl Harness {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, ctype, value) = send(&self.client, &self.base, method, path, key, body).await;
         if !status.is_success() {
             assert_eq!(
                 ctype.as_deref(),

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use amanah_crypto::KeyRing;
 use amanah_server::{router, AppState};
-use amanah_store::{PgStore, SqliteStore, Store};
 use amanah_vault::{act, ManualClock, Target, Vault};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -29,15 +28,7 @@ pub async fn start(kind: Kind, source: &str) -> Preset {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let ring = Arc::new(KeyRing::generate().unwrap());
-    let store: Arc<dyn Store> = match kind {
-        Kind::Sqlite => {
-            Arc::new(SqliteStore::open(&dir.path().join("amanah.db"), ring.audit_key()).unwrap())
-        }
-        Kind::Postgres => {
-            let url = amanah_testpg::database("preset");
-            Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap())
-        }
-    };
+    let (store, _) = super::open_store(kind, dir.path(), "preset", &ring).await;
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
     let vault = Arc::new(
         Vault::initialize(store, ring, clock.clone(), source)
@@ -90,17 +81,10 @@ impl Preset {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .header("authorization", format!("Bearer {key}"));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
+        let (status, _, value) =
+            super::send(&self.client, &self.base, method, path, key, body).await;
         assert!(status.as_u16() < 500, "{path}: {status}");
-        (status, resp.json().await.unwrap_or(Value::Null))
+        (status, value)
     }
 
     pub async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
