@@ -1,0 +1,361 @@
+//! The group-commit machinery: the writer task, its batches and retries, the locked audit head
+//! and the chain's append.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
+use amanah_crypto::audit::AuditKey;
+use tokio::sync::oneshot;
+use tokio_postgres::{Client, Config, Statement, Transaction};
+
+use super::*;
+use crate::rows::to_hash;
+use crate::{BulkInsert, StoreError, StoreResult, UniqueConflict};
+
+#[derive(Default)]
+pub(super) struct Stmts(HashMap<&'static str, Statement>);
+
+impl Stmts {
+    pub(super) async fn get(
+        &mut self,
+        tx: &Transaction<'_>,
+        sql: &'static str,
+    ) -> Result<Statement, Tx> {
+        if let Some(s) = self.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = tx.prepare(sql).await?;
+        self.0.insert(sql, s.clone());
+        Ok(s)
+    }
+}
+
+/// Why a job did not apply: a refusal (`NotFound`, `Unique`, ...) undoes only that job; a
+/// database error undoes the job, or the whole transaction when it is retryable.
+pub(super) enum Tx {
+    Store(StoreError),
+    Db(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for Tx {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Tx::Db(e)
+    }
+}
+
+impl From<StoreError> for Tx {
+    fn from(e: StoreError) -> Self {
+        Tx::Store(e)
+    }
+}
+
+/// One write, as data, so that a retried transaction applies it again unchanged.
+pub(super) async fn writer_loop(
+    config: Config,
+    mut client: Client,
+    key: AuditKey,
+    jobs: flume::Receiver<WriteJob>,
+) {
+    let mut stmts = Stmts::default();
+    let mut next = jobs.recv_async().await.ok();
+    while let Some(job) = next.take() {
+        let mut batch = Vec::new();
+        let mut bulk = None;
+        match job {
+            WriteJob::One { op, reply } => batch.push((op, reply)),
+            WriteJob::Bulk { input, reply } => bulk = Some((input, reply)),
+        }
+        while bulk.is_none() && batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(WriteJob::One { op, reply }) => batch.push((op, reply)),
+                Ok(WriteJob::Bulk { input, reply }) => bulk = Some((input, reply)),
+                Err(_) => break,
+            }
+        }
+        if client.is_closed() {
+            match connect(&config).await {
+                Ok(c) => {
+                    client = c;
+                    stmts = Stmts::default();
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (_, reply) in batch {
+                        let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+                    }
+                    if let Some((_, reply)) = bulk {
+                        let _ = reply.send(Err(StoreError::Backend(msg)));
+                    }
+                    next = jobs.recv_async().await.ok();
+                    continue;
+                }
+            }
+        }
+        if !batch.is_empty() {
+            run_jobs(&mut client, &mut stmts, &key, batch).await;
+        }
+        if let Some((input, reply)) = bulk {
+            let _ = reply.send(run_bulk(&mut client, &mut stmts, &key, input).await);
+        }
+        next = jobs.recv_async().await.ok();
+    }
+}
+
+pub(super) type Reply = oneshot::Sender<StoreResult<Vec<AuditRecord>>>;
+
+/// Commits a batch of small jobs in one transaction (retried whole on serialization failures).
+pub(super) async fn run_jobs(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    batch: Vec<(Box<Op>, Reply)>,
+) {
+    let ops: Vec<&Op> = batch.iter().map(|(op, _)| op.as_ref()).collect();
+    match run_with_retries(client, stmts, key, &ops).await {
+        Ok(results) => {
+            for ((_, reply), result) in batch.into_iter().zip(results) {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "postgres batch commit failed");
+            let msg = e.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Backend(msg.clone())));
+            }
+        }
+    }
+}
+
+/// One transaction for a whole bulk insert; see [`Store::insert_subjects`]. The head row stays
+/// locked from the start, so no other writer can make it fail with a serialization error; a
+/// database error fails the whole import (nothing is written) rather than retrying it, since
+/// the subjects were consumed from the channel.
+pub(super) async fn run_bulk(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    mut input: tokio::sync::mpsc::Receiver<BulkInsert>,
+) -> StoreResult<u64> {
+    let outcome = async {
+        let tx = client.transaction().await?;
+        let mut chain = lock_head(&tx, key).await?;
+        let start = chain.seq;
+        let mut index = 0u64;
+        let mut conflicts = Vec::new();
+        let mut committed = false;
+        while let Some(message) = input.recv().await {
+            match message {
+                BulkInsert::Subjects(subjects) => {
+                    for (subject, audit) in subjects {
+                        for category in insert_new_subject(&tx, stmts, &subject).await? {
+                            conflicts.push(UniqueConflict { index, category });
+                        }
+                        append(&tx, stmts, &mut chain, &audit).await?;
+                        index += 1;
+                    }
+                }
+                BulkInsert::Commit => {
+                    committed = true;
+                    break;
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(Tx::Store(StoreError::Conflicts(conflicts)));
+        }
+        if !committed {
+            return Ok((0, 0));
+        }
+        write_head(&tx, stmts, &chain).await?;
+        tx.commit().await?;
+        Ok((index, chain.seq - start))
+    }
+    .await;
+    match outcome {
+        Ok((n, appended)) => {
+            if n > 0 {
+                metrics::counter!("amanah_audit_appends_total").increment(appended);
+                metrics::counter!("amanah_store_commits_total").increment(1);
+            }
+            Ok(n)
+        }
+        Err(Tx::Db(e)) => Err(backend(e)),
+        Err(Tx::Store(e)) => Err(e),
+    }
+}
+
+pub(super) type BatchResults = Vec<StoreResult<Vec<AuditRecord>>>;
+
+pub(super) async fn run_with_retries(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    ops: &[&Op],
+) -> StoreResult<BatchResults> {
+    let mut attempt = 1;
+    loop {
+        match run_batch(client, stmts, key, ops).await {
+            Ok((results, appended)) => {
+                metrics::counter!("amanah_audit_appends_total").increment(appended);
+                metrics::counter!("amanah_store_commits_total").increment(1);
+                return Ok(results);
+            }
+            Err(Tx::Db(e)) if retryable(&e) && attempt < MAX_ATTEMPTS => {
+                metrics::counter!("amanah_store_retries_total").increment(1);
+                tracing::debug!(attempt, error = %backend(e), "retrying a write transaction");
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            Err(Tx::Db(e)) => return Err(backend(e)),
+            Err(Tx::Store(e)) => return Err(e),
+        }
+    }
+}
+
+/// Exponential backoff with jitter: 2, 4, 8... ms (capped), plus up to as much again.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let base = 1u64 << attempt.min(7);
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) % (base * 1000))
+        .unwrap_or(0);
+    Duration::from_micros(base * 1000 + jitter)
+}
+
+/// One transaction: lock the signed head, apply each job in a savepoint, move the head.
+pub(super) async fn run_batch(
+    client: &mut Client,
+    stmts: &mut Stmts,
+    key: &AuditKey,
+    ops: &[&Op],
+) -> Result<(BatchResults, u64), Tx> {
+    let mut tx = client.transaction().await?;
+    let mut chain = lock_head(&tx, key).await?;
+    let start = chain.seq;
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        let saved = (chain.seq, chain.hash);
+        let sp = tx.savepoint("job").await?;
+        match apply(&sp, stmts, &mut chain, op).await {
+            Ok(records) => {
+                sp.commit().await?;
+                results.push(Ok(records));
+            }
+            Err(Tx::Db(e)) if retryable(&e) => return Err(Tx::Db(e)),
+            Err(e) => {
+                sp.rollback().await?;
+                (chain.seq, chain.hash) = saved;
+                results.push(Err(match e {
+                    Tx::Store(e) => e,
+                    Tx::Db(e) => backend(e),
+                }));
+            }
+        }
+    }
+    if chain.seq != start {
+        write_head(&tx, stmts, &chain).await?;
+    }
+    tx.commit().await?;
+    Ok((results, chain.seq - start))
+}
+
+/// Locks the signed head row for the rest of the transaction and returns the chain's end,
+/// failing closed when the head does not verify.
+pub(super) async fn lock_head<'k>(
+    tx: &Transaction<'_>,
+    key: &'k AuditKey,
+) -> Result<Chain<'k>, Tx> {
+    let head = tx
+        .query_opt(
+            "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await?
+        .ok_or_else(|| {
+            StoreError::Backend(
+                "the signed audit head is missing: run `amanah audit verify`".into(),
+            )
+        })?;
+    let seq = head.get::<_, i64>(0) as u64;
+    let hash = to_hash(head.get::<_, &[u8]>(1));
+    let mac = to_hash(head.get::<_, &[u8]>(2));
+    if mac != head_mac(key, seq, &hash) {
+        // Appending after a head that does not verify would hide whatever was done to it.
+        return Err(Tx::Store(StoreError::Backend(
+            "the signed audit head does not verify: run `amanah audit verify`".into(),
+        )));
+    }
+    Ok(Chain { key, seq, hash })
+}
+
+pub(super) async fn write_head(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    chain: &Chain<'_>,
+) -> Result<(), Tx> {
+    let mac = head_mac(chain.key, chain.seq, &chain.hash);
+    let st = stmts
+        .get(
+            tx,
+            "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1",
+        )
+        .await?;
+    tx.execute(&st, &[&(chain.seq as i64), &&chain.hash[..], &&mac[..]])
+        .await?;
+    Ok(())
+}
+
+/// Appends one entry after the locked head.
+pub(super) async fn append(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    chain: &mut Chain<'_>,
+    entry: &AuditDraft,
+) -> Result<AuditRecord, Tx> {
+    // Stored strings are bounded (and free of NUL, which `text` cannot hold).
+    let bounded;
+    let entry = if entry.within_bounds() {
+        entry
+    } else {
+        bounded = entry.clone().bounded();
+        &bounded
+    };
+    let seq = chain.seq + 1;
+    let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, entry));
+    let st = stmts
+        .get(
+            tx,
+            "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
+                                    subject_id, fields, policy_version, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .await?;
+    tx.execute(
+        &st,
+        &[
+            &(seq as i64),
+            &entry.at_micros,
+            &entry.actor,
+            &entry.role,
+            &entry.action,
+            &entry.purpose,
+            &entry.basis,
+            &entry.outcome.as_str(),
+            &entry.reason,
+            &entry.subject,
+            &crate::lists::encode(&entry.fields),
+            &entry.policy_version,
+            &&hash[..],
+        ],
+    )
+    .await?;
+    chain.seq = seq;
+    chain.hash = hash;
+    Ok(AuditRecord {
+        seq,
+        entry: entry.clone(),
+        hash,
+    })
+}
