@@ -9,6 +9,7 @@ use crate::Secret;
 /// The `previous hash` of the first entry.
 pub const GENESIS: [u8; 32] = [0u8; 32];
 
+#[derive(Clone)]
 pub struct AuditKey(hmac::Key);
 
 impl AuditKey {
@@ -24,6 +25,15 @@ impl AuditKey {
         let mut out = [0u8; 32];
         out.copy_from_slice(ctx.sign().as_ref());
         out
+    }
+
+    /// Whether `tag` is what [`AuditKey::chain`] gives for `(previous, entry)`, compared in
+    /// constant time.
+    pub fn verify(&self, previous: &[u8; 32], entry: &[u8], tag: &[u8]) -> bool {
+        let mut data = Vec::with_capacity(previous.len() + entry.len());
+        data.extend_from_slice(previous);
+        data.extend_from_slice(entry);
+        hmac::verify(&self.0, &data, tag).is_ok()
     }
 }
 
@@ -48,5 +58,16 @@ mod tests {
         assert_ne!(k.chain(&h1, b"two"), k.chain(&GENESIS, b"two"));
         let other = KeyRing::generate().unwrap().audit_key();
         assert_ne!(h1, other.chain(&GENESIS, b"one"));
+    }
+
+    #[test]
+    fn verify_accepts_only_the_tag_chain_gives() {
+        let k = KeyRing::generate().unwrap().audit_key();
+        let tag = k.chain(&GENESIS, b"row");
+        assert!(k.verify(&GENESIS, b"row", &tag));
+        assert!(!k.verify(&GENESIS, b"row!", &tag));
+        assert!(!k.verify(&GENESIS, b"row", &tag[..31]));
+        let other = KeyRing::generate().unwrap().audit_key();
+        assert!(!other.verify(&GENESIS, b"row", &tag));
     }
 }

@@ -4,6 +4,7 @@
 //! store commits both in one transaction, so no change is ever unaudited.
 
 mod accountability;
+mod integrity;
 mod lists;
 mod postgres;
 mod rights;

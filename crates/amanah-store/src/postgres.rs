@@ -27,7 +27,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use crate::rows::{self};
+use crate::integrity;
+use crate::rows;
 use crate::sql::{self, Sql};
 use crate::{
     ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, NewSubject, PolicyRecord,
@@ -143,6 +144,8 @@ struct Inner {
     writer: flume::Sender<WriteJob>,
     readers: Vec<RwLock<Arc<ReadConn>>>,
     next: AtomicUsize,
+    /// Checks the MACs of the rows that grant access (`integrity`).
+    records: AuditKey,
 }
 
 /// The PostgreSQL store. Cheap to clone; its writer task stops when the last clone is dropped.
@@ -166,6 +169,7 @@ impl PgStore {
             })));
         }
         let (wtx, wrx) = flume::unbounded::<WriteJob>();
+        let records = audit_key.clone();
         tokio::spawn(writer_loop(config.clone(), client, audit_key, wrx));
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -173,6 +177,7 @@ impl PgStore {
                 writer: wtx,
                 readers,
                 next: AtomicUsize::new(0),
+                records,
             }),
         })
     }
@@ -432,12 +437,18 @@ impl Store for PgStore {
     }
 
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        self.first(sql::API_KEY_BY_HASH, &[&token_hash], rows::api_key)
-            .await
+        let row = self
+            .first(sql::API_KEY_BY_HASH, &[&token_hash], rows::api_key)
+            .await?;
+        Ok(row.and_then(|row| integrity::checked_api_key(&self.inner.records, row)))
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.all(sql::API_KEYS, &[], rows::api_key).await
+        let rows = self.all(sql::API_KEYS, &[], rows::api_key).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| integrity::checked_api_key(&self.inner.records, row))
+            .collect())
     }
 
     async fn revoke_api_key(
@@ -464,7 +475,8 @@ impl Store for PgStore {
     }
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        self.first(sql::CURRENT_POLICY, &[], rows::policy).await
+        let rows = self.all(sql::NEWEST_POLICIES, &[], rows::policy).await?;
+        integrity::current_policy(&self.inner.records, rows)
     }
 }
 

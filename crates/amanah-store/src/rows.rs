@@ -129,8 +129,11 @@ pub(crate) fn head<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(u64, [u8; 32], 
     ))
 }
 
-pub(crate) fn api_key<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
+/// An API key row and its MAC (checked by `integrity`).
+pub(crate) fn api_key<R: RowAccess + ?Sized>(
+    r: &R,
+) -> StoreResult<(ApiKeyRecord, Option<Vec<u8>>)> {
+    let record = ApiKeyRecord {
         id: r.col(0)?,
         name: r.col(1)?,
         role: r.col(2)?,
@@ -138,17 +141,20 @@ pub(crate) fn api_key<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ApiKeyRecord>
         created_at_micros: r.col(4)?,
         revoked_at_micros: r.col(5)?,
         holder: r.col(6)?,
-    })
+    };
+    Ok((record, r.col(7)?))
 }
 
-pub(crate) fn policy<R: RowAccess + ?Sized>(r: &R) -> StoreResult<PolicyRecord> {
-    Ok(PolicyRecord {
+/// A policy version row and its MAC (checked by `integrity`).
+pub(crate) fn policy<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(PolicyRecord, Option<Vec<u8>>)> {
+    let record = PolicyRecord {
         seq: r.col(0)?,
         version: r.col(1)?,
         source: r.col(2)?,
         sha256: r.col(3)?,
         applied_at_micros: r.col(4)?,
-    })
+    };
+    Ok((record, r.col(5)?))
 }
 
 pub(crate) fn request<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RequestRecord> {

@@ -75,7 +75,7 @@ macro_rules! audit_columns {
 
 macro_rules! api_key_columns {
     () => {
-        "id, name, role, token_hash, created_at, revoked_at, holder"
+        "id, name, role, token_hash, created_at, revoked_at, holder, mac"
     };
 }
 
@@ -182,9 +182,46 @@ pub(crate) const API_KEYS: Sql = sql!(concat!(
     " FROM api_keys ORDER BY created_at, id"
 ));
 
-pub(crate) const CURRENT_POLICY: Sql = sql!(
-    "SELECT seq, version, source, sha256, applied_at FROM policy_versions
-     ORDER BY seq DESC LIMIT 1"
+pub(crate) const API_KEY_BY_ID: Sql = sql!(concat!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE id = $1"
+));
+
+pub(crate) const INSERT_API_KEY: Sql = sql!(
+    "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder, mac)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+);
+
+pub(crate) const REVOKE_API_KEY: Sql =
+    sql!("UPDATE api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL");
+
+/// The newest policy versions first: the current one is the newest whose MAC holds (a bound,
+/// so that forged rows cannot make every reload read the whole table).
+pub(crate) const NEWEST_POLICIES: Sql = sql!(
+    "SELECT seq, version, source, sha256, applied_at, mac FROM policy_versions
+     ORDER BY seq DESC LIMIT 64"
+);
+
+pub(crate) const INSERT_POLICY: Sql = sql!(
+    "INSERT INTO policy_versions (seq, version, source, sha256, applied_at)
+     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM policy_versions
+     RETURNING seq"
+);
+
+pub(crate) const SEAL_POLICY: Sql = sql!("UPDATE policy_versions SET mac = $2 WHERE seq = $1");
+
+pub(crate) const SEAL_API_KEY: Sql = sql!("UPDATE api_keys SET mac = $2 WHERE id = $1");
+
+/// Rows written before schema 7, sealed by its migration.
+pub(crate) const UNSEALED_API_KEYS: Sql = sql!(concat!(
+    "SELECT ",
+    api_key_columns!(),
+    " FROM api_keys WHERE mac IS NULL"
+));
+
+pub(crate) const UNSEALED_POLICIES: Sql = sql!(
+    "SELECT seq, version, source, sha256, applied_at, mac FROM policy_versions WHERE mac IS NULL"
 );
 
 // --- rights ---

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
+use crate::integrity;
 use crate::sql::{self, Sql};
 use crate::{
     rows, ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, NewSubject, PolicyRecord,
@@ -39,7 +40,8 @@ use crate::{
 /// de-identified records. 4: disclosures and their subjects, the breach register. 5: the holder
 /// of each API key. 6: lists stored as JSON arrays (lossless), and a signed genesis head from
 /// the start.
-const SCHEMA_VERSION: i64 = 6;
+/// 7: MACs on the rows that grant access (API keys, policy versions).
+const SCHEMA_VERSION: i64 = 7;
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 /// WAL size past which the checkpointer copies it back into the database.
@@ -129,6 +131,8 @@ pub struct SqliteStore {
     writer: flume::Sender<WriteJob>,
     readers: flume::Sender<ReadFn>,
     path: Arc<PathBuf>,
+    /// Checks the MACs of the rows that grant access (`integrity`).
+    records: Arc<AuditKey>,
 }
 
 impl SqliteStore {
@@ -139,6 +143,7 @@ impl SqliteStore {
         create_private(&key_store_path(path))?;
         let mut conn = open_connection(path, Role::Writer)?;
         migrate(&mut conn, &audit_key)?;
+        let records = Arc::new(audit_key.clone());
         // Where the writer starts; every write transaction re-reads the signed head anyway and
         // refuses to append when it is missing or does not verify.
         let (seq, hash) = match read_head(&conn)? {
@@ -200,6 +205,7 @@ impl SqliteStore {
             writer: wtx,
             readers: rtx,
             path: Arc::new(path.to_owned()),
+            records,
         })
     }
 
@@ -491,11 +497,21 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            tx.execute(
-                "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![key.id, key.name, key.role, key.token_hash, key.created_at_micros, key.revoked_at_micros, key.holder],
-            )
-            .map_err(backend)?;
+            let mac = integrity::api_key_mac(&chain.key, &key);
+            tx.prepare_cached(sql::INSERT_API_KEY.lite)
+                .and_then(|mut st| {
+                    st.execute(params![
+                        key.id,
+                        key.name,
+                        key.role,
+                        key.token_hash,
+                        key.created_at_micros,
+                        key.revoked_at_micros,
+                        key.holder,
+                        &mac[..]
+                    ])
+                })
+                .map_err(backend)?;
             append(tx, chain, audit)
         })
         .await
@@ -503,17 +519,26 @@ impl Store for SqliteStore {
 
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
         let token_hash = token_hash.to_owned();
+        let key = self.records.clone();
         self.read(move |conn| {
-            first(conn, sql::API_KEY_BY_HASH, [token_hash], |r| {
+            let row = first(conn, sql::API_KEY_BY_HASH, [token_hash], |r| {
                 rows::api_key(r)
-            })
+            })?;
+            Ok(row.and_then(|row| integrity::checked_api_key(&key, row)))
         })
         .await
     }
 
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        self.read(|conn| all(conn, sql::API_KEYS, [], |r| rows::api_key(r)))
-            .await
+        let key = self.records.clone();
+        self.read(move |conn| {
+            let rows = all(conn, sql::API_KEYS, [], |r| rows::api_key(r))?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|row| integrity::checked_api_key(&key, row))
+                .collect())
+        })
+        .await
     }
 
     async fn revoke_api_key(
@@ -524,11 +549,19 @@ impl Store for SqliteStore {
     ) -> StoreResult<AuditRecord> {
         let id = id.to_owned();
         self.write(move |tx, chain| {
+            // Only a genuine, unrevoked row is revoked, and it is sealed again as revoked.
+            let row = first(tx, sql::API_KEY_BY_ID, [&id], |r| rows::api_key(r))?
+                .and_then(|row| integrity::checked_api_key(&chain.key, row))
+                .filter(|k| k.revoked_at_micros.is_none())
+                .ok_or(StoreError::NotFound)?;
+            let revoked = ApiKeyRecord {
+                revoked_at_micros: Some(at_micros),
+                ..row
+            };
+            let mac = integrity::api_key_mac(&chain.key, &revoked);
             let n = tx
-                .execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-                    params![id, at_micros],
-                )
+                .prepare_cached(sql::REVOKE_API_KEY.lite)
+                .and_then(|mut st| st.execute(params![id, at_micros, &mac[..]]))
                 .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound);
@@ -544,11 +577,24 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            tx.execute(
-                "INSERT INTO policy_versions (version, source, sha256, applied_at) VALUES (?1, ?2, ?3, ?4)",
-                params![policy.version, policy.source, policy.sha256, policy.applied_at_micros],
-            )
-            .map_err(backend)?;
+            let seq: i64 = tx
+                .prepare_cached(sql::INSERT_POLICY.lite)
+                .and_then(|mut st| {
+                    st.query_row(
+                        params![
+                            policy.version,
+                            policy.source,
+                            policy.sha256,
+                            policy.applied_at_micros
+                        ],
+                        |r| r.get(0),
+                    )
+                })
+                .map_err(backend)?;
+            let mac = integrity::policy_mac(&chain.key, &PolicyRecord { seq, ..policy });
+            tx.prepare_cached(sql::SEAL_POLICY.lite)
+                .and_then(|mut st| st.execute(params![seq, &mac[..]]))
+                .map_err(backend)?;
             append(tx, chain, audit)
         })
         .await
@@ -578,7 +624,11 @@ impl Store for SqliteStore {
     }
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        self.read(|conn| first(conn, sql::CURRENT_POLICY, [], |r| rows::policy(r)))
-            .await
+        let key = self.records.clone();
+        self.read(move |conn| {
+            let rows = all(conn, sql::NEWEST_POLICIES, [], |r| rows::policy(r))?;
+            integrity::current_policy(&key, rows)
+        })
+        .await
     }
 }

@@ -9,8 +9,9 @@ use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{
-    BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DisclosureRecord, FieldWrite,
-    NewSubject, PgStore, RelationRecord, RightsStore, SqliteStore, Store, StoreError,
+    ApiKeyRecord, BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DisclosureRecord,
+    FieldWrite, NewSubject, PgStore, PolicyRecord, RelationRecord, RightsStore, SqliteStore, Store,
+    StoreError,
 };
 
 /// Where a test's store lives: a SQLite file or a database of the shared test cluster.
@@ -96,7 +97,152 @@ on_both_stores!(
     schema_5_lists_convert_without_breaking_the_chain,
     prop_any_audit_strings_round_trip_and_the_chain_verifies,
     disclosure_and_breach_categories_round_trip,
+    rows_that_grant_access_are_sealed_and_forged_ones_refused,
+    schema_6_rows_are_sealed_by_the_migration,
 );
+
+/// Schema 7's columns dropped: the store as schema 6 and before left it.
+const UNSEAL: &str = "ALTER TABLE api_keys DROP COLUMN mac;
+ALTER TABLE policy_versions DROP COLUMN mac;";
+
+fn api_key(id: &str, role: &str, token_hash: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.into(),
+        name: id.into(),
+        role: role.into(),
+        holder: Some("Ana <ana@example.id>".into()),
+        token_hash: token_hash.into(),
+        created_at_micros: 1,
+        revoked_at_micros: None,
+    }
+}
+
+fn policy(version: &str) -> PolicyRecord {
+    PolicyRecord {
+        seq: 0,
+        version: version.into(),
+        source: format!("version = \"{version}\""),
+        sha256: "00".repeat(32),
+        applied_at_micros: 1,
+    }
+}
+
+/// API keys and policy versions are sealed by the store and checked on every read: rows
+/// written behind its back (a forged admin key, a raised role, a policy inserted or an old one
+/// moved to the top) are refused, a forged key cannot be revoked, genuine ones keep working.
+async fn rows_that_grant_access_are_sealed_and_forged_ones_refused(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    store
+        .insert_api_key(api_key("clerk", "clerk", &a), draft("key.create", None))
+        .await
+        .unwrap();
+    store
+        .insert_policy(policy("v1"), draft("policy.apply", None))
+        .await
+        .unwrap();
+    store
+        .insert_policy(policy("v2"), draft("policy.apply", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.api_key_by_hash(&a).await.unwrap().unwrap().role,
+        "clerk"
+    );
+    assert_eq!(store.current_policy().await.unwrap().unwrap().version, "v2");
+
+    backend.sql(&format!(
+        "INSERT INTO api_keys (id, name, role, holder, token_hash, created_at)
+         VALUES ('eve', 'eve', 'admin', NULL, '{b}', 1);
+         INSERT INTO policy_versions (seq, version, source, sha256, applied_at)
+         VALUES (10, 'forged', 'version = \"forged\"', 'x', 1);"
+    ));
+    assert_eq!(store.api_key_by_hash(&b).await.unwrap(), None);
+    let listed: Vec<String> = store
+        .list_api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, ["clerk"]);
+    assert!(matches!(
+        store
+            .revoke_api_key("eve", 2, draft("key.revoke", None))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.current_policy().await.unwrap().unwrap().version, "v2");
+
+    // v1's genuine row and MAC copied above v2: its MAC covers its sequence number.
+    backend.sql(
+        "DELETE FROM policy_versions WHERE seq = 10;
+         INSERT INTO policy_versions (seq, version, source, sha256, applied_at, mac)
+         SELECT 11, version, source, sha256, applied_at, mac FROM policy_versions WHERE version = 'v1';",
+    );
+    assert_eq!(store.current_policy().await.unwrap().unwrap().version, "v2");
+
+    // A genuine key raised to admin is refused; put back, it works, and revokes sealed.
+    backend.sql("UPDATE api_keys SET role = 'admin' WHERE id = 'clerk'");
+    assert_eq!(store.api_key_by_hash(&a).await.unwrap(), None);
+    backend.sql("UPDATE api_keys SET role = 'clerk' WHERE id = 'clerk'");
+    assert!(store.api_key_by_hash(&a).await.unwrap().is_some());
+    store
+        .revoke_api_key("clerk", 2, draft("key.revoke", None))
+        .await
+        .unwrap();
+    let revoked = store.api_key_by_hash(&a).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at_micros, Some(2));
+    // Revocation undone behind the store's back: the row no longer matches its MAC.
+    backend.sql("UPDATE api_keys SET revoked_at = NULL WHERE id = 'clerk'");
+    assert_eq!(store.api_key_by_hash(&a).await.unwrap(), None);
+
+    // Only forged versions above nothing genuine: no policy is in force, loudly.
+    backend.sql("DELETE FROM policy_versions WHERE seq < 11");
+    assert!(store.current_policy().await.is_err());
+    assert_eq!(verify(&store, &ring).await, 4);
+}
+
+/// A store from before schema 7 gets its existing rows sealed by the migration, under its own
+/// key: they read back as before; rows added later without the key do not.
+async fn schema_6_rows_are_sealed_by_the_migration(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let hash = "c".repeat(64);
+    {
+        let store = backend.open(ring.audit_key()).await;
+        store
+            .insert_api_key(api_key("old", "dpo", &hash), draft("key.create", None))
+            .await
+            .unwrap();
+        store
+            .insert_policy(policy("old"), draft("policy.apply", None))
+            .await
+            .unwrap();
+    }
+    let mut sql = UNSEAL.to_owned();
+    match &backend {
+        Backend::Sqlite { .. } => sql.push_str("PRAGMA user_version = 6;"),
+        Backend::Postgres(_) => sql.push_str("DELETE FROM schema_version WHERE version >= 7;"),
+    }
+    backend.sql(&sql);
+    let store = backend.open(ring.audit_key()).await;
+    assert_eq!(
+        store.api_key_by_hash(&hash).await.unwrap().unwrap().role,
+        "dpo"
+    );
+    assert_eq!(
+        store.current_policy().await.unwrap().unwrap().version,
+        "old"
+    );
+    backend.sql(&format!(
+        "INSERT INTO api_keys (id, name, role, token_hash, created_at)
+         VALUES ('late', 'late', 'admin', '{}', 1)",
+        "d".repeat(64)
+    ));
+    assert_eq!(store.api_key_by_hash(&"d".repeat(64)).await.unwrap(), None);
+    assert_eq!(verify(&store, &ring).await, 2);
+}
 
 fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
     AuditDraft {
@@ -903,6 +1049,7 @@ async fn schema_5_lists_convert_without_breaking_the_chain(backend: Backend) {
         Backend::Sqlite { .. } => sql.push_str("PRAGMA user_version = 5;"),
         Backend::Postgres(_) => sql.push_str("DELETE FROM schema_version WHERE version >= 6;"),
     }
+    sql.push_str(UNSEAL);
     backend.sql(&sql);
     let store = backend.open(ring.audit_key()).await;
     let read = store.audit_entries(None, 0, 100).await.unwrap();

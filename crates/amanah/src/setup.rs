@@ -183,8 +183,9 @@ pub(crate) async fn init(data: &DataArgs, policy_source: &str) -> Result<Vault> 
         }
         Location::Postgres(_) => {
             let store = open_store(data, &ring, true).await?;
-            // Refuse before writing a key file that would not match the stored data.
-            if store.current_policy().await?.is_some() {
+            // Refuse before writing a key file that would not match the stored data (a policy
+            // row that fails its integrity check under the new key is another vault's).
+            if !matches!(store.current_policy().await, Ok(None)) {
                 bail!("{} already holds a store", data.describe());
             }
             write_key_file(&key_path, &ring)?;

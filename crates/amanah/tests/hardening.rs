@@ -1,5 +1,6 @@
 //! The binary's hardening as an operator meets it: log files without colour codes (and JSON
-//! logs on request), and `serve`'s limits and metrics flags.
+//! logs on request), `serve`'s limits and metrics flags, and rows forged into the database
+//! with the `sqlite3` shell that would grant access.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -160,6 +161,109 @@ fn logs_to_a_file_carry_no_colour_codes_and_json_on_request() {
             }
         }
     }
+}
+
+/// `amanah apikey create` on `data`: (id, token).
+fn issue(data: &Path, role: &str) -> (String, String) {
+    let out = ok(amanah().args([
+        "apikey",
+        "create",
+        "--data",
+        data.to_str().unwrap(),
+        "--role",
+        role,
+        "--holder",
+        "Admin <admin@example.id>",
+    ]));
+    let mut lines = out.lines();
+    let id = lines.next().unwrap().split_whitespace().nth(1).unwrap();
+    (id.to_owned(), lines.next().unwrap().trim().to_owned())
+}
+
+fn sqlite3(data: &Path, sql: &str) {
+    let out = Command::new("sqlite3")
+        .arg(data.join("amanah.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sqlite3 {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn get_as(addr: &str, path: &str, token: &str) -> String {
+    http(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+        ),
+    )
+}
+
+#[test]
+fn rows_forged_into_the_database_grant_nothing() {
+    let (dir, data) = vault();
+    let (_, admin) = issue(&data, "admin");
+    let (agent_id, agent) = issue(&data, "support_agent");
+    let log = dir.path().join("serve.log");
+    let srv = serve(
+        &data,
+        &["--metrics-listen", "off"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let addr = srv.addr();
+    assert!(get_as(&addr, "/v1/audit/verify", &admin).starts_with("HTTP/1.1 200"));
+    assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 403"));
+
+    // An admin key of one's own: a row with the SHA-256 of a token one chose.
+    let forged = "forged-token-0123456789abcdef0123456789abcdef";
+    let hash = amanah_crypto::token::hash(forged);
+    sqlite3(
+        &data,
+        &format!(
+            "INSERT INTO api_keys (id, name, role, holder, token_hash, created_at)
+             VALUES ('forged', 'forged', 'admin', 'Eve <eve@example.id>', '{hash}', 1)"
+        ),
+    );
+    assert!(get_as(&addr, "/v1/audit/verify", forged).starts_with("HTTP/1.1 401"));
+    // A genuine key raised to admin.
+    sqlite3(
+        &data,
+        &format!("UPDATE api_keys SET role = 'admin' WHERE id = '{agent_id}'"),
+    );
+    assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 401"));
+    // A policy version of one's own, newer than the one in force.
+    let before = get_as(&addr, "/v1/policy", &admin);
+    sqlite3(
+        &data,
+        "INSERT INTO policy_versions (seq, version, source, sha256, applied_at)
+         SELECT seq + 1, 'forged', source, sha256, applied_at FROM policy_versions
+         ORDER BY seq DESC LIMIT 1",
+    );
+    // Past the server's policy reload interval (2 s), the forged version is not in force.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = get_as(&addr, "/v1/policy", &admin);
+    assert!(after.starts_with("HTTP/1.1 200"), "{after}");
+    assert!(!after.contains("\"forged\""), "{after}");
+    assert_eq!(
+        before.split("\r\n\r\n").nth(1),
+        after.split("\r\n\r\n").nth(1)
+    );
+    // The genuine admin key still works, and the refusals are in the log, without the token.
+    assert!(get_as(&addr, "/v1/audit/verify", &admin).starts_with("HTTP/1.1 200"));
+    srv.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("an API key row failed its integrity check"),
+        "{text}"
+    );
+    assert!(
+        text.contains("a policy version row failed its integrity check"),
+        "{text}"
+    );
+    assert!(!text.contains(forged));
 }
 
 #[test]

@@ -6,7 +6,33 @@ use tokio_postgres::{Client, Transaction};
 
 use super::*;
 use crate::rows::{self, to_hash};
-use crate::{StoreError, StoreResult};
+use crate::{integrity, sql, StoreError, StoreResult};
+
+async fn seal_access_rows(tx: &Transaction<'_>, audit_key: &AuditKey) -> StoreResult<()> {
+    for row in tx
+        .query(sql::UNSEALED_API_KEYS.pg, &[])
+        .await
+        .map_err(backend)?
+    {
+        let (key, _) = rows::api_key(&row)?;
+        let mac = integrity::api_key_mac(audit_key, &key);
+        tx.execute(sql::SEAL_API_KEY.pg, &[&key.id, &&mac[..]])
+            .await
+            .map_err(backend)?;
+    }
+    for row in tx
+        .query(sql::UNSEALED_POLICIES.pg, &[])
+        .await
+        .map_err(backend)?
+    {
+        let (policy, _) = rows::policy(&row)?;
+        let mac = integrity::policy_mac(audit_key, &policy);
+        tx.execute(sql::SEAL_POLICY.pg, &[&policy.seq, &&mac[..]])
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
 
 /// Ordered migrations: `(version, SQL)`. A database whose `schema_version` is above the last
 /// one here was written by a newer Amanah and is refused.
@@ -17,7 +43,11 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (4, accountability::SCHEMA_V4),
     (5, SCHEMA_V5),
     (6, SCHEMA_V6),
+    (7, SCHEMA_V7),
 ];
+/// The rows that grant access carry a MAC (see `integrity`); the migration seals those there.
+pub(super) const SCHEMA_V7: &str = "ALTER TABLE api_keys ADD COLUMN mac BYTEA;
+ALTER TABLE policy_versions ADD COLUMN mac BYTEA;";
 /// Every API key names the person it was issued to (four eyes count people).
 pub(super) const SCHEMA_V5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
 /// Key of the advisory lock that serializes migrations of concurrently starting processes.
@@ -152,7 +182,7 @@ UPDATE breaches SET categories = to_json(array_remove(string_to_array(categories
 "#;
 
 /// The newest schema version this binary understands.
-pub const PG_SCHEMA_VERSION: i64 = 6;
+pub const PG_SCHEMA_VERSION: i64 = 7;
 
 pub(super) async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreResult<()> {
     let tx = client.transaction().await.map_err(backend)?;
@@ -181,6 +211,9 @@ pub(super) async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreR
     }
     for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
         tx.batch_execute(sql).await.map_err(backend)?;
+        if *version == 7 {
+            seal_access_rows(&tx, audit_key).await?;
+        }
         if *version == 6 {
             recover_legacy_fields(&tx, audit_key).await?;
             // The head row of an empty log, written unsigned by schema 1, gets its MAC: from

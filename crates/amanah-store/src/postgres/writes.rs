@@ -6,6 +6,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement, Transaction};
 
 use super::*;
+use crate::{integrity, rows, sql};
 use crate::{
     ApiKeyRecord, BreachRecord, ConsentRecord, DeidentifiedRecord, DisclosureRecord,
     DisclosureStep, FieldWrite, HoldRecord, NewSubject, PolicyRecord, RelationRecord,
@@ -157,13 +158,8 @@ pub(super) async fn apply(
             Ok(out)
         }
         Op::InsertApiKey(k, audit) => {
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .await?;
+            let mac = integrity::api_key_mac(chain.key, k);
+            let st = stmts.get(tx, sql::INSERT_API_KEY.pg).await?;
             tx.execute(
                 &st,
                 &[
@@ -174,36 +170,46 @@ pub(super) async fn apply(
                     &k.created_at_micros,
                     &k.revoked_at_micros,
                     &k.holder,
+                    &&mac[..],
                 ],
             )
             .await?;
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
         Op::RevokeApiKey(id, at, audit) => {
-            let st = stmts
-                .get(
-                    tx,
-                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-                )
-                .await?;
-            if tx.execute(&st, &[id, at]).await? == 0 {
+            // Only a genuine, unrevoked row is revoked, and it is sealed again as revoked.
+            let st = stmts.get(tx, sql::API_KEY_BY_ID.pg).await?;
+            let row = match tx.query_opt(&st, &[id]).await? {
+                Some(r) => integrity::checked_api_key(chain.key, rows::api_key(&r)?),
+                None => None,
+            };
+            let Some(row) = row.filter(|k| k.revoked_at_micros.is_none()) else {
+                return Err(Tx::Store(StoreError::NotFound));
+            };
+            let revoked = ApiKeyRecord {
+                revoked_at_micros: Some(*at),
+                ..row
+            };
+            let mac = integrity::api_key_mac(chain.key, &revoked);
+            let st = stmts.get(tx, sql::REVOKE_API_KEY.pg).await?;
+            if tx.execute(&st, &[id, at, &&mac[..]]).await? == 0 {
                 return Err(Tx::Store(StoreError::NotFound));
             }
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
         Op::InsertPolicy(p, audit) => {
-            let st = stmts
-                .get(
-                    tx,
-                    "INSERT INTO policy_versions (seq, version, source, sha256, applied_at)
-                     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM policy_versions",
+            let st = stmts.get(tx, sql::INSERT_POLICY.pg).await?;
+            let seq: i64 = tx
+                .query_one(
+                    &st,
+                    &[&p.version, &p.source, &p.sha256, &p.applied_at_micros],
                 )
-                .await?;
-            tx.execute(
-                &st,
-                &[&p.version, &p.source, &p.sha256, &p.applied_at_micros],
-            )
-            .await?;
+                .await?
+                .get(0);
+            let sealed = PolicyRecord { seq, ..p.clone() };
+            let mac = integrity::policy_mac(chain.key, &sealed);
+            let st = stmts.get(tx, sql::SEAL_POLICY.pg).await?;
+            tx.execute(&st, &[&seq, &&mac[..]]).await?;
             Ok(vec![append(tx, stmts, chain, audit).await?])
         }
         Op::InsertDisclosure(..)

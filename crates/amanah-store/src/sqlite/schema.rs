@@ -7,7 +7,7 @@ use amanah_crypto::audit::{AuditKey, GENESIS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::*;
-use crate::{rows, StoreError, StoreResult};
+use crate::{integrity, rows, sql, StoreError, StoreResult};
 
 pub(super) const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS subjects (
@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     holder TEXT,
     token_hash TEXT NOT NULL UNIQUE,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    mac BLOB
 );
 CREATE TABLE IF NOT EXISTS consents (
     seq INTEGER PRIMARY KEY,
@@ -123,7 +124,8 @@ CREATE TABLE IF NOT EXISTS policy_versions (
     version TEXT NOT NULL,
     source TEXT NOT NULL,
     sha256 TEXT NOT NULL,
-    applied_at INTEGER NOT NULL
+    applied_at INTEGER NOT NULL,
+    mac BLOB
 );
 "#;
 
@@ -178,6 +180,25 @@ CREATE TABLE IF NOT EXISTS deidentified (
 
 /// Schema 5: every API key names the person it was issued to (four eyes count people).
 pub(super) const MIGRATION_5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
+
+/// Schema 7: the rows that grant access carry a MAC (see `integrity`); the migration seals the
+/// rows already there.
+pub(super) const MIGRATION_7: &str = "ALTER TABLE api_keys ADD COLUMN mac BLOB;
+ALTER TABLE policy_versions ADD COLUMN mac BLOB;";
+
+fn seal_access_rows(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
+    for (key, _) in all(tx, sql::UNSEALED_API_KEYS, [], |r| rows::api_key(r))? {
+        let mac = integrity::api_key_mac(audit_key, &key);
+        tx.execute(sql::SEAL_API_KEY.lite, params![key.id, &mac[..]])
+            .map_err(backend)?;
+    }
+    for (policy, _) in all(tx, sql::UNSEALED_POLICIES, [], |r| rows::policy(r))? {
+        let mac = integrity::policy_mac(audit_key, &policy);
+        tx.execute(sql::SEAL_POLICY.lite, params![policy.seq, &mac[..]])
+            .map_err(backend)?;
+    }
+    Ok(())
+}
 
 pub(super) const KEY_STORE_SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS keys.data_keys (
@@ -318,6 +339,10 @@ pub(super) fn migrate(conn: &mut Connection, audit_key: &AuditKey) -> StoreResul
         }
         if found < 6 {
             migrate_6(&tx, audit_key)?;
+        }
+        if (1..7).contains(&found) {
+            tx.execute_batch(MIGRATION_7).map_err(backend)?;
+            seal_access_rows(&tx, audit_key)?;
         }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
