@@ -12,7 +12,7 @@
 # database, one `amanah serve`; SKIP_AMANAH_PG=1 skips it) and on SQLite, and prints the ratios
 # for each store.
 #
-# Usage: scripts/compare-pgcrypto.sh            (after `cargo build --release`)
+# Usage: scripts/compare-pgcrypto.sh            (after `cargo build --release -p amanah -p amanah-bench`)
 # Environment: CONNECTIONS (64), SECONDS_PER_RUN (10), SEED (10000 subjects for lookups),
 #              PORT (55439), AMANAH (target/release/amanah), PG_BIN (found automatically).
 set -euo pipefail
@@ -26,7 +26,10 @@ AMANAH=${AMANAH:-$ROOT/target/release/amanah}
 
 die() { echo "error: $*" >&2; exit 1; }
 
-[ -x "$AMANAH" ] || die "$AMANAH not found: run cargo build --release first (or set AMANAH)"
+[ -x "$AMANAH" ] || die "$AMANAH not found: run cargo build --release -p amanah -p amanah-bench first (or set AMANAH)"
+# `amanah bench` runs the load tool beside the binary (or on PATH).
+[ -x "$(dirname "$AMANAH")/amanah-bench" ] || command -v amanah-bench >/dev/null 2>&1 \
+  || die "amanah-bench not found next to $AMANAH nor on PATH: run cargo build --release -p amanah-bench first"
 if [ -z "${PG_BIN:-}" ]; then
   if command -v initdb >/dev/null 2>&1; then
     PG_BIN=$(dirname "$(readlink -f "$(command -v initdb)")")

@@ -201,8 +201,13 @@ enum Command {
         format: Option<crate::import::Format>,
         file: PathBuf,
     },
-    /// Load-test a server over HTTP (loopback only) and report throughput and latency.
-    Bench(crate::bench::BenchArgs),
+    /// Load-test a server over HTTP (loopback only) and report throughput and latency: runs the
+    /// separate `amanah-bench` tool with these arguments (`amanah bench --help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run a demo vault (SQLite, or PostgreSQL with --store) with the university preset policy.
     Demo {
         /// Where the demo keeps its data, or only its key file with --store (created if
@@ -238,10 +243,10 @@ pub(crate) struct NetArgs {
     #[arg(long, env = "AMANAH_METRICS_LISTEN", default_value = "127.0.0.1:9464", value_parser = parse_metrics_listen)]
     pub(crate) metrics_listen: MetricsListen,
     /// A request not answered within this time gets 503 (e.g. 30s, 500ms, 2m).
-    #[arg(long, env = "AMANAH_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, env = "AMANAH_REQUEST_TIMEOUT", default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub(crate) request_timeout: std::time::Duration,
     /// A connection that has not sent a request's headers within this time is closed.
-    #[arg(long, env = "AMANAH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, env = "AMANAH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = crate::duration::parse_duration)]
     pub(crate) header_read_timeout: std::time::Duration,
     /// Requests handled at once; beyond it, 503 with Retry-After at once.
     #[arg(long, env = "AMANAH_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
@@ -606,7 +611,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let permit = operator::<act::SubjectImport>(&vault).await?;
             return crate::import::run(&vault, &permit, &purpose, &file, format).await;
         }
-        Command::Bench(args) => return crate::bench::run(args).await,
+        Command::Bench { args } => return crate::bench::forward(args),
         Command::Demo {
             data,
             store,

@@ -3,6 +3,7 @@
 mod bench;
 mod checkpoint;
 mod cli;
+mod duration;
 mod import;
 mod maintenance;
 mod serving;

@@ -1,0 +1,224 @@
+//! `amanah-bench` (and `amanah bench`, which runs it) as a user runs them: the real binaries,
+//! each run against an `amanah serve` the tool starts on a throwaway data directory.
+//!
+//! The server is the `amanah` binary next to this crate's (`target/debug/amanah`):
+//! `cargo test --workspace` builds it; with `cargo test -p amanah-bench` alone, build it first
+//! (`cargo build -p amanah`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn amanah_bin() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_amanah-bench"));
+    let amanah = bench.with_file_name("amanah");
+    assert!(
+        amanah.is_file(),
+        "{} is missing: these tests run the server binary; build it with `cargo build -p amanah` (cargo test --workspace does)",
+        amanah.display()
+    );
+    amanah
+}
+
+fn bench() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amanah-bench"));
+    cmd.env("AMANAH_BIN", amanah_bin());
+    cmd
+}
+
+#[test]
+fn amanah_bench_help_is_the_tools_help() {
+    let out = Command::new(amanah_bin())
+        .args(["bench", "--help"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("Usage: amanah-bench"), "{help}");
+    for flag in [
+        "--workload",
+        "--connections",
+        "--duration",
+        "--json",
+        "--sample-rss",
+    ] {
+        assert!(help.contains(flag), "{flag} missing: {help}");
+    }
+}
+
+#[test]
+fn sampling_memory_of_a_server_at_a_url_needs_its_pid() {
+    let out = bench()
+        .args([
+            "--url",
+            "http://127.0.0.1:9",
+            "--key",
+            "x",
+            "--sample-rss",
+            "10s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("give --server-pid PID"), "{stderr}");
+}
+
+#[test]
+fn bench_erases_every_seeded_subject_once_and_reports_server_memory() {
+    let out = bench()
+        .args([
+            "--workload",
+            "erase",
+            "--duration",
+            "20s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "3",
+            "--subjects",
+            "25",
+            "--json",
+        ])
+        .env_remove("AMANAH_BENCH_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "erase");
+    // Each seeded subject is erased exactly once (a second DELETE would answer 410, an error).
+    assert_eq!(report["requests"], 25, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    // The run ends when the subjects do, and the rate is over that time, not the 20 s asked.
+    assert!(report["duration_s"].as_f64().unwrap() < 20.0, "{report}");
+    assert!(
+        report["server_peak_rss_mib"].as_f64().unwrap() > 1.0,
+        "{report}"
+    );
+}
+
+#[test]
+fn bench_paces_the_offered_load() {
+    let out = bench()
+        .args([
+            "--workload",
+            "get",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "2",
+            "--subjects",
+            "10",
+            "--json",
+        ])
+        .env_remove("AMANAH_BENCH_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["offered_rps"], 40.0);
+    let n = report["requests"].as_u64().unwrap();
+    // Unpaced, a server answers gets by the thousand per second; paced, 40 in 1 s (plus at
+    // most one per connection from the staggered start).
+    assert!((1..=42).contains(&n), "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+}
+
+/// The documented command, `amanah bench`, runs this tool with its arguments and the server it
+/// starts is that same `amanah`; with `--sample-rss` the report carries the server's memory
+/// over the run.
+#[test]
+fn amanah_bench_runs_a_mixed_load_and_samples_server_memory() {
+    let out = Command::new(amanah_bin())
+        .args([
+            "bench",
+            "--workload",
+            "mixed",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--connections",
+            "4",
+            "--subjects",
+            "50",
+            "--sample-rss",
+            "500ms",
+            "--json",
+        ])
+        .env_remove("AMANAH_BENCH_KEY")
+        .env_remove("AMANAH_BIN")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["workload"], "mixed");
+    assert_eq!(report["connections"], 4);
+    assert_eq!(report["seeded_subjects"], 50);
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(report["requests"].as_u64().unwrap() > 0);
+    assert!(report["throughput_rps"].as_f64().unwrap() > 0.0);
+    for p in ["mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"] {
+        assert!(
+            report["latency"][p].as_f64().is_some(),
+            "{p} missing: {report}"
+        );
+    }
+    let l = &report["latency"];
+    assert!(
+        l["p50_ms"].as_f64() <= l["p99_ms"].as_f64()
+            && l["p99_ms"].as_f64() <= l["max_ms"].as_f64()
+    );
+    // Samples at 0, 0.5 and 1 s of load, each a live server's resident set.
+    let samples = report["server_rss_samples"].as_array().unwrap();
+    let times: Vec<f64> = samples.iter().map(|s| s["t_s"].as_f64().unwrap()).collect();
+    assert_eq!(times, [0.0, 0.5, 1.0], "{report}");
+    let peak = report["server_peak_rss_mib"].as_f64().unwrap();
+    for s in samples {
+        let rss = s["rss_mib"].as_f64().unwrap();
+        assert!(rss > 1.0 && rss <= peak, "{report}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("server RSS").count(),
+        3,
+        "each sample is printed as taken: {stderr}"
+    );
+}
+
+#[test]
+fn bench_refuses_non_loopback_targets() {
+    let out = bench()
+        .args([
+            "--url",
+            "http://192.0.2.10:8080",
+            "--key",
+            "x",
+            "--duration",
+            "1s",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only targets loopback"));
+}
