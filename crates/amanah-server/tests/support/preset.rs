@@ -11,7 +11,8 @@ use serde_json::Value;
 
 use super::Kind;
 
-pub use amanah_testkit::policies::{CRM, UNIVERSITY};
+pub const UNIVERSITY: &str = amanah_testkit::policies::UNIVERSITY;
+pub const CRM: &str = amanah_testkit::policies::CRM;
 
 pub struct Preset {
     pub base: String,
