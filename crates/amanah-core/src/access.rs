@@ -190,39 +190,8 @@ pub fn grant(policy: &Policy, role: &str, purpose: &str) -> Result<Grant, Denial
 mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
-version = "t1"
-[controller]
-name = "C"
-contact = "dpo@c.id"
-[categories.full_name]
-type = "name"
-class = "general"
-[categories.nik]
-type = "nik"
-class = "general"
-index = true
-[categories.health]
-type = "text"
-class = "specific"
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "nik", "health"]
-retention = "5y"
-[purposes.marketing]
-basis = "consent"
-categories = ["full_name"]
-retention = "1y"
-[roles.officer]
-purposes = ["admission"]
-mask = ["nik"]
-[roles.nurse]
-purposes = ["admission"]
-specific = true
-"#;
-
     fn policy() -> Policy {
-        Policy::parse(POLICY).unwrap()
+        Policy::parse(crate::test_policies::CLINIC).unwrap()
     }
 
     fn who(role: &str) -> &str {
@@ -238,7 +207,7 @@ specific = true
         assert_eq!(g.readable.get("health"), None);
         assert!(!g.may_search("nik"));
         assert!(g.may_search("full_name"));
-        assert_eq!(g.writable.len(), 3);
+        assert_eq!(g.writable.len(), 5, "every category of the purpose");
     }
 
     #[test]

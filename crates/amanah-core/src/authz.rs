@@ -527,46 +527,13 @@ pub fn clear(grant: &Grant, category: &str) -> bool {
 mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
-version = "t1"
-[controller]
-name = "C"
-contact = "dpo@c.id"
-[categories.full_name]
-type = "name"
-class = "general"
-[purposes.admission]
-basis = "contract"
-categories = ["full_name"]
-retention = "5y"
-restricted_use = true
-[purposes.enquiries]
-basis = "contract"
-categories = ["full_name"]
-retention = "1y"
-compatible_with = ["admission"]
-[purposes.marketing]
-basis = "consent"
-categories = ["full_name"]
-retention = "1y"
-[roles.officer]
-purposes = ["admission", "enquiries"]
-[roles.marketer]
-purposes = ["marketing"]
-[roles.dpo]
-purposes = ["admission"]
-specific = true
-handle_requests = true
-[roles.pic]
-purposes = ["admission"]
-approve_disclosures = true
-[roles.registrar]
-purposes = ["admission"]
-end_relationships = true
-"#;
-
+    /// The test policy, where the registrar may also end relationships.
     fn policy() -> Policy {
-        Policy::parse(POLICY).unwrap()
+        let source = crate::test_policies::TEST.replace(
+            "[roles.registrar]\n",
+            "[roles.registrar]\nend_relationships = true\n",
+        );
+        Policy::parse(&source).unwrap()
     }
 
     fn who(role: &str) -> Caller {
@@ -598,15 +565,21 @@ end_relationships = true
     #[test]
     fn reads_need_the_subject_enrolled_in_the_purpose() {
         let p = policy();
-        let d = decide(&p, &who("officer"), Action::SubjectRead, Some("enquiries")).unwrap();
+        let d = decide(
+            &p,
+            &who("registrar"),
+            Action::SubjectRead,
+            Some("government_orders"),
+        )
+        .unwrap();
         let admission = vec!["admission".to_owned()];
         assert_eq!(
             d.check_subject(&p, &facts(&admission)),
             Err(Denial::NotEnrolled {
-                purpose: "enquiries".into()
+                purpose: "government_orders".into()
             })
         );
-        let both = vec!["admission".to_owned(), "enquiries".to_owned()];
+        let both = vec!["admission".to_owned(), "government_orders".to_owned()];
         assert_eq!(d.check_subject(&p, &facts(&both)), Ok(()));
     }
 
@@ -685,8 +658,30 @@ end_relationships = true
                 since: "1970-01-01".into()
             })
         );
+        // The admin reads a restricted subject only under a purpose marked restricted_use.
         let d = decide(&p, &who(ADMIN_ROLE), Action::SubjectRead, Some("admission")).unwrap();
-        assert_eq!(d.check_subject(&p, &restricted), Ok(()));
+        assert!(matches!(
+            d.check_subject(&p, &restricted),
+            Err(Denial::Restricted { .. })
+        ));
+        let claims = vec!["admission".to_owned(), "legal_claims".to_owned()];
+        let d = decide(
+            &p,
+            &who(ADMIN_ROLE),
+            Action::SubjectRead,
+            Some("legal_claims"),
+        )
+        .unwrap();
+        assert_eq!(
+            d.check_subject(
+                &p,
+                &SubjectFacts {
+                    restricted_since: Some(0),
+                    ..facts(&claims)
+                }
+            ),
+            Ok(())
+        );
     }
 
     #[test]
@@ -723,14 +718,14 @@ end_relationships = true
         let p = policy();
         let admission = vec!["admission".to_owned()];
         assert_eq!(
-            enrollment_ground(&p, "enquiries", &admission),
+            enrollment_ground(&p, "account", &admission),
             Ok(EnrollGround::Compatible("admission".into()))
         );
         assert_eq!(
             enrollment_ground(&p, "marketing", &admission),
             Ok(EnrollGround::Consent)
         );
-        assert!(enrollment_ground(&p, "admission", &["enquiries".to_owned()]).is_err());
+        assert!(enrollment_ground(&p, "admission", &["account".to_owned()]).is_err());
         let d = decide(
             &p,
             &who("marketer"),

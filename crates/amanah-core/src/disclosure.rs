@@ -390,54 +390,16 @@ pub fn package_categories(
 mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
-version = "t"
-[controller]
-name = "C"
-contact = "dpo@c.id"
-[categories.full_name]
-type = "name"
-class = "general"
-[categories.email]
-type = "email"
-class = "general"
-[categories.birth_date]
-type = "date"
-class = "general"
-[categories.nik]
-type = "nik"
-class = "general"
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email", "birth_date", "nik"]
-retention = "5y"
-[purposes.marketing]
-basis = "consent"
-categories = ["email"]
-retention = "1y"
-[purposes.orders]
-basis = "legal_obligation"
-categories = ["full_name", "nik"]
-retention = "5y"
-[recipients.partner]
-country = "AU"
-kind = "third_party"
-purposes = ["admission"]
-categories = ["full_name", "birth_date"]
-transfer_basis = "safeguards"
-pseudonymize = true
-[recipients.mailer]
-country = "SG"
-purposes = ["marketing", "admission"]
-transfer_basis = "consent"
-[recipients.police]
-country = "ID"
-kind = "authority"
-purposes = ["orders", "admission"]
-"#;
-
+    /// The test policy, where the mailer (Singapore, on consent) also serves admission and the
+    /// ministry (an authority) may also be asked under admission.
     fn policy() -> Policy {
-        Policy::parse(POLICY).unwrap()
+        let mut p = Policy::parse(crate::test_policies::TEST).unwrap();
+        for name in ["mailer", "ministry"] {
+            if let Some(r) = p.recipients.get_mut(name) {
+                r.purposes.push("admission".to_owned());
+            }
+        }
+        p
     }
 
     fn cats(c: &[&str]) -> Vec<String> {
@@ -525,7 +487,7 @@ purposes = ["orders", "admission"]
     fn categories_beyond_the_recipient_are_named() {
         let p = policy();
         let c = cats(&["full_name", "email", "nik"]);
-        let err = check(&p, ask("partner", "admission", &c)).unwrap_err();
+        let err = check(&p, ask("partner_university", "admission", &c)).unwrap_err();
         assert_eq!(
             err,
             RequestProblem::Excluded {
@@ -534,10 +496,17 @@ purposes = ["orders", "admission"]
             }
         );
         assert_eq!(err.field(), "categories");
-        let ok = check(&p, ask("partner", "admission", &cats(&["birth_date"]))).unwrap();
+        let ok = check(
+            &p,
+            ask("partner_university", "admission", &cats(&["birth_date"])),
+        )
+        .unwrap();
         assert!(!ok.needs_consent);
         assert!(matches!(
-            check(&p, ask("partner", "marketing", &cats(&["email"]))),
+            check(
+                &p,
+                ask("partner_university", "marketing", &cats(&["email"]))
+            ),
             Err(RequestProblem::PurposeNotDeclared { .. })
         ));
         assert!(matches!(
@@ -545,7 +514,7 @@ purposes = ["orders", "admission"]
             Err(RequestProblem::UnknownRecipient(_))
         ));
         assert_eq!(
-            check(&p, ask("partner", "admission", &[])).unwrap_err(),
+            check(&p, ask("partner_university", "admission", &[])).unwrap_err(),
             RequestProblem::NoCategories
         );
     }
@@ -570,10 +539,14 @@ purposes = ["orders", "admission"]
     #[test]
     fn foreign_recipient_without_a_basis_is_refused() {
         let mut p = policy();
-        if let Some(r) = p.recipients.get_mut("partner") {
+        if let Some(r) = p.recipients.get_mut("partner_university") {
             r.transfer_basis = None;
         }
-        let err = check(&p, ask("partner", "admission", &cats(&["birth_date"]))).unwrap_err();
+        let err = check(
+            &p,
+            ask("partner_university", "admission", &cats(&["birth_date"])),
+        )
+        .unwrap_err();
         assert!(matches!(err, RequestProblem::NoTransferBasis { .. }));
         assert!(err.to_string().contains("Art. 56"));
     }
@@ -582,12 +555,12 @@ purposes = ["orders", "admission"]
     fn authority_orders() {
         let p = policy();
         let c = cats(&["nik"]);
-        let mut a = ask("police", "admission", &c);
+        let mut a = ask("ministry", "admission", &c);
         assert!(matches!(
             check(&p, a),
             Err(RequestProblem::AuthorityNeedsLegalObligation { .. })
         ));
-        a.purpose = "orders";
+        a.purpose = "government_orders";
         assert!(matches!(
             check(&p, a),
             Err(RequestProblem::AuthorityNeedsReference { .. })
@@ -595,7 +568,7 @@ purposes = ["orders", "admission"]
         a.reference = Some("B/123/XI/2026");
         a.deferred = true;
         assert!(check(&p, a).is_ok());
-        let mut other = ask("partner", "admission", &c);
+        let mut other = ask("partner_university", "admission", &c);
         other.categories = &[];
         let bd = cats(&["birth_date"]);
         other.categories = &bd;
@@ -611,7 +584,7 @@ purposes = ["orders", "admission"]
         let p = policy();
         let (keep, out) = package_categories(
             &p,
-            &p.recipients["partner"],
+            &p.recipients["partner_university"],
             &cats(&["full_name", "birth_date"]),
         );
         assert_eq!(keep, cats(&["birth_date"]));

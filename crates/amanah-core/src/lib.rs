@@ -16,4 +16,15 @@ pub mod retention;
 pub mod rights;
 pub mod ropa;
 
+/// The test kit's policies (`crates/amanah-testkit/policies`), read by the unit tests from the
+/// same files every other suite uses (the kit itself depends on this crate, so they are
+/// included by path).
+#[cfg(test)]
+pub(crate) mod test_policies {
+    /// A university with every legal basis, a role for each duty and recipients of each kind.
+    pub const TEST: &str = include_str!("../../amanah-testkit/policies/test.toml");
+    /// Health data for the nurse only, the NIK masked for the officer.
+    pub const CLINIC: &str = include_str!("../../amanah-testkit/policies/clinic.toml");
+}
+
 pub use error::{Conflict, Error, Result};

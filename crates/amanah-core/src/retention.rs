@@ -146,39 +146,10 @@ mod tests {
         (t.unix_timestamp_nanos() / 1_000) as i64
     }
 
+    /// The test policy: marketing runs 2 years, account 30 days from the end of the
+    /// relationship, admission 5 years and then de-identifies.
     fn policy() -> Policy {
-        Policy::parse(
-            r#"
-version = "t"
-[controller]
-name = "C"
-contact = "c@c.id"
-[categories.full_name]
-type = "name"
-class = "general"
-[categories.email]
-type = "email"
-class = "general"
-[categories.birth_date]
-type = "date"
-class = "general"
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email", "birth_date"]
-retention = "1y"
-on_expiry = "deidentify"
-[purposes.marketing]
-basis = "consent"
-categories = ["full_name", "email"]
-retention = "30d"
-[purposes.account]
-basis = "contract"
-categories = ["email"]
-retention = "6m"
-retention_from = "relationship_end"
-"#,
-        )
-        .unwrap()
+        Policy::parse(crate::test_policies::TEST).unwrap()
     }
 
     fn held(p: &str, at: i64) -> HeldPurpose {
@@ -221,12 +192,10 @@ retention_from = "relationship_end"
         let t0 = micros(datetime!(2026-01-01 00:00 UTC));
         let cats = vec!["full_name".to_owned(), "email".to_owned()];
         let hs = [held("marketing", t0)];
+        let end = micros(datetime!(2028-01-01 00:00 UTC));
+        assert_eq!(decide(&p, &hs, &cats, None, end - 1), RetentionAction::Keep);
         assert_eq!(
-            decide(&p, &hs, &cats, None, t0 + 30 * MICROS_PER_DAY - 1),
-            RetentionAction::Keep
-        );
-        assert_eq!(
-            decide(&p, &hs, &cats, None, t0 + 30 * MICROS_PER_DAY),
+            decide(&p, &hs, &cats, None, end),
             RetentionAction::EraseSubject {
                 expired: vec!["marketing".into()]
             }
@@ -241,7 +210,13 @@ retention_from = "relationship_end"
         // marketing ended; account (relationship still running) keeps the email only.
         let hs = [held("marketing", t0), held("account", t0)];
         assert_eq!(
-            decide(&p, &hs, &cats, None, t0 + 40 * MICROS_PER_DAY),
+            decide(
+                &p,
+                &hs,
+                &cats,
+                None,
+                micros(datetime!(2028-02-01 00:00 UTC))
+            ),
             RetentionAction::EraseCategories {
                 expired: vec!["marketing".into()],
                 categories: vec!["full_name".into()]
@@ -264,7 +239,7 @@ retention_from = "relationship_end"
                 &hs,
                 &cats,
                 Some(ended),
-                micros(datetime!(2026-08-31 23:59 UTC))
+                micros(datetime!(2026-03-30 23:59 UTC))
             ),
             RetentionAction::Keep
         );
@@ -274,7 +249,7 @@ retention_from = "relationship_end"
                 &hs,
                 &cats,
                 Some(ended),
-                micros(datetime!(2026-09-01 00:00 UTC))
+                micros(datetime!(2026-03-31 00:00 UTC))
             ),
             RetentionAction::EraseSubject { .. }
         ));
@@ -291,7 +266,7 @@ retention_from = "relationship_end"
                 &[held("admission", t0)],
                 &cats,
                 None,
-                micros(datetime!(2027-01-01 00:00 UTC))
+                micros(datetime!(2031-01-01 00:00 UTC))
             ),
             RetentionAction::Deidentify { .. }
         ));

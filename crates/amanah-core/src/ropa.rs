@@ -395,7 +395,9 @@ pub fn dpia_skeleton(policy: &Policy, findings: &[(Trigger, Finding)]) -> String
 mod tests {
     use super::*;
 
-    const POLICY: &str = r#"
+    /// The DPIA triggers are read from the policy's words (a purpose's name and description):
+    /// this text is what `dpia_triggers_and_skeleton` is about.
+    const DPIA_POLICY: &str = r#"
 version = "r1"
 [controller]
 name = "Contoh"
@@ -424,14 +426,10 @@ transfer_basis = "safeguards"
 pseudonymize = true
 "#;
 
-    fn policy() -> Policy {
-        Policy::parse(POLICY).unwrap()
-    }
-
-    fn ropa() -> Value {
-        let counts = BTreeMap::from([("service".to_owned(), 7u64)]);
+    fn ropa_of(source: &str) -> Value {
+        let counts = BTreeMap::from([("admission".to_owned(), 7u64)]);
         build(
-            &policy(),
+            &Policy::parse(source).unwrap(),
             &counts,
             &Security {
                 storage: "SQLite".into(),
@@ -440,29 +438,47 @@ pseudonymize = true
         )
     }
 
+    fn ropa() -> Value {
+        ropa_of(crate::test_policies::TEST)
+    }
+
     #[test]
     fn record_names_bases_classes_recipients_and_counts() {
         let r = ropa();
-        assert_eq!(r["controller"]["contact"], "dpo@contoh.id");
+        assert_eq!(r["controller"]["contact"], "dpo@contoh.ac.id");
         let acts = r["activities"].as_array().unwrap();
-        let service = acts.iter().find(|a| a["purpose"] == "service").unwrap();
-        assert_eq!(service["subjects"], 7);
-        assert_eq!(service["legal_basis"], "contract");
-        assert_eq!(service["categories"][1]["class"], "specific");
-        let analytics = acts.iter().find(|a| a["purpose"] == "analytics").unwrap();
-        assert_eq!(analytics["subjects"], 0);
-        assert_eq!(analytics["recipients"][0]["country"], "SG");
-        assert_eq!(analytics["recipients"][0]["transfer_basis"], "safeguards");
+        let admission = acts.iter().find(|a| a["purpose"] == "admission").unwrap();
+        assert_eq!(admission["subjects"], 7);
+        assert_eq!(admission["legal_basis"], "contract");
+        assert_eq!(admission["categories"][1]["class"], "general");
+        assert_eq!(admission["recipients"][0]["country"], "AU");
+        assert_eq!(admission["recipients"][0]["transfer_basis"], "safeguards");
+        let marketing = acts.iter().find(|a| a["purpose"] == "marketing").unwrap();
+        assert_eq!(marketing["subjects"], 0);
+        assert_eq!(marketing["legal_basis"], "consent");
+        assert_eq!(marketing["recipients"][0]["country"], "SG");
+        assert_eq!(marketing["recipients"][0]["transfer_basis"], "consent");
         assert!(r["security_measures"].to_string().contains("AES-256-GCM"));
         let md = markdown(&r);
         assert!(
-            md.contains("| service | contract | email, health (specific) | 7 |"),
+            md.contains("| admission | contract | full_name, email, phone, birth_date, nik | 7 |"),
             "{md}"
         );
-        assert!(md.contains("cloud (third_party, SG, transfer: safeguards)"));
+        assert!(md.contains("partner_university (third_party, AU, transfer: safeguards)"));
         let csv = csv(&r);
-        assert_eq!(csv.lines().count(), 3);
+        assert_eq!(
+            csv.lines().count(),
+            1 + 6,
+            "a header and one row per purpose"
+        );
         assert!(csv.starts_with("controller,contact,purpose,legal_basis"));
+
+        // Specific data is named as such.
+        let clinic = ropa_of(crate::test_policies::CLINIC);
+        let admission = &clinic["activities"][0];
+        assert_eq!(admission["purpose"], "admission");
+        assert_eq!(admission["categories"][4]["class"], "specific");
+        assert!(markdown(&clinic).contains("nik, health (specific) | 7 |"));
     }
 
     #[test]
@@ -480,7 +496,7 @@ pseudonymize = true
 
     #[test]
     fn dpia_triggers_and_skeleton() {
-        let p = policy();
+        let p = Policy::parse(DPIA_POLICY).unwrap();
         let f = dpia_triggers(&p);
         let get = |t| f.iter().find(|(x, _)| *x == t).unwrap().1.clone();
         assert_eq!(

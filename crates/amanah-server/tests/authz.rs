@@ -6,26 +6,22 @@
 
 mod support;
 
-use amanah_testpg::on_both_stores;
+use amanah_testkit::on_both_stores;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 use amanah_core::authz::{Action, Rule};
 use amanah_core::fields::FieldType;
 use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
-use amanah_crypto::KeyRing;
 use amanah_server::routes::{Route, PUBLIC, ROUTES};
 use amanah_server::{router, ApiDoc, AppState};
-use amanah_vault::{act, ManualClock, Target, Vault};
+use amanah_testkit::TestVault;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::Kind;
-use time::macros::datetime;
 use utoipa::OpenApi;
 
-const UNIVERSITY: &str = include_str!("../../../policies/university.toml");
-const CRM: &str = include_str!("../../../policies/crm.toml");
+use amanah_testkit::policies::{CRM, UNIVERSITY};
 
 #[test]
 fn every_served_route_has_a_rule_and_every_rule_a_route() {
@@ -225,34 +221,25 @@ impl World {
     }
 }
 
-async fn world(kind: Kind, source: &str) -> (World, tempfile::TempDir) {
+async fn world(kind: Kind, source: &str) -> (World, TestVault) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ring = Arc::new(KeyRing::generate().unwrap());
-    let (store, _) = support::open_store(kind, dir.path(), "authz", &ring).await;
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
-    let vault = Vault::initialize(store, ring, clock, source).await.unwrap();
-    let policy = vault.policy().policy.clone();
+    let kit = TestVault::new(kind, "authz", source).await;
+    let policy = kit.policy().policy.clone();
     let mut keys = BTreeMap::new();
     let roles: Vec<String> = std::iter::once(ADMIN_ROLE.to_owned())
         .chain(policy.roles.keys().cloned())
         .collect();
     for role in &roles {
-        let permit = vault
-            .authorize::<act::KeyCreate>(&vault.operator(), Target::none())
-            .await
-            .unwrap();
-        let issued = vault
-            .create_api_key(&permit, role, role, &format!("{role} <{role}@example.id>"))
-            .await
-            .unwrap();
+        let issued = kit
+            .issue(role, &format!("{role} <{role}@example.id>"))
+            .await;
         keys.insert(
             role.clone(),
             (issued.record.id.clone(), issued.token.to_string()),
         );
     }
     let app = router(AppState {
-        vault: Arc::new(vault),
+        vault: kit.vault.clone(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -272,7 +259,7 @@ async fn world(kind: Kind, source: &str) -> (World, tempfile::TempDir) {
         let pair = [w.subject(&p).await, w.subject(&p).await];
         w.subjects.insert(p, pair);
     }
-    (w, dir)
+    (w, kit)
 }
 
 /// The request a role sends to a route: path with query, and body.

@@ -5,11 +5,11 @@
 
 mod support;
 
-use amanah_testpg::on_both_stores;
+use amanah_testkit::on_both_stores;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{policy, sorted, start, strings, Kind, MARKETING};
+use support::{marketing_with_phone, sorted, start, strings, test_policy, Kind};
 use time::macros::datetime;
 use time::Duration;
 
@@ -338,13 +338,12 @@ async fn a_purpose_change_makes_consents_stale_until_given_again(kind: Kind) {
     assert!(v["subjects"].as_array().unwrap().is_empty(), "{v}");
 
     // Same purpose text under a new policy version: consents stay valid.
-    h.apply_policy(&policy("v1.1", 0, MARKETING)).await;
+    h.apply_policy(&test_policy("v1.1", 0)).await;
     let (s, _) = h.read(&h.k.marketer, &a, "marketing").await;
     assert_eq!(s, StatusCode::OK);
 
     // The purpose now covers the phone number: everyone must be asked again.
-    h.apply_policy(&policy("v2", 0, r#"["full_name", "email", "phone"]"#))
-        .await;
+    h.apply_policy(&marketing_with_phone("v2")).await;
     let (s, v) = h.read(&h.k.marketer, &a, "marketing").await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(
@@ -726,7 +725,7 @@ async fn evidence_and_guardian_details_stay_encrypted(kind: Kind) {
         .map(|e| e.unwrap().path())
         .collect();
     if let Some(url) = &h.pg_url {
-        at_rest.extend(amanah_testpg::cluster().database_files(url));
+        at_rest.extend(amanah_testkit::cluster().database_files(url));
     }
     for p in at_rest {
         // A file may vanish meanwhile (a recycled log segment of the shared cluster).

@@ -5,11 +5,11 @@
 
 mod support;
 
-use amanah_testpg::on_both_stores;
+use amanah_testkit::on_both_stores;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::{policy, start, strings, Harness, Kind, MARKETING};
+use support::{start, strings, test_policy, Harness, Kind};
 
 on_both_stores!(
     four_eyes_then_the_owner_then_bounded_releases,
@@ -439,11 +439,11 @@ async fn authority_orders_need_a_legal_obligation_and_a_reference(kind: Kind) {
 
 async fn a_foreign_recipient_without_a_transfer_basis_is_refused(kind: Kind) {
     let h = start(kind, 0).await;
-    let bad = policy("v2", 0, MARKETING).replace(
+    let bad = test_policy("v2", 0).replace(
         "transfer_basis = \"safeguards\"\npseudonymize = true\n",
         "pseudonymize = true\n",
     );
-    assert_ne!(bad, policy("v2", 0, MARKETING));
+    assert_ne!(bad, test_policy("v2", 0));
     let resp = h
         .client
         .put(format!("{}/v1/policy", h.base))

@@ -245,14 +245,17 @@ async fn a_connection_that_never_finishes_its_headers_is_closed() {
 /// The test policy with a free-text category in the admission purpose, receivable by the
 /// verifier.
 fn policy_with_notes() -> String {
-    let p = support::policy("v2", 0, support::MARKETING);
-    let p = p.replace(
-        r#"categories = ["full_name", "email", "phone", "birth_date", "nik"]"#,
-        r#"categories = ["full_name", "email", "phone", "birth_date", "nik", "notes"]"#,
+    let p = support::set(
+        &support::test_policy("v2", 0),
+        "purposes.admission",
+        "categories",
+        r#"["full_name", "email", "phone", "birth_date", "nik", "notes"]"#,
     );
-    let p = p.replace(
-        r#"categories = ["full_name", "email", "nik"]"#,
-        r#"categories = ["full_name", "email", "nik", "notes"]"#,
+    let p = support::set(
+        &p,
+        "recipients.verifier",
+        "categories",
+        r#"["full_name", "email", "nik", "notes"]"#,
     );
     format!("{p}\n[categories.notes]\ntype = \"text\"\nclass = \"general\"\n")
 }

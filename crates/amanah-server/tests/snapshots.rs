@@ -9,7 +9,7 @@
 
 mod support;
 
-use amanah_testpg::on_both_stores;
+use amanah_testkit::on_both_stores;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -1,5 +1,6 @@
-//! Test support: one throwaway PostgreSQL cluster per test binary, one database per test, and
-//! [`on_both_stores!`], which runs a test on SQLite and on PostgreSQL.
+//! Test support: one throwaway PostgreSQL cluster per test binary, one database per test. The
+//! rest of the test kit (policies, store and vault harnesses, `on_both_stores!`) is
+//! `amanah-testkit`, which re-exports this; the store's own contract suite uses this directly.
 //!
 //! The cluster is made with `initdb` in a temporary directory and started with `pg_ctl` on a
 //! free loopback port (its unix socket in the same directory). A watchdog process, detached in
@@ -22,31 +23,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
-
-/// The store a test runs on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
-
-/// Each test, once per store: `on_both_stores!(name, ...)` over `async fn name(kind: Kind)`
-/// makes a module `name` with the tests `sqlite` and `postgres`.
-#[macro_export]
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name($crate::Kind::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name($crate::Kind::Postgres).await
-            }
-        }
-    )*};
-}
 
 pub const USER: &str = "amanah";
 

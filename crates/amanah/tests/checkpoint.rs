@@ -88,10 +88,10 @@ impl Tamper for Postgres {
         ]
     }
     fn sql(&self, sql: &str) {
-        amanah_testpg::cluster().execute(&self.url, sql);
+        amanah_testkit::cluster().execute(&self.url, sql);
     }
     fn head(&self) -> String {
-        amanah_testpg::cluster()
+        amanah_testkit::cluster()
             .query_text(
                 &self.url,
                 "SELECT seq || ' ' || encode(hash, 'hex') || ' ' || encode(mac, 'hex') FROM audit_head",
@@ -275,7 +275,7 @@ fn checkpoints_detect_truncation_head_deletion_and_rollback_on_sqlite() {
 #[test]
 fn checkpoints_detect_truncation_head_deletion_and_rollback_on_postgresql() {
     let dir = tempfile::tempdir().unwrap();
-    let url = amanah_testpg::database("checkpoints");
+    let url = amanah_testkit::database("checkpoints");
     let key = dir.path().join("master.key").to_str().unwrap().to_owned();
     let (ok, _, err) = run(&[
         "init",

@@ -214,8 +214,8 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 #[test]
 fn the_command_line_on_postgresql() {
     let dir = tempfile::tempdir().unwrap();
-    let url = amanah_testpg::database("cli");
-    let password = amanah_testpg::cluster().password().to_owned();
+    let url = amanah_testkit::database("cli");
+    let password = amanah_testkit::cluster().password().to_owned();
     let key = dir.path().join("master.key");
     let key = key.to_str().unwrap();
     let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
@@ -305,7 +305,7 @@ fn the_command_line_on_postgresql() {
     assert!(!ok && err.contains("--key-file"), "{err}");
 
     // A schema written by a newer Amanah is refused, by serve too.
-    amanah_testpg::cluster().execute(&url, "INSERT INTO schema_version (version) VALUES (99)");
+    amanah_testkit::cluster().execute(&url, "INSERT INTO schema_version (version) VALUES (99)");
     let (ok, _, err) = run(&["serve", "--listen", "127.0.0.1:0"], &env);
     assert!(!ok && err.contains("schema version 99 is newer"), "{err}");
     printed += &err;

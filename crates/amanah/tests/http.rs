@@ -12,58 +12,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-const POLICY: &str = r#"
-version = "http-test-1"
-
-[controller]
-name = "Test University"
-contact = "dpo@example.id"
-
-[categories.full_name]
-type = "name"
-class = "general"
-
-[categories.email]
-type = "email"
-class = "general"
-index = true
-unique = true
-
-[categories.phone]
-type = "phone"
-class = "general"
-index = true
-
-[categories.nik]
-type = "nik"
-class = "general"
-index = true
-
-[categories.health]
-type = "text"
-class = "specific"
-
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email", "phone", "nik", "health"]
-retention = "5y"
-
-[purposes.marketing]
-basis = "consent"
-categories = ["full_name", "email"]
-retention = "1y"
-
-[roles.officer]
-purposes = ["admission"]
-mask = ["nik"]
-
-[roles.nurse]
-purposes = ["admission"]
-specific = true
-
-[roles.marketer]
-purposes = ["marketing"]
-"#;
+// The kit's clinic policy: health data for the nurse only, the NIK masked for the officer.
+use amanah_testkit::policies::CLINIC as POLICY;
 
 const CATEGORIES: [&str; 5] = ["full_name", "email", "phone", "nik", "health"];
 const NIK: &str = "3174092512990007";
@@ -83,7 +33,7 @@ fn run_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-use amanah_testpg::{on_both_stores, Kind};
+use amanah_testkit::{on_both_stores, Kind};
 
 on_both_stores!(
     routes_happy_paths_and_errors,
@@ -109,7 +59,7 @@ impl Target {
     fn new(kind: Kind, data: PathBuf) -> Target {
         let store = match kind {
             Kind::Sqlite => None,
-            Kind::Postgres => Some(amanah_testpg::database("http")),
+            Kind::Postgres => Some(amanah_testkit::database("http")),
         };
         Target { data, store }
     }
@@ -131,11 +81,11 @@ impl Target {
             None => sqlite(&self.data.join("amanah.db"), sql),
             Some(url) => {
                 if sql.trim_start().to_uppercase().starts_with("SELECT") {
-                    amanah_testpg::cluster()
+                    amanah_testkit::cluster()
                         .query_text(url, sql)
                         .unwrap_or_default()
                 } else {
-                    amanah_testpg::cluster().execute(url, sql);
+                    amanah_testkit::cluster().execute(url, sql);
                     String::new()
                 }
             }
@@ -148,7 +98,7 @@ impl Target {
         let store = self
             .store
             .as_ref()
-            .map(|url| amanah_testpg::cluster().copy_database(url, "copy"));
+            .map(|url| amanah_testkit::cluster().copy_database(url, "copy"));
         Target { data: to, store }
     }
 
@@ -160,7 +110,7 @@ impl Target {
             .map(|e| e.unwrap().path())
             .collect();
         if let Some(url) = &self.store {
-            out.extend(amanah_testpg::cluster().database_files(url));
+            out.extend(amanah_testkit::cluster().database_files(url));
         }
         out
     }
@@ -1267,7 +1217,7 @@ async fn no_plaintext_at_rest_or_in_logs(kind: Kind) {
         Kind::Postgres => {
             assert!(files.iter().any(|(n, _)| n.contains("/base/")));
             // The database password is never printed either.
-            let password = amanah_testpg::cluster().password();
+            let password = amanah_testkit::cluster().password();
             assert!(!contains(&files[0].1, password.as_bytes()));
         }
     }

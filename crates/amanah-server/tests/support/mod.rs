@@ -1,123 +1,29 @@
-//! Shared harness of the in-process HTTP tests: the real router on a loopback port over a real
-//! SQLite store, with a manual clock and one API key per role of a small test policy.
+//! Shared harness of the in-process HTTP tests: the real router on a loopback port over the test
+//! kit's vault (SQLite or PostgreSQL, a manual clock), with one API key per role of the kit's
+//! test policy.
 #![allow(dead_code)]
 
 pub mod preset;
 
 use std::sync::Arc;
 
-use amanah_crypto::KeyRing;
 use amanah_server::AppState;
-use amanah_store::{PgStore, SqliteStore, Store};
+use amanah_testkit::TestVault;
 use amanah_vault::{ManualClock, Vault};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use time::macros::datetime;
 
-pub fn policy(version: &str, grace: u32, marketing_categories: &str) -> String {
-    format!(
-        r#"
-version = "{version}"
-[controller]
-name = "Universitas Contoh"
-contact = "dpo@contoh.ac.id"
-[settings]
-minimum_age = 13
-adult_age = 18
-withdrawal_grace_days = {grace}
-[categories.full_name]
-type = "name"
-class = "general"
-[categories.email]
-type = "email"
-class = "general"
-index = true
-unique = true
-[categories.phone]
-type = "phone"
-class = "general"
-[categories.birth_date]
-type = "date"
-class = "general"
-[categories.nik]
-type = "nik"
-class = "general"
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email", "phone", "birth_date", "nik"]
-retention = "5y"
-on_expiry = "deidentify"
-[purposes.legal_claims]
-basis = "legitimate_interest"
-categories = ["full_name", "email"]
-retention = "10y"
-restricted_use = true
-compatible_with = ["admission"]
-[purposes.account]
-basis = "contract"
-categories = ["email"]
-retention = "30d"
-retention_from = "relationship_end"
-compatible_with = ["admission"]
-[purposes.marketing]
-basis = "consent"
-categories = {marketing_categories}
-retention = "2y"
-channels = ["email", "whatsapp", "sms"]
-[purposes.research]
-basis = "consent"
-categories = ["birth_date"]
-retention = "1y"
-[purposes.government_orders]
-basis = "legal_obligation"
-categories = ["full_name", "nik"]
-retention = "5y"
-compatible_with = ["admission"]
-[roles.officer]
-purposes = ["admission", "marketing"]
-[roles.clerk]
-purposes = ["admission", "marketing"]
-specific = true
-[roles.marketer]
-purposes = ["marketing"]
-[roles.dpo]
-purposes = ["admission"]
-specific = true
-handle_requests = true
-[roles.registrar]
-purposes = ["admission", "government_orders"]
-[roles.pic]
-purposes = ["admission"]
-approve_disclosures = true
-[roles.owner]
-purposes = ["admission"]
-authorize_disclosures = true
-[recipients.partner_university]
-country = "AU"
-kind = "third_party"
-purposes = ["admission"]
-categories = ["full_name", "birth_date"]
-transfer_basis = "safeguards"
-pseudonymize = true
-[recipients.verifier]
-country = "ID"
-kind = "processor"
-purposes = ["admission"]
-categories = ["full_name", "email", "nik"]
-[recipients.mailer]
-country = "SG"
-kind = "processor"
-purposes = ["marketing"]
-transfer_basis = "consent"
-[recipients.ministry]
-country = "ID"
-kind = "authority"
-purposes = ["government_orders"]
-"#
+pub use amanah_testkit::policies::{set, test_policy};
+
+/// The test policy's marketing categories with the phone number added: a change of purpose.
+pub fn marketing_with_phone(version: &str) -> String {
+    set(
+        &test_policy(version, 0),
+        "purposes.marketing",
+        "categories",
+        r#"["full_name", "email", "phone"]"#,
     )
 }
-
-pub const MARKETING: &str = r#"["full_name", "email"]"#;
 
 pub struct Keys {
     pub admin: String,
@@ -130,30 +36,7 @@ pub struct Keys {
     pub owner: String,
 }
 
-pub use amanah_testpg::Kind;
-
-/// A new store of `kind`: an SQLite file in `dir`, or a fresh PostgreSQL database named after
-/// `db` (its URL returned).
-pub async fn open_store(
-    kind: Kind,
-    dir: &std::path::Path,
-    db: &str,
-    ring: &KeyRing,
-) -> (Arc<dyn Store>, Option<String>) {
-    match kind {
-        Kind::Sqlite => (
-            Arc::new(SqliteStore::open(&dir.join("amanah.db"), ring.audit_key()).unwrap()),
-            None,
-        ),
-        Kind::Postgres => {
-            let url = amanah_testpg::database(db);
-            (
-                Arc::new(PgStore::open(&url, ring.audit_key()).await.unwrap()),
-                Some(url),
-            )
-        }
-    }
-}
+pub use amanah_testkit::Kind;
 
 /// One API call with a bearer key: the status, the content type and the JSON body (null when
 /// there is none).
@@ -224,43 +107,24 @@ async fn start_full(
     // When the workspace is tested together, reqwest is built with rustls and no default
     // provider (the binary's TLS tests want it so): install one, even for plain HTTP.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ring = Arc::new(KeyRing::generate().unwrap());
-    let (store, pg_url) = open_store(kind, dir.path(), "http", &ring).await;
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
-    let vault = Vault::initialize(store, ring, clock.clone(), &policy("v1", grace, MARKETING))
-        .await
-        .unwrap();
-    let key = |role: &str| {
-        let vault = &vault;
-        let role = role.to_owned();
-        async move {
-            let permit = vault
-                .authorize::<amanah_vault::act::KeyCreate>(
-                    &vault.operator(),
-                    amanah_vault::Target::none(),
-                )
-                .await
-                .unwrap();
-            vault
-                .create_api_key(&permit, &role, &role, &format!("{role} <{role}@c.id>"))
-                .await
-                .unwrap()
-                .token
-                .to_string()
-        }
-    };
+    let tv = TestVault::new(kind, "http", &test_policy("v1", grace)).await;
     let k = Keys {
-        admin: key("admin").await,
-        officer: key("officer").await,
-        clerk: key("clerk").await,
-        marketer: key("marketer").await,
-        dpo: key("dpo").await,
-        registrar: key("registrar").await,
-        pic: key("pic").await,
-        owner: key("owner").await,
+        admin: tv.token("admin").await,
+        officer: tv.token("officer").await,
+        clerk: tv.token("clerk").await,
+        marketer: tv.token("marketer").await,
+        dpo: tv.token("dpo").await,
+        registrar: tv.token("registrar").await,
+        pic: tv.token("pic").await,
+        owner: tv.token("owner").await,
     };
-    let vault = Arc::new(vault);
+    let TestVault {
+        vault,
+        clock,
+        dir,
+        pg_url,
+        ..
+    } = tv;
     let app = amanah_server::router_with(
         AppState {
             vault: vault.clone(),

@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use amanah_crypto::KeyRing;
 use amanah_server::{router, AppState};
-use amanah_vault::{act, ManualClock, Target, Vault};
+use amanah_testkit::TestVault;
+use amanah_vault::{ManualClock, Vault};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use time::macros::datetime;
 
 use super::Kind;
 
-pub const UNIVERSITY: &str = include_str!("../../../../policies/university.toml");
-pub const CRM: &str = include_str!("../../../../policies/crm.toml");
+pub const UNIVERSITY: &str = amanah_testkit::policies::UNIVERSITY;
+pub const CRM: &str = amanah_testkit::policies::CRM;
 
 pub struct Preset {
     pub base: String,
@@ -21,20 +20,14 @@ pub struct Preset {
     pub vault: Arc<Vault>,
     pub clock: Arc<ManualClock>,
     pub admin: String,
-    _dir: tempfile::TempDir,
+    kit: TestVault,
 }
 
 pub async fn start(kind: Kind, source: &str) -> Preset {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let ring = Arc::new(KeyRing::generate().unwrap());
-    let (store, _) = super::open_store(kind, dir.path(), "preset", &ring).await;
-    let clock = Arc::new(ManualClock::new(datetime!(2026-11-23 03:00 UTC)));
-    let vault = Arc::new(
-        Vault::initialize(store, ring, clock.clone(), source)
-            .await
-            .unwrap(),
-    );
+    let kit = TestVault::new(kind, "preset", source).await;
+    let vault = kit.vault.clone();
+    let clock = kit.clock.clone();
     let app = router(AppState {
         vault: vault.clone(),
     });
@@ -47,7 +40,7 @@ pub async fn start(kind: Kind, source: &str) -> Preset {
         vault,
         clock,
         admin: String::new(),
-        _dir: dir,
+        kit,
     };
     p.admin = p.key("admin", "Admin <admin@example.id>").await;
     p
@@ -56,17 +49,7 @@ pub async fn start(kind: Kind, source: &str) -> Preset {
 impl Preset {
     /// A key for `role`, issued to `holder`.
     pub async fn key(&self, role: &str, holder: &str) -> String {
-        let permit = self
-            .vault
-            .authorize::<act::KeyCreate>(&self.vault.operator(), Target::none())
-            .await
-            .unwrap();
-        self.vault
-            .create_api_key(&permit, role, role, holder)
-            .await
-            .unwrap()
-            .token
-            .to_string()
+        self.kit.issue(role, holder).await.token.to_string()
     }
 
     /// A key for `role` issued to a person named after the role.
