@@ -489,7 +489,8 @@ pub async fn reject_disclosure(
 /// Release the package of an approved and authorized disclosure (the requester or the admin):
 /// only the requested categories, at most `max_releases` times, each release audited.
 #[utoipa::path(get, path = "/v1/disclosures/{id}/package", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
-    responses((status = 200, body = PackageOut), (status = 401, body = Problem), (status = 403, body = Problem),
+    responses((status = 200, description = "the package, JSON or CSV (one row per subject)",
+               content((PackageOut = "application/json"), (String = "text/csv"))), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved and authorized, or released the most times allowed")))]
 pub async fn disclosure_package(
     Authenticated(who): Authenticated,
@@ -676,7 +677,8 @@ pub async fn mark_notices_sent(
 
 /// The record of processing activities (UU PDP Art. 31): JSON, `?format=md` or `?format=csv`.
 #[utoipa::path(get, path = "/v1/ropa", params(("format" = Option<String>, Query, description = "json (default), md or csv")),
-    responses((status = 200, description = "amanah-ropa/1 JSON document, Markdown or CSV"), (status = 400, body = Problem),
+    responses((status = 200, description = "amanah-ropa/1 JSON document, Markdown or CSV",
+               content((Object = "application/json"), (String = "text/markdown"), (String = "text/csv"))), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn ropa(
     Authenticated(who): Authenticated,

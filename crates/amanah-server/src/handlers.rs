@@ -18,7 +18,6 @@ use crate::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
-pub use crate::openapi::ApiDoc;
 pub(crate) use crate::query::{
     format_of, json_body, limit, limit_within, only, purpose, query, DEFAULT_AUDIT_LIMIT,
     MAX_AUDIT_LIMIT,

@@ -319,7 +319,8 @@ pub async fn update_request(
 
 /// Everything held about a subject (access and portability): JSON, or `?format=csv`.
 #[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
-    responses((status = 200, description = "amanah-export/1 JSON document or CSV (section,item,value)"), (status = 401, body = Problem),
+    responses((status = 200, description = "amanah-export/1 JSON document or CSV (section,item,value)",
+               content((Object = "application/json"), (String = "text/csv"))), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn export_subject(
     Authenticated(who): Authenticated,

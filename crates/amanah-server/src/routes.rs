@@ -1,110 +1,156 @@
-//! Every API route with the action the decision point decides for it. The router, the OpenAPI
-//! document and the authorization test cover the same set: `tests/authz.rs` fails when a route
-//! is served or documented without a row here.
+//! The one list of the API's routes. Each row is a handler and the action its handler
+//! authorizes (none for the public routes); the handler's `#[utoipa::path]` annotation gives its
+//! method and path. The router ([`crate::router_with`]), the OpenAPI document
+//! ([`crate::openapi`]) and the tests ([`all`]) are all built from [`table`], so a route cannot
+//! be served without being documented, nor without an action the authorization walk checks.
+
+use std::sync::LazyLock;
 
 use amanah_core::authz::Action;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
-/// One route: its method, its path template, and the action its handler authorizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::{accountability, consents, handlers, openapi, rights, AppState};
+
+/// One route: its method, its path template, and the action its handler authorizes (`None`:
+/// anyone may call it).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub method: &'static str,
-    pub path: &'static str,
-    pub action: Action,
+    pub path: String,
+    pub action: Option<Action>,
 }
 
-const fn r(method: &'static str, path: &'static str, action: Action) -> Route {
-    Route {
-        method,
-        path,
-        action,
-    }
+/// Every route: the handler (its annotation gives method and path) and its action. A PATCH of a
+/// subject with `?request=` is `SubjectRectify`; a consent body with `granted: false` is
+/// `ConsentWithdraw`. (`GET /metrics` is not on the API's router: it is served by a listener of
+/// its own, `--metrics-listen`.)
+fn table() -> Vec<(UtoipaMethodRouter<AppState>, Option<Action>)> {
+    use Action as A;
+    vec![
+        (routes!(handlers::create_subject), Some(A::SubjectCreate)),
+        (routes!(handlers::search_subjects), Some(A::SubjectSearch)),
+        (routes!(handlers::read_subject), Some(A::SubjectRead)),
+        (routes!(handlers::update_subject), Some(A::SubjectUpdate)),
+        (routes!(rights::erase_subject), Some(A::SubjectErase)),
+        (routes!(handlers::enroll_subject), Some(A::SubjectEnroll)),
+        (routes!(rights::export_subject), Some(A::SubjectExport)),
+        (routes!(rights::restrict), Some(A::SubjectRestrict)),
+        (
+            routes!(rights::lift_restriction),
+            Some(A::SubjectUnrestrict),
+        ),
+        (routes!(rights::add_hold), Some(A::HoldCreate)),
+        (routes!(rights::list_holds), Some(A::HoldRead)),
+        (routes!(rights::release_hold), Some(A::HoldRelease)),
+        (routes!(rights::end_relationship), Some(A::SubjectEnd)),
+        (routes!(consents::record_consent), Some(A::ConsentGrant)),
+        (routes!(consents::consent_history), Some(A::ConsentRead)),
+        (routes!(consents::add_relation), Some(A::RelationCreate)),
+        (routes!(consents::relations), Some(A::RelationRead)),
+        (routes!(consents::stale_consents), Some(A::ConsentStale)),
+        (routes!(consents::contactable), Some(A::ContactList)),
+        (routes!(rights::create_request), Some(A::RequestCreate)),
+        (routes!(rights::list_requests), Some(A::RequestList)),
+        (routes!(rights::get_request), Some(A::RequestRead)),
+        (routes!(rights::update_request), Some(A::RequestUpdate)),
+        (routes!(rights::retention_sweep), Some(A::RetentionSweep)),
+        (
+            routes!(accountability::create_disclosure),
+            Some(A::DisclosureRequest),
+        ),
+        (
+            routes!(accountability::list_disclosures),
+            Some(A::DisclosureList),
+        ),
+        (
+            routes!(accountability::get_disclosure),
+            Some(A::DisclosureRead),
+        ),
+        (
+            routes!(accountability::approve_disclosure),
+            Some(A::DisclosureApprove),
+        ),
+        (
+            routes!(accountability::authorize_disclosure),
+            Some(A::DisclosureAuthorize),
+        ),
+        (
+            routes!(accountability::reject_disclosure),
+            Some(A::DisclosureReject),
+        ),
+        (
+            routes!(accountability::disclosure_package),
+            Some(A::DisclosureRelease),
+        ),
+        (
+            routes!(accountability::create_breach),
+            Some(A::BreachRecord),
+        ),
+        (routes!(accountability::list_breaches), Some(A::BreachList)),
+        (routes!(accountability::get_breach), Some(A::BreachRead)),
+        (
+            routes!(accountability::breach_notices),
+            Some(A::BreachNotices),
+        ),
+        (
+            routes!(accountability::mark_notices_sent),
+            Some(A::BreachNotified),
+        ),
+        (routes!(accountability::ropa), Some(A::Ropa)),
+        (routes!(handlers::audit_entries), Some(A::AuditRead)),
+        (routes!(handlers::audit_verify), Some(A::AuditVerify)),
+        (routes!(handlers::list_keys), Some(A::KeyList)),
+        (routes!(handlers::create_key), Some(A::KeyCreate)),
+        (routes!(handlers::revoke_key), Some(A::KeyRevoke)),
+        (routes!(handlers::get_policy), Some(A::PolicyRead)),
+        (routes!(handlers::put_policy), Some(A::PolicyApply)),
+        (routes!(handlers::healthz), None),
+        (routes!(openapi::openapi_json), None),
+    ]
 }
 
-/// Routes anyone may call: liveness and the API description. (`GET /metrics` is not on the
-/// API's router: it is served by a listener of its own, `--metrics-listen`.)
-pub const PUBLIC: &[(&str, &str)] = &[("GET", "/healthz"), ("GET", "/openapi.json")];
+/// The routes of [`table`] on an axum router, and the OpenAPI paths they document.
+pub(crate) fn build() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    use utoipa::OpenApi as _;
+    table()
+        .into_iter()
+        .fold(
+            OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()),
+            |router, (route, _)| router.routes(route),
+        )
+        .split_for_parts()
+}
 
-/// The protected routes. A PATCH with `?request=` is `SubjectRectify`; a consent body with
-/// `granted: false` is `ConsentWithdraw`.
-pub const ROUTES: &[Route] = &[
-    r("POST", "/v1/subjects", Action::SubjectCreate),
-    r("GET", "/v1/subjects", Action::SubjectSearch),
-    r("GET", "/v1/subjects/{id}", Action::SubjectRead),
-    r("PATCH", "/v1/subjects/{id}", Action::SubjectUpdate),
-    r("DELETE", "/v1/subjects/{id}", Action::SubjectErase),
-    r("POST", "/v1/subjects/{id}/purposes", Action::SubjectEnroll),
-    r("GET", "/v1/subjects/{id}/export", Action::SubjectExport),
-    r(
-        "POST",
-        "/v1/subjects/{id}/restriction",
-        Action::SubjectRestrict,
-    ),
-    r(
-        "DELETE",
-        "/v1/subjects/{id}/restriction",
-        Action::SubjectUnrestrict,
-    ),
-    r("POST", "/v1/subjects/{id}/holds", Action::HoldCreate),
-    r("GET", "/v1/subjects/{id}/holds", Action::HoldRead),
-    r(
-        "DELETE",
-        "/v1/subjects/{id}/holds/{hold_id}",
-        Action::HoldRelease,
-    ),
-    r("POST", "/v1/subjects/{id}/end", Action::SubjectEnd),
-    r("POST", "/v1/subjects/{id}/consents", Action::ConsentGrant),
-    r("GET", "/v1/subjects/{id}/consents", Action::ConsentRead),
-    r(
-        "POST",
-        "/v1/subjects/{id}/relations",
-        Action::RelationCreate,
-    ),
-    r("GET", "/v1/subjects/{id}/relations", Action::RelationRead),
-    r("GET", "/v1/consents/stale", Action::ConsentStale),
-    r("GET", "/v1/contactable", Action::ContactList),
-    r("POST", "/v1/requests", Action::RequestCreate),
-    r("GET", "/v1/requests", Action::RequestList),
-    r("GET", "/v1/requests/{id}", Action::RequestRead),
-    r("PATCH", "/v1/requests/{id}", Action::RequestUpdate),
-    r("POST", "/v1/retention/sweep", Action::RetentionSweep),
-    r("POST", "/v1/disclosures", Action::DisclosureRequest),
-    r("GET", "/v1/disclosures", Action::DisclosureList),
-    r("GET", "/v1/disclosures/{id}", Action::DisclosureRead),
-    r(
-        "POST",
-        "/v1/disclosures/{id}/approve",
-        Action::DisclosureApprove,
-    ),
-    r(
-        "POST",
-        "/v1/disclosures/{id}/authorize",
-        Action::DisclosureAuthorize,
-    ),
-    r(
-        "POST",
-        "/v1/disclosures/{id}/reject",
-        Action::DisclosureReject,
-    ),
-    r(
-        "GET",
-        "/v1/disclosures/{id}/package",
-        Action::DisclosureRelease,
-    ),
-    r("POST", "/v1/breaches", Action::BreachRecord),
-    r("GET", "/v1/breaches", Action::BreachList),
-    r("GET", "/v1/breaches/{id}", Action::BreachRead),
-    r("GET", "/v1/breaches/{id}/notices", Action::BreachNotices),
-    r(
-        "POST",
-        "/v1/breaches/{id}/notices/sent",
-        Action::BreachNotified,
-    ),
-    r("GET", "/v1/ropa", Action::Ropa),
-    r("GET", "/v1/audit", Action::AuditRead),
-    r("GET", "/v1/audit/verify", Action::AuditVerify),
-    r("GET", "/v1/keys", Action::KeyList),
-    r("POST", "/v1/keys", Action::KeyCreate),
-    r("DELETE", "/v1/keys/{id}", Action::KeyRevoke),
-    r("GET", "/v1/policy", Action::PolicyRead),
-    r("PUT", "/v1/policy", Action::PolicyApply),
-];
+/// Every route of [`table`], in its order: what the tests walk.
+pub fn all() -> &'static [Route] {
+    static ALL: LazyLock<Vec<Route>> = LazyLock::new(|| {
+        let mut out = Vec::new();
+        for ((_, paths, _), action) in table() {
+            for (path, item) in paths.paths {
+                for (method, present) in [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ] {
+                    if present {
+                        out.push(Route {
+                            method,
+                            path: path.clone(),
+                            action,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    });
+    &ALL
+}
+
+/// The routes whose handler authorizes an action, with that action.
+pub fn protected() -> impl Iterator<Item = (&'static Route, Action)> {
+    all().iter().filter_map(|r| r.action.map(|a| (r, a)))
+}
