@@ -16,6 +16,8 @@ pub mod retention;
 pub mod rights;
 pub mod ropa;
 
+pub use error::{Conflict, Error, Result};
+
 /// The test kit's policies (`crates/amanah-testkit/policies`), read by the unit tests from the
 /// same files every other suite uses (the kit itself depends on this crate, so they are
 /// included by path).
@@ -26,5 +28,3 @@ pub(crate) mod test_policies {
     /// Health data for the nurse only, the NIK masked for the officer.
     pub const CLINIC: &str = include_str!("../../amanah-testkit/policies/clinic.toml");
 }
-
-pub use error::{Conflict, Error, Result};

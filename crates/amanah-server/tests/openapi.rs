@@ -113,7 +113,7 @@ async fn the_served_document_follows_the_policy_in_force() {
     assert_eq!(first, again);
 
     // A new policy: a new indexed category and a new purpose show up at once.
-    let source = support::policy("v2", 0, support::MARKETING).replace(
+    let source = support::test_policy("v2", 0).replace(
         "[purposes.admission]",
         "[categories.student_number]\ntype = \"text\"\nclass = \"general\"\nindex = true\n\
          [purposes.alumni]\nbasis = \"contract\"\ncategories = [\"student_number\"]\nretention = \"5y\"\n\

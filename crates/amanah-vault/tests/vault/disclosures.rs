@@ -109,7 +109,7 @@ async fn four_eyes_then_the_owner_then_bounded_releases(kind: Kind) {
         matches!(e, Error::Forbidden(ref m) if m.contains("four eyes")),
         "{e:?}"
     );
-    let officers_pic_key = v.issue("pic", &officer.holder().unwrap().to_owned()).await;
+    let officers_pic_key = v.issue("pic", officer.holder().unwrap()).await;
     let same_person = v.authenticate(&officers_pic_key.token).await.unwrap();
     let e = refused(approve(&v, &same_person, id).await);
     assert!(
