@@ -37,6 +37,7 @@ use crate::{
 mod accountability;
 mod commit;
 mod rights;
+mod rotation;
 mod schema;
 mod writes;
 
