@@ -69,6 +69,13 @@ impl KeyRing {
         Ok(id)
     }
 
+    /// Whether `other` holds the same root secret (compared in constant time): a reloaded key
+    /// file must, or it belongs to another vault.
+    pub fn same_root(&self, other: &KeyRing) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.root.expose(), other.root.expose())
+            .is_ok()
+    }
+
     pub fn active_kek_id(&self) -> &str {
         &self.active
     }
@@ -313,6 +320,8 @@ mod tests {
         ring.retire_kek(&first).unwrap();
         assert!(ring.older_kek_ids().is_empty());
         let back = KeyRing::from_file_bytes(&ring.to_file_bytes()).unwrap();
+        assert!(back.same_root(&ring));
+        assert!(!back.same_root(&KeyRing::generate().unwrap()));
         assert_eq!(back.kek_ids().collect::<Vec<_>>(), vec![second.as_str()]);
     }
 

@@ -4,7 +4,9 @@ mod bench;
 mod checkpoint;
 mod cli;
 mod import;
+mod keyfile;
 mod maintenance;
+mod rotate;
 mod serving;
 mod setup;
 
