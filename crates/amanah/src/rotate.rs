@@ -202,7 +202,7 @@ pub(crate) async fn run(args: RotateArgs) -> Result<ExitCode> {
                 .await?;
             done += batch.scanned as u64;
             rewrapped += batch.rewrapped;
-            bar.set_position(rewrapped.min(total.max(rewrapped)));
+            bar.set_position(rewrapped);
             if plain && (last_line.elapsed() >= Duration::from_secs(2) || batch.next.is_none()) {
                 eprintln!("rewrapped {rewrapped} of {total} data keys");
                 last_line = Instant::now();

@@ -332,15 +332,9 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
                 match create(&client, &base, &key, "Online Person", &email).await {
                     Ok(id) => {
                         // Read back the subject just made and one made earlier.
-                        for (rid, want) in [
-                            (id.clone(), email.clone()),
-                            acknowledged
-                                .lock()
-                                .unwrap()
-                                .get(i / 2)
-                                .cloned()
-                                .unwrap_or((id.clone(), email.clone())),
-                        ] {
+                        let earlier = acknowledged.lock().unwrap().get(i / 2).cloned();
+                        let earlier = earlier.unwrap_or((id.clone(), email.clone()));
+                        for (rid, want) in [(id.clone(), email.clone()), earlier] {
                             match email_of(&client, &base, &key, &rid).await {
                                 Ok(got) if got == want => {}
                                 Ok(got) => failures
@@ -362,11 +356,16 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
     while acknowledged.lock().unwrap().len() < 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let at_start = acknowledged.lock().unwrap().len();
     let args = v.args(&["keys", "rotate", "--batch", "50"]);
     let out = tokio::task::spawn_blocking(move || run_ok(&args))
         .await
         .unwrap();
     let during = acknowledged.lock().unwrap().len();
+    assert!(
+        during > at_start,
+        "no create was acknowledged while the rotation ran"
+    );
     // The server keeps creating and reading after the rotation.
     while acknowledged.lock().unwrap().len() < during + 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
