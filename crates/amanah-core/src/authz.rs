@@ -77,6 +77,7 @@ macro_rules! with_actions {
             KeyCreate,
             KeyList,
             KeyRevoke,
+            KeksRotate,
             PolicyRead,
             PolicyApply,
         );
@@ -170,6 +171,7 @@ pub const RULES: &[(Action, Rule)] = &[
     (Action::KeyCreate, Rule::Admin),
     (Action::KeyList, Rule::Admin),
     (Action::KeyRevoke, Rule::Admin),
+    (Action::KeksRotate, Rule::Admin),
     (Action::PolicyRead, Rule::Admin),
     (Action::PolicyApply, Rule::Admin),
 ];
@@ -231,6 +233,7 @@ impl Action {
             Action::KeyCreate => "apikey.create",
             Action::KeyList => "apikey.list",
             Action::KeyRevoke => "apikey.revoke",
+            Action::KeksRotate => "keys.rotate",
             Action::PolicyRead => "policy.read",
             Action::PolicyApply => "policy.apply",
         }
@@ -559,7 +562,7 @@ mod tests {
         for (a, _) in RULES {
             assert!(seen.insert(*a), "{a:?} is listed twice");
         }
-        assert_eq!(seen.len(), 47, "a new action needs a row in RULES");
+        assert_eq!(seen.len(), 48, "a new action needs a row in RULES");
     }
 
     #[test]

@@ -69,6 +69,13 @@ impl KeyRing {
         Ok(id)
     }
 
+    /// Whether `other` holds the same root secret (compared in constant time): a reloaded key
+    /// file must, or it belongs to another vault.
+    pub fn same_root(&self, other: &KeyRing) -> bool {
+        aws_lc_rs::constant_time::verify_slices_are_equal(self.root.expose(), other.root.expose())
+            .is_ok()
+    }
+
     pub fn active_kek_id(&self) -> &str {
         &self.active
     }
@@ -93,6 +100,38 @@ impl KeyRing {
             .get(&wrapped.kek_id)
             .ok_or_else(|| CryptoError::UnknownKey(wrapped.kek_id.clone()))?;
         DataKey::unwrap(wrapped, kek, subject)
+    }
+
+    /// Re-wraps a subject's data key under the active key-encryption key: unwrapped with the
+    /// key that wrapped it, wrapped again with the active one (same key, same version), so every
+    /// field ciphertext stays readable. The clear data key exists only inside this call and is
+    /// zeroized when it returns. A key already under the active KEK is wrapped afresh too.
+    pub fn rewrap(&self, wrapped: &WrappedKey, subject: &str) -> Result<WrappedKey, CryptoError> {
+        let key = self.unwrap(wrapped, subject)?;
+        self.wrap(&key, subject)
+    }
+
+    /// Removes a key-encryption key that no data key uses any more. The active key cannot be
+    /// retired; retiring an unknown id is an error (nothing changes either way).
+    pub fn retire_kek(&mut self, id: &str) -> Result<(), CryptoError> {
+        if id == self.active {
+            return Err(CryptoError::KeyRing(format!(
+                "{id:?} is the active key-encryption key and cannot be retired"
+            )));
+        }
+        self.keks
+            .remove(id)
+            .map(drop)
+            .ok_or_else(|| CryptoError::UnknownKey(id.to_owned()))
+    }
+
+    /// The key-encryption keys other than the active one (those a rotation still has to empty).
+    pub fn older_kek_ids(&self) -> Vec<String> {
+        self.keks
+            .keys()
+            .filter(|id| **id != self.active)
+            .cloned()
+            .collect()
     }
 
     /// The blind-index key of one category.
@@ -229,6 +268,97 @@ mod tests {
             back.blind_index_key("email").index(b"x"),
             ring.blind_index_key("email").index(b"x")
         );
+    }
+
+    #[test]
+    fn rewrap_moves_a_key_to_the_active_kek_and_keeps_its_ciphertexts_readable() {
+        let mut ring = KeyRing::generate().unwrap();
+        let first = ring.active_kek_id().to_owned();
+        let dk = DataKey::generate(3).unwrap();
+        let ct = dk.seal_field("s1", "email", b"siti@example.id").unwrap();
+        let old = ring.wrap(&dk, "s1").unwrap();
+        let second = ring.add_kek().unwrap();
+        let new = ring.rewrap(&old, "s1").unwrap();
+        assert_eq!(old.kek_id, first);
+        assert_eq!(new.kek_id, second);
+        assert_eq!(new.version, 3, "the data key's version is kept");
+        assert_ne!(new.ciphertext, old.ciphertext);
+        ring.retire_kek(&first).unwrap();
+        assert_eq!(ring.kek_ids().collect::<Vec<_>>(), vec![second.as_str()]);
+        // The retired key no longer opens the old wrap; the new wrap opens the same data key.
+        assert_eq!(
+            ring.unwrap(&old, "s1").unwrap_err(),
+            CryptoError::UnknownKey(first.clone())
+        );
+        let back = ring.unwrap(&new, "s1").unwrap();
+        assert_eq!(
+            back.open_field("s1", "email", &ct).unwrap().as_slice(),
+            b"siti@example.id"
+        );
+        // Bound to its subject: another subject's id does not rewrap it.
+        assert_eq!(ring.rewrap(&new, "s2").unwrap_err(), CryptoError::Decrypt);
+        // A rewrapped key claiming another KEK id fails closed (the id is in the AAD).
+        let mut relabelled = new.clone();
+        relabelled.kek_id = first;
+        assert!(ring.rewrap(&relabelled, "s1").is_err());
+    }
+
+    #[test]
+    fn the_active_kek_cannot_be_retired_and_survives_the_file() {
+        let mut ring = KeyRing::generate().unwrap();
+        let first = ring.active_kek_id().to_owned();
+        assert!(ring.retire_kek(&first).is_err());
+        assert!(matches!(
+            ring.retire_kek("kek-unknown"),
+            Err(CryptoError::UnknownKey(_))
+        ));
+        let second = ring.add_kek().unwrap();
+        assert_eq!(ring.older_kek_ids(), vec![first.clone()]);
+        let back = KeyRing::from_file_bytes(&ring.to_file_bytes()).unwrap();
+        assert_eq!(back.older_kek_ids(), vec![first.clone()]);
+        assert_eq!(back.active_kek_id(), second);
+        ring.retire_kek(&first).unwrap();
+        assert!(ring.older_kek_ids().is_empty());
+        let back = KeyRing::from_file_bytes(&ring.to_file_bytes()).unwrap();
+        assert!(back.same_root(&ring));
+        assert!(!back.same_root(&KeyRing::generate().unwrap()));
+        assert_eq!(back.kek_ids().collect::<Vec<_>>(), vec![second.as_str()]);
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(32))]
+            /// Any number of rotations, each followed by a rewrap and the retirement of the
+            /// previous key: the data key (and so every field ciphertext) is the same at the end.
+            #[test]
+            fn prop_rewrap_across_rotations_keeps_the_data_key(
+                subject in "[a-z0-9-]{1,40}",
+                version in 1u32..1000,
+                value in proptest::collection::vec(any::<u8>(), 0..256),
+                rotations in 1usize..5,
+            ) {
+                let mut ring = KeyRing::generate().unwrap();
+                let dk = DataKey::generate(version).unwrap();
+                let ct = dk.seal_field(&subject, "f", &value).unwrap();
+                let mut wrapped = ring.wrap(&dk, &subject).unwrap();
+                for _ in 0..rotations {
+                    let old = ring.active_kek_id().to_owned();
+                    let new = ring.add_kek().unwrap();
+                    wrapped = ring.rewrap(&wrapped, &subject).unwrap();
+                    prop_assert_eq!(&wrapped.kek_id, &new);
+                    prop_assert_eq!(wrapped.version, version);
+                    ring.retire_kek(&old).unwrap();
+                    ring = KeyRing::from_file_bytes(&ring.to_file_bytes()).unwrap();
+                }
+                prop_assert_eq!(ring.kek_ids().count(), 1);
+                let back = ring.unwrap(&wrapped, &subject).unwrap();
+                let plain = back.open_field(&subject, "f", &ct).unwrap();
+                prop_assert_eq!(plain.as_slice(), &value[..]);
+            }
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod integrity;
 mod lists;
 mod postgres;
 mod rights;
+mod rotation;
 mod rows;
 mod sql;
 mod sqlite;
@@ -18,6 +19,7 @@ pub use postgres::{
     describe as describe_pg_config, parse_url as parse_pg_url, PgStore, PG_SCHEMA_VERSION,
 };
 pub use rights::*;
+pub use rotation::*;
 pub use sqlite::{
     inspect_backup, key_store_path, restore_data, restore_key_store, BackupKind, Reconciled,
     SqliteStore,
@@ -54,7 +56,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// The storage contract. Methods that change data take the audit entry describing the change
 /// and return it as appended to the chain.
 #[async_trait]
-pub trait Store: RightsStore + AccountabilityStore + Send + Sync + 'static {
+pub trait Store:
+    RightsStore + AccountabilityStore + KeyRotationStore + Send + Sync + 'static
+{
     // --- subjects ---
     async fn insert_subject(
         &self,

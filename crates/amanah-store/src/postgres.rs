@@ -38,6 +38,7 @@ use crate::{
 mod accountability;
 mod commit;
 mod rights;
+mod rotation;
 mod schema;
 mod writes;
 

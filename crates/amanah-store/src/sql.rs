@@ -46,6 +46,9 @@ macro_rules! sql {
     };
 }
 
+/// The key-rotation queries (over the key store).
+pub(crate) mod keys;
+
 macro_rules! consent_columns {
     () => {
         "c.id, c.subject_id, c.purpose, c.purpose_version, c.policy_version, c.granted,

@@ -89,6 +89,7 @@ mod accountability;
 mod backup;
 mod commit;
 mod rights;
+mod rotation;
 mod schema;
 mod writes;
 

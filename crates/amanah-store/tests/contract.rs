@@ -99,6 +99,7 @@ on_both_stores!(
     disclosure_and_breach_categories_round_trip,
     rows_that_grant_access_are_sealed_and_forged_ones_refused,
     schema_6_rows_are_sealed_by_the_migration,
+    rewrapping_is_conditional_and_keys_are_counted_per_kek,
 );
 
 /// Schema 7's columns dropped: the store as schema 6 and before left it.
@@ -1205,4 +1206,84 @@ async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
     let loaded = store.load_breach("b1").await.unwrap().unwrap();
     assert_eq!(loaded.categories, categories);
     assert_eq!(verify(&store, &ring).await, 2);
+}
+
+/// Key rotation's store methods: keys under older KEKs listed by keyset page, a rewrap applied
+/// only to a row still as it was read (an erasure or an earlier rewrap wins), counts per KEK.
+async fn rewrapping_is_conditional_and_keys_are_counted_per_kek(backend: Backend) {
+    use amanah_store::Rewrap;
+    let mut ring = KeyRing::generate().unwrap();
+    let old = ring.active_kek_id().to_owned();
+    let store = backend.open(ring.audit_key()).await;
+    let ids = ["s1", "s2", "s3"];
+    for (i, id) in ids.iter().enumerate() {
+        store
+            .insert_subject(
+                subject(&ring, id, [i as u8 + 1; 32]),
+                draft("subject.create", Some(id)),
+            )
+            .await
+            .unwrap();
+    }
+    let new = ring.add_kek().unwrap();
+    assert_eq!(
+        store.data_keys_per_kek().await.unwrap(),
+        vec![(old.clone(), 3)]
+    );
+    let page = store.data_keys_not_under(&new, "", 2).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|k| k.subject_id.as_str())
+            .collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    let rest = store.data_keys_not_under(&new, "s2", 2).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].subject_id, "s3");
+    assert!(store
+        .data_keys_not_under(&old, "", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let rewraps: Vec<Rewrap> = page
+        .iter()
+        .map(|k| Rewrap {
+            subject_id: k.subject_id.clone(),
+            from_kek: k.wrapped.kek_id.clone(),
+            wrapped: ring.rewrap(&k.wrapped, &k.subject_id).unwrap(),
+        })
+        .collect();
+    // s2 is erased between the read and the rewrap: its key stays gone.
+    store
+        .erase_subject("s2", 2, "request", draft("subject.erase", Some("s2")))
+        .await
+        .unwrap();
+    let (n, record) = store
+        .rewrap_data_keys(rewraps.clone(), draft("keys.rotate", None))
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(record.entry.action, "keys.rotate");
+    // The same batch again finds s1 under the new KEK already: nothing is rewritten.
+    let (again, _) = store
+        .rewrap_data_keys(rewraps, draft("keys.rotate", None))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(store.data_keys_per_kek().await.unwrap(), {
+        let mut want = vec![(old.clone(), 1), (new.clone(), 1)];
+        want.sort();
+        want
+    });
+    let s1 = store.load_subject("s1").await.unwrap().unwrap();
+    assert_eq!(s1.wrapped_key.kek_id, new);
+    let key = ring.unwrap(&s1.wrapped_key, "s1").unwrap();
+    assert_eq!(
+        key.open_field("s1", "email", &s1.fields[0].1)
+            .unwrap()
+            .as_slice(),
+        b"x"
+    );
+    assert!(store.load_subject("s2").await.unwrap().is_none());
+    verify(&store, &ring).await;
 }

@@ -57,7 +57,7 @@ impl Vault {
     /// while the server writes: it pages to the end, then reads the signed head; entries
     /// committed meanwhile move the head on, and paging resumes until both meet.
     pub async fn verify_chain(&self) -> Result<VerifyReport> {
-        let key = self.keys.audit_key();
+        let key = self.keys().audit_key();
         let mut verifier = ChainVerifier::new(&key);
         let broken = |verifier: &ChainVerifier<'_>, b| VerifyReport {
             entries: verifier.count(),

@@ -28,7 +28,7 @@ impl Vault {
     /// The public half of the checkpoint key, which auditors use to check checkpoints.
     pub fn checkpoint_public_key(&self) -> Result<PublicKey> {
         Ok(self
-            .keys
+            .keys()
             .checkpoint_key()
             .map_err(|e| Error::Internal(e.to_string()))?
             .public_key())
@@ -38,7 +38,7 @@ impl Vault {
     /// first (a missing or altered head is refused, never anchored). Records nothing. Anchoring
     /// the head is part of verifying the log, so it takes the `audit.verify` permit.
     pub async fn checkpoint(&self, _permit: &Permit<act::AuditVerify>) -> Result<SignedCheckpoint> {
-        let audit_key = self.keys.audit_key();
+        let audit_key = self.keys().audit_key();
         let (seq, hash, mac) = self
             .store
             .audit_head()
@@ -58,7 +58,7 @@ impl Vault {
         }
         let store_id = self.store.store_id().await.map_err(store_error)?;
         let key = self
-            .keys
+            .keys()
             .checkpoint_key()
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Checkpoint::new(seq, hash, self.clock.now_micros(), store_id).sign(&key))

@@ -193,12 +193,12 @@ impl Vault {
             .writable
             .iter()
             .filter(|c| active.policy.category(c).is_some_and(|c| c.index))
-            .map(|c| (c.clone(), self.blind_keys.get(&self.keys, c)))
+            .map(|c| (c.clone(), self.blind_keys.get(&self.keys(), c)))
             .collect();
         let ctx = Arc::new(ImportContext {
             active: active.clone(),
             grant,
-            keys: self.keys.clone(),
+            keys: self.keys(),
             blind,
             clock: self.clock.clone(),
             purpose: purpose.to_owned(),

@@ -12,6 +12,7 @@ mod consent;
 mod import;
 mod keys;
 mod rights;
+mod rotation;
 mod subjects;
 mod vault;
 
@@ -24,6 +25,7 @@ pub use consent::*;
 pub use import::*;
 pub use keys::*;
 pub use rights::*;
+pub use rotation::*;
 pub use subjects::*;
 pub use vault::*;
 

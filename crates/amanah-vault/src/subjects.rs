@@ -128,7 +128,7 @@ impl Vault {
         values: &[(String, FieldType, String)],
     ) -> Result<Vec<FieldWrite>> {
         seal_fields(policy, subject, key, values, |c| {
-            Some(self.blind_keys.get(&self.keys, c))
+            Some(self.blind_keys.get(&self.keys(), c))
         })
     }
 
@@ -255,8 +255,10 @@ impl Vault {
             }
             None => Vec::new(),
         };
-        let wrapped_key = self
-            .keys
+        // The ring stays held until the subject is stored: a key rotation waits for every
+        // write that wrapped under the previous active key before it rewraps and retires it.
+        let keys = self.keys();
+        let wrapped_key = keys
             .wrap(&key, &id)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let writes = self.encrypt_fields(policy, &id, &key, &values)?;
@@ -286,6 +288,7 @@ impl Vault {
                 return Err(self.refuse_conflict(draft, e).await);
             }
         };
+        drop(keys);
         let receipt = consents.first().map(|c| self.receipt(policy, c, &audit));
         Ok((id, receipt))
     }
@@ -531,7 +534,7 @@ impl Vault {
         };
         let term = self
             .blind_keys
-            .get(&self.keys, category)
+            .get(&self.keys(), category)
             .index(normalized.as_bytes());
         let found = self
             .store

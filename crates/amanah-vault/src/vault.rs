@@ -26,7 +26,9 @@ pub struct ActivePolicy {
 
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) keys: Arc<KeyRing>,
+    /// The key ring in force; replaced whole when the key file changes (`replace_keys`). An
+    /// operation takes one snapshot (`keys()`) and uses it throughout.
+    keys: RwLock<Arc<KeyRing>>,
     pub(crate) clock: Arc<dyn Clock>,
     policy: RwLock<Arc<ActivePolicy>>,
     /// Blind-index keys derived so far, by category (HKDF once, not per request).
@@ -92,7 +94,7 @@ impl Vault {
         let policy = parse_stored(&record)?;
         Ok(Vault {
             store,
-            keys,
+            keys: RwLock::new(keys),
             clock,
             policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
             blind_keys: BlindKeys::default(),
@@ -130,6 +132,34 @@ impl Vault {
             Ok(p) => p.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The key ring in force now. An operation that wraps a key keeps this snapshot until its
+    /// write is committed, so whoever holds the previous ring can tell when it is no longer used
+    /// (`Arc::strong_count`).
+    pub fn keys(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts a reloaded key ring in force (after a key rotation changed the key file); returns
+    /// the ring it replaces. Refused when the new ring has another root secret: indexes and the
+    /// audit chain are keyed by the root, so that would be another vault's key file.
+    pub fn replace_keys(&self, keys: Arc<KeyRing>) -> Result<Arc<KeyRing>> {
+        let mut current = match self.keys.write() {
+            Ok(k) => k,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !current.same_root(&keys) {
+            return Err(Error::Conflict(
+                Conflict::StoreState,
+                "the key file now holds another root secret: it is not this vault's key file"
+                    .into(),
+            ));
+        }
+        Ok(std::mem::replace(&mut *current, keys))
     }
 
     pub fn clock(&self) -> &dyn Clock {
@@ -224,7 +254,7 @@ impl Vault {
 
     pub(crate) fn unwrap_key(&self, stored: &StoredSubject) -> Result<DataKey> {
         metrics::counter!("amanah_crypto_operations_total", "op" => "unwrap").increment(1);
-        self.keys
+        self.keys()
             .unwrap(&stored.wrapped_key, &stored.id)
             .map_err(|e| {
                 tracing::error!(subject = %stored.id, error = %e, "data key does not unwrap");

@@ -132,6 +132,11 @@ enum Command {
         #[command(subcommand)]
         command: ApikeyCommand,
     },
+    /// Manage the key-encryption keys of the key file.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Check or apply a policy file.
     Policy {
         #[command(subcommand)]
@@ -307,6 +312,14 @@ enum ApikeyCommand {
 }
 
 #[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new key-encryption key active, rewrap every data key under it while servers keep
+    /// serving (they reload the key file every 2 s or on SIGHUP), then retire the old key.
+    /// Interrupted, it resumes where it stopped when run again.
+    Rotate(crate::rotate::RotateArgs),
+}
+
+#[derive(Subcommand)]
 enum PolicyCommand {
     /// Validate a policy file; errors are printed as `file:line:col: message`.
     Check {
@@ -474,6 +487,9 @@ async fn run(command: Command) -> Result<ExitCode> {
                 println!("revoked {id}");
             }
         },
+        Command::Keys {
+            command: KeysCommand::Rotate(args),
+        } => return crate::rotate::run(args).await,
         Command::Policy { command } => match command {
             PolicyCommand::Check { file, dpia } => {
                 let (p, _) = read_policy(&file)?;
@@ -523,6 +539,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 None => None,
             };
             let vault = Arc::new(open_vault(&data).await?);
+            crate::keyfile::spawn_watcher(vault.clone(), data.key_path()?)?;
             if let Some(dir) = dir {
                 crate::checkpoint::spawn_periodic(
                     vault.clone(),
@@ -664,7 +681,9 @@ async fn run(command: Command) -> Result<ExitCode> {
                     .map(|o| (o.record.role.as_str(), o.token.as_str())),
                 &vault,
             );
-            serve(Arc::new(vault), NetArgs::on(listen)).await?;
+            let vault = Arc::new(vault);
+            crate::keyfile::spawn_watcher(vault.clone(), args.key_path()?)?;
+            serve(vault, NetArgs::on(listen)).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

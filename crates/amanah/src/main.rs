@@ -5,7 +5,9 @@ mod checkpoint;
 mod cli;
 mod duration;
 mod import;
+mod keyfile;
 mod maintenance;
+mod rotate;
 mod serving;
 mod setup;
 

@@ -48,28 +48,12 @@ pub(crate) fn write_dpia(policy: &Policy, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Loads the key file (refused if group or others may read it) and holds the lease of its
+/// active KEK for the life of the process (see `keyfile`).
 pub(crate) fn load_keys(data: &DataArgs) -> Result<Arc<KeyRing>> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = data.key_path()?;
-    let mode = std::fs::metadata(&path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
-        bail!(
-            "the key file {} is readable or writable by group or others (mode {:o}): run `chmod 600 {}`",
-            path.display(),
-            mode & 0o777,
-            path.display()
-        );
-    }
-    let bytes = zeroize::Zeroizing::new(
-        std::fs::read(&path)
-            .with_context(|| format!("cannot read the key file {}", path.display()))?,
-    );
-    Ok(Arc::new(
-        KeyRing::from_file_bytes(&bytes).with_context(|| format!("key file {}", path.display()))?,
-    ))
+    let (ring, lease, id) = crate::keyfile::load_leased(&data.key_path()?)?;
+    crate::keyfile::keep_process_lease(lease, id);
+    Ok(Arc::new(ring))
 }
 
 /// Opens the store (applying pending schema migrations). SQLite's must already exist unless

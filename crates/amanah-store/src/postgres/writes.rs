@@ -76,6 +76,12 @@ pub(super) enum Op {
         at: i64,
         audit: AuditDraft,
     },
+    // Key rotation (applied by `rotation::apply`); `updated` receives the rows rewritten.
+    RewrapKeys {
+        rewraps: Vec<crate::Rewrap>,
+        audit: AuditDraft,
+        updated: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    },
 }
 
 pub(super) async fn apply(
@@ -217,6 +223,11 @@ pub(super) async fn apply(
         | Op::RecordRelease { .. }
         | Op::InsertBreach(..)
         | Op::MarkBreachNotified { .. } => accountability::apply(tx, stmts, chain, op).await,
+        Op::RewrapKeys {
+            rewraps,
+            audit,
+            updated,
+        } => rotation::apply(tx, stmts, chain, rewraps, audit, updated).await,
         rights_op => rights::apply(tx, stmts, chain, rights_op).await,
     }
 }

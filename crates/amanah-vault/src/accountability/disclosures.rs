@@ -612,7 +612,7 @@ impl Vault {
             .map(|p| p.basis.as_str().to_owned());
         let (carried, withheld) =
             disclosure::package_categories(policy, recipient, &record.categories);
-        let pseudonyms = self.keys.pseudonym_key();
+        let pseudonyms = self.keys().pseudonym_key();
         let now = draft.at_micros;
         let mut subjects = Vec::with_capacity(record.subject_ids.len());
         let mut entries = Vec::with_capacity(record.subject_ids.len() + 1);
