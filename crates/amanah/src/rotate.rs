@@ -41,7 +41,7 @@ pub(crate) struct RotateArgs {
     pub(crate) limit: Option<u64>,
     /// How long to wait for processes that still wrap under an old KEK (servers switch within
     /// a few seconds; a command started before the rotation, e.g. an import, must finish).
-    #[arg(long, env = "AMANAH_ROTATE_WAIT", default_value = "120s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, env = "AMANAH_ROTATE_WAIT", default_value = "120s", value_parser = crate::duration::parse_duration)]
     pub(crate) wait: Duration,
 }
 

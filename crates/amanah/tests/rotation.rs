@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amanah_testpg::{on_both_stores, Kind};
+use amanah_testkit::{on_both_stores, Kind};
 use serde_json::{json, Value};
 
 const POLICY: &str = r#"
@@ -73,7 +73,7 @@ impl Vault {
         let data = dir.path().join("vault");
         let store = match kind {
             Kind::Sqlite => None,
-            Kind::Postgres => Some(amanah_testpg::database(label)),
+            Kind::Postgres => Some(amanah_testkit::database(label)),
         };
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, POLICY).unwrap();
@@ -133,7 +133,7 @@ impl Vault {
             }
             Some(url) => {
                 let agg = "SELECT string_agg(kek_id || ' ' || n, E'\\n' ORDER BY kek_id) FROM (SELECT kek_id, COUNT(*) AS n FROM amanah_keys.data_keys GROUP BY kek_id) t";
-                amanah_testpg::cluster()
+                amanah_testkit::cluster()
                     .query_text(url, agg)
                     .unwrap_or_default()
             }
