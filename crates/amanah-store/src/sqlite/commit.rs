@@ -564,12 +564,13 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
             chain.hash = start_hash;
             chain.checkpoint = false;
             tracing::error!(error = %e, "sqlite batch commit failed");
+            // Settled before anyone is told: an answered failure leaves no key behind.
+            if keys_committed {
+                settle(w);
+            }
             let msg = e.to_string();
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Backend(msg.clone())));
-            }
-            if keys_committed {
-                settle(w);
             }
         }
     }
