@@ -1,10 +1,13 @@
 //! The embedded SQLite backend.
 //!
 //! - Two files: the data file and the key store (data keys only, attached as `keys`), both in
-//!   WAL mode. A commit is on disk before it is acknowledged: the writer commits with
-//!   `synchronous = NORMAL` (no fsync inside SQLite) and hands the batch's replies to a syncer
-//!   thread, which fsyncs both WAL files and only then replies. One fsync covers every batch
-//!   committed before it started, and the writer runs the next batch while the disk syncs
+//!   WAL mode. SQLite cannot commit the two atomically across a crash, so a batch commits the
+//!   key store first, on disk, then the data file (`commit.rs`); recovery at open
+//!   (`recovery.rs`) removes what a crash between the two leaves: keys without rows, rows
+//!   without a key. A commit is on disk before it is acknowledged: the writer commits the data
+//!   file with `synchronous = NORMAL` (no fsync inside SQLite) and hands the batch's replies to
+//!   a syncer thread, which fsyncs the data WAL and only then replies. One fsync covers every
+//!   batch committed before it started, and the writer runs the next batch while the disk syncs
 //!   (pipelined group commit). A reader may see a batch a few milliseconds before it is
 //!   durable; no writer is told it succeeded before.
 //! - One writer thread owns the only write connection and commits many queued jobs in one
@@ -88,6 +91,7 @@ fn channel_closed<T>(_: T) -> StoreError {
 mod accountability;
 mod backup;
 mod commit;
+mod recovery;
 mod rights;
 mod rotation;
 mod schema;
@@ -108,6 +112,8 @@ struct Chain {
     /// A job erased key material: after the commit, checkpoint and truncate both WAL files so
     /// no copy of the destroyed pages stays in them.
     checkpoint: bool,
+    /// Key-store changes staged by the batch's jobs, committed before the data file.
+    keys: StagedKeys,
 }
 
 type WriteFn = Box<dyn FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send>;
@@ -142,20 +148,31 @@ impl SqliteStore {
         // SQLite gives its WAL and shared-memory files the mode of the database file.
         create_private(path)?;
         create_private(&key_store_path(path))?;
+        migrate(&mut open_connection(path, Role::Setup)?, &audit_key)?;
         let mut conn = open_connection(path, Role::Writer)?;
-        migrate(&mut conn, &audit_key)?;
         let records = Arc::new(audit_key.clone());
+        let mut keys = KeyStore::open(path)?;
         // Where the writer starts; every write transaction re-reads the signed head anyway and
         // refuses to append when it is missing or does not verify.
         let (seq, hash) = match read_head(&conn)? {
             Some((seq, hash, _)) => (seq, hash),
             None => (0, GENESIS),
         };
-        let chain = Chain {
+        let mut chain = Chain {
             key: audit_key,
             seq,
             hash,
             checkpoint: false,
+            keys: StagedKeys::default(),
+        };
+        // What a crash left half-committed across the two files is settled before anything
+        // else runs; a failure is retried by the writer before its first batch.
+        let unsettled = match recovery::recover(&mut conn, &mut keys, &mut chain) {
+            Ok(_) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "crash recovery failed; retried before the first write");
+                true
+            }
         };
         let spawn_error = |e: std::io::Error| StoreError::Backend(e.to_string());
         let files = Files::new(path);
@@ -184,6 +201,8 @@ impl SqliteStore {
             checkpoint: ctx,
             caught_up,
             files,
+            keys,
+            unsettled,
         };
         std::thread::Builder::new()
             .name("amanah-sqlite-writer".into())
@@ -284,7 +303,10 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
         self.write(move |tx, chain| {
-            if let Some(category) = insert_new_subject(tx, &s)?.into_iter().next() {
+            if let Some(category) = insert_new_subject(tx, &mut chain.keys, &s)?
+                .into_iter()
+                .next()
+            {
                 return Err(StoreError::Unique { category });
             }
             append(tx, chain, audit)

@@ -114,7 +114,7 @@ pub async fn restore(
             );
             if done.keyless_subjects > 0 {
                 eprintln!(
-                    "warning: {} subjects have no key in this snapshot (created after it): they stay unreadable",
+                    "warning: {} subjects have no key in this snapshot (created after it): they are unreadable, and purged when the vault next opens (restore a newer key-store snapshot first if there is one)",
                     done.keyless_subjects
                 );
             }

@@ -13,6 +13,7 @@ use std::path::Path;
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use super::recovery::RESTORE_PENDING;
 use super::rights::shred_keyless;
 use super::{append, backend, create_private, key_store_path, SqliteStore, SCHEMA_VERSION};
 use crate::{StoreError, StoreResult};
@@ -102,8 +103,33 @@ fn live_store_id(data_path: &Path) -> StoreResult<Option<String>> {
     Ok(None)
 }
 
-/// Replaces `target` (and its WAL files) with a copy of `backup`.
-fn replace_file(backup: &Path, target: &Path) -> StoreResult<()> {
+/// Marks the data file at `path` as restored and not yet reconciled: crash recovery leaves it
+/// to the reconciliation, which clears the mark.
+fn mark_restore_pending(path: &Path) -> StoreResult<()> {
+    let conn = Connection::open(path).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(backend)?;
+    conn.execute(
+        "INSERT INTO store_meta (key, value) VALUES (?1, '1')
+         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [RESTORE_PENDING],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+fn clear_restore_pending(tx: &Connection) -> StoreResult<()> {
+    tx.execute(
+        "DELETE FROM main.store_meta WHERE key = ?1",
+        [RESTORE_PENDING],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Replaces `target` (and its WAL files) with a copy of `backup`; a data file is marked as
+/// restored (see [`mark_restore_pending`]) before it takes the target's place.
+fn replace_file(backup: &Path, target: &Path, kind: BackupKind) -> StoreResult<()> {
     let io = |e: std::io::Error| StoreError::Backend(format!("{}: {e}", target.display()));
     for suffix in ["-wal", "-shm"] {
         let side = target.with_file_name(format!(
@@ -119,6 +145,9 @@ fn replace_file(backup: &Path, target: &Path) -> StoreResult<()> {
     }
     let tmp = target.with_extension("restore-tmp");
     std::fs::copy(backup, &tmp).map_err(io)?;
+    if kind == BackupKind::Data {
+        mark_restore_pending(&tmp)?;
+    }
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(io)?;
@@ -141,7 +170,7 @@ pub fn restore_data(data_path: &Path, backup: &Path) -> StoreResult<()> {
             ));
         }
     }
-    replace_file(backup, data_path)
+    replace_file(backup, data_path, BackupKind::Data)
 }
 
 /// Puts a key-store snapshot in place of the key store (the server must be stopped), refusing
@@ -181,7 +210,10 @@ pub fn restore_key_store(
             }
         }
     }
-    replace_file(backup, &key_store_path(data_path))
+    if data_path.exists() {
+        mark_restore_pending(data_path)?;
+    }
+    replace_file(backup, &key_store_path(data_path), BackupKind::KeyStore)
 }
 
 impl SqliteStore {
@@ -229,7 +261,8 @@ impl SqliteStore {
         mut audit: AuditDraft,
     ) -> StoreResult<(Reconciled, AuditRecord)> {
         self.write_with(move |tx, chain| {
-            let purged = shred_keyless(tx, at_micros)?;
+            let purged = shred_keyless(tx, chain, at_micros)?;
+            clear_restore_pending(tx)?;
             chain.checkpoint = true;
             audit.reason = Some(format!(
                 "data backup restored; {purged} subjects without a key (erased after the backup) purged"
@@ -253,13 +286,21 @@ impl SqliteStore {
         mut audit: AuditDraft,
     ) -> StoreResult<(Reconciled, AuditRecord)> {
         self.write_with(move |tx, chain| {
-            let dropped = tx
-                .execute(
-                    "DELETE FROM keys.data_keys WHERE subject_id IN (SELECT subject_id FROM erasures)
+            // Staged like any key change: the key store commits first.
+            let drop: Vec<String> = tx
+                .prepare(
+                    "SELECT subject_id FROM keys.data_keys WHERE subject_id IN (SELECT subject_id FROM erasures)
                         OR subject_id NOT IN (SELECT id FROM subjects)",
-                    [],
                 )
-                .map_err(backend)? as u64;
+                .and_then(|mut st| {
+                    st.query_map([], |r| r.get(0))
+                        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                })
+                .map_err(backend)?;
+            for id in &drop {
+                chain.keys.delete(id);
+            }
+            let dropped = drop.len() as u64;
             let keyless: i64 = tx
                 .query_row(
                     "SELECT COUNT(*) FROM subjects s WHERE NOT EXISTS
@@ -268,6 +309,7 @@ impl SqliteStore {
                     |r| r.get(0),
                 )
                 .map_err(backend)?;
+            clear_restore_pending(tx)?;
             chain.checkpoint = true;
             audit.reason = Some(format!(
                 "key store restored; {dropped} keys of erased subjects dropped; {keyless} subjects have no key"

@@ -1,56 +1,260 @@
-//! The group-commit machinery: the writer thread and its batches, the syncer that fsyncs both
-//! WAL files before any reply, the checkpointer, and the audit chain's append.
+//! The group-commit machinery: the writer thread and its batches, the key store's own
+//! connection (committed before the data file), the syncer that fsyncs the data WAL before any
+//! reply, the checkpointer, and the audit chain's append.
+//!
+//! **Two files, one order.** SQLite does not make a transaction over two WAL files atomic when
+//! the process dies (it commits the main file first, then the attached one, without a
+//! super-journal in WAL mode). So the writer never lets SQLite commit both: its connection
+//! attaches the key store read-only, jobs *stage* their key changes ([`StagedKeys`]), and a
+//! batch commits in this order, all while holding the data file's write lock:
+//!
+//! 1. the key store's transaction (the staged inserts and deletions) on the key store's own
+//!    connection, with `synchronous = FULL`: on disk when it returns;
+//! 2. the data file's transaction (rows, index terms, audit entries, signed head);
+//! 3. the syncer's fsync of the data WAL, then the replies.
+//!
+//! A crash (kill or power loss) between 1 and 2 leaves keys of subjects whose rows never
+//! committed (harmless: a wrapped key with nothing to open) and rows whose key is already
+//! destroyed (an erasure in flight: unreadable, so already shredded). Neither reveals or loses
+//! anything acknowledged; recovery (`recovery.rs`) removes both at the next open. A job that
+//! fails (a 409) rolls back its savepoint and its staged keys, so it never commits a key.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
-use rusqlite::{params, Connection};
+use amanah_crypto::WrappedKey;
+use rusqlite::{params, Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use super::*;
 use crate::sql;
 use crate::{rows, BulkInsert, StoreError, StoreResult, UniqueConflict};
 
-/// The two database files (data and key store) and their WALs.
+/// The data file and its WAL. (The key store's commits are synced by its own connection.)
 #[derive(Clone)]
 pub(super) struct Files {
-    /// `(database, its WAL)`, key store first.
-    pub(super) pairs: [(PathBuf, PathBuf); 2],
+    db: PathBuf,
+    wal: PathBuf,
 }
 
 impl Files {
     pub(super) fn new(db: &Path) -> Self {
-        let pair = |db: PathBuf| {
-            let mut wal = db.as_os_str().to_owned();
-            wal.push("-wal");
-            (db, PathBuf::from(wal))
-        };
+        let mut wal = db.as_os_str().to_owned();
+        wal.push("-wal");
         Files {
-            pairs: [pair(key_store_path(db)), pair(db.to_owned())],
+            db: db.to_owned(),
+            wal: PathBuf::from(wal),
         }
     }
 
     /// The data file's WAL, whose size drives checkpoints.
     pub(super) fn data_wal(&self) -> &Path {
-        &self.pairs[1].1
+        &self.wal
     }
 
-    /// Makes every commit so far durable: fsync of each WAL (or of its database when there is
-    /// no WAL: then everything was checkpointed into it).
+    /// Makes every data commit so far durable: fsync of the WAL (or of the database when there
+    /// is no WAL: then everything was checkpointed into it). Every key-store commit a data
+    /// commit depends on was synced before that data commit was written.
     pub(super) fn sync(&self) -> Result<(), String> {
-        for (db, wal) in &self.pairs {
-            let file = match std::fs::File::open(wal) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::File::open(db).map_err(|e| e.to_string())?
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            file.sync_data().map_err(|e| e.to_string())?;
+        let file = match std::fs::File::open(&self.wal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::File::open(&self.db).map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        file.sync_data().map_err(|e| e.to_string())
+    }
+}
+
+/// A change to the key store, staged by a job.
+pub(super) enum KeyChange {
+    Insert { subject: String, key: WrappedKey },
+    Delete { subject: String },
+    /// A key rotation's rewrap: applied only if the key is still under `from_kek` at `version`.
+    Rewrap {
+        subject: String,
+        from_kek: String,
+        version: u32,
+        key: WrappedKey,
+    },
+}
+
+/// The key-store changes of the batch being run. Jobs stage them here instead of writing the key
+/// store (which the writer's connection attaches read-only); the writer commits them in the key
+/// store's own transaction before the data transaction (see the module doc). A job that fails
+/// drops what it staged with its savepoint.
+#[derive(Default)]
+pub(super) struct StagedKeys(Vec<KeyChange>);
+
+impl StagedKeys {
+    /// A new subject's wrapped data key.
+    pub(super) fn insert(&mut self, subject: &str, key: &WrappedKey) {
+        self.0.push(KeyChange::Insert {
+            subject: subject.to_owned(),
+            key: key.clone(),
+        });
+    }
+
+    /// Destroys a subject's data key.
+    pub(super) fn delete(&mut self, subject: &str) {
+        self.0.push(KeyChange::Delete {
+            subject: subject.to_owned(),
+        });
+    }
+
+    /// Rewraps a subject's data key (see [`KeyChange::Rewrap`]).
+    pub(super) fn rewrap(&mut self, subject: &str, from_kek: &str, version: u32, key: &WrappedKey) {
+        self.0.push(KeyChange::Rewrap {
+            subject: subject.to_owned(),
+            from_kek: from_kek.to_owned(),
+            version,
+            key: key.clone(),
+        });
+    }
+
+    /// Whether the batch destroys `subject`'s key (its last staged change is a delete).
+    pub(super) fn deletes(&self, subject: &str) -> bool {
+        self.0.iter().rev().find_map(|c| match c {
+            KeyChange::Delete { subject: s } if s == subject => Some(true),
+            KeyChange::Insert { subject: s, .. } if s == subject => Some(false),
+            _ => None,
+        }) == Some(true)
+    }
+
+    /// Whether the batch gives `subject` a key that the key store does not hold yet.
+    pub(super) fn inserts(&self, subject: &str) -> bool {
+        self.0.iter().rev().find_map(|c| match c {
+            KeyChange::Insert { subject: s, .. } if s == subject => Some(true),
+            KeyChange::Delete { subject: s } if s == subject => Some(false),
+            _ => None,
+        }) == Some(true)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.0.truncate(len);
+    }
+
+    pub(super) fn take(&mut self) -> Vec<KeyChange> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// The key store's own connection (the key store is its `main`): the only one that writes it
+/// after migration. `synchronous = FULL`: a commit is on disk when it returns.
+pub(super) struct KeyStore {
+    conn: Connection,
+}
+
+impl KeyStore {
+    pub(super) fn open(data_path: &Path) -> StoreResult<Self> {
+        let conn = Connection::open_with_flags(
+            key_store_path(data_path),
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA secure_delete = ON;
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(backend)?;
+        conn.pragma_update(None, "journal_size_limit", CHECKPOINT_BYTES as i64 / 4)
+            .map_err(backend)?;
+        Ok(KeyStore { conn })
+    }
+
+    /// Starts the key store's write transaction. Only taken while holding the data file's write
+    /// lock, so no other process is between its key commit and its data commit.
+    pub(super) fn begin(&mut self) -> StoreResult<rusqlite::Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)
+    }
+
+    /// Commits `changes` in one transaction, durable when this returns.
+    pub(super) fn commit(&mut self, changes: &[KeyChange]) -> StoreResult<()> {
+        let tx = self.begin()?;
+        write_keys(&tx, changes)?;
+        tx.commit().map_err(backend)
+    }
+
+    /// Copies the key store's WAL into its file and truncates it (after key material was
+    /// destroyed: `secure_delete` zeroed the freed pages in the file).
+    pub(super) fn truncate_wal(&self) {
+        checkpoint(&self.conn, "main", "TRUNCATE", "keys");
+    }
+
+    pub(super) fn checkpoint(&self) {
+        checkpoint(&self.conn, "main", "PASSIVE", "keys");
+    }
+}
+
+/// Applies staged key changes inside the key store's open transaction.
+pub(super) fn write_keys(tx: &Connection, changes: &[KeyChange]) -> StoreResult<()> {
+    for change in changes {
+        match change {
+            KeyChange::Insert { subject, key } => tx
+                .prepare_cached(
+                    "INSERT INTO data_keys (subject_id, kek_id, key_version, wrapped_key)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        subject,
+                        key.kek_id,
+                        key.version as i64,
+                        key.ciphertext
+                    ])
+                }),
+            KeyChange::Delete { subject } => tx
+                .prepare_cached("DELETE FROM data_keys WHERE subject_id = ?1")
+                .and_then(|mut st| st.execute([subject])),
+            KeyChange::Rewrap {
+                subject,
+                from_kek,
+                version,
+                key,
+            } => tx
+                .prepare_cached(
+                    "UPDATE data_keys SET kek_id = ?4, wrapped_key = ?5
+                     WHERE subject_id = ?1 AND kek_id = ?2 AND key_version = ?3",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
+                        subject,
+                        from_kek,
+                        i64::from(*version),
+                        key.kek_id,
+                        key.ciphertext
+                    ])
+                }),
         }
-        Ok(())
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn checkpoint(conn: &Connection, schema: &str, mode: &str, file: &'static str) {
+    let result = conn.query_row(
+        &format!("PRAGMA {schema}.wal_checkpoint({mode})"),
+        [],
+        |r| r.get::<_, i64>(0),
+    );
+    match result {
+        Ok(0) => {}
+        Ok(_) => tracing::warn!(file, mode, "WAL checkpoint was blocked by readers"),
+        Err(e) => tracing::warn!(file, mode, error = %e, "WAL checkpoint failed"),
     }
 }
 
@@ -151,6 +355,11 @@ pub(super) struct Writer {
     /// The checkpointer copied the WAL up to some recent commit: the writer finishes the job.
     pub(super) caught_up: Arc<AtomicBool>,
     pub(super) files: Files,
+    /// The key store's connection: key changes commit there, before the data transaction.
+    pub(super) keys: KeyStore,
+    /// A key-store commit went through but its data commit did not: recovery has to run
+    /// before the next batch (it is retried until it succeeds).
+    pub(super) unsettled: bool,
 }
 
 pub(super) type Job = (WriteFn, oneshot::Sender<StoreResult<Vec<AuditRecord>>>);
@@ -172,11 +381,14 @@ pub(super) fn writer_loop(mut w: Writer, jobs: flume::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
+        if w.unsettled {
+            settle(&mut w);
+        }
         if !batch.is_empty() {
             run_batch(&mut w, batch);
         }
         if let Some((input, reply)) = bulk {
-            let result = run_bulk(&mut w.conn, &mut w.chain, input).and_then(|n| {
+            let result = run_bulk(&mut w, input).and_then(|n| {
                 w.files.sync().map_err(StoreError::Backend)?;
                 Ok(n)
             });
@@ -185,30 +397,44 @@ pub(super) fn writer_loop(mut w: Writer, jobs: flume::Receiver<WriteJob>) {
         if w.caught_up.swap(false, Ordering::AcqRel) {
             // Only the frames committed since the checkpointer's pass are left: a short copy,
             // after which the next transaction restarts the WAL.
-            if let Err(e) = w
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
-                tracing::warn!(error = %e, "sqlite checkpoint failed");
-            }
+            checkpoint(&w.conn, "main", "PASSIVE", "data");
+            w.keys.checkpoint();
         }
         let _ = w.checkpoint.try_send(());
         next = jobs.recv().ok();
     }
 }
 
-/// One transaction for a whole bulk insert; see [`Store::insert_subjects`].
+/// A key-store commit whose data commit failed leaves keys without rows or rows without a key:
+/// settled at once by recovery (the same as at open), or before the next batch if that fails.
+pub(super) fn settle(w: &mut Writer) {
+    match super::recovery::recover(&mut w.conn, &mut w.keys, &mut w.chain) {
+        Ok(_) => w.unsettled = false,
+        Err(e) => {
+            w.unsettled = true;
+            tracing::error!(error = %e, "recovery after a failed commit failed; retried before the next batch");
+        }
+    }
+}
+
+/// Staged keys written into the bulk's key-store transaction once this many are waiting.
+const BULK_KEYS: usize = 1024;
+
+/// One transaction for a whole bulk insert; see [`Store::insert_subjects`]. The keys go into
+/// one key-store transaction, committed just before the data transaction.
 pub(super) fn run_bulk(
-    conn: &mut Connection,
-    chain: &mut Chain,
+    w: &mut Writer,
     mut input: tokio::sync::mpsc::Receiver<BulkInsert>,
 ) -> StoreResult<u64> {
-    let (start_seq, start_hash) = (chain.seq, chain.hash);
+    let (start_seq, start_hash) = (w.chain.seq, w.chain.hash);
+    let mut keys_committed = false;
+    let (conn, chain, keys) = (&mut w.conn, &mut w.chain, &mut w.keys);
     let outcome = (|| -> StoreResult<u64> {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(backend)?;
         sync_chain(&tx, chain)?;
+        let key_tx = keys.begin()?;
         let mut index = 0u64;
         let mut conflicts = Vec::new();
         let mut committed = false;
@@ -216,11 +442,14 @@ pub(super) fn run_bulk(
             match message {
                 BulkInsert::Subjects(subjects) => {
                     for (subject, audit) in subjects {
-                        for category in insert_new_subject(&tx, &subject)? {
+                        for category in insert_new_subject(&tx, &mut chain.keys, &subject)? {
                             conflicts.push(UniqueConflict { index, category });
                         }
                         append(&tx, chain, audit)?;
                         index += 1;
+                    }
+                    if chain.keys.len() >= BULK_KEYS {
+                        write_keys(&key_tx, &chain.keys.take())?;
                     }
                 }
                 BulkInsert::Commit => {
@@ -236,18 +465,25 @@ pub(super) fn run_bulk(
             return Ok(0);
         }
         write_head(&tx, chain)?;
+        write_keys(&key_tx, &chain.keys.take())?;
+        key_tx.commit().map_err(backend)?;
+        keys_committed = true;
         tx.commit().map_err(backend)?;
         Ok(index)
     })();
+    w.chain.keys.take();
     match &outcome {
         Ok(n) if *n > 0 => {
-            metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
+            metrics::counter!("amanah_audit_appends_total").increment(w.chain.seq - start_seq);
             metrics::counter!("amanah_store_commits_total").increment(1);
         }
         _ => {
             // Rolled back (the transaction was dropped): the chain did not move.
-            chain.seq = start_seq;
-            chain.hash = start_hash;
+            w.chain.seq = start_seq;
+            w.chain.hash = start_hash;
+            if keys_committed && outcome.is_err() {
+                settle(w);
+            }
         }
     }
     outcome
@@ -298,7 +534,8 @@ pub(super) fn read_head(conn: &Connection) -> StoreResult<Option<SignedHead>> {
 pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
     let started = std::time::Instant::now();
     metrics::histogram!("amanah_store_batch_jobs").record(batch.len() as f64);
-    let (conn, chain) = (&mut w.conn, &mut w.chain);
+    let (conn, chain, keys) = (&mut w.conn, &mut w.chain, &mut w.keys);
+    let mut keys_committed = false;
     let mut results = Vec::with_capacity(batch.len());
     // Every job gets a reply, also when the transaction cannot start or the head is refused.
     let (runs, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
@@ -311,7 +548,7 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
         sync_chain(&tx, chain)?;
         (start_seq, start_hash) = (chain.seq, chain.hash);
         for run in runs {
-            let (seq, hash) = (chain.seq, chain.hash);
+            let (seq, hash, staged) = (chain.seq, chain.hash, chain.keys.len());
             let sp = tx.savepoint().map_err(backend)?;
             // A savepoint derefs to a transaction-like connection; run the job inside it.
             let result = run(&sp, chain);
@@ -324,6 +561,7 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
                     drop(sp); // rolls the savepoint back
                     chain.seq = seq;
                     chain.hash = hash;
+                    chain.keys.truncate(staged);
                     results.push(Err(e));
                 }
             }
@@ -331,15 +569,22 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
         if chain.seq != start_seq {
             write_head(&tx, chain)?;
         }
+        // The key store first, on disk before the data transaction commits (module doc).
+        let staged = chain.keys.take();
+        if !staged.is_empty() {
+            keys.commit(&staged)?;
+            keys_committed = true;
+        }
         tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit().map_err(backend)
     })();
+    chain.keys.take();
     match outcome {
         Ok(()) => {
             metrics::counter!("amanah_audit_appends_total").increment(chain.seq - start_seq);
             metrics::counter!("amanah_store_commits_total").increment(1);
             if std::mem::take(&mut w.chain.checkpoint) {
-                truncate_wal(&w.conn);
+                truncate_wal(&w.conn, &w.keys);
             }
             let deliver: Deliver = Box::new(move |synced| {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -364,6 +609,10 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
             chain.hash = start_hash;
             chain.checkpoint = false;
             tracing::error!(error = %e, "sqlite batch commit failed");
+            // Settled before anyone is told: an answered failure leaves no key behind.
+            if keys_committed {
+                settle(w);
+            }
             let msg = e.to_string();
             for reply in replies {
                 let _ = reply.send(Err(StoreError::Backend(msg.clone())));
@@ -372,25 +621,12 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
     }
 }
 
-/// Copies the WAL into both database files and truncates the WALs (erased pages were zeroed in
+/// Copies the WALs into both database files and truncates them (erased pages were zeroed in
 /// the files by `secure_delete`). Readers in the middle of a read delay it; the busy timeout
 /// bounds the wait, and a failure only leaves the pages until the next checkpoint.
-pub(super) fn truncate_wal(conn: &Connection) {
-    for schema in ["keys", "main"] {
-        let result = conn.query_row(
-            &format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"),
-            [],
-            |r| r.get::<_, i64>(0),
-        );
-        match result {
-            Ok(0) => {}
-            Ok(_) => tracing::warn!(
-                schema,
-                "WAL checkpoint after erasure was blocked by readers"
-            ),
-            Err(e) => tracing::warn!(schema, error = %e, "WAL checkpoint after erasure failed"),
-        }
-    }
+pub(super) fn truncate_wal(conn: &Connection, keys: &KeyStore) {
+    keys.truncate_wal();
+    checkpoint(conn, "main", "TRUNCATE", "data");
 }
 
 /// Appends one entry to the chain inside the current transaction.

@@ -4,7 +4,7 @@ use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{all, append, backend, first, subject_exists, SqliteStore};
+use super::{all, append, backend, first, subject_exists, Chain, SqliteStore};
 use crate::rows::{self, RowAccess};
 use crate::sql;
 use crate::{
@@ -12,9 +12,16 @@ use crate::{
     RestrictionRecord, RetentionSubject, RightsStore, StoreError, StoreResult,
 };
 
-/// Deletes everything of one subject: the data key first (from the key store), then the rows
-/// (cascading to fields, index terms, purposes, consents, relations and holds); leaves a tombstone.
-fn shred(tx: &Connection, id: &str, at: i64, cause: &str) -> StoreResult<()> {
+/// Deletes everything of one subject: the data key (staged: the key store commits first), then
+/// the rows (cascading to fields, index terms, purposes, consents, relations and holds); leaves
+/// a tombstone.
+pub(super) fn shred(
+    tx: &Connection,
+    chain: &mut Chain,
+    id: &str,
+    at: i64,
+    cause: &str,
+) -> StoreResult<()> {
     if !subject_exists(tx, id)? {
         return Err(StoreError::NotFound);
     }
@@ -23,7 +30,7 @@ fn shred(tx: &Connection, id: &str, at: i64, cause: &str) -> StoreResult<()> {
             .and_then(|mut st| st.execute([id]))
             .map_err(backend)
     };
-    exec("DELETE FROM keys.data_keys WHERE subject_id = ?1")?;
+    chain.keys.delete(id);
     exec("DELETE FROM relations WHERE subject_id = ?1 OR related_subject_id = ?1")?;
     exec("DELETE FROM subjects WHERE id = ?1")?;
     tx.prepare_cached(
@@ -41,9 +48,10 @@ fn shred(tx: &Connection, id: &str, at: i64, cause: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Purges every subject whose data key the key store does not hold; returns how many.
-pub(super) fn shred_keyless(tx: &Connection, at: i64) -> StoreResult<u64> {
-    let ids: Vec<String> = tx
+/// Purges every subject whose data key the key store does not hold (nor this batch stages);
+/// returns how many.
+pub(super) fn shred_keyless(tx: &Connection, chain: &mut Chain, at: i64) -> StoreResult<u64> {
+    let mut ids: Vec<String> = tx
         .prepare(
             "SELECT s.id FROM subjects s WHERE NOT EXISTS
                 (SELECT 1 FROM keys.data_keys k WHERE k.subject_id = s.id)",
@@ -53,8 +61,9 @@ pub(super) fn shred_keyless(tx: &Connection, at: i64) -> StoreResult<u64> {
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         })
         .map_err(backend)?;
+    ids.retain(|id| !chain.keys.inserts(id));
     for id in &ids {
-        shred(tx, id, at, "restore: no key in the key store")?;
+        shred(tx, chain, id, at, "restore: no key in the key store")?;
     }
     Ok(ids.len() as u64)
 }
@@ -74,7 +83,7 @@ impl RightsStore for SqliteStore {
     ) -> StoreResult<AuditRecord> {
         let (id, cause) = (id.to_owned(), cause.to_owned());
         self.write(move |tx, chain| {
-            shred(tx, &id, at_micros, &cause)?;
+            shred(tx, chain, &id, at_micros, &cause)?;
             chain.checkpoint = true;
             append(tx, chain, audit)
         })
@@ -385,7 +394,7 @@ impl RightsStore for SqliteStore {
     ) -> StoreResult<AuditRecord> {
         let id = id.to_owned();
         self.write(move |tx, chain| {
-            shred(tx, &id, at_micros, "retention: de-identified")?;
+            shred(tx, chain, &id, at_micros, "retention: de-identified")?;
             tx.prepare_cached(
                 "INSERT INTO deidentified (id, purposes, attributes, created_on) VALUES (?1, ?2, ?3, ?4)",
             )

@@ -35,21 +35,27 @@ impl KeyRotationStore for SqliteStore {
         rewraps: Vec<Rewrap>,
         audit: AuditDraft,
     ) -> StoreResult<(u64, AuditRecord)> {
+        // The key store is written only by the writer, first, from the changes its jobs stage
+        // (`commit.rs`): a rewrap is staged when the committed key is still the one read and no
+        // earlier job of the batch destroys it, and applied conditionally all the same.
         self.write_with(move |tx, chain| {
             let mut st = tx
-                .prepare_cached(sql::REWRAP_DATA_KEY.lite)
+                .prepare_cached(
+                    "SELECT 1 FROM keys.data_keys
+                     WHERE subject_id = ?1 AND kek_id = ?2 AND key_version = ?3",
+                )
                 .map_err(backend)?;
             let mut n = 0u64;
             for r in &rewraps {
-                n += st
-                    .execute(params![
-                        r.subject_id,
-                        r.from_kek,
-                        i64::from(r.wrapped.version),
-                        r.wrapped.kek_id,
-                        r.wrapped.ciphertext,
-                    ])
-                    .map_err(backend)? as u64;
+                let current = st
+                    .exists(params![r.subject_id, r.from_kek, i64::from(r.wrapped.version)])
+                    .map_err(backend)?;
+                if current && !chain.keys.deletes(&r.subject_id) {
+                    chain
+                        .keys
+                        .rewrap(&r.subject_id, &r.from_kek, r.wrapped.version, &r.wrapped);
+                    n += 1;
+                }
             }
             drop(st);
             Ok((n, append(tx, chain, audit)?))

@@ -244,18 +244,42 @@ pub fn key_store_path(path: &Path) -> PathBuf {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
+    /// Migrations at open: both files writable, every commit synced.
+    Setup,
+    /// The group-commit writer: the data file writable, the key store attached read-only (its
+    /// changes go through the key store's own connection, which commits first).
     Writer,
     Reader,
     Checkpointer,
 }
 
+/// A `file:` URI naming `path` opened read-only (`?`, `#` and `%` escaped).
+fn read_only_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", c as u32)),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    uri
+}
+
 pub(super) fn open_connection(path: &Path, role: Role) -> StoreResult<Connection> {
-    let flags = if role == Role::Reader {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    let flags = match role {
+        Role::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        Role::Writer => {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI
+        }
+        Role::Setup | Role::Checkpointer => {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        }
     };
     let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -277,7 +301,13 @@ pub(super) fn open_connection(path: &Path, role: Role) -> StoreResult<Connection
     )
     .map_err(backend)?;
     let keys = key_store_path(path);
-    conn.execute("ATTACH DATABASE ?1 AS keys", [keys.to_string_lossy()])
+    let keys = if role == Role::Writer {
+        // BEGIN IMMEDIATE then locks the data file only and reads the key store.
+        read_only_uri(&keys)
+    } else {
+        keys.to_string_lossy().into_owned()
+    };
+    conn.execute("ATTACH DATABASE ?1 AS keys", [keys])
         .map_err(backend)?;
     conn.execute_batch(
         "PRAGMA keys.journal_mode = WAL;
@@ -290,25 +320,22 @@ pub(super) fn open_connection(path: &Path, role: Role) -> StoreResult<Connection
         // starts from an empty cache anyway.
         conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)
             .map_err(backend)?;
-        // The syncer fsyncs both WAL files after each commit, before any reply; checkpoints
-        // are the checkpointer's (see the module doc). `wal_autocheckpoint` is per connection,
-        // so it covers the key store too.
+        // The syncer fsyncs the data WAL after each commit, before any reply; checkpoints
+        // are the checkpointer's (see the module doc). The key store is written by its own
+        // connection (`commit::KeyStore`), which sets the same for its file.
         conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
-             PRAGMA keys.synchronous = NORMAL;
              PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(backend)?;
         // Reusing the WAL keeps its size; capping it at a quarter of the checkpoint threshold
         // lets the checkpointer read "frames written since the last restart" from its size.
-        for schema in ["main", "keys"] {
-            conn.pragma_update(
-                Some(schema),
-                "journal_size_limit",
-                CHECKPOINT_BYTES as i64 / 4,
-            )
-            .map_err(backend)?;
-        }
+        conn.pragma_update(
+            Some("main"),
+            "journal_size_limit",
+            CHECKPOINT_BYTES as i64 / 4,
+        )
+        .map_err(backend)?;
     }
     Ok(conn)
 }

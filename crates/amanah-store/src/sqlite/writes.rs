@@ -54,25 +54,19 @@ pub(super) fn insert_term(tx: &Connection, subject: &str, f: &FieldWrite) -> Sto
     Ok(inserted > 0)
 }
 
-/// Inserts a new subject's rows (no audit entry). Returns the unique categories whose term
-/// another subject already holds; the caller decides whether that is an error.
-pub(super) fn insert_new_subject(tx: &Connection, s: &NewSubject) -> StoreResult<Vec<String>> {
+/// Inserts a new subject's rows (no audit entry) and stages its data key for the key store,
+/// which commits first. Returns the unique categories whose term another subject already holds;
+/// the caller decides whether that is an error.
+pub(super) fn insert_new_subject(
+    tx: &Connection,
+    keys: &mut StagedKeys,
+    s: &NewSubject,
+) -> StoreResult<Vec<String>> {
     let at = s.created_at_micros;
     tx.prepare_cached("INSERT INTO subjects (id, created_at) VALUES (?1, ?2)")
         .and_then(|mut st| st.execute(params![s.id, at]))
         .map_err(backend)?;
-    tx.prepare_cached(
-        "INSERT INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            s.id,
-            s.wrapped_key.kek_id,
-            s.wrapped_key.version as i64,
-            s.wrapped_key.ciphertext,
-        ])
-    })
-    .map_err(backend)?;
+    keys.insert(&s.id, &s.wrapped_key);
     let mut taken = Vec::new();
     for f in &s.fields {
         tx.prepare_cached(
