@@ -71,8 +71,13 @@ impl Files {
 
 /// A change to the key store, staged by a job.
 pub(super) enum KeyChange {
-    Insert { subject: String, key: WrappedKey },
-    Delete { subject: String },
+    Insert {
+        subject: String,
+        key: WrappedKey,
+    },
+    Delete {
+        subject: String,
+    },
     /// A key rotation's rewrap: applied only if the key is still under `from_kek` at `version`.
     Rewrap {
         subject: String,

@@ -48,7 +48,11 @@ impl KeyRotationStore for SqliteStore {
             let mut n = 0u64;
             for r in &rewraps {
                 let current = st
-                    .exists(params![r.subject_id, r.from_kek, i64::from(r.wrapped.version)])
+                    .exists(params![
+                        r.subject_id,
+                        r.from_kek,
+                        i64::from(r.wrapped.version)
+                    ])
                     .map_err(backend)?;
                 if current && !chain.keys.deletes(&r.subject_id) {
                     chain
