@@ -12,6 +12,10 @@ pub const TEST: &str = include_str!("../policies/test.toml");
 /// the officer sees masked, and a consent purpose for the marketer.
 pub const CLINIC: &str = include_str!("../policies/clinic.toml");
 
+/// The smallest policy: a name and a unique, indexed e-mail under one contract purpose (the
+/// binary's crash and key-rotation tests, which drive many subjects through a real server).
+pub const CONTACTS: &str = include_str!("../policies/contacts.toml");
+
 /// The shipped presets (`policies/*.toml` at the workspace root).
 pub const UNIVERSITY: &str = include_str!("../../../policies/university.toml");
 pub const CRM: &str = include_str!("../../../policies/crm.toml");

@@ -18,29 +18,6 @@ use reqwest::StatusCode;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
-const POLICY: &str = r#"
-version = "crash-test-1"
-
-[controller]
-name = "Test University"
-contact = "dpo@example.id"
-
-[categories.full_name]
-type = "name"
-class = "general"
-
-[categories.email]
-type = "email"
-class = "general"
-index = true
-unique = true
-
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email"]
-retention = "5y"
-"#;
-
 /// Kills of the server; each follows a short burst of load.
 const KILLS: usize = 55;
 /// Concurrent clients during a burst.
@@ -287,7 +264,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
     let data = dir.path().join("vault");
     let policy = dir.path().join("policy.toml");
     let log = dir.path().join("server.log");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, amanah_testkit::policies::CONTACTS).unwrap();
     let d = data.to_str().unwrap().to_owned();
     run_ok(&["init", "--data", &d, "--policy", policy.to_str().unwrap()]);
     let out = run_ok(&[

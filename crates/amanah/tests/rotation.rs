@@ -15,29 +15,6 @@ use std::time::Duration;
 use amanah_testkit::{on_both_stores, Kind};
 use serde_json::{json, Value};
 
-const POLICY: &str = r#"
-version = "rotation-test-1"
-
-[controller]
-name = "Test University"
-contact = "dpo@example.id"
-
-[categories.full_name]
-type = "name"
-class = "general"
-
-[categories.email]
-type = "email"
-class = "general"
-index = true
-unique = true
-
-[purposes.admission]
-basis = "contract"
-categories = ["full_name", "email"]
-retention = "5y"
-"#;
-
 fn amanah() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_amanah"));
     c.env_remove("AMANAH_DATA")
@@ -76,7 +53,7 @@ impl Vault {
             Kind::Postgres => Some(amanah_testkit::database(label)),
         };
         let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, POLICY).unwrap();
+        std::fs::write(&policy, amanah_testkit::policies::CONTACTS).unwrap();
         let mut v = Vault {
             _dir: dir,
             data,
