@@ -110,9 +110,17 @@ fn start(data: &Path, log: &Path) -> Server {
 }
 
 impl Server {
-    fn kill(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
+    /// SIGKILL, and wait for the process to be gone.
+    fn kill(self) {
+        drop(self);
+    }
+}
+
+/// A failing assertion never leaves a server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
     }
 }
 
