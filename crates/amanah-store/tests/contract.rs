@@ -5,14 +5,16 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod common;
+
 use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
-use amanah_crypto::{DataKey, KeyRing};
+use amanah_crypto::KeyRing;
 use amanah_store::{
     ApiKeyRecord, BreachRecord, BulkInsert, ConsentRecord, ConsentSelection, DisclosureRecord,
-    FieldWrite, NewSubject, PgStore, PolicyRecord, RelationRecord, RightsStore, SqliteStore, Store,
-    StoreError,
+    PgStore, PolicyRecord, RelationRecord, RightsStore, SqliteStore, Store, StoreError,
 };
+use common::{draft, subject};
 
 /// Where a test's store lives: a SQLite file or a database of the shared test cluster.
 enum Backend {
@@ -243,39 +245,6 @@ async fn schema_6_rows_are_sealed_by_the_migration(backend: Backend) {
     ));
     assert_eq!(store.api_key_by_hash(&"d".repeat(64)).await.unwrap(), None);
     assert_eq!(verify(&store, &ring).await, 2);
-}
-
-fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
-    AuditDraft {
-        at_micros: 1,
-        actor: "k".into(),
-        role: "admin".into(),
-        action: action.into(),
-        purpose: Some("p".into()),
-        basis: Some("contract".into()),
-        outcome: Outcome::Allowed,
-        reason: None,
-        subject: subject.map(str::to_owned),
-        fields: vec!["email".into()],
-        policy_version: "v".into(),
-    }
-}
-
-fn subject(ring: &KeyRing, id: &str, term: [u8; 32]) -> NewSubject {
-    let key = DataKey::generate(1).unwrap();
-    NewSubject {
-        id: id.into(),
-        wrapped_key: ring.wrap(&key, id).unwrap(),
-        created_at_micros: 1,
-        purpose: "p".into(),
-        fields: vec![FieldWrite {
-            category: "email".into(),
-            ciphertext: key.seal_field(id, "email", b"x").unwrap(),
-            index_term: Some(term),
-            unique: true,
-        }],
-        consents: Vec::new(),
-    }
 }
 
 /// Verifies the whole chain, returning the break instead of panicking.

@@ -5,45 +5,13 @@
 
 use std::path::Path;
 
-use amanah_core::audit::{AuditDraft, AuditRecord, ChainVerifier, Outcome};
-use amanah_crypto::{DataKey, KeyRing};
-use amanah_store::{
-    key_store_path, FieldWrite, NewSubject, RightsStore, SqliteStore, Store, StoreError,
-};
+mod common;
+
+use amanah_core::audit::{AuditRecord, ChainVerifier};
+use amanah_crypto::KeyRing;
+use amanah_store::{key_store_path, RightsStore, SqliteStore, Store, StoreError};
+use common::{draft, subject};
 use rusqlite::{params, Connection};
-
-fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
-    AuditDraft {
-        at_micros: 1,
-        actor: "k".into(),
-        role: "admin".into(),
-        action: action.into(),
-        purpose: Some("p".into()),
-        basis: Some("contract".into()),
-        outcome: Outcome::Allowed,
-        reason: None,
-        subject: subject.map(str::to_owned),
-        fields: vec!["email".into()],
-        policy_version: "v".into(),
-    }
-}
-
-fn subject(ring: &KeyRing, id: &str, term: [u8; 32]) -> NewSubject {
-    let key = DataKey::generate(1).unwrap();
-    NewSubject {
-        id: id.into(),
-        wrapped_key: ring.wrap(&key, id).unwrap(),
-        created_at_micros: 1,
-        purpose: "p".into(),
-        fields: vec![FieldWrite {
-            category: "email".into(),
-            ciphertext: key.seal_field(id, "email", b"x").unwrap(),
-            index_term: Some(term),
-            unique: true,
-        }],
-        consents: Vec::new(),
-    }
-}
 
 async fn entries(store: &SqliteStore) -> Vec<AuditRecord> {
     store.audit_entries(None, 0, 1 << 20).await.unwrap()
