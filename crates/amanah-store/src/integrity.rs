@@ -104,12 +104,19 @@ pub(crate) fn checked_api_key(
     ok.then_some(k)
 }
 
+/// Whether a policy row's MAC holds (not logged: see [`checked_policy`]).
+pub(crate) fn policy_holds(key: &AuditKey, (p, mac): &(PolicyRecord, Option<Vec<u8>>)) -> bool {
+    mac.as_ref()
+        .is_some_and(|m| key.verify(&NO_PREVIOUS, &policy_bytes(p), m))
+}
+
 /// The policy row if its MAC holds; otherwise `None`, logged.
 pub(crate) fn checked_policy(
     key: &AuditKey,
-    (p, mac): (PolicyRecord, Option<Vec<u8>>),
+    row: (PolicyRecord, Option<Vec<u8>>),
 ) -> Option<PolicyRecord> {
-    let ok = mac.is_some_and(|m| key.verify(&NO_PREVIOUS, &policy_bytes(&p), &m));
+    let ok = policy_holds(key, &row);
+    let p = row.0;
     if !ok {
         tracing::error!(
             policy_seq = p.seq,
@@ -119,8 +126,9 @@ pub(crate) fn checked_policy(
     ok.then_some(p)
 }
 
-/// The policy in force: the newest version whose MAC holds (`rows` newest first). Forged rows
-/// are skipped, each logged; when versions exist but none is genuine, nothing is in force.
+/// The policy in force among `rows` (newest first), read when the newest version failed its MAC:
+/// the newest version whose MAC holds. Forged rows are skipped, each logged; when versions exist
+/// but none is genuine, nothing is in force.
 pub(crate) fn current_policy(
     key: &AuditKey,
     rows: Vec<(PolicyRecord, Option<Vec<u8>>)>,

@@ -476,8 +476,15 @@ impl Store for PgStore {
     }
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        let rows = self.all(sql::NEWEST_POLICIES, &[], rows::policy).await?;
-        integrity::current_policy(&self.inner.records, rows)
+        let key = &self.inner.records;
+        match self.first(sql::NEWEST_POLICY, &[], rows::policy).await? {
+            None => Ok(None),
+            Some(row) if integrity::policy_holds(key, &row) => Ok(Some(row.0)),
+            Some(_) => {
+                let rows = self.all(sql::NEWEST_POLICIES, &[], rows::policy).await?;
+                integrity::current_policy(key, rows)
+            }
+        }
     }
 }
 

@@ -199,8 +199,16 @@ pub(crate) const INSERT_API_KEY: Sql = sql!(
 pub(crate) const REVOKE_API_KEY: Sql =
     sql!("UPDATE api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL");
 
-/// The newest policy versions first: the current one is the newest whose MAC holds (a bound,
-/// so that forged rows cannot make every reload read the whole table).
+/// The newest policy version: the one in force when its MAC holds (the common case, read on every
+/// reload).
+pub(crate) const NEWEST_POLICY: Sql = sql!(
+    "SELECT seq, version, source, sha256, applied_at, mac FROM policy_versions
+     ORDER BY seq DESC LIMIT 1"
+);
+
+/// The newest policy versions first, read only when the newest fails its MAC: the current one
+/// is the newest whose MAC holds (a bound, so that forged rows cannot make every reload read the
+/// whole table).
 pub(crate) const NEWEST_POLICIES: Sql = sql!(
     "SELECT seq, version, source, sha256, applied_at, mac FROM policy_versions
      ORDER BY seq DESC LIMIT 64"

@@ -648,10 +648,16 @@ impl Store for SqliteStore {
 
     async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
         let key = self.records.clone();
-        self.read(move |conn| {
-            let rows = all(conn, sql::NEWEST_POLICIES, [], |r| rows::policy(r))?;
-            integrity::current_policy(&key, rows)
-        })
+        self.read(
+            move |conn| match first(conn, sql::NEWEST_POLICY, [], |r| rows::policy(r))? {
+                None => Ok(None),
+                Some(row) if integrity::policy_holds(&key, &row) => Ok(Some(row.0)),
+                Some(_) => {
+                    let rows = all(conn, sql::NEWEST_POLICIES, [], |r| rows::policy(r))?;
+                    integrity::current_policy(&key, rows)
+                }
+            },
+        )
         .await
     }
 }
