@@ -16,8 +16,9 @@ pub enum Visibility {
 /// Why access was refused; the text is shown to the caller and written to the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denial {
-    /// The policy has no such purpose.
-    UnknownPurpose(String),
+    /// The policy has no such purpose; the purposes it declares (the caller's text is never
+    /// repeated back: it may be anything).
+    UnknownPurpose { declared: Vec<String> },
     /// The role is not granted the purpose.
     PurposeNotGranted { role: String, purpose: String },
     /// The role no longer exists in the current policy.
@@ -52,10 +53,22 @@ pub enum Denial {
     RestrictedWrite { since: String },
 }
 
+impl Denial {
+    pub fn unknown_purpose(policy: &Policy) -> Denial {
+        Denial::UnknownPurpose {
+            declared: policy.purposes.keys().cloned().collect(),
+        }
+    }
+}
+
 impl std::fmt::Display for Denial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Denial::UnknownPurpose(p) => write!(f, "the policy has no purpose {p:?}"),
+            Denial::UnknownPurpose { declared } => write!(
+                f,
+                "the policy has no such purpose; it declares: {}",
+                declared.join(", ")
+            ),
             Denial::PurposeNotGranted { role, purpose } => {
                 write!(f, "role {role:?} is not granted purpose {purpose:?}")
             }
@@ -145,7 +158,7 @@ pub fn grant(policy: &Policy, role: &str, purpose: &str) -> Result<Grant, Denial
     let p = policy
         .purposes
         .get(purpose)
-        .ok_or_else(|| Denial::UnknownPurpose(purpose.to_owned()))?;
+        .ok_or_else(|| Denial::unknown_purpose(policy))?;
     let (specific, mask): (bool, &[String]) = if role == ADMIN_ROLE {
         (true, &[])
     } else {
@@ -245,7 +258,9 @@ mod tests {
         );
         assert_eq!(
             grant(&policy(), who("officer"), "nope"),
-            Err(Denial::UnknownPurpose("nope".into()))
+            Err(Denial::UnknownPurpose {
+                declared: policy().purposes.keys().cloned().collect()
+            })
         );
         assert_eq!(
             grant(&policy(), who("ghost"), "admission"),

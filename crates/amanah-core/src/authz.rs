@@ -508,7 +508,7 @@ pub fn enrollment_ground(
 ) -> Result<EnrollGround, Denial> {
     let p = policy
         .purpose(purpose)
-        .ok_or_else(|| Denial::UnknownPurpose(purpose.to_owned()))?;
+        .ok_or_else(|| Denial::unknown_purpose(policy))?;
     if p.basis == LegalBasis::Consent {
         return Ok(EnrollGround::Consent);
     }

@@ -195,15 +195,20 @@ pub fn receivable<'p>(policy: &'p Policy, recipient: &Recipient, purpose: &str) 
 /// Why a disclosure may not even be requested.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestProblem {
-    UnknownRecipient(String),
+    /// The policy declares no such recipient; the recipients it declares.
+    UnknownRecipient {
+        declared: Vec<String>,
+    },
     /// The recipient is not declared for this purpose.
     PurposeNotDeclared {
         recipient: String,
         purpose: String,
     },
-    /// Categories beyond what the recipient or the purpose allows (422 naming them).
+    /// Categories beyond what the recipient or the purpose allows (422 naming the declared ones
+    /// and counting names the policy does not declare, which are not repeated back).
     Excluded {
         categories: Vec<String>,
+        undeclared: usize,
         allowed: Vec<String>,
     },
     NoCategories,
@@ -229,7 +234,7 @@ impl RequestProblem {
     /// The request field at fault.
     pub fn field(&self) -> &'static str {
         match self {
-            RequestProblem::UnknownRecipient(_) | RequestProblem::NoTransferBasis { .. } => {
+            RequestProblem::UnknownRecipient { .. } | RequestProblem::NoTransferBasis { .. } => {
                 "recipient"
             }
             RequestProblem::PurposeNotDeclared { .. }
@@ -244,17 +249,30 @@ impl RequestProblem {
 impl fmt::Display for RequestProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RequestProblem::UnknownRecipient(r) => write!(f, "the policy declares no recipient {r:?}"),
+            RequestProblem::UnknownRecipient { declared } => write!(
+                f,
+                "the policy declares no such recipient; it declares: {}",
+                declared.join(", ")
+            ),
             RequestProblem::PurposeNotDeclared { recipient, purpose } => write!(
                 f,
                 "recipient {recipient:?} is not declared for purpose {purpose:?}"
             ),
-            RequestProblem::Excluded { categories, allowed } => write!(
-                f,
-                "categories not allowed for this recipient and purpose: {}; allowed: {}",
-                categories.join(", "),
-                allowed.join(", ")
-            ),
+            RequestProblem::Excluded {
+                categories,
+                undeclared,
+                allowed,
+            } => {
+                f.write_str("categories not allowed for this recipient and purpose: ")?;
+                f.write_str(&categories.join(", "))?;
+                if *undeclared > 0 {
+                    if !categories.is_empty() {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{undeclared} name(s) the policy does not declare")?;
+                }
+                write!(f, "; allowed: {}", allowed.join(", "))
+            }
             RequestProblem::NoCategories => f.write_str("`categories` must name at least one category"),
             RequestProblem::NoTransferBasis { recipient, country } => write!(
                 f,
@@ -297,9 +315,12 @@ pub struct Checked<'p> {
 /// Checks a disclosure request against the policy (the purpose itself exists: the caller's
 /// grant was checked first).
 pub fn check<'p>(policy: &'p Policy, ask: Ask<'_>) -> Result<Checked<'p>, RequestProblem> {
-    let recipient = policy
-        .recipient(ask.recipient)
-        .ok_or_else(|| RequestProblem::UnknownRecipient(ask.recipient.to_owned()))?;
+    let recipient =
+        policy
+            .recipient(ask.recipient)
+            .ok_or_else(|| RequestProblem::UnknownRecipient {
+                declared: policy.recipients.keys().cloned().collect(),
+            })?;
     if !recipient.purposes.iter().any(|p| p == ask.purpose) {
         return Err(RequestProblem::PurposeNotDeclared {
             recipient: recipient.name.clone(),
@@ -325,7 +346,10 @@ pub fn check<'p>(policy: &'p Policy, ask: Ask<'_>) -> Result<Checked<'p>, Reques
     excluded.sort();
     excluded.dedup();
     if !excluded.is_empty() {
+        let before = excluded.len();
+        excluded.retain(|c| policy.categories.contains_key(c));
         return Err(RequestProblem::Excluded {
+            undeclared: before - excluded.len(),
             categories: excluded,
             allowed: allowed.iter().map(|s| (*s).to_owned()).collect(),
         });
@@ -492,10 +516,30 @@ mod tests {
             err,
             RequestProblem::Excluded {
                 categories: cats(&["email", "nik"]),
+                undeclared: 0,
                 allowed: cats(&["full_name", "birth_date"])
             }
         );
         assert_eq!(err.field(), "categories");
+        // Names the policy does not declare are counted, never repeated back.
+        let err = check(
+            &p,
+            ask(
+                "partner_university",
+                "admission",
+                &cats(&["email", "siti@example.id"]),
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RequestProblem::Excluded {
+                categories: cats(&["email"]),
+                undeclared: 1,
+                allowed: cats(&["full_name", "birth_date"])
+            }
+        );
+        assert!(!err.to_string().contains("siti"), "{err}");
         let ok = check(
             &p,
             ask("partner_university", "admission", &cats(&["birth_date"])),
@@ -511,7 +555,7 @@ mod tests {
         ));
         assert!(matches!(
             check(&p, ask("nobody", "admission", &c)),
-            Err(RequestProblem::UnknownRecipient(_))
+            Err(RequestProblem::UnknownRecipient { .. })
         ));
         assert_eq!(
             check(&p, ask("partner_university", "admission", &[])).unwrap_err(),

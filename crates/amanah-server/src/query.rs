@@ -16,10 +16,10 @@ pub(crate) fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> 
     let Some(raw) = raw else { return Ok(out) };
     for (k, v) in form_urlencoded::parse(raw.as_bytes()).into_owned() {
         if out.insert(k.clone(), v).is_some() {
-            return Err(Error::BadRequest(format!(
-                "query parameter {k:?} is given more than once"
-            ))
-            .into());
+            // Names are the caller's text, not repeated back.
+            return Err(
+                Error::BadRequest("a query parameter is given more than once".to_owned()).into(),
+            );
         }
     }
     Ok(out)
@@ -28,8 +28,8 @@ pub(crate) fn query(raw: Option<String>) -> ApiResult<BTreeMap<String, String>> 
 /// Refuses query parameters a route does not take.
 pub(crate) fn only(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<()> {
     match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(Error::BadRequest(format!(
-            "unknown query parameter {k:?}; this route takes: {}",
+        Some(_) => Err(Error::BadRequest(format!(
+            "unknown query parameter; this route takes: {}",
             allowed.join(", ")
         ))
         .into()),

@@ -1,8 +1,9 @@
 //! Property: whatever text callers send — commas, quotes, NUL and other control characters,
 //! percent signs, non-ASCII, up to 64 KiB — in query names and values, path ids, body fields
 //! and field names of every kind of call, by any role, (1) no call answers 5xx, (2) the audit
-//! chain still verifies, and (3) no audit entry holds a caller's string: what the audit records
-//! is a name the policy declares, an id the vault issued, or a fixed marker.
+//! chain still verifies, and (3) neither an audit entry nor an error answer holds a caller's
+//! string: what they name is a name the policy declares, an id the vault issued, or a fixed
+//! marker.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -253,7 +254,7 @@ async fn send(h: &Harness, key: &str, subject: &str, c: &Call) -> StatusCode {
             None,
         ),
     };
-    let (status, ctype, _) =
+    let (status, ctype, answer) =
         support::send(&h.client, &h.base, method, &path, key, body.clone()).await;
     assert!(
         !status.is_server_error(),
@@ -261,6 +262,13 @@ async fn send(h: &Harness, key: &str, subject: &str, c: &Call) -> StatusCode {
     );
     if !status.is_success() {
         assert_eq!(ctype.as_deref(), Some("application/problem+json"), "{c:?}");
+        // An error names what was wrong, never by repeating the caller's text: the text may be
+        // personal data (an e-mail sent as an id) and clients guess encodings (a lone `\\`
+        // after a multi-byte character reads as an invalid escape in Shift-JIS).
+        assert!(
+            !answer.to_string().contains(MARK),
+            "{c:?} answered {status} with the caller's text: {answer}"
+        );
     }
     status
 }

@@ -33,10 +33,7 @@ impl Vault {
                 .collect();
             return Err(Error::invalid(
                 "role",
-                format!(
-                    "unknown role {role:?}; the policy defines: {}",
-                    known.join(", ")
-                ),
+                format!("unknown role; the policy defines: {}", known.join(", ")),
             ));
         }
         let name = name.trim();

@@ -45,8 +45,11 @@ pub(crate) fn check_field(
     value: &Value,
 ) -> std::result::Result<(FieldType, String), String> {
     let Some(cat) = policy.category(name) else {
+        // The name is the caller's text, not repeated back (it may be anything).
         return Err(format!(
-            "unknown field {name:?}: the policy has no such category"
+            "unknown field: the policy has no category by that name; purpose {:?} takes: {}",
+            grant.purpose,
+            grant.writable.join(", ")
         ));
     };
     if !grant.writable.iter().any(|c| c == name) {
@@ -114,7 +117,10 @@ impl Vault {
         let mut out = Vec::with_capacity(input.len());
         for (name, value) in input {
             let (ty, normalized) =
-                check_field(policy, grant, name, value).map_err(|m| Error::invalid(name, m))?;
+                check_field(policy, grant, name, value).map_err(|message| Error::Invalid {
+                    field: policy.category(name).map(|_| name.clone()),
+                    message,
+                })?;
             out.push((name.clone(), ty, normalized));
         }
         Ok(out)
@@ -627,10 +633,11 @@ fn search_value(policy: &Policy, grant: &Grant, category: &str, value: &str) -> 
             ))
         }
         None => {
-            return Err(Error::invalid(
-                category,
-                format!("unknown search parameter {category:?}: the policy has no such category"),
-            ))
+            return Err(Error::Invalid {
+                field: None,
+                message: "unknown search parameter: the policy has no category by that name"
+                    .to_owned(),
+            })
         }
     };
     if !grant.may_search(category) {

@@ -57,6 +57,15 @@ impl BlindKeys {
     }
 }
 
+/// How an error names an id the caller sent: the id when it has the form of one the vault
+/// issues (a UUID), else nothing of it (the text may be anything, an e-mail address included).
+pub(crate) fn id_shown(id: &str) -> String {
+    match uuid::Uuid::parse_str(id) {
+        Ok(_) => id.to_owned(),
+        Err(_) => "has that id".to_owned(),
+    }
+}
+
 pub(crate) fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::Unique { category } => Error::Conflict(
@@ -380,7 +389,7 @@ pub(crate) fn audit_reason(error: &Error) -> String {
 
 pub(crate) fn denial_error(d: &Denial) -> Error {
     match d {
-        Denial::UnknownPurpose(_) => Error::Invalid {
+        Denial::UnknownPurpose { .. } => Error::Invalid {
             field: Some("purpose".into()),
             message: d.to_string(),
         },

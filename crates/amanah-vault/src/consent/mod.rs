@@ -2,6 +2,7 @@
 //! history and state of a subject, re-consent listings, contact lists for campaigns, and links
 //! between subjects. The rules themselves live in `amanah_core::consent`.
 
+use amanah_core::access::Denial;
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use amanah_core::consent::{self, AgeGroup, ConsentDenial, ConsentEvent, GivenBy};
 use amanah_core::policy::{LegalBasis, Policy, Purpose};
@@ -133,9 +134,9 @@ fn short_text(field: &str, value: &str, max: usize) -> Result<String> {
 }
 
 fn consent_purpose<'p>(policy: &'p Policy, purpose: &str) -> Result<&'p Purpose> {
-    let p = policy.purpose(purpose).ok_or_else(|| {
-        Error::invalid("purpose", format!("the policy has no purpose {purpose:?}"))
-    })?;
+    let p = policy
+        .purpose(purpose)
+        .ok_or_else(|| Error::invalid("purpose", Denial::unknown_purpose(policy).to_string()))?;
     if p.basis != LegalBasis::Consent {
         return Err(Error::invalid(
             "purpose",
@@ -516,7 +517,9 @@ impl Vault {
             .insert_consent(record.clone(), draft)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => Error::NotFound(format!("no subject {subject_id}")),
+                StoreError::NotFound => {
+                    Error::NotFound(format!("no subject {}", crate::vault::id_shown(subject_id)))
+                }
                 other => store_error(other),
             })?;
         let receipt = self.receipt(policy, &record, &audit);

@@ -91,9 +91,10 @@ impl Vault {
             .insert_relation(record.clone(), draft)
             .await
             .map_err(|e| match e {
-                StoreError::NotFound => {
-                    Error::NotFound(format!("no subject {related_subject_id} to relate to"))
-                }
+                StoreError::NotFound => Error::NotFound(format!(
+                    "no subject {} to relate to",
+                    crate::vault::id_shown(related_subject_id)
+                )),
                 other => store_error(other),
             })?;
         Ok(record)

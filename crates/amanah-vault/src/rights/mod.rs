@@ -62,10 +62,11 @@ impl Vault {
     pub(crate) async fn missing_subject(&self, id: &str) -> Result<Error> {
         Ok(match self.store.erased_at(id).await.map_err(store_error)? {
             Some(at) => Error::Gone(format!(
-                "subject {id} was erased on {}: their data and key no longer exist",
+                "subject {} was erased on {}: their data and key no longer exist",
+                crate::vault::id_shown(id),
                 date_of(at)
             )),
-            None => Error::NotFound(format!("no subject {id}")),
+            None => Error::NotFound(format!("no subject {}", crate::vault::id_shown(id))),
         })
     }
 
