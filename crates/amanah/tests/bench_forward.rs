@@ -8,7 +8,9 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+mod support;
 
 /// A copy of the `amanah` binary in a directory of its own (a hard link when possible).
 fn amanah_in(dir: &Path) -> PathBuf {
@@ -32,12 +34,12 @@ fn stand_in(dir: &Path) {
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// `amanah bench ARGS` with `path` as PATH, in a clean environment (no AMANAH_BIN).
 fn run(amanah: &Path, path: &Path, args: &[&str]) -> Output {
-    Command::new(amanah)
+    support::clean(amanah)
         .arg("bench")
         .args(args)
         .env("PATH", path)
-        .env_remove("AMANAH_BIN")
         .output()
         .unwrap()
 }

@@ -8,29 +8,11 @@
 use std::path::Path;
 use std::process::Command;
 
-fn amanah() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_amanah"));
-    c.env_remove("AMANAH_DATA")
-        .env_remove("AMANAH_DATABASE_URL")
-        .env_remove("AMANAH_KEY_FILE");
-    c
-}
-
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = amanah().args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod support;
+use support::{crm_vault, preset, run, serve};
 
 /// Who the keys the tests create are issued to.
 const HOLDER: &str = "Auditor <auditor@example.id>";
-
-fn policy() -> String {
-    format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"))
-}
 
 /// How a test reaches its store: the CLI arguments and raw SQL behind its back.
 trait Tamper {
@@ -106,8 +88,7 @@ impl Tamper for Postgres {
 fn with_store(t: &dyn Tamper, args: &[&str]) -> (bool, String, String) {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.extend(t.store_args());
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    run(&refs)
+    run(&all)
 }
 
 fn add_entries(t: &dyn Tamper, n: usize) {
@@ -263,10 +244,8 @@ fn truncation_head_deletion_and_rollback_are_detected(t: &dyn Tamper, outside: &
 
 #[test]
 fn checkpoints_detect_truncation_head_deletion_and_rollback_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("v").to_str().unwrap().to_owned();
-    let (ok, _, err) = run(&["init", "--data", &data, "--policy", &policy()]);
-    assert!(ok, "{err}");
+    let (dir, data) = crm_vault();
+    let data = data.to_str().unwrap().to_owned();
     let outside = dir.path().join("anchors");
     std::fs::create_dir(&outside).unwrap();
     truncation_head_deletion_and_rollback_are_detected(&Sqlite { data }, &outside);
@@ -284,7 +263,7 @@ fn checkpoints_detect_truncation_head_deletion_and_rollback_on_postgresql() {
         "--key-file",
         &key,
         "--policy",
-        &policy(),
+        &preset("crm.toml"),
     ]);
     assert!(ok, "{err}");
     let outside = dir.path().join("anchors");
@@ -296,10 +275,8 @@ fn checkpoints_detect_truncation_head_deletion_and_rollback_on_postgresql() {
 /// written at start (then every interval) that verifies.
 #[test]
 fn serve_writes_checkpoints_outside_the_data_directory() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("v").to_str().unwrap().to_owned();
-    let (ok, _, err) = run(&["init", "--data", &data, "--policy", &policy()]);
-    assert!(ok, "{err}");
+    let (dir, data) = crm_vault();
+    let data = data.to_str().unwrap().to_owned();
     let inside = format!("{data}/checkpoints");
     let (ok, _, err) = run(&[
         "serve",
@@ -314,22 +291,15 @@ fn serve_writes_checkpoints_outside_the_data_directory() {
     assert!(err.contains(&inside), "names the directory: {err}");
 
     let anchors = dir.path().join("anchors");
-    let mut server = amanah()
-        .args([
-            "serve",
-            "--data",
-            &data,
-            "--listen",
-            "127.0.0.1:0",
-            "--checkpoint-dir",
-            anchors.to_str().unwrap(),
-            "--checkpoint-interval",
-            "3600",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = serve([
+        "--data",
+        &data,
+        "--checkpoint-dir",
+        anchors.to_str().unwrap(),
+        "--checkpoint-interval",
+        "3600",
+    ])
+    .start();
     let latest = anchors.join("latest.json");
     // Wait (bounded) for the first checkpoint; the server writes it at start.
     let mut found = false;
@@ -340,8 +310,7 @@ fn serve_writes_checkpoints_outside_the_data_directory() {
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     assert!(found, "no checkpoint written in {}", anchors.display());
     let dated: Vec<_> = std::fs::read_dir(&anchors)
         .unwrap()
@@ -364,10 +333,8 @@ fn serve_writes_checkpoints_outside_the_data_directory() {
 /// head are genuine, so the chain alone verifies; a checkpoint taken after the backup does not.
 #[test]
 fn a_restored_older_backup_is_detected_by_a_later_checkpoint() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("v").to_str().unwrap().to_owned();
-    let (ok, _, err) = run(&["init", "--data", &data, "--policy", &policy()]);
-    assert!(ok, "{err}");
+    let (dir, data) = crm_vault();
+    let data = data.to_str().unwrap().to_owned();
     let t = Sqlite { data: data.clone() };
     add_entries(&t, 1);
     let backup = dir.path().join("old.db");

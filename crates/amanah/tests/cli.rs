@@ -1,27 +1,13 @@
 //! The command line as a user drives it: exit codes and messages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
-
-fn amanah() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_amanah"))
-}
+mod support;
+use support::{amanah, crm_vault, outcome, preset, run_ok};
 
 /// A store initialized with the CRM preset; keep the guard alive for the test's duration.
 fn initialized_store() -> (tempfile::TempDir, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().to_str().unwrap().to_owned() + "/v";
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
-    let init = amanah()
-        .args(["init", "--data", &data, "--policy", &policy])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    (dir, data)
+    let (dir, data) = crm_vault();
+    (dir, data.to_str().unwrap().to_owned())
 }
 
 const PRESETS: [&str; 2] = ["crm.toml", "university.toml"];
@@ -29,14 +15,9 @@ const PRESETS: [&str; 2] = ["crm.toml", "university.toml"];
 #[test]
 fn presets_pass_policy_check() {
     for preset in PRESETS {
-        let path = format!("{}/../../policies/{preset}", env!("CARGO_MANIFEST_DIR"));
-        let out = amanah().args(["policy", "check", &path]).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{preset}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+        let path = support::preset(preset);
+        let out = run_ok(&["policy", "check", &path]);
+        assert!(out.contains(": ok"), "{preset}: {out}");
     }
 }
 
@@ -63,7 +44,7 @@ fn init_refuses_an_existing_store_and_a_bad_policy_changes_nothing() {
         "a rejected init must not create the data directory"
     );
 
-    let good = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    let good = preset("crm.toml");
     let init = |policy: &str| {
         amanah()
             .args(["init", "--data", data.to_str().unwrap(), "--policy", policy])
@@ -96,23 +77,18 @@ fn init_refuses_an_existing_store_and_a_bad_policy_changes_nothing() {
 #[test]
 fn apikey_lifecycle_on_the_command_line() {
     let (_dir, data) = initialized_store();
-    let out = amanah()
-        .args([
-            "apikey",
-            "create",
-            "--data",
-            &data,
-            "--role",
-            "admin",
-            "--name",
-            "ops",
-            "--holder",
-            "Ops Lead <ops@example.id>",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = run_ok(&[
+        "apikey",
+        "create",
+        "--data",
+        &data,
+        "--role",
+        "admin",
+        "--name",
+        "ops",
+        "--holder",
+        "Ops Lead <ops@example.id>",
+    ]);
     let token = stdout.lines().last().unwrap();
     assert!(token.starts_with("amk_"));
     let id = stdout.split_whitespace().nth(1).unwrap().to_owned();
@@ -195,18 +171,7 @@ fn commands_on_a_missing_store_explain_what_to_do() {
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = amanah()
-        .args(args)
-        .env_remove("AMANAH_DATA")
-        .env_remove("AMANAH_DATABASE_URL")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(amanah().args(args).envs(env.iter().copied()))
 }
 
 /// Every store command on PostgreSQL: the URL from `--store` or `AMANAH_DATABASE_URL`, the key
@@ -218,7 +183,7 @@ fn the_command_line_on_postgresql() {
     let password = amanah_testkit::cluster().password().to_owned();
     let key = dir.path().join("master.key");
     let key = key.to_str().unwrap();
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
+    let policy = preset("crm.toml");
     let mut printed = String::new();
 
     let (ok, out, err) = run(
@@ -318,16 +283,7 @@ fn the_command_line_on_postgresql() {
 #[test]
 fn ropa_prints_the_record_of_processing_in_three_formats() {
     let (_dir, data) = initialized_store();
-    let md = amanah()
-        .args(["ropa", "--data", &data, "--format", "md"])
-        .output()
-        .unwrap();
-    assert!(
-        md.status.success(),
-        "{}",
-        String::from_utf8_lossy(&md.stderr)
-    );
-    let md = String::from_utf8_lossy(&md.stdout);
+    let md = run_ok(&["ropa", "--data", &data, "--format", "md"]);
     assert!(md.contains("# Record of processing activities"), "{md}");
     assert!(md.contains("Barantum"));
     assert!(md.contains("payment_gateway (processor, ID)"), "{md}");
@@ -336,20 +292,12 @@ fn ropa_prints_the_record_of_processing_in_three_formats() {
         "{md}"
     );
     assert!(md.contains("AES-256-GCM"));
-    let json = amanah()
-        .args(["ropa", "--data", &data, "--format", "json"])
-        .output()
-        .unwrap();
-    assert!(json.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let json = run_ok(&["ropa", "--data", &data, "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["format"], "amanah-ropa/1");
     assert!(v["activities"].as_array().unwrap().len() > 5);
-    let csv = amanah()
-        .args(["ropa", "--data", &data, "--format", "csv"])
-        .output()
-        .unwrap();
-    assert!(csv.status.success());
-    assert!(String::from_utf8_lossy(&csv.stdout).starts_with("controller,contact,purpose"));
+    let csv = run_ok(&["ropa", "--data", &data, "--format", "csv"]);
+    assert!(csv.starts_with("controller,contact,purpose"));
     let bad = amanah()
         .args(["ropa", "--data", &data, "--format", "pdf"])
         .output()
@@ -361,20 +309,8 @@ fn ropa_prints_the_record_of_processing_in_three_formats() {
 fn policy_check_reports_dpia_triggers_and_writes_a_skeleton() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("dpia.md");
-    let path = format!(
-        "{}/../../policies/university.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let run = amanah()
-        .args(["policy", "check", &path, "--dpia", out.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&run.stdout);
+    let path = preset("university.toml");
+    let stdout = run_ok(&["policy", "check", &path, "--dpia", out.to_str().unwrap()]);
     assert!(stdout.contains("present  specific data"), "{stdout}");
     assert!(stdout.contains("present  children"), "{stdout}");
     assert!(

@@ -8,9 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,24 +16,13 @@ use reqwest::StatusCode;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{json, Value};
 
+mod support;
+use support::{run_ok, serve, Server};
+
 /// Kills of the server; each follows a short burst of load.
 const KILLS: usize = 55;
 /// Concurrent clients during a burst.
 const CLIENTS: usize = 6;
-
-fn amanah() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_amanah"))
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = amanah().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "amanah {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[derive(Clone, Debug)]
 struct Person {
@@ -57,71 +44,16 @@ struct Ledger {
     acked_creates: usize,
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
 fn start(data: &Path, log: &Path) -> Server {
-    let stderr = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let mut child = amanah()
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ])
-        .env("AMANAH_LOG", "warn")
-        .env_remove("AMANAH_LISTEN")
-        .env_remove("AMANAH_METRICS_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                let _ = tx.send(format!("http://{addr}"));
-            }
-            line.clear();
-        }
-    });
-    match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(base) => Server { child, base },
-        Err(_) => {
-            let _ = child.kill();
-            panic!(
-                "server did not start: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-impl Server {
-    /// SIGKILL, and wait for the process to be gone.
-    fn kill(self) {
-        drop(self);
-    }
-}
-
-/// A failing assertion never leaves a server running.
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
+    serve([
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .log("warn")
+    .stderr_to(log)
+    .start()
 }
 
 /// The data file with the key store attached, read-only (no checkpoint, no recovery).
@@ -299,7 +231,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|me| {
                 tokio::spawn(client_loop(
-                    server.base.clone(),
+                    server.base().to_owned(),
                     key.clone(),
                     ledger.clone(),
                     kill,
@@ -360,7 +292,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
         let check_all = kill + 1 == KILLS;
         for (id, p) in &alive {
             if check_all || p.email.starts_with(&format!("k{kill}.")) {
-                read_back(&client, &server.base, &key, id, p).await;
+                read_back(&client, server.base(), &key, id, p).await;
             }
         }
         for id in ledger.lock().unwrap().erased.iter() {
@@ -370,7 +302,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
         for (id, p) in unanswered_erasures {
             let (s, v) = get(
                 &client,
-                &server.base,
+                server.base(),
                 &key,
                 &format!("/v1/subjects/{id}?purpose=admission"),
             )
@@ -390,7 +322,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
         for p in unanswered_creates {
             let (s, found) = get(
                 &client,
-                &server.base,
+                server.base(),
                 &key,
                 &format!("/v1/subjects?purpose=admission&email={}", p.email),
             )
@@ -400,11 +332,11 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
             let id = match hits.as_slice() {
                 [hit] => {
                     let id = hit["id"].as_str().unwrap().to_owned();
-                    read_back(&client, &server.base, &key, &id, &p).await;
+                    read_back(&client, server.base(), &key, &id, &p).await;
                     id
                 }
                 [] => {
-                    let (s, v) = create(&client, &server.base, &key, &p).await.unwrap();
+                    let (s, v) = create(&client, server.base(), &key, &p).await.unwrap();
                     assert_eq!(
                         s,
                         StatusCode::CREATED,
@@ -416,7 +348,7 @@ async fn kill_9_under_creates_and_erasures_never_half_commits() {
             };
             ledger.lock().unwrap().alive.insert(id, p);
         }
-        let (s, v) = get(&client, &server.base, &key, "/v1/audit/verify").await;
+        let (s, v) = get(&client, server.base(), &key, "/v1/audit/verify").await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["ok"], true, "audit chain after kill {kill}: {v}");
     }

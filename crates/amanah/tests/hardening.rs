@@ -3,117 +3,20 @@
 //! with the `sqlite3` shell that would grant access.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
+
+mod support;
+use support::{crm_vault, run_ok};
 
 /// A guard against a hung test, far beyond any expected wait; never the thing asserted.
 const HANG: Duration = Duration::from_secs(60);
 
-fn amanah() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_amanah"));
-    for var in [
-        "AMANAH_DATA",
-        "AMANAH_KEY_FILE",
-        "AMANAH_DATABASE_URL",
-        "AMANAH_LISTEN",
-        "AMANAH_METRICS_LISTEN",
-        "AMANAH_LOG_FORMAT",
-        "AMANAH_MAX_CONCURRENT_REQUESTS",
-        "NO_COLOR",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A vault initialized with the CRM preset under `DIR/v`.
-fn vault() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("v");
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
-    ok(amanah()
-        .args([
-            "init",
-            "--data",
-            data.to_str().unwrap(),
-            "--policy",
-            &policy,
-        ])
-        .stderr(Stdio::null()));
-    (dir, data)
-}
-
-/// `amanah serve` on `data` with stderr into `log`; returns once it listens, with the
-/// addresses it printed.
-struct Served {
-    child: Child,
-    lines: Vec<String>,
-}
-
-fn serve(data: &Path, extra: &[&str], stderr: Stdio) -> Served {
-    let mut child = amanah()
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .env("AMANAH_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    while reader.read_line(&mut line).unwrap() > 0 {
-        lines.push(line.trim().to_owned());
-        line.clear();
-        if lines.last().unwrap().starts_with("listening on") {
-            break;
-        }
-    }
-    // A metrics line, if any, follows at once.
-    if !extra.contains(&"off") {
-        reader.read_line(&mut line).unwrap();
-        lines.push(line.trim().to_owned());
-    }
-    std::thread::spawn(move || for _ in reader.lines() {});
-    Served { child, lines }
-}
-
-impl Served {
-    fn addr(&self) -> String {
-        self.lines
-            .iter()
-            .find_map(|l| l.strip_prefix("listening on http://"))
-            .unwrap()
-            .to_owned()
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        assert!(self.child.wait().unwrap().success());
-    }
+/// `amanah serve` on `data` with `extra` arguments, logging at debug level; to be started.
+fn serve(data: &Path, extra: &[&str]) -> support::Serve {
+    support::serve(["--data", data.to_str().unwrap()].iter().chain(extra)).log("debug")
 }
 
 /// One HTTP/1.1 request on a fresh connection; the raw response.
@@ -135,16 +38,15 @@ fn get(addr: &str, path: &str) -> String {
 
 #[test]
 fn logs_to_a_file_carry_no_colour_codes_and_json_on_request() {
-    let (dir, data) = vault();
+    let (dir, data) = crm_vault();
     for format in ["plain", "json"] {
         let log = dir.path().join(format!("{format}.log"));
-        let file = std::fs::File::create(&log).unwrap();
         let mut args = vec!["--metrics-listen", "off"];
         if format == "json" {
             args.extend(["--log-format", "json"]);
         }
-        let srv = serve(&data, &args, Stdio::from(file));
-        let addr = srv.addr();
+        let mut srv = serve(&data, &args).stderr_to(&log).start();
+        let addr = srv.addr().to_owned();
         assert!(get(&addr, "/healthz").starts_with("HTTP/1.1 200"));
         srv.stop();
         let text = std::fs::read_to_string(&log).unwrap();
@@ -165,7 +67,7 @@ fn logs_to_a_file_carry_no_colour_codes_and_json_on_request() {
 
 /// `amanah apikey create` on `data`: (id, token).
 fn issue(data: &Path, role: &str) -> (String, String) {
-    let out = ok(amanah().args([
+    let out = run_ok(&[
         "apikey",
         "create",
         "--data",
@@ -174,7 +76,7 @@ fn issue(data: &Path, role: &str) -> (String, String) {
         role,
         "--holder",
         "Admin <admin@example.id>",
-    ]));
+    ]);
     let mut lines = out.lines();
     let id = lines.next().unwrap().split_whitespace().nth(1).unwrap();
     (id.to_owned(), lines.next().unwrap().trim().to_owned())
@@ -204,16 +106,14 @@ fn get_as(addr: &str, path: &str, token: &str) -> String {
 
 #[test]
 fn rows_forged_into_the_database_grant_nothing() {
-    let (dir, data) = vault();
+    let (dir, data) = crm_vault();
     let (_, admin) = issue(&data, "admin");
     let (agent_id, agent) = issue(&data, "support_agent");
     let log = dir.path().join("serve.log");
-    let srv = serve(
-        &data,
-        &["--metrics-listen", "off"],
-        Stdio::from(std::fs::File::create(&log).unwrap()),
-    );
-    let addr = srv.addr();
+    let mut srv = serve(&data, &["--metrics-listen", "off"])
+        .stderr_to(&log)
+        .start();
+    let addr = srv.addr().to_owned();
     assert!(get_as(&addr, "/v1/audit/verify", &admin).starts_with("HTTP/1.1 200"));
     assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 403"));
 
@@ -268,10 +168,10 @@ fn rows_forged_into_the_database_grant_nothing() {
 
 #[test]
 fn serve_sheds_load_beyond_its_limit_and_serves_metrics_apart() {
-    let (_dir, data) = vault();
+    let (_dir, data) = crm_vault();
     // A real key: an unauthenticated request is refused before its body is read, so it would
     // not hold the slot.
-    let key = ok(amanah().args([
+    let key = run_ok(&[
         "apikey",
         "create",
         "--data",
@@ -280,9 +180,9 @@ fn serve_sheds_load_beyond_its_limit_and_serves_metrics_apart() {
         "admin",
         "--holder",
         "Admin <admin@example.id>",
-    ]));
+    ]);
     let key = key.lines().last().unwrap().trim().to_owned();
-    let srv = serve(
+    let mut srv = serve(
         &data,
         &[
             "--max-concurrent-requests",
@@ -290,16 +190,10 @@ fn serve_sheds_load_beyond_its_limit_and_serves_metrics_apart() {
             "--metrics-listen",
             "127.0.0.1:0",
         ],
-        Stdio::null(),
-    );
-    let addr = srv.addr();
-    let metrics = srv
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("metrics on http://"))
-        .unwrap()
-        .trim_end_matches("/metrics")
-        .to_owned();
+    )
+    .start();
+    let addr = srv.addr().to_owned();
+    let metrics = srv.metrics().strip_prefix("http://").unwrap().to_owned();
     // A request whose body never comes holds the only slot. It is in progress once it goes
     // unanswered (no other request competes while it is sent, so it is not itself shed).
     let deadline = std::time::Instant::now() + HANG;

@@ -3,11 +3,9 @@
 //! test binary), with the same code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -19,21 +17,10 @@ const CATEGORIES: [&str; 5] = ["full_name", "email", "phone", "nik", "health"];
 const NIK: &str = "3174092512990007";
 const NIK2: &str = "3174096512990007";
 
-fn amanah() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_amanah"))
-}
-
-fn run_ok(args: &[&str]) -> String {
-    let out = amanah().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "amanah {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 use amanah_testkit::{on_both_stores, Kind};
+
+mod support;
+use support::{amanah, run_ok, serve};
 
 on_both_stores!(
     routes_happy_paths_and_errors,
@@ -147,7 +134,7 @@ fn create_key(target: &Target, role: &str) -> (String, String) {
         ],
         target,
     );
-    let out = run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run_ok(&args);
     let lines: Vec<&str> = out.lines().collect();
     let id = lines[0].split_whitespace().nth(1).unwrap().to_owned();
     (id, lines.last().unwrap().trim().to_owned())
@@ -160,7 +147,7 @@ fn fixture(kind: Kind) -> Fixture {
     let policy = root.join("policy.toml");
     std::fs::write(&policy, POLICY).unwrap();
     let args = with_target(&["init", "--policy", policy.to_str().unwrap()], &target);
-    run_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    run_ok(&args);
     let (admin_id, admin) = create_key(&target, "admin");
     let (officer_id, officer) = create_key(&target, "officer");
     let (_, nurse) = create_key(&target, "nurse");
@@ -180,114 +167,37 @@ fn fixture(kind: Kind) -> Fixture {
     }
 }
 
-/// A running `amanah serve`, its stdout and stderr captured.
+/// A running `amanah serve` (stdout and stderr captured) and a client for its API.
 struct Server {
-    child: Child,
-    base: String,
-    /// The metrics listener's base URL.
-    metrics: String,
-    output: Arc<Mutex<Vec<u8>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
+    server: support::Server,
     client: reqwest::Client,
 }
 
 fn start(target: &Target) -> Server {
     // reqwest is built with rustls for the TLS tests; give it a provider even for plain HTTP.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut child = amanah()
-        .args(with_target(
-            &[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-            ],
-            target,
-        ))
-        .env("AMANAH_LOG", "debug")
-        .env_remove("AMANAH_LISTEN")
-        .env_remove("AMANAH_METRICS_LISTEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let output = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    let out = output.clone();
-    let r1 = std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            out.lock().unwrap().extend_from_slice(line.as_bytes());
-            if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                let _ = tx.send(format!("http://{addr}"));
-            }
-            if let Some(addr) = line.trim().strip_prefix("metrics on ") {
-                let _ = tx.send(addr.trim_end_matches("/metrics").to_owned());
-            }
-            line.clear();
-        }
-    });
-    let stderr = child.stderr.take().unwrap();
-    let out = output.clone();
-    let r2 = std::thread::spawn(move || {
-        let mut reader = stderr;
-        let mut buf = [0u8; 4096];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.lock().unwrap().extend_from_slice(&buf[..n]),
-            }
-        }
-    });
-    let mut addrs = Vec::new();
-    while addrs.len() < 2 {
-        match rx.recv_timeout(Duration::from_secs(15)) {
-            Ok(a) => addrs.push(a),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {}",
-                    String::from_utf8_lossy(&output.lock().unwrap())
-                );
-            }
-        }
-    }
+    let mut args = vec!["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()];
+    args.extend(target.args());
     Server {
-        child,
-        base: addrs[0].clone(),
-        metrics: addrs[1].clone(),
-        output,
-        readers: vec![r1, r2],
+        server: serve(args).log("debug").start(),
         client: reqwest::Client::new(),
     }
 }
 
 impl Server {
+    fn base(&self) -> &str {
+        self.server.base()
+    }
+
+    /// The metrics listener's base URL.
+    fn metrics(&self) -> &str {
+        self.server.metrics()
+    }
+
     /// Graceful stop (SIGINT); returns everything the server printed.
     fn stop(mut self) -> Vec<u8> {
-        let pid = self.child.id().to_string();
-        let st = Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        assert!(st.success());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "server exit: {status}");
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not stop on SIGINT");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        for r in self.readers.drain(..) {
-            r.join().unwrap();
-        }
-        let out = self.output.lock().unwrap().clone();
-        out
+        self.server.stop();
+        self.server.output().into_bytes()
     }
 
     async fn call(
@@ -297,7 +207,9 @@ impl Server {
         key: Option<&str>,
         body: Option<&str>,
     ) -> (StatusCode, String, Value) {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base()));
         if let Some(k) = key {
             req = req.header("authorization", format!("Bearer {k}"));
         }
@@ -408,7 +320,7 @@ async fn routes_happy_paths_and_errors(kind: Kind) {
     // still writing a large body may see the early close as a broken pipe.)
     {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = srv.base.trim_start_matches("http://").to_owned();
+        let addr = srv.server.addr().to_owned();
         let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
         let head = format!(
             "POST /v1/subjects?purpose=admission HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -561,7 +473,7 @@ async fn routes_happy_paths_and_errors(kind: Kind) {
     let new_policy = POLICY.replace("http-test-1", "http-test-2");
     let resp = srv
         .client
-        .put(format!("{}/v1/policy", srv.base))
+        .put(format!("{}/v1/policy", srv.base()))
         .header("authorization", format!("Bearer {}", k.admin))
         .body(new_policy)
         .send()
@@ -572,7 +484,7 @@ async fn routes_happy_paths_and_errors(kind: Kind) {
     assert_eq!(v["version"], "http-test-2");
     let resp = srv
         .client
-        .put(format!("{}/v1/policy", srv.base))
+        .put(format!("{}/v1/policy", srv.base()))
         .header("authorization", format!("Bearer {}", k.admin))
         .body("version = ")
         .send()
@@ -1350,7 +1262,7 @@ async fn openapi_and_metrics(kind: Kind) {
     assert!(paths.get("/metrics").is_none());
     let resp = srv
         .client
-        .get(format!("{}/metrics", srv.base))
+        .get(format!("{}/metrics", srv.base()))
         .send()
         .await
         .unwrap();
@@ -1367,7 +1279,7 @@ async fn openapi_and_metrics(kind: Kind) {
             .client
             .request(
                 Method::from_bytes(m.as_bytes()).unwrap(),
-                format!("{}/v1/subjects", srv.base),
+                format!("{}/v1/subjects", srv.base()),
             )
             .send()
             .await
@@ -1378,7 +1290,7 @@ async fn openapi_and_metrics(kind: Kind) {
     let text = loop {
         let resp = srv
             .client
-            .get(format!("{}/metrics", srv.metrics))
+            .get(format!("{}/metrics", srv.metrics()))
             .send()
             .await
             .unwrap();
@@ -1399,7 +1311,7 @@ async fn openapi_and_metrics(kind: Kind) {
     // Only GET /metrics there.
     let resp = srv
         .client
-        .get(format!("{}/v1/audit", srv.metrics))
+        .get(format!("{}/v1/audit", srv.metrics()))
         .send()
         .await
         .unwrap();
@@ -1439,15 +1351,7 @@ fn policy_check_names_the_position() {
 
     let good = dir.path().join("good.toml");
     std::fs::write(&good, POLICY).unwrap();
-    let out = amanah()
-        .args(["policy", "check", good.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["policy", "check", good.to_str().unwrap()]);
 }
 
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {

@@ -2,32 +2,25 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use amanah_crypto::KeyRing;
 use amanah_store::{SqliteStore, Store};
 use amanah_vault::{SystemClock, Vault};
 
-fn amanah() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_amanah"))
-}
+mod support;
+use support::{amanah, preset, run_ok};
 
 fn init(dir: &Path) -> String {
     let data = dir.join("v").to_str().unwrap().to_owned();
-    let policy = format!(
-        "{}/../../policies/university.toml",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let out = amanah()
-        .args(["init", "--data", &data, "--policy", &policy])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&[
+        "init",
+        "--data",
+        &data,
+        "--policy",
+        &preset("university.toml"),
+    ]);
     data
 }
 

@@ -5,9 +5,8 @@
 //! (`--limit`) resumes without making another KEK.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,26 +14,8 @@ use std::time::Duration;
 use amanah_testkit::{on_both_stores, Kind};
 use serde_json::{json, Value};
 
-fn amanah() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_amanah"));
-    c.env_remove("AMANAH_DATA")
-        .env_remove("AMANAH_DATABASE_URL")
-        .env_remove("AMANAH_KEY_FILE")
-        .env_remove("AMANAH_LISTEN")
-        .env_remove("AMANAH_METRICS_LISTEN");
-    c
-}
-
-fn run_ok(args: &[String]) -> String {
-    let out = amanah().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "amanah {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+mod support;
+use support::{run_ok, serve, Server};
 
 /// A vault on one store, with an admin key.
 struct Vault {
@@ -131,83 +112,13 @@ impl Vault {
     fn audit_verify(&self) -> String {
         run_ok(&self.args(&["audit", "verify"]))
     }
-}
 
-/// A running `amanah serve`, its output captured.
-struct Server {
-    child: Child,
-    base: String,
-    output: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Server {
-    fn start(v: &Vault) -> Server {
+    /// A running `amanah serve` on the vault, its output captured.
+    fn serve(&self) -> Server {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let mut child = amanah()
-            .args(v.args(&[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "off",
-            ]))
-            .env("AMANAH_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                out.lock().unwrap().extend_from_slice(line.as_bytes());
-                if let Some(addr) = line.trim().strip_prefix("listening on http://") {
-                    let _ = tx.send(format!("http://{addr}"));
-                }
-                line.clear();
-            }
-        });
-        let mut stderr = child.stderr.take().unwrap();
-        let out = output.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                out.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(b) => b,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {}",
-                    String::from_utf8_lossy(&output.lock().unwrap())
-                );
-            }
-        };
-        Server {
-            child,
-            base,
-            output,
-        }
-    }
-
-    fn output(&self) -> String {
-        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        serve(self.args(&["--metrics-listen", "off"]))
+            .log("info")
+            .start()
     }
 }
 
@@ -291,7 +202,7 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
     let (before, old) = v.keks();
     assert_eq!(before, vec![old.clone()]);
     assert_eq!(v.keys_per_kek(), format!("{old} {}", IMPORTED));
-    let server = Server::start(&v);
+    let server = v.serve();
     let client = reqwest::Client::new();
 
     // A client creating and reading subjects throughout; every acknowledged create is kept
@@ -301,7 +212,7 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
     let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let load = {
         let (stop, acknowledged, failures) = (stop.clone(), acknowledged.clone(), failures.clone());
-        let (client, base, key) = (client.clone(), server.base.clone(), v.admin.clone());
+        let (client, base, key) = (client.clone(), server.base().to_owned(), v.admin.clone());
         tokio::spawn(async move {
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
@@ -370,14 +281,18 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
     // Every acknowledged subject reads back with its value, imported ones too.
     for (id, email) in &acknowledged {
         assert_eq!(
-            email_of(&client, &server.base, &v.admin, id).await.unwrap(),
+            email_of(&client, server.base(), &v.admin, id)
+                .await
+                .unwrap(),
             *email
         );
     }
-    let ids = imported_ids(&client, &server.base, &v.admin, IMPORTED).await;
+    let ids = imported_ids(&client, server.base(), &v.admin, IMPORTED).await;
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(
-            email_of(&client, &server.base, &v.admin, id).await.unwrap(),
+            email_of(&client, server.base(), &v.admin, id)
+                .await
+                .unwrap(),
             format!("imported-{i}@example.id")
         );
     }
@@ -393,10 +308,12 @@ async fn rotation_while_serving_loses_nothing_and_retires_the_old_key(kind: Kind
     assert!(verified.starts_with("ok:"), "{verified}");
     drop(server);
     // A fresh process reads with the rotated key file alone.
-    let server = Server::start(&v);
+    let server = v.serve();
     let (id, email) = acknowledged.last().unwrap();
     assert_eq!(
-        email_of(&client, &server.base, &v.admin, id).await.unwrap(),
+        email_of(&client, server.base(), &v.admin, id)
+            .await
+            .unwrap(),
         *email
     );
 }
@@ -429,12 +346,14 @@ async fn an_interrupted_rotation_resumes_without_a_new_key() {
     assert_eq!(v.keys_per_kek(), format!("{new} 250"));
     assert!(!lock_file(&v.key_file(), &old).exists());
     // Everything still reads, and the chain records each step.
-    let server = Server::start(&v);
+    let server = v.serve();
     let client = reqwest::Client::new();
-    let ids = imported_ids(&client, &server.base, &v.admin, 250).await;
+    let ids = imported_ids(&client, server.base(), &v.admin, 250).await;
     for (i, id) in ids.iter().enumerate().step_by(7) {
         assert_eq!(
-            email_of(&client, &server.base, &v.admin, id).await.unwrap(),
+            email_of(&client, server.base(), &v.admin, id)
+                .await
+                .unwrap(),
             format!("imported-{i}@example.id")
         );
     }

@@ -1,25 +1,12 @@
 //! `--tls-cert/--tls-key` serve HTTPS with rustls; plain HTTP is not answered on that port.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod support;
+use support::{crm_vault, serve};
 
 #[tokio::test]
 async fn serves_https_with_the_given_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("v");
-    let policy = format!("{}/../../policies/crm.toml", env!("CARGO_MANIFEST_DIR"));
-    let ok = Command::new(env!("CARGO_BIN_EXE_amanah"))
-        .args([
-            "init",
-            "--data",
-            data.to_str().unwrap(),
-            "--policy",
-            &policy,
-        ])
-        .output()
-        .unwrap();
-    assert!(ok.status.success());
+    let (dir, data) = crm_vault();
 
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
     let cert_path = dir.path().join("cert.pem");
@@ -27,33 +14,19 @@ async fn serves_https_with_the_given_certificate() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amanah"))
-        .args([
-            "serve",
-            "--data",
-            data.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "off",
-        ])
-        .arg("--tls-cert")
-        .arg(&cert_path)
-        .arg("--tls-key")
-        .arg(&key_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on https://")
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
+    let mut server = serve([
+        "--data",
+        data.to_str().unwrap(),
+        "--metrics-listen",
+        "off",
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ])
+    .start();
+    assert!(server.base().starts_with("https://"), "{}", server.base());
+    let addr = server.addr().to_owned();
     let port = addr.rsplit(':').next().unwrap().to_owned();
 
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -70,8 +43,7 @@ async fn serves_https_with_the_given_certificate() {
         .get(format!("http://{addr}/healthz"))
         .send()
         .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
 
     let health = health.unwrap();
     assert_eq!(health.status(), 200);
