@@ -4,8 +4,9 @@
 //! SQLite text at compile time by rewriting each `$N` to `?N`, which SQLite binds by number
 //! exactly as PostgreSQL does. Row mapping for these columns lives in [`crate::rows`].
 //!
-//! What stays per backend: the schemas and migrations, the group-commit writers, and the few
-//! queries that need a dialect (`FOR UPDATE`, arrays, `instr`/`strpos`, the attached key store).
+//! The statements of writes are in [`writes`]. What stays per backend: the migrations, the
+//! group-commit writers, and the few queries that need a dialect (`FOR UPDATE`, arrays,
+//! `instr`/`strpos`, the key store's name): those give both texts here.
 
 /// One query's text for each backend.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +64,15 @@ macro_rules! current_consents {
             " FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
               WHERE cc.purpose = $1 AND cc.subject_id > $2 AND c.granted"
         )
+    };
+}
+
+macro_rules! subjects_with_term {
+    () => {
+        "SELECT subject_id FROM unique_index WHERE category = $1 AND term = $2
+         UNION
+         SELECT subject_id FROM blind_index WHERE category = $1 AND term = $2
+         ORDER BY subject_id LIMIT $3"
     };
 }
 
@@ -294,28 +304,13 @@ pub(crate) const COUNT_BREACHES: Sql = sql!(
      WHERE notified_at IS NULL"
 );
 
-// --- writes shared as they are ---
+// --- searches ---
 
-pub(crate) const INSERT_REQUEST: Sql = sql!(
-    "INSERT INTO requests (id, subject_id, kind, status, details, received_at, due_at,
-                           updated_at, refusal_reason, refusal_text, closed_at, received_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-);
+/// Subjects holding a term: a unique term is in `unique_index` (older stores also copied it
+/// to `blind_index`), other terms in `blind_index` ($1 category, $2 term, at most $3).
+pub(crate) const SUBJECTS_WITH_TERM: Sql = sql!(subjects_with_term!());
 
-pub(crate) const INSERT_DISCLOSURE: Sql = sql!(
-    "INSERT INTO disclosures (id, recipient, purpose, categories, reason, reference, status,
-         requested_by, requested_at, approved_by, approved_at, authorized_by, authorized_at,
-         rejected_by, rejected_at, rejection_reason, releases, max_releases, first_released_at,
-         last_released_at, deferred_until, deferral_reason, excluded)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23)"
-);
-
-pub(crate) const INSERT_BREACH: Sql = sql!(
-    "INSERT INTO breaches (id, detected_at, recorded_at, recorded_by, description, categories,
-         all_subjects, cause, measures, notify_by, notified_at, notified_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-);
+pub(crate) mod writes;
 
 #[cfg(test)]
 mod tests {

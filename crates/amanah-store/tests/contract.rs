@@ -689,7 +689,7 @@ async fn a_schema_1_database_is_upgraded_in_place() {
     let old = subject(&ring, "old", [7; 32]);
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_initial.sql"))
             .unwrap();
         conn.execute(
             "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, 1)",
