@@ -214,6 +214,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
     }
 }
 
+/// Hands a job to one of a backend's workers (writer or readers) and waits for its reply.
+pub(crate) async fn submit<J, T>(
+    worker: &flume::Sender<J>,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<StoreResult<T>>) -> J,
+) -> StoreResult<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let stopped = |_| StoreError::Backend("the store's worker has stopped".into());
+    worker
+        .send_async(job(reply))
+        .await
+        .map_err(|e| stopped(e.to_string()))?;
+    answer.await.map_err(|e| stopped(e.to_string()))?
+}
+
 /// A result limit as SQL binds it.
 pub(crate) fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

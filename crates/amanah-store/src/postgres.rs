@@ -30,7 +30,7 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 use crate::exec::{Map, Value};
 use crate::ops::Op;
 use crate::sql::Sql;
-use crate::{limit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
+use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
 
 mod commit;
 mod exec;
@@ -60,10 +60,6 @@ pub fn is_retryable(code: &SqlState) -> bool {
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(is_retryable)
-}
-
-fn channel_closed<T>(_: T) -> StoreError {
-    StoreError::Backend("the storage task has stopped".into())
 }
 
 /// `postgres://user@host:port/db`, without the password, for messages and logs.
@@ -218,16 +214,8 @@ impl PgStore {
 #[async_trait]
 impl Backend for PgStore {
     async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send_async(WriteJob::One {
-                op: Box::new(op),
-                reply,
-            })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        let op = Box::new(op);
+        submit(&self.inner.writer, |reply| WriteJob::One { op, reply }).await
     }
 
     async fn all<T: Send + 'static>(
@@ -288,13 +276,7 @@ impl Backend for PgStore {
         &self,
         input: tokio::sync::mpsc::Receiver<BulkInsert>,
     ) -> StoreResult<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send_async(WriteJob::Bulk { input, reply })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        submit(&self.inner.writer, |reply| WriteJob::Bulk { input, reply }).await
     }
 
     async fn store_id(&self) -> StoreResult<Option<String>> {

@@ -32,7 +32,7 @@ use crate::exec::{ready, Map, Value};
 use crate::migrations::SCHEMA_VERSION;
 use crate::ops::{self, Op};
 use crate::sql::{self, Sql};
-use crate::{limit, rows, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
+use crate::{limit, rows, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 /// WAL size past which the checkpointer copies it back into the database.
@@ -54,10 +54,6 @@ fn first<T>(
     let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
     let mut rows = st.query(params).map_err(backend)?;
     rows.next().map_err(backend)?.map(map).transpose()
-}
-
-fn channel_closed<T>(_: T) -> StoreError {
-    StoreError::Backend("the storage thread has stopped".into())
 }
 
 mod backup;
@@ -214,27 +210,20 @@ impl SqliteStore {
         &self,
         run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send + 'static,
     ) -> StoreResult<Vec<AuditRecord>> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send_async(WriteJob::One {
-                run: Box::new(run),
-                reply,
-            })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        let run = Box::new(run);
+        submit(&self.writer, |reply| WriteJob::One { run, reply }).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let (reply, rx) = oneshot::channel();
-        let job: ReadFn = Box::new(move |conn| {
-            let _ = reply.send(f(conn));
-        });
-        self.readers.send_async(job).await.map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        submit(&self.readers, |reply| -> ReadFn {
+            Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            })
+        })
+        .await
     }
 }
 
@@ -280,12 +269,7 @@ impl Backend for SqliteStore {
         &self,
         input: tokio::sync::mpsc::Receiver<BulkInsert>,
     ) -> StoreResult<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send_async(WriteJob::Bulk { input, reply })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        submit(&self.writer, |reply| WriteJob::Bulk { input, reply }).await
     }
 
     async fn store_id(&self) -> StoreResult<Option<String>> {

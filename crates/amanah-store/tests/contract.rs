@@ -1,5 +1,7 @@
 //! The store contract, run against both backends with the same code: group commit keeps each
-//! job atomic and the chain intact; consents, relations and the schema version behave alike.
+//! job atomic and the chain intact; consents, relations and the schema version behave alike;
+//! rights (`contract/rights.rs`) and accountability (`contract/accountability.rs`) keep their
+//! records alike and refuse stale state changes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -83,6 +85,11 @@ macro_rules! on_both_stores {
         }
     )*};
 }
+
+#[path = "contract/accountability.rs"]
+mod accountability;
+#[path = "contract/rights.rs"]
+mod rights;
 
 on_both_stores!(
     concurrent_writes_commit_atomically_and_the_chain_verifies,
