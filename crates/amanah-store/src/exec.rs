@@ -120,6 +120,12 @@ pub(crate) trait Row {
 /// Reads a result row into a record (the mappers of `crate::rows`).
 pub(crate) type Map<T> = fn(&dyn Row) -> StoreResult<T>;
 
+/// The bound values of one statement.
+pub(crate) type Args<'a> = &'a [Value<'a>];
+
+/// The records a read found.
+pub(crate) type Rows<T> = StoreResult<Vec<T>>;
+
 /// A column type both backends read: `i64`, `bool`, `String`, `Vec<u8>` and their options.
 pub(crate) trait Column: Sized {
     fn read(row: &dyn Row, i: usize) -> StoreResult<Self>;

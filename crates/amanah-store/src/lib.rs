@@ -30,7 +30,7 @@ pub use types::*;
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 
-use crate::exec::{Map, Value};
+use crate::exec::{Args, Map, Rows};
 use crate::ops::Op;
 
 #[derive(Debug, thiserror::Error)]
@@ -175,19 +175,9 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Queues a write for the next group commit; its audit records once committed (durably).
     async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>>;
     /// Every row of a read, each read by `map`.
-    async fn all<T: Send + 'static>(
-        &self,
-        q: sql::Sql,
-        args: &[Value<'_>],
-        map: Map<T>,
-    ) -> StoreResult<Vec<T>>;
+    async fn all<T: Send + 'static>(&self, q: sql::Sql, args: Args<'_>, map: Map<T>) -> Rows<T>;
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>>;
-    async fn find_subjects(
-        &self,
-        category: &str,
-        term: [u8; 32],
-        limit: usize,
-    ) -> StoreResult<Vec<StoredSubject>>;
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject>;
     async fn insert_subjects(
         &self,
         input: tokio::sync::mpsc::Receiver<BulkInsert>,
@@ -199,7 +189,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn first<T: Send + 'static>(
         &self,
         q: sql::Sql,
-        args: &[Value<'_>],
+        args: Args<'_>,
         map: Map<T>,
     ) -> StoreResult<Option<T>> {
         Ok(self.all(q, args, map).await?.into_iter().next())

@@ -27,7 +27,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use crate::exec::{Map, Value};
+use crate::exec::{Args, Map, Rows, Value};
 use crate::ops::Op;
 use crate::sql::Sql;
 use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
@@ -211,6 +211,19 @@ impl PgStore {
     }
 }
 
+/// Subjects with their key, purposes and fields, one row per field (read by
+/// `subjects_from_rows`); a subject whose key is gone is not loaded.
+macro_rules! subject_rows {
+    () => {
+        "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
+                f.category, f.ciphertext, s.restricted_at,
+                ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
+                      ORDER BY p.collected_at, p.purpose)
+         FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
+         LEFT JOIN subject_fields f ON f.subject_id = s.id"
+    };
+}
+
 #[async_trait]
 impl Backend for PgStore {
     async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>> {
@@ -218,12 +231,7 @@ impl Backend for PgStore {
         submit(&self.inner.writer, |reply| WriteJob::One { op, reply }).await
     }
 
-    async fn all<T: Send + 'static>(
-        &self,
-        q: Sql,
-        args: &[Value<'_>],
-        map: Map<T>,
-    ) -> StoreResult<Vec<T>> {
+    async fn all<T: Send + 'static>(&self, q: Sql, args: Args<'_>, map: Map<T>) -> Rows<T> {
         let params: Vec<_> = args.iter().map(Value::pg).collect();
         let rows = self.query(q.pg, &params).await?;
         rows.iter().map(|r| map(r)).collect()
@@ -231,40 +239,20 @@ impl Backend for PgStore {
 
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
         let rows = self
-            .query(
-                "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at,
-                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
-                              ORDER BY p.collected_at, p.purpose)
-                 FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
-                 LEFT JOIN subject_fields f ON f.subject_id = s.id
-                 WHERE s.id = $1",
-                &[&id],
-            )
+            .query(concat!(subject_rows!(), " WHERE s.id = $1"), &[&id])
             .await?;
         Ok(subjects_from_rows(&rows)?.pop())
     }
 
-    async fn find_subjects(
-        &self,
-        category: &str,
-        term: [u8; 32],
-        n: usize,
-    ) -> StoreResult<Vec<StoredSubject>> {
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject> {
         let rows = self
             .query(
                 concat!(
                     "WITH ids AS (",
                     subjects_with_term!(),
-                    ")
-                 SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at,
-                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
-                              ORDER BY p.collected_at, p.purpose)
-                 FROM ids JOIN subjects s ON s.id = ids.subject_id
-                 JOIN amanah_keys.data_keys k ON k.subject_id = s.id
-                 LEFT JOIN subject_fields f ON f.subject_id = s.id
-                 ORDER BY s.id"
+                    ") ",
+                    subject_rows!(),
+                    " WHERE s.id IN (SELECT subject_id FROM ids) ORDER BY s.id"
                 ),
                 &[&category, &&term[..], &limit(n)],
             )

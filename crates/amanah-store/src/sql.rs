@@ -126,22 +126,23 @@ pub(crate) const STALE_CONSENTS: Sql = sql!(concat!(
     " AND c.purpose_version <> $3 ORDER BY cc.subject_id LIMIT $4"
 ));
 
-/// The one dialect difference of the consent listings: a channel in a comma-joined list.
+/// A channel in a comma-joined list, found by `strpos` (PostgreSQL) or `instr` (SQLite).
+macro_rules! contactable {
+    ($position:literal) => {
+        sql!(concat!(
+            current_consents!(),
+            " AND c.purpose_version = $3 AND ",
+            $position,
+            "(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
+             ORDER BY cc.subject_id LIMIT $5"
+        ))
+    };
+}
+
+/// The one dialect difference of the consent listings.
 pub(crate) const CONTACTABLE_CONSENTS: Sql = Sql {
-    pg: sql!(concat!(
-        current_consents!(),
-        " AND c.purpose_version = $3
-          AND strpos(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
-          ORDER BY cc.subject_id LIMIT $5"
-    ))
-    .pg,
-    lite: sql!(concat!(
-        current_consents!(),
-        " AND c.purpose_version = $3
-          AND instr(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
-          ORDER BY cc.subject_id LIMIT $5"
-    ))
-    .lite,
+    pg: contactable!("strpos").pg,
+    lite: contactable!("instr").lite,
 };
 
 pub(crate) const RELATIONS_OF: Sql = sql!(

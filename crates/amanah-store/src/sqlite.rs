@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::exec::{ready, Map, Value};
+use crate::exec::{ready, Args, Map, Rows, Value};
 use crate::migrations::SCHEMA_VERSION;
 use crate::ops::{self, Op};
 use crate::sql::{self, Sql};
@@ -234,12 +234,7 @@ impl Backend for SqliteStore {
             .await
     }
 
-    async fn all<T: Send + 'static>(
-        &self,
-        q: Sql,
-        args: &[Value<'_>],
-        map: Map<T>,
-    ) -> StoreResult<Vec<T>> {
+    async fn all<T: Send + 'static>(&self, q: Sql, args: Args<'_>, map: Map<T>) -> Rows<T> {
         let args: Vec<Value<'static>> = args.iter().cloned().map(Value::into_owned).collect();
         self.read(move |conn| rows_of(conn, q, &args, map)).await
     }
@@ -250,12 +245,7 @@ impl Backend for SqliteStore {
             .await
     }
 
-    async fn find_subjects(
-        &self,
-        category: &str,
-        term: [u8; 32],
-        n: usize,
-    ) -> StoreResult<Vec<StoredSubject>> {
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject> {
         let category = category.to_owned();
         self.read(move |conn| {
             let args = args![&category, &term, limit(n)];

@@ -10,7 +10,7 @@ on_both_stores!(
     breaches_are_notified_once_and_counted,
 );
 
-fn disclosure(id: &str, subjects: &[&str], requested_at: i64) -> DisclosureRecord {
+pub(super) fn disclosure(id: &str, subjects: &[&str], requested_at: i64) -> DisclosureRecord {
     DisclosureRecord {
         id: id.into(),
         recipient: "r".into(),
@@ -197,7 +197,12 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
     assert_eq!(verify(&store, &ring).await, 2 + 2 + 2 + 2 + 1 + 1);
 }
 
-fn breach(id: &str, subjects: &[&str], detected_at: i64, notify_by: i64) -> BreachRecord {
+pub(super) fn breach(
+    id: &str,
+    subjects: &[&str],
+    detected_at: i64,
+    notify_by: i64,
+) -> BreachRecord {
     BreachRecord {
         id: id.into(),
         detected_at_micros: detected_at,

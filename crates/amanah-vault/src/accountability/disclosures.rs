@@ -762,3 +762,73 @@ fn release_refusal(record: &DisclosureRecord) -> Result<DisclosureStatus> {
     }
     Ok(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, releases: u32, max_releases: u32) -> DisclosureRecord {
+        DisclosureRecord {
+            id: "d1".into(),
+            recipient: "r".into(),
+            purpose: "p".into(),
+            subject_ids: Vec::new(),
+            categories: Vec::new(),
+            reason: "reason".into(),
+            reference: None,
+            status: status.into(),
+            requested_by: "k".into(),
+            requested_at_micros: 1,
+            approved_by: None,
+            approved_at_micros: None,
+            authorized_by: None,
+            authorized_at_micros: None,
+            rejected_by: None,
+            rejected_at_micros: None,
+            rejection_reason: None,
+            releases,
+            max_releases,
+            first_released_at_micros: None,
+            last_released_at_micros: None,
+            notification_deferred_until: None,
+            deferral_reason: None,
+            excluded: "[]".into(),
+        }
+    }
+
+    fn conflict(r: Result<DisclosureStatus>) -> Option<Conflict> {
+        match r {
+            Err(Error::Conflict(kind, _)) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// What a release refused by the store (another release or step came first) reports: the
+    /// rule the disclosure now breaks, as the vault judges it, never the store.
+    #[test]
+    fn a_release_is_judged_on_the_disclosure_as_stored() {
+        assert_eq!(
+            release_refusal(&record("authorized", 0, 1)).ok(),
+            Some(DisclosureStatus::Authorized)
+        );
+        assert_eq!(
+            release_refusal(&record("released", 1, 2)).ok(),
+            Some(DisclosureStatus::Released)
+        );
+        assert_eq!(
+            conflict(release_refusal(&record("released", 2, 2))),
+            Some(Conflict::ReleaseLimitReached)
+        );
+        for status in ["pending_approval", "approved", "rejected"] {
+            assert_eq!(
+                conflict(release_refusal(&record(status, 0, 2))),
+                Some(Conflict::InvalidTransition),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            release_refusal(&record("lost", 0, 2)),
+            Err(Error::Internal(_))
+        ));
+    }
+}
