@@ -6,7 +6,8 @@
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 
-use crate::StoreResult;
+use crate::ops::Op;
+use crate::{limit, rows, sql, Backend, StoreError, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisclosureRecord {
@@ -54,6 +55,16 @@ pub struct DisclosureStep {
     pub reason: Option<String>,
 }
 
+/// One release, counted only if the disclosure is still as the vault read it: in status
+/// `from`, released `releases` times so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureRelease {
+    pub id: String,
+    pub from: String,
+    pub releases: u32,
+    pub at_micros: i64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DisclosureFilter {
     /// Only disclosures carrying this subject.
@@ -88,7 +99,7 @@ pub trait AccountabilityStore: Send + Sync {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
     async fn load_disclosure(&self, id: &str) -> StoreResult<Option<DisclosureRecord>>;
-    /// Approves, authorizes or rejects. `NotFound` if no such disclosure, `Conflict` if it is no
+    /// Approves, authorizes or rejects. `NotFound` if no such disclosure, `Changed` if it is no
     /// longer in `step.from`.
     async fn step_disclosure(
         &self,
@@ -96,12 +107,11 @@ pub trait AccountabilityStore: Send + Sync {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
     /// Counts one release (status becomes `released`) with its audit entries (one per subject
-    /// carried) in one transaction; returns the number of releases so far. `Conflict` if the
-    /// disclosure is not authorized or released, or already released `max_releases` times.
+    /// carried) in one transaction; returns the number of releases so far. `NotFound` if no
+    /// such disclosure, `Changed` if it is no longer in `release.from` with `release.releases`.
     async fn record_release(
         &self,
-        id: &str,
-        at_micros: i64,
+        release: DisclosureRelease,
         audit: Vec<AuditDraft>,
     ) -> StoreResult<u32>;
     /// Disclosures matching `filter`, newest first, after the disclosure `after`, at most `limit`.
@@ -127,7 +137,7 @@ pub trait AccountabilityStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<BreachRecord>>;
-    /// Marks the notices of a breach sent. `NotFound` if no such breach, `Conflict` if already.
+    /// Marks the notices of a breach sent. `NotFound` if no such breach, `Changed` if already.
     async fn mark_breach_notified(
         &self,
         id: &str,
@@ -142,4 +152,135 @@ pub trait AccountabilityStore: Send + Sync {
 
     /// Live subjects per purpose they were collected under (record of processing).
     async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>>;
+}
+
+/// Reads the subjects a disclosure or breach carries ($1 its id).
+async fn with_subjects<B: Backend, T>(
+    b: &B,
+    q: sql::Sql,
+    found: Vec<T>,
+    id_of: impl Fn(&mut T) -> (&String, &mut Vec<String>),
+) -> StoreResult<Vec<T>> {
+    let mut out = Vec::with_capacity(found.len());
+    for mut record in found {
+        let (id, subjects) = id_of(&mut record);
+        *subjects = b.all(q, args![id.as_str()], rows::string).await?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
+fn disclosure_subjects(d: &mut DisclosureRecord) -> (&String, &mut Vec<String>) {
+    (&d.id, &mut d.subject_ids)
+}
+
+fn breach_subjects(b: &mut BreachRecord) -> (&String, &mut Vec<String>) {
+    (&b.id, &mut b.subject_ids)
+}
+
+#[async_trait]
+impl<B: Backend> AccountabilityStore for B {
+    async fn insert_disclosure(
+        &self,
+        disclosure: DisclosureRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertDisclosure(disclosure, audit))
+            .await
+    }
+
+    async fn load_disclosure(&self, id: &str) -> StoreResult<Option<DisclosureRecord>> {
+        let found = self
+            .all(sql::DISCLOSURE_BY_ID, args![id], rows::disclosure)
+            .await?;
+        let q = sql::DISCLOSURE_SUBJECTS;
+        Ok(with_subjects(self, q, found, disclosure_subjects)
+            .await?
+            .pop())
+    }
+
+    async fn step_disclosure(
+        &self,
+        step: DisclosureStep,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::StepDisclosure(step, audit)).await
+    }
+
+    async fn record_release(
+        &self,
+        release: DisclosureRelease,
+        audit: Vec<AuditDraft>,
+    ) -> StoreResult<u32> {
+        let count = release.releases.saturating_add(1);
+        self.write(Op::RecordRelease(release, audit)).await?;
+        Ok(count)
+    }
+
+    async fn list_disclosures(
+        &self,
+        filter: DisclosureFilter,
+        after: Option<&str>,
+        n: usize,
+    ) -> StoreResult<Vec<DisclosureRecord>> {
+        let args = args![&filter.subject, &filter.status, after, limit(n)];
+        let found = self
+            .all(sql::LIST_DISCLOSURES, args, rows::disclosure)
+            .await?;
+        with_subjects(self, sql::DISCLOSURE_SUBJECTS, found, disclosure_subjects).await
+    }
+
+    async fn insert_breach(
+        &self,
+        breach: BreachRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertBreach(breach, audit)).await
+    }
+
+    async fn load_breach(&self, id: &str) -> StoreResult<Option<BreachRecord>> {
+        let found = self.all(sql::BREACH_BY_ID, args![id], rows::breach).await?;
+        let q = sql::BREACH_SUBJECTS;
+        Ok(with_subjects(self, q, found, breach_subjects).await?.pop())
+    }
+
+    async fn list_breaches(
+        &self,
+        overdue_at: Option<i64>,
+        after: Option<&str>,
+        n: usize,
+    ) -> StoreResult<Vec<BreachRecord>> {
+        let args = args![overdue_at, after, limit(n)];
+        let found = self.all(sql::LIST_BREACHES, args, rows::breach).await?;
+        with_subjects(self, sql::BREACH_SUBJECTS, found, breach_subjects).await
+    }
+
+    async fn mark_breach_notified(
+        &self,
+        id: &str,
+        by: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let (id, by, at) = (id.to_owned(), by.to_owned(), at_micros);
+        self.write_one(Op::MarkBreachNotified { id, by, at, audit })
+            .await
+    }
+
+    async fn count_breaches(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
+        self.first(sql::COUNT_BREACHES, args![now_micros], rows::counts)
+            .await?
+            .ok_or_else(|| StoreError::Backend("no count".into()))
+    }
+
+    async fn subject_ids(&self, after: Option<&str>, n: usize) -> StoreResult<Vec<String>> {
+        let after = after.unwrap_or("");
+        self.all(sql::SUBJECT_IDS, args![after, limit(n)], rows::string)
+            .await
+    }
+
+    async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.all(sql::SUBJECTS_PER_PURPOSE, &[], rows::string_and_count)
+            .await
+    }
 }

@@ -3,21 +3,25 @@
 //! encryption happens before a value reaches it. Every write carries its audit entry, and the
 //! store commits both in one transaction, so no change is ever unaudited.
 
+#[macro_use]
+mod sql;
+#[macro_use]
+mod exec;
 mod accountability;
 mod integrity;
 mod lists;
+mod migrations;
+mod ops;
 mod postgres;
 mod rights;
 mod rotation;
 mod rows;
-mod sql;
 mod sqlite;
 mod types;
 
 pub use accountability::*;
-pub use postgres::{
-    describe as describe_pg_config, parse_url as parse_pg_url, PgStore, PG_SCHEMA_VERSION,
-};
+pub use migrations::SCHEMA_VERSION;
+pub use postgres::{describe as describe_pg_config, parse_url as parse_pg_url, PgStore};
 pub use rights::*;
 pub use rotation::*;
 pub use sqlite::{
@@ -26,8 +30,15 @@ pub use sqlite::{
 };
 pub use types::*;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use amanah_core::audit::{AuditDraft, AuditRecord};
+use amanah_crypto::audit::AuditKey;
 use async_trait::async_trait;
+
+use crate::exec::{Args, Map, Rows};
+use crate::ops::Op;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -36,9 +47,11 @@ pub enum StoreError {
     Unique { category: String },
     #[error("not found")]
     NotFound,
-    /// The row changed under the caller (e.g. a request moved on since it was read).
-    #[error("{0}")]
-    Conflict(String),
+    /// A conditional write changed nothing: the row is no longer in the state the write was
+    /// conditioned on (e.g. a request moved on since it was read). The vault says which rule
+    /// that breaks.
+    #[error("the record changed since it was read")]
+    Changed,
     /// A bulk insert collided with unique terms; nothing was written.
     #[error("{} subjects hold a unique value another subject already holds", .0.len())]
     Conflicts(Vec<UniqueConflict>),
@@ -161,4 +174,280 @@ pub trait Store:
     /// write-ahead logs back and truncates them), e.g. after a bulk import, so the next
     /// process does not start on a log of gigabytes. Committed data is durable either way.
     async fn flush(&self) -> StoreResult<()>;
+}
+
+/// What a backend provides to the one implementation of the store traits below: group-commit
+/// writes of [`Op`]s, reads of shared queries, and the few operations whose SQL is dialect-bound
+/// or whose machinery differs (loading subjects, bulk insert, flush).
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + 'static {
+    /// Queues a write for the next group commit; its audit records once committed (durably).
+    async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>>;
+    /// Every row of a read, each read by `map`.
+    async fn all<T: Send + 'static>(&self, q: sql::Sql, args: Args<'_>, map: Map<T>) -> Rows<T>;
+    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>>;
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject>;
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64>;
+    async fn store_id(&self) -> StoreResult<Option<String>>;
+    async fn flush(&self) -> StoreResult<()>;
+    /// The audit key, which checks the MACs of the rows that grant access (`integrity`).
+    fn records(&self) -> &AuditKey;
+
+    /// The first row of a read.
+    async fn first<T: Send + 'static>(
+        &self,
+        q: sql::Sql,
+        args: Args<'_>,
+        map: Map<T>,
+    ) -> StoreResult<Option<T>> {
+        Ok(self.all(q, args, map).await?.into_iter().next())
+    }
+
+    /// A write with one audit entry.
+    async fn write_one(&self, op: Op) -> StoreResult<AuditRecord> {
+        self.write(op)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("no audit record".into()))
+    }
+}
+
+/// Hands a job to one of a backend's workers (writer or readers) and waits for its reply.
+pub(crate) async fn submit<J, T>(
+    worker: &flume::Sender<J>,
+    job: impl FnOnce(tokio::sync::oneshot::Sender<StoreResult<T>>) -> J,
+) -> StoreResult<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let stopped = |_| StoreError::Backend("the store's worker has stopped".into());
+    worker
+        .send_async(job(reply))
+        .await
+        .map_err(|e| stopped(e.to_string()))?;
+    answer.await.map_err(|e| stopped(e.to_string()))?
+}
+
+/// A result limit as SQL binds it.
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl<B: Backend> Store for B {
+    async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertSubject(s, audit)).await
+    }
+
+    async fn update_subject(
+        &self,
+        u: SubjectUpdate,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::UpdateSubject(u, audit)).await
+    }
+
+    async fn insert_subjects(
+        &self,
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64> {
+        Backend::insert_subjects(self, input).await
+    }
+
+    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
+        Backend::load_subject(self, id).await
+    }
+
+    async fn find_subjects(
+        &self,
+        category: &str,
+        term: [u8; 32],
+        limit: usize,
+    ) -> StoreResult<Vec<StoredSubject>> {
+        Backend::find_subjects(self, category, term, limit).await
+    }
+
+    async fn insert_consent(
+        &self,
+        consent: ConsentRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertConsent(consent, audit)).await
+    }
+
+    async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
+        self.all(sql::CONSENTS_OF, args![subject], rows::consent)
+            .await
+    }
+
+    async fn select_consents(
+        &self,
+        purpose: &str,
+        selection: ConsentSelection,
+        after: Option<&str>,
+        n: usize,
+    ) -> StoreResult<Vec<ConsentRecord>> {
+        let after = after.unwrap_or("");
+        match &selection {
+            ConsentSelection::StaleFor { current_version } => {
+                let args = args![purpose, after, current_version, limit(n)];
+                self.all(sql::STALE_CONSENTS, args, rows::consent).await
+            }
+            ConsentSelection::ContactableOn {
+                current_version,
+                channel,
+            } => {
+                let args = args![purpose, after, current_version, channel, limit(n)];
+                self.all(sql::CONTACTABLE_CONSENTS, args, rows::consent)
+                    .await
+            }
+        }
+    }
+
+    async fn insert_relation(
+        &self,
+        relation: RelationRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertRelation(relation, audit)).await
+    }
+
+    async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
+        self.all(sql::RELATIONS_OF, args![subject], rows::relation)
+            .await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
+        self.write(Op::Append(entries)).await
+    }
+
+    async fn audit_entries(
+        &self,
+        subject: Option<&str>,
+        after: u64,
+        n: usize,
+    ) -> StoreResult<Vec<AuditRecord>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        match subject {
+            Some(s) => {
+                let args = args![s, after, limit(n)];
+                self.all(sql::AUDIT_OF_SUBJECT_AFTER, args, rows::audit)
+                    .await
+            }
+            None => {
+                let args = args![after, limit(n)];
+                self.all(sql::AUDIT_AFTER, args, rows::audit).await
+            }
+        }
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
+        self.first(sql::AUDIT_HEAD, &[], rows::head).await
+    }
+
+    async fn store_id(&self) -> StoreResult<Option<String>> {
+        Backend::store_id(self).await
+    }
+
+    async fn insert_api_key(
+        &self,
+        key: ApiKeyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertApiKey(key, audit)).await
+    }
+
+    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        let row = self
+            .first(sql::API_KEY_BY_HASH, args![token_hash], rows::api_key)
+            .await?;
+        Ok(row.and_then(|row| integrity::checked_api_key(self.records(), row)))
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        let rows = self.all(sql::API_KEYS, &[], rows::api_key).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| integrity::checked_api_key(self.records(), row))
+            .collect())
+    }
+
+    async fn revoke_api_key(
+        &self,
+        id: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let id = id.to_owned();
+        self.write_one(Op::RevokeApiKey {
+            id,
+            at: at_micros,
+            audit,
+        })
+        .await
+    }
+
+    async fn insert_policy(
+        &self,
+        policy: PolicyRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertPolicy(policy, audit)).await
+    }
+
+    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
+        let key = self.records();
+        match self.first(sql::NEWEST_POLICY, &[], rows::policy).await? {
+            None => Ok(None),
+            Some(row) if integrity::policy_holds(key, &row) => Ok(Some(row.0)),
+            Some(_) => {
+                let rows = self.all(sql::NEWEST_POLICIES, &[], rows::policy).await?;
+                integrity::current_policy(key, rows)
+            }
+        }
+    }
+
+    async fn flush(&self) -> StoreResult<()> {
+        Backend::flush(self).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> KeyRotationStore for B {
+    async fn data_keys_not_under(
+        &self,
+        kek: &str,
+        after: &str,
+        n: usize,
+    ) -> StoreResult<Vec<StoredDataKey>> {
+        let args = args![kek, after, limit(n)];
+        self.all(
+            sql::keys::DATA_KEYS_NOT_UNDER,
+            args,
+            rotation::stored_data_key,
+        )
+        .await
+    }
+
+    async fn rewrap_data_keys(
+        &self,
+        rewraps: Vec<Rewrap>,
+        audit: AuditDraft,
+    ) -> StoreResult<(u64, AuditRecord)> {
+        let updated = Arc::new(AtomicU64::new(0));
+        let record = self
+            .write_one(Op::RewrapKeys {
+                rewraps,
+                audit,
+                updated: updated.clone(),
+            })
+            .await?;
+        Ok((updated.load(Ordering::Relaxed), record))
+    }
+
+    async fn data_keys_per_kek(&self) -> StoreResult<Vec<(String, u64)>> {
+        self.all(sql::keys::DATA_KEYS_PER_KEK, &[], rotation::kek_count)
+            .await
+    }
 }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use amanah_core::audit::{AuditDraft, AuditRecord};
+use amanah_core::audit::AuditRecord;
 use amanah_crypto::audit::AuditKey;
 use async_trait::async_trait;
 use tokio::sync::oneshot;
@@ -27,25 +27,18 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use crate::integrity;
-use crate::rows;
-use crate::sql::{self, Sql};
-use crate::{
-    ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, NewSubject, PolicyRecord,
-    RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
-};
+use crate::exec::{Args, Map, Rows, Value};
+use crate::ops::Op;
+use crate::sql::Sql;
+use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
 
-mod accountability;
 mod commit;
-mod rights;
-mod rotation;
+mod exec;
 mod schema;
-mod writes;
 
 use commit::*;
-pub use schema::PG_SCHEMA_VERSION;
+use exec::*;
 use schema::*;
-use writes::*;
 const MAX_BATCH: usize = 256;
 const READERS: usize = 4;
 /// Attempts of one write transaction that hits 40001 / 40P01.
@@ -67,14 +60,6 @@ pub fn is_retryable(code: &SqlState) -> bool {
 
 fn retryable(e: &tokio_postgres::Error) -> bool {
     e.code().is_some_and(is_retryable)
-}
-
-fn channel_closed<T>(_: T) -> StoreError {
-    StoreError::Backend("the storage task has stopped".into())
-}
-
-fn limit_i64(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 /// `postgres://user@host:port/db`, without the password, for messages and logs.
@@ -114,7 +99,6 @@ async fn connect(config: &Config) -> StoreResult<Client> {
     Ok(client)
 }
 
-/// Prepared statements of one connection, by SQL text.
 enum WriteJob {
     /// A small job, committed together with its queued neighbours (group commit).
     One {
@@ -188,26 +172,6 @@ impl PgStore {
         describe(&self.inner.config)
     }
 
-    async fn write(&self, op: Op) -> StoreResult<AuditRecord> {
-        self.write_many(op)
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Backend("no audit record".into()))
-    }
-
-    async fn write_many(&self, op: Op) -> StoreResult<Vec<AuditRecord>> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send_async(WriteJob::One {
-                op: Box::new(op),
-                reply,
-            })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
-    }
-
     /// A read connection, reconnected if the server closed it.
     async fn reader(&self) -> StoreResult<Arc<ReadConn>> {
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
@@ -249,225 +213,66 @@ impl PgStore {
         };
         conn.client.query(&stmt, params).await.map_err(backend)
     }
+}
 
-    /// Every row of a shared query, each read by `map`.
-    async fn all<T>(
-        &self,
-        q: Sql,
-        params: &[&(dyn ToSql + Sync)],
-        map: impl Fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Vec<T>> {
-        self.query(q.pg, params).await?.iter().map(map).collect()
-    }
-
-    /// The first row of a shared query, read by `map`.
-    async fn first<T>(
-        &self,
-        q: Sql,
-        params: &[&(dyn ToSql + Sync)],
-        map: impl Fn(&Row) -> StoreResult<T>,
-    ) -> StoreResult<Option<T>> {
-        self.query(q.pg, params).await?.first().map(map).transpose()
-    }
+/// Subjects with their key, purposes and fields, one row per field (read by
+/// `subjects_from_rows`); a subject whose key is gone is not loaded.
+macro_rules! subject_rows {
+    () => {
+        "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
+                f.category, f.ciphertext, s.restricted_at,
+                ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
+                      ORDER BY p.collected_at, p.purpose)
+         FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
+         LEFT JOIN subject_fields f ON f.subject_id = s.id"
+    };
 }
 
 #[async_trait]
-impl Store for PgStore {
-    async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
-        self.write(Op::InsertSubject(s, audit)).await
+impl Backend for PgStore {
+    async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>> {
+        let op = Box::new(op);
+        submit(&self.inner.writer, |reply| WriteJob::One { op, reply }).await
+    }
+
+    async fn all<T: Send + 'static>(&self, q: Sql, args: Args<'_>, map: Map<T>) -> Rows<T> {
+        let params: Vec<_> = args.iter().map(Value::pg).collect();
+        let rows = self.query(q.pg, &params).await?;
+        rows.iter().map(|r| map(r)).collect()
+    }
+
+    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
+        let rows = self
+            .query(concat!(subject_rows!(), " WHERE s.id = $1"), &[&id])
+            .await?;
+        Ok(subjects_from_rows(&rows)?.pop())
+    }
+
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject> {
+        let rows = self
+            .query(
+                concat!(
+                    "WITH ids AS (",
+                    subjects_with_term!(),
+                    ") ",
+                    subject_rows!(),
+                    " WHERE s.id IN (SELECT subject_id FROM ids) ORDER BY s.id"
+                ),
+                &[&category, &&term[..], &limit(n)],
+            )
+            .await?;
+        subjects_from_rows(&rows)
     }
 
     async fn insert_subjects(
         &self,
         input: tokio::sync::mpsc::Receiver<BulkInsert>,
     ) -> StoreResult<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.inner
-            .writer
-            .send_async(WriteJob::Bulk { input, reply })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        submit(&self.inner.writer, |reply| WriteJob::Bulk { input, reply }).await
     }
 
-    async fn update_subject(
-        &self,
-        u: SubjectUpdate,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::UpdateSubject(u, audit)).await
-    }
-
-    async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
-        let rows = self
-            .query(
-                "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at,
-                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
-                              ORDER BY p.collected_at, p.purpose)
-                 FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
-                 LEFT JOIN subject_fields f ON f.subject_id = s.id
-                 WHERE s.id = $1",
-                &[&id],
-            )
-            .await?;
-        Ok(subjects_from_rows(&rows)?.pop())
-    }
-
-    async fn find_subjects(
-        &self,
-        category: &str,
-        term: [u8; 32],
-        limit: usize,
-    ) -> StoreResult<Vec<StoredSubject>> {
-        let rows = self
-            .query(
-                "WITH ids AS (
-                     SELECT subject_id FROM blind_index WHERE category = $1 AND term = $2
-                     ORDER BY subject_id LIMIT $3
-                 )
-                 SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                        f.category, f.ciphertext, s.restricted_at,
-                        ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
-                              ORDER BY p.collected_at, p.purpose)
-                 FROM ids JOIN subjects s ON s.id = ids.subject_id
-                 JOIN amanah_keys.data_keys k ON k.subject_id = s.id
-                 LEFT JOIN subject_fields f ON f.subject_id = s.id
-                 ORDER BY s.id",
-                &[&category, &&term[..], &limit_i64(limit)],
-            )
-            .await?;
-        subjects_from_rows(&rows)
-    }
-
-    async fn insert_consent(
-        &self,
-        consent: ConsentRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::InsertConsent(consent, audit)).await
-    }
-
-    async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
-        self.all(sql::CONSENTS_OF, &[&subject], rows::consent).await
-    }
-
-    async fn select_consents(
-        &self,
-        purpose: &str,
-        selection: ConsentSelection,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<ConsentRecord>> {
-        let after = after.unwrap_or("");
-        let limit = limit_i64(limit);
-        match &selection {
-            ConsentSelection::StaleFor { current_version } => {
-                self.all(
-                    sql::STALE_CONSENTS,
-                    &[&purpose, &after, current_version, &limit],
-                    rows::consent,
-                )
-                .await
-            }
-            ConsentSelection::ContactableOn {
-                current_version,
-                channel,
-            } => {
-                self.all(
-                    sql::CONTACTABLE_CONSENTS,
-                    &[&purpose, &after, current_version, channel, &limit],
-                    rows::consent,
-                )
-                .await
-            }
-        }
-    }
-
-    async fn insert_relation(
-        &self,
-        relation: RelationRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::InsertRelation(relation, audit)).await
-    }
-
-    async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
-        self.all(sql::RELATIONS_OF, &[&subject], rows::relation)
-            .await
-    }
-
-    async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
-        self.write_many(Op::Append(entries)).await
-    }
-
-    async fn audit_entries(
-        &self,
-        subject: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let limit = limit_i64(limit);
-        match subject {
-            Some(s) => {
-                self.all(
-                    sql::AUDIT_OF_SUBJECT_AFTER,
-                    &[&s, &after, &limit],
-                    rows::audit,
-                )
-                .await
-            }
-            None => {
-                self.all(sql::AUDIT_AFTER, &[&after, &limit], rows::audit)
-                    .await
-            }
-        }
-    }
-
-    async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
-        self.first(sql::AUDIT_HEAD, &[], rows::head).await
-    }
-
-    async fn insert_api_key(
-        &self,
-        key: ApiKeyRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::InsertApiKey(key, audit)).await
-    }
-
-    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let row = self
-            .first(sql::API_KEY_BY_HASH, &[&token_hash], rows::api_key)
-            .await?;
-        Ok(row.and_then(|row| integrity::checked_api_key(&self.inner.records, row)))
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = self.all(sql::API_KEYS, &[], rows::api_key).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| integrity::checked_api_key(&self.inner.records, row))
-            .collect())
-    }
-
-    async fn revoke_api_key(
-        &self,
-        id: &str,
-        at_micros: i64,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::RevokeApiKey(id.to_owned(), at_micros, audit))
-            .await
-    }
-
-    async fn insert_policy(
-        &self,
-        policy: PolicyRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(Op::InsertPolicy(policy, audit)).await
+    async fn store_id(&self) -> StoreResult<Option<String>> {
+        Ok(None)
     }
 
     async fn flush(&self) -> StoreResult<()> {
@@ -475,16 +280,8 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        let key = &self.inner.records;
-        match self.first(sql::NEWEST_POLICY, &[], rows::policy).await? {
-            None => Ok(None),
-            Some(row) if integrity::policy_holds(key, &row) => Ok(Some(row.0)),
-            Some(_) => {
-                let rows = self.all(sql::NEWEST_POLICIES, &[], rows::policy).await?;
-                integrity::current_policy(key, rows)
-            }
-        }
+    fn records(&self) -> &AuditKey {
+        &self.inner.records
     }
 }
 
@@ -513,12 +310,5 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!err.contains("s3cret"), "{err}");
-    }
-
-    #[test]
-    fn migrations_are_ordered_and_end_at_the_supported_version() {
-        let versions: Vec<i64> = MIGRATIONS.iter().map(|(v, _)| *v).collect();
-        assert!(versions.windows(2).all(|w| w[0] + 1 == w[1]));
-        assert_eq!(versions.last(), Some(&PG_SCHEMA_VERSION));
     }
 }

@@ -5,7 +5,8 @@
 use amanah_core::audit::{AuditDraft, AuditRecord};
 use async_trait::async_trait;
 
-use crate::StoreResult;
+use crate::ops::Op;
+use crate::{limit, rows, sql, Backend, StoreError, StoreResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestrictionRecord {
@@ -133,7 +134,7 @@ pub trait RightsStore: Send + Sync {
         request: RequestRecord,
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
-    /// `NotFound` if no such request, `Conflict` if it is no longer in `transition.from`.
+    /// `NotFound` if no such request, `Changed` if it is no longer in `transition.from`.
     async fn update_request(
         &self,
         transition: RequestTransition,
@@ -185,4 +186,202 @@ pub trait RightsStore: Send + Sync {
     ) -> StoreResult<AuditRecord>;
     /// Count of de-identified records (statistics).
     async fn deidentified_count(&self) -> StoreResult<u64>;
+}
+
+#[async_trait]
+impl<B: Backend> RightsStore for B {
+    async fn erase_subject(
+        &self,
+        id: &str,
+        at_micros: i64,
+        cause: &str,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let (id, cause) = (id.to_owned(), cause.to_owned());
+        let at = at_micros;
+        self.write_one(Op::EraseSubject {
+            id,
+            at,
+            cause,
+            audit,
+        })
+        .await
+    }
+
+    async fn erased_at(&self, id: &str) -> StoreResult<Option<i64>> {
+        self.first(sql::ERASED_AT, args![id], rows::int).await
+    }
+
+    async fn set_restriction(
+        &self,
+        id: &str,
+        restriction: Option<RestrictionRecord>,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let id = id.to_owned();
+        self.write_one(Op::SetRestriction {
+            id,
+            restriction,
+            audit,
+        })
+        .await
+    }
+
+    async fn restriction(&self, id: &str) -> StoreResult<Option<RestrictionRecord>> {
+        self.first(sql::RESTRICTION, args![id], rows::restriction)
+            .await
+    }
+
+    async fn insert_hold(&self, hold: HoldRecord, audit: AuditDraft) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertHold(hold, audit)).await
+    }
+
+    async fn holds(&self, subject: &str) -> StoreResult<Vec<HoldRecord>> {
+        self.all(sql::HOLDS_OF, args![subject], rows::hold).await
+    }
+
+    async fn release_hold(
+        &self,
+        subject: &str,
+        hold_id: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let (subject, hold_id) = (subject.to_owned(), hold_id.to_owned());
+        let at = at_micros;
+        self.write_one(Op::ReleaseHold {
+            subject,
+            hold_id,
+            at,
+            audit,
+        })
+        .await
+    }
+
+    async fn insert_request(
+        &self,
+        request: RequestRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::InsertRequest(request, audit)).await
+    }
+
+    async fn update_request(
+        &self,
+        transition: RequestTransition,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        self.write_one(Op::UpdateRequest(transition, audit)).await
+    }
+
+    async fn load_request(&self, id: &str) -> StoreResult<Option<RequestRecord>> {
+        self.first(sql::REQUEST_BY_ID, args![id], rows::request)
+            .await
+    }
+
+    async fn list_requests(
+        &self,
+        filter: RequestFilter,
+        after: Option<&str>,
+        n: usize,
+    ) -> StoreResult<Vec<RequestRecord>> {
+        let f = &filter;
+        let args = args![
+            f.open_only,
+            &f.status,
+            &f.subject,
+            f.overdue_at,
+            after,
+            limit(n)
+        ];
+        self.all(sql::LIST_REQUESTS, args, rows::request).await
+    }
+
+    async fn count_requests(&self, now_micros: i64) -> StoreResult<(u64, u64)> {
+        self.first(sql::COUNT_REQUESTS, args![now_micros], rows::counts)
+            .await?
+            .ok_or_else(|| StoreError::Backend("no count".into()))
+    }
+
+    async fn subject_purposes(&self, id: &str) -> StoreResult<Vec<(String, i64)>> {
+        self.all(sql::PURPOSES_OF, args![id], rows::string_and_i64)
+            .await
+    }
+
+    async fn end_relationship(
+        &self,
+        id: &str,
+        at_micros: i64,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let (id, at) = (id.to_owned(), at_micros);
+        self.write_one(Op::EndRelationship { id, at, audit }).await
+    }
+
+    async fn retention_page(
+        &self,
+        after: Option<&str>,
+        n: usize,
+    ) -> StoreResult<Vec<RetentionSubject>> {
+        let after = after.unwrap_or("");
+        let heads = self
+            .all(
+                sql::RETENTION_HEADS,
+                args![after, limit(n)],
+                rows::retention_head,
+            )
+            .await?;
+        let mut out = Vec::with_capacity(heads.len());
+        for (id, ended) in heads {
+            out.push(RetentionSubject {
+                purposes: self.subject_purposes(&id).await?,
+                categories: self
+                    .all(sql::CATEGORIES_OF, args![&id], rows::string)
+                    .await?,
+                holds_until: self.all(sql::HOLDS_UNTIL, args![&id], rows::string).await?,
+                relationship_ended_micros: ended,
+                id,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn erase_categories(
+        &self,
+        id: &str,
+        categories: Vec<String>,
+        expired: Vec<String>,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let id = id.to_owned();
+        self.write_one(Op::EraseCategories {
+            id,
+            categories,
+            expired,
+            audit,
+        })
+        .await
+    }
+
+    async fn deidentify_subject(
+        &self,
+        id: &str,
+        at_micros: i64,
+        record: DeidentifiedRecord,
+        audit: AuditDraft,
+    ) -> StoreResult<AuditRecord> {
+        let (id, at) = (id.to_owned(), at_micros);
+        self.write_one(Op::Deidentify {
+            id,
+            at,
+            record,
+            audit,
+        })
+        .await
+    }
+
+    async fn deidentified_count(&self) -> StoreResult<u64> {
+        let n = self.first(sql::DEIDENTIFIED_COUNT, &[], rows::int).await?;
+        Ok(n.unwrap_or(0) as u64)
+    }
 }

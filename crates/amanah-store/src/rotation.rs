@@ -6,7 +6,7 @@ use amanah_core::audit::{AuditDraft, AuditRecord};
 use amanah_crypto::WrappedKey;
 use async_trait::async_trait;
 
-use crate::rows::RowAccess;
+use crate::exec::Row;
 use crate::StoreResult;
 
 /// One subject's data key as stored.
@@ -47,7 +47,7 @@ pub trait KeyRotationStore: Send + Sync {
 }
 
 /// Reads `subject_id, kek_id, key_version, wrapped_key`.
-pub(crate) fn stored_data_key<R: RowAccess + ?Sized>(r: &R) -> StoreResult<StoredDataKey> {
+pub(crate) fn stored_data_key(r: &dyn Row) -> StoreResult<StoredDataKey> {
     Ok(StoredDataKey {
         subject_id: r.col(0)?,
         wrapped: WrappedKey {
@@ -59,6 +59,6 @@ pub(crate) fn stored_data_key<R: RowAccess + ?Sized>(r: &R) -> StoreResult<Store
 }
 
 /// Reads `kek_id, COUNT(*)`.
-pub(crate) fn kek_count<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(String, u64)> {
+pub(crate) fn kek_count(r: &dyn Row) -> StoreResult<(String, u64)> {
     Ok((r.col(0)?, u64::try_from(r.col::<i64>(1)?).unwrap_or(0)))
 }

@@ -1,39 +1,15 @@
-//! Row mapping, written once for both backends. [`RowAccess`] reads a column by index from a
+//! Row mapping, written once for both backends. [`Row`] reads a column by index from a
 //! `rusqlite::Row` or a `tokio_postgres::Row`; every record's mapper below is written over it,
 //! so a column added to a record is read in one place. Each mapper expects the columns in the
-//! order of its `*_COLUMNS` list in [`crate::sql`].
+//! order of its `*_columns` list in [`crate::sql`].
 
 use amanah_core::audit::{AuditDraft, AuditRecord, Outcome};
 
+use crate::exec::Row;
 use crate::{
     ApiKeyRecord, BreachRecord, ConsentRecord, DisclosureRecord, HoldRecord, PolicyRecord,
     RelationRecord, RequestRecord, RestrictionRecord, StoreResult,
 };
-
-/// A column type both drivers can read (`i64`, `bool`, `String`, `Vec<u8>` and their `Option`s).
-pub(crate) trait Column:
-    rusqlite::types::FromSql + tokio_postgres::types::FromSqlOwned
-{
-}
-
-impl<T: rusqlite::types::FromSql + tokio_postgres::types::FromSqlOwned> Column for T {}
-
-/// Typed access to one result row by column index, whichever backend produced it.
-pub(crate) trait RowAccess {
-    fn col<T: Column>(&self, i: usize) -> StoreResult<T>;
-}
-
-impl RowAccess for rusqlite::Row<'_> {
-    fn col<T: Column>(&self, i: usize) -> StoreResult<T> {
-        self.get(i).map_err(crate::sqlite::backend)
-    }
-}
-
-impl RowAccess for tokio_postgres::Row {
-    fn col<T: Column>(&self, i: usize) -> StoreResult<T> {
-        self.try_get(i).map_err(crate::postgres::backend)
-    }
-}
 
 /// A stored hash or MAC; anything but 32 bytes (tampering) reads as zeros and fails its check.
 pub(crate) fn to_hash(bytes: &[u8]) -> [u8; 32] {
@@ -49,15 +25,39 @@ fn count(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
 
-pub(crate) fn string<R: RowAccess + ?Sized>(r: &R) -> StoreResult<String> {
+pub(crate) fn string(r: &dyn Row) -> StoreResult<String> {
     r.col(0)
 }
 
-pub(crate) fn string_and_i64<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(String, i64)> {
+pub(crate) fn string_and_i64(r: &dyn Row) -> StoreResult<(String, i64)> {
     Ok((r.col(0)?, r.col(1)?))
 }
 
-pub(crate) fn consent<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ConsentRecord> {
+pub(crate) fn int(r: &dyn Row) -> StoreResult<i64> {
+    r.col(0)
+}
+
+/// A row that only says it exists.
+pub(crate) fn unit(_: &dyn Row) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Two counts (open, overdue).
+pub(crate) fn counts(r: &dyn Row) -> StoreResult<(u64, u64)> {
+    Ok((r.col::<i64>(0)? as u64, r.col::<i64>(1)? as u64))
+}
+
+/// A name and a count.
+pub(crate) fn string_and_count(r: &dyn Row) -> StoreResult<(String, u64)> {
+    Ok((r.col(0)?, r.col::<i64>(1)? as u64))
+}
+
+/// A subject id and when its relationship ended.
+pub(crate) fn retention_head(r: &dyn Row) -> StoreResult<(String, Option<i64>)> {
+    Ok((r.col(0)?, r.col(1)?))
+}
+
+pub(crate) fn consent(r: &dyn Row) -> StoreResult<ConsentRecord> {
     let channels: String = r.col(8)?;
     Ok(ConsentRecord {
         id: r.col(0)?,
@@ -84,7 +84,7 @@ pub(crate) fn consent<R: RowAccess + ?Sized>(r: &R) -> StoreResult<ConsentRecord
     })
 }
 
-pub(crate) fn relation<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RelationRecord> {
+pub(crate) fn relation(r: &dyn Row) -> StoreResult<RelationRecord> {
     Ok(RelationRecord {
         id: r.col(0)?,
         subject_id: r.col(1)?,
@@ -97,7 +97,7 @@ pub(crate) fn relation<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RelationReco
     })
 }
 
-pub(crate) fn audit<R: RowAccess + ?Sized>(r: &R) -> StoreResult<AuditRecord> {
+pub(crate) fn audit(r: &dyn Row) -> StoreResult<AuditRecord> {
     let fields: String = r.col(10)?;
     let outcome: String = r.col(7)?;
     Ok(AuditRecord {
@@ -121,7 +121,7 @@ pub(crate) fn audit<R: RowAccess + ?Sized>(r: &R) -> StoreResult<AuditRecord> {
 }
 
 /// The signed head: (seq, hash, mac).
-pub(crate) fn head<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(u64, [u8; 32], [u8; 32])> {
+pub(crate) fn head(r: &dyn Row) -> StoreResult<(u64, [u8; 32], [u8; 32])> {
     Ok((
         r.col::<i64>(0)? as u64,
         to_hash(&r.col::<Vec<u8>>(1)?),
@@ -130,9 +130,7 @@ pub(crate) fn head<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(u64, [u8; 32], 
 }
 
 /// An API key row and its MAC (checked by `integrity`).
-pub(crate) fn api_key<R: RowAccess + ?Sized>(
-    r: &R,
-) -> StoreResult<(ApiKeyRecord, Option<Vec<u8>>)> {
+pub(crate) fn api_key(r: &dyn Row) -> StoreResult<(ApiKeyRecord, Option<Vec<u8>>)> {
     let record = ApiKeyRecord {
         id: r.col(0)?,
         name: r.col(1)?,
@@ -146,7 +144,7 @@ pub(crate) fn api_key<R: RowAccess + ?Sized>(
 }
 
 /// A policy version row and its MAC (checked by `integrity`).
-pub(crate) fn policy<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(PolicyRecord, Option<Vec<u8>>)> {
+pub(crate) fn policy(r: &dyn Row) -> StoreResult<(PolicyRecord, Option<Vec<u8>>)> {
     let record = PolicyRecord {
         seq: r.col(0)?,
         version: r.col(1)?,
@@ -157,7 +155,7 @@ pub(crate) fn policy<R: RowAccess + ?Sized>(r: &R) -> StoreResult<(PolicyRecord,
     Ok((record, r.col(5)?))
 }
 
-pub(crate) fn request<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RequestRecord> {
+pub(crate) fn request(r: &dyn Row) -> StoreResult<RequestRecord> {
     Ok(RequestRecord {
         id: r.col(0)?,
         subject_id: r.col(1)?,
@@ -174,7 +172,7 @@ pub(crate) fn request<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RequestRecord
     })
 }
 
-pub(crate) fn hold<R: RowAccess + ?Sized>(r: &R) -> StoreResult<HoldRecord> {
+pub(crate) fn hold(r: &dyn Row) -> StoreResult<HoldRecord> {
     Ok(HoldRecord {
         id: r.col(0)?,
         subject_id: r.col(1)?,
@@ -186,7 +184,7 @@ pub(crate) fn hold<R: RowAccess + ?Sized>(r: &R) -> StoreResult<HoldRecord> {
     })
 }
 
-pub(crate) fn restriction<R: RowAccess + ?Sized>(r: &R) -> StoreResult<RestrictionRecord> {
+pub(crate) fn restriction(r: &dyn Row) -> StoreResult<RestrictionRecord> {
     Ok(RestrictionRecord {
         since_micros: r.col(0)?,
         reason: r.col(1)?,
@@ -195,7 +193,7 @@ pub(crate) fn restriction<R: RowAccess + ?Sized>(r: &R) -> StoreResult<Restricti
 }
 
 /// A disclosure without its subjects (they are read from `disclosure_subjects`).
-pub(crate) fn disclosure<R: RowAccess + ?Sized>(r: &R) -> StoreResult<DisclosureRecord> {
+pub(crate) fn disclosure(r: &dyn Row) -> StoreResult<DisclosureRecord> {
     Ok(DisclosureRecord {
         id: r.col(0)?,
         recipient: r.col(1)?,
@@ -225,7 +223,7 @@ pub(crate) fn disclosure<R: RowAccess + ?Sized>(r: &R) -> StoreResult<Disclosure
 }
 
 /// A breach without its subjects (they are read from `breach_subjects`).
-pub(crate) fn breach<R: RowAccess + ?Sized>(r: &R) -> StoreResult<BreachRecord> {
+pub(crate) fn breach(r: &dyn Row) -> StoreResult<BreachRecord> {
     Ok(BreachRecord {
         id: r.col(0)?,
         detected_at_micros: r.col(1)?,

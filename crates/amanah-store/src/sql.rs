@@ -4,8 +4,9 @@
 //! SQLite text at compile time by rewriting each `$N` to `?N`, which SQLite binds by number
 //! exactly as PostgreSQL does. Row mapping for these columns lives in [`crate::rows`].
 //!
-//! What stays per backend: the schemas and migrations, the group-commit writers, and the few
-//! queries that need a dialect (`FOR UPDATE`, arrays, `instr`/`strpos`, the attached key store).
+//! The statements of writes are in [`writes`]. What stays per backend: the migrations, the
+//! group-commit writers, and the few queries that need a dialect (`FOR UPDATE`, arrays,
+//! `instr`/`strpos`, the key store's name): those give both texts here.
 
 /// One query's text for each backend.
 #[derive(Debug, Clone, Copy)]
@@ -46,9 +47,6 @@ macro_rules! sql {
     };
 }
 
-/// The key-rotation queries (over the key store).
-pub(crate) mod keys;
-
 macro_rules! consent_columns {
     () => {
         "c.id, c.subject_id, c.purpose, c.purpose_version, c.policy_version, c.granted,
@@ -66,6 +64,15 @@ macro_rules! current_consents {
             " FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
               WHERE cc.purpose = $1 AND cc.subject_id > $2 AND c.granted"
         )
+    };
+}
+
+macro_rules! subjects_with_term {
+    () => {
+        "SELECT subject_id FROM unique_index WHERE category = $1 AND term = $2
+         UNION
+         SELECT subject_id FROM blind_index WHERE category = $1 AND term = $2
+         ORDER BY subject_id LIMIT $3"
     };
 }
 
@@ -119,22 +126,23 @@ pub(crate) const STALE_CONSENTS: Sql = sql!(concat!(
     " AND c.purpose_version <> $3 ORDER BY cc.subject_id LIMIT $4"
 ));
 
-/// The one dialect difference of the consent listings: a channel in a comma-joined list.
+/// A channel in a comma-joined list, found by `strpos` (PostgreSQL) or `instr` (SQLite).
+macro_rules! contactable {
+    ($position:literal) => {
+        sql!(concat!(
+            current_consents!(),
+            " AND c.purpose_version = $3 AND ",
+            $position,
+            "(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
+             ORDER BY cc.subject_id LIMIT $5"
+        ))
+    };
+}
+
+/// The one dialect difference of the consent listings.
 pub(crate) const CONTACTABLE_CONSENTS: Sql = Sql {
-    pg: sql!(concat!(
-        current_consents!(),
-        " AND c.purpose_version = $3
-          AND strpos(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
-          ORDER BY cc.subject_id LIMIT $5"
-    ))
-    .pg,
-    lite: sql!(concat!(
-        current_consents!(),
-        " AND c.purpose_version = $3
-          AND instr(',' || c.contact_channels || ',', ',' || $4 || ',') > 0
-          ORDER BY cc.subject_id LIMIT $5"
-    ))
-    .lite,
+    pg: contactable!("strpos").pg,
+    lite: contactable!("instr").lite,
 };
 
 pub(crate) const RELATIONS_OF: Sql = sql!(
@@ -191,14 +199,6 @@ pub(crate) const API_KEY_BY_ID: Sql = sql!(concat!(
     " FROM api_keys WHERE id = $1"
 ));
 
-pub(crate) const INSERT_API_KEY: Sql = sql!(
-    "INSERT INTO api_keys (id, name, role, token_hash, created_at, revoked_at, holder, mac)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-);
-
-pub(crate) const REVOKE_API_KEY: Sql =
-    sql!("UPDATE api_keys SET revoked_at = $2, mac = $3 WHERE id = $1 AND revoked_at IS NULL");
-
 /// The newest policy version: the one in force when its MAC holds (the common case, read on every
 /// reload).
 pub(crate) const NEWEST_POLICY: Sql = sql!(
@@ -213,16 +213,6 @@ pub(crate) const NEWEST_POLICIES: Sql = sql!(
     "SELECT seq, version, source, sha256, applied_at, mac FROM policy_versions
      ORDER BY seq DESC LIMIT 64"
 );
-
-pub(crate) const INSERT_POLICY: Sql = sql!(
-    "INSERT INTO policy_versions (seq, version, source, sha256, applied_at)
-     SELECT COALESCE(MAX(seq), 0) + 1, $1, $2, $3, $4 FROM policy_versions
-     RETURNING seq"
-);
-
-pub(crate) const SEAL_POLICY: Sql = sql!("UPDATE policy_versions SET mac = $2 WHERE seq = $1");
-
-pub(crate) const SEAL_API_KEY: Sql = sql!("UPDATE api_keys SET mac = $2 WHERE id = $1");
 
 /// Rows written before schema 7, sealed by its migration.
 pub(crate) const UNSEALED_API_KEYS: Sql = sql!(concat!(
@@ -342,28 +332,16 @@ pub(crate) const COUNT_BREACHES: Sql = sql!(
      WHERE notified_at IS NULL"
 );
 
-// --- writes shared as they are ---
+// --- searches ---
 
-pub(crate) const INSERT_REQUEST: Sql = sql!(
-    "INSERT INTO requests (id, subject_id, kind, status, details, received_at, due_at,
-                           updated_at, refusal_reason, refusal_text, closed_at, received_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-);
+/// Subjects holding a term: a unique term is in `unique_index` (older stores also copied it
+/// to `blind_index`), other terms in `blind_index` ($1 category, $2 term, at most $3).
+pub(crate) const SUBJECTS_WITH_TERM: Sql = sql!(subjects_with_term!());
 
-pub(crate) const INSERT_DISCLOSURE: Sql = sql!(
-    "INSERT INTO disclosures (id, recipient, purpose, categories, reason, reference, status,
-         requested_by, requested_at, approved_by, approved_at, authorized_by, authorized_at,
-         rejected_by, rejected_at, rejection_reason, releases, max_releases, first_released_at,
-         last_released_at, deferred_until, deferral_reason, excluded)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22, $23)"
-);
+pub(crate) mod writes;
 
-pub(crate) const INSERT_BREACH: Sql = sql!(
-    "INSERT INTO breaches (id, detected_at, recorded_at, recorded_by, description, categories,
-         all_subjects, cause, measures, notify_by, notified_at, notified_by)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-);
+/// The key store's queries (rotation, and the key writes PostgreSQL runs in its transaction).
+pub(crate) mod keys;
 
 #[cfg(test)]
 mod tests {

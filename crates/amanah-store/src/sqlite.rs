@@ -25,26 +25,17 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use amanah_core::audit::{AuditDraft, AuditRecord};
+use amanah_core::audit::AuditRecord;
 use amanah_crypto::audit::{AuditKey, GENESIS};
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::integrity;
+use crate::exec::{ready, Args, Map, Rows, Value};
+use crate::migrations::SCHEMA_VERSION;
+use crate::ops::{self, Op};
 use crate::sql::{self, Sql};
-use crate::{
-    rows, ApiKeyRecord, BulkInsert, ConsentRecord, ConsentSelection, NewSubject, PolicyRecord,
-    RelationRecord, Store, StoreError, StoreResult, StoredSubject, SubjectUpdate,
-};
-
-/// 1: subjects, fields, indexes, audit, keys, policies. 2: consents, relations. 3: data keys in
-/// their own file (the key store), restriction, relationship end, holds, requests, erasures,
-/// de-identified records. 4: disclosures and their subjects, the breach register. 5: the holder
-/// of each API key. 6: lists stored as JSON arrays (lossless), and a signed genesis head from
-/// the start.
-/// 7: MACs on the rows that grant access (API keys, policy versions).
-const SCHEMA_VERSION: i64 = 7;
+use crate::{limit, rows, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
 const MAX_BATCH: usize = 512;
 const READERS: usize = 4;
 /// WAL size past which the checkpointer copies it back into the database.
@@ -54,22 +45,6 @@ const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
-}
-
-/// Every row of a shared query, each read by `map`.
-fn all<T>(
-    conn: &Connection,
-    q: Sql,
-    params: impl rusqlite::Params,
-    map: impl Fn(&rusqlite::Row<'_>) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
-    let mut rows = st.query(params).map_err(backend)?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().map_err(backend)? {
-        out.push(map(r)?);
-    }
-    Ok(out)
 }
 
 /// The first row of a shared query, read by `map`.
@@ -84,16 +59,10 @@ fn first<T>(
     rows.next().map_err(backend)?.map(map).transpose()
 }
 
-fn channel_closed<T>(_: T) -> StoreError {
-    StoreError::Backend("the storage thread has stopped".into())
-}
-
-mod accountability;
 mod backup;
 mod commit;
 mod recovery;
 mod rights;
-mod rotation;
 mod schema;
 mod writes;
 
@@ -233,34 +202,25 @@ impl SqliteStore {
         &self.path
     }
 
-    async fn write(
-        &self,
-        run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<AuditRecord> + Send + 'static,
-    ) -> StoreResult<AuditRecord> {
-        let mut records = self
-            .write_many(move |tx, chain| run(tx, chain).map(|r| vec![r]))
-            .await?;
-        records
-            .pop()
-            .ok_or_else(|| StoreError::Backend("no audit record".into()))
-    }
-
-    /// A write whose job also computes a value, handed back only if the batch commits.
+    /// A write job whose closure also computes a value, handed back only if the batch commits.
     async fn write_with<T: Send + 'static>(
         &self,
         run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<(T, AuditRecord)> + Send + 'static,
     ) -> StoreResult<(T, AuditRecord)> {
         let slot = Arc::new(std::sync::Mutex::new(None));
         let filled = slot.clone();
-        let record = self
-            .write(move |tx, chain| {
+        let mut records = self
+            .write_many(move |tx, chain| {
                 let (value, record) = run(tx, chain)?;
                 if let Ok(mut s) = filled.lock() {
                     *s = Some(value);
                 }
-                Ok(record)
+                Ok(vec![record])
             })
             .await?;
+        let record = records
+            .pop()
+            .ok_or_else(|| StoreError::Backend("no audit record".into()))?;
         let value = slot
             .lock()
             .ok()
@@ -273,75 +233,33 @@ impl SqliteStore {
         &self,
         run: impl FnOnce(&Connection, &mut Chain) -> StoreResult<Vec<AuditRecord>> + Send + 'static,
     ) -> StoreResult<Vec<AuditRecord>> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send_async(WriteJob::One {
-                run: Box::new(run),
-                reply,
-            })
-            .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        let run = Box::new(run);
+        submit(&self.writer, |reply| WriteJob::One { run, reply }).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let (reply, rx) = oneshot::channel();
-        let job: ReadFn = Box::new(move |conn| {
-            let _ = reply.send(f(conn));
-        });
-        self.readers.send_async(job).await.map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
+        submit(&self.readers, |reply| -> ReadFn {
+            Box::new(move |conn| {
+                let _ = reply.send(f(conn));
+            })
+        })
+        .await
     }
 }
 
-/// Schema 3: data keys move to the key store (attached as `keys`), so that backups of the data
-/// file hold ciphertext only and erasing a key there shreds the person everywhere.
 #[async_trait]
-impl Store for SqliteStore {
-    async fn insert_subject(&self, s: NewSubject, audit: AuditDraft) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            if let Some(category) = insert_new_subject(tx, &mut chain.keys, &s)?
-                .into_iter()
-                .next()
-            {
-                return Err(StoreError::Unique { category });
-            }
-            append(tx, chain, audit)
-        })
-        .await
-    }
-
-    async fn insert_subjects(
-        &self,
-        input: tokio::sync::mpsc::Receiver<BulkInsert>,
-    ) -> StoreResult<u64> {
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send_async(WriteJob::Bulk { input, reply })
+impl Backend for SqliteStore {
+    async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>> {
+        self.write_many(move |tx, chain| ready(ops::apply(&mut Lite::writer(tx, chain), &op)))
             .await
-            .map_err(channel_closed)?;
-        rx.await.map_err(channel_closed)?
     }
 
-    async fn update_subject(
-        &self,
-        u: SubjectUpdate,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            if !subject_exists(tx, &u.id)? {
-                return Err(StoreError::NotFound);
-            }
-            write_fields(tx, &u.id, u.at_micros, &u.fields)?;
-            if let Some(purpose) = &u.enroll {
-                record_purpose(tx, &u.id, purpose, u.at_micros)?;
-            }
-            append(tx, chain, audit)
-        })
-        .await
+    async fn all<T: Send + 'static>(&self, q: Sql, args: Args<'_>, map: Map<T>) -> Rows<T> {
+        let args: Vec<Value<'static>> = args.iter().cloned().map(Value::into_owned).collect();
+        self.read(move |conn| rows_of(conn, q, &args, map)).await
     }
 
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {
@@ -350,277 +268,21 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn find_subjects(
-        &self,
-        category: &str,
-        term: [u8; 32],
-        limit: usize,
-    ) -> StoreResult<Vec<StoredSubject>> {
+    async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject> {
         let category = category.to_owned();
         self.read(move |conn| {
-            // A unique term is in `unique_index` (older stores also copied it to
-            // `blind_index`); other terms are in `blind_index`. Two index probes, merged here.
-            let mut ids = Vec::new();
-            for sql in [
-                "SELECT subject_id FROM unique_index WHERE category = ?1 AND term = ?2 LIMIT ?3",
-                "SELECT subject_id FROM blind_index WHERE category = ?1 AND term = ?2 ORDER BY subject_id LIMIT ?3",
-            ] {
-                let found = conn
-                    .prepare_cached(sql)
-                    .and_then(|mut st| {
-                        st.query_map(params![category, &term[..], limit as i64], |r| r.get::<_, String>(0))
-                            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                    })
-                    .map_err(backend)?;
-                ids.extend(found);
-            }
-            ids.sort_unstable();
-            ids.dedup();
-            ids.truncate(limit);
+            let args = args![&category, &term, limit(n)];
+            let ids = rows_of(conn, sql::SUBJECTS_WITH_TERM, args, rows::string)?;
             load_subjects(conn, &ids)
         })
         .await
     }
 
-    async fn insert_consent(
+    async fn insert_subjects(
         &self,
-        consent: ConsentRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            let guardian_missing = match &consent.guardian_subject_id {
-                Some(g) => !subject_exists(tx, g)?,
-                None => false,
-            };
-            if !subject_exists(tx, &consent.subject_id)? || guardian_missing {
-                return Err(StoreError::NotFound);
-            }
-            write_consent(tx, &consent)?;
-            if consent.granted {
-                // A consent is a ground of its own: the subject is enrolled in its purpose.
-                record_purpose(tx, &consent.subject_id, &consent.purpose, consent.at_micros)?;
-            }
-            append(tx, chain, audit)
-        })
-        .await
-    }
-
-    async fn consents(&self, subject: &str) -> StoreResult<Vec<ConsentRecord>> {
-        let subject = subject.to_owned();
-        self.read(move |conn| all(conn, sql::CONSENTS_OF, [subject], |r| rows::consent(r)))
-            .await
-    }
-
-    async fn select_consents(
-        &self,
-        purpose: &str,
-        selection: ConsentSelection,
-        after: Option<&str>,
-        limit: usize,
-    ) -> StoreResult<Vec<ConsentRecord>> {
-        let purpose = purpose.to_owned();
-        let after = after.unwrap_or("").to_owned();
-        let limit = limit as i64;
-        self.read(move |conn| match &selection {
-            ConsentSelection::StaleFor { current_version } => all(
-                conn,
-                sql::STALE_CONSENTS,
-                params![purpose, after, current_version, limit],
-                |r| rows::consent(r),
-            ),
-            ConsentSelection::ContactableOn {
-                current_version,
-                channel,
-            } => all(
-                conn,
-                sql::CONTACTABLE_CONSENTS,
-                params![purpose, after, current_version, channel, limit],
-                |r| rows::consent(r),
-            ),
-        })
-        .await
-    }
-
-    async fn insert_relation(
-        &self,
-        relation: RelationRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            if !subject_exists(tx, &relation.subject_id)?
-                || !subject_exists(tx, &relation.related_subject_id)?
-            {
-                return Err(StoreError::NotFound);
-            }
-            tx.prepare_cached(
-                "INSERT INTO relations (id, subject_id, kind, related_subject_id, evidence, evidence_sha256,
-                                        recorded_by, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    relation.id,
-                    relation.subject_id,
-                    relation.kind,
-                    relation.related_subject_id,
-                    relation.evidence,
-                    relation.evidence_sha256,
-                    relation.recorded_by,
-                    relation.at_micros,
-                ])
-            })
-            .map_err(backend)?;
-            append(tx, chain, audit)
-        })
-        .await
-    }
-
-    async fn relations(&self, subject: &str) -> StoreResult<Vec<RelationRecord>> {
-        let subject = subject.to_owned();
-        self.read(move |conn| all(conn, sql::RELATIONS_OF, [subject], |r| rows::relation(r)))
-            .await
-    }
-
-    async fn append_audit(&self, entries: Vec<AuditDraft>) -> StoreResult<Vec<AuditRecord>> {
-        self.write_many(move |tx, chain| {
-            entries.into_iter().map(|e| append(tx, chain, e)).collect()
-        })
-        .await
-    }
-
-    async fn audit_entries(
-        &self,
-        subject: Option<&str>,
-        after: u64,
-        limit: usize,
-    ) -> StoreResult<Vec<AuditRecord>> {
-        let subject = subject.map(str::to_owned);
-        let (after, limit) = (after as i64, limit as i64);
-        self.read(move |conn| match subject {
-            Some(s) => all(
-                conn,
-                sql::AUDIT_OF_SUBJECT_AFTER,
-                params![s, after, limit],
-                |r| rows::audit(r),
-            ),
-            None => all(conn, sql::AUDIT_AFTER, params![after, limit], |r| {
-                rows::audit(r)
-            }),
-        })
-        .await
-    }
-
-    async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {
-        self.read(read_head).await
-    }
-
-    async fn insert_api_key(
-        &self,
-        key: ApiKeyRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            let mac = integrity::api_key_mac(&chain.key, &key);
-            tx.prepare_cached(sql::INSERT_API_KEY.lite)
-                .and_then(|mut st| {
-                    st.execute(params![
-                        key.id,
-                        key.name,
-                        key.role,
-                        key.token_hash,
-                        key.created_at_micros,
-                        key.revoked_at_micros,
-                        key.holder,
-                        &mac[..]
-                    ])
-                })
-                .map_err(backend)?;
-            append(tx, chain, audit)
-        })
-        .await
-    }
-
-    async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
-        let token_hash = token_hash.to_owned();
-        let key = self.records.clone();
-        self.read(move |conn| {
-            let row = first(conn, sql::API_KEY_BY_HASH, [token_hash], |r| {
-                rows::api_key(r)
-            })?;
-            Ok(row.and_then(|row| integrity::checked_api_key(&key, row)))
-        })
-        .await
-    }
-
-    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-        let key = self.records.clone();
-        self.read(move |conn| {
-            let rows = all(conn, sql::API_KEYS, [], |r| rows::api_key(r))?;
-            Ok(rows
-                .into_iter()
-                .filter_map(|row| integrity::checked_api_key(&key, row))
-                .collect())
-        })
-        .await
-    }
-
-    async fn revoke_api_key(
-        &self,
-        id: &str,
-        at_micros: i64,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        let id = id.to_owned();
-        self.write(move |tx, chain| {
-            // Only a genuine, unrevoked row is revoked, and it is sealed again as revoked.
-            let row = first(tx, sql::API_KEY_BY_ID, [&id], |r| rows::api_key(r))?
-                .and_then(|row| integrity::checked_api_key(&chain.key, row))
-                .filter(|k| k.revoked_at_micros.is_none())
-                .ok_or(StoreError::NotFound)?;
-            let revoked = ApiKeyRecord {
-                revoked_at_micros: Some(at_micros),
-                ..row
-            };
-            let mac = integrity::api_key_mac(&chain.key, &revoked);
-            let n = tx
-                .prepare_cached(sql::REVOKE_API_KEY.lite)
-                .and_then(|mut st| st.execute(params![id, at_micros, &mac[..]]))
-                .map_err(backend)?;
-            if n == 0 {
-                return Err(StoreError::NotFound);
-            }
-            append(tx, chain, audit)
-        })
-        .await
-    }
-
-    async fn insert_policy(
-        &self,
-        policy: PolicyRecord,
-        audit: AuditDraft,
-    ) -> StoreResult<AuditRecord> {
-        self.write(move |tx, chain| {
-            let seq: i64 = tx
-                .prepare_cached(sql::INSERT_POLICY.lite)
-                .and_then(|mut st| {
-                    st.query_row(
-                        params![
-                            policy.version,
-                            policy.source,
-                            policy.sha256,
-                            policy.applied_at_micros
-                        ],
-                        |r| r.get(0),
-                    )
-                })
-                .map_err(backend)?;
-            let mac = integrity::policy_mac(&chain.key, &PolicyRecord { seq, ..policy });
-            tx.prepare_cached(sql::SEAL_POLICY.lite)
-                .and_then(|mut st| st.execute(params![seq, &mac[..]]))
-                .map_err(backend)?;
-            append(tx, chain, audit)
-        })
-        .await
+        input: tokio::sync::mpsc::Receiver<BulkInsert>,
+    ) -> StoreResult<u64> {
+        submit(&self.writer, |reply| WriteJob::Bulk { input, reply }).await
     }
 
     async fn store_id(&self) -> StoreResult<Option<String>> {
@@ -636,6 +298,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn records(&self) -> &AuditKey {
+        &self.records
+    }
+
     async fn flush(&self) -> StoreResult<()> {
         // An empty job whose commit is followed by the same truncating checkpoint as an erasure.
         self.write_many(|_, chain| {
@@ -644,20 +310,5 @@ impl Store for SqliteStore {
         })
         .await
         .map(drop)
-    }
-
-    async fn current_policy(&self) -> StoreResult<Option<PolicyRecord>> {
-        let key = self.records.clone();
-        self.read(
-            move |conn| match first(conn, sql::NEWEST_POLICY, [], |r| rows::policy(r))? {
-                None => Ok(None),
-                Some(row) if integrity::policy_holds(&key, &row) => Ok(Some(row.0)),
-                Some(_) => {
-                    let rows = all(conn, sql::NEWEST_POLICIES, [], |r| rows::policy(r))?;
-                    integrity::current_policy(&key, rows)
-                }
-            },
-        )
-        .await
     }
 }

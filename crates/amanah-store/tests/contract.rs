@@ -1,5 +1,7 @@
 //! The store contract, run against both backends with the same code: group commit keeps each
-//! job atomic and the chain intact; consents, relations and the schema version behave alike.
+//! job atomic and the chain intact; consents, relations and the schema version behave alike;
+//! rights (`contract/rights.rs`) and accountability (`contract/accountability.rs`) keep their
+//! records alike and refuse stale state changes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
@@ -86,6 +88,11 @@ macro_rules! on_both_stores {
         }
     )*};
 }
+
+#[path = "contract/accountability.rs"]
+mod accountability;
+#[path = "contract/rights.rs"]
+mod rights;
 
 on_both_stores!(
     concurrent_writes_commit_atomically_and_the_chain_verifies,
@@ -805,7 +812,7 @@ async fn a_schema_1_database_is_upgraded_in_place() {
     let old = subject(&ring, "old", [7; 32]);
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch(include_str!("fixtures/schema_v1.sql"))
+        conn.execute_batch(include_str!("../migrations/sqlite/0001_initial.sql"))
             .unwrap();
         conn.execute(
             "INSERT INTO subjects (id, kek_id, key_version, wrapped_key, created_at) VALUES (?1, ?2, ?3, ?4, 1)",
@@ -1122,30 +1129,9 @@ async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
     let store = backend.open(ring.audit_key()).await;
     let categories: Vec<String> = vec!["a,b".into(), String::new(), "\"q\"".into(), ",".into()];
     let disclosure = DisclosureRecord {
-        id: "d1".into(),
-        recipient: "r".into(),
-        purpose: "p".into(),
-        subject_ids: Vec::new(),
         categories: categories.clone(),
-        reason: "reason".into(),
         reference: None,
-        status: "pending_approval".into(),
-        requested_by: "k".into(),
-        requested_at_micros: 1,
-        approved_by: None,
-        approved_at_micros: None,
-        authorized_by: None,
-        authorized_at_micros: None,
-        rejected_by: None,
-        rejected_at_micros: None,
-        rejection_reason: None,
-        releases: 0,
-        max_releases: 3,
-        first_released_at_micros: None,
-        last_released_at_micros: None,
-        notification_deferred_until: None,
-        deferral_reason: None,
-        excluded: "[]".into(),
+        ..accountability::disclosure("d1", &[], 1)
     };
     store
         .insert_disclosure(disclosure, draft("disclosure.request", None))
@@ -1154,19 +1140,8 @@ async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
     let loaded = store.load_disclosure("d1").await.unwrap().unwrap();
     assert_eq!(loaded.categories, categories);
     let breach = BreachRecord {
-        id: "b1".into(),
-        detected_at_micros: 1,
-        recorded_at_micros: 2,
-        recorded_by: "k".into(),
-        description: "d".into(),
         categories: categories.clone(),
-        all_subjects: true,
-        subject_ids: Vec::new(),
-        cause: "c".into(),
-        measures: "m".into(),
-        notify_by_micros: 3,
-        notified_at_micros: None,
-        notified_by: None,
+        ..accountability::breach("b1", &[], 1, 3)
     };
     store
         .insert_breach(breach, draft("breach.record", None))

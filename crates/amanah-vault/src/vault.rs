@@ -75,7 +75,11 @@ pub(crate) fn store_error(e: StoreError) -> Error {
             ),
         ),
         StoreError::NotFound => Error::NotFound("not found".into()),
-        StoreError::Conflict(m) => Error::Conflict(Conflict::InvalidTransition, m),
+        StoreError::Changed => Error::Conflict(
+            Conflict::InvalidTransition,
+            "it changed since it was read (another change came first): reload it and try again"
+                .into(),
+        ),
         other => {
             tracing::error!(error = %other, "store failure");
             Error::Internal("storage failure".into())

@@ -10,6 +10,8 @@ use tokio::sync::oneshot;
 use tokio_postgres::{Client, Config, Statement, Transaction};
 
 use super::*;
+use crate::exec::Writer;
+use crate::ops;
 use crate::rows::to_hash;
 use crate::{BulkInsert, StoreError, StoreResult, UniqueConflict};
 
@@ -50,7 +52,8 @@ impl From<StoreError> for Tx {
     }
 }
 
-/// One write, as data, so that a retried transaction applies it again unchanged.
+/// The writer task: batches queued jobs (each an [`Op`], plain data, so that a retried
+/// transaction applies it again unchanged) into one transaction.
 pub(super) async fn writer_loop(
     config: Config,
     mut client: Client,
@@ -149,10 +152,15 @@ pub(super) async fn run_bulk(
             match message {
                 BulkInsert::Subjects(subjects) => {
                     for (subject, audit) in subjects {
-                        for category in insert_new_subject(&tx, stmts, &subject).await? {
+                        let mut job = PgTx {
+                            tx: &tx,
+                            stmts,
+                            chain: &mut chain,
+                        };
+                        for category in ops::insert_new_subject(&mut job, &subject).await? {
                             conflicts.push(UniqueConflict { index, category });
                         }
-                        append(&tx, stmts, &mut chain, &audit).await?;
+                        job.append(&audit).await?;
                         index += 1;
                     }
                 }
@@ -238,7 +246,12 @@ pub(super) async fn run_batch(
     for op in ops {
         let saved = (chain.seq, chain.hash);
         let sp = tx.savepoint("job").await?;
-        match apply(&sp, stmts, &mut chain, op).await {
+        let mut job = PgTx {
+            tx: &sp,
+            stmts,
+            chain: &mut chain,
+        };
+        match ops::apply(&mut job, op).await {
             Ok(records) => {
                 sp.commit().await?;
                 results.push(Ok(records));

@@ -1,6 +1,8 @@
-//! The key-rotation queries, written once. The data keys live in the key store, whose name is
-//! the one dialect difference here (`amanah_keys` on PostgreSQL, the attached `keys` on SQLite):
-//! each query is a macro of that name, expanded for both by [`on_key_store!`].
+//! The key store's queries, written once: rotation's reads, and the key writes (a new subject's
+//! key, an erasure's, a rotation's rewrap; see `crate::exec::KeyWrite`). The data keys live in
+//! the key store, whose name is the one dialect difference here (`amanah_keys` on PostgreSQL,
+//! the attached `keys` on SQLite): each query is a macro of that name, expanded for both by
+//! [`on_key_store!`].
 
 use super::Sql;
 
@@ -38,6 +40,24 @@ macro_rules! rewrap_data_key {
     };
 }
 
+/// $1 subject, $2 KEK, $3 version, $4 the wrapped key.
+macro_rules! insert_data_key {
+    ($keys:literal) => {
+        concat!(
+            "INSERT INTO ",
+            $keys,
+            ".data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES ($1, $2, $3, $4)"
+        )
+    };
+}
+
+/// Destroys one subject's key ($1).
+macro_rules! delete_data_key {
+    ($keys:literal) => {
+        concat!("DELETE FROM ", $keys, ".data_keys WHERE subject_id = $1")
+    };
+}
+
 macro_rules! data_keys_per_kek {
     ($keys:literal) => {
         concat!(
@@ -51,6 +71,8 @@ macro_rules! data_keys_per_kek {
 pub(crate) const DATA_KEYS_NOT_UNDER: Sql = on_key_store!(data_keys_not_under);
 pub(crate) const REWRAP_DATA_KEY: Sql = on_key_store!(rewrap_data_key);
 pub(crate) const DATA_KEYS_PER_KEK: Sql = on_key_store!(data_keys_per_kek);
+pub(crate) const INSERT_DATA_KEY: Sql = on_key_store!(insert_data_key);
+pub(crate) const DELETE_DATA_KEY: Sql = on_key_store!(delete_data_key);
 
 #[cfg(test)]
 mod tests {
@@ -71,5 +93,8 @@ mod tests {
         assert!(DATA_KEYS_PER_KEK
             .pg
             .contains("amanah_keys.data_keys GROUP BY kek_id"));
+        assert!(INSERT_DATA_KEY.pg.contains("INTO amanah_keys.data_keys ("));
+        assert!(INSERT_DATA_KEY.lite.contains("INTO keys.data_keys ("));
+        assert!(DELETE_DATA_KEY.lite.ends_with("WHERE subject_id = ?1"));
     }
 }

@@ -447,7 +447,7 @@ pub(super) fn run_bulk(
             match message {
                 BulkInsert::Subjects(subjects) => {
                     for (subject, audit) in subjects {
-                        for category in insert_new_subject(&tx, &mut chain.keys, &subject)? {
+                        for category in insert_new_subject(&tx, chain, &subject)? {
                             conflicts.push(UniqueConflict { index, category });
                         }
                         append(&tx, chain, audit)?;

@@ -1,4 +1,5 @@
-//! The SQLite schema (data file and key store), its migrations, and how connections are opened.
+//! How connections are opened, and the migrations (`crate::migrations`) applied to the data
+//! file and the key store.
 
 use std::path::{Path, PathBuf};
 
@@ -7,211 +8,12 @@ use amanah_crypto::audit::{AuditKey, GENESIS};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::*;
-use crate::{integrity, rows, sql, StoreError, StoreResult};
+use crate::sql::{self, writes};
+use crate::{integrity, migrations, rows, StoreError, StoreResult};
 
-pub(super) const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS subjects (
-    id TEXT PRIMARY KEY,
-    kek_id TEXT NOT NULL,
-    key_version INTEGER NOT NULL,
-    wrapped_key BLOB NOT NULL,
-    created_at INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS subject_fields (
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    category TEXT NOT NULL,
-    ciphertext BLOB NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (subject_id, category)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blind_index (
-    category TEXT NOT NULL,
-    term BLOB NOT NULL,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    PRIMARY KEY (category, term, subject_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS blind_index_by_subject ON blind_index(subject_id, category);
-CREATE TABLE IF NOT EXISTS unique_index (
-    category TEXT NOT NULL,
-    term BLOB NOT NULL,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    PRIMARY KEY (category, term)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS unique_index_by_subject ON unique_index(subject_id, category);
-CREATE TABLE IF NOT EXISTS subject_purposes (
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    purpose TEXT NOT NULL,
-    collected_at INTEGER NOT NULL,
-    PRIMARY KEY (subject_id, purpose)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS audit_log (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    actor TEXT NOT NULL,
-    role TEXT NOT NULL,
-    action TEXT NOT NULL,
-    purpose TEXT,
-    basis TEXT,
-    outcome TEXT NOT NULL,
-    reason TEXT,
-    subject_id TEXT,
-    fields TEXT NOT NULL,
-    policy_version TEXT NOT NULL,
-    hash BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log(subject_id, seq);
-CREATE TABLE IF NOT EXISTS audit_head (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    seq INTEGER NOT NULL,
-    hash BLOB NOT NULL,
-    mac BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL,
-    holder TEXT,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    revoked_at INTEGER,
-    mac BLOB
-);
-CREATE TABLE IF NOT EXISTS consents (
-    seq INTEGER PRIMARY KEY,
-    id TEXT NOT NULL UNIQUE,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    purpose TEXT NOT NULL,
-    purpose_version TEXT NOT NULL,
-    policy_version TEXT NOT NULL,
-    granted INTEGER NOT NULL,
-    given_by TEXT NOT NULL,
-    capture_channel TEXT NOT NULL,
-    contact_channels TEXT NOT NULL,
-    guardian_subject_id TEXT REFERENCES subjects(id) ON DELETE SET NULL,
-    guardian_details BLOB,
-    evidence BLOB,
-    evidence_sha256 TEXT,
-    recorded_by TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject_id, seq);
-CREATE INDEX IF NOT EXISTS consents_by_guardian ON consents(guardian_subject_id);
-CREATE TABLE IF NOT EXISTS consent_current (
-    purpose TEXT NOT NULL,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    consent_seq INTEGER NOT NULL,
-    PRIMARY KEY (purpose, subject_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS consent_current_by_subject ON consent_current(subject_id);
-CREATE TABLE IF NOT EXISTS relations (
-    id TEXT PRIMARY KEY,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    related_subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    evidence BLOB,
-    evidence_sha256 TEXT,
-    recorded_by TEXT NOT NULL,
-    at INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS relations_by_subject ON relations(subject_id);
-CREATE INDEX IF NOT EXISTS relations_by_related ON relations(related_subject_id);
-CREATE TABLE IF NOT EXISTS store_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS policy_versions (
-    seq INTEGER PRIMARY KEY,
-    version TEXT NOT NULL,
-    source TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    applied_at INTEGER NOT NULL,
-    mac BLOB
-);
-"#;
-
-pub(super) const MIGRATION_3: &str = r#"
-INSERT OR IGNORE INTO keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
-    SELECT id, kek_id, key_version, wrapped_key FROM subjects;
-ALTER TABLE subjects DROP COLUMN kek_id;
-ALTER TABLE subjects DROP COLUMN key_version;
-ALTER TABLE subjects DROP COLUMN wrapped_key;
-ALTER TABLE subjects ADD COLUMN restricted_at INTEGER;
-ALTER TABLE subjects ADD COLUMN restriction_reason BLOB;
-ALTER TABLE subjects ADD COLUMN restricted_by TEXT;
-ALTER TABLE subjects ADD COLUMN relationship_ended_at INTEGER;
-CREATE TABLE IF NOT EXISTS holds (
-    id TEXT PRIMARY KEY,
-    subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-    reason BLOB NOT NULL,
-    until TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    created_by TEXT NOT NULL,
-    released_at INTEGER
-);
-CREATE INDEX IF NOT EXISTS holds_by_subject ON holds(subject_id);
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    subject_id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    status TEXT NOT NULL,
-    details BLOB,
-    received_at INTEGER NOT NULL,
-    due_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
-    refusal_reason TEXT,
-    refusal_text BLOB,
-    closed_at INTEGER,
-    received_by TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, due_at);
-CREATE INDEX IF NOT EXISTS requests_by_subject ON requests(subject_id);
-CREATE TABLE IF NOT EXISTS erasures (
-    subject_id TEXT PRIMARY KEY,
-    erased_at INTEGER NOT NULL,
-    cause TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS deidentified (
-    id TEXT PRIMARY KEY,
-    purposes TEXT NOT NULL,
-    attributes TEXT NOT NULL,
-    created_on TEXT NOT NULL
-);
-"#;
-
-/// Schema 5: every API key names the person it was issued to (four eyes count people).
-pub(super) const MIGRATION_5: &str = "ALTER TABLE api_keys ADD COLUMN holder TEXT;";
-
-/// Schema 7: the rows that grant access carry a MAC (see `integrity`); the migration seals the
-/// rows already there.
-pub(super) const MIGRATION_7: &str = "ALTER TABLE api_keys ADD COLUMN mac BLOB;
-ALTER TABLE policy_versions ADD COLUMN mac BLOB;";
-
-fn seal_access_rows(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
-    for (key, _) in all(tx, sql::UNSEALED_API_KEYS, [], |r| rows::api_key(r))? {
-        let mac = integrity::api_key_mac(audit_key, &key);
-        tx.execute(sql::SEAL_API_KEY.lite, params![key.id, &mac[..]])
-            .map_err(backend)?;
-    }
-    for (policy, _) in all(tx, sql::UNSEALED_POLICIES, [], |r| rows::policy(r))? {
-        let mac = integrity::policy_mac(audit_key, &policy);
-        tx.execute(sql::SEAL_POLICY.lite, params![policy.seq, &mac[..]])
-            .map_err(backend)?;
-    }
-    Ok(())
-}
-
-pub(super) const KEY_STORE_SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS keys.data_keys (
-    subject_id TEXT PRIMARY KEY,
-    kek_id TEXT NOT NULL,
-    key_version INTEGER NOT NULL,
-    wrapped_key BLOB NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS keys.meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"#;
+/// The key store's tables, applied on every open: the file can be new (restored, or lost)
+/// whatever the data file's schema version.
+const KEY_STORE_SCHEMA: &str = include_str!("../../migrations/sqlite/key_store.sql");
 
 /// Creates `path` empty, readable and writable by its owner only (0600), unless it exists:
 /// database files, their journals and backups are never readable by group or others, whatever
@@ -352,25 +154,16 @@ pub(super) fn migrate(conn: &mut Connection, audit_key: &AuditKey) -> StoreResul
     }
     let tx = conn.transaction().map_err(backend)?;
     tx.execute_batch(KEY_STORE_SCHEMA).map_err(backend)?;
-    if found < SCHEMA_VERSION {
-        tx.execute_batch(SCHEMA).map_err(backend)?;
-        if found < 3 {
-            tx.execute_batch(MIGRATION_3).map_err(backend)?;
-        }
-        if found < 4 {
-            tx.execute_batch(accountability::MIGRATION_4)
-                .map_err(backend)?;
-        }
-        if (1..5).contains(&found) {
-            tx.execute_batch(MIGRATION_5).map_err(backend)?;
-        }
-        if found < 6 {
+    for step in migrations::after(found) {
+        tx.execute_batch(step.sqlite).map_err(backend)?;
+        if step.version == migrations::LISTS_AS_JSON {
             migrate_6(&tx, audit_key)?;
         }
-        if (1..7).contains(&found) {
-            tx.execute_batch(MIGRATION_7).map_err(backend)?;
+        if step.version == migrations::ACCESS_MACS {
             seal_access_rows(&tx, audit_key)?;
         }
+    }
+    if found < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(backend)?;
     }
@@ -437,7 +230,7 @@ pub(super) fn migrate(conn: &mut Connection, audit_key: &AuditKey) -> StoreResul
     Ok(())
 }
 
-/// Schema 6: comma-joined lists become JSON arrays holding exactly the list that schema 5 read
+/// Schema 6's code: comma-joined lists become JSON arrays holding exactly the list that schema 5 read
 /// back (so every old audit entry still matches its MAC), and a store whose log was never
 /// written gets its signed genesis head: from now on a missing head is an error.
 pub(super) fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
@@ -510,6 +303,21 @@ pub(super) fn migrate_6(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()
             params![&GENESIS[..], &mac[..]],
         )
         .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Schema 7's code: the rows that grant access, written before it, sealed with their MAC.
+fn seal_access_rows(tx: &Connection, audit_key: &AuditKey) -> StoreResult<()> {
+    for (key, _) in rows_of(tx, sql::UNSEALED_API_KEYS, &[], rows::api_key)? {
+        let mac = integrity::api_key_mac(audit_key, &key);
+        tx.execute(writes::SEAL_API_KEY.lite, params![key.id, &mac[..]])
+            .map_err(backend)?;
+    }
+    for (policy, _) in rows_of(tx, sql::UNSEALED_POLICIES, &[], rows::policy)? {
+        let mac = integrity::policy_mac(audit_key, &policy);
+        tx.execute(writes::SEAL_POLICY.lite, params![policy.seq, &mac[..]])
+            .map_err(backend)?;
     }
     Ok(())
 }

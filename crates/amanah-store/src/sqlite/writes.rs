@@ -1,146 +1,137 @@
-//! The statements a write job runs inside the writer's transaction, and the subject loader.
+//! SQLite's executor for the shared operations (`crate::ops`), and the subject loader.
 
+use amanah_core::audit::{AuditDraft, AuditRecord};
 use amanah_crypto::WrappedKey;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
-use crate::{ConsentRecord, FieldWrite, NewSubject, StoreError, StoreResult, StoredSubject};
+use crate::exec::{Exec, KeyWrite, Keyed, Writer};
+use crate::{NewSubject, StoreResult, StoredSubject};
 
-pub(super) fn write_fields(
-    tx: &Connection,
-    subject: &str,
-    at: i64,
-    fields: &[FieldWrite],
-) -> StoreResult<()> {
-    for f in fields {
-        tx.prepare_cached(
-            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(subject_id, category) DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
-        .and_then(|mut st| st.execute(params![subject, f.category, f.ciphertext, at]))
-        .map_err(backend)?;
-        tx.prepare_cached("DELETE FROM blind_index WHERE subject_id = ?1 AND category = ?2")
-            .and_then(|mut st| st.execute(params![subject, f.category]))
-            .map_err(backend)?;
-        tx.prepare_cached("DELETE FROM unique_index WHERE subject_id = ?1 AND category = ?2")
-            .and_then(|mut st| st.execute(params![subject, f.category]))
-            .map_err(backend)?;
-        if !insert_term(tx, subject, f)? {
-            return Err(StoreError::Unique {
-                category: f.category.clone(),
-            });
-        }
+/// A connection inside the writer's transaction, with the audit chain and the key changes the
+/// batch stages. Every statement completes before its method returns: an operation over it
+/// never waits.
+pub(super) struct Lite<'c> {
+    conn: &'c Connection,
+    chain: &'c mut Chain,
+}
+
+impl<'c> Lite<'c> {
+    pub(super) fn writer(conn: &'c Connection, chain: &'c mut Chain) -> Self {
+        Lite { conn, chain }
     }
-    Ok(())
 }
 
-/// Inserts a field's blind-index term, if it has one: a unique term in `unique_index` only
-/// (searches read both tables), others in `blind_index`. Returns false when another subject
-/// already holds the unique term (nothing inserted).
-pub(super) fn insert_term(tx: &Connection, subject: &str, f: &FieldWrite) -> StoreResult<bool> {
-    let Some(term) = f.index_term else {
-        return Ok(true);
-    };
-    let sql = if f.unique {
-        "INSERT INTO unique_index (category, term, subject_id) VALUES (?1, ?2, ?3)
-         ON CONFLICT(category, term) DO NOTHING"
-    } else {
-        "INSERT INTO blind_index (category, term, subject_id) VALUES (?1, ?2, ?3)"
-    };
-    let inserted = tx
-        .prepare_cached(sql)
-        .and_then(|mut st| st.execute(params![f.category, &term[..], subject]))
+/// Every row of a query, each read by `map`.
+pub(super) fn rows_of<T>(
+    conn: &Connection,
+    q: Sql,
+    args: &[Value<'_>],
+    map: Map<T>,
+) -> StoreResult<Vec<T>> {
+    let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(args))
         .map_err(backend)?;
-    Ok(inserted > 0)
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        out.push(map(r)?);
+    }
+    Ok(out)
 }
 
-/// Inserts a new subject's rows (no audit entry) and stages its data key for the key store,
-/// which commits first. Returns the unique categories whose term another subject already holds;
-/// the caller decides whether that is an error.
+impl Exec for Lite<'_> {
+    type Error = StoreError;
+
+    async fn execute(&mut self, q: Sql, args: &[Value<'_>]) -> StoreResult<u64> {
+        let mut st = self.conn.prepare_cached(q.lite).map_err(backend)?;
+        let n = st
+            .execute(rusqlite::params_from_iter(args))
+            .map_err(backend)?;
+        Ok(n as u64)
+    }
+
+    async fn query<T>(&mut self, q: Sql, args: &[Value<'_>], map: Map<T>) -> StoreResult<Vec<T>> {
+        rows_of(self.conn, q, args, map)
+    }
+
+    async fn execute_all(&mut self, batch: &[(Sql, Vec<Value<'_>>)]) -> StoreResult<Vec<u64>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for (q, args) in batch {
+            out.push(self.execute(*q, args).await?);
+        }
+        Ok(out)
+    }
+}
+
+/// Whether the key store holds `subject`'s key under `kek` at `version` (`None`: any).
+const KEY_HELD: &str = "SELECT 1 FROM keys.data_keys
+     WHERE subject_id = ?1 AND (?2 IS NULL OR (kek_id = ?2 AND key_version = ?3))";
+
+impl Writer for Lite<'_> {
+    async fn append(&mut self, entry: &AuditDraft) -> StoreResult<AuditRecord> {
+        append(self.conn, self.chain, entry.clone())
+    }
+
+    fn audit_key(&self) -> &AuditKey {
+        &self.chain.key
+    }
+
+    /// The writer's connection attaches the key store read-only: every key change is staged
+    /// (`commit::StagedKeys`) and committed on the key store's own connection, first. The
+    /// count is of the keys the change will find, committed or staged by this batch.
+    fn key_write<'a>(&mut self, change: KeyWrite<'a>) -> StoreResult<Keyed<'a>> {
+        let held = |subject: &str, under: Option<(&str, u32)>| {
+            let (kek, version) = under.unzip();
+            self.conn
+                .prepare_cached(KEY_HELD)
+                .and_then(|mut st| st.exists(params![subject, kek, version.map(i64::from)]))
+                .map_err(backend)
+        };
+        let keys = &mut self.chain.keys;
+        let n = match change {
+            KeyWrite::Insert { subject, key } => {
+                keys.insert(subject, key);
+                1
+            }
+            KeyWrite::Delete { subject } => {
+                let found =
+                    keys.inserts(subject) || (held(subject, None)? && !keys.deletes(subject));
+                keys.delete(subject);
+                u64::from(found)
+            }
+            KeyWrite::Rewrap {
+                subject,
+                from_kek,
+                key,
+            } => {
+                // Staged only while the committed key is still the one read and no earlier
+                // job of the batch destroys it; the key store applies it conditionally all
+                // the same.
+                if held(subject, Some((from_kek, key.version)))? && !keys.deletes(subject) {
+                    keys.rewrap(subject, from_kek, key.version, key);
+                    1
+                } else {
+                    0
+                }
+            }
+        };
+        Ok(Keyed::Staged(n))
+    }
+
+    fn keys_erased(&mut self) {
+        self.chain.checkpoint = true;
+    }
+}
+
+/// Inserts a new subject's rows (no audit entry) and stages its data key; the unique categories
+/// another subject already holds (the bulk insert reports them all).
 pub(super) fn insert_new_subject(
     tx: &Connection,
-    keys: &mut StagedKeys,
+    chain: &mut Chain,
     s: &NewSubject,
 ) -> StoreResult<Vec<String>> {
-    let at = s.created_at_micros;
-    tx.prepare_cached("INSERT INTO subjects (id, created_at) VALUES (?1, ?2)")
-        .and_then(|mut st| st.execute(params![s.id, at]))
-        .map_err(backend)?;
-    keys.insert(&s.id, &s.wrapped_key);
-    let mut taken = Vec::new();
-    for f in &s.fields {
-        tx.prepare_cached(
-            "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .and_then(|mut st| st.execute(params![s.id, f.category, f.ciphertext, at]))
-        .map_err(backend)?;
-        if !insert_term(tx, &s.id, f)? {
-            taken.push(f.category.clone());
-        }
-    }
-    record_purpose(tx, &s.id, &s.purpose, at)?;
-    for c in &s.consents {
-        write_consent(tx, c)?;
-    }
-    Ok(taken)
-}
-
-pub(super) fn record_purpose(
-    tx: &Connection,
-    subject: &str,
-    purpose: &str,
-    at: i64,
-) -> StoreResult<()> {
-    tx.prepare_cached(
-        "INSERT INTO subject_purposes (subject_id, purpose, collected_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT(subject_id, purpose) DO NOTHING",
-    )
-    .and_then(|mut st| st.execute(params![subject, purpose, at]))
-    .map_err(backend)?;
-    Ok(())
-}
-
-pub(super) fn subject_exists(tx: &Connection, id: &str) -> StoreResult<bool> {
-    tx.prepare_cached("SELECT 1 FROM subjects WHERE id = ?1")
-        .and_then(|mut st| st.exists([id]))
-        .map_err(backend)
-}
-
-pub(super) fn write_consent(tx: &Connection, c: &ConsentRecord) -> StoreResult<()> {
-    tx.prepare_cached(
-        "INSERT INTO consents (id, subject_id, purpose, purpose_version, policy_version, granted, given_by,
-                               capture_channel, contact_channels, guardian_subject_id, guardian_details,
-                               evidence, evidence_sha256, recorded_by, at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            c.id,
-            c.subject_id,
-            c.purpose,
-            c.purpose_version,
-            c.policy_version,
-            c.granted,
-            c.given_by,
-            c.capture_channel,
-            c.contact_channels.join(","),
-            c.guardian_subject_id,
-            c.guardian_details,
-            c.evidence,
-            c.evidence_sha256,
-            c.recorded_by,
-            c.at_micros,
-        ])
-    })
-    .map_err(backend)?;
-    let seq = tx.last_insert_rowid();
-    tx.prepare_cached(
-        "INSERT INTO consent_current (purpose, subject_id, consent_seq) VALUES (?1, ?2, ?3)
-         ON CONFLICT(purpose, subject_id) DO UPDATE SET consent_seq = excluded.consent_seq",
-    )
-    .and_then(|mut st| st.execute(params![c.purpose, c.subject_id, seq]))
-    .map_err(backend)?;
-    Ok(())
+    ready(ops::insert_new_subject(&mut Lite::writer(tx, chain), s))
 }
 
 pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {

@@ -319,12 +319,20 @@ impl Vault {
         let who = permit.principal();
         let mut draft = permit.draft();
         let b = self.breach_for(id, &draft).await?;
+        if b.notified_at_micros.is_some() {
+            return Err(already_notified(id));
+        }
         draft.reason = Some(format!("notices of breach {id} sent"));
         let now = draft.at_micros;
-        self.store
+        match self
+            .store
             .mark_breach_notified(&b.id, who.key_id(), now, draft)
             .await
-            .map_err(store_error)?;
+        {
+            Ok(_) => {}
+            Err(StoreError::Changed) => return Err(already_notified(id)),
+            Err(e) => return Err(store_error(e)),
+        }
         self.refresh_breach_gauges().await;
         let updated = self
             .store
@@ -345,4 +353,12 @@ impl Vault {
             Err(e) => tracing::warn!(error = %e, "could not count breaches"),
         }
     }
+}
+
+/// A breach's notices are marked sent once.
+fn already_notified(id: &str) -> Error {
+    Error::Conflict(
+        Conflict::InvalidTransition,
+        format!("the notices of breach {id} were already marked sent"),
+    )
 }

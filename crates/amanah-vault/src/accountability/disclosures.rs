@@ -560,24 +560,10 @@ impl Vault {
             );
             return Err(self.deny(draft, err).await);
         }
-        let status = DisclosureStatus::parse(&record.status)
-            .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
-        if !status.releasable() {
-            let err = Error::Conflict(Conflict::InvalidTransition, format!(
-                "disclosure {id} is {status}: only an approved and authorized disclosure can be released"
-            ));
-            return Err(self.deny(draft, err).await);
-        }
-        if record.releases >= record.max_releases {
-            let err = Error::Conflict(
-                Conflict::ReleaseLimitReached,
-                format!(
-                    "disclosure {id} was already released {} times, the most it allows",
-                    record.releases
-                ),
-            );
-            return Err(self.deny(draft, err).await);
-        }
+        let status = match release_refusal(&record) {
+            Ok(status) => status,
+            Err(err) => return Err(self.deny(draft, err).await),
+        };
         let Some(recipient) = policy.recipient(&record.recipient) else {
             let err = Error::Conflict(
                 Conflict::PolicyChanged,
@@ -674,11 +660,27 @@ impl Vault {
             e.reason = Some(format!("disclosure {id}: no subject left to release"));
             entries.push(e);
         }
-        let release = self
-            .store
-            .record_release(id, now, entries)
-            .await
-            .map_err(store_error)?;
+        let counted = DisclosureRelease {
+            id: id.to_owned(),
+            from: status.as_str().to_owned(),
+            releases: record.releases,
+            at_micros: now,
+        };
+        let release = match self.store.record_release(counted, entries).await {
+            Ok(n) => n,
+            Err(StoreError::Changed) => {
+                // Another release or step came first: the rule it now breaks, as it stands.
+                let err = release_refusal(&self.reload_disclosure(id).await?).err();
+                let err = err.unwrap_or_else(|| {
+                    Error::Conflict(
+                        Conflict::InvalidTransition,
+                        format!("disclosure {id} changed while it was released: try again"),
+                    )
+                });
+                return Err(self.deny(draft, err).await);
+            }
+            Err(e) => return Err(store_error(e)),
+        };
         let updated = self.reload_disclosure(id).await?;
         Ok(Package {
             disclosure: self.disclosure_view(policy, updated, None),
@@ -735,5 +737,98 @@ impl Vault {
                 })
             })
             .collect())
+    }
+}
+
+/// Whether a disclosure as stored may be released now: its status if so, else the conflict
+/// (not approved and authorized, or released `max_releases` times already).
+fn release_refusal(record: &DisclosureRecord) -> Result<DisclosureStatus> {
+    let id = &record.id;
+    let status = DisclosureStatus::parse(&record.status)
+        .ok_or_else(|| Error::Internal(format!("disclosure {id}: unknown status")))?;
+    if !status.releasable() {
+        return Err(Error::Conflict(Conflict::InvalidTransition, format!(
+            "disclosure {id} is {status}: only an approved and authorized disclosure can be released"
+        )));
+    }
+    if record.releases >= record.max_releases {
+        return Err(Error::Conflict(
+            Conflict::ReleaseLimitReached,
+            format!(
+                "disclosure {id} was already released {} times, the most it allows",
+                record.releases
+            ),
+        ));
+    }
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(status: &str, releases: u32, max_releases: u32) -> DisclosureRecord {
+        DisclosureRecord {
+            id: "d1".into(),
+            recipient: "r".into(),
+            purpose: "p".into(),
+            subject_ids: Vec::new(),
+            categories: Vec::new(),
+            reason: "reason".into(),
+            reference: None,
+            status: status.into(),
+            requested_by: "k".into(),
+            requested_at_micros: 1,
+            approved_by: None,
+            approved_at_micros: None,
+            authorized_by: None,
+            authorized_at_micros: None,
+            rejected_by: None,
+            rejected_at_micros: None,
+            rejection_reason: None,
+            releases,
+            max_releases,
+            first_released_at_micros: None,
+            last_released_at_micros: None,
+            notification_deferred_until: None,
+            deferral_reason: None,
+            excluded: "[]".into(),
+        }
+    }
+
+    fn conflict(r: Result<DisclosureStatus>) -> Option<Conflict> {
+        match r {
+            Err(Error::Conflict(kind, _)) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// What a release refused by the store (another release or step came first) reports: the
+    /// rule the disclosure now breaks, as the vault judges it, never the store.
+    #[test]
+    fn a_release_is_judged_on_the_disclosure_as_stored() {
+        assert_eq!(
+            release_refusal(&record("authorized", 0, 1)).ok(),
+            Some(DisclosureStatus::Authorized)
+        );
+        assert_eq!(
+            release_refusal(&record("released", 1, 2)).ok(),
+            Some(DisclosureStatus::Released)
+        );
+        assert_eq!(
+            conflict(release_refusal(&record("released", 2, 2))),
+            Some(Conflict::ReleaseLimitReached)
+        );
+        for status in ["pending_approval", "approved", "rejected"] {
+            assert_eq!(
+                conflict(release_refusal(&record(status, 0, 2))),
+                Some(Conflict::InvalidTransition),
+                "{status}"
+            );
+        }
+        assert!(matches!(
+            release_refusal(&record("lost", 0, 2)),
+            Err(Error::Internal(_))
+        ));
     }
 }

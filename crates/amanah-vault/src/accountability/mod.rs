@@ -16,7 +16,8 @@ use amanah_core::policy::Policy;
 use amanah_core::ropa::{self, Security};
 use amanah_core::{Conflict, Error, Result};
 use amanah_store::{
-    BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureStep, StoredSubject,
+    BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureRelease, DisclosureStep,
+    StoreError, StoredSubject,
 };
 use serde_json::{json, Map, Value};
 
