@@ -7,7 +7,7 @@
 //! [`ACCESS_MACS`]) and each backend runs that code right after the step's SQL.
 
 /// The newest schema this binary understands, on both backends.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Schema 6's code: comma-joined lists converted to JSON, entries schema 5 misread recovered
 /// from their MACs, the genesis head signed.
@@ -45,6 +45,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(5, "0005_api_key_holder"),
     migration!(6, "0006_json_lists"),
     migration!(7, "0007_access_macs"),
+    migration!(8, "0008_batch_ledger"),
 ];
 
 /// The steps a store at `found` still needs.
@@ -70,7 +71,10 @@ mod tests {
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
         assert!(MIGRATIONS.iter().any(|m| m.version == LISTS_AS_JSON));
         assert!(MIGRATIONS.iter().any(|m| m.version == ACCESS_MACS));
-        assert_eq!(after(4).map(|m| m.version).collect::<Vec<_>>(), [5, 6, 7]);
+        assert_eq!(
+            after(4).map(|m| m.version).collect::<Vec<_>>(),
+            [5, 6, 7, 8]
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn first<T>(
 
 mod backup;
 mod commit;
+mod ledger;
 mod recovery;
 mod rights;
 mod schema;

@@ -40,6 +40,15 @@ fn keys_held(db: &Path) -> Vec<String> {
     ids
 }
 
+/// Drops the data file's ledger token, as a restore does (or as a store written before the
+/// ledger has none).
+fn forget_ledger(db: &Path) {
+    Connection::open(db)
+        .unwrap()
+        .execute("DELETE FROM store_meta WHERE key = 'ledger'", [])
+        .unwrap();
+}
+
 /// Lets the store's threads finish with the files before they are edited.
 async fn close(store: SqliteStore) {
     drop(store);
@@ -84,6 +93,9 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
     let before = entries(&store).await.len();
     close(store).await;
 
+    // A store as a binary before the batch ledger left it: no ledger, so recovery checks every
+    // subject (a crash under the ledger is `the_ledger_limits_recovery_to_unfinished_batches`).
+    forget_ledger(&db);
     // What a crash leaves, crafted on the closed files:
     // - "keyless": rows and audit entry committed, key not (the older data-first order);
     // - "erasing": an erasure whose key commit went through and whose data commit did not;
@@ -246,5 +258,104 @@ async fn failed_writes_leave_no_key_behind() {
         .await
         .unwrap();
     assert_eq!(keys_held(&db), ["a", "c"]);
+    verify(&store, &ring).await;
+}
+
+/// Recovery at open checks only the batches whose data commit is missing: a crash's key-store
+/// batch, its ledger row without a data-file row, is settled; a key the ledger does not name is
+/// not looked at (no scan of every subject); a file put back by a restore (no ledger token) is
+/// checked whole, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_limits_recovery_to_unfinished_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let ring = KeyRing::generate().unwrap();
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    for (id, term) in [("a", [1; 32]), ("b", [2; 32])] {
+        store
+            .insert_subject(subject(&ring, id, term), draft("subject.create", Some(id)))
+            .await
+            .unwrap();
+    }
+    close(store).await;
+    let ledger_rows = |table: &str, file: &Path| -> usize {
+        Connection::open(file)
+            .unwrap()
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE key LIKE 'batch:%'"),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    // Finished batches are pruned as the store writes: a row or so in each file, not one per
+    // batch.
+    assert!(ledger_rows("meta", &key_store_path(&db)) <= 1);
+    assert!(ledger_rows("store_meta", &db) <= 1);
+
+    // A crash after the key-store commit of a create: its key and its batch row, no data row.
+    // Beside it, a key the ledger does not name.
+    {
+        let keys = Connection::open(key_store_path(&db)).unwrap();
+        for id in ["crashed", "unnamed"] {
+            keys.execute(
+                "INSERT INTO data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES (?1, 'k', 1, ?2)",
+                params![id, vec![7u8; 60]],
+            )
+            .unwrap();
+        }
+        keys.execute(
+            "INSERT INTO meta (key, value) VALUES ('batch:crash', '[\"crashed\"]')",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    assert_eq!(
+        keys_held(&db),
+        ["a", "b", "unnamed"],
+        "the unfinished batch's key is removed; nothing else was looked at"
+    );
+    let last = entries(&store).await.pop().unwrap();
+    assert_eq!(last.entry.action, "recovery.orphan_keys");
+    assert!(last
+        .entry
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("1 data keys without a subject"));
+    let settled = entries(&store).await.len();
+    close(store).await;
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    assert_eq!(entries(&store).await.len(), settled, "settled once");
+    close(store).await;
+
+    // A restored file: the ledger is not trusted, every subject is checked, then it starts again.
+    forget_ledger(&db);
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    assert_eq!(keys_held(&db), ["a", "b"]);
+    store
+        .insert_subject(
+            subject(&ring, "c", [3; 32]),
+            draft("subject.create", Some("c")),
+        )
+        .await
+        .unwrap();
+    verify(&store, &ring).await;
+    close(store).await;
+    {
+        let keys = Connection::open(key_store_path(&db)).unwrap();
+        keys.execute(
+            "INSERT INTO data_keys (subject_id, kek_id, key_version, wrapped_key) VALUES ('late', 'k', 1, ?1)",
+            [vec![7u8; 60]],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
+    assert_eq!(
+        keys_held(&db),
+        ["a", "b", "c", "late"],
+        "trusted again after the whole-store check"
+    );
     verify(&store, &ring).await;
 }

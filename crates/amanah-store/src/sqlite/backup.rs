@@ -115,7 +115,8 @@ fn mark_restore_pending(path: &Path) -> StoreResult<()> {
         [RESTORE_PENDING],
     )
     .map_err(backend)?;
-    Ok(())
+    // The two files no longer come from one history: the next recovery checks every subject.
+    super::ledger::forget(&conn)
 }
 
 fn clear_restore_pending(tx: &Connection) -> StoreResult<()> {

@@ -87,6 +87,17 @@ pub(super) enum KeyChange {
     },
 }
 
+impl KeyChange {
+    /// The subject whose key changes.
+    pub(super) fn subject(&self) -> &str {
+        match self {
+            KeyChange::Insert { subject, .. }
+            | KeyChange::Delete { subject }
+            | KeyChange::Rewrap { subject, .. } => subject,
+        }
+    }
+}
+
 /// The key-store changes of the batch being run. Jobs stage them here instead of writing the key
 /// store (which the writer's connection attaches read-only); the writer commits them in the key
 /// store's own transaction before the data transaction (see the module doc). A job that fails
@@ -187,10 +198,18 @@ impl KeyStore {
             .map_err(backend)
     }
 
-    /// Commits `changes` in one transaction, durable when this returns.
-    pub(super) fn commit(&mut self, changes: &[KeyChange]) -> StoreResult<()> {
+    /// Commits `changes`, with the batch's ledger row, in one transaction, durable when this
+    /// returns.
+    pub(super) fn commit(
+        &mut self,
+        changes: &[KeyChange],
+        entry: Option<&ledger::Entry>,
+    ) -> StoreResult<()> {
         let tx = self.begin()?;
         write_keys(&tx, changes)?;
+        if let Some(entry) = entry {
+            ledger::write_keyed(&tx, entry)?;
+        }
         tx.commit().map_err(backend)
     }
 
@@ -471,8 +490,16 @@ pub(super) fn run_bulk(
         }
         write_head(&tx, chain)?;
         write_keys(&key_tx, &chain.keys.take())?;
+        // A bulk's subjects are not listed: recovery checks them all if it never lands.
+        let entry = ledger::read(&tx)?.entry(None);
+        if let Some(entry) = &entry {
+            ledger::write_keyed(&key_tx, entry)?;
+        }
         key_tx.commit().map_err(backend)?;
         keys_committed = true;
+        if let Some(entry) = &entry {
+            ledger::write_done(&tx, entry)?;
+        }
         tx.commit().map_err(backend)?;
         Ok(index)
     })();
@@ -540,6 +567,7 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
     let started = std::time::Instant::now();
     metrics::histogram!("amanah_store_batch_jobs").record(batch.len() as f64);
     let (conn, chain, keys) = (&mut w.conn, &mut w.chain, &mut w.keys);
+    let unsettled = &mut w.unsettled;
     let mut keys_committed = false;
     let mut results = Vec::with_capacity(batch.len());
     // Every job gets a reply, also when the transaction cannot start or the head is refused.
@@ -577,8 +605,17 @@ pub(super) fn run_batch(w: &mut Writer, batch: Vec<Job>) {
         // The key store first, on disk before the data transaction commits (module doc).
         let staged = chain.keys.take();
         if !staged.is_empty() {
-            keys.commit(&staged)?;
+            let ledger = ledger::read(&tx)?;
+            if !ledger.pending_ids().is_empty() {
+                // Another process died between its two commits: settled before the next batch.
+                *unsettled = true;
+            }
+            let entry = ledger.entry(Some(&staged));
+            keys.commit(&staged, entry.as_ref())?;
             keys_committed = true;
+            if let Some(entry) = &entry {
+                ledger::write_done(&tx, entry)?;
+            }
         }
         tx.set_drop_behavior(rusqlite::DropBehavior::Commit);
         tx.commit().map_err(backend)

@@ -14,7 +14,9 @@
 //! `recovery.shred_key` per subject, `recovery.orphan_keys` with a count), which names the
 //! pseudonymous subject id at most; after destroying keys both WALs are truncated, as after an
 //! erasure. Recovery runs in `SqliteStore::open` before any thread starts, and in the writer
-//! when a data commit fails after its key commit went through. A store on which a restore is
+//! when a data commit fails after its key commit went through (or when a batch finds another
+//! process's unfinished one). It checks the subjects of the batches the ledger shows unfinished
+//! (`ledger.rs`), or every subject when the ledger is not trusted. A store on which a restore is
 //! pending (`amanah restore` puts the backup in place, then reconciles) is left to that
 //! reconciliation: after a key-store restore, subjects created since the snapshot have no key
 //! on purpose, until the restore has reported them.
@@ -23,6 +25,7 @@ use amanah_core::audit::{AuditDraft, Outcome};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::commit::{sync_chain, truncate_wal, write_head, write_keys, KeyStore};
+use super::ledger;
 use super::rights::shred;
 use super::{append, backend, Chain};
 use crate::StoreResult;
@@ -120,15 +123,14 @@ pub(super) fn recover(
         );
         return Ok(Recovered::default());
     }
-    // Candidates, read without the write lock: a scan must not stall another process's writer.
-    // Such a writer may be between its key commit and its data commit right now, so every
-    // candidate is checked again under the lock, when no batch is half-committed.
-    let keyless = ids(conn, KEYLESS)?;
-    let rowless = ids(conn, ROWLESS_KEYS)?;
-    if keyless.is_empty() && rowless.is_empty() {
+    // Read without the write lock: on a consistent store (every key-store batch reached the data
+    // file) nothing more is done, and another process's writer is not stalled. Such a writer may
+    // be between its key commit and its data commit right now: whatever is found here is
+    // decided again under the lock, when no batch is half-committed.
+    if let ledger::Scope::Nothing = ledger::read(conn)?.scope() {
         return Ok(Recovered::default());
     }
-    let outcome = settle(conn, keys, chain, keyless, rowless);
+    let outcome = settle(conn, keys, chain);
     // Whatever failed, nothing staged outlives this attempt.
     chain.keys.take();
     let done = outcome?;
@@ -144,17 +146,19 @@ pub(super) fn recover(
     Ok(done)
 }
 
-fn settle(
-    conn: &mut Connection,
-    keys: &mut KeyStore,
-    chain: &mut Chain,
-    keyless: Vec<String>,
-    rowless: Vec<String>,
-) -> StoreResult<Recovered> {
+fn settle(conn: &mut Connection, keys: &mut KeyStore, chain: &mut Chain) -> StoreResult<Recovered> {
     // The data file's write lock: any other writer has finished both of its commits.
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(backend)?;
+    let ledger = ledger::read(&tx)?;
+    let (keyless, rowless) = match ledger.scope() {
+        ledger::Scope::Nothing => return Ok(Recovered::default()),
+        ledger::Scope::Subjects(ids) => (ids.clone(), ids),
+        // A store without a trusted ledger (or a pending bulk) is checked whole, once, under
+        // the lock: nothing may half-commit between the check and the ledger's new start.
+        ledger::Scope::Everything => (ids(&tx, KEYLESS)?, ids(&tx, ROWLESS_KEYS)?),
+    };
     let mut purge = Vec::new();
     for id in keyless {
         if holds(&tx, STILL_KEYLESS, &id)? {
@@ -168,10 +172,35 @@ fn settle(
             dead.push((id, erased));
         }
     }
-    if purge.is_empty() && dead.is_empty() {
-        return Ok(Recovered::default());
+    let mut done = Recovered::default();
+    if !purge.is_empty() || !dead.is_empty() {
+        done = settle_subjects(&tx, chain, &purge, &dead)?;
     }
-    sync_chain(&tx, chain)?;
+    // The data file first, so that every settlement is in the log before a key is destroyed
+    // (a crash in between redoes the rest, audited again). Every key deleted here belongs to a
+    // subject without rows, so the order exposes nothing. The key store's lock is taken before
+    // the data lock is released: no other writer runs between the two commits.
+    let staged = chain.keys.take();
+    let key_tx = keys.begin()?;
+    write_keys(&key_tx, &staged)?;
+    if ledger.trusted() {
+        ledger::mark_done(&tx, &ledger.pending_ids())?;
+    } else {
+        ledger::activate(&tx, &key_tx)?;
+    }
+    tx.commit().map_err(backend)?;
+    key_tx.commit().map_err(backend)?;
+    Ok(done)
+}
+
+/// Purges the subjects without a key and destroys the keys without a subject, each audited.
+fn settle_subjects(
+    tx: &Connection,
+    chain: &mut Chain,
+    purge: &[String],
+    dead: &[(String, bool)],
+) -> StoreResult<Recovered> {
+    sync_chain(tx, chain)?;
     let policy: String = tx
         .query_row(
             "SELECT version FROM main.policy_versions ORDER BY seq DESC LIMIT 1",
@@ -183,10 +212,10 @@ fn settle(
         .unwrap_or_default();
     let at = now_micros();
     let mut done = Recovered::default();
-    for id in &purge {
-        shred(&tx, chain, id, at, "recovery: no data key")?;
+    for id in purge {
+        shred(tx, chain, id, at, "recovery: no data key")?;
         append(
-            &tx,
+            tx,
             chain,
             entry(
                 "recovery.purge",
@@ -198,11 +227,11 @@ fn settle(
         )?;
         done.purged_subjects += 1;
     }
-    for (id, erased) in &dead {
+    for (id, erased) in dead {
         chain.keys.delete(id);
         if *erased {
             append(
-                &tx,
+                tx,
                 chain,
                 entry(
                     "recovery.shred_key",
@@ -219,7 +248,7 @@ fn settle(
     }
     if done.orphan_keys > 0 {
         append(
-            &tx,
+            tx,
             chain,
             entry(
                 "recovery.orphan_keys",
@@ -233,15 +262,6 @@ fn settle(
             ),
         )?;
     }
-    write_head(&tx, chain)?;
-    // The data file first, so that every settlement is in the log before a key is destroyed
-    // (a crash in between redoes the rest, audited again). Every key deleted here belongs to a
-    // subject without rows, so the order exposes nothing. The key store's lock is taken before
-    // the data lock is released: no other writer runs between the two commits.
-    let staged = chain.keys.take();
-    let key_tx = keys.begin()?;
-    write_keys(&key_tx, &staged)?;
-    tx.commit().map_err(backend)?;
-    key_tx.commit().map_err(backend)?;
+    write_head(tx, chain)?;
     Ok(done)
 }
