@@ -3,6 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod action;
+pub use action::{AuditAction, UnknownAuditAction};
+
 /// What was decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -36,8 +39,9 @@ pub struct AuditDraft {
     /// API key id (or `cli` for local commands); never the key itself.
     pub actor: String,
     pub role: String,
-    /// e.g. `subject.read`, `subject.create`, `subject.search`, `audit.read`.
-    pub action: String,
+    /// What was done (`subject.read`, `backup.restore`, …): one of the names [`AuditAction`]
+    /// lists, never free text.
+    pub action: AuditAction,
     pub purpose: Option<String>,
     /// Legal basis the decision relied on.
     pub basis: Option<String>,
@@ -64,12 +68,7 @@ impl AuditDraft {
     /// cannot hold) replaced by U+FFFD. Idempotent, and the identity on entries already within
     /// bounds, so a stored entry always equals what its MAC covers.
     pub fn bounded(mut self) -> AuditDraft {
-        for s in [
-            &mut self.actor,
-            &mut self.role,
-            &mut self.action,
-            &mut self.policy_version,
-        ] {
+        for s in [&mut self.actor, &mut self.role, &mut self.policy_version] {
             bound_string(s);
         }
         for s in [
@@ -99,7 +98,7 @@ impl AuditDraft {
     /// Whether [`AuditDraft::bounded`] would leave the entry as it is.
     pub fn within_bounds(&self) -> bool {
         let ok = |s: &str| s.len() <= MAX_AUDIT_STRING_BYTES && !s.contains('\0');
-        [&self.actor, &self.role, &self.action, &self.policy_version]
+        [&self.actor, &self.role, &self.policy_version]
             .into_iter()
             .all(|s| ok(s))
             && [&self.purpose, &self.basis, &self.reason, &self.subject]
@@ -143,7 +142,7 @@ pub fn canonical_bytes(seq: u64, e: &AuditDraft) -> Vec<u8> {
     out.extend_from_slice(b"amanah/audit/v1");
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&e.at_micros.to_be_bytes());
-    for s in [&e.actor, &e.role, &e.action] {
+    for s in [&e.actor, &e.role, e.action.as_str()] {
         push_str(&mut out, Some(s));
     }
     push_str(&mut out, e.purpose.as_deref());
@@ -346,7 +345,7 @@ mod tests {
             at_micros: i,
             actor: "k1".into(),
             role: "officer".into(),
-            action: "subject.read".into(),
+            action: AuditAction::SubjectRead,
             purpose: Some("admission".into()),
             basis: Some("contract".into()),
             outcome: Outcome::Allowed,
@@ -505,6 +504,29 @@ mod tests {
         let mut v = ChainVerifier::new(&key);
         c.iter().for_each(|r| v.push(r).unwrap());
         assert_eq!(v.finish(None), Err(ChainBreak::HeadMissing { last: 3 }));
+    }
+
+    /// The chain covers an action as the text of its name, as when actions were strings: the
+    /// hashes of stored entries do not change.
+    #[test]
+    fn canonical_bytes_hold_the_action_as_its_name() {
+        for &action in AuditAction::ALL {
+            let e = AuditDraft { action, ..draft(7) };
+            let name = action.as_str().as_bytes();
+            let mut expected = b"amanah/audit/v1".to_vec();
+            expected.extend_from_slice(&3u64.to_be_bytes());
+            expected.extend_from_slice(&7i64.to_be_bytes());
+            for s in [&b"k1"[..], b"officer", name] {
+                expected.push(1);
+                expected.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                expected.extend_from_slice(s);
+            }
+            assert_eq!(
+                canonical_bytes(3, &e)[..expected.len()],
+                expected[..],
+                "{action}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! [`Decision`] inside the permit its operations require.
 
 use crate::access::{self, Denial, Grant, Visibility};
+use crate::audit::AuditAction;
 use crate::policy::{LegalBasis, Policy, ADMIN_ROLE};
 
 /// Who is asking, as authentication established it.
@@ -185,58 +186,9 @@ impl Action {
             .map_or(Rule::Admin, |(_, r)| *r)
     }
 
-    /// The action's name in the audit log.
+    /// The action's name in the audit log (see [`AuditAction`]).
     pub fn name(self) -> &'static str {
-        match self {
-            Action::SubjectCreate => "subject.create",
-            Action::SubjectRead => "subject.read",
-            Action::SubjectSearch => "subject.search",
-            Action::SubjectUpdate => "subject.update",
-            Action::SubjectRectify => "subject.rectify",
-            Action::SubjectEnroll => "subject.enroll",
-            Action::SubjectImport => "subject.create",
-            Action::SubjectExport => "subject.export",
-            Action::SubjectErase => "subject.erase",
-            Action::SubjectRestrict => "subject.restrict",
-            Action::SubjectUnrestrict => "subject.unrestrict",
-            Action::SubjectEnd => "subject.end",
-            Action::HoldCreate => "hold.create",
-            Action::HoldRead => "hold.read",
-            Action::HoldRelease => "hold.release",
-            Action::ConsentGrant => "consent.grant",
-            Action::ConsentWithdraw => "consent.withdraw",
-            Action::ConsentRead => "consent.read",
-            Action::ConsentStale => "consent.stale",
-            Action::ContactList => "consent.contactable",
-            Action::RelationCreate => "relation.create",
-            Action::RelationRead => "relation.read",
-            Action::RequestCreate => "request.create",
-            Action::RequestRead => "request.read",
-            Action::RequestList => "request.list",
-            Action::RequestUpdate => "request.update",
-            Action::RetentionSweep => "retention.sweep",
-            Action::DisclosureRequest => "disclosure.request",
-            Action::DisclosureRead => "disclosure.read",
-            Action::DisclosureList => "disclosure.list",
-            Action::DisclosureApprove => "disclosure.approve",
-            Action::DisclosureAuthorize => "disclosure.authorize",
-            Action::DisclosureReject => "disclosure.reject",
-            Action::DisclosureRelease => "disclosure.release",
-            Action::BreachRecord => "breach.record",
-            Action::BreachRead => "breach.read",
-            Action::BreachList => "breach.list",
-            Action::BreachNotices => "breach.notice",
-            Action::BreachNotified => "breach.notified",
-            Action::Ropa => "ropa.read",
-            Action::AuditRead => "audit.read",
-            Action::AuditVerify => "audit.verify",
-            Action::KeyCreate => "apikey.create",
-            Action::KeyList => "apikey.list",
-            Action::KeyRevoke => "apikey.revoke",
-            Action::KeksRotate => "keys.rotate",
-            Action::PolicyRead => "policy.read",
-            Action::PolicyApply => "policy.apply",
-        }
+        AuditAction::from(self).as_str()
     }
 
     /// Writes change the subject; a restricted subject refuses them unless they answer a request.

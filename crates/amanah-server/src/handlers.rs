@@ -92,7 +92,7 @@ impl From<AuditRecord> for AuditEntryOut {
             time: rfc3339(r.entry.at_micros),
             actor: r.entry.actor,
             role: r.entry.role,
-            action: r.entry.action,
+            action: r.entry.action.as_str().to_owned(),
             purpose: r.entry.purpose,
             basis: r.entry.basis,
             outcome: r.entry.outcome.as_str().to_owned(),

@@ -8,7 +8,7 @@ use amanah_core::audit::{AuditDraft, AuditRecord, Outcome};
 use crate::exec::Row;
 use crate::{
     ApiKeyRecord, BreachRecord, ConsentRecord, DisclosureRecord, HoldRecord, PolicyRecord,
-    RelationRecord, RequestRecord, RestrictionRecord, StoreResult,
+    RelationRecord, RequestRecord, RestrictionRecord, StoreError, StoreResult,
 };
 
 /// A stored hash or MAC; anything but 32 bytes (tampering) reads as zeros and fails its check.
@@ -98,15 +98,23 @@ pub(crate) fn relation(r: &dyn Row) -> StoreResult<RelationRecord> {
 }
 
 pub(crate) fn audit(r: &dyn Row) -> StoreResult<AuditRecord> {
+    let seq = r.col::<i64>(0)?;
     let fields: String = r.col(10)?;
     let outcome: String = r.col(7)?;
+    // Only a name Amanah writes can be in the log: any other text was written behind the
+    // store's back, and the row is refused like a malformed one (its text is not repeated).
+    let action = r.col::<String>(4)?.parse().map_err(|_| {
+        StoreError::Backend(format!(
+            "audit entry {seq} holds an action Amanah never writes: the row was altered"
+        ))
+    })?;
     Ok(AuditRecord {
-        seq: r.col::<i64>(0)? as u64,
+        seq: seq as u64,
         entry: AuditDraft {
             at_micros: r.col(1)?,
             actor: r.col(2)?,
             role: r.col(3)?,
-            action: r.col(4)?,
+            action,
             purpose: r.col(5)?,
             basis: r.col(6)?,
             // An unknown outcome string can only come from tampering; the chain check reports it.

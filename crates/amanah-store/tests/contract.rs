@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 mod common;
 
-use amanah_core::audit::{AuditDraft, ChainVerifier, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::KeyRing;
 use amanah_store::{
@@ -109,6 +109,7 @@ on_both_stores!(
     rows_that_grant_access_are_sealed_and_forged_ones_refused,
     schema_6_rows_are_sealed_by_the_migration,
     rewrapping_is_conditional_and_keys_are_counted_per_kek,
+    an_unknown_stored_action_is_refused_like_a_malformed_row,
 );
 
 /// Schema 7's columns dropped: the store as schema 6 and before left it.
@@ -145,15 +146,18 @@ async fn rows_that_grant_access_are_sealed_and_forged_ones_refused(backend: Back
     let store = backend.open(ring.audit_key()).await;
     let (a, b) = ("a".repeat(64), "b".repeat(64));
     store
-        .insert_api_key(api_key("clerk", "clerk", &a), draft("key.create", None))
+        .insert_api_key(
+            api_key("clerk", "clerk", &a),
+            draft(AuditAction::ApikeyCreate, None),
+        )
         .await
         .unwrap();
     store
-        .insert_policy(policy("v1"), draft("policy.apply", None))
+        .insert_policy(policy("v1"), draft(AuditAction::PolicyApply, None))
         .await
         .unwrap();
     store
-        .insert_policy(policy("v2"), draft("policy.apply", None))
+        .insert_policy(policy("v2"), draft(AuditAction::PolicyApply, None))
         .await
         .unwrap();
     assert_eq!(
@@ -179,7 +183,7 @@ async fn rows_that_grant_access_are_sealed_and_forged_ones_refused(backend: Back
     assert_eq!(listed, ["clerk"]);
     assert!(matches!(
         store
-            .revoke_api_key("eve", 2, draft("key.revoke", None))
+            .revoke_api_key("eve", 2, draft(AuditAction::ApikeyRevoke, None))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -199,7 +203,7 @@ async fn rows_that_grant_access_are_sealed_and_forged_ones_refused(backend: Back
     backend.sql("UPDATE api_keys SET role = 'clerk' WHERE id = 'clerk'");
     assert!(store.api_key_by_hash(&a).await.unwrap().is_some());
     store
-        .revoke_api_key("clerk", 2, draft("key.revoke", None))
+        .revoke_api_key("clerk", 2, draft(AuditAction::ApikeyRevoke, None))
         .await
         .unwrap();
     let revoked = store.api_key_by_hash(&a).await.unwrap().unwrap();
@@ -222,11 +226,14 @@ async fn schema_6_rows_are_sealed_by_the_migration(backend: Backend) {
     {
         let store = backend.open(ring.audit_key()).await;
         store
-            .insert_api_key(api_key("old", "dpo", &hash), draft("key.create", None))
+            .insert_api_key(
+                api_key("old", "dpo", &hash),
+                draft(AuditAction::ApikeyCreate, None),
+            )
             .await
             .unwrap();
         store
-            .insert_policy(policy("old"), draft("policy.apply", None))
+            .insert_policy(policy("old"), draft(AuditAction::PolicyApply, None))
             .await
             .unwrap();
     }
@@ -296,7 +303,7 @@ async fn concurrent_writes_commit_atomically_and_the_chain_verifies(backend: Bac
             store
                 .insert_subject(
                     subject(&ring, &id, term),
-                    draft("subject.create", Some(&id)),
+                    draft(AuditAction::SubjectCreate, Some(&id)),
                 )
                 .await
         }));
@@ -341,12 +348,18 @@ async fn the_chain_survives_a_restart(backend: Backend) {
     {
         let store = backend.open(ring.audit_key()).await;
         store
-            .append_audit(vec![draft("a", None), draft("b", None)])
+            .append_audit(vec![
+                draft(AuditAction::SubjectRead, None),
+                draft(AuditAction::SubjectSearch, None),
+            ])
             .await
             .unwrap();
     }
     let store = backend.open(ring.audit_key()).await;
-    let rec = store.append_audit(vec![draft("c", None)]).await.unwrap();
+    let rec = store
+        .append_audit(vec![draft(AuditAction::SubjectRead, None)])
+        .await
+        .unwrap();
     assert_eq!(rec[0].seq, 3);
     assert_eq!(verify(&store, &ring).await, 3);
 }
@@ -380,7 +393,7 @@ async fn bulk(
             .map(|(id, t)| {
                 (
                     subject(ring, id, [*t; 32]),
-                    draft("subject.create", Some(id)),
+                    draft(AuditAction::SubjectCreate, Some(id)),
                 )
             })
             .collect();
@@ -399,7 +412,7 @@ async fn bulk_insert_is_all_or_nothing_and_reports_every_conflict(backend: Backe
     store
         .insert_subject(
             subject(&ring, "old", [9; 32]),
-            draft("subject.create", Some("old")),
+            draft(AuditAction::SubjectCreate, Some("old")),
         )
         .await
         .unwrap();
@@ -446,7 +459,10 @@ async fn bulk_insert_is_all_or_nothing_and_reports_every_conflict(backend: Backe
         let found = store.find_subjects("email", [t; 32], 10).await.unwrap();
         assert_eq!(found.len(), 1);
     }
-    store.append_audit(vec![draft("x", None)]).await.unwrap();
+    store
+        .append_audit(vec![draft(AuditAction::SubjectSearch, None)])
+        .await
+        .unwrap();
     assert_eq!(verify(&store, &ring).await, 6);
 }
 
@@ -483,7 +499,7 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
         store
             .insert_subject(
                 subject(&ring, id, [i as u8 + 1; 32]),
-                draft("subject.create", Some(id)),
+                draft(AuditAction::SubjectCreate, Some(id)),
             )
             .await
             .unwrap();
@@ -498,7 +514,7 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
     ] {
         let s = c.subject_id.clone();
         store
-            .insert_consent(c, draft("consent.grant", Some(&s)))
+            .insert_consent(c, draft(AuditAction::ConsentGrant, Some(&s)))
             .await
             .unwrap();
     }
@@ -564,7 +580,7 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
     let err = store
         .insert_consent(
             grant("6", "zz", "v2", &[]),
-            draft("consent.grant", Some("zz")),
+            draft(AuditAction::ConsentGrant, Some("zz")),
         )
         .await
         .unwrap_err();
@@ -573,7 +589,7 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
     with_guardian.guardian_subject_id = Some("nobody".into());
     assert!(matches!(
         store
-            .insert_consent(with_guardian, draft("consent.grant", Some("a")))
+            .insert_consent(with_guardian, draft(AuditAction::ConsentGrant, Some("a")))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -590,7 +606,10 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
         at_micros: 9,
     };
     store
-        .insert_relation(relation.clone(), draft("relation.create", Some("a")))
+        .insert_relation(
+            relation.clone(),
+            draft(AuditAction::RelationCreate, Some("a")),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -609,7 +628,7 @@ async fn consents_keep_history_and_listings_see_the_latest_decision(backend: Bac
     };
     assert!(matches!(
         store
-            .insert_relation(dangling, draft("relation.create", Some("a")))
+            .insert_relation(dangling, draft(AuditAction::RelationCreate, Some("a")))
             .await,
         Err(StoreError::NotFound)
     ));
@@ -645,13 +664,13 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
     let wrapped = gone.wrapped_key.ciphertext.clone();
     let ciphertext = gone.fields[0].ciphertext.clone();
     store
-        .insert_subject(gone, draft("subject.create", Some("gone")))
+        .insert_subject(gone, draft(AuditAction::SubjectCreate, Some("gone")))
         .await
         .unwrap();
     store
         .insert_subject(
             subject(&ring, "kept", [2; 32]),
-            draft("subject.create", Some("kept")),
+            draft(AuditAction::SubjectCreate, Some("kept")),
         )
         .await
         .unwrap();
@@ -679,7 +698,7 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
             "gone",
             50,
             "request r1",
-            draft("subject.erase", Some("gone")),
+            draft(AuditAction::SubjectErase, Some("gone")),
         )
         .await
         .unwrap();
@@ -693,7 +712,12 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
         .is_empty());
     assert!(matches!(
         store
-            .erase_subject("gone", 60, "again", draft("subject.erase", Some("gone")))
+            .erase_subject(
+                "gone",
+                60,
+                "again",
+                draft(AuditAction::SubjectErase, Some("gone"))
+            )
             .await,
         Err(StoreError::NotFound)
     ));
@@ -714,7 +738,7 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
     amanah_store::restore_data(&db, &data_backup).unwrap();
     let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
     let (done, _) = store
-        .reconcile_after_data_restore(70, draft("backup.restore", None))
+        .reconcile_after_data_restore(70, draft(AuditAction::BackupRestore, None))
         .await
         .unwrap();
     assert_eq!(done.purged_subjects, 1);
@@ -742,7 +766,7 @@ async fn erasure_shreds_the_key_everywhere_and_restored_backups_forget() {
     amanah_store::restore_key_store(&db, &key_backup, 2_000, 30 * 86_400_000_000).unwrap();
     let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
     let (done, _) = store
-        .reconcile_after_key_restore(draft("backup.restore", None))
+        .reconcile_after_key_restore(draft(AuditAction::BackupRestore, None))
         .await
         .unwrap();
     assert_eq!(done.dropped_keys, 1);
@@ -778,11 +802,11 @@ async fn postgres_writers_share_one_chain() {
             let created = store
                 .insert_subject(
                     subject(&ring, &id, term),
-                    draft("subject.create", Some(&id)),
+                    draft(AuditAction::SubjectCreate, Some(&id)),
                 )
                 .await;
             let reads = store
-                .append_audit(vec![draft("subject.read", Some(&id)); 2])
+                .append_audit(vec![draft(AuditAction::SubjectRead, Some(&id)); 2])
                 .await
                 .unwrap();
             assert_eq!(reads.len(), 2);
@@ -872,13 +896,18 @@ async fn a_schema_1_database_is_upgraded_in_place() {
     let err = store
         .insert_subject(
             subject(&ring, "new", [7; 32]),
-            draft("subject.create", Some("new")),
+            draft(AuditAction::SubjectCreate, Some("new")),
         )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Unique { .. }));
     store
-        .erase_subject("old", 2, "test", draft("subject.erase", Some("old")))
+        .erase_subject(
+            "old",
+            2,
+            "test",
+            draft(AuditAction::SubjectErase, Some("old")),
+        )
         .await
         .unwrap();
     assert!(store.load_subject("old").await.unwrap().is_none());
@@ -905,7 +934,7 @@ async fn audit_fields_with_commas_round_trip(backend: Backend) {
             .iter()
             .map(|fields| AuditDraft {
                 fields: fields.clone(),
-                ..draft("subject.search", None)
+                ..draft(AuditAction::SubjectSearch, None)
             })
             .collect();
         let appended = store.append_audit(drafts.clone()).await.unwrap();
@@ -918,7 +947,7 @@ async fn audit_fields_with_commas_round_trip(backend: Backend) {
     // And after a restart, with more entries chained after them.
     let store = backend.open(ring.audit_key()).await;
     store
-        .append_audit(vec![draft("after", None)])
+        .append_audit(vec![draft(AuditAction::AuditRead, None)])
         .await
         .unwrap();
     assert_eq!(verify(&store, &ring).await, 5);
@@ -942,7 +971,10 @@ async fn a_missing_or_unsigned_head_stops_writes_and_fails_verification(backend:
     let ring = KeyRing::generate().unwrap();
     let store = backend.open(ring.audit_key()).await;
     store
-        .append_audit(vec![draft("a", None), draft("b", None)])
+        .append_audit(vec![
+            draft(AuditAction::SubjectRead, None),
+            draft(AuditAction::SubjectSearch, None),
+        ])
         .await
         .unwrap();
     backend.sql("DELETE FROM audit_head");
@@ -951,7 +983,7 @@ async fn a_missing_or_unsigned_head_stops_writes_and_fails_verification(backend:
         Err(amanah_core::audit::ChainBreak::HeadMissing { last: 2 })
     );
     let err = store
-        .append_audit(vec![draft("c", None)])
+        .append_audit(vec![draft(AuditAction::SubjectRead, None)])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("head is missing"), "{err}");
@@ -959,7 +991,10 @@ async fn a_missing_or_unsigned_head_stops_writes_and_fails_verification(backend:
     // Reopening does not re-create it.
     let store = backend.open(ring.audit_key()).await;
     assert!(store.audit_head().await.unwrap().is_none());
-    assert!(store.append_audit(vec![draft("c", None)]).await.is_err());
+    assert!(store
+        .append_audit(vec![draft(AuditAction::SubjectRead, None)])
+        .await
+        .is_err());
 
     // An empty log whose head is at seq 0 but unsigned (rows and head all removed, then the
     // head put back as schema 1 wrote it): refused too.
@@ -981,7 +1016,7 @@ async fn a_missing_or_unsigned_head_stops_writes_and_fails_verification(backend:
         Err(amanah_core::audit::ChainBreak::Head { last: 0, head: 0 })
     ));
     let err = store
-        .append_audit(vec![draft("c", None)])
+        .append_audit(vec![draft(AuditAction::SubjectRead, None)])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("does not verify"), "{err}");
@@ -1008,7 +1043,7 @@ async fn schema_5_lists_convert_without_breaking_the_chain(backend: Backend) {
             .iter()
             .map(|fields| AuditDraft {
                 fields: fields.clone(),
-                ..draft("subject.read", None)
+                ..draft(AuditAction::SubjectRead, None)
             })
             .collect();
         store.append_audit(drafts).await.unwrap()
@@ -1032,7 +1067,10 @@ async fn schema_5_lists_convert_without_breaking_the_chain(backend: Backend) {
     let read = store.audit_entries(None, 0, 100).await.unwrap();
     assert_eq!(read, appended);
     assert_eq!(verify(&store, &ring).await, 7);
-    store.append_audit(vec![draft("new", None)]).await.unwrap();
+    store
+        .append_audit(vec![draft(AuditAction::AuditVerify, None)])
+        .await
+        .unwrap();
     assert_eq!(verify(&store, &ring).await, 8);
 }
 
@@ -1049,7 +1087,13 @@ fn any_draft() -> impl proptest::strategy::Strategy<Value = AuditDraft> {
     use proptest::prelude::*;
     let s = any_string;
     (
-        (any::<i64>(), s(), s(), s(), proptest::option::of(s())),
+        (
+            any::<i64>(),
+            s(),
+            s(),
+            proptest::sample::select(AuditAction::ALL),
+            proptest::option::of(s()),
+        ),
         (
             proptest::option::of(s()),
             any::<bool>(),
@@ -1084,7 +1128,7 @@ fn any_draft() -> impl proptest::strategy::Strategy<Value = AuditDraft> {
 }
 
 /// Arbitrary strings (commas, quotes, brackets, NUL, control characters, up to 64 KB) in
-/// every string and list of an entry: what is read back is what was appended (the entry as
+/// every string and list of an entry, and any action: what is read back is what was appended (the entry as
 /// bounded by `AuditDraft::bounded`, equal to the draft when within bounds), and the chain
 /// verifies after every append.
 async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backend) {
@@ -1123,6 +1167,39 @@ async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backe
     }
 }
 
+/// The action is stored as its name, the text the chain covers. A name Amanah never writes can
+/// only come from behind the store's back: reading that entry fails like a malformed row does
+/// (an error naming the entry, not repeating the text), never a panic; the entries before it
+/// still read, and with its name written back the chain verifies again.
+async fn an_unknown_stored_action_is_refused_like_a_malformed_row(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    let appended = store
+        .append_audit(vec![
+            draft(AuditAction::SubjectRead, None),
+            draft(AuditAction::RecoveryShredKey, None),
+        ])
+        .await
+        .unwrap();
+    let seq = appended[1].seq;
+    backend.sql(&format!(
+        "UPDATE audit_log SET action = 'subject.peek' WHERE seq = {seq};"
+    ));
+    let err = store.audit_entries(None, 0, 10).await.unwrap_err();
+    let StoreError::Backend(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains(&format!("audit entry {seq} ")), "{msg}");
+    assert!(!msg.contains("peek"), "{msg}");
+    let before = store.audit_entries(None, 0, 1).await.unwrap();
+    assert_eq!(before, appended[..1]);
+    backend.sql(&format!(
+        "UPDATE audit_log SET action = 'recovery.shred_key' WHERE seq = {seq};"
+    ));
+    assert_eq!(store.audit_entries(None, 0, 10).await.unwrap(), appended);
+    assert_eq!(verify(&store, &ring).await, 2);
+}
+
 /// Disclosure and breach category lists were stored comma-joined too (issue 14, item 1).
 async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
     let ring = KeyRing::generate().unwrap();
@@ -1134,7 +1211,7 @@ async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
         ..accountability::disclosure("d1", &[], 1)
     };
     store
-        .insert_disclosure(disclosure, draft("disclosure.request", None))
+        .insert_disclosure(disclosure, draft(AuditAction::DisclosureRequest, None))
         .await
         .unwrap();
     let loaded = store.load_disclosure("d1").await.unwrap().unwrap();
@@ -1144,7 +1221,7 @@ async fn disclosure_and_breach_categories_round_trip(backend: Backend) {
         ..accountability::breach("b1", &[], 1, 3)
     };
     store
-        .insert_breach(breach, draft("breach.record", None))
+        .insert_breach(breach, draft(AuditAction::BreachRecord, None))
         .await
         .unwrap();
     let loaded = store.load_breach("b1").await.unwrap().unwrap();
@@ -1164,7 +1241,7 @@ async fn rewrapping_is_conditional_and_keys_are_counted_per_kek(backend: Backend
         store
             .insert_subject(
                 subject(&ring, id, [i as u8 + 1; 32]),
-                draft("subject.create", Some(id)),
+                draft(AuditAction::SubjectCreate, Some(id)),
             )
             .await
             .unwrap();
@@ -1199,18 +1276,23 @@ async fn rewrapping_is_conditional_and_keys_are_counted_per_kek(backend: Backend
         .collect();
     // s2 is erased between the read and the rewrap: its key stays gone.
     store
-        .erase_subject("s2", 2, "request", draft("subject.erase", Some("s2")))
+        .erase_subject(
+            "s2",
+            2,
+            "request",
+            draft(AuditAction::SubjectErase, Some("s2")),
+        )
         .await
         .unwrap();
     let (n, record) = store
-        .rewrap_data_keys(rewraps.clone(), draft("keys.rotate", None))
+        .rewrap_data_keys(rewraps.clone(), draft(AuditAction::KeysRotate, None))
         .await
         .unwrap();
     assert_eq!(n, 1);
-    assert_eq!(record.entry.action, "keys.rotate");
+    assert_eq!(record.entry.action.as_str(), "keys.rotate");
     // The same batch again finds s1 under the new KEK already: nothing is rewritten.
     let (again, _) = store
-        .rewrap_data_keys(rewraps, draft("keys.rotate", None))
+        .rewrap_data_keys(rewraps, draft(AuditAction::KeysRotate, None))
         .await
         .unwrap();
     assert_eq!(again, 0);

@@ -7,7 +7,7 @@ use std::path::Path;
 
 mod common;
 
-use amanah_core::audit::{AuditRecord, ChainVerifier};
+use amanah_core::audit::{AuditAction, AuditRecord, ChainVerifier};
 use amanah_crypto::KeyRing;
 use amanah_store::{key_store_path, RightsStore, SqliteStore, Store, StoreError};
 use common::{draft, subject};
@@ -68,7 +68,10 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
         ("kept", [4; 32]),
     ] {
         store
-            .insert_subject(subject(&ring, id, term), draft("subject.create", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
@@ -86,7 +89,7 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
             "erased",
             5,
             "request r1",
-            draft("subject.erase", Some("erased")),
+            draft(AuditAction::SubjectErase, Some("erased")),
         )
         .await
         .unwrap();
@@ -139,7 +142,10 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
     // The purged subjects' unique values are free again.
     for (id, term) in [("again1", [1; 32]), ("again2", [2; 32])] {
         store
-            .insert_subject(subject(&ring, id, term), draft("subject.create", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
@@ -147,7 +153,7 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
     let all = entries(&store).await;
     let recovery: Vec<&AuditRecord> = all[before..]
         .iter()
-        .filter(|r| r.entry.action.starts_with("recovery."))
+        .filter(|r| r.entry.action.as_str().starts_with("recovery."))
         .collect();
     let mut seen: Vec<(&str, Option<&str>)> = recovery
         .iter()
@@ -170,7 +176,7 @@ async fn recovery_settles_half_committed_writes_once_and_audits_them() {
     }
     let orphans = recovery
         .iter()
-        .find(|r| r.entry.action == "recovery.orphan_keys")
+        .find(|r| r.entry.action == AuditAction::RecoveryOrphanKeys)
         .unwrap();
     assert!(orphans
         .entry
@@ -207,7 +213,7 @@ async fn failed_writes_leave_no_key_behind() {
     store
         .insert_subject(
             subject(&ring, "a", [1; 32]),
-            draft("subject.create", Some("a")),
+            draft(AuditAction::SubjectCreate, Some("a")),
         )
         .await
         .unwrap();
@@ -215,7 +221,7 @@ async fn failed_writes_leave_no_key_behind() {
     let conflict = store
         .insert_subject(
             subject(&ring, "b", [1; 32]),
-            draft("subject.create", Some("b")),
+            draft(AuditAction::SubjectCreate, Some("b")),
         )
         .await;
     assert!(
@@ -241,19 +247,19 @@ async fn failed_writes_leave_no_key_behind() {
     let failed = store
         .insert_subject(
             subject(&ring, "trap1", [2; 32]),
-            draft("subject.create", Some("trap1")),
+            draft(AuditAction::SubjectCreate, Some("trap1")),
         )
         .await;
     assert!(matches!(failed, Err(StoreError::Backend(_))), "{failed:?}");
     assert!(store.load_subject("trap1").await.unwrap().is_none());
     assert_eq!(keys_held(&db), ["a"], "the key committed first was removed");
     let last = entries(&store).await.pop().unwrap();
-    assert_eq!(last.entry.action, "recovery.orphan_keys");
+    assert_eq!(last.entry.action.as_str(), "recovery.orphan_keys");
     // The store goes on writing, and its chain verifies.
     store
         .insert_subject(
             subject(&ring, "c", [3; 32]),
-            draft("subject.create", Some("c")),
+            draft(AuditAction::SubjectCreate, Some("c")),
         )
         .await
         .unwrap();

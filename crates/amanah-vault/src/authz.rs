@@ -255,7 +255,7 @@ impl Vault {
     ) -> Result<Permit<A>> {
         let active = self.policy();
         let policy = &active.policy;
-        let mut draft = self.draft_for(who, A::ACTION.name(), policy);
+        let mut draft = self.draft_for(who, A::ACTION.into(), policy);
         draft.subject = target.subject.and_then(recordable_id);
         // Only purposes the policy declares are recorded; anything else is caller text.
         draft.purpose = target

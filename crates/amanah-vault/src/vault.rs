@@ -1,7 +1,7 @@
 use std::sync::{Arc, RwLock};
 
 use amanah_core::access::{Denial, Grant};
-use amanah_core::audit::{AuditDraft, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use amanah_core::authz::Caller;
 use amanah_core::consent::{self, AgeGroup};
 use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
@@ -202,12 +202,17 @@ impl Vault {
         Ok(true)
     }
 
-    pub(crate) fn draft_for(&self, who: &Principal, action: &str, policy: &Policy) -> AuditDraft {
+    pub(crate) fn draft_for(
+        &self,
+        who: &Principal,
+        action: AuditAction,
+        policy: &Policy,
+    ) -> AuditDraft {
         AuditDraft {
             at_micros: self.clock.now_micros(),
             actor: who.key_id().to_owned(),
             role: who.role().to_owned(),
-            action: action.to_owned(),
+            action,
             purpose: None,
             basis: None,
             outcome: Outcome::Allowed,
@@ -442,7 +447,7 @@ async fn insert_policy(
         at_micros: at,
         actor: actor.to_owned(),
         role: role.to_owned(),
-        action: "policy.apply".into(),
+        action: AuditAction::PolicyApply,
         purpose: None,
         basis: None,
         outcome: Outcome::Allowed,

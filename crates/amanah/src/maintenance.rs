@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use amanah_core::audit::{AuditDraft, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use amanah_core::policy::ADMIN_ROLE;
 use amanah_crypto::KeyRing;
 use amanah_store::{BackupKind, SqliteStore, Store};
@@ -15,7 +15,7 @@ use crate::cli::operator;
 
 const DAY_MICROS: i64 = 86_400_000_000;
 
-async fn cli_draft(store: &SqliteStore, action: &str) -> Result<AuditDraft> {
+async fn cli_draft(store: &SqliteStore, action: AuditAction) -> Result<AuditDraft> {
     let policy_version = store
         .current_policy()
         .await?
@@ -25,7 +25,7 @@ async fn cli_draft(store: &SqliteStore, action: &str) -> Result<AuditDraft> {
         at_micros: SystemClock.now_micros(),
         actor: CLI_ACTOR.to_owned(),
         role: ADMIN_ROLE.to_owned(),
-        action: action.to_owned(),
+        action,
         purpose: None,
         basis: None,
         outcome: Outcome::Allowed,
@@ -55,7 +55,7 @@ pub async fn backup(db: &Path, keys: &KeyRing, out: &Path, key_store: bool) -> R
             .await
             .with_context(|| format!("cannot write {}", out.display()))?;
     }
-    let mut draft = cli_draft(&store, "backup.create").await?;
+    let mut draft = cli_draft(&store, AuditAction::BackupCreate).await?;
     draft.reason = Some(format!(
         "{} backup written",
         if key_store { "key-store" } else { "data" }
@@ -89,7 +89,7 @@ pub async fn restore(
         BackupKind::Data => {
             amanah_store::restore_data(db, from)?;
             let store = SqliteStore::open(db, keys.audit_key())?;
-            let draft = cli_draft(&store, "backup.restore").await?;
+            let draft = cli_draft(&store, AuditAction::BackupRestore).await?;
             let (done, _) = store.reconcile_after_data_restore(now, draft).await?;
             println!(
                 "data restored from {}; {} subjects erased since the backup were purged",
@@ -105,7 +105,7 @@ pub async fn restore(
                 i64::from(max_key_backup_days) * DAY_MICROS,
             )?;
             let store = SqliteStore::open(db, keys.audit_key())?;
-            let draft = cli_draft(&store, "backup.restore").await?;
+            let draft = cli_draft(&store, AuditAction::BackupRestore).await?;
             let (done, _) = store.reconcile_after_key_restore(draft).await?;
             println!(
                 "key store restored from {}; {} keys of erased subjects dropped",

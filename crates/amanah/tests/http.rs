@@ -995,6 +995,12 @@ async fn every_read_is_audited_once_and_tampering_is_detected(kind: Kind) {
             mid,
         ),
         (
+            // A name Amanah never writes: the row is refused on read, naming the entry.
+            "edit-action",
+            format!("UPDATE audit_log SET action = 'subject.peek' WHERE seq = {mid};"),
+            mid,
+        ),
+        (
             "delete-middle",
             format!("DELETE FROM audit_log WHERE seq = {mid};"),
             mid,

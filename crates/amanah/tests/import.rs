@@ -126,7 +126,7 @@ async fn good_csv_and_jsonl_import_and_read_back_with_one_audit_entry_each() {
     let entries = v.audit_entries(&audit, None, 0, 1_000).await.unwrap();
     let creates: Vec<_> = entries
         .iter()
-        .filter(|e| e.entry.action == "subject.create")
+        .filter(|e| e.entry.action.as_str() == "subject.create")
         .collect();
     assert_eq!(creates.len(), 5);
     assert!(creates.iter().all(|e| e.entry.actor == "cli"

@@ -352,7 +352,7 @@ pub(super) async fn append(
             &entry.at_micros,
             &entry.actor,
             &entry.role,
-            &entry.action,
+            &entry.action.as_str(),
             &entry.purpose,
             &entry.basis,
             &entry.outcome.as_str(),

@@ -692,7 +692,7 @@ pub(super) fn append(
             entry.at_micros,
             entry.actor,
             entry.role,
-            entry.action,
+            entry.action.as_str(),
             entry.purpose,
             entry.basis,
             entry.outcome.as_str(),

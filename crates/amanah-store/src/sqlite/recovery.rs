@@ -21,7 +21,7 @@
 //! reconciliation: after a key-store restore, subjects created since the snapshot have no key
 //! on purpose, until the restore has reported them.
 
-use amanah_core::audit::{AuditDraft, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use rusqlite::{Connection, OptionalExtension};
 
 use super::commit::{sync_chain, truncate_wal, write_head, write_keys, KeyStore};
@@ -94,12 +94,18 @@ fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn entry(action: &str, subject: Option<&str>, reason: String, at: i64, policy: &str) -> AuditDraft {
+fn entry(
+    action: AuditAction,
+    subject: Option<&str>,
+    reason: String,
+    at: i64,
+    policy: &str,
+) -> AuditDraft {
     AuditDraft {
         at_micros: at,
         actor: ACTOR.into(),
         role: ROLE.into(),
-        action: action.into(),
+        action,
         purpose: None,
         basis: None,
         outcome: Outcome::Allowed,
@@ -218,7 +224,7 @@ fn settle_subjects(
             tx,
             chain,
             entry(
-                "recovery.purge",
+                AuditAction::RecoveryPurge,
                 Some(id),
                 "crash recovery: the subject's rows had no data key (a create never acknowledged, or an erasure whose key was already destroyed); rows purged, unique values freed".into(),
                 at,
@@ -234,7 +240,7 @@ fn settle_subjects(
                 tx,
                 chain,
                 entry(
-                    "recovery.shred_key",
+                    AuditAction::RecoveryShredKey,
                     Some(id),
                     "crash recovery: the data file records this subject as erased; its surviving data key was destroyed".into(),
                     at,
@@ -251,7 +257,7 @@ fn settle_subjects(
             tx,
             chain,
             entry(
-                "recovery.orphan_keys",
+                AuditAction::RecoveryOrphanKeys,
                 None,
                 format!(
                     "crash recovery: {} data keys without a subject removed (creates whose rows were never committed)",

@@ -1,16 +1,16 @@
 //! What the store's test binaries share: an audit draft and a one-field subject.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use amanah_core::audit::{AuditDraft, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use amanah_crypto::{DataKey, KeyRing};
 use amanah_store::{FieldWrite, NewSubject};
 
-pub fn draft(action: &str, subject: Option<&str>) -> AuditDraft {
+pub fn draft(action: AuditAction, subject: Option<&str>) -> AuditDraft {
     AuditDraft {
         at_micros: 1,
         actor: "k".into(),
         role: "admin".into(),
-        action: action.into(),
+        action,
         purpose: Some("p".into()),
         basis: Some("contract".into()),
         outcome: Outcome::Allowed,

@@ -64,23 +64,35 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
     let store = backend.open(ring.audit_key()).await;
     for (id, term) in [("s1", [1; 32]), ("s2", [2; 32])] {
         store
-            .insert_subject(subject(&ring, id, term), draft("c", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
     assert!(matches!(
         store
-            .insert_disclosure(disclosure("d0", &["s1", "nobody"], 1), draft("d", None))
+            .insert_disclosure(
+                disclosure("d0", &["s1", "nobody"], 1),
+                draft(AuditAction::DisclosureRequest, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     assert!(store.load_disclosure("d0").await.unwrap().is_none());
     store
-        .insert_disclosure(disclosure("d1", &["s2", "s1"], 10), draft("d", None))
+        .insert_disclosure(
+            disclosure("d1", &["s2", "s1"], 10),
+            draft(AuditAction::DisclosureRequest, None),
+        )
         .await
         .unwrap();
     store
-        .insert_disclosure(disclosure("d2", &["s2"], 20), draft("d", None))
+        .insert_disclosure(
+            disclosure("d2", &["s2"], 20),
+            draft(AuditAction::DisclosureRequest, None),
+        )
         .await
         .unwrap();
     let d1 = store.load_disclosure("d1").await.unwrap().unwrap();
@@ -90,7 +102,7 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
     store
         .step_disclosure(
             step("d1", "pending_approval", "approved", 11),
-            draft("s", None),
+            draft(AuditAction::DisclosureApprove, None),
         )
         .await
         .unwrap();
@@ -99,17 +111,25 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
         step("d1", "pending_approval", "rejected", 12),
         step("d1", "pending_approval", "authorized", 12),
     ] {
-        let result = store.step_disclosure(stale, draft("s", None)).await;
+        let result = store
+            .step_disclosure(stale, draft(AuditAction::DisclosureApprove, None))
+            .await;
         assert!(matches!(result, Err(StoreError::Changed)), "{result:?}");
     }
     assert!(matches!(
         store
-            .step_disclosure(step("nope", "approved", "authorized", 12), draft("s", None))
+            .step_disclosure(
+                step("nope", "approved", "authorized", 12),
+                draft(AuditAction::DisclosureApprove, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     store
-        .step_disclosure(step("d1", "approved", "authorized", 13), draft("s", None))
+        .step_disclosure(
+            step("d1", "approved", "authorized", 13),
+            draft(AuditAction::DisclosureApprove, None),
+        )
         .await
         .unwrap();
     let d1 = store.load_disclosure("d1").await.unwrap().unwrap();
@@ -123,22 +143,34 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
     let n = store
         .record_release(
             release("d1", "authorized", 0, 30),
-            vec![draft("rel", Some("s1")), draft("rel", Some("s2"))],
+            vec![
+                draft(AuditAction::DisclosureRelease, Some("s1")),
+                draft(AuditAction::DisclosureRelease, Some("s2")),
+            ],
         )
         .await
         .unwrap();
     assert_eq!(n, 1);
     let stale = store
-        .record_release(release("d1", "authorized", 0, 31), vec![draft("rel", None)])
+        .record_release(
+            release("d1", "authorized", 0, 31),
+            vec![draft(AuditAction::DisclosureRelease, None)],
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Changed)), "{stale:?}");
     let stale = store
-        .record_release(release("d1", "released", 0, 31), vec![draft("rel", None)])
+        .record_release(
+            release("d1", "released", 0, 31),
+            vec![draft(AuditAction::DisclosureRelease, None)],
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Changed)), "{stale:?}");
     assert_eq!(
         store
-            .record_release(release("d1", "released", 1, 40), vec![draft("rel", None)])
+            .record_release(
+                release("d1", "released", 1, 40),
+                vec![draft(AuditAction::DisclosureRelease, None)]
+            )
             .await
             .unwrap(),
         2
@@ -147,7 +179,7 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
         store
             .record_release(
                 release("nope", "authorized", 0, 41),
-                vec![draft("rel", None)]
+                vec![draft(AuditAction::DisclosureRelease, None)]
             )
             .await,
         Err(StoreError::NotFound)
@@ -160,7 +192,7 @@ async fn disclosure_steps_and_releases_apply_only_from_the_state_read(backend: B
     store
         .step_disclosure(
             step("d2", "pending_approval", "rejected", 50),
-            draft("s", None),
+            draft(AuditAction::DisclosureApprove, None),
         )
         .await
         .unwrap();
@@ -225,22 +257,34 @@ async fn breaches_are_notified_once_and_counted(backend: Backend) {
     let store = backend.open(ring.audit_key()).await;
     for (id, term) in [("s1", [1; 32]), ("s2", [2; 32]), ("s3", [3; 32])] {
         store
-            .insert_subject(subject(&ring, id, term), draft("c", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
     assert!(matches!(
         store
-            .insert_breach(breach("b0", &["nobody"], 1, 100), draft("b", None))
+            .insert_breach(
+                breach("b0", &["nobody"], 1, 100),
+                draft(AuditAction::BreachRecord, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     store
-        .insert_breach(breach("b1", &["s2", "s1"], 10, 100), draft("b", None))
+        .insert_breach(
+            breach("b1", &["s2", "s1"], 10, 100),
+            draft(AuditAction::BreachRecord, None),
+        )
         .await
         .unwrap();
     store
-        .insert_breach(breach("b2", &[], 20, 200), draft("b", None))
+        .insert_breach(
+            breach("b2", &[], 20, 200),
+            draft(AuditAction::BreachRecord, None),
+        )
         .await
         .unwrap();
     let b1 = store.load_breach("b1").await.unwrap().unwrap();
@@ -265,16 +309,16 @@ async fn breaches_are_notified_once_and_counted(backend: Backend) {
     );
 
     store
-        .mark_breach_notified("b1", "k2", 120, draft("n", None))
+        .mark_breach_notified("b1", "k2", 120, draft(AuditAction::BreachNotified, None))
         .await
         .unwrap();
     let again = store
-        .mark_breach_notified("b1", "k3", 130, draft("n", None))
+        .mark_breach_notified("b1", "k3", 130, draft(AuditAction::BreachNotified, None))
         .await;
     assert!(matches!(again, Err(StoreError::Changed)), "{again:?}");
     assert!(matches!(
         store
-            .mark_breach_notified("nope", "k2", 130, draft("n", None))
+            .mark_breach_notified("nope", "k2", 130, draft(AuditAction::BreachNotified, None))
             .await,
         Err(StoreError::NotFound)
     ));

@@ -52,23 +52,32 @@ async fn requests_move_only_from_the_status_they_were_read_in(backend: Backend) 
         store
             .insert_subject(
                 subject(&ring, id, [id.as_bytes()[1]; 32]),
-                draft("c", Some(id)),
+                draft(AuditAction::SubjectCreate, Some(id)),
             )
             .await
             .unwrap();
     }
     assert!(matches!(
         store
-            .insert_request(request("r0", "nobody", 100), draft("r", None))
+            .insert_request(
+                request("r0", "nobody", 100),
+                draft(AuditAction::RequestCreate, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     store
-        .insert_request(request("r1", "s1", 100), draft("r", Some("s1")))
+        .insert_request(
+            request("r1", "s1", 100),
+            draft(AuditAction::RequestCreate, Some("s1")),
+        )
         .await
         .unwrap();
     store
-        .insert_request(request("r2", "s2", 50), draft("r", Some("s2")))
+        .insert_request(
+            request("r2", "s2", 50),
+            draft(AuditAction::RequestCreate, Some("s2")),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -79,7 +88,7 @@ async fn requests_move_only_from_the_status_they_were_read_in(backend: Backend) 
     store
         .update_request(
             transition("r1", "received", "in_progress", 20),
-            draft("t", None),
+            draft(AuditAction::RequestUpdate, None),
         )
         .await
         .unwrap();
@@ -87,7 +96,7 @@ async fn requests_move_only_from_the_status_they_were_read_in(backend: Backend) 
     let stale = store
         .update_request(
             transition("r1", "received", "refused", 21),
-            draft("t", None),
+            draft(AuditAction::RequestUpdate, None),
         )
         .await;
     assert!(matches!(stale, Err(StoreError::Changed)), "{stale:?}");
@@ -101,7 +110,7 @@ async fn requests_move_only_from_the_status_they_were_read_in(backend: Backend) 
         store
             .update_request(
                 transition("nope", "received", "in_progress", 22),
-                draft("t", None)
+                draft(AuditAction::RequestUpdate, None)
             )
             .await,
         Err(StoreError::NotFound)
@@ -109,7 +118,7 @@ async fn requests_move_only_from_the_status_they_were_read_in(backend: Backend) 
     store
         .update_request(
             transition("r1", "in_progress", "refused", 30),
-            draft("t", None),
+            draft(AuditAction::RequestUpdate, None),
         )
         .await
         .unwrap();
@@ -185,31 +194,44 @@ async fn holds_release_once_and_restrictions_come_and_go(backend: Backend) {
     let ring = KeyRing::generate().unwrap();
     let store = backend.open(ring.audit_key()).await;
     store
-        .insert_subject(subject(&ring, "s1", [1; 32]), draft("c", Some("s1")))
+        .insert_subject(
+            subject(&ring, "s1", [1; 32]),
+            draft(AuditAction::SubjectCreate, Some("s1")),
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .insert_hold(hold("h0", "nobody", "2030-01-01"), draft("h", None))
+            .insert_hold(
+                hold("h0", "nobody", "2030-01-01"),
+                draft(AuditAction::HoldCreate, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     for (id, until) in [("h1", "2030-01-01"), ("h2", "2031-06-30")] {
         store
-            .insert_hold(hold(id, "s1", until), draft("h", Some("s1")))
+            .insert_hold(
+                hold(id, "s1", until),
+                draft(AuditAction::HoldCreate, Some("s1")),
+            )
             .await
             .unwrap();
     }
     assert!(matches!(
-        store.release_hold("s2", "h1", 7, draft("r", None)).await,
+        store
+            .release_hold("s2", "h1", 7, draft(AuditAction::HoldRelease, None))
+            .await,
         Err(StoreError::NotFound)
     ));
     store
-        .release_hold("s1", "h1", 7, draft("r", Some("s1")))
+        .release_hold("s1", "h1", 7, draft(AuditAction::HoldRelease, Some("s1")))
         .await
         .unwrap();
     assert!(matches!(
-        store.release_hold("s1", "h1", 8, draft("r", None)).await,
+        store
+            .release_hold("s1", "h1", 8, draft(AuditAction::HoldRelease, None))
+            .await,
         Err(StoreError::NotFound)
     ));
     let holds = store.holds("s1").await.unwrap();
@@ -224,34 +246,44 @@ async fn holds_release_once_and_restrictions_come_and_go(backend: Backend) {
     };
     assert!(matches!(
         store
-            .set_restriction("nobody", Some(restriction.clone()), draft("x", None))
+            .set_restriction(
+                "nobody",
+                Some(restriction.clone()),
+                draft(AuditAction::SubjectRestrict, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     store
-        .set_restriction("s1", Some(restriction.clone()), draft("x", Some("s1")))
+        .set_restriction(
+            "s1",
+            Some(restriction.clone()),
+            draft(AuditAction::SubjectRestrict, Some("s1")),
+        )
         .await
         .unwrap();
     assert_eq!(store.restriction("s1").await.unwrap(), Some(restriction));
     let loaded = store.load_subject("s1").await.unwrap().unwrap();
     assert_eq!(loaded.restricted_since_micros, Some(9));
     store
-        .set_restriction("s1", None, draft("x", Some("s1")))
+        .set_restriction("s1", None, draft(AuditAction::SubjectRestrict, Some("s1")))
         .await
         .unwrap();
     assert_eq!(store.restriction("s1").await.unwrap(), None);
 
     // The end of the relationship is recorded once: a later end does not move it.
     store
-        .end_relationship("s1", 100, draft("e", Some("s1")))
+        .end_relationship("s1", 100, draft(AuditAction::SubjectEnd, Some("s1")))
         .await
         .unwrap();
     store
-        .end_relationship("s1", 200, draft("e", Some("s1")))
+        .end_relationship("s1", 200, draft(AuditAction::SubjectEnd, Some("s1")))
         .await
         .unwrap();
     assert!(matches!(
-        store.end_relationship("nobody", 1, draft("e", None)).await,
+        store
+            .end_relationship("nobody", 1, draft(AuditAction::SubjectEnd, None))
+            .await,
         Err(StoreError::NotFound)
     ));
     let page = store.retention_page(None, 10).await.unwrap();
@@ -278,7 +310,10 @@ async fn erasure_leaves_a_tombstone_and_frees_what_the_subject_held(backend: Bac
     let store = backend.open(ring.audit_key()).await;
     for (id, term) in [("gone", [1; 32]), ("kept", [2; 32])] {
         store
-            .insert_subject(subject(&ring, id, term), draft("c", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
@@ -294,23 +329,31 @@ async fn erasure_leaves_a_tombstone_and_frees_what_the_subject_held(backend: Bac
                 recorded_by: "k".into(),
                 at_micros: 3,
             },
-            draft("rel", Some("kept")),
+            draft(AuditAction::DisclosureRelease, Some("kept")),
         )
         .await
         .unwrap();
     store
-        .insert_hold(hold("h", "gone", "2030-01-01"), draft("h", Some("gone")))
+        .insert_hold(
+            hold("h", "gone", "2030-01-01"),
+            draft(AuditAction::HoldCreate, Some("gone")),
+        )
         .await
         .unwrap();
     let mut refused = request("r", "gone", 100);
     refused.refusal_text = Some(b"sealed".to_vec());
     store
-        .insert_request(refused, draft("r", Some("gone")))
+        .insert_request(refused, draft(AuditAction::RequestCreate, Some("gone")))
         .await
         .unwrap();
 
     store
-        .erase_subject("gone", 50, "request r", draft("erase", Some("gone")))
+        .erase_subject(
+            "gone",
+            50,
+            "request r",
+            draft(AuditAction::SubjectErase, Some("gone")),
+        )
         .await
         .unwrap();
     assert_eq!(store.erased_at("gone").await.unwrap(), Some(50));
@@ -323,7 +366,12 @@ async fn erasure_leaves_a_tombstone_and_frees_what_the_subject_held(backend: Bac
     assert_eq!((r.details, r.refusal_text), (None, None));
     assert!(matches!(
         store
-            .erase_subject("gone", 60, "again", draft("erase", Some("gone")))
+            .erase_subject(
+                "gone",
+                60,
+                "again",
+                draft(AuditAction::SubjectErase, Some("gone"))
+            )
             .await,
         Err(StoreError::NotFound)
     ));
@@ -335,7 +383,10 @@ async fn erasure_leaves_a_tombstone_and_frees_what_the_subject_held(backend: Bac
         .unwrap()
         .is_empty());
     store
-        .insert_subject(subject(&ring, "new", [1; 32]), draft("c", Some("new")))
+        .insert_subject(
+            subject(&ring, "new", [1; 32]),
+            draft(AuditAction::SubjectCreate, Some("new")),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -356,16 +407,24 @@ async fn retention_erases_categories_and_deidentifies(backend: Backend) {
         unique: false,
     });
     store
-        .insert_subject(s, draft("c", Some("s1")))
+        .insert_subject(s, draft(AuditAction::SubjectCreate, Some("s1")))
         .await
         .unwrap();
     store
-        .insert_subject(subject(&ring, "s2", [2; 32]), draft("c", Some("s2")))
+        .insert_subject(
+            subject(&ring, "s2", [2; 32]),
+            draft(AuditAction::SubjectCreate, Some("s2")),
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .erase_categories("nobody", vec!["email".into()], vec![], draft("x", None))
+            .erase_categories(
+                "nobody",
+                vec!["email".into()],
+                vec![],
+                draft(AuditAction::RetentionApply, None)
+            )
             .await,
         Err(StoreError::NotFound)
     ));
@@ -374,7 +433,7 @@ async fn retention_erases_categories_and_deidentifies(backend: Backend) {
             "s1",
             vec!["email".into()],
             vec!["p".into()],
-            draft("x", Some("s1")),
+            draft(AuditAction::SubjectSearch, Some("s1")),
         )
         .await
         .unwrap();
@@ -407,7 +466,12 @@ async fn retention_erases_categories_and_deidentifies(backend: Backend) {
         created_on: "2026-12-01".into(),
     };
     store
-        .deidentify_subject("s2", 70, record, draft("deid", Some("s2")))
+        .deidentify_subject(
+            "s2",
+            70,
+            record,
+            draft(AuditAction::RetentionApply, Some("s2")),
+        )
         .await
         .unwrap();
     assert!(store.load_subject("s2").await.unwrap().is_none());
@@ -421,7 +485,12 @@ async fn retention_erases_categories_and_deidentifies(backend: Backend) {
     };
     assert!(matches!(
         store
-            .deidentify_subject("s2", 80, record, draft("deid", Some("s2")))
+            .deidentify_subject(
+                "s2",
+                80,
+                record,
+                draft(AuditAction::RetentionApply, Some("s2"))
+            )
             .await,
         Err(StoreError::NotFound)
     ));

@@ -190,7 +190,7 @@ impl Vault {
         if dry_run || held_until.is_some() {
             return Ok(Some(item));
         }
-        let mut draft = self.draft_for(who, "retention.apply", policy);
+        let mut draft = self.draft_for(who, AuditAction::RetentionApply, policy);
         draft.subject = Some(s.id.clone());
         let result = match &action {
             RetentionAction::Keep => Ok(()),

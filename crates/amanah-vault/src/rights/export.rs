@@ -130,7 +130,7 @@ impl Vault {
             after = last.seq;
             trail.extend(page.into_iter().map(|e| {
                 json!({"time": rfc3339(e.entry.at_micros), "actor": e.entry.actor, "role": e.entry.role,
-                       "action": e.entry.action, "purpose": e.entry.purpose, "basis": e.entry.basis,
+                       "action": e.entry.action.as_str(), "purpose": e.entry.purpose, "basis": e.entry.basis,
                        "outcome": e.entry.outcome.as_str(), "fields": e.entry.fields})
             }));
         }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use amanah_core::audit::AuditDraft;
+use amanah_core::audit::{AuditAction, AuditDraft};
 use amanah_core::consent::{self, date_of};
 use amanah_core::fields;
 use amanah_core::policy::Policy;

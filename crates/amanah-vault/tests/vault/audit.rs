@@ -39,9 +39,9 @@ async fn audit_entries_carry_the_vaults_time_and_policy_version(kind: Kind) {
     let audit = v.permit::<act::AuditRead>(&admin, Target::none()).await;
     let entries = v.audit_entries(&audit, Some(&id), 0, 100).await.unwrap();
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0].entry.action, "subject.create");
+    assert_eq!(entries[0].entry.action.as_str(), "subject.create");
     assert_eq!(entries[0].entry.at_micros, micros(START));
-    assert_eq!(entries[1].entry.action, "subject.read");
+    assert_eq!(entries[1].entry.action.as_str(), "subject.read");
     assert_eq!(
         entries[1].entry.at_micros,
         micros(START + time::Duration::hours(5))
@@ -98,10 +98,12 @@ async fn refusals_are_audited_and_invalid_input_stores_nothing(kind: Kind) {
         .filter(|e| e.entry.outcome == Outcome::Denied)
         .collect();
     assert_eq!(denied.len(), 1);
-    assert_eq!(denied[0].entry.action, "audit.read");
+    assert_eq!(denied[0].entry.action.as_str(), "audit.read");
     assert_eq!(denied[0].entry.actor, officer.key_id());
     assert!(
-        entries.iter().all(|e| e.entry.action != "subject.create"),
+        entries
+            .iter()
+            .all(|e| e.entry.action.as_str() != "subject.create"),
         "nothing was created"
     );
     let search = v.permit(&admin, Target::purpose("admission")).await;
