@@ -60,6 +60,10 @@ pub enum StoreError {
         "the store's schema version {found} is newer than this binary understands ({supported})"
     )]
     SchemaTooNew { found: i64, supported: i64 },
+    /// An audit row holds what Amanah never writes (an unknown action): it was altered behind
+    /// the store's back. Verification reports it as a break of the chain at that entry.
+    #[error("audit entry {seq} holds an action Amanah never writes: the row was altered")]
+    AlteredAuditEntry { seq: u64 },
     #[error("storage failure: {0}")]
     Backend(String),
 }

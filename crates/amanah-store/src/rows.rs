@@ -103,11 +103,10 @@ pub(crate) fn audit(r: &dyn Row) -> StoreResult<AuditRecord> {
     let outcome: String = r.col(7)?;
     // Only a name Amanah writes can be in the log: any other text was written behind the
     // store's back, and the row is refused like a malformed one (its text is not repeated).
-    let action = r.col::<String>(4)?.parse().map_err(|_| {
-        StoreError::Backend(format!(
-            "audit entry {seq} holds an action Amanah never writes: the row was altered"
-        ))
-    })?;
+    let action = r
+        .col::<String>(4)?
+        .parse()
+        .map_err(|_| StoreError::AlteredAuditEntry { seq: seq as u64 })?;
     Ok(AuditRecord {
         seq: seq as u64,
         entry: AuditDraft {

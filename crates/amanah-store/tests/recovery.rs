@@ -279,7 +279,10 @@ async fn the_ledger_limits_recovery_to_unfinished_batches() {
     let store = SqliteStore::open(&db, ring.audit_key()).unwrap();
     for (id, term) in [("a", [1; 32]), ("b", [2; 32])] {
         store
-            .insert_subject(subject(&ring, id, term), draft("subject.create", Some(id)))
+            .insert_subject(
+                subject(&ring, id, term),
+                draft(AuditAction::SubjectCreate, Some(id)),
+            )
             .await
             .unwrap();
     }
@@ -323,7 +326,7 @@ async fn the_ledger_limits_recovery_to_unfinished_batches() {
         "the unfinished batch's key is removed; nothing else was looked at"
     );
     let last = entries(&store).await.pop().unwrap();
-    assert_eq!(last.entry.action, "recovery.orphan_keys");
+    assert_eq!(last.entry.action, AuditAction::RecoveryOrphanKeys);
     assert!(last
         .entry
         .reason
@@ -343,7 +346,7 @@ async fn the_ledger_limits_recovery_to_unfinished_batches() {
     store
         .insert_subject(
             subject(&ring, "c", [3; 32]),
-            draft("subject.create", Some("c")),
+            draft(AuditAction::SubjectCreate, Some("c")),
         )
         .await
         .unwrap();

@@ -3,6 +3,8 @@
 use amanah_core::audit::{AuditRecord, ChainBreak, ChainVerifier};
 use amanah_core::{Error, Result};
 
+use amanah_store::StoreError;
+
 use crate::authz::{act, Permit};
 use crate::vault::{hex, store_error, Vault};
 
@@ -79,10 +81,29 @@ impl Vault {
                 (0..3).map(|k| fetch(start + k * page_len)).collect();
             let mut requested = start + 3 * page_len;
             while let Some(task) = ahead.pop_front() {
-                let page = task
+                let page = match task
                     .await
                     .map_err(|e| Error::Internal(format!("audit page reader failed: {e}")))?
-                    .map_err(store_error)?;
+                {
+                    Ok(page) => page,
+                    Err(StoreError::AlteredAuditEntry { seq }) => {
+                        ahead.iter().for_each(|t| t.abort());
+                        // A row the store refuses to read is a break at that entry, reported
+                        // like any other once the entries before it are checked (the first
+                        // break is the one an auditor gets).
+                        let before = seq.saturating_sub(verifier.count() + 1) as usize;
+                        let earlier = self
+                            .store
+                            .audit_entries(None, verifier.count(), before)
+                            .await
+                            .map_err(store_error)?;
+                        if let Err(b) = verifier.push_page(&earlier) {
+                            return Ok(broken(&verifier, b));
+                        }
+                        return Ok(broken(&verifier, ChainBreak::Hash { seq }));
+                    }
+                    Err(e) => return Err(store_error(e)),
+                };
                 if page.is_empty() {
                     break;
                 }
