@@ -19,7 +19,7 @@ use crate::AppState;
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
 pub(crate) use crate::query::json_body;
-use crate::query::{ApiQuery, AuditLimit, Purpose, Sequence};
+use crate::query::{ApiQuery, AuditLimit, Purpose, RequestId, Sequence};
 
 /// Request body of create and update.
 #[derive(Debug, serde::Deserialize, ToSchema)]
@@ -324,7 +324,8 @@ pub(crate) struct UpdateQuery {
     #[param(value_type = String)]
     purpose: Purpose,
     /// An open rectification request this change answers
-    request: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
+    request: Option<RequestId>,
 }
 
 /// Replace some fields of a subject (rectification); blind indexes move with the values.
@@ -353,7 +354,7 @@ pub async fn update_subject(
                 .await?;
             let fields = subject_fields(&body)?;
             s.vault
-                .rectify_subject(&permit, &fields, Some(&request))
+                .rectify_subject(&permit, &fields, Some(&request.0))
                 .await?;
         }
         None => {

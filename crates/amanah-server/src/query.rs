@@ -229,6 +229,21 @@ impl<'de> Deserialize<'de> for Sequence {
     }
 }
 
+/// The id of a data-subject request a change answers (`request`): a UUID, as the vault issues
+/// them; other text names no request, and is refused without being repeated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestId(pub String);
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(d)?;
+        match uuid::Uuid::parse_str(&id) {
+            Ok(u) if id.len() == 36 => Ok(RequestId(u.hyphenated().to_string())),
+            _ => Err(Refusal::OutOfRange.error("must be the id of a request (a UUID)")),
+        }
+    }
+}
+
 /// A query value from a closed set of spellings (a format, a status, a channel): the document
 /// lists them as the parameter's `enum`, and a value outside them is refused with the list.
 pub(crate) trait Spelled: Sized {
@@ -491,6 +506,8 @@ mod tests {
         #[param(inline)]
         #[serde(default)]
         format: FileFormat,
+        #[param(value_type = Option<String>)]
+        request: Option<RequestId>,
     }
 
     fn refusal(raw: &str) -> (u16, String, Option<String>) {
@@ -515,7 +532,8 @@ mod tests {
     fn each_refusal_has_its_status_and_never_the_callers_text() {
         let unknown = (
             400,
-            "unknown query parameter; this route takes: purpose, channel, overdue, limit, format"
+            "unknown query parameter; this route takes: purpose, channel, overdue, limit, format, \
+             request"
                 .to_owned(),
             None,
         );
@@ -546,6 +564,17 @@ mod tests {
             assert_eq!(status, 400);
             assert!(detail.starts_with("the `purpose` query parameter is required"));
         }
+        assert_eq!(
+            refusal("purpose=care&request=Zq9@example.id"),
+            (
+                422,
+                "`request` must be the id of a request (a UUID)".into(),
+                Some("request".into())
+            )
+        );
+        let id = "0b0c6c9e-2f1e-4c8e-9d8e-6f3c1f1d2a3b";
+        let q = parse::<Listing>(&format!("purpose=care&request={id}")).unwrap();
+        assert_eq!(q.request, Some(RequestId(id.into())));
         assert_eq!(
             refusal("purpose=a&purpose=a"),
             (
@@ -581,7 +610,7 @@ mod tests {
         fn refusals_never_quote_the_caller(
             name in "Zq9[a-z,&=+% ]{0,8}",
             value in "Zq9\\PC{0,16}",
-            known in proptest::sample::select(vec!["channel", "overdue", "limit", "format", "purpose"]),
+            known in proptest::sample::select(vec!["channel", "overdue", "limit", "format", "purpose", "request"]),
         ) {
             for (n, v) in [(name.as_str(), "1"), (known, value.as_str()), (name.as_str(), value.as_str())] {
                 let raw = form_urlencoded::Serializer::new(String::new())

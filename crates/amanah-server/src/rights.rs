@@ -16,7 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Authenticated;
 use crate::handlers::{csv_attachment, json_body, rfc3339, ApiResult};
 use crate::problem::Problem;
-use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestStatusFilter};
+use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestId, RequestStatusFilter};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -485,7 +485,9 @@ pub async fn release_hold(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct EraseQuery {
-    request: Option<String>,
+    /// The erasure request this erasure answers
+    #[param(value_type = Option<String>, format = Uuid)]
+    request: Option<RequestId>,
 }
 
 /// Erase a subject by crypto-shredding (admin or the DPO); `?request=ID` ties it to an erasure
@@ -503,7 +505,9 @@ pub async fn erase_subject(
         .vault
         .authorize::<act::SubjectErase>(&who, Target::subject(&id))
         .await?;
-    s.vault.erase_subject(&permit, request.as_deref()).await?;
+    s.vault
+        .erase_subject(&permit, request.as_ref().map(|r| r.0.as_str()))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
