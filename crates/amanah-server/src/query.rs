@@ -295,73 +295,55 @@ macro_rules! spelled_values {
     )+};
 }
 
-/// The `format` of a file a route gives: JSON (the default) or CSV.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum FileFormat {
-    #[default]
-    Json,
-    Csv,
-}
-
-impl FileFormat {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            FileFormat::Json => "json",
-            FileFormat::Csv => "csv",
+/// A `format` a route answers in, the first its default: the enum, its spellings, and what
+/// [`Spelled`] needs.
+macro_rules! formats {
+    ($(#[$doc:meta])* $ty:ident { $first:ident => $fs:literal $(, $v:ident => $s:literal)* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub(crate) enum $ty {
+            #[default]
+            $first,
+            $($v),*
         }
-    }
-}
 
-impl Spelled for FileFormat {
-    const OUT_OF_RANGE: bool = false;
-    const DEFAULT: Option<&'static str> = Some("json");
+        impl $ty {
+            const ALL: &'static [$ty] = &[$ty::$first, $($ty::$v),*];
 
-    fn spellings() -> Vec<&'static str> {
-        [FileFormat::Json, FileFormat::Csv]
-            .map(FileFormat::as_str)
-            .to_vec()
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [FileFormat::Json, FileFormat::Csv]
-            .into_iter()
-            .find(|f| f.as_str() == s)
-    }
-}
-
-/// The `format` of the record of processing: JSON (the default), Markdown or CSV.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) enum RopaFormat {
-    #[default]
-    Json,
-    Md,
-    Csv,
-}
-
-impl RopaFormat {
-    const ALL: [RopaFormat; 3] = [RopaFormat::Json, RopaFormat::Md, RopaFormat::Csv];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            RopaFormat::Json => "json",
-            RopaFormat::Md => "md",
-            RopaFormat::Csv => "csv",
+            pub(crate) fn as_str(self) -> &'static str {
+                match self {
+                    $ty::$first => $fs,
+                    $($ty::$v => $s),*
+                }
+            }
         }
-    }
+
+        impl Spelled for $ty {
+            const OUT_OF_RANGE: bool = false;
+            const DEFAULT: Option<&'static str> = Some($fs);
+
+            fn spellings() -> Vec<&'static str> {
+                $ty::ALL.iter().map(|f| f.as_str()).collect()
+            }
+
+            fn parse(s: &str) -> Option<Self> {
+                $ty::ALL.iter().copied().find(|f| f.as_str() == s)
+            }
+        }
+
+        spelled_values!($ty);
+    };
 }
 
-impl Spelled for RopaFormat {
-    const OUT_OF_RANGE: bool = false;
-    const DEFAULT: Option<&'static str> = Some("json");
+formats!(
+    /// The `format` of a file a route gives: JSON (the default) or CSV.
+    FileFormat { Json => "json", Csv => "csv" }
+);
 
-    fn spellings() -> Vec<&'static str> {
-        RopaFormat::ALL.map(RopaFormat::as_str).to_vec()
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        RopaFormat::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-}
+formats!(
+    /// The `format` of the record of processing: JSON (the default), Markdown or CSV.
+    RopaFormat { Json => "json", Md => "md", Csv => "csv" }
+);
 
 /// The `status` the requests listing keeps: `open` (received or in progress), `all` (the
 /// default), or one state.
@@ -447,12 +429,7 @@ impl PartialSchema for Channel {
 
 impl ToSchema for Channel {}
 
-spelled_values!(
-    FileFormat,
-    RopaFormat,
-    RequestStatusFilter,
-    DisclosureStatusFilter
-);
+spelled_values!(RequestStatusFilter, DisclosureStatusFilter);
 
 pub(crate) fn json_body<T: serde::de::DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| {
