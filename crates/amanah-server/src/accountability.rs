@@ -8,19 +8,19 @@ use amanah_vault::{
     Target,
 };
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{
-    csv_attachment, format_of, json_body, limit, only, query, rfc3339, ApiResult,
-};
+use crate::handlers::{csv_attachment, json_body, rfc3339, ApiResult};
 use crate::problem::Problem;
+use crate::query::{ApiQuery, DisclosureStatusFilter, FileFormat, Flag, Limit, RopaFormat};
+use crate::rights::FileQuery;
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -380,30 +380,40 @@ pub async fn create_disclosure(
         .into_response())
 }
 
+/// The query of the disclosures listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DisclosuresQuery {
+    subject: Option<String>,
+    #[param(inline)]
+    status: Option<DisclosureStatusFilter>,
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// Disclosures, newest first; `subject` keeps those carrying one subject.
-#[utoipa::path(get, path = "/v1/disclosures",
-    params(("subject" = Option<String>, Query), ("status" = Option<String>, Query),
-           ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+#[utoipa::path(get, path = "/v1/disclosures", params(DisclosuresQuery),
     responses((status = 200, body = DisclosuresOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_disclosures(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<DisclosuresQuery>,
 ) -> ApiResult<Json<DisclosuresOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::DisclosureList>(&who, Target::none())
         .await?;
-    only(&q, &["subject", "status", "after", "limit"])?;
     let found = s
         .vault
         .list_disclosures(
             &permit,
-            q.get("subject").map(String::as_str),
-            q.get("status").map(String::as_str),
-            q.get("after").map(String::as_str),
-            limit(&q)?,
+            q.subject.as_deref(),
+            q.status.map(|s| s.0.as_str()),
+            q.after.as_deref(),
+            q.limit.get(),
         )
         .await?;
     Ok(Json(DisclosuresOut {
@@ -488,7 +498,7 @@ pub async fn reject_disclosure(
 
 /// Release the package of an approved and authorized disclosure (the requester or the admin):
 /// only the requested categories, at most `max_releases` times, each release audited.
-#[utoipa::path(get, path = "/v1/disclosures/{id}/package", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+#[utoipa::path(get, path = "/v1/disclosures/{id}/package", params(("id" = String, Path), FileQuery),
     responses((status = 200, description = "the package, JSON or CSV (one row per subject)",
                content((PackageOut = "application/json"), (String = "text/csv"))), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved and authorized, or released the most times allowed")))]
@@ -496,21 +506,19 @@ pub async fn disclosure_package(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(FileQuery { format }): ApiQuery<FileQuery>,
 ) -> ApiResult<Response> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::DisclosureRelease>(&who, Target::none())
         .await?;
-    only(&q, &["format"])?;
-    let format = format_of(&q, &["json", "csv"])?;
     let package = PackageOut::from(s.vault.release_disclosure(&permit, &id).await?);
     let disposition = format!(
-        "attachment; filename=\"disclosure-{id}-{}.{format}\"",
-        package.release
+        "attachment; filename=\"disclosure-{id}-{}.{}\"",
+        package.release,
+        format.as_str()
     );
-    if format == "json" {
+    if format == FileFormat::Json {
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(package)).into_response());
     }
     let csv = package_csv(&package).map_err(|e| Error::Internal(format!("csv: {e}")))?;
@@ -578,34 +586,36 @@ pub async fn create_breach(
         .into_response())
 }
 
+/// The query of the breach register.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct BreachesQuery {
+    /// Only breaches not notified past their deadline
+    #[param(value_type = Option<bool>)]
+    #[serde(default)]
+    overdue: Flag,
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// Breaches, newest first; `overdue=true` keeps those not notified past their deadline.
-#[utoipa::path(get, path = "/v1/breaches",
-    params(("overdue" = Option<bool>, Query), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+#[utoipa::path(get, path = "/v1/breaches", params(BreachesQuery),
     responses((status = 200, body = BreachesOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_breaches(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<BreachesQuery>,
 ) -> ApiResult<Json<BreachesOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::BreachList>(&who, Target::none())
         .await?;
-    only(&q, &["overdue", "after", "limit"])?;
-    let overdue = match q.get("overdue").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") | Some("") => true,
-        Some(_) => return Err(Error::BadRequest("`overdue` must be true or false".into()).into()),
-    };
     let found = s
         .vault
-        .list_breaches(
-            &permit,
-            overdue,
-            q.get("after").map(String::as_str),
-            limit(&q)?,
-        )
+        .list_breaches(&permit, q.overdue.0, q.after.as_deref(), q.limit.get())
         .await?;
     Ok(Json(BreachesOut {
         breaches: found.into_iter().map(BreachOut::from).collect(),
@@ -627,28 +637,35 @@ pub async fn get_breach(
     Ok(Json(s.vault.get_breach(&permit, &id).await?.into()))
 }
 
+/// The query of a page: where it starts and how long it is.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// The notices, in Bahasa Indonesia and English: one per affected subject, a page at a time
 /// (`after`, `limit` 1 to 1000, default 100), and the agency's on the first page.
-#[utoipa::path(get, path = "/v1/breaches/{id}/notices",
-    params(("id" = String, Path), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1 to 1000, default 100")),
+#[utoipa::path(get, path = "/v1/breaches/{id}/notices", params(("id" = String, Path), PageQuery),
     responses((status = 200, body = NoticesOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn breach_notices(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<NoticesOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::BreachNotices>(&who, Target::none())
         .await?;
-    only(&q, &["after", "limit"])?;
-    let limit = Some(limit(&q)?);
     let page = s
         .vault
-        .breach_notices(&permit, &id, q.get("after").map(String::as_str), limit)
+        .breach_notices(&permit, &id, q.after.as_deref(), Some(q.limit.get()))
         .await?;
     Ok(Json(NoticesOut {
         breach_id: id,
@@ -675,32 +692,40 @@ pub async fn mark_notices_sent(
     ))
 }
 
+/// The query of the record of processing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RopaQuery {
+    /// json (default), md or csv
+    #[param(inline)]
+    #[serde(default)]
+    format: RopaFormat,
+}
+
 /// The record of processing activities (UU PDP Art. 31): JSON, `?format=md` or `?format=csv`.
-#[utoipa::path(get, path = "/v1/ropa", params(("format" = Option<String>, Query, description = "json (default), md or csv")),
+#[utoipa::path(get, path = "/v1/ropa", params(RopaQuery),
     responses((status = 200, description = "amanah-ropa/1 JSON document, Markdown or CSV",
                content((Object = "application/json"), (String = "text/markdown"), (String = "text/csv"))), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn ropa(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(RopaQuery { format }): ApiQuery<RopaQuery>,
 ) -> ApiResult<Response> {
-    let q = query(q)?;
     let permit = s.vault.authorize::<act::Ropa>(&who, Target::none()).await?;
-    only(&q, &["format"])?;
-    let format = format_of(&q, &["json", "md", "csv"])?;
     let doc = s.vault.ropa(&permit, STORAGE).await?;
     Ok(match format {
-        "md" => (
+        RopaFormat::Md => (
             [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
             amanah_core::ropa::markdown(&doc),
         )
             .into_response(),
-        "csv" => (
+        RopaFormat::Csv => (
             [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
             amanah_core::ropa::csv(&doc),
         )
             .into_response(),
-        _ => Json(doc).into_response(),
+        RopaFormat::Json => Json(doc).into_response(),
     })
 }

@@ -1,24 +1,23 @@
 //! Consent, contact-list and relation routes: thin mappings onto the vault's consent use cases.
 
-use std::collections::BTreeMap;
-
 use amanah_core::Error;
 use amanah_vault::{
     act, ConsentHistory, ConsentInput, ConsentReceipt, ConsentView, GuardianInput, PurposeConsent,
     RelationView, Target,
 };
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, limit, only, query, rfc3339, ApiResult};
+use crate::handlers::{json_body, rfc3339, ApiResult};
 use crate::problem::Problem;
+use crate::query::{ApiQuery, Channel, Limit, Purpose};
 use crate::AppState;
 
 /// A consent decision. In `POST /v1/subjects` (as `consent`), `purpose` may be left out: it is
@@ -345,19 +344,6 @@ pub struct RelationsOut {
     pub relations: Vec<RelationOut>,
 }
 
-/// Query parameters of a listing: only `allowed` names, and the one `limit` rule.
-fn listing_limit(q: &BTreeMap<String, String>, allowed: &[&str]) -> ApiResult<Option<usize>> {
-    only(q, allowed)?;
-    Ok(Some(limit(q)?))
-}
-
-fn required<'q>(q: &'q BTreeMap<String, String>, name: &str) -> ApiResult<&'q str> {
-    match q.get(name) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(Error::BadRequest(format!("the `{name}` query parameter is required")).into()),
-    }
-}
-
 /// Record a consent grant or withdrawal, with its evidence; returns the decision and a receipt.
 #[utoipa::path(post, path = "/v1/subjects/{id}/consents", params(("id" = String, Path)),
     request_body = ConsentBody,
@@ -409,26 +395,36 @@ pub async fn consent_history(
     Ok(Json(s.vault.consent_history(&permit).await?.into()))
 }
 
+/// The query of the stale-consents listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct StaleQuery {
+    #[param(value_type = String)]
+    purpose: Purpose,
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// Subjects whose consent predates the purpose's current version (ask them again). Paged.
-#[utoipa::path(get, path = "/v1/consents/stale",
-    params(("purpose" = String, Query), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1 to 1000, default 100")),
+#[utoipa::path(get, path = "/v1/consents/stale", params(StaleQuery),
     responses((status = 200, body = StaleOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn stale_consents(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<StaleQuery>,
 ) -> ApiResult<Json<StaleOut>> {
-    let q = query(q)?;
-    let purpose = required(&q, "purpose")?;
+    let purpose = q.purpose.0.as_str();
     let permit = s
         .vault
         .authorize::<act::ConsentStale>(&who, Target::purpose(purpose))
         .await?;
-    let limit = listing_limit(&q, &["purpose", "after", "limit"])?;
     let page = s
         .vault
-        .stale_consents(&permit, q.get("after").map(String::as_str), limit)
+        .stale_consents(&permit, q.after.as_deref(), Some(q.limit.get()))
         .await?;
     let purpose_version = s
         .vault
@@ -453,27 +449,40 @@ pub async fn stale_consents(
     }))
 }
 
+/// The query of the contact list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ContactableQuery {
+    #[param(value_type = String)]
+    purpose: Purpose,
+    /// One of the channels the purpose uses
+    #[param(inline)]
+    channel: Channel,
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// Ids of subjects who may be contacted under a purpose on a channel now. Paged; audited.
-#[utoipa::path(get, path = "/v1/contactable",
-    params(("purpose" = String, Query), ("channel" = String, Query), ("after" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1 to 1000, default 100")),
+#[utoipa::path(get, path = "/v1/contactable", params(ContactableQuery),
     responses((status = 200, body = ContactableOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn contactable(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<ContactableQuery>,
 ) -> ApiResult<Json<ContactableOut>> {
-    let q = query(q)?;
-    let purpose = required(&q, "purpose")?;
+    let purpose = q.purpose.0.as_str();
+    let channel = q.channel.0;
     let permit = s
         .vault
         .authorize::<act::ContactList>(&who, Target::purpose(purpose))
         .await?;
-    let limit = listing_limit(&q, &["purpose", "channel", "after", "limit"])?;
-    let channel = required(&q, "channel")?;
     let page = s
         .vault
-        .contactable(&permit, channel, q.get("after").map(String::as_str), limit)
+        .contactable(&permit, channel, q.after.as_deref(), Some(q.limit.get()))
         .await?;
     Ok(Json(ContactableOut {
         purpose: purpose.to_owned(),

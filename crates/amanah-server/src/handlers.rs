@@ -3,13 +3,13 @@ use amanah_core::Error;
 use amanah_vault::ApiKeyRecord;
 use amanah_vault::{act, SubjectView, Target};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::consents::{ConsentBody, ReceiptOut};
@@ -18,10 +18,8 @@ use crate::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
-pub(crate) use crate::query::{
-    format_of, json_body, limit, limit_within, only, purpose, query, DEFAULT_AUDIT_LIMIT,
-    MAX_AUDIT_LIMIT,
-};
+pub(crate) use crate::query::json_body;
+use crate::query::{ApiQuery, AuditLimit, Purpose, RequestId, Sequence};
 
 /// Request body of create and update.
 #[derive(Debug, serde::Deserialize, ToSchema)]
@@ -204,19 +202,29 @@ pub(crate) fn csv_attachment(filename: &str, body: String) -> Response {
         .into_response()
 }
 
+/// The query of a subject's creation.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CreateQuery {
+    /// Purpose of collection
+    #[param(value_type = String)]
+    purpose: Purpose,
+}
+
 /// Create a subject with fields collected under a purpose.
-#[utoipa::path(post, path = "/v1/subjects", params(("purpose" = String, Query, description = "Purpose of collection")),
+#[utoipa::path(post, path = "/v1/subjects", params(CreateQuery),
     request_body = SubjectBody,
     responses((status = 201, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_subject(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(CreateQuery {
+        purpose: Purpose(purpose),
+    }): ApiQuery<CreateQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let q = query(q)?;
-    let purpose = purpose(&q)?;
     let permit = s
         .vault
         .authorize::<act::SubjectCreate>(&who, Target::purpose(&purpose))
@@ -241,23 +249,33 @@ pub async fn create_subject(
         .into_response())
 }
 
+/// The query of a search: the purpose, and one indexed category of the policy with the value to
+/// find (the document lists them from the policy in force).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SearchQuery {
+    /// Purpose of the read
+    #[param(value_type = String)]
+    purpose: Purpose,
+    #[serde(flatten)]
+    #[param(ignore)]
+    by: std::collections::BTreeMap<String, String>,
+}
+
 /// Find subjects by one indexed category (blind index; the value is normalized first).
-#[utoipa::path(get, path = "/v1/subjects", params(("purpose" = String, Query, description = "Purpose of the read")),
+#[utoipa::path(get, path = "/v1/subjects", params(SearchQuery),
     responses((status = 200, body = SubjectsOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search_subjects(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<SubjectsOut>> {
-    let q = query(q)?;
-    let purpose = purpose(&q)?;
     let permit = s
         .vault
-        .authorize::<act::SubjectSearch>(&who, Target::purpose(&purpose))
+        .authorize::<act::SubjectSearch>(&who, Target::purpose(&q.purpose.0))
         .await?;
-    let filters: Vec<(&String, &String)> =
-        q.iter().filter(|(k, _)| k.as_str() != "purpose").collect();
+    let filters: Vec<(&String, &String)> = q.by.iter().collect();
     let [(category, value)] = filters.as_slice() else {
         return Err(Error::BadRequest(
             "give exactly one indexed category to search by, e.g. `?purpose=P&email=a@b.id`".into(),
@@ -270,18 +288,27 @@ pub async fn search_subjects(
     }))
 }
 
+/// The query of a subject's read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReadQuery {
+    #[param(value_type = String)]
+    purpose: Purpose,
+}
+
 /// Read a subject under a purpose: only that purpose's categories the role may see.
-#[utoipa::path(get, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query)),
+#[utoipa::path(get, path = "/v1/subjects/{id}", params(("id" = String, Path), ReadQuery),
     responses((status = 200, body = SubjectOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn read_subject(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(ReadQuery {
+        purpose: Purpose(purpose),
+    }): ApiQuery<ReadQuery>,
 ) -> ApiResult<Json<SubjectOut>> {
-    let q = query(q)?;
-    let purpose = purpose(&q)?;
     let permit = s
         .vault
         .authorize::<act::SubjectRead>(&who, Target::subject_under(&id, &purpose))
@@ -289,9 +316,20 @@ pub async fn read_subject(
     Ok(Json(s.vault.read_subject(&permit).await?.into()))
 }
 
+/// The query of a subject's update.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UpdateQuery {
+    #[param(value_type = String)]
+    purpose: Purpose,
+    /// An open rectification request this change answers
+    #[param(value_type = Option<String>, format = Uuid)]
+    request: Option<RequestId>,
+}
+
 /// Replace some fields of a subject (rectification); blind indexes move with the values.
-#[utoipa::path(patch, path = "/v1/subjects/{id}", params(("id" = String, Path), ("purpose" = String, Query),
-    ("request" = Option<String>, Query, description = "An open rectification request this change answers")),
+#[utoipa::path(patch, path = "/v1/subjects/{id}", params(("id" = String, Path), UpdateQuery),
     request_body = SubjectBody,
     responses((status = 200, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
@@ -299,15 +337,16 @@ pub async fn update_subject(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(UpdateQuery {
+        purpose: Purpose(purpose),
+        request,
+    }): ApiQuery<UpdateQuery>,
     body: Bytes,
 ) -> ApiResult<Json<CreatedOut>> {
-    let q = query(q)?;
-    let purpose = purpose(&q)?;
     let target = Target::subject_under(&id, &purpose);
     // A change answering a request is a rectification; the decision point tells them apart
     // (a restricted subject accepts only the latter, from a role that handles requests).
-    match q.get("request") {
+    match request {
         Some(request) => {
             let permit = s
                 .vault
@@ -315,7 +354,7 @@ pub async fn update_subject(
                 .await?;
             let fields = subject_fields(&body)?;
             s.vault
-                .rectify_subject(&permit, &fields, Some(request))
+                .rectify_subject(&permit, &fields, Some(&request.0))
                 .await?;
         }
         None => {
@@ -402,29 +441,35 @@ fn subject_fields(body: &Bytes) -> ApiResult<serde_json::Map<String, Value>> {
     Ok(body.fields)
 }
 
+/// The query of the audit listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AuditQuery {
+    subject: Option<String>,
+    #[param(value_type = Option<u64>)]
+    #[serde(default)]
+    after: Sequence,
+    #[param(inline)]
+    #[serde(default)]
+    limit: AuditLimit,
+}
+
 /// Audit entries, oldest first (admin). `subject` filters; `after` and `limit` page.
-#[utoipa::path(get, path = "/v1/audit", params(("subject" = Option<String>, Query), ("after" = Option<u64>, Query), ("limit" = Option<usize>, Query, description = "1 to 10000, default 1000")),
+#[utoipa::path(get, path = "/v1/audit", params(AuditQuery),
     responses((status = 200, body = AuditOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn audit_entries(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::AuditRead>(&who, Target::none())
         .await?;
-    only(&q, &["subject", "after", "limit"])?;
-    let after = q.get("after").map_or(Ok(0), |v| {
-        v.parse::<u64>().map_err(|_| {
-            Problem::from(Error::invalid("after", "`after` must be a sequence number"))
-        })
-    })?;
-    let limit = limit_within(&q, DEFAULT_AUDIT_LIMIT, MAX_AUDIT_LIMIT)?;
     let entries = s
         .vault
-        .audit_entries(&permit, q.get("subject").map(String::as_str), after, limit)
+        .audit_entries(&permit, q.subject.as_deref(), q.after.0, q.limit.get())
         .await?;
     Ok(Json(AuditOut {
         entries: entries.into_iter().map(AuditEntryOut::from).collect(),

@@ -85,34 +85,27 @@ fn shared_responses(doc: &mut Value) {
                 continue;
             };
             let has_body = op.contains_key("requestBody");
-            // Query parameters a handler checks beyond their type: `limit` (1 to the route's
-            // maximum, else 422) and `format` (one of the route's, else 400).
+            // Query parameters come from the routes' query types (`crate::query`); a type that
+            // describes its values (a `limit`'s range and default) describes the parameter.
+            // A route that takes a `limit` refuses one out of its range with a 422.
             let mut bounded = false;
             for p in op
                 .get_mut("parameters")
                 .and_then(Value::as_array_mut)
                 .into_iter()
                 .flatten()
+                .filter(|p| p["in"] == "query")
             {
-                match p["name"].as_str() {
-                    Some("limit") => {
-                        let max = if path == "/v1/audit" {
-                            crate::query::MAX_AUDIT_LIMIT
-                        } else {
-                            crate::query::MAX_LIMIT
-                        };
-                        p["schema"] = json!({"type": "integer", "minimum": 1, "maximum": max});
-                        bounded = true;
+                bounded |= p["name"] == "limit";
+                let Some(p) = p.as_object_mut() else { continue };
+                if !p.contains_key("description") {
+                    let moved = p
+                        .get_mut("schema")
+                        .and_then(Value::as_object_mut)
+                        .and_then(|schema| schema.remove("description"));
+                    if let Some(description) = moved {
+                        p.insert("description".into(), description);
                     }
-                    Some("format") => {
-                        let formats: &[&str] = if path == "/v1/ropa" {
-                            &["json", "md", "csv"]
-                        } else {
-                            &["json", "csv"]
-                        };
-                        p["schema"] = json!({"type": "string", "enum": formats, "default": "json"});
-                    }
-                    _ => {}
                 }
             }
             let responses = op

@@ -5,19 +5,18 @@ use amanah_core::retention::RetentionAction;
 use amanah_core::Error;
 use amanah_vault::{act, HoldView, RequestView, SweepReport, Target};
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{
-    csv_attachment, format_of, json_body, limit, only, query, rfc3339, ApiResult,
-};
+use crate::handlers::{csv_attachment, json_body, rfc3339, ApiResult};
 use crate::problem::Problem;
+use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestId, RequestStatusFilter};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -206,14 +205,6 @@ pub fn describe(a: &RetentionAction) -> (&'static str, Vec<String>, Vec<String>)
     }
 }
 
-fn flag(q: &std::collections::BTreeMap<String, String>, name: &str) -> ApiResult<bool> {
-    match q.get(name).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") | Some("") => Ok(true),
-        Some(_) => Err(Error::BadRequest(format!("`{name}` must be true or false")).into()),
-    }
-}
-
 /// Record a data-subject request (admin or the DPO); due after the policy's deadline.
 #[utoipa::path(post, path = "/v1/requests", request_body = NewRequestBody,
     responses((status = 201, body = RequestOut), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -241,33 +232,46 @@ pub async fn create_request(
         .into_response())
 }
 
+/// The query of the requests listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RequestsQuery {
+    #[param(inline)]
+    status: Option<RequestStatusFilter>,
+    /// Only open requests past their deadline
+    #[param(value_type = Option<bool>)]
+    #[serde(default)]
+    overdue: Flag,
+    subject: Option<String>,
+    after: Option<String>,
+    #[param(inline)]
+    #[serde(default)]
+    limit: Limit,
+}
+
 /// Requests by due date. `status` = open | all | received | in_progress | completed | refused;
 /// `overdue=true` keeps open requests past their deadline.
-#[utoipa::path(get, path = "/v1/requests",
-    params(("status" = Option<String>, Query), ("overdue" = Option<bool>, Query), ("subject" = Option<String>, Query),
-           ("after" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+#[utoipa::path(get, path = "/v1/requests", params(RequestsQuery),
     responses((status = 200, body = RequestsOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_requests(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(q): ApiQuery<RequestsQuery>,
 ) -> ApiResult<Json<RequestsOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::RequestList>(&who, Target::none())
         .await?;
-    only(&q, &["status", "overdue", "subject", "after", "limit"])?;
-    let limit = limit(&q)?;
     let found = s
         .vault
         .list_requests(
             &permit,
-            q.get("status").map(String::as_str),
-            flag(&q, "overdue")?,
-            q.get("subject").map(String::as_str),
-            q.get("after").map(String::as_str),
-            limit,
+            q.status.map(RequestStatusFilter::as_str),
+            q.overdue.0,
+            q.subject.as_deref(),
+            q.after.as_deref(),
+            q.limit.get(),
         )
         .await?;
     Ok(Json(RequestsOut {
@@ -317,8 +321,19 @@ pub async fn update_request(
     ))
 }
 
+/// The query of a file a route gives: its format.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct FileQuery {
+    /// json (default) or csv
+    #[param(inline)]
+    #[serde(default)]
+    pub(crate) format: FileFormat,
+}
+
 /// Everything held about a subject (access and portability): JSON, or `?format=csv`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), ("format" = Option<String>, Query, description = "json (default) or csv")),
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), FileQuery),
     responses((status = 200, description = "amanah-export/1 JSON document or CSV (section,item,value)",
                content((Object = "application/json"), (String = "text/csv"))), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
@@ -326,17 +341,14 @@ pub async fn export_subject(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(FileQuery { format }): ApiQuery<FileQuery>,
 ) -> ApiResult<Response> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::SubjectExport>(&who, Target::subject(&id))
         .await?;
-    only(&q, &["format"])?;
-    let format = format_of(&q, &["json", "csv"])?;
     let export = s.vault.export_subject(&permit).await?;
-    if format == "json" {
+    if format == FileFormat::Json {
         let disposition = format!("attachment; filename=\"subject-{id}.json\"");
         return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response());
     }
@@ -468,25 +480,33 @@ pub async fn release_hold(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The query of an erasure.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EraseQuery {
+    /// The erasure request this erasure answers
+    #[param(value_type = Option<String>, format = Uuid)]
+    request: Option<RequestId>,
+}
+
 /// Erase a subject by crypto-shredding (admin or the DPO); `?request=ID` ties it to an erasure
 /// request. 409 under a legal hold; reads afterwards answer 410.
-#[utoipa::path(delete, path = "/v1/subjects/{id}", params(("id" = String, Path), ("request" = Option<String>, Query)),
+#[utoipa::path(delete, path = "/v1/subjects/{id}", params(("id" = String, Path), EraseQuery),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn erase_subject(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
     Path(id): Path<String>,
-    RawQuery(q): RawQuery,
+    ApiQuery(EraseQuery { request }): ApiQuery<EraseQuery>,
 ) -> ApiResult<StatusCode> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::SubjectErase>(&who, Target::subject(&id))
         .await?;
-    only(&q, &["request"])?;
     s.vault
-        .erase_subject(&permit, q.get("request").map(String::as_str))
+        .erase_subject(&permit, request.as_ref().map(|r| r.0.as_str()))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -507,23 +527,29 @@ pub async fn end_relationship(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The query of a retention sweep.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SweepQuery {
+    /// Only report what the sweep would do
+    #[param(value_type = Option<bool>)]
+    #[serde(default)]
+    dry_run: Flag,
+}
+
 /// Run a retention sweep now (admin or the DPO); `dry_run=true` only reports.
-#[utoipa::path(post, path = "/v1/retention/sweep", params(("dry_run" = Option<bool>, Query)),
+#[utoipa::path(post, path = "/v1/retention/sweep", params(SweepQuery),
     responses((status = 200, body = SweepOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn retention_sweep(
     Authenticated(who): Authenticated,
     State(s): State<AppState>,
-    RawQuery(q): RawQuery,
+    ApiQuery(SweepQuery { dry_run }): ApiQuery<SweepQuery>,
 ) -> ApiResult<Json<SweepOut>> {
-    let q = query(q)?;
     let permit = s
         .vault
         .authorize::<act::RetentionSweep>(&who, Target::none())
         .await?;
-    only(&q, &["dry_run"])?;
-    let report = s
-        .vault
-        .retention_sweep(&permit, flag(&q, "dry_run")?, |_| {})
-        .await?;
+    let report = s.vault.retention_sweep(&permit, dry_run.0, |_| {}).await?;
     Ok(Json(report.into()))
 }

@@ -59,6 +59,8 @@ enum Call {
     },
     ReadPurpose(String),
     ReadId(String),
+    /// An erasure (or a rectification) naming the request it answers.
+    AnswerRequest(String),
     Create {
         field: String,
         value: String,
@@ -112,6 +114,7 @@ fn call() -> impl Strategy<Value = Call> {
         (h(), h()).prop_map(|(name, value)| Call::SearchParam { name, value }),
         h().prop_map(Call::ReadPurpose),
         h().prop_map(Call::ReadId),
+        h().prop_map(Call::AnswerRequest),
         (h(), h()).prop_map(|(field, value)| Call::Create { field, value }),
         (h(), h()).prop_map(|(field, value)| Call::Rectify { field, value }),
         h().prop_map(Call::Enroll),
@@ -175,6 +178,11 @@ async fn send(h: &Harness, key: &str, subject: &str, c: &Call) -> StatusCode {
         Call::ReadId(id) => (
             Method::GET,
             format!("/v1/subjects/{}?purpose=admission", enc(id)),
+            None,
+        ),
+        Call::AnswerRequest(request) => (
+            Method::DELETE,
+            format!("/v1/subjects/{subject}?{}", query(&[("request", request)])),
             None,
         ),
         Call::Create { field, value } => (
