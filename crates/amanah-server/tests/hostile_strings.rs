@@ -59,6 +59,11 @@ enum Call {
     },
     ReadPurpose(String),
     ReadId(String),
+    /// A path id of another kind of record: `route` picks which.
+    RecordId {
+        route: usize,
+        id: String,
+    },
     /// An erasure (or a rectification) naming the request it answers.
     AnswerRequest(String),
     Create {
@@ -108,12 +113,27 @@ enum Call {
     },
 }
 
+/// Routes that name a record by a path id other than a subject's.
+static RECORD_ROUTES: std::sync::LazyLock<[(Method, &str); 8]> = std::sync::LazyLock::new(|| {
+    [
+        (Method::GET, "/v1/requests/{id}"),
+        (Method::GET, "/v1/disclosures/{id}"),
+        (Method::POST, "/v1/disclosures/{id}/approve"),
+        (Method::GET, "/v1/breaches/{id}"),
+        (Method::GET, "/v1/breaches/{id}/notices"),
+        (Method::DELETE, "/v1/subjects/{subject}/holds/{id}"),
+        (Method::DELETE, "/v1/keys/{id}"),
+        (Method::GET, "/v1/subjects/{id}/consents?purpose=admission"),
+    ]
+});
+
 fn call() -> impl Strategy<Value = Call> {
     let h = hostile;
     prop_oneof![
         (h(), h()).prop_map(|(name, value)| Call::SearchParam { name, value }),
         h().prop_map(Call::ReadPurpose),
         h().prop_map(Call::ReadId),
+        (0..RECORD_ROUTES.len(), h()).prop_map(|(route, id)| Call::RecordId { route, id }),
         h().prop_map(Call::AnswerRequest),
         (h(), h()).prop_map(|(field, value)| Call::Create { field, value }),
         (h(), h()).prop_map(|(field, value)| Call::Rectify { field, value }),
@@ -180,6 +200,16 @@ async fn send(h: &Harness, key: &str, subject: &str, c: &Call) -> StatusCode {
             format!("/v1/subjects/{}?purpose=admission", enc(id)),
             None,
         ),
+        Call::RecordId { route, id } => {
+            let (method, template) = &RECORD_ROUTES[*route];
+            (
+                method.clone(),
+                template
+                    .replace("{subject}", subject)
+                    .replace("{id}", &enc(id)),
+                None,
+            )
+        }
         Call::AnswerRequest(request) => (
             Method::DELETE,
             format!("/v1/subjects/{subject}?{}", query(&[("request", request)])),

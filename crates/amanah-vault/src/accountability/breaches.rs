@@ -121,7 +121,10 @@ impl Vault {
         match self.store.load_breach(id).await.map_err(store_error)? {
             Some(b) => Ok(b),
             None => Err(self
-                .deny(draft.clone(), Error::NotFound(format!("no breach {id}")))
+                .deny(
+                    draft.clone(),
+                    Error::NotFound(format!("no breach {}", crate::vault::id_shown(id))),
+                )
                 .await),
         }
     }
@@ -339,7 +342,7 @@ impl Vault {
             .load_breach(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::NotFound(format!("no breach {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no breach {}", crate::vault::id_shown(id))))?;
         Ok(self.breach_view(updated))
     }
 

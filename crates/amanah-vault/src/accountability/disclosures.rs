@@ -355,7 +355,7 @@ impl Vault {
             None => Err(self
                 .deny(
                     draft.clone(),
-                    Error::NotFound(format!("no disclosure {id}")),
+                    Error::NotFound(format!("no disclosure {}", crate::vault::id_shown(id))),
                 )
                 .await),
         }
@@ -439,7 +439,7 @@ impl Vault {
             .load_disclosure(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::NotFound(format!("no disclosure {id}")))
+            .ok_or_else(|| Error::NotFound(format!("no disclosure {}", crate::vault::id_shown(id))))
     }
 
     /// Four eyes by person: the requester, the approver and the authorizer are three different

@@ -164,7 +164,11 @@ impl Vault {
         {
             Ok(_) => Ok(()),
             Err(StoreError::NotFound) => {
-                let err = Error::NotFound(format!("subject {id} has no unreleased hold {hold_id}"));
+                let err = Error::NotFound(format!(
+                    "subject {} has no unreleased hold {}",
+                    crate::vault::id_shown(id),
+                    crate::vault::id_shown(hold_id)
+                ));
                 draft.reason = None;
                 Err(self.deny(draft, err).await)
             }

@@ -107,7 +107,12 @@ impl Vault {
             .load_request(request)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::invalid("request", format!("no request {request}")))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    "request",
+                    format!("no request {}", crate::vault::id_shown(request)),
+                )
+            })?;
         let open = RequestStatus::parse(&r.status).is_some_and(RequestStatus::is_open);
         if r.subject_id != subject || r.kind != RequestType::Rectification.as_str() || !open {
             return Err(Error::invalid(
@@ -233,7 +238,10 @@ impl Vault {
         let mut draft = permit.draft();
         let Some(r) = self.store.load_request(id).await.map_err(store_error)? else {
             return Err(self
-                .deny(draft, Error::NotFound(format!("no request {id}")))
+                .deny(
+                    draft,
+                    Error::NotFound(format!("no request {}", crate::vault::id_shown(id))),
+                )
                 .await);
         };
         draft.subject = Some(r.subject_id.clone());
@@ -338,7 +346,10 @@ impl Vault {
         };
         let Some(current) = self.store.load_request(id).await.map_err(store_error)? else {
             return Err(self
-                .deny(draft, Error::NotFound(format!("no request {id}")))
+                .deny(
+                    draft,
+                    Error::NotFound(format!("no request {}", crate::vault::id_shown(id))),
+                )
                 .await);
         };
         draft.subject = Some(current.subject_id.clone());
@@ -385,7 +396,7 @@ impl Vault {
             .load_request(id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| Error::NotFound(format!("no request {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no request {}", crate::vault::id_shown(id))))?;
         self.request_view(updated, key.as_ref(), now)
     }
 
