@@ -15,8 +15,10 @@ pub mod policy;
 pub mod retention;
 pub mod rights;
 pub mod ropa;
+pub mod timestamp;
 
 pub use error::{Conflict, Error, Result};
+pub use timestamp::Timestamp;
 
 /// The test kit's policies (`crates/amanah-testkit/policies`), read by the unit tests from the
 /// same files every other suite uses (the kit itself depends on this crate, so they are

@@ -3,6 +3,7 @@
 //! onto the vault.
 
 use amanah_core::Error;
+use amanah_core::Timestamp;
 use amanah_vault::{
     act, BreachInput, BreachView, DisclosureInput, DisclosureView, NoticeView, Package, Principal,
     Target,
@@ -17,7 +18,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{csv_attachment, json_body, rfc3339, ApiResult};
+use crate::handlers::{csv_attachment, json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, DisclosureStatusFilter, FileFormat, Flag, Limit, RopaFormat};
 use crate::rights::FileQuery;
@@ -83,19 +84,23 @@ pub struct DisclosureOut {
     pub release_preview: ReleasePreviewOut,
     pub excluded: Vec<ExcludedOut>,
     pub requested_by: String,
-    pub requested_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub requested_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub approved_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub approved_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorized_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub authorized_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub authorized_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub rejected_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub rejected_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
     pub releases: u32,
@@ -149,13 +154,13 @@ impl From<DisclosureView> for DisclosureOut {
                 })
                 .collect(),
             requested_by: r.requested_by,
-            requested_at: rfc3339(r.requested_at_micros),
+            requested_at: Timestamp::from_micros(r.requested_at_micros),
             approved_by: r.approved_by,
-            approved_at: r.approved_at_micros.map(rfc3339),
+            approved_at: r.approved_at_micros.map(Timestamp::from_micros),
             authorized_by: r.authorized_by,
-            authorized_at: r.authorized_at_micros.map(rfc3339),
+            authorized_at: r.authorized_at_micros.map(Timestamp::from_micros),
             rejected_by: r.rejected_by,
-            rejected_at: r.rejected_at_micros.map(rfc3339),
+            rejected_at: r.rejected_at_micros.map(Timestamp::from_micros),
             rejection_reason: r.rejection_reason,
             releases: r.releases,
             max_releases: r.max_releases,
@@ -198,7 +203,8 @@ pub struct PackageOut {
     pub withheld_categories: Vec<String>,
     /// Subjects left out at release (erased, restricted, consent withdrawn since).
     pub left_out: u64,
-    pub released_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub released_at: Timestamp,
     pub subjects: Vec<PackageSubjectOut>,
 }
 
@@ -218,7 +224,7 @@ impl From<Package> for PackageOut {
             categories: p.categories,
             withheld_categories: p.withheld_categories,
             left_out: p.left_out,
-            released_at: r.last_released_at_micros.map(rfc3339).unwrap_or_default(),
+            released_at: p.released_at,
             subjects: p
                 .subjects
                 .into_iter()
@@ -232,6 +238,7 @@ impl From<Package> for PackageOut {
 #[serde(deny_unknown_fields)]
 pub struct BreachBody {
     /// RFC 3339; notices are due 72 hours later.
+    #[schema(format = DateTime)]
     pub detected_at: String,
     /// What happened (organizational: never put a subject's data in it).
     pub description: String,
@@ -248,12 +255,16 @@ pub struct BreachBody {
 #[derive(Serialize, ToSchema)]
 pub struct BreachOut {
     pub id: String,
-    pub detected_at: String,
-    pub recorded_at: String,
-    pub notify_by: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub detected_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub notify_by: Timestamp,
     pub overdue: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub notified_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub notified_at: Option<Timestamp>,
     pub description: String,
     pub categories: Vec<String>,
     pub all_subjects: bool,
@@ -267,11 +278,11 @@ impl From<BreachView> for BreachOut {
         let b = v.record;
         BreachOut {
             id: b.id,
-            detected_at: rfc3339(b.detected_at_micros),
-            recorded_at: rfc3339(b.recorded_at_micros),
-            notify_by: rfc3339(b.notify_by_micros),
+            detected_at: Timestamp::from_micros(b.detected_at_micros),
+            recorded_at: Timestamp::from_micros(b.recorded_at_micros),
+            notify_by: Timestamp::from_micros(b.notify_by_micros),
             overdue: v.overdue,
-            notified_at: b.notified_at_micros.map(rfc3339),
+            notified_at: b.notified_at_micros.map(Timestamp::from_micros),
             description: b.description,
             categories: b.categories,
             all_subjects: b.all_subjects,

@@ -1,6 +1,7 @@
 //! Consent, contact-list and relation routes: thin mappings onto the vault's consent use cases.
 
 use amanah_core::Error;
+use amanah_core::Timestamp;
 use amanah_vault::{
     act, ConsentHistory, ConsentInput, ConsentReceipt, ConsentView, GuardianInput, PurposeConsent,
     RelationView, Target,
@@ -15,7 +16,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{json_body, rfc3339, ApiResult};
+use crate::handlers::{json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, Channel, Limit, Purpose};
 use crate::AppState;
@@ -122,7 +123,8 @@ pub struct ConsentOut {
     pub evidence_sha256: Option<String>,
     /// API key id that recorded the decision.
     pub recorded_by: String,
-    pub time: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub time: Timestamp,
     /// Decrypted evidence (admin only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
@@ -148,7 +150,7 @@ impl From<ConsentView> for ConsentOut {
             guardian_subject_id: r.guardian_subject_id,
             evidence_sha256: r.evidence_sha256,
             recorded_by: r.recorded_by,
-            time: rfc3339(r.at_micros),
+            time: Timestamp::from_micros(r.at_micros),
             evidence: v.evidence,
             guardian: v.guardian_details,
         }
@@ -177,7 +179,8 @@ pub struct ReceiptOut {
     pub purpose_version: String,
     pub policy_version: String,
     pub controller: ControllerOut,
-    pub time: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub time: Timestamp,
     pub granted: bool,
     pub given_by: String,
     pub channel: String,
@@ -198,7 +201,7 @@ impl From<ConsentReceipt> for ReceiptOut {
                 name: r.controller_name,
                 contact: r.controller_contact,
             },
-            time: rfc3339(r.at_micros),
+            time: Timestamp::from_micros(r.at_micros),
             granted: r.granted,
             given_by: r.given_by,
             channel: r.channel,
@@ -229,7 +232,8 @@ pub struct PurposeConsentOut {
     pub consent_id: Option<String>,
     /// When a pending withdrawal takes effect.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub processing_stops_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub processing_stops_at: Option<Timestamp>,
     pub contact_channels: Vec<String>,
 }
 
@@ -240,7 +244,7 @@ impl From<PurposeConsent> for PurposeConsentOut {
             state: p.state.to_owned(),
             detail: p.detail,
             consent_id: p.consent_id,
-            processing_stops_at: p.effective_until_micros.map(rfc3339),
+            processing_stops_at: p.effective_until_micros.map(Timestamp::from_micros),
             contact_channels: p.contact_channels,
         }
     }
@@ -274,7 +278,8 @@ pub struct StaleSubjectOut {
     pub consent_id: String,
     /// The policy version the consent was given under.
     pub policy_version: String,
-    pub consented_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub consented_at: Timestamp,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -317,7 +322,8 @@ pub struct RelationOut {
     pub related_subject_id: String,
     pub evidence_sha256: Option<String>,
     pub recorded_by: String,
-    pub time: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub time: Timestamp,
     /// Decrypted evidence (admin only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
@@ -333,7 +339,7 @@ impl From<RelationView> for RelationOut {
             related_subject_id: r.related_subject_id,
             evidence_sha256: r.evidence_sha256,
             recorded_by: r.recorded_by,
-            time: rfc3339(r.at_micros),
+            time: Timestamp::from_micros(r.at_micros),
             evidence: v.evidence,
         }
     }
@@ -442,7 +448,7 @@ pub async fn stale_consents(
                 id: c.subject_id,
                 consent_id: c.consent_id,
                 policy_version: c.policy_version,
-                consented_at: rfc3339(c.at_micros),
+                consented_at: Timestamp::from_micros(c.at_micros),
             })
             .collect(),
         next: page.next,

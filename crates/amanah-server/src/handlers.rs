@@ -1,5 +1,6 @@
 use amanah_core::audit::AuditRecord;
 use amanah_core::Error;
+use amanah_core::Timestamp;
 use amanah_vault::ApiKeyRecord;
 use amanah_vault::{act, SubjectView, Target};
 use axum::body::Bytes;
@@ -66,7 +67,8 @@ pub struct SubjectsOut {
 pub struct AuditEntryOut {
     pub seq: u64,
     /// RFC 3339.
-    pub time: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub time: Timestamp,
     /// API key id (or `cli`), never the key.
     pub actor: String,
     pub role: String,
@@ -87,7 +89,7 @@ impl From<AuditRecord> for AuditEntryOut {
     fn from(r: AuditRecord) -> Self {
         AuditEntryOut {
             seq: r.seq,
-            time: rfc3339(r.entry.at_micros),
+            time: Timestamp::from_micros(r.entry.at_micros),
             actor: r.entry.actor,
             role: r.entry.role,
             action: r.entry.action.as_str().to_owned(),
@@ -125,8 +127,10 @@ pub struct KeyOut {
     pub name: String,
     pub role: String,
     pub holder: Option<String>,
-    pub created_at: String,
-    pub revoked_at: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
 }
 
 impl From<ApiKeyRecord> for KeyOut {
@@ -136,8 +140,8 @@ impl From<ApiKeyRecord> for KeyOut {
             name: k.name,
             role: k.role,
             holder: k.holder,
-            created_at: rfc3339(k.created_at_micros),
-            revoked_at: k.revoked_at_micros.map(rfc3339),
+            created_at: Timestamp::from_micros(k.created_at_micros),
+            revoked_at: k.revoked_at_micros.map(Timestamp::from_micros),
         }
     }
 }
@@ -172,19 +176,10 @@ pub struct PolicyOut {
     pub seq: i64,
     pub version: String,
     pub sha256: String,
-    pub applied_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub applied_at: Timestamp,
     /// The TOML source.
     pub source: String,
-}
-
-pub(crate) fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(micros as i128 * 1_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// A downloadable CSV body.
@@ -572,7 +567,7 @@ fn policy_out(r: &amanah_vault::PolicyRecord) -> PolicyOut {
         seq: r.seq,
         version: r.version.clone(),
         sha256: r.sha256.clone(),
-        applied_at: rfc3339(r.applied_at_micros),
+        applied_at: Timestamp::from_micros(r.applied_at_micros),
         source: r.source.clone(),
     }
 }

@@ -3,6 +3,7 @@
 
 use amanah_core::retention::RetentionAction;
 use amanah_core::Error;
+use amanah_core::Timestamp;
 use amanah_vault::{act, HoldView, RequestView, SweepReport, Target};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -14,7 +15,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
-use crate::handlers::{csv_attachment, json_body, rfc3339, ApiResult};
+use crate::handlers::{csv_attachment, json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestId, RequestStatusFilter};
 use crate::AppState;
@@ -64,11 +65,15 @@ pub struct RequestOut {
     pub kind: String,
     /// received, in_progress, completed or refused.
     pub status: String,
-    pub received_at: String,
-    pub due_at: String,
-    pub updated_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub due_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub closed_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub closed_at: Option<Timestamp>,
     pub overdue: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalOut>,
@@ -85,10 +90,10 @@ impl From<RequestView> for RequestOut {
             subject_id: r.subject_id,
             kind: r.kind,
             status: r.status,
-            received_at: rfc3339(r.received_at_micros),
-            due_at: rfc3339(r.due_at_micros),
-            updated_at: rfc3339(r.updated_at_micros),
-            closed_at: r.closed_at_micros.map(rfc3339),
+            received_at: Timestamp::from_micros(r.received_at_micros),
+            due_at: Timestamp::from_micros(r.due_at_micros),
+            updated_at: Timestamp::from_micros(r.updated_at_micros),
+            closed_at: r.closed_at_micros.map(Timestamp::from_micros),
             overdue: v.overdue,
             refusal: r.refusal_reason.map(|reason| RefusalOut {
                 reason,
@@ -124,10 +129,12 @@ pub struct HoldOut {
     pub subject_id: String,
     pub reason: String,
     pub until: String,
-    pub created_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
     pub active: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub released_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub released_at: Option<Timestamp>,
 }
 
 impl From<HoldView> for HoldOut {
@@ -137,9 +144,9 @@ impl From<HoldView> for HoldOut {
             subject_id: h.record.subject_id,
             reason: h.reason,
             until: h.record.until,
-            created_at: rfc3339(h.record.created_at_micros),
+            created_at: Timestamp::from_micros(h.record.created_at_micros),
             active: h.active,
-            released_at: h.record.released_at_micros.map(rfc3339),
+            released_at: h.record.released_at_micros.map(Timestamp::from_micros),
         }
     }
 }

@@ -104,7 +104,7 @@ impl Vault {
         draft.fields = record.categories.clone();
         draft.reason = Some(format!(
             "breach {id} recorded; notices due {}",
-            rfc3339(record.notify_by_micros)
+            Timestamp::from_micros(record.notify_by_micros)
         ));
         self.store
             .insert_breach(record.clone(), draft)

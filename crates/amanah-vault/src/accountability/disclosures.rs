@@ -69,6 +69,7 @@ pub struct Package {
     pub subjects: Vec<(String, Map<String, Value>)>,
     /// Subjects left out at release time (erased, restricted, consent gone since the request).
     pub left_out: u64,
+    pub released_at: amanah_core::Timestamp,
 }
 
 fn consent_check(excluded: &[Excluded], needs_consent: bool) -> &'static str {
@@ -690,6 +691,7 @@ impl Vault {
             withheld_categories: withheld,
             subjects,
             left_out,
+            released_at: amanah_core::Timestamp::from_micros(now),
         })
     }
 
@@ -732,7 +734,7 @@ impl Vault {
                     "purpose": d.purpose,
                     "categories": d.categories,
                     "reference": d.reference,
-                    "time": d.first_released_at_micros.map(rfc3339),
+                    "time": d.first_released_at_micros.map(Timestamp::from_micros),
                     "releases": d.releases,
                 })
             })

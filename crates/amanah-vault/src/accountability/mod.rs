@@ -14,6 +14,7 @@ use amanah_core::disclosure::{
 use amanah_core::fields::{self, FieldType};
 use amanah_core::policy::Policy;
 use amanah_core::ropa::{self, Security};
+use amanah_core::Timestamp;
 use amanah_core::{Conflict, Error, Result};
 use amanah_store::{
     BreachRecord, DisclosureFilter, DisclosureRecord, DisclosureRelease, DisclosureStep,
@@ -23,7 +24,7 @@ use serde_json::{json, Map, Value};
 
 use crate::authz::{act, Circumstances, Permit, Principal};
 use crate::consent::{consent_error, events};
-use crate::rights::{rfc3339, text};
+use crate::rights::text;
 use crate::vault::{store_error, Vault};
 
 mod breaches;
@@ -36,8 +37,8 @@ pub use disclosures::*;
 pub const MAX_SUBJECTS: usize = 10_000;
 
 fn parse_instant(field: &str, s: &str) -> Result<i64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| (t.unix_timestamp_nanos() / 1_000) as i64)
+    s.parse::<Timestamp>()
+        .map(Timestamp::micros)
         .map_err(|_| Error::invalid(field, format!("`{field}` must be an RFC 3339 time")))
 }
 
@@ -80,7 +81,7 @@ impl Vault {
             &Security {
                 storage: storage.to_owned(),
             },
-            &rfc3339(draft.at_micros),
+            &Timestamp::from_micros(draft.at_micros).to_string(),
         ))
     }
 }

@@ -41,7 +41,7 @@ impl Vault {
                     "purpose": name,
                     "basis": p.map(|p| p.basis.as_str()),
                     "description": p.and_then(|p| p.description.clone()),
-                    "collected_at": rfc3339(*collected),
+                    "collected_at": Timestamp::from_micros(*collected),
                     "retention": p.map(|p| p.retention.to_string()),
                     "retention_from": p.map(|p| p.retention_from.as_str()),
                     "categories_held": p.map(|p| p.categories.iter().filter(|c| field_values.contains_key(*c)).cloned().collect::<Vec<_>>()),
@@ -67,7 +67,7 @@ impl Vault {
                     "policy_version": c.policy_version, "granted": c.granted, "given_by": c.given_by,
                     "guardian_subject_id": c.guardian_subject_id, "channel": c.capture_channel,
                     "contact_channels": c.contact_channels, "evidence": evidence,
-                    "evidence_sha256": c.evidence_sha256, "time": rfc3339(c.at_micros),
+                    "evidence_sha256": c.evidence_sha256, "time": Timestamp::from_micros(c.at_micros),
                 }))
             })
             .collect::<Result<_>>()?;
@@ -79,7 +79,7 @@ impl Vault {
             .into_iter()
             .map(|r| {
                 json!({"id": r.id, "subject_id": r.subject_id, "kind": r.kind,
-                       "related_subject_id": r.related_subject_id, "time": rfc3339(r.at_micros)})
+                       "related_subject_id": r.related_subject_id, "time": Timestamp::from_micros(r.at_micros)})
             })
             .collect();
         let restriction = match self.store.restriction(id).await.map_err(store_error)? {
@@ -89,7 +89,7 @@ impl Vault {
                     .as_ref()
                     .map(|s| self.open_text(&key, id, "restriction.reason", s))
                     .transpose()?;
-                json!({"since": rfc3339(r.since_micros), "reason": reason})
+                json!({"since": Timestamp::from_micros(r.since_micros), "reason": reason})
             }
             None => Value::Null,
         };
@@ -113,8 +113,8 @@ impl Vault {
             .map_err(store_error)?
             .into_iter()
             .map(|r| {
-                json!({"id": r.id, "type": r.kind, "status": r.status, "received_at": rfc3339(r.received_at_micros),
-                       "due_at": rfc3339(r.due_at_micros), "refusal_reason": r.refusal_reason})
+                json!({"id": r.id, "type": r.kind, "status": r.status, "received_at": Timestamp::from_micros(r.received_at_micros),
+                       "due_at": Timestamp::from_micros(r.due_at_micros), "refusal_reason": r.refusal_reason})
             })
             .collect();
         let disclosures = self.disclosures_of(policy, id, draft.at_micros).await?;
@@ -129,7 +129,7 @@ impl Vault {
             let Some(last) = page.last() else { break };
             after = last.seq;
             trail.extend(page.into_iter().map(|e| {
-                json!({"time": rfc3339(e.entry.at_micros), "actor": e.entry.actor, "role": e.entry.role,
+                json!({"time": Timestamp::from_micros(e.entry.at_micros), "actor": e.entry.actor, "role": e.entry.role,
                        "action": e.entry.action.as_str(), "purpose": e.entry.purpose, "basis": e.entry.basis,
                        "outcome": e.entry.outcome.as_str(), "fields": e.entry.fields})
             }));
@@ -137,7 +137,7 @@ impl Vault {
         let export = json!({
             "format": "amanah-export/1",
             "subject_id": id,
-            "exported_at": rfc3339(draft.at_micros),
+            "exported_at": Timestamp::from_micros(draft.at_micros),
             "controller": {"name": policy.controller.name, "contact": policy.controller.contact},
             "policy_version": policy.version,
             "fields": field_values,

@@ -10,6 +10,7 @@ use amanah_core::fields;
 use amanah_core::policy::Policy;
 use amanah_core::retention::{self, HeldPurpose, RetentionAction};
 use amanah_core::rights::{self, RefusalReason, RequestStatus, RequestType};
+use amanah_core::Timestamp;
 use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::DataKey;
 use amanah_store::{
@@ -418,16 +419,6 @@ impl Vault {
     // ---------------------------------------------------------------- erasure
 
     // ---------------------------------------------------------------- retention
-}
-
-pub(crate) fn rfc3339(micros: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
