@@ -50,16 +50,13 @@ pub(super) enum Scope {
 }
 
 pub(super) fn read(conn: &Connection) -> StoreResult<Ledger> {
-    let token = |table: &str| -> StoreResult<Option<String>> {
-        conn.query_row(
-            &format!("SELECT value FROM {table} WHERE key = ?1"),
-            [TOKEN],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)
+    let token = |sql: &str| -> StoreResult<Option<String>> {
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.query_row([TOKEN], |r| r.get(0)).optional())
+            .map_err(backend)
     };
-    let (data, keys) = (token("main.store_meta")?, token("keys.meta")?);
+    let data = token("SELECT value FROM main.store_meta WHERE key = ?1")?;
+    let keys = token("SELECT value FROM keys.meta WHERE key = ?1")?;
     let trusted = data.is_some() && data == keys;
     let rows = |sql: &str| -> StoreResult<Vec<(String, String)>> {
         conn.prepare_cached(sql)
