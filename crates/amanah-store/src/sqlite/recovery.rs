@@ -189,13 +189,26 @@ fn settle(conn: &mut Connection, keys: &mut KeyStore, chain: &mut Chain) -> Stor
     let staged = chain.keys.take();
     let key_tx = keys.begin()?;
     write_keys(&key_tx, &staged)?;
-    if ledger.trusted() {
-        ledger::mark_done(&tx, &ledger.pending_ids())?;
-    } else {
+    if !ledger.trusted() {
+        // Until both commits are in, the two tokens differ: still a whole-store check.
         ledger::activate(&tx, &key_tx)?;
     }
     tx.commit().map_err(backend)?;
     key_tx.commit().map_err(backend)?;
+    // The settled batches are marked done only now: a crash before this leaves them pending,
+    // and the next recovery redoes whatever of them the key commit did not reach.
+    let settled = if ledger.trusted() {
+        ledger.pending_ids()
+    } else {
+        Vec::new()
+    };
+    if !settled.is_empty() {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        ledger::mark_done(&tx, &settled)?;
+        tx.commit().map_err(backend)?;
+    }
     Ok(done)
 }
 
