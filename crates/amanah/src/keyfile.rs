@@ -82,11 +82,7 @@ pub(crate) fn read_key_file(path: &Path) -> Result<(KeyRing, FileId)> {
 /// the old file or the new one, never a mix.
 pub(crate) fn replace_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
     let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "master.key".into());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name(path), std::process::id()));
     // A leftover of a crashed run of this same process id is ours to replace.
     let _ = std::fs::remove_file(&tmp);
     let written = (|| -> std::io::Result<()> {
@@ -107,6 +103,12 @@ pub(crate) fn replace_key_file(path: &Path, ring: &KeyRing) -> Result<()> {
     Ok(())
 }
 
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "master.key".into())
+}
+
 fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -116,11 +118,7 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 /// The lock file of one KEK's lease, beside the key file.
 pub(crate) fn lease_path(key_path: &Path, kek: &str) -> PathBuf {
-    let name = key_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "master.key".into());
-    parent_dir(key_path).join(format!("{name}.{kek}.lock"))
+    parent_dir(key_path).join(format!("{}.{kek}.lock", file_name(key_path)))
 }
 
 /// Opens (creating, 0600) a lease's lock file. It holds nothing; only its lock matters.
