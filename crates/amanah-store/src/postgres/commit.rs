@@ -143,7 +143,7 @@ pub(super) async fn run_bulk(
 ) -> StoreResult<u64> {
     let outcome = async {
         let tx = client.transaction().await?;
-        let mut chain = lock_head(&tx, key).await?;
+        let mut chain = lock_head(&tx, stmts, key).await?;
         let start = chain.seq;
         let mut index = 0u64;
         let mut conflicts = Vec::new();
@@ -240,7 +240,7 @@ pub(super) async fn run_batch(
     ops: &[&Op],
 ) -> Result<(BatchResults, u64), Tx> {
     let mut tx = client.transaction().await?;
-    let mut chain = lock_head(&tx, key).await?;
+    let mut chain = lock_head(&tx, stmts, key).await?;
     let start = chain.seq;
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
@@ -278,19 +278,18 @@ pub(super) async fn run_batch(
 /// failing closed when the head does not verify.
 pub(super) async fn lock_head<'k>(
     tx: &Transaction<'_>,
+    stmts: &mut Stmts,
     key: &'k AuditKey,
 ) -> Result<Chain<'k>, Tx> {
-    let head = tx
-        .query_opt(
+    let st = stmts
+        .get(
+            tx,
             "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE",
-            &[],
         )
-        .await?
-        .ok_or_else(|| {
-            StoreError::Backend(
-                "the signed audit head is missing: run `amanah audit verify`".into(),
-            )
-        })?;
+        .await?;
+    let head = tx.query_opt(&st, &[]).await?.ok_or_else(|| {
+        StoreError::Backend("the signed audit head is missing: run `amanah audit verify`".into())
+    })?;
     let seq = head.get::<_, i64>(0) as u64;
     let hash = to_hash(head.get::<_, &[u8]>(1));
     let mac = to_hash(head.get::<_, &[u8]>(2));

@@ -168,10 +168,8 @@ fn delete(conn: &Connection, table: &str, ids: &[String]) -> StoreResult<()> {
 pub(super) fn write_keyed(key_tx: &Connection, entry: &Entry) -> StoreResult<()> {
     delete(key_tx, "meta", &entry.prune_keyed)?;
     key_tx
-        .execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
-            [&entry.id, &entry.subjects],
-        )
+        .prepare_cached("INSERT INTO meta (key, value) VALUES (?1, ?2)")
+        .and_then(|mut st| st.execute([&entry.id, &entry.subjects]))
         .map_err(backend)?;
     Ok(())
 }

@@ -22,12 +22,12 @@
 //! on purpose, until the restore has reported them.
 
 use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
 use super::commit::{sync_chain, truncate_wal, write_head, write_keys, KeyStore};
 use super::ledger;
 use super::rights::shred;
-use super::{append, backend, Chain};
+use super::{append, backend, rows_of, Chain};
 use crate::StoreResult;
 
 /// The `store_meta` key that marks a restore whose reconciliation has not run yet.
@@ -220,15 +220,15 @@ fn settle_subjects(
     dead: &[(String, bool)],
 ) -> StoreResult<Recovered> {
     sync_chain(tx, chain)?;
-    let policy: String = tx
-        .query_row(
-            "SELECT version FROM main.policy_versions ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(backend)?
-        .unwrap_or_default();
+    // The version in force is the newest one whose MAC holds: a forged row names nothing here.
+    let policy = crate::integrity::current_policy(
+        &chain.key,
+        rows_of(tx, crate::sql::NEWEST_POLICIES, &[], crate::rows::policy)?,
+    )
+    .ok()
+    .flatten()
+    .map(|p| p.version)
+    .unwrap_or_default();
     let at = now_micros();
     let mut done = Recovered::default();
     for id in purge {
