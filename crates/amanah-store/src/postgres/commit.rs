@@ -336,14 +336,7 @@ pub(super) async fn append(
     };
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, entry));
-    let st = stmts
-        .get(
-            tx,
-            "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
-                                    subject_id, fields, policy_version, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .await?;
+    let st = stmts.get(tx, crate::sql::writes::INSERT_AUDIT.pg).await?;
     tx.execute(
         &st,
         &[

@@ -14,6 +14,13 @@ macro_rules! locking {
     };
 }
 
+/// One audit entry, appended to the chain by each backend's writer.
+pub(crate) const INSERT_AUDIT: Sql = sql!(
+    "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
+                            subject_id, fields, policy_version, hash)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+);
+
 // --- existence, to tell "no such row" from "the row changed" after a conditional update ---
 
 pub(crate) const SUBJECT_EXISTS: Sql = sql!("SELECT 1 FROM subjects WHERE id = $1");

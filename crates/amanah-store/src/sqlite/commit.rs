@@ -681,29 +681,25 @@ pub(super) fn append(
     let entry = entry.bounded();
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, &entry));
-    tx.prepare_cached(
-        "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
-                                subject_id, fields, policy_version, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            seq as i64,
-            entry.at_micros,
-            entry.actor,
-            entry.role,
-            entry.action.as_str(),
-            entry.purpose,
-            entry.basis,
-            entry.outcome.as_str(),
-            entry.reason,
-            entry.subject,
-            crate::lists::encode(&entry.fields),
-            entry.policy_version,
-            &hash[..],
-        ])
-    })
-    .map_err(backend)?;
+    tx.prepare_cached(sql::writes::INSERT_AUDIT.lite)
+        .and_then(|mut st| {
+            st.execute(params![
+                seq as i64,
+                entry.at_micros,
+                entry.actor,
+                entry.role,
+                entry.action.as_str(),
+                entry.purpose,
+                entry.basis,
+                entry.outcome.as_str(),
+                entry.reason,
+                entry.subject,
+                crate::lists::encode(&entry.fields),
+                entry.policy_version,
+                &hash[..],
+            ])
+        })
+        .map_err(backend)?;
     chain.seq = seq;
     chain.hash = hash;
     Ok(AuditRecord { seq, entry, hash })

@@ -54,7 +54,7 @@ impl Recovered {
     }
 }
 
-const KEYLESS: &str = "SELECT s.id FROM main.subjects s
+pub(super) const KEYLESS: &str = "SELECT s.id FROM main.subjects s
      WHERE NOT EXISTS (SELECT 1 FROM keys.data_keys k WHERE k.subject_id = s.id)";
 const STILL_KEYLESS: &str = "SELECT EXISTS (SELECT 1 FROM main.subjects WHERE id = ?1)
         AND NOT EXISTS (SELECT 1 FROM keys.data_keys WHERE subject_id = ?1)";
@@ -64,7 +64,7 @@ const STILL_ROWLESS: &str = "SELECT EXISTS (SELECT 1 FROM keys.data_keys WHERE s
         AND NOT EXISTS (SELECT 1 FROM main.subjects WHERE id = ?1)";
 const ERASED: &str = "SELECT EXISTS (SELECT 1 FROM main.erasures WHERE subject_id = ?1)";
 
-fn ids(conn: &Connection, sql: &str) -> StoreResult<Vec<String>> {
+pub(super) fn ids(conn: &Connection, sql: &str) -> StoreResult<Vec<String>> {
     conn.prepare(sql)
         .and_then(|mut st| {
             st.query_map([], |r| r.get(0))

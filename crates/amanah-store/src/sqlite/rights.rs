@@ -20,16 +20,7 @@ pub(super) fn shred(
 /// Purges every subject whose data key the key store does not hold (nor this batch stages);
 /// returns how many.
 pub(super) fn shred_keyless(tx: &Connection, chain: &mut Chain, at: i64) -> StoreResult<u64> {
-    let mut ids: Vec<String> = tx
-        .prepare(
-            "SELECT s.id FROM subjects s WHERE NOT EXISTS
-                (SELECT 1 FROM keys.data_keys k WHERE k.subject_id = s.id)",
-        )
-        .and_then(|mut st| {
-            st.query_map([], |r| r.get(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-        })
-        .map_err(backend)?;
+    let mut ids = super::recovery::ids(tx, super::recovery::KEYLESS)?;
     ids.retain(|id| !chain.keys.inserts(id));
     for id in &ids {
         shred(tx, chain, id, at, "restore: no key in the key store")?;
