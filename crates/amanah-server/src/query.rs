@@ -132,9 +132,10 @@ fn required<'de, D: Deserializer<'de>>(d: D, missing: &str) -> Result<String, D:
     }
 }
 
-/// Most items one page of a listing holds, and how many when `limit` is not given.
-pub(crate) const MAX_LIMIT: usize = 1_000;
-pub(crate) const DEFAULT_LIMIT: usize = 100;
+/// Most items one page of a listing holds, and how many when `limit` is not given (the vault's
+/// page bounds).
+pub(crate) const MAX_LIMIT: usize = amanah_vault::MAX_PAGE;
+pub(crate) const DEFAULT_LIMIT: usize = amanah_vault::DEFAULT_PAGE;
 /// Audit entries are small and read in bulk by auditors: pages may be longer.
 pub(crate) const MAX_AUDIT_LIMIT: usize = 10_000;
 pub(crate) const DEFAULT_AUDIT_LIMIT: usize = 1_000;
@@ -237,10 +238,9 @@ pub(crate) struct RequestId(pub String);
 impl<'de> Deserialize<'de> for RequestId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let id = String::deserialize(d)?;
-        match uuid::Uuid::parse_str(&id) {
-            Ok(u) if id.len() == 36 => Ok(RequestId(u.hyphenated().to_string())),
-            _ => Err(Refusal::OutOfRange.error("must be the id of a request (a UUID)")),
-        }
+        amanah_vault::recordable_id(&id)
+            .map(RequestId)
+            .ok_or_else(|| Refusal::OutOfRange.error("must be the id of a request (a UUID)"))
     }
 }
 

@@ -229,7 +229,7 @@ pub(crate) struct Circumstances {
 
 /// A subject id as the audit may hold it: only well-formed ids (UUIDs) are recorded, so a
 /// caller cannot write arbitrary text into the append-only log through a path.
-pub(crate) fn recordable_id(id: &str) -> Option<String> {
+pub fn recordable_id(id: &str) -> Option<String> {
     uuid::Uuid::parse_str(id)
         .ok()
         .filter(|_| id.len() == 36)

@@ -18,7 +18,7 @@ mod vault;
 
 pub use accountability::*;
 pub use audit::*;
-pub use authz::{act, Act, Permit, Principal, Target};
+pub use authz::{act, recordable_id, Act, Permit, Principal, Target};
 pub use checkpoint::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;

@@ -60,9 +60,9 @@ impl BlindKeys {
 /// How an error names an id the caller sent: the id when it has the form of one the vault
 /// issues (a UUID), else nothing of it (the text may be anything, an e-mail address included).
 pub(crate) fn id_shown(id: &str) -> String {
-    match uuid::Uuid::parse_str(id) {
-        Ok(_) => id.to_owned(),
-        Err(_) => "has that id".to_owned(),
+    match crate::authz::recordable_id(id) {
+        Some(_) => id.to_owned(),
+        None => "has that id".to_owned(),
     }
 }
 
@@ -150,7 +150,7 @@ impl Vault {
     /// The key ring in force now. An operation that wraps a key keeps this snapshot until its
     /// write is committed, so whoever holds the previous ring can tell when it is no longer used
     /// (`Arc::strong_count`).
-    pub fn keys(&self) -> Arc<KeyRing> {
+    pub(crate) fn keys(&self) -> Arc<KeyRing> {
         match self.keys.read() {
             Ok(k) => k.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
