@@ -30,13 +30,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// A checkpoint taken at `at_micros` (Unix time in microseconds).
     pub fn new(seq: u64, head: [u8; 32], at_micros: i64, store_id: Option<String>) -> Checkpoint {
-        let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_micros) * 1000)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+        let time = crate::Timestamp::from_micros(at_micros).to_string();
         Checkpoint {
             seq,
             head,
@@ -147,9 +141,7 @@ impl SignedCheckpoint {
                 file.format
             )));
         }
-        if time::OffsetDateTime::parse(&file.time, &time::format_description::well_known::Rfc3339)
-            .is_err()
-        {
+        if file.time.parse::<crate::Timestamp>().is_err() {
             return Err(CheckpointError::Malformed(
                 "`time` is not an RFC 3339 time".into(),
             ));

@@ -9,7 +9,7 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> OffsetDateTime;
 
     fn now_micros(&self) -> i64 {
-        (self.now().unix_timestamp_nanos() / 1_000) as i64
+        amanah_core::Timestamp::from(self.now()).micros()
     }
 }
 
@@ -29,9 +29,7 @@ pub struct ManualClock(AtomicI64);
 
 impl ManualClock {
     pub fn new(start: OffsetDateTime) -> Self {
-        ManualClock(AtomicI64::new(
-            (start.unix_timestamp_nanos() / 1_000) as i64,
-        ))
+        ManualClock(AtomicI64::new(amanah_core::Timestamp::from(start).micros()))
     }
 
     pub fn advance(&self, by: time::Duration) {
@@ -41,7 +39,7 @@ impl ManualClock {
 
     pub fn set(&self, to: OffsetDateTime) {
         self.0
-            .store((to.unix_timestamp_nanos() / 1_000) as i64, Ordering::SeqCst);
+            .store(amanah_core::Timestamp::from(to).micros(), Ordering::SeqCst);
     }
 }
 

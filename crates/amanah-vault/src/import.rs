@@ -189,16 +189,18 @@ impl Vault {
                 format!("purpose {purpose:?} rests on consent: subjects collected under it are created one by one with their consent, not imported"),
             ));
         }
+        // One snapshot of the ring for the whole import.
+        let keys = self.keys();
         let blind = grant
             .writable
             .iter()
             .filter(|c| active.policy.category(c).is_some_and(|c| c.index))
-            .map(|c| (c.clone(), self.blind_keys.get(&self.keys(), c)))
+            .map(|c| (c.clone(), self.blind_keys.get(&keys, c)))
             .collect();
         let ctx = Arc::new(ImportContext {
             active: active.clone(),
             grant,
-            keys: self.keys(),
+            keys,
             blind,
             clock: self.clock.clone(),
             purpose: purpose.to_owned(),

@@ -133,8 +133,10 @@ impl Vault {
         key: &DataKey,
         values: &[(String, FieldType, String)],
     ) -> Result<Vec<FieldWrite>> {
+        // One snapshot of the ring for the whole write.
+        let ring = self.keys();
         seal_fields(policy, subject, key, values, |c| {
-            Some(self.blind_keys.get(&self.keys(), c))
+            Some(self.blind_keys.get(&ring, c))
         })
     }
 
