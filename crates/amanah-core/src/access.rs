@@ -25,6 +25,10 @@ pub enum Denial {
     UnknownRole(String),
     /// Administrative endpoints are for the built-in admin role only.
     AdminOnly,
+    /// Tenants are run by the platform operator only.
+    PlatformOnly,
+    /// The platform operator runs tenants and never touches their data.
+    TenantDataOnly,
     /// The category exists but this role may not use it under this purpose.
     CategoryNotVisible { category: String, purpose: String },
     /// The subject is a minor: all their data is specific data (UU PDP Art. 4(2)(e)), which
@@ -74,6 +78,12 @@ impl std::fmt::Display for Denial {
             }
             Denial::UnknownRole(r) => write!(f, "role {r:?} is not defined by the current policy"),
             Denial::AdminOnly => f.write_str("only the admin role may use administrative endpoints"),
+            Denial::PlatformOnly => {
+                f.write_str("only the platform operator's keys may manage organizations")
+            }
+            Denial::TenantDataOnly => f.write_str(
+                "the platform operator manages organizations and never touches their data: use a key of the organization",
+            ),
             Denial::CategoryNotVisible { category, purpose } => write!(
                 f,
                 "category {category:?} is not visible in clear to this role under purpose {purpose:?}"

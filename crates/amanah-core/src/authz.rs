@@ -9,7 +9,7 @@
 
 use crate::access::{self, Denial, Grant, Visibility};
 use crate::audit::AuditAction;
-use crate::policy::{LegalBasis, Policy, ADMIN_ROLE};
+use crate::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE};
 
 /// Who is asking, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,11 @@ pub struct Caller {
 impl Caller {
     pub fn is_admin(&self) -> bool {
         self.role == ADMIN_ROLE
+    }
+
+    /// The platform operator: runs tenants, never touches their subjects.
+    pub fn is_platform(&self) -> bool {
+        self.role == PLATFORM_ROLE
     }
 }
 
@@ -81,6 +86,14 @@ macro_rules! with_actions {
             KeksRotate,
             PolicyRead,
             PolicyApply,
+            TenantCreate,
+            TenantList,
+            TenantRead,
+            TenantSuspend,
+            TenantResume,
+            TenantDelete,
+            TenantExport,
+            TenantUpdate,
         );
     };
 }
@@ -123,6 +136,9 @@ pub enum Rule {
     AnyRole,
     /// The built-in admin role only.
     Admin,
+    /// The platform operator only (a key of the platform, never a tenant's): tenants'
+    /// lifecycle. The operator is refused every other action.
+    Platform,
 }
 
 /// The decision table: every action and the rule it follows. `ARCHITECTURE.md` prints it.
@@ -175,6 +191,14 @@ pub const RULES: &[(Action, Rule)] = &[
     (Action::KeksRotate, Rule::Admin),
     (Action::PolicyRead, Rule::Admin),
     (Action::PolicyApply, Rule::Admin),
+    (Action::TenantCreate, Rule::Platform),
+    (Action::TenantList, Rule::Platform),
+    (Action::TenantRead, Rule::Platform),
+    (Action::TenantSuspend, Rule::Platform),
+    (Action::TenantResume, Rule::Platform),
+    (Action::TenantDelete, Rule::Platform),
+    (Action::TenantExport, Rule::Platform),
+    (Action::TenantUpdate, Rule::Platform),
 ];
 
 impl Action {
@@ -271,6 +295,23 @@ pub fn decide(
     action: Action,
     purpose: Option<&str>,
 ) -> Result<Decision, Denial> {
+    // The operator and the tenants' roles do disjoint things: the operator only what is
+    // `Rule::Platform`, nobody else that.
+    match (caller.is_platform(), action.rule() == Rule::Platform) {
+        (true, true) => {
+            return Ok(Decision {
+                action,
+                caller: caller.clone(),
+                grant: None,
+                held: Vec::new(),
+                specific: false,
+                handles_requests: false,
+            })
+        }
+        (true, false) => return Err(Denial::TenantDataOnly),
+        (false, true) => return Err(Denial::PlatformOnly),
+        (false, false) => {}
+    }
     let flags = role_flags(policy, caller)?;
     let needs = |ok: bool, needs: &'static str| {
         if ok {
@@ -324,6 +365,8 @@ pub fn decide(
                 return Err(Denial::AdminOnly);
             }
         }
+        // Decided above.
+        Rule::Platform => return Err(Denial::PlatformOnly),
     }
     Ok(Decision {
         action,

@@ -31,6 +31,10 @@ pub enum Error {
     /// the message.
     #[error("{1}")]
     Conflict(Conflict, String),
+    /// The organization sent more requests per second than its quota allows; retry after
+    /// this many seconds.
+    #[error("too many requests: this organization's rate limit is reached; retry after {0} s")]
+    RateLimited(u64),
     /// A failure of ours (storage, crypto). The message is for logs and stays generic.
     #[error("internal error: {0}")]
     Internal(String),
@@ -55,6 +59,7 @@ impl Error {
             Error::BadRequest(_) => "bad-request",
             Error::Invalid { .. } => "invalid",
             Error::Conflict(kind, _) => kind.code(),
+            Error::RateLimited(_) => "rate-limited",
             Error::Internal(_) => "internal",
         }
     }
@@ -78,17 +83,23 @@ pub enum Conflict {
     /// The store is not (or already) initialized, or its signed audit head is missing or does
     /// not verify.
     StoreState,
+    /// The organization holds as many subjects as its quota allows.
+    SubjectQuotaReached,
+    /// Another hosted organization already has this name.
+    TenantNameTaken,
 }
 
 impl Conflict {
     /// Every kind, for documentation.
-    pub const ALL: [Conflict; 6] = [
+    pub const ALL: [Conflict; 8] = [
         Conflict::UniqueValueTaken,
         Conflict::LegalHoldActive,
         Conflict::InvalidTransition,
         Conflict::ReleaseLimitReached,
         Conflict::PolicyChanged,
         Conflict::StoreState,
+        Conflict::SubjectQuotaReached,
+        Conflict::TenantNameTaken,
     ];
 
     /// The stable machine-readable code.
@@ -100,6 +111,8 @@ impl Conflict {
             Conflict::ReleaseLimitReached => "release-limit-reached",
             Conflict::PolicyChanged => "policy-changed",
             Conflict::StoreState => "store-state",
+            Conflict::SubjectQuotaReached => "subject-quota-reached",
+            Conflict::TenantNameTaken => "tenant-name-taken",
         }
     }
 }

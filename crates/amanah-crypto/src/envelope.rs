@@ -4,7 +4,8 @@
 //!
 //! Both layers use AES-256-GCM with a random 96-bit nonce. The associated data binds a field
 //! ciphertext to (subject id, field name, key version) and a wrapped key to (subject id, kek id,
-//! key version), so ciphertexts cannot be swapped between rows or fields.
+//! key version), so ciphertexts cannot be swapped between rows or fields. A tenant's keys add
+//! the tenant id to both (see [`crate::KeyRing::generate_tenant`]).
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 
@@ -19,6 +20,9 @@ pub struct DataKey {
     secret: Secret,
     /// Bumped when a subject's data is re-encrypted under a fresh key.
     pub version: u32,
+    /// The tenant whose key ring made it (`None`: the deployment's own organization); part of
+    /// every associated data it seals under.
+    scope: Option<std::sync::Arc<str>>,
 }
 
 /// A data key as stored: encrypted under the key-encryption key `kek_id`.
@@ -34,6 +38,18 @@ impl DataKey {
         Ok(DataKey {
             secret: Secret::generate()?,
             version,
+            scope: None,
+        })
+    }
+
+    /// A fresh data key of a tenant (see [`crate::KeyRing::new_data_key`]).
+    pub(crate) fn generate_scoped(
+        version: u32,
+        scope: Option<std::sync::Arc<str>>,
+    ) -> Result<Self, CryptoError> {
+        Ok(DataKey {
+            scope,
+            ..DataKey::generate(version)?
         })
     }
 
@@ -46,7 +62,7 @@ impl DataKey {
     ) -> Result<Vec<u8>, CryptoError> {
         seal(
             &self.secret,
-            &field_aad(subject, field, self.version),
+            &field_aad(self.scope.as_deref(), subject, field, self.version),
             plaintext,
         )
     }
@@ -61,7 +77,7 @@ impl DataKey {
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError> {
         open(
             &self.secret,
-            &field_aad(subject, field, self.version),
+            &field_aad(self.scope.as_deref(), subject, field, self.version),
             ciphertext,
         )
         .map(zeroize::Zeroizing::new)
@@ -75,7 +91,7 @@ impl DataKey {
     ) -> Result<WrappedKey, CryptoError> {
         let ciphertext = seal(
             kek,
-            &wrap_aad(subject, kek_id, self.version),
+            &wrap_aad(self.scope.as_deref(), subject, kek_id, self.version),
             self.secret.expose(),
         )?;
         Ok(WrappedKey {
@@ -89,10 +105,11 @@ impl DataKey {
         wrapped: &WrappedKey,
         kek: &Secret,
         subject: &str,
+        scope: Option<std::sync::Arc<str>>,
     ) -> Result<DataKey, CryptoError> {
         let mut bytes = zeroize::Zeroizing::new(open(
             kek,
-            &wrap_aad(subject, &wrapped.kek_id, wrapped.version),
+            &wrap_aad(scope.as_deref(), subject, &wrapped.kek_id, wrapped.version),
             &wrapped.ciphertext,
         )?);
         let key: [u8; 32] = bytes
@@ -103,36 +120,54 @@ impl DataKey {
         Ok(DataKey {
             secret: Secret::from_bytes(key),
             version: wrapped.version,
+            scope,
         })
     }
 }
 
 /// Length-prefixed so that no two (subject, field) pairs share an encoding.
-fn field_aad(subject: &str, field: &str, version: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(32 + subject.len() + field.len());
-    aad.extend_from_slice(b"amanah/field/v1");
+/// A tenant's associated data starts with its own label and the tenant id; the deployment's
+/// own organization keeps the unscoped form (so its existing ciphertexts stay valid).
+fn scoped(aad: &mut Vec<u8>, scope: Option<&str>, unscoped: &[u8], tenant: &[u8]) {
+    match scope {
+        None => aad.extend_from_slice(unscoped),
+        Some(t) => {
+            aad.extend_from_slice(tenant);
+            push_prefixed(aad, t.as_bytes());
+        }
+    }
+}
+
+fn field_aad(scope: Option<&str>, subject: &str, field: &str, version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + subject.len() + field.len());
+    scoped(
+        &mut aad,
+        scope,
+        b"amanah/field/v1",
+        b"amanah/tenant-field/v1",
+    );
     push_prefixed(&mut aad, subject.as_bytes());
     push_prefixed(&mut aad, field.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad
 }
 
-fn wrap_aad(subject: &str, kek_id: &str, version: u32) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(32 + subject.len() + kek_id.len());
-    aad.extend_from_slice(b"amanah/dek/v1");
+fn wrap_aad(scope: Option<&str>, subject: &str, kek_id: &str, version: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(64 + subject.len() + kek_id.len());
+    scoped(&mut aad, scope, b"amanah/dek/v1", b"amanah/tenant-dek/v1");
     push_prefixed(&mut aad, subject.as_bytes());
     push_prefixed(&mut aad, kek_id.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad
 }
 
-fn push_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_prefixed(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
 }
 
 /// `format byte || nonce || ciphertext || tag`.
-fn seal(key: &Secret, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub(crate) fn seal(key: &Secret, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
     let key =
         RandomizedNonceKey::new(&AES_256_GCM, key.expose()).map_err(|_| CryptoError::Random)?;
     let mut in_out = Vec::with_capacity(plaintext.len() + TAG_LEN);
@@ -147,7 +182,7 @@ fn seal(key: &Secret, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoErr
     Ok(out)
 }
 
-fn open(key: &Secret, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+pub(crate) fn open(key: &Secret, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
     if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != FORMAT_V1 {
         return Err(CryptoError::Decrypt);
     }
@@ -193,6 +228,7 @@ mod tests {
         let k2 = DataKey {
             secret: k.secret.clone(),
             version: 2,
+            scope: None,
         };
         assert_eq!(k2.open_field("s1", "email", &ct), Err(CryptoError::Decrypt));
     }
@@ -210,14 +246,37 @@ mod tests {
         let kek = Secret::generate().unwrap();
         let dk = DataKey::generate(3).unwrap();
         let w = dk.wrap("kek-1", &kek, "s1").unwrap();
-        let back = DataKey::unwrap(&w, &kek, "s1").unwrap();
+        let back = DataKey::unwrap(&w, &kek, "s1", None).unwrap();
         assert_eq!(back.secret, dk.secret);
         assert_eq!(back.version, 3);
-        assert!(DataKey::unwrap(&w, &kek, "s2").is_err());
+        assert!(DataKey::unwrap(&w, &kek, "s2", None).is_err());
         let mut renamed = w.clone();
         renamed.kek_id = "kek-2".into();
-        assert!(DataKey::unwrap(&renamed, &kek, "s1").is_err());
-        assert!(DataKey::unwrap(&w, &Secret::generate().unwrap(), "s1").is_err());
+        assert!(DataKey::unwrap(&renamed, &kek, "s1", None).is_err());
+        assert!(DataKey::unwrap(&w, &Secret::generate().unwrap(), "s1", None).is_err());
+    }
+
+    #[test]
+    fn a_field_is_bound_to_its_tenant() {
+        let same_bytes = |key: &DataKey, scope: Option<&str>| DataKey {
+            secret: key.secret.clone(),
+            version: key.version,
+            scope: scope.map(Into::into),
+        };
+        let a = DataKey::generate_scoped(1, Some("a".into())).unwrap();
+        let sealed = a.seal_field("s", "email", b"x").unwrap();
+        assert_eq!(
+            &*same_bytes(&a, Some("a"))
+                .open_field("s", "email", &sealed)
+                .unwrap(),
+            b"x"
+        );
+        assert!(same_bytes(&a, Some("b"))
+            .open_field("s", "email", &sealed)
+            .is_err());
+        assert!(same_bytes(&a, None)
+            .open_field("s", "email", &sealed)
+            .is_err());
     }
 
     #[test]

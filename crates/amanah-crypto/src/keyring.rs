@@ -5,6 +5,12 @@
 //! - `keks`: key-encryption keys that wrap per-subject data keys. Several may exist (old ones
 //!   keep unwrapping until every subject is re-wrapped); exactly one is active for new wraps.
 //!
+//! A hosted organization (a tenant) has a key ring of its own, made by
+//! [`KeyRing::generate_tenant`]: its own random root and KEK, so its blind-index terms, audit
+//! keys and data keys share nothing with another's. It is stored sealed by the deployment's
+//! root ([`KeyRing::seal_tenant`], bound to the tenant id); destroying the sealed copy makes
+//! every ciphertext of the tenant unreadable while the deployment's root stays.
+//!
 //! File format (JSON, mode 0600):
 //! `{"format":"amanah-keyring/1","root":"<base64>","active":"<kek id>","keks":{"<kek id>":"<base64>"}}`
 
@@ -28,13 +34,23 @@ pub struct KeyRing {
     root: Secret,
     active: String,
     keks: BTreeMap<String, Secret>,
+    /// The tenant this ring belongs to (`None`: the deployment's own organization). It is
+    /// part of every derivation and every associated data the ring's keys use.
+    scope: Option<std::sync::Arc<str>>,
 }
+
+/// The platform ring's scope (never a tenant's id: those are UUIDs).
+const PLATFORM_SCOPE: &str = "platform";
+
+/// The label of a tenant ring sealed under the deployment's root.
+const TENANT_RING: &str = "amanah/tenant-ring/v1";
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyRing")
             .field("active", &self.active)
             .field("keks", &self.keks.keys().collect::<Vec<_>>())
+            .field("scope", &self.scope)
             .finish_non_exhaustive()
     }
 }
@@ -55,9 +71,90 @@ impl KeyRing {
             root: Secret::generate()?,
             active: String::new(),
             keks: BTreeMap::new(),
+            scope: None,
         };
         ring.add_kek()?;
         Ok(ring)
+    }
+
+    /// A fresh key ring for the tenant `tenant` (its own root and KEK).
+    pub fn generate_tenant(tenant: &str) -> Result<Self, CryptoError> {
+        Ok(KeyRing {
+            scope: Some(tenant.into()),
+            ..KeyRing::generate()?
+        })
+    }
+
+    /// The platform operator's ring, derived from this (the deployment's) root so that it needs
+    /// no storage of its own: its audit chain's keys are unrelated to every organization's.
+    /// It wraps no data key (the platform holds no subject).
+    pub fn platform(&self) -> Result<KeyRing, CryptoError> {
+        const KEK: &str = "kek-platform";
+        Ok(KeyRing {
+            root: self.root.derive("amanah/platform/root/v1"),
+            active: KEK.to_owned(),
+            keks: BTreeMap::from([(KEK.to_owned(), self.root.derive("amanah/platform/kek/v1"))]),
+            scope: Some(PLATFORM_SCOPE.into()),
+        })
+    }
+
+    /// The tenant this ring belongs to (`None`: the deployment's own organization).
+    pub fn tenant(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// Seals a tenant's ring under this (the deployment's) root, bound to the tenant id: the
+    /// sealed bytes open only with this root and only as that tenant's.
+    pub fn seal_tenant(&self, tenant: &KeyRing) -> Result<Vec<u8>, CryptoError> {
+        let id = tenant
+            .tenant()
+            .ok_or_else(|| CryptoError::KeyRing("not a tenant's key ring".into()))?;
+        self.seal_for_tenant(id, "ring", &tenant.to_file_bytes())
+    }
+
+    /// Seals a secret of tenant `tenant` (e.g. where its store lives, which may hold a
+    /// password) under this root, bound to the tenant and to `what`.
+    pub fn seal_for_tenant(
+        &self,
+        tenant: &str,
+        what: &str,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        let key = self.root.derive(TENANT_RING);
+        crate::envelope::seal(&key, &tenant_aad(tenant, what), secret)
+    }
+
+    /// Opens what [`KeyRing::seal_for_tenant`] sealed (zeroized when dropped).
+    pub fn open_for_tenant(
+        &self,
+        tenant: &str,
+        what: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let key = self.root.derive(TENANT_RING);
+        crate::envelope::open(&key, &tenant_aad(tenant, what), sealed).map(Zeroizing::new)
+    }
+
+    /// Opens a tenant's ring sealed by [`KeyRing::seal_tenant`] under this root.
+    pub fn open_tenant(&self, tenant: &str, sealed: &[u8]) -> Result<KeyRing, CryptoError> {
+        let bytes = self.open_for_tenant(tenant, "ring", sealed)?;
+        Ok(KeyRing {
+            scope: Some(tenant.into()),
+            ..KeyRing::from_file_bytes(&bytes)?
+        })
+    }
+
+    /// A fresh data key for a subject of this ring's organization.
+    pub fn new_data_key(&self, version: u32) -> Result<DataKey, CryptoError> {
+        DataKey::generate_scoped(version, self.scope.clone())
+    }
+
+    /// The HKDF label of one use of the root: the tenant id is part of a tenant's.
+    fn label(&self, what: &str) -> String {
+        match &self.scope {
+            None => format!("amanah/{what}"),
+            Some(t) => format!("amanah/tenant/{t}/{what}"),
+        }
     }
 
     /// Adds a new key-encryption key and makes it the active one; returns its id. Existing
@@ -99,7 +196,7 @@ impl KeyRing {
             .keks
             .get(&wrapped.kek_id)
             .ok_or_else(|| CryptoError::UnknownKey(wrapped.kek_id.clone()))?;
-        DataKey::unwrap(wrapped, kek, subject)
+        DataKey::unwrap(wrapped, kek, subject, self.scope.clone())
     }
 
     /// Re-wraps a subject's data key under the active key-encryption key: unwrapped with the
@@ -136,23 +233,27 @@ impl KeyRing {
 
     /// The blind-index key of one category.
     pub fn blind_index_key(&self, category: &str) -> BlindIndexKey {
-        BlindIndexKey::new(self.root.derive(&format!("amanah/bidx/{category}/v1")))
+        BlindIndexKey::new(
+            self.root
+                .derive(&self.label(&format!("bidx/{category}/v1"))),
+        )
     }
 
     /// The key of the audit chain's MAC.
     pub fn audit_key(&self) -> AuditKey {
-        AuditKey::new(self.root.derive("amanah/audit/v1"))
+        AuditKey::new(self.root.derive(&self.label("audit/v1")))
     }
 
     /// The Ed25519 key that signs audit checkpoints (its seed is derived from the root and
     /// zeroized once the key pair is built).
     pub fn checkpoint_key(&self) -> Result<CheckpointKey, CryptoError> {
-        CheckpointKey::from_seed(self.root.derive(crate::checkpoint::CHECKPOINT_KEY_INFO))
+        // The deployment's label is `CHECKPOINT_KEY_INFO` (published checkpoints rely on it).
+        CheckpointKey::from_seed(self.root.derive(&self.label("audit-checkpoint/v1")))
     }
 
     /// The key of per-disclosure pseudonyms.
     pub fn pseudonym_key(&self) -> PseudonymKey {
-        PseudonymKey::new(self.root.derive("amanah/pseudonym/v1"))
+        PseudonymKey::new(self.root.derive(&self.label("pseudonym/v1")))
     }
 
     /// Serializes for the key file. The returned buffer is zeroized on drop.
@@ -204,8 +305,16 @@ impl KeyRing {
             root,
             active: file.active.clone(),
             keks,
+            scope: None,
         })
     }
+}
+
+fn tenant_aad(tenant: &str, what: &str) -> Vec<u8> {
+    let mut aad = TENANT_RING.as_bytes().to_vec();
+    crate::envelope::push_prefixed(&mut aad, tenant.as_bytes());
+    crate::envelope::push_prefixed(&mut aad, what.as_bytes());
+    aad
 }
 
 impl zeroize::Zeroize for KeyFile {
@@ -248,6 +357,70 @@ impl ClassifyStr for serde_json::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deployment_labels_are_unchanged() {
+        let ring = KeyRing::generate().unwrap();
+        assert_eq!(
+            ring.label("audit-checkpoint/v1"),
+            crate::checkpoint::CHECKPOINT_KEY_INFO
+        );
+        assert_eq!(ring.label("audit/v1"), "amanah/audit/v1");
+    }
+
+    #[test]
+    fn a_tenant_ring_opens_only_with_its_root_and_its_id() {
+        let root = KeyRing::generate().unwrap();
+        let tenant = KeyRing::generate_tenant("t-1").unwrap();
+        let sealed = root.seal_tenant(&tenant).unwrap();
+        let back = root.open_tenant("t-1", &sealed).unwrap();
+        assert_eq!(back.tenant(), Some("t-1"));
+        assert!(back.same_root(&tenant));
+        assert!(root.open_tenant("t-2", &sealed).is_err());
+        assert!(KeyRing::generate()
+            .unwrap()
+            .open_tenant("t-1", &sealed)
+            .is_err());
+        assert!(root.seal_tenant(&root).is_err());
+        let place = root
+            .seal_for_tenant("t-1", "placement", b"postgres://x")
+            .unwrap();
+        assert_eq!(
+            &*root.open_for_tenant("t-1", "placement", &place).unwrap(),
+            b"postgres://x"
+        );
+        assert!(root.open_for_tenant("t-1", "ring", &place).is_err());
+        assert!(root.open_tenant("t-1", &place).is_err());
+        // Keys made by the reopened ring are the tenant's: what one seals, the other opens.
+        let dk = tenant.new_data_key(1).unwrap();
+        let wrapped = tenant.wrap(&dk, "s").unwrap();
+        let field = dk.seal_field("s", "email", b"a@b.id").unwrap();
+        let reopened = back.unwrap(&wrapped, "s").unwrap();
+        assert_eq!(
+            &*reopened.open_field("s", "email", &field).unwrap(),
+            b"a@b.id"
+        );
+    }
+
+    #[test]
+    fn the_same_value_gives_unrelated_terms_and_keys_across_tenants() {
+        let a = KeyRing::generate_tenant("a").unwrap();
+        let b = KeyRing::generate_tenant("b").unwrap();
+        let term = |r: &KeyRing| r.blind_index_key("email").index(b"siti@example.id");
+        assert_ne!(term(&a), term(&b));
+        // A data key moved to another tenant's rows does not open there even under the same
+        // KEK bytes: the tenant id is in the associated data.
+        let a_twin = KeyRing {
+            scope: Some("b".into()),
+            ..KeyRing::from_file_bytes(&a.to_file_bytes()).unwrap()
+        };
+        let dk = a.new_data_key(1).unwrap();
+        let wrapped = a.wrap(&dk, "s").unwrap();
+        assert!(a_twin.unwrap(&wrapped, "s").is_err());
+        // Unscoped keys (the deployment's) do not open a tenant's either.
+        let unscoped = KeyRing::from_file_bytes(&a.to_file_bytes()).unwrap();
+        assert!(unscoped.unwrap(&wrapped, "s").is_err());
+    }
 
     #[test]
     fn file_round_trip_keeps_every_key() {

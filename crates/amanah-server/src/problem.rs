@@ -12,7 +12,9 @@ pub struct Problem {
     /// `bad-request`, `unauthenticated`, `forbidden`, `consent-required`, `not-found`, `gone`,
     /// `invalid`, `payload-too-large`, `unsupported-media-type`, `internal`, and for 409:
     /// `unique-value-taken`, `legal-hold-active`, `invalid-transition`, `release-limit-reached`,
-    /// `policy-changed`, `store-state`; for 503 (with `Retry-After`): `overloaded`, `timeout`.
+    /// `policy-changed`, `store-state`, `subject-quota-reached`, `tenant-name-taken`; for 429
+    /// (with `Retry-After`): `rate-limited`; for 503 (with `Retry-After`): `overloaded`,
+    /// `timeout`.
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
@@ -21,6 +23,9 @@ pub struct Problem {
     /// The request field the problem is about, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Seconds to wait before retrying (sent as `Retry-After`).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -31,6 +36,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            retry_after: None,
         }
     }
 }
@@ -45,6 +51,7 @@ impl From<Error> for Problem {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(..) => StatusCode::CONFLICT,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let detail = match &e {
@@ -55,8 +62,10 @@ impl From<Error> for Problem {
             other => other.to_string(),
         };
         let mut p = Problem::new(status, e.code(), detail);
-        if let Error::Invalid { field, .. } = e {
-            p.field = field;
+        match e {
+            Error::Invalid { field, .. } => p.field = field,
+            Error::RateLimited(seconds) => p.retry_after = Some(seconds),
+            _ => {}
         }
         p
     }
@@ -77,6 +86,11 @@ impl IntoResponse for Problem {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }

@@ -17,6 +17,7 @@ mod rights;
 mod rotation;
 mod rows;
 mod sqlite;
+mod tenants;
 mod types;
 
 pub use accountability::*;
@@ -28,6 +29,7 @@ pub use sqlite::{
     inspect_backup, key_store_path, restore_data, restore_key_store, BackupKind, Reconciled,
     SqliteStore,
 };
+pub use tenants::*;
 pub use types::*;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,7 +76,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// and return it as appended to the chain.
 #[async_trait]
 pub trait Store:
-    RightsStore + AccountabilityStore + KeyRotationStore + Send + Sync + 'static
+    RightsStore + AccountabilityStore + KeyRotationStore + TenantStore + Send + Sync + 'static
 {
     // --- subjects ---
     async fn insert_subject(

@@ -7,7 +7,7 @@
 //! [`ACCESS_MACS`]) and each backend runs that code right after the step's SQL.
 
 /// The newest schema this binary understands, on both backends.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Schema 6's code: comma-joined lists converted to JSON, entries schema 5 misread recovered
 /// from their MACs, the genesis head signed.
@@ -46,6 +46,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(6, "0006_json_lists"),
     migration!(7, "0007_access_macs"),
     migration!(8, "0008_batch_ledger"),
+    migration!(9, "0009_tenants"),
 ];
 
 /// The steps a store at `found` still needs.

@@ -50,6 +50,18 @@ pub(crate) enum Op {
         audit: AuditDraft,
     },
     InsertHold(HoldRecord, AuditDraft),
+    InsertTenant(crate::TenantRecord, AuditDraft),
+    ChangeTenant(crate::TenantChange, AuditDraft),
+    PurgeTenant {
+        id: String,
+        audit: AuditDraft,
+    },
+    SetTenantQuotas {
+        id: String,
+        max_subjects: Option<i64>,
+        max_rps: Option<i64>,
+        audit: AuditDraft,
+    },
     ReleaseHold {
         subject: String,
         hold_id: String,
@@ -437,6 +449,47 @@ async fn rights<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Er
             };
             let n = x
                 .execute(w::SET_RESTRICTION, args![id, since, reason, by])
+                .await?;
+            found(n)?;
+            audit
+        }
+        Op::InsertTenant(t, audit) => {
+            x.execute(
+                w::INSERT_TENANT,
+                args![
+                    &t.id,
+                    &t.name,
+                    &t.status,
+                    &t.sealed_keys,
+                    &t.sealed_placement,
+                    t.max_subjects,
+                    t.max_rps,
+                    t.created_at_micros,
+                ],
+            )
+            .await?;
+            audit
+        }
+        Op::ChangeTenant(c, audit) => {
+            let n = x
+                .execute(w::CHANGE_TENANT, args![&c.id, &c.from, &c.to, c.at_micros])
+                .await?;
+            applied(x, n, sql::TENANT_EXISTS, &c.id).await?;
+            audit
+        }
+        Op::PurgeTenant { id, audit } => {
+            let n = x.execute(w::PURGE_TENANT, args![id]).await?;
+            found(n)?;
+            audit
+        }
+        Op::SetTenantQuotas {
+            id,
+            max_subjects,
+            max_rps,
+            audit,
+        } => {
+            let n = x
+                .execute(w::SET_TENANT_QUOTAS, args![id, max_subjects, max_rps])
                 .await?;
             found(n)?;
             audit

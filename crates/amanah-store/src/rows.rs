@@ -179,6 +179,21 @@ pub(crate) fn request(r: &dyn Row) -> StoreResult<RequestRecord> {
     })
 }
 
+pub(crate) fn tenant(r: &dyn Row) -> StoreResult<crate::TenantRecord> {
+    Ok(crate::TenantRecord {
+        id: r.col(0)?,
+        name: r.col(1)?,
+        status: r.col(2)?,
+        sealed_keys: r.col(3)?,
+        sealed_placement: r.col(4)?,
+        max_subjects: r.col(5)?,
+        max_rps: r.col(6)?,
+        created_at_micros: r.col(7)?,
+        changed_at_micros: r.col(8)?,
+        purged: r.col(9)?,
+    })
+}
+
 pub(crate) fn hold(r: &dyn Row) -> StoreResult<HoldRecord> {
     Ok(HoldRecord {
         id: r.col(0)?,

@@ -150,6 +150,31 @@ pub(crate) const RELATIONS_OF: Sql = sql!(
      FROM relations WHERE subject_id = $1 OR related_subject_id = $1 ORDER BY at, id"
 );
 
+pub(crate) const COUNT_SUBJECTS: Sql = sql!("SELECT COUNT(*) FROM subjects");
+
+// --- tenants (the platform's store) ---
+
+macro_rules! tenant_columns {
+    () => {
+        "id, name, status, sealed_keys, sealed_placement, max_subjects, max_rps, created_at, \
+         changed_at, purged"
+    };
+}
+
+pub(crate) const TENANT: Sql = sql!(concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants WHERE id = $1"
+));
+
+pub(crate) const TENANTS: Sql = sql!(concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants ORDER BY created_at, id"
+));
+
+pub(crate) const TENANT_EXISTS: Sql = sql!("SELECT 1 FROM tenants WHERE id = $1");
+
 pub(crate) const SUBJECT_IDS: Sql =
     sql!("SELECT id FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
 

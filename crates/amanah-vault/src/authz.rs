@@ -33,6 +33,25 @@ impl Principal {
         Principal { caller }
     }
 
+    /// The platform operator on the command line of the server's machine.
+    pub(crate) fn platform_operator() -> Self {
+        Principal::new(Caller {
+            key_id: crate::vault::CLI_ACTOR.to_owned(),
+            role: amanah_core::policy::PLATFORM_ROLE.to_owned(),
+            holder: Some("platform operator (command line)".to_owned()),
+        })
+    }
+
+    /// The platform acting in a tenant's vault on the organization's instruction (an export
+    /// for an organization leaving the service): recorded in the tenant's chain as `platform`.
+    pub(crate) fn platform_in_tenant() -> Self {
+        Principal::new(Caller {
+            key_id: "platform".to_owned(),
+            role: amanah_core::policy::ADMIN_ROLE.to_owned(),
+            holder: Some("platform operator (organization export)".to_owned()),
+        })
+    }
+
     pub fn key_id(&self) -> &str {
         &self.caller.key_id
     }

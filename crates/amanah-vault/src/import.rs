@@ -7,7 +7,7 @@ use amanah_core::audit::AuditDraft;
 use amanah_core::policy::LegalBasis;
 use amanah_core::{Error, Result};
 use amanah_crypto::blind::BlindIndexKey;
-use amanah_crypto::{DataKey, KeyRing};
+use amanah_crypto::KeyRing;
 use amanah_store::{BulkInsert, NewSubject, StoreError};
 use serde_json::{Map, Value};
 
@@ -113,7 +113,7 @@ impl ImportContext {
             }]
         };
         let id = new_subject_id();
-        let key = DataKey::generate(1).map_err(internal)?;
+        let key = self.keys.new_data_key(1).map_err(internal)?;
         let wrapped_key = self.keys.wrap(&key, &id).map_err(internal)?;
         let fields = seal_fields(policy, &id, &key, &values, |c| self.blind.get(c).cloned())
             .map_err(|e| {
@@ -262,13 +262,30 @@ impl Vault {
                 break;
             }
         }
+        // A hosted organization's subject quota holds for the whole import, or none of it is
+        // written.
+        let places = lines.len() as u64;
+        let (mut over_quota, mut reserved) = (None, 0);
         if outcome.rejected.is_empty() && !store_gone {
-            let _ = to_store.send(BulkInsert::Commit).await;
+            match self.subject_quota.reserve(places) {
+                Ok(()) => {
+                    reserved = places;
+                    let _ = to_store.send(BulkInsert::Commit).await;
+                }
+                Err(e) => over_quota = Some(e),
+            }
         }
         drop(to_store);
         let stored = writer
             .await
             .map_err(|e| Error::Internal(format!("import writer failed: {e}")))?;
+        if let Some(e) = over_quota {
+            return Err(e);
+        }
+        if stored.is_err() {
+            // Nothing was written: the places go back.
+            self.subject_quota.release(reserved);
+        }
         match stored {
             Ok(n) => outcome.imported = n,
             Err(StoreError::Conflicts(conflicts)) => {

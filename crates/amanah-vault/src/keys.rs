@@ -1,13 +1,13 @@
 //! API keys: issued to a named holder, listed and revoked, each step on record.
 
 use amanah_core::fields::{self, FieldType};
-use amanah_core::policy::ADMIN_ROLE;
+use amanah_core::policy::{ADMIN_ROLE, PLATFORM_ROLE};
 use amanah_core::{Error, Result};
 use amanah_crypto::token;
 use amanah_store::{ApiKeyRecord, StoreError};
 
 use crate::authz::{act, Permit};
-use crate::vault::{store_error, Vault};
+use crate::vault::{store_error, Scope, Vault};
 
 /// A newly issued API key. `token` is shown once and never stored.
 #[derive(Debug)]
@@ -27,10 +27,13 @@ impl Vault {
     ) -> Result<IssuedKey> {
         let active = permit.active();
         let mut draft = permit.draft();
-        if role != ADMIN_ROLE && active.policy.role(role).is_none() {
-            let known: Vec<&str> = std::iter::once(ADMIN_ROLE)
-                .chain(active.policy.roles.keys().map(String::as_str))
-                .collect();
+        if !self.may_hold_role(role) {
+            let known: Vec<&str> = match self.scope() {
+                Scope::Platform => vec![PLATFORM_ROLE],
+                _ => std::iter::once(ADMIN_ROLE)
+                    .chain(active.policy.roles.keys().map(String::as_str))
+                    .collect(),
+            };
             return Err(Error::invalid(
                 "role",
                 format!("unknown role; the policy defines: {}", known.join(", ")),
@@ -44,7 +47,7 @@ impl Vault {
             ));
         }
         let holder = check_holder(holder)?;
-        let token = token::generate().map_err(|e| Error::Internal(e.to_string()))?;
+        let token = self.new_token()?;
         let record = ApiKeyRecord {
             id: format!("key-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
             name: name.to_owned(),

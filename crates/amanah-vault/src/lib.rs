@@ -14,6 +14,7 @@ mod keys;
 mod rights;
 mod rotation;
 mod subjects;
+mod tenants;
 mod vault;
 
 pub use accountability::*;
@@ -27,6 +28,7 @@ pub use keys::*;
 pub use rights::*;
 pub use rotation::*;
 pub use subjects::*;
+pub use tenants::{CreatedTenant, Deployment, NewTenant, Placement, Quotas, TenantView, Usage};
 pub use vault::*;
 
 /// Records the vault hands out as they are stored (no personal data in either).

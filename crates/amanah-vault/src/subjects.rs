@@ -241,7 +241,10 @@ impl Vault {
             _ => {}
         }
         let id = new_subject_id();
-        let key = DataKey::generate(1).map_err(|e| Error::Internal(e.to_string()))?;
+        let key = self
+            .keys()
+            .new_data_key(1)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let now = draft.at_micros;
         let consents = match consent {
             Some(c) => {
@@ -275,6 +278,10 @@ impl Vault {
         if let Some(c) = consents.first() {
             draft.reason = Some(format!("collected with consent {}", c.id));
         }
+        if let Err(e) = self.subject_quota.reserve(1) {
+            draft.subject = None;
+            return Err(self.deny(draft, e).await);
+        }
         let audit = match self
             .store
             .insert_subject(
@@ -292,6 +299,7 @@ impl Vault {
         {
             Ok(a) => a,
             Err(e) => {
+                self.subject_quota.release(1);
                 draft.subject = None;
                 return Err(self.refuse_conflict(draft, e).await);
             }

@@ -4,7 +4,7 @@ use amanah_core::access::{Denial, Grant};
 use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use amanah_core::authz::Caller;
 use amanah_core::consent::{self, AgeGroup};
-use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE};
+use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE};
 use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::blind::BlindIndexKey;
 use amanah_crypto::{token, DataKey, KeyRing};
@@ -24,8 +24,31 @@ pub struct ActivePolicy {
     pub record: PolicyRecord,
 }
 
+/// Whose vault this is: the deployment's own organization, an organization it hosts, or the
+/// platform operator's (which holds tenants and the operator's keys, never a subject).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Own,
+    Tenant(String),
+    Platform,
+}
+
+impl Scope {
+    /// Whose tokens this vault's store holds.
+    fn issuer(&self) -> token::Issuer {
+        match self {
+            Scope::Own => token::Issuer::Deployment,
+            Scope::Platform => token::Issuer::Platform,
+            Scope::Tenant(id) => token::Issuer::Tenant(crate::tenants::token_id(id)),
+        }
+    }
+}
+
 pub struct Vault {
     pub(crate) store: Arc<dyn Store>,
+    scope: Scope,
+    /// The most subjects the organization may hold (a hosted organization's quota).
+    pub(crate) subject_quota: crate::tenants::SubjectQuota,
     /// The key ring in force; replaced whole when the key file changes (`replace_keys`). An
     /// operation takes one snapshot (`keys()`) and uses it throughout.
     keys: RwLock<Arc<KeyRing>>,
@@ -105,8 +128,14 @@ impl Vault {
                 )
             })?;
         let policy = parse_stored(&record)?;
+        let scope = match keys.tenant() {
+            Some(id) => Scope::Tenant(id.to_owned()),
+            None => Scope::Own,
+        };
         Ok(Vault {
             store,
+            scope,
+            subject_quota: Default::default(),
             keys: RwLock::new(keys),
             clock,
             policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
@@ -138,6 +167,33 @@ impl Vault {
         )
         .await?;
         Vault::open(store, keys, clock).await
+    }
+
+    /// Whose vault this is.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The platform operator's vault: its store holds the tenants and the operator's keys,
+    /// under an audit chain of its own (keys derived from the deployment's root).
+    pub(crate) async fn open_platform(
+        store: Arc<dyn Store>,
+        root: &KeyRing,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let keys = Arc::new(
+            root.platform()
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        if store.current_policy().await.map_err(store_error)?.is_none() {
+            let policy = parse_source(crate::tenants::PLATFORM_POLICY)?;
+            let source = crate::tenants::PLATFORM_POLICY;
+            insert_policy(&*store, &*clock, CLI_ACTOR, ADMIN_ROLE, &policy, source).await?;
+        }
+        Ok(Vault {
+            scope: Scope::Platform,
+            ..Vault::open(store, keys, clock).await?
+        })
     }
 
     pub fn policy(&self) -> Arc<ActivePolicy> {
@@ -247,7 +303,8 @@ impl Vault {
     /// Resolves a bearer token to its principal. Unknown, revoked or malformed tokens, and keys
     /// whose role the current policy no longer defines, are all "unauthenticated".
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal> {
-        if !token::looks_valid(bearer) {
+        // Another organization's token (or the operator's) is not looked up here at all.
+        if token::issuer(bearer) != Some(self.scope.issuer()) {
             return Err(Error::Unauthenticated);
         }
         let record = self
@@ -259,8 +316,7 @@ impl Vault {
         if record.revoked_at_micros.is_some() {
             return Err(Error::Unauthenticated);
         }
-        let policy = self.policy();
-        if record.role != ADMIN_ROLE && policy.policy.role(&record.role).is_none() {
+        if !self.may_hold_role(&record.role) {
             return Err(Error::Unauthenticated);
         }
         Ok(Principal::new(Caller {
@@ -268,6 +324,22 @@ impl Vault {
             role: record.role,
             holder: record.holder,
         }))
+    }
+
+    /// A new API token of this vault's organization (its form says whose it is).
+    pub(crate) fn new_token(&self) -> Result<zeroize::Zeroizing<String>> {
+        token::generate_for(&self.scope.issuer()).map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Whether keys of this vault may have `role`: the operator's role in the platform's vault
+    /// only; elsewhere the admin or a role of the policy in force.
+    pub(crate) fn may_hold_role(&self, role: &str) -> bool {
+        match self.scope {
+            Scope::Platform => role == PLATFORM_ROLE,
+            Scope::Own | Scope::Tenant(_) => {
+                role == ADMIN_ROLE || self.policy().policy.role(role).is_some()
+            }
+        }
     }
 
     pub(crate) fn unwrap_key(&self, stored: &StoredSubject) -> Result<DataKey> {

@@ -109,6 +109,15 @@ audit_action_enum! {
     RecoveryPurge => "recovery.purge",
     RecoveryShredKey => "recovery.shred_key",
     RecoveryOrphanKeys => "recovery.orphan_keys",
+    TenantCreate => "tenant.create",
+    TenantList => "tenant.list",
+    TenantRead => "tenant.read",
+    TenantSuspend => "tenant.suspend",
+    TenantResume => "tenant.resume",
+    TenantDelete => "tenant.delete",
+    TenantExport => "tenant.export",
+    TenantUpdate => "tenant.update",
+    TenantPurge => "tenant.purge",
 }
 
 /// A name that is not an [`AuditAction`]. Its message lists the valid names and never repeats
@@ -201,6 +210,14 @@ impl From<Action> for AuditAction {
             Action::KeksRotate => AuditAction::KeysRotate,
             Action::PolicyRead => AuditAction::PolicyRead,
             Action::PolicyApply => AuditAction::PolicyApply,
+            Action::TenantCreate => AuditAction::TenantCreate,
+            Action::TenantList => AuditAction::TenantList,
+            Action::TenantRead => AuditAction::TenantRead,
+            Action::TenantSuspend => AuditAction::TenantSuspend,
+            Action::TenantResume => AuditAction::TenantResume,
+            Action::TenantDelete => AuditAction::TenantDelete,
+            Action::TenantExport => AuditAction::TenantExport,
+            Action::TenantUpdate => AuditAction::TenantUpdate,
         }
     }
 }

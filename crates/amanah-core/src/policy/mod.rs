@@ -22,6 +22,10 @@ mod walk;
 /// administrative endpoints. Policies may not redefine it.
 pub const ADMIN_ROLE: &str = "admin";
 
+/// The built-in role of the platform operator's keys (which only a platform holds); no policy
+/// declares it.
+pub const PLATFORM_ROLE: &str = "platform";
+
 /// A validated policy. Construct it only through [`Policy::parse`], so every invariant checked
 /// there (every name a purpose or role uses exists, ...) holds for the whole program.
 #[derive(Debug, Clone, PartialEq)]

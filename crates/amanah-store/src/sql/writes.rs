@@ -230,6 +230,30 @@ pub(crate) const MARK_BREACH_NOTIFIED: Sql = sql!(
     "UPDATE breaches SET notified_at = $2, notified_by = $3 WHERE id = $1 AND notified_at IS NULL"
 );
 
+// --- tenants (the platform's store) ---
+
+pub(crate) const INSERT_TENANT: Sql = sql!(
+    "INSERT INTO tenants (id, name, status, sealed_keys, sealed_placement, max_subjects, max_rps,
+                          created_at, changed_at, purged)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, FALSE)"
+);
+
+/// A state change; into `deleted` it clears the sealed key ring in the same statement.
+pub(crate) const CHANGE_TENANT: Sql = sql!(
+    "UPDATE tenants SET status = $3, changed_at = $4,
+         sealed_keys = CASE WHEN $3 = 'deleted' THEN NULL ELSE sealed_keys END
+     WHERE id = $1 AND status = $2"
+);
+
+pub(crate) const PURGE_TENANT: Sql = sql!(
+    "UPDATE tenants SET purged = TRUE, sealed_placement = NULL
+     WHERE id = $1 AND status = 'deleted'"
+);
+
+pub(crate) const SET_TENANT_QUOTAS: Sql = sql!(
+    "UPDATE tenants SET max_subjects = $2, max_rps = $3 WHERE id = $1 AND status <> 'deleted'"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,6 +83,7 @@ impl Vault {
             .erase_subject(id, at, &cause, draft)
             .await
             .map_err(store_error)?;
+        self.subject_quota.release(1);
         Ok(())
     }
 
@@ -210,10 +211,15 @@ impl Vault {
                     "retention ended for {}: subject erased",
                     expired.join(", ")
                 ));
-                self.store
+                let erased = self
+                    .store
                     .erase_subject(&s.id, now, "retention", draft)
                     .await
-                    .map(|_| ())
+                    .map(|_| ());
+                if erased.is_ok() {
+                    self.subject_quota.release(1);
+                }
+                erased
             }
             RetentionAction::Deidentify { expired } => {
                 let attributes = self.deidentified_attributes(policy, &s.id).await?;

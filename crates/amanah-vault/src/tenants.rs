@@ -1,0 +1,958 @@
+//! Hosting several organizations (tenants) in one deployment.
+//!
+//! Each tenant is a controller with a vault of its own: its own policy, its own key ring
+//! (random root and KEK, sealed under the deployment's root and bound to its id), so its own
+//! blind-index terms, audit chain and checkpoints, API keys, requests, disclosures and breaches,
+//! all in a store of its own (a directory, or a PostgreSQL database, possibly on another
+//! cluster). Isolation is by construction: a tenant's vault can only reach its own store, and a
+//! token names the one vault that may look it up (`amt_<tenant>_…`), so a key of one tenant is
+//! never even checked against another's keys.
+//!
+//! The platform operator has a vault of its own too (the platform's store: the tenant registry,
+//! the operator's keys, and the platform's audit chain). Its keys may only do what the decision
+//! point's `Rule::Platform` allows (tenants' lifecycle); every other action is refused and
+//! recorded in the platform's chain, like tenant keys on the tenants' routes are refused and
+//! recorded in their own.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use amanah_core::policy::{Policy, ADMIN_ROLE, PLATFORM_ROLE};
+use amanah_core::{Conflict, Error, Result};
+use amanah_crypto::{token, KeyRing};
+use amanah_store::{
+    Store, StoreError, TenantChange, TenantRecord, TENANT_ACTIVE, TENANT_DELETED, TENANT_SUSPENDED,
+};
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::authz::{act, Act, Permit, Principal, Target};
+use crate::vault::{store_error, Vault};
+use crate::{Clock, IssuedKey};
+
+/// The platform's own policy: the operator processes the names of the people it issues keys to.
+pub(crate) const PLATFORM_POLICY: &str = r#"version = "platform-1"
+
+[controller]
+name = "Platform operator"
+contact = "operator@localhost"
+
+[categories.key_holder]
+type = "name"
+class = "general"
+
+[purposes.platform_operations]
+basis = "contract"
+categories = ["key_holder"]
+retention = "5y"
+"#;
+
+/// How often a server re-reads a tenant's state (suspension, quotas, policy) from the platform's
+/// store: a change made by another process takes effect within this time.
+const REFRESH: Duration = Duration::from_secs(1);
+
+/// A tenant id as tokens carry it (the UUID's 32 hex digits).
+pub(crate) fn token_id(id: &str) -> String {
+    id.replace('-', "")
+}
+
+/// Where stores live: the composition root (the binary) knows the directories and URLs.
+#[async_trait]
+pub trait Placement: Send + Sync {
+    /// The platform's store, made when `create` (else `None` while there is none).
+    async fn platform_store(&self, keys: &KeyRing, create: bool) -> Result<Option<Arc<dyn Store>>>;
+    /// Tenant `id`'s store at `place` (`None`: the deployment's default place for tenants),
+    /// made when `create` (then it must not hold a store yet).
+    async fn tenant_store(
+        &self,
+        id: &str,
+        place: Option<&str>,
+        keys: &KeyRing,
+        create: bool,
+    ) -> Result<Arc<dyn Store>>;
+    /// Removes what is left of a deleted tenant's store (its files, or its database's tables).
+    async fn remove_tenant_store(&self, id: &str, place: Option<&str>) -> Result<()>;
+}
+
+/// What the platform operator asks for when creating a tenant.
+#[derive(Debug, Clone, Default)]
+pub struct NewTenant {
+    pub name: String,
+    /// The tenant's policy file (TOML); the shipped presets are templates.
+    pub policy: String,
+    /// A PostgreSQL URL for a database of its own (`None`: the default place).
+    pub place: Option<String>,
+    /// The person the first admin key is issued to (`Name <email>`).
+    pub admin_holder: String,
+    pub quotas: Quotas,
+}
+
+/// A tenant's limits (`None`: unlimited).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Quotas {
+    pub max_subjects: Option<u64>,
+    pub max_requests_per_second: Option<u64>,
+}
+
+/// A tenant as the operator sees it: its state and usage, never its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub quotas: Quotas,
+    pub created_at_micros: i64,
+    pub changed_at_micros: i64,
+    /// Placed in a database of its own (where is not shown: the URL may hold a password).
+    pub dedicated_store: bool,
+    pub usage: Option<Usage>,
+    /// A deleted tenant's store has been removed.
+    pub purged: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub subjects: u64,
+    pub audit_entries: u64,
+    pub api_keys: u64,
+}
+
+/// A tenant just created, with its first admin key (shown once).
+#[derive(Debug)]
+pub struct CreatedTenant {
+    pub tenant: TenantView,
+    pub admin_key: IssuedKey,
+}
+
+/// The subject quota a vault enforces (none for the deployment's own organization).
+#[derive(Debug)]
+pub(crate) struct SubjectQuota {
+    /// The limit (`-1`: none), and the subjects held as counted when the vault was opened
+    /// plus those created since, minus those erased.
+    max: AtomicI64,
+    held: AtomicI64,
+}
+
+impl Default for SubjectQuota {
+    fn default() -> Self {
+        SubjectQuota {
+            max: AtomicI64::new(-1),
+            held: AtomicI64::new(0),
+        }
+    }
+}
+
+impl SubjectQuota {
+    /// Takes a place for one more subject, or says the quota is reached.
+    pub(crate) fn reserve(&self, n: u64) -> Result<()> {
+        let max = self.max.load(Ordering::Acquire);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let held = self.held.fetch_add(n, Ordering::AcqRel);
+        if max >= 0 && held.saturating_add(n) > max {
+            self.held.fetch_sub(n, Ordering::AcqRel);
+            return Err(Error::Conflict(
+                Conflict::SubjectQuotaReached,
+                format!("this organization may hold at most {max} subjects (its quota)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Gives places back (a create that failed, an erasure).
+    pub(crate) fn release(&self, n: u64) {
+        self.held
+            .fetch_sub(i64::try_from(n).unwrap_or(0), Ordering::AcqRel);
+    }
+
+    fn set(&self, max: Option<u64>, held: u64) {
+        self.held
+            .store(i64::try_from(held).unwrap_or(i64::MAX), Ordering::Release);
+        self.set_max(max);
+    }
+
+    fn set_max(&self, max: Option<u64>) {
+        let max = max.map_or(-1, |m| i64::try_from(m).unwrap_or(i64::MAX));
+        self.max.store(max, Ordering::Release);
+    }
+}
+
+/// A token bucket: `rate` requests a second, bursts of up to `rate`.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    /// Takes one token, or says in how many whole seconds one will be there.
+    fn take(&mut self, rate: u64, now: Instant) -> std::result::Result<(), u64> {
+        let rate = rate.max(1) as f64;
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - self.tokens) / rate).ceil().max(1.0) as u64)
+        }
+    }
+}
+
+/// A tenant whose vault is open in this process.
+struct Hosted {
+    vault: Arc<Vault>,
+    state: Mutex<HostedState>,
+}
+
+struct HostedState {
+    status: String,
+    max_rps: Option<u64>,
+    read_at: Instant,
+    bucket: Bucket,
+}
+
+/// Every organization of a deployment: its own (the default), the hosted ones, and the platform.
+pub struct Deployment {
+    own: Arc<Vault>,
+    root: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+    placement: Arc<dyn Placement>,
+    platform: tokio::sync::Mutex<Option<Arc<Vault>>>,
+    hosted: Mutex<HashMap<String, Arc<Hosted>>>,
+    /// One tenant opened at a time (a store open runs migrations and recovery).
+    opening: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn quota(v: Option<i64>) -> Option<u64> {
+    v.and_then(|n| u64::try_from(n).ok())
+}
+
+fn stored_quota(v: Option<u64>) -> Option<i64> {
+    v.map(|n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// The answer for a tenant id that is not one (absent, deleted, or not an id at all).
+fn no_tenant(id: &str) -> Error {
+    Error::NotFound(format!("no organization {}", crate::vault::id_shown(id)))
+}
+
+impl Deployment {
+    /// A deployment whose own organization is `own` (opened over the key file's ring `root`).
+    pub fn new(own: Arc<Vault>, root: Arc<KeyRing>, placement: Arc<dyn Placement>) -> Self {
+        let clock = own.clock.clone();
+        Deployment {
+            own,
+            root,
+            clock,
+            placement,
+            platform: tokio::sync::Mutex::new(None),
+            hosted: Mutex::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The deployment's own organization.
+    pub fn own(&self) -> &Arc<Vault> {
+        &self.own
+    }
+
+    /// The platform's vault, made when `create` (else `None` while no tenant was ever made).
+    pub async fn platform(&self, create: bool) -> Result<Option<Arc<Vault>>> {
+        let mut slot = self.platform.lock().await;
+        if let Some(v) = &*slot {
+            return Ok(Some(v.clone()));
+        }
+        let platform_keys = self
+            .root
+            .platform()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let Some(store) = self
+            .placement
+            .platform_store(&platform_keys, create)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let vault = Arc::new(Vault::open_platform(store, &self.root, self.clock.clone()).await?);
+        *slot = Some(vault.clone());
+        Ok(Some(vault))
+    }
+
+    async fn platform_store(&self) -> Result<Arc<Vault>> {
+        self.platform(false)
+            .await?
+            .ok_or_else(|| no_tenant("(no organization was ever created)"))
+    }
+
+    /// The vault a bearer token belongs to and its principal there: the token's form names the
+    /// one vault that may look it up. A suspended tenant's keys are refused (after they
+    /// authenticate, so nobody learns a tenant's state without one of its keys), a deleted or
+    /// unknown tenant's are unauthenticated like any unknown key, and a tenant over its rate
+    /// quota gets `RateLimited`.
+    pub async fn authenticate(&self, bearer: &str) -> Result<(Arc<Vault>, Principal)> {
+        match token::issuer(bearer) {
+            None => Err(Error::Unauthenticated),
+            Some(token::Issuer::Deployment) => {
+                Ok((self.own.clone(), self.own.authenticate(bearer).await?))
+            }
+            Some(token::Issuer::Platform) => {
+                let vault = self.platform(false).await?.ok_or(Error::Unauthenticated)?;
+                let who = vault.authenticate(bearer).await?;
+                Ok((vault, who))
+            }
+            Some(token::Issuer::Tenant(hex)) => {
+                let id = uuid::Uuid::try_parse(&hex)
+                    .map_err(|_| Error::Unauthenticated)?
+                    .to_string();
+                let hosted = match self.hosted(&id).await {
+                    Ok(Some(h)) => h,
+                    Ok(None) => return Err(Error::Unauthenticated),
+                    Err(e) => return Err(e),
+                };
+                let who = hosted.vault.authenticate(bearer).await?;
+                self.admit(&id, &hosted).await?;
+                Ok((hosted.vault.clone(), who))
+            }
+        }
+    }
+
+    /// Whether a request of an authenticated tenant key may proceed now: the tenant is active
+    /// (re-read from the platform's store at most every [`REFRESH`]) and within its rate.
+    async fn admit(&self, id: &str, hosted: &Hosted) -> Result<()> {
+        let stale = lock(&hosted.state).read_at.elapsed() >= REFRESH;
+        if stale {
+            self.refresh(id, hosted).await?;
+        }
+        let mut state = lock(&hosted.state);
+        match state.status.as_str() {
+            TENANT_ACTIVE => {}
+            TENANT_SUSPENDED => {
+                return Err(Error::Forbidden(
+                    "this organization is suspended by the platform operator: its keys are refused until it is resumed (its data is kept)".into(),
+                ))
+            }
+            _ => return Err(Error::Unauthenticated),
+        }
+        if let Some(rate) = state.max_rps {
+            state
+                .bucket
+                .take(rate, Instant::now())
+                .map_err(Error::RateLimited)?;
+        }
+        Ok(())
+    }
+
+    /// Re-reads a tenant's state, quotas and policy.
+    async fn refresh(&self, id: &str, hosted: &Hosted) -> Result<()> {
+        let platform = self.platform_store().await?;
+        let record = platform.store.tenant(id).await.map_err(store_error)?;
+        let Some(record) = record.filter(|r| r.status != TENANT_DELETED) else {
+            lock(&self.hosted).remove(id);
+            return Err(Error::Unauthenticated);
+        };
+        hosted
+            .vault
+            .subject_quota
+            .set_max(quota(record.max_subjects));
+        if let Err(e) = hosted.vault.reload_policy().await {
+            tracing::error!(error = %e, "a tenant's policy reload failed");
+        }
+        let mut state = lock(&hosted.state);
+        state.status = record.status;
+        state.max_rps = quota(record.max_rps);
+        state.read_at = Instant::now();
+        Ok(())
+    }
+
+    /// Tenant `id`'s vault, opened on first use (`None`: no such tenant, or deleted).
+    async fn hosted(&self, id: &str) -> Result<Option<Arc<Hosted>>> {
+        if let Some(h) = lock(&self.hosted).get(id) {
+            return Ok(Some(h.clone()));
+        }
+        let _one_at_a_time = self.opening.lock().await;
+        if let Some(h) = lock(&self.hosted).get(id) {
+            return Ok(Some(h.clone()));
+        }
+        let Some(platform) = self.platform(false).await? else {
+            return Ok(None);
+        };
+        let Some(record) = platform.store.tenant(id).await.map_err(store_error)? else {
+            return Ok(None);
+        };
+        if record.status == TENANT_DELETED {
+            return Ok(None);
+        }
+        let vault = self.open_tenant(&record, false).await?;
+        let hosted = Arc::new(Hosted {
+            vault: Arc::new(vault),
+            state: Mutex::new(HostedState {
+                status: record.status.clone(),
+                max_rps: quota(record.max_rps),
+                read_at: Instant::now(),
+                bucket: Bucket {
+                    tokens: quota(record.max_rps).unwrap_or(1) as f64,
+                    at: Instant::now(),
+                },
+            }),
+        });
+        lock(&self.hosted).insert(id.to_owned(), hosted.clone());
+        Ok(Some(hosted))
+    }
+
+    /// Opens (or, when `create`, makes) a tenant's store and vault from its registry row.
+    async fn open_tenant(&self, record: &TenantRecord, create: bool) -> Result<Vault> {
+        let internal = |e: amanah_crypto::CryptoError| {
+            tracing::error!(error = %e, "a tenant's sealed keys do not open");
+            Error::Internal("a tenant's keys do not open".into())
+        };
+        let sealed = record
+            .sealed_keys
+            .as_deref()
+            .ok_or_else(|| no_tenant(&record.id))?;
+        let keys = Arc::new(
+            self.root
+                .open_tenant(&record.id, sealed)
+                .map_err(internal)?,
+        );
+        let place = match &record.sealed_placement {
+            Some(s) => Some(
+                self.root
+                    .open_for_tenant(&record.id, "placement", s)
+                    .map_err(internal)?,
+            ),
+            None => None,
+        };
+        let place = match &place {
+            Some(bytes) => Some(
+                std::str::from_utf8(bytes)
+                    .map_err(|_| Error::Internal("a tenant's placement is not text".into()))?,
+            ),
+            None => None,
+        };
+        let store = self
+            .placement
+            .tenant_store(&record.id, place, &keys, create)
+            .await?;
+        let vault = Vault::open(store, keys, self.clock.clone()).await?;
+        let held = vault.store.count_subjects().await.map_err(store_error)?;
+        vault.subject_quota.set(quota(record.max_subjects), held);
+        Ok(vault)
+    }
+
+    /// The vaults a server keeps up (policy reloads, retention sweeps): its own organization
+    /// and every active tenant (opened if need be).
+    pub async fn vaults(&self) -> Result<Vec<Arc<Vault>>> {
+        let mut out = vec![self.own.clone()];
+        let Some(platform) = self.platform(false).await? else {
+            return Ok(out);
+        };
+        for t in platform.store.tenants().await.map_err(store_error)? {
+            if t.status != TENANT_ACTIVE {
+                continue;
+            }
+            match self.hosted(&t.id).await {
+                Ok(Some(h)) => out.push(h.vault.clone()),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "a tenant's vault does not open"),
+            }
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- the operator's actions
+
+    /// Issues a key of the platform operator (from the command line of the server's machine).
+    pub async fn create_platform_key(&self, name: &str, holder: &str) -> Result<IssuedKey> {
+        let platform = self
+            .platform(true)
+            .await?
+            .ok_or_else(|| Error::Internal("the platform's store was not made".into()))?;
+        let permit = platform
+            .authorize::<act::KeyCreate>(&platform.operator(), Target::none())
+            .await?;
+        platform
+            .create_api_key(&permit, PLATFORM_ROLE, name, holder)
+            .await
+    }
+
+    /// The platform's vault for the command line's own keys and audit (`None`: never made).
+    pub async fn platform_for_operator(&self) -> Result<Option<Arc<Vault>>> {
+        self.platform(false).await
+    }
+
+    /// The command line's permit in the platform's vault (made on first use).
+    pub async fn operator_permit<A: Act>(&self) -> Result<Permit<A>> {
+        let platform = self
+            .platform(true)
+            .await?
+            .ok_or_else(|| Error::Internal("the platform's store was not made".into()))?;
+        let operator = Principal::platform_operator();
+        platform.authorize::<A>(&operator, Target::none()).await
+    }
+
+    /// Creates a tenant: its key ring, its store (initialized with its policy), its first
+    /// admin key, then its registry row (the platform's audit records it).
+    pub async fn create_tenant(
+        &self,
+        permit: &Permit<act::TenantCreate>,
+        spec: NewTenant,
+    ) -> Result<CreatedTenant> {
+        let platform = self.platform_store().await?;
+        let name = check_name(&spec.name)?;
+        Policy::parse(&spec.policy).map_err(|errs| Error::Invalid {
+            field: Some("policy".into()),
+            message: errs.render("policy"),
+        })?;
+        check_quotas(&spec.quotas)?;
+        let taken = platform
+            .store
+            .tenants()
+            .await
+            .map_err(store_error)?
+            .into_iter()
+            .any(|t| t.status != TENANT_DELETED && t.name == name);
+        if taken {
+            return Err(name_taken());
+        }
+        let id = uuid::Uuid::now_v7().to_string();
+        let internal = |e: amanah_crypto::CryptoError| Error::Internal(e.to_string());
+        let keys = Arc::new(KeyRing::generate_tenant(&id).map_err(internal)?);
+        let sealed_keys = self.root.seal_tenant(&keys).map_err(internal)?;
+        let sealed_placement = match &spec.place {
+            Some(url) => Some(
+                self.root
+                    .seal_for_tenant(&id, "placement", url.as_bytes())
+                    .map_err(internal)?,
+            ),
+            None => None,
+        };
+        let now = self.clock.now_micros();
+        let record = TenantRecord {
+            id: id.clone(),
+            name: name.clone(),
+            status: TENANT_ACTIVE.to_owned(),
+            sealed_keys: Some(sealed_keys),
+            sealed_placement,
+            max_subjects: stored_quota(spec.quotas.max_subjects),
+            max_rps: stored_quota(spec.quotas.max_requests_per_second),
+            created_at_micros: now,
+            changed_at_micros: now,
+            purged: false,
+        };
+        let store = self
+            .placement
+            .tenant_store(&id, spec.place.as_deref(), &keys, true)
+            .await?;
+        let made = async {
+            let vault =
+                Vault::initialize(store, keys.clone(), self.clock.clone(), &spec.policy).await?;
+            let permit_in_tenant = vault
+                .authorize::<act::KeyCreate>(&vault.operator(), Target::none())
+                .await?;
+            vault
+                .create_api_key(
+                    &permit_in_tenant,
+                    ADMIN_ROLE,
+                    "first admin",
+                    &spec.admin_holder,
+                )
+                .await
+        };
+        let admin_key = match made.await {
+            Ok(k) => k,
+            Err(e) => {
+                self.discard(&id, spec.place.as_deref()).await;
+                return Err(e);
+            }
+        };
+        let mut draft = permit.draft();
+        draft.reason = Some(format!("organization {id} created"));
+        if let Err(e) = platform.store.insert_tenant(record.clone(), draft).await {
+            self.discard(&id, spec.place.as_deref()).await;
+            return Err(match e {
+                StoreError::Unique { .. } => name_taken(),
+                e => store_error(e),
+            });
+        }
+        let tenant = view(&record, None);
+        Ok(CreatedTenant { tenant, admin_key })
+    }
+
+    /// Removes a store made for a tenant that was not registered after all.
+    async fn discard(&self, id: &str, place: Option<&str>) {
+        if let Err(e) = self.placement.remove_tenant_store(id, place).await {
+            tracing::error!(error = %e, "a store made for a tenant not created stays");
+        }
+    }
+
+    /// Every tenant with its state and usage (subjects, audit entries, keys).
+    pub async fn list_tenants(&self, permit: &Permit<act::TenantList>) -> Result<Vec<TenantView>> {
+        let platform = self.platform_store().await?;
+        let records = platform.store.tenants().await.map_err(store_error)?;
+        platform.record(permit.draft()).await?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in &records {
+            out.push(view(r, self.usage(r).await));
+        }
+        Ok(out)
+    }
+
+    /// One tenant with its state and usage.
+    pub async fn tenant(&self, permit: &Permit<act::TenantRead>, id: &str) -> Result<TenantView> {
+        let platform = self.platform_store().await?;
+        let record = self.record_of(&platform, id).await?;
+        platform.record(permit.draft()).await?;
+        Ok(view(&record, self.usage(&record).await))
+    }
+
+    async fn record_of(&self, platform: &Vault, id: &str) -> Result<TenantRecord> {
+        if uuid::Uuid::try_parse(id).is_err() {
+            return Err(no_tenant(id));
+        }
+        platform
+            .store
+            .tenant(id)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| no_tenant(id))
+    }
+
+    async fn usage(&self, record: &TenantRecord) -> Option<Usage> {
+        if record.status == TENANT_DELETED {
+            return None;
+        }
+        let hosted = match self.hosted(&record.id).await {
+            Ok(Some(h)) => h,
+            _ => return None,
+        };
+        let store = &hosted.vault.store;
+        let subjects = store.count_subjects().await.ok()?;
+        let audit_entries = store.audit_head().await.ok()?.map_or(0, |(seq, _, _)| seq);
+        let api_keys = store.list_api_keys().await.ok()?.len() as u64;
+        Some(Usage {
+            subjects,
+            audit_entries,
+            api_keys,
+        })
+    }
+
+    /// Suspends a tenant: its keys are refused (within a second on every server), its data
+    /// kept.
+    pub async fn suspend_tenant(
+        &self,
+        permit: &Permit<act::TenantSuspend>,
+        id: &str,
+    ) -> Result<TenantView> {
+        self.change(permit.draft(), id, TENANT_ACTIVE, TENANT_SUSPENDED)
+            .await
+    }
+
+    /// Lifts a suspension.
+    pub async fn resume_tenant(
+        &self,
+        permit: &Permit<act::TenantResume>,
+        id: &str,
+    ) -> Result<TenantView> {
+        self.change(permit.draft(), id, TENANT_SUSPENDED, TENANT_ACTIVE)
+            .await
+    }
+
+    /// Deletes a tenant: one write destroys its sealed key ring, so from then on nothing of it
+    /// can be decrypted (nor its keys authenticate) whatever remains of its store, even with
+    /// the deployment's root key. Its store is removed afterwards ([`Deployment::purge`]).
+    pub async fn delete_tenant(
+        &self,
+        permit: &Permit<act::TenantDelete>,
+        id: &str,
+    ) -> Result<TenantView> {
+        let platform = self.platform_store().await?;
+        let record = self.record_of(&platform, id).await?;
+        if record.status == TENANT_DELETED {
+            return Err(Error::Conflict(
+                Conflict::InvalidTransition,
+                format!("organization {id} is already deleted"),
+            ));
+        }
+        self.change(permit.draft(), id, &record.status, TENANT_DELETED)
+            .await
+    }
+
+    /// Changes a tenant's quotas.
+    pub async fn set_quotas(
+        &self,
+        permit: &Permit<act::TenantUpdate>,
+        id: &str,
+        quotas: Quotas,
+    ) -> Result<TenantView> {
+        check_quotas(&quotas)?;
+        let platform = self.platform_store().await?;
+        self.record_of(&platform, id).await?;
+        let mut draft = permit.draft();
+        draft.reason = Some(format!("organization {id}: quotas changed"));
+        platform
+            .store
+            .set_tenant_quotas(
+                id,
+                stored_quota(quotas.max_subjects),
+                stored_quota(quotas.max_requests_per_second),
+                draft,
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => no_tenant(id),
+                e => store_error(e),
+            })?;
+        self.forget(id);
+        let record = self.record_of(&platform, id).await?;
+        Ok(view(&record, self.usage(&record).await))
+    }
+
+    async fn change(
+        &self,
+        mut draft: amanah_core::audit::AuditDraft,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<TenantView> {
+        let platform = self.platform_store().await?;
+        let record = self.record_of(&platform, id).await?;
+        if record.status != from {
+            return Err(Error::Conflict(
+                Conflict::InvalidTransition,
+                format!("organization {id} is {}, not {from}", record.status),
+            ));
+        }
+        draft.reason = Some(format!("organization {id}: {from} -> {to}"));
+        let change = TenantChange {
+            id: id.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            at_micros: self.clock.now_micros(),
+        };
+        platform
+            .store
+            .change_tenant(change, draft)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => no_tenant(id),
+                StoreError::Changed => Error::Conflict(
+                    Conflict::InvalidTransition,
+                    format!("organization {id} changed meanwhile: reload it and try again"),
+                ),
+                e => store_error(e),
+            })?;
+        self.forget(id);
+        let record = self.record_of(&platform, id).await?;
+        Ok(view(&record, self.usage(&record).await))
+    }
+
+    /// Drops an open tenant so the next request reads its state again.
+    fn forget(&self, id: &str) {
+        lock(&self.hosted).remove(id);
+    }
+
+    /// Removes the stores of deleted tenants not yet purged; returns how many. Each purge is
+    /// recorded in the platform's chain.
+    pub async fn purge(&self) -> Result<usize> {
+        let Some(platform) = self.platform(false).await? else {
+            return Ok(0);
+        };
+        let mut purged = 0;
+        for t in platform.store.tenants().await.map_err(store_error)? {
+            if t.status != TENANT_DELETED || t.purged {
+                continue;
+            }
+            let place = match &t.sealed_placement {
+                Some(s) => match self.root.open_for_tenant(&t.id, "placement", s) {
+                    Ok(p) => Some(String::from_utf8_lossy(&p).into_owned()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a deleted tenant's placement does not open");
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            self.placement
+                .remove_tenant_store(&t.id, place.as_deref())
+                .await?;
+            let mut draft = platform.draft_for(
+                &Principal::platform_operator(),
+                amanah_core::audit::AuditAction::TenantPurge,
+                &platform.policy().policy,
+            );
+            draft.reason = Some(format!("organization {}: store removed", t.id));
+            platform
+                .store
+                .mark_tenant_purged(&t.id, draft)
+                .await
+                .map_err(store_error)?;
+            purged += 1;
+        }
+        Ok(purged)
+    }
+
+    /// Every subject's export of a tenant (for an organization leaving the service), one at a
+    /// time to `sink`; `progress(done, total)` after each. Each export is recorded in the
+    /// tenant's chain (actor `platform`), the whole in the platform's.
+    pub async fn export_tenant(
+        &self,
+        permit: &Permit<act::TenantExport>,
+        id: &str,
+        mut sink: impl FnMut(Value) -> Result<()>,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64> {
+        let platform = self.platform_store().await?;
+        let record = self.record_of(&platform, id).await?;
+        let hosted = self.hosted(id).await?.ok_or_else(|| no_tenant(id))?;
+        let vault = &hosted.vault;
+        let total = vault.store.count_subjects().await.map_err(store_error)?;
+        let mut draft = permit.draft();
+        draft.reason = Some(format!("organization {} exported", record.id));
+        platform.record(draft).await?;
+        let exporter = Principal::platform_in_tenant();
+        let mut after: Option<String> = None;
+        let mut done = 0;
+        loop {
+            let ids = vault
+                .store
+                .subject_ids(after.as_deref(), 500)
+                .await
+                .map_err(store_error)?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            for subject in &ids {
+                let permit = vault
+                    .authorize::<act::SubjectExport>(&exporter, Target::subject(subject))
+                    .await?;
+                match vault.export_subject(&permit).await {
+                    Ok(export) => sink(export)?,
+                    // Erased meanwhile: nothing to export.
+                    Err(Error::Gone(_)) | Err(Error::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+                done += 1;
+                progress(done, total.max(done));
+            }
+            after = Some(last);
+        }
+        Ok(done)
+    }
+}
+
+fn name_taken() -> Error {
+    Error::Conflict(
+        Conflict::TenantNameTaken,
+        "another organization already has this name".into(),
+    )
+}
+
+fn check_name(name: &str) -> Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "name",
+            "an organization's name is 1 to 100 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_quotas(q: &Quotas) -> Result<()> {
+    if q.max_requests_per_second == Some(0) {
+        return Err(Error::invalid(
+            "max_requests_per_second",
+            "a rate quota is at least 1 request per second (omit it for no limit)",
+        ));
+    }
+    let too_big = |v: Option<u64>| v.is_some_and(|n| i64::try_from(n).is_err());
+    if too_big(q.max_subjects) || too_big(q.max_requests_per_second) {
+        return Err(Error::invalid("quotas", "a quota is at most 2^63 - 1"));
+    }
+    Ok(())
+}
+
+fn view(r: &TenantRecord, usage: Option<Usage>) -> TenantView {
+    TenantView {
+        id: r.id.clone(),
+        name: r.name.clone(),
+        status: r.status.clone(),
+        quotas: Quotas {
+            max_subjects: quota(r.max_subjects),
+            max_requests_per_second: quota(r.max_rps),
+        },
+        created_at_micros: r.created_at_micros,
+        changed_at_micros: r.changed_at_micros,
+        dedicated_store: r.sealed_placement.is_some(),
+        usage,
+        purged: r.purged,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_rate_and_says_when_to_retry() {
+        let start = Instant::now();
+        let mut b = Bucket {
+            tokens: 2.0,
+            at: start,
+        };
+        assert_eq!(b.take(2, start), Ok(()));
+        assert_eq!(b.take(2, start), Ok(()));
+        assert_eq!(b.take(2, start), Err(1));
+        assert_eq!(b.take(2, start + Duration::from_millis(600)), Ok(()));
+        // Idle time refills up to one second's worth, no more.
+        let later = start + Duration::from_secs(60);
+        assert_eq!(b.take(2, later), Ok(()));
+        assert_eq!(b.take(2, later), Ok(()));
+        assert!(b.take(2, later).is_err());
+    }
+
+    #[test]
+    fn a_subject_quota_counts_places() {
+        let q = SubjectQuota::default();
+        q.set(Some(2), 1);
+        assert!(q.reserve(1).is_ok());
+        let err = q.reserve(1).unwrap_err();
+        assert!(matches!(
+            err,
+            Error::Conflict(Conflict::SubjectQuotaReached, _)
+        ));
+        q.release(1);
+        assert!(q.reserve(1).is_ok());
+        assert!(q.reserve(5).is_err());
+        q.set_max(None);
+        assert!(q.reserve(1_000).is_ok());
+    }
+
+    #[test]
+    fn names_and_quotas_are_checked() {
+        assert!(check_name("  PT Maju  ").is_ok_and(|n| n == "PT Maju"));
+        assert!(check_name("").is_err());
+        assert!(check_name("a\u{7}b").is_err());
+        assert!(check_name(&"x".repeat(101)).is_err());
+        assert!(check_quotas(&Quotas {
+            max_subjects: None,
+            max_requests_per_second: Some(0)
+        })
+        .is_err());
+        assert!(check_quotas(&Quotas {
+            max_subjects: Some(u64::MAX),
+            max_requests_per_second: None
+        })
+        .is_err());
+    }
+}
