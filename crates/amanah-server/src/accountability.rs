@@ -9,7 +9,7 @@ use amanah_vault::{
     Target,
 };
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,7 +22,6 @@ use crate::handlers::{csv_attachment, json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, DisclosureStatusFilter, FileFormat, Flag, Limit, RopaFormat};
 use crate::rights::FileQuery;
-use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -355,8 +354,7 @@ const STORAGE: &str = "field-level encryption before storage; the store holds ci
               (status = 404, body = Problem), (status = 410, body = Problem),
               (status = 422, body = Problem, description = "categories beyond what the recipient or purpose allows (named), unknown recipient...")))]
 pub async fn create_disclosure(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     body: Bytes,
 ) -> ApiResult<Response> {
     let b: DisclosureBody = json_body(&body)?;
@@ -409,8 +407,7 @@ pub(crate) struct DisclosuresQuery {
 #[utoipa::path(get, path = "/v1/disclosures", params(DisclosuresQuery),
     responses((status = 200, body = DisclosuresOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_disclosures(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<DisclosuresQuery>,
 ) -> ApiResult<Json<DisclosuresOut>> {
     let permit = s
@@ -436,8 +433,7 @@ pub async fn list_disclosures(
 #[utoipa::path(get, path = "/v1/disclosures/{id}", params(("id" = String, Path)),
     responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_disclosure(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DisclosureOut>> {
     let permit = s
@@ -448,7 +444,7 @@ pub async fn get_disclosure(
 }
 
 async fn step<A: act::DisclosureStep>(
-    s: &AppState,
+    s: &crate::auth::Scoped,
     who: &Principal,
     id: &str,
     body: &Bytes,
@@ -473,8 +469,7 @@ async fn step<A: act::DisclosureStep>(
               (status = 403, body = Problem, description = "role may not approve, or the requester's own key (four eyes)"),
               (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn approve_disclosure(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
@@ -486,8 +481,7 @@ pub async fn approve_disclosure(
     responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved yet")))]
 pub async fn authorize_disclosure(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
@@ -499,8 +493,7 @@ pub async fn authorize_disclosure(
     responses((status = 200, body = DisclosureOut), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn reject_disclosure(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<DisclosureOut>> {
@@ -514,8 +507,7 @@ pub async fn reject_disclosure(
                content((PackageOut = "application/json"), (String = "text/csv"))), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem, description = "not approved and authorized, or released the most times allowed")))]
 pub async fn disclosure_package(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(FileQuery { format }): ApiQuery<FileQuery>,
 ) -> ApiResult<Response> {
@@ -564,8 +556,7 @@ fn package_csv(p: &PackageOut) -> Result<String, csv::Error> {
     responses((status = 201, body = BreachOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_breach(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     body: Bytes,
 ) -> ApiResult<Response> {
     let permit = s
@@ -616,8 +607,7 @@ pub(crate) struct BreachesQuery {
 #[utoipa::path(get, path = "/v1/breaches", params(BreachesQuery),
     responses((status = 200, body = BreachesOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_breaches(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<BreachesQuery>,
 ) -> ApiResult<Json<BreachesOut>> {
     let permit = s
@@ -637,8 +627,7 @@ pub async fn list_breaches(
 #[utoipa::path(get, path = "/v1/breaches/{id}", params(("id" = String, Path)),
     responses((status = 200, body = BreachOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_breach(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BreachOut>> {
     let permit = s
@@ -665,8 +654,7 @@ pub(crate) struct PageQuery {
     responses((status = 200, body = NoticesOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 422, body = Problem)))]
 pub async fn breach_notices(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<NoticesOut>> {
@@ -690,8 +678,7 @@ pub async fn breach_notices(
     responses((status = 200, body = BreachOut), (status = 401, body = Problem), (status = 403, body = Problem),
               (status = 404, body = Problem), (status = 409, body = Problem, description = "already marked sent")))]
 pub async fn mark_notices_sent(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<BreachOut>> {
     let permit = s
@@ -720,8 +707,7 @@ pub(crate) struct RopaQuery {
                content((Object = "application/json"), (String = "text/markdown"), (String = "text/csv"))), (status = 400, body = Problem),
               (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn ropa(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(RopaQuery { format }): ApiQuery<RopaQuery>,
 ) -> ApiResult<Response> {
     let permit = s.vault.authorize::<act::Ropa>(&who, Target::none()).await?;

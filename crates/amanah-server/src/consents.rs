@@ -7,7 +7,7 @@ use amanah_vault::{
     RelationView, Target,
 };
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +19,6 @@ use crate::auth::Authenticated;
 use crate::handlers::{json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, Channel, Limit, Purpose};
-use crate::AppState;
 
 /// A consent decision. In `POST /v1/subjects` (as `consent`), `purpose` may be left out: it is
 /// the purpose of collection.
@@ -356,8 +355,7 @@ pub struct RelationsOut {
     responses((status = 201, body = RecordedConsentOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn record_consent(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -390,8 +388,7 @@ pub async fn record_consent(
 #[utoipa::path(get, path = "/v1/subjects/{id}/consents", params(("id" = String, Path)),
     responses((status = 200, body = ConsentHistoryOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn consent_history(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ConsentHistoryOut>> {
     let permit = s
@@ -419,8 +416,7 @@ pub(crate) struct StaleQuery {
     responses((status = 200, body = StaleOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn stale_consents(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<StaleQuery>,
 ) -> ApiResult<Json<StaleOut>> {
     let purpose = q.purpose.0.as_str();
@@ -476,8 +472,7 @@ pub(crate) struct ContactableQuery {
     responses((status = 200, body = ContactableOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn contactable(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<ContactableQuery>,
 ) -> ApiResult<Json<ContactableOut>> {
     let purpose = q.purpose.0.as_str();
@@ -504,8 +499,7 @@ pub async fn contactable(
     responses((status = 201, body = RelationOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn add_relation(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -534,8 +528,7 @@ pub async fn add_relation(
 #[utoipa::path(get, path = "/v1/subjects/{id}/relations", params(("id" = String, Path)),
     responses((status = 200, body = RelationsOut), (status = 401, body = Problem), (status = 404, body = Problem)))]
 pub async fn relations(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RelationsOut>> {
     let permit = s

@@ -4,7 +4,7 @@ use amanah_core::Timestamp;
 use amanah_vault::ApiKeyRecord;
 use amanah_vault::{act, SubjectView, Target};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,6 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Authenticated;
 use crate::consents::{ConsentBody, ReceiptOut};
 use crate::problem::Problem;
-use crate::AppState;
 
 pub(crate) type ApiResult<T> = Result<T, Problem>;
 
@@ -213,8 +212,7 @@ pub(crate) struct CreateQuery {
     responses((status = 201, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(CreateQuery {
         purpose: Purpose(purpose),
     }): ApiQuery<CreateQuery>,
@@ -262,8 +260,7 @@ pub(crate) struct SearchQuery {
     responses((status = 200, body = SubjectsOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn search_subjects(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<SubjectsOut>> {
     let permit = s
@@ -297,8 +294,7 @@ pub(crate) struct ReadQuery {
     responses((status = 200, body = SubjectOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn read_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(ReadQuery {
         purpose: Purpose(purpose),
@@ -329,8 +325,7 @@ pub(crate) struct UpdateQuery {
     responses((status = 200, body = CreatedOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(UpdateQuery {
         purpose: Purpose(purpose),
@@ -396,8 +391,7 @@ pub struct EnrollmentOut {
     responses((status = 201, body = EnrollmentOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn enroll_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -454,8 +448,7 @@ pub(crate) struct AuditQuery {
 #[utoipa::path(get, path = "/v1/audit", params(AuditQuery),
     responses((status = 200, body = AuditOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn audit_entries(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditOut>> {
     let permit = s
@@ -473,10 +466,7 @@ pub async fn audit_entries(
 
 /// Verify the audit chain (admin).
 #[utoipa::path(get, path = "/v1/audit/verify", responses((status = 200, body = VerifyOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn audit_verify(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
-) -> ApiResult<Json<VerifyOut>> {
+pub async fn audit_verify(Authenticated(who, s): Authenticated) -> ApiResult<Json<VerifyOut>> {
     let permit = s
         .vault
         .authorize::<act::AuditVerify>(&who, Target::none())
@@ -492,10 +482,7 @@ pub async fn audit_verify(
 
 /// List API keys (admin).
 #[utoipa::path(get, path = "/v1/keys", responses((status = 200, body = KeysOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn list_keys(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
-) -> ApiResult<Json<KeysOut>> {
+pub async fn list_keys(Authenticated(who, s): Authenticated) -> ApiResult<Json<KeysOut>> {
     let permit = s
         .vault
         .authorize::<act::KeyList>(&who, Target::none())
@@ -509,11 +496,7 @@ pub async fn list_keys(
 /// Issue an API key for a role (admin). The key is in the response only.
 #[utoipa::path(post, path = "/v1/keys", request_body = NewKeyBody,
     responses((status = 201, body = NewKeyOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
-pub async fn create_key(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
-    body: Bytes,
-) -> ApiResult<Response> {
+pub async fn create_key(Authenticated(who, s): Authenticated, body: Bytes) -> ApiResult<Response> {
     let permit = s
         .vault
         .authorize::<act::KeyCreate>(&who, Target::none())
@@ -537,8 +520,7 @@ pub async fn create_key(
 #[utoipa::path(delete, path = "/v1/keys/{id}", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn revoke_key(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let permit = s
@@ -551,10 +533,7 @@ pub async fn revoke_key(
 
 /// The policy in force (admin).
 #[utoipa::path(get, path = "/v1/policy", responses((status = 200, body = PolicyOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
-pub async fn get_policy(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
-) -> ApiResult<Json<PolicyOut>> {
+pub async fn get_policy(Authenticated(who, s): Authenticated) -> ApiResult<Json<PolicyOut>> {
     let permit = s
         .vault
         .authorize::<act::PolicyRead>(&who, Target::none())
@@ -576,8 +555,7 @@ fn policy_out(r: &amanah_vault::PolicyRecord) -> PolicyOut {
 #[utoipa::path(put, path = "/v1/policy", request_body(content = String, content_type = "application/toml"),
     responses((status = 200, body = PolicyOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
 pub async fn put_policy(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     body: Bytes,
 ) -> ApiResult<Json<PolicyOut>> {
     let permit = s

@@ -15,10 +15,11 @@ mod query;
 mod rights;
 pub mod routes;
 pub mod security_headers;
+mod tenants;
 
 use std::sync::Arc;
 
-use amanah_vault::Vault;
+use amanah_vault::{Deployment, SingleOrganization, Vault};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -31,7 +32,26 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The deployment's own organization (its policy describes the public OpenAPI document).
     pub vault: Arc<Vault>,
+    /// Every organization the server hosts; a request's key picks its vault.
+    pub deployment: Arc<Deployment>,
+}
+
+impl AppState {
+    /// A server for one organization (it hosts no other).
+    pub fn new(vault: Arc<Vault>) -> Self {
+        let deployment = Deployment::new(vault.clone(), Arc::new(SingleOrganization));
+        AppState::hosting(Arc::new(deployment))
+    }
+
+    /// A server for every organization of `deployment`.
+    pub fn hosting(deployment: Arc<Deployment>) -> Self {
+        AppState {
+            vault: deployment.own().clone(),
+            deployment,
+        }
+    }
 }
 
 /// How the API is served.

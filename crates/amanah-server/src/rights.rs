@@ -6,7 +6,7 @@ use amanah_core::Error;
 use amanah_core::Timestamp;
 use amanah_vault::{act, HoldView, RequestView, SweepReport, Target};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,6 @@ use crate::auth::Authenticated;
 use crate::handlers::{csv_attachment, json_body, ApiResult};
 use crate::problem::Problem;
 use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestId, RequestStatusFilter};
-use crate::AppState;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -217,8 +216,7 @@ pub fn describe(a: &RetentionAction) -> (&'static str, Vec<String>, Vec<String>)
     responses((status = 201, body = RequestOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn create_request(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     body: Bytes,
 ) -> ApiResult<Response> {
     let body: NewRequestBody = json_body(&body)?;
@@ -262,8 +260,7 @@ pub(crate) struct RequestsQuery {
 #[utoipa::path(get, path = "/v1/requests", params(RequestsQuery),
     responses((status = 200, body = RequestsOut), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn list_requests(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(q): ApiQuery<RequestsQuery>,
 ) -> ApiResult<Json<RequestsOut>> {
     let permit = s
@@ -290,8 +287,7 @@ pub async fn list_requests(
 #[utoipa::path(get, path = "/v1/requests/{id}", params(("id" = String, Path)),
     responses((status = 200, body = RequestOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn get_request(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RequestOut>> {
     let permit = s
@@ -306,8 +302,7 @@ pub async fn get_request(
     responses((status = 200, body = RequestOut), (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
 pub async fn update_request(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<RequestOut>> {
@@ -345,8 +340,7 @@ pub(crate) struct FileQuery {
                content((Object = "application/json"), (String = "text/csv"))), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn export_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(FileQuery { format }): ApiQuery<FileQuery>,
 ) -> ApiResult<Response> {
@@ -401,8 +395,7 @@ fn export_csv(export: &Value) -> Result<String, csv::Error> {
 #[utoipa::path(post, path = "/v1/subjects/{id}/restriction", params(("id" = String, Path)), request_body = Option<RestrictionBody>,
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn restrict(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
@@ -423,8 +416,7 @@ pub async fn restrict(
 #[utoipa::path(delete, path = "/v1/subjects/{id}/restriction", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
 pub async fn lift_restriction(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let permit = s
@@ -439,8 +431,7 @@ pub async fn lift_restriction(
 #[utoipa::path(post, path = "/v1/subjects/{id}/holds", params(("id" = String, Path)), request_body = HoldBody,
     responses((status = 201, body = HoldOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
 pub async fn add_hold(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -457,8 +448,7 @@ pub async fn add_hold(
 #[utoipa::path(get, path = "/v1/subjects/{id}/holds", params(("id" = String, Path)),
     responses((status = 200, body = HoldsOut), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn list_holds(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<HoldsOut>> {
     let permit = s
@@ -475,8 +465,7 @@ pub async fn list_holds(
 #[utoipa::path(delete, path = "/v1/subjects/{id}/holds/{hold_id}", params(("id" = String, Path), ("hold_id" = String, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)))]
 pub async fn release_hold(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path((id, hold_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let permit = s
@@ -503,8 +492,7 @@ pub(crate) struct EraseQuery {
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem),
               (status = 409, body = Problem), (status = 410, body = Problem), (status = 422, body = Problem)))]
 pub async fn erase_subject(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
     ApiQuery(EraseQuery { request }): ApiQuery<EraseQuery>,
 ) -> ApiResult<StatusCode> {
@@ -522,8 +510,7 @@ pub async fn erase_subject(
 #[utoipa::path(post, path = "/v1/subjects/{id}/end", params(("id" = String, Path)),
     responses((status = 204), (status = 401, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn end_relationship(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let permit = s
@@ -549,8 +536,7 @@ pub(crate) struct SweepQuery {
 #[utoipa::path(post, path = "/v1/retention/sweep", params(SweepQuery),
     responses((status = 200, body = SweepOut), (status = 401, body = Problem), (status = 403, body = Problem)))]
 pub async fn retention_sweep(
-    Authenticated(who): Authenticated,
-    State(s): State<AppState>,
+    Authenticated(who, s): Authenticated,
     ApiQuery(SweepQuery { dry_run }): ApiQuery<SweepQuery>,
 ) -> ApiResult<Json<SweepOut>> {
     let permit = s

@@ -10,7 +10,7 @@ use amanah_core::authz::Action;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::{accountability, consents, handlers, openapi, rights, AppState};
+use crate::{accountability, consents, handlers, openapi, rights, tenants, AppState};
 
 /// One route: its method, its path template, and the action its handler authorizes (`None`:
 /// anyone may call it).
@@ -105,6 +105,13 @@ fn table() -> Vec<(UtoipaMethodRouter<AppState>, Option<Action>)> {
         (routes!(handlers::revoke_key), Some(A::KeyRevoke)),
         (routes!(handlers::get_policy), Some(A::PolicyRead)),
         (routes!(handlers::put_policy), Some(A::PolicyApply)),
+        (routes!(tenants::create_tenant), Some(A::TenantCreate)),
+        (routes!(tenants::list_tenants), Some(A::TenantList)),
+        (routes!(tenants::get_tenant), Some(A::TenantRead)),
+        (routes!(tenants::update_tenant), Some(A::TenantUpdate)),
+        (routes!(tenants::suspend_tenant), Some(A::TenantSuspend)),
+        (routes!(tenants::resume_tenant), Some(A::TenantResume)),
+        (routes!(tenants::delete_tenant), Some(A::TenantDelete)),
         (routes!(handlers::healthz), None),
         (routes!(openapi::openapi_json), None),
     ]

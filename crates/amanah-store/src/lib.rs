@@ -22,6 +22,7 @@ mod types;
 
 pub use accountability::*;
 pub use migrations::SCHEMA_VERSION;
+pub use postgres::admin as pg_admin;
 pub use postgres::{describe as describe_pg_config, parse_url as parse_pg_url, PgStore};
 pub use rights::*;
 pub use rotation::*;

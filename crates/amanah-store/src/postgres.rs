@@ -32,6 +32,7 @@ use crate::ops::Op;
 use crate::sql::Sql;
 use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
 
+pub mod admin;
 mod commit;
 mod exec;
 mod schema;

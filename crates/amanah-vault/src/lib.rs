@@ -28,7 +28,9 @@ pub use keys::*;
 pub use rights::*;
 pub use rotation::*;
 pub use subjects::*;
-pub use tenants::{CreatedTenant, Deployment, NewTenant, Placement, Quotas, TenantView, Usage};
+pub use tenants::{
+    CreatedTenant, Deployment, NewTenant, Placement, Quotas, SingleOrganization, TenantView, Usage,
+};
 pub use vault::*;
 
 /// Records the vault hands out as they are stored (no personal data in either).

@@ -76,6 +76,42 @@ pub trait Placement: Send + Sync {
     async fn remove_tenant_store(&self, id: &str, place: Option<&str>) -> Result<()>;
 }
 
+/// The placement of a deployment that hosts no other organization (an embedded server, or
+/// one started for its own organization only): there is no platform, and none can be made.
+pub struct SingleOrganization;
+
+#[async_trait]
+impl Placement for SingleOrganization {
+    async fn platform_store(
+        &self,
+        _keys: &KeyRing,
+        create: bool,
+    ) -> Result<Option<Arc<dyn Store>>> {
+        if create {
+            return Err(Error::Forbidden(
+                "this server hosts one organization only".into(),
+            ));
+        }
+        Ok(None)
+    }
+
+    async fn tenant_store(
+        &self,
+        _id: &str,
+        _place: Option<&str>,
+        _keys: &KeyRing,
+        _create: bool,
+    ) -> Result<Arc<dyn Store>> {
+        Err(Error::Forbidden(
+            "this server hosts one organization only".into(),
+        ))
+    }
+
+    async fn remove_tenant_store(&self, _id: &str, _place: Option<&str>) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// What the platform operator asks for when creating a tenant.
 #[derive(Debug, Clone, Default)]
 pub struct NewTenant {
@@ -248,8 +284,10 @@ fn no_tenant(id: &str) -> Error {
 
 impl Deployment {
     /// A deployment whose own organization is `own` (opened over the key file's ring `root`).
-    pub fn new(own: Arc<Vault>, root: Arc<KeyRing>, placement: Arc<dyn Placement>) -> Self {
+    pub fn new(own: Arc<Vault>, placement: Arc<dyn Placement>) -> Self {
         let clock = own.clock.clone();
+        // The own organization's ring is the key file's: its root seals the tenants' rings.
+        let root = own.keys();
         Deployment {
             own,
             root,

@@ -127,6 +127,11 @@ enum Command {
         #[arg(long, env = "AMANAH_POLICY")]
         policy: PathBuf,
     },
+    /// Host several organizations (tenants) in this deployment: the platform operator's tools.
+    Tenant {
+        #[command(subcommand)]
+        command: crate::tenants::TenantCommand,
+    },
     /// Manage API keys.
     Apikey {
         #[command(subcommand)]
@@ -448,6 +453,7 @@ async fn run(command: Command) -> Result<ExitCode> {
                 p.version
             );
         }
+        Command::Tenant { command } => crate::tenants::run(command).await?,
         Command::Apikey { command } => match command {
             ApikeyCommand::Create {
                 data,
@@ -547,7 +553,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                     checkpoints.checkpoint_interval,
                 );
             }
-            serve(vault, net).await?;
+            let deployment = crate::tenants::deployment_of(vault, &data)?;
+            serve(deployment, net).await?;
         }
         Command::Backup {
             data,
@@ -683,7 +690,8 @@ async fn run(command: Command) -> Result<ExitCode> {
             );
             let vault = Arc::new(vault);
             crate::keyfile::spawn_watcher(vault.clone(), args.key_path()?)?;
-            serve(vault, NetArgs::on(listen)).await?;
+            let deployment = crate::tenants::deployment_of(vault, &args)?;
+            serve(deployment, NetArgs::on(listen)).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ mod maintenance;
 mod rotate;
 mod serving;
 mod setup;
+mod tenants;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use amanah_vault::{act, Vault};
+use amanah_vault::{act, Deployment, Vault};
 use anyhow::{anyhow, bail, Context, Result};
 
 use crate::cli::{operator, MetricsListen, NetArgs};
@@ -54,7 +54,8 @@ pub(crate) fn print_demo(
     println!();
 }
 
-pub(crate) async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
+pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<()> {
+    let vault = deployment.own().clone();
     if !net.listen.ip().is_loopback() && net.tls_cert.is_none() && !net.insecure_http {
         bail!(
             "refusing to serve plain HTTP on non-loopback address {}: give --tls-cert and --tls-key, or --insecure-http if TLS ends in front of Amanah",
@@ -64,9 +65,7 @@ pub(crate) async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
     let tls = net.tls_cert.is_some();
     let limits = net.limits();
     let app = amanah_server::router_with(
-        amanah_server::AppState {
-            vault: vault.clone(),
-        },
+        amanah_server::AppState::hosting(deployment.clone()),
         &amanah_server::Options { limits, tls },
     );
     // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
@@ -108,24 +107,30 @@ pub(crate) async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
             }
         }
     });
+    // Stores of organizations deleted while no server ran (or whose removal failed) go now.
+    let purger = deployment.clone();
+    tokio::spawn(async move {
+        if let Err(e) = purger.purge().await {
+            tracing::error!(error = %e, "removing deleted organizations' stores failed");
+        }
+    });
     if net.retention_interval > 0 {
-        let sweeper = vault.clone();
+        let sweeper = deployment.clone();
         let every = std::time::Duration::from_secs(net.retention_interval);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                let swept = match operator::<act::RetentionSweep>(&sweeper).await {
-                    Ok(permit) => sweeper.retention_sweep(&permit, false, |_| {}).await,
-                    Err(e) => Err(e),
+                // Every organization's retention: the deployment's own and each active tenant's.
+                let vaults = match sweeper.vaults().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::error!(error = %e, "retention sweep failed");
+                        continue;
+                    }
                 };
-                match swept {
-                    Ok(r) => tracing::info!(
-                        examined = r.examined,
-                        acted = r.items.len(),
-                        "retention sweep"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+                for vault in vaults {
+                    sweep(&vault).await;
                 }
             }
         });
@@ -183,4 +188,19 @@ pub(crate) async fn serve(vault: Arc<Vault>, net: NetArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+async fn sweep(vault: &Vault) {
+    let swept = match operator::<act::RetentionSweep>(vault).await {
+        Ok(permit) => vault.retention_sweep(&permit, false, |_| {}).await,
+        Err(e) => Err(e),
+    };
+    match swept {
+        Ok(r) => tracing::info!(
+            examined = r.examined,
+            acted = r.items.len(),
+            "retention sweep"
+        ),
+        Err(e) => tracing::error!(error = %e, "retention sweep failed"),
+    }
 }

@@ -125,12 +125,7 @@ async fn start_full(
         pg_url,
         ..
     } = tv;
-    let app = amanah_server::router_with(
-        AppState {
-            vault: vault.clone(),
-        },
-        &options,
-    );
+    let app = amanah_server::router_with(AppState::new(vault.clone()), &options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(amanah_server::limits::serve(

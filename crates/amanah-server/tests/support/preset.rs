@@ -28,9 +28,7 @@ pub async fn start(kind: Kind, source: &str) -> Preset {
     let kit = TestVault::new(kind, "preset", source).await;
     let vault = kit.vault.clone();
     let clock = kit.clock.clone();
-    let app = router(AppState {
-        vault: vault.clone(),
-    });
+    let app = router(AppState::new(vault.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

@@ -1,0 +1,65 @@
+//! The databases a deployment makes and removes for the organizations it hosts, in the
+//! cluster of its own store (or of a tenant's dedicated store).
+
+use super::{backend, connect, parse_url};
+use crate::{StoreError, StoreResult};
+
+/// Names the platform makes are lower-case letters, digits and `_` (quoted all the same).
+fn checked(name: &str) -> StoreResult<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Backend(
+            "a database the platform makes is named with a-z, 0-9 and _".into(),
+        ))
+    }
+}
+
+/// Whether database `name` exists in the cluster `url` connects to.
+pub async fn database_exists(url: &str, name: &str) -> StoreResult<bool> {
+    let client = connect(&parse_url(url)?).await?;
+    let rows = client
+        .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(backend)?;
+    Ok(!rows.is_empty())
+}
+
+/// Makes database `name` in the cluster `url` connects to (its role needs `CREATEDB`).
+pub async fn create_database(url: &str, name: &str) -> StoreResult<()> {
+    let name = checked(name)?;
+    let client = connect(&parse_url(url)?).await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .map_err(backend)
+}
+
+/// Drops database `name` (closing its connections) if it exists.
+pub async fn drop_database(url: &str, name: &str) -> StoreResult<()> {
+    let name = checked(name)?;
+    let client = connect(&parse_url(url)?).await?;
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map_err(backend)
+}
+
+/// Removes every Amanah table of the database at `url` (a database dedicated to one
+/// organization, being purged after its deletion): its `public` schema and the key schema.
+pub async fn clear_database(url: &str) -> StoreResult<()> {
+    let client = connect(&parse_url(url)?).await?;
+    client
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS amanah_keys CASCADE;
+             DROP SCHEMA IF EXISTS public CASCADE;
+             CREATE SCHEMA public;",
+        )
+        .await
+        .map_err(backend)
+}
