@@ -14,6 +14,8 @@
 //! - Reads go to a few shared connections (tokio-postgres pipelines concurrent queries).
 //! - Errors carry the SQLSTATE and the server's message, never its `detail` (which may quote
 //!   row values); the connection URL's password is never printed.
+//! - Connections use TLS as the URL's `sslmode` and `sslrootcert` say, with libpq's meanings
+//!   (`tls`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,10 +38,12 @@ pub mod admin;
 mod commit;
 mod exec;
 mod schema;
+mod tls;
 
 use commit::*;
 use exec::*;
 use schema::*;
+use tls::Target;
 const MAX_BATCH: usize = 256;
 const READERS: usize = 4;
 /// Attempts of one write transaction that hits 40001 / 40P01.
@@ -47,10 +51,24 @@ const MAX_ATTEMPTS: u32 = 8;
 
 /// A database error as the store reports it: SQLSTATE and message, never the detail.
 pub(crate) fn backend(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Backend(explain(&e))
+}
+
+/// The text of [`backend`]. A client-side error (I/O, TLS) names its causes too, e.g. why a
+/// certificate was refused; the server's detail stays out.
+fn explain(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!("postgres {}: {}", db.code().code(), db.message())),
-        None if e.is_closed() => StoreError::Backend("the postgres connection is closed".into()),
-        None => StoreError::Backend(format!("postgres: {e}")),
+        Some(db) => format!("postgres {}: {}", db.code().code(), db.message()),
+        None if e.is_closed() => "the postgres connection is closed".into(),
+        None => {
+            let mut text = format!("postgres: {e}");
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
@@ -78,26 +96,44 @@ pub fn describe(config: &Config) -> String {
     )
 }
 
-/// Parses a `postgres://` URL (or key=value string). The error never quotes the input.
+/// Parses a `postgres://` URL (or key=value string), its TLS parameters included (`sslmode`,
+/// `sslrootcert`: see `tls`). The error never quotes the input's password.
 pub fn parse_url(url: &str) -> StoreResult<Config> {
-    url.parse::<Config>()
-        .map_err(|_| StoreError::Backend("invalid PostgreSQL connection URL".into()))
+    tls::parse(url).map(|p| p.config)
 }
 
-async fn connect(config: &Config) -> StoreResult<Client> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+async fn connect(target: &Target) -> StoreResult<Client> {
+    let failed = |e| {
         StoreError::Backend(format!(
-            "cannot connect to {}: {}",
-            describe(config),
-            backend(e)
+            "cannot connect to {} (sslmode={}): {}",
+            describe(&target.config),
+            target.mode.as_str(),
+            explain(&e)
         ))
-    })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %backend(e), "postgres connection ended");
+    };
+    match &target.tls {
+        Some(tls) => {
+            let (client, connection) = target.config.connect(tls.clone()).await.map_err(failed)?;
+            tokio::spawn(drive(connection));
+            Ok(client)
         }
-    });
-    Ok(client)
+        None => {
+            let (client, connection) = target.config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(drive(connection));
+            Ok(client)
+        }
+    }
+}
+
+/// Runs a connection until it ends (its client is dropped or the server closes it).
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %backend(e), "postgres connection ended");
+    }
 }
 
 enum WriteJob {
@@ -126,7 +162,7 @@ struct ReadConn {
 }
 
 struct Inner {
-    config: Config,
+    target: Target,
     writer: flume::Sender<WriteJob>,
     readers: Vec<RwLock<Arc<ReadConn>>>,
     next: AtomicUsize,
@@ -144,22 +180,22 @@ impl PgStore {
     /// Connects, applies pending migrations (refusing a newer schema) and starts the writer.
     /// Must be called inside a Tokio runtime.
     pub async fn open(url: &str, audit_key: AuditKey) -> StoreResult<Self> {
-        let config = parse_url(url)?;
-        let mut client = connect(&config).await?;
+        let target = Target::new(tls::parse(url)?)?;
+        let mut client = connect(&target).await?;
         migrate(&mut client, &audit_key).await?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(RwLock::new(Arc::new(ReadConn {
-                client: connect(&config).await?,
+                client: connect(&target).await?,
                 stmts: Mutex::default(),
             })));
         }
         let (wtx, wrx) = flume::unbounded::<WriteJob>();
         let records = audit_key.clone();
-        tokio::spawn(writer_loop(config.clone(), client, audit_key, wrx));
+        tokio::spawn(writer_loop(target.clone(), client, audit_key, wrx));
         Ok(PgStore {
             inner: Arc::new(Inner {
-                config,
+                target,
                 writer: wtx,
                 readers,
                 next: AtomicUsize::new(0),
@@ -170,7 +206,7 @@ impl PgStore {
 
     /// Where the store is, without the password.
     pub fn describe(&self) -> String {
-        describe(&self.inner.config)
+        describe(&self.inner.target.config)
     }
 
     /// A read connection, reconnected if the server closed it.
@@ -185,7 +221,7 @@ impl PgStore {
             return Ok(current);
         }
         let fresh = Arc::new(ReadConn {
-            client: connect(&self.inner.config).await?,
+            client: connect(&self.inner.target).await?,
             stmts: Mutex::default(),
         });
         match slot.write() {

@@ -12,11 +12,14 @@
 //! - `initdb` and `pg_ctl` refuse to run as root: when the tests run as root they run as the
 //!   `postgres` user (or `nobody`) through `runuser`.
 //! - Connections use a random password (SCRAM), so tests also see that it never leaks.
+//! - [`Cluster::start`] starts another cluster of the test's own, e.g. one serving TLS
+//!   ([`Options::tls`]); it is stopped when the test binary exits, like the shared one.
 //!
 //! This crate only serves tests: a failure to set the cluster up panics with the reason.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-use std::os::unix::fs::MetadataExt;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -33,12 +36,28 @@ pub struct Cluster {
     password: String,
 }
 
+/// How a cluster is started; the default is the shared cluster's (plain TCP).
+#[derive(Clone, Default)]
+pub struct Options {
+    /// Serve TLS (`ssl=on`) with this certificate and key.
+    pub tls: Option<ServerTls>,
+}
+
+/// The server's side of TLS, in PEM.
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The certificate chain the server sends, its own certificate first.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 static NEXT_DB: AtomicUsize = AtomicUsize::new(0);
 
 /// The cluster of this test binary, started on first use.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(Cluster::start)
+    CLUSTER.get_or_init(|| Cluster::start(&Options::default()))
 }
 
 /// A fresh, empty database on the shared cluster; returns its URL.
@@ -144,7 +163,8 @@ fn run(cmd: &mut Command, what: &str) {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    /// Starts a cluster of its own (use [`cluster`] for the shared one).
+    pub fn start(options: &Options) -> Cluster {
         let bin = bindir();
         let user = cluster_user();
         // As root, the cluster's owner must be able to reach the directory: use /tmp itself,
@@ -209,13 +229,39 @@ impl Cluster {
             "initdb",
         );
         let _ = std::fs::remove_file(&pwfile);
+        let tls_opts = match &options.tls {
+            Some(tls) => {
+                // The server refuses a key file others can read, or one it does not own.
+                let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+                std::fs::write(&cert, &tls.cert_pem).expect("server certificate file");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&key)
+                    .and_then(|mut f| f.write_all(tls.key_pem.as_bytes()))
+                    .expect("server key file");
+                if let Some(u) = &user {
+                    run(
+                        Command::new("chown").arg(u).arg(&cert).arg(&key),
+                        "chown of the server's certificate and key",
+                    );
+                }
+                format!(
+                    " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                    cert.display(),
+                    key.display()
+                )
+            }
+            None => String::new(),
+        };
         let mut last_error = String::new();
         for _ in 0..3 {
             let port = free_port();
             let opts = format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
                  -c synchronous_commit=off -c full_page_writes=off -c max_connections=400 \
-                 -c shared_buffers=64MB",
+                 -c shared_buffers=64MB{tls_opts}",
                 dir.display()
             );
             let out = as_owner(&user, &bin.join("pg_ctl"))
@@ -262,6 +308,15 @@ impl Cluster {
     pub fn url(&self, db: &str) -> String {
         format!(
             "postgres://{USER}:{}@127.0.0.1:{}/{db}",
+            self.password, self.port
+        )
+    }
+
+    /// The URL of database `db` naming the server `host` (the name a TLS certificate is checked
+    /// against), while the connection still goes to 127.0.0.1 (`hostaddr`).
+    pub fn url_as(&self, host: &str, db: &str) -> String {
+        format!(
+            "postgres://{USER}:{}@{host}:{}/{db}?hostaddr=127.0.0.1",
             self.password, self.port
         )
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
 use amanah_crypto::audit::AuditKey;
 use tokio::sync::oneshot;
-use tokio_postgres::{Client, Config, Statement, Transaction};
+use tokio_postgres::{Client, Statement, Transaction};
 
 use super::*;
 use crate::exec::Writer;
@@ -55,7 +55,7 @@ impl From<StoreError> for Tx {
 /// The writer task: batches queued jobs (each an [`Op`], plain data, so that a retried
 /// transaction applies it again unchanged) into one transaction.
 pub(super) async fn writer_loop(
-    config: Config,
+    target: Target,
     mut client: Client,
     key: AuditKey,
     jobs: flume::Receiver<WriteJob>,
@@ -77,7 +77,7 @@ pub(super) async fn writer_loop(
             }
         }
         if client.is_closed() {
-            match connect(&config).await {
+            match connect(&target).await {
                 Ok(c) => {
                     client = c;
                     stmts = Stmts::default();
