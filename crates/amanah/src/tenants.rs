@@ -30,7 +30,7 @@ pub(crate) enum TenantCommand {
     /// its first admin key (on the last line).
     Create {
         #[command(flatten)]
-        data: DataArgs,
+        data: DeploymentArgs,
         /// The organization's name (unique among those not deleted).
         name: String,
         /// Its policy file (TOML)…
@@ -113,6 +113,30 @@ pub(crate) enum TenantCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
+}
+
+/// The deployment's own store for `tenant create`, whose `--store` places the new organization.
+#[derive(clap::Args, Clone)]
+pub(crate) struct DeploymentArgs {
+    /// The deployment's data directory (SQLite; with --deployment-store only its key file).
+    #[arg(long, env = "AMANAH_DATA")]
+    data: Option<PathBuf>,
+    /// The deployment's key file.
+    #[arg(long, env = "AMANAH_KEY_FILE")]
+    key_file: Option<PathBuf>,
+    /// The deployment's own PostgreSQL store (what `--store` is for the other commands).
+    #[arg(long, env = "AMANAH_DATABASE_URL", hide_env_values = true)]
+    deployment_store: Option<String>,
+}
+
+impl From<DeploymentArgs> for DataArgs {
+    fn from(d: DeploymentArgs) -> DataArgs {
+        DataArgs {
+            data: d.data,
+            key_file: d.key_file,
+            store: d.deployment_store,
+        }
+    }
 }
 
 /// Where a deployment keeps its platform and its organizations' stores.
@@ -322,7 +346,7 @@ pub(crate) async fn run(command: TenantCommand) -> Result<()> {
                 }
                 amanah_store::parse_pg_url(url)?;
             }
-            let deployment = open_deployment(&data).await?;
+            let deployment = open_deployment(&data.into()).await?;
             let permit = deployment.operator_permit::<act::TenantCreate>().await?;
             let created = deployment
                 .create_tenant(

@@ -2,7 +2,7 @@
 -- key ring and placement are sealed under the deployment's root, bound to the tenant id;
 -- deleting a tenant clears its key ring (every ciphertext of it becomes unreadable at once),
 -- and the purge that follows clears its placement once its store is gone.
-CREATE TABLE tenants (
+CREATE TABLE IF NOT EXISTS tenants (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
     status TEXT NOT NULL,
@@ -14,4 +14,4 @@ CREATE TABLE tenants (
     changed_at BIGINT NOT NULL,
     purged BOOLEAN NOT NULL DEFAULT FALSE
 );
-CREATE UNIQUE INDEX tenants_by_name ON tenants (name) WHERE status <> 'deleted';
+CREATE UNIQUE INDEX IF NOT EXISTS tenants_by_name ON tenants (name) WHERE status <> 'deleted';

@@ -1,7 +1,8 @@
 //! The databases a deployment makes and removes for the organizations it hosts, in the
 //! cluster of its own store (or of a tenant's dedicated store).
 
-use super::{backend, connect, parse_url};
+use super::tls::{self, Target};
+use super::{backend, connect};
 use crate::{StoreError, StoreResult};
 
 /// Names the platform makes are lower-case letters, digits and `_` (quoted all the same).
@@ -22,7 +23,7 @@ fn checked(name: &str) -> StoreResult<&str> {
 
 /// Whether database `name` exists in the cluster `url` connects to.
 pub async fn database_exists(url: &str, name: &str) -> StoreResult<bool> {
-    let client = connect(&parse_url(url)?).await?;
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
     let rows = client
         .query("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -33,7 +34,7 @@ pub async fn database_exists(url: &str, name: &str) -> StoreResult<bool> {
 /// Makes database `name` in the cluster `url` connects to (its role needs `CREATEDB`).
 pub async fn create_database(url: &str, name: &str) -> StoreResult<()> {
     let name = checked(name)?;
-    let client = connect(&parse_url(url)?).await?;
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
@@ -43,7 +44,7 @@ pub async fn create_database(url: &str, name: &str) -> StoreResult<()> {
 /// Drops database `name` (closing its connections) if it exists.
 pub async fn drop_database(url: &str, name: &str) -> StoreResult<()> {
     let name = checked(name)?;
-    let client = connect(&parse_url(url)?).await?;
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await
@@ -53,7 +54,7 @@ pub async fn drop_database(url: &str, name: &str) -> StoreResult<()> {
 /// Removes every Amanah table of the database at `url` (a database dedicated to one
 /// organization, being purged after its deletion): its `public` schema and the key schema.
 pub async fn clear_database(url: &str) -> StoreResult<()> {
-    let client = connect(&parse_url(url)?).await?;
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
     client
         .batch_execute(
             "DROP SCHEMA IF EXISTS amanah_keys CASCADE;

@@ -1,0 +1,740 @@
+//! Several organizations in one deployment, driven as their users would: the real `amanah`
+//! binary (`amanah tenant ...` and `amanah serve`) over a real store, on SQLite and on
+//! PostgreSQL. Two organizations hold the same people; each one's keys, walked over every route
+//! against the other's ids, learn nothing of it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use amanah_testkit::{on_both_stores, Kind};
+
+mod support;
+use support::{run_ok, serve};
+
+on_both_stores!(
+    two_organizations_with_the_same_people_learn_nothing_of_each_other,
+    suspension_and_quotas,
+);
+
+const NIK: &str = "3174092512990007";
+
+/// A deployment: a data directory (SQLite, or only the key file beside a PostgreSQL store).
+struct Deployment {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    store: Option<String>,
+}
+
+/// Whose store a raw query reads.
+enum Db<'a> {
+    Platform,
+    Tenant(&'a str),
+}
+
+impl Deployment {
+    fn new(kind: Kind) -> Deployment {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let store = match kind {
+            Kind::Sqlite => None,
+            Kind::Postgres => Some(amanah_testkit::database("tenants")),
+        };
+        let d = Deployment {
+            _dir: dir,
+            data,
+            store,
+        };
+        let policy = amanah_testkit::policies::path("clinic.toml");
+        run_ok(&d.args(&["init", "--policy", policy.to_str().unwrap()]));
+        d
+    }
+
+    /// `COMMAND... --data DIR [--store URL]`
+    fn args(&self, command: &[&str]) -> Vec<String> {
+        let mut a: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        a.extend(["--data".to_owned(), self.data.to_str().unwrap().to_owned()]);
+        if let Some(url) = &self.store {
+            // `tenant create` names the deployment's own store `--deployment-store` (its
+            // `--store` places the new organization).
+            let flag = if command.starts_with(&["tenant", "create"]) {
+                "--deployment-store"
+            } else {
+                "--store"
+            };
+            a.extend([flag.to_owned(), url.clone()]);
+        }
+        a
+    }
+
+    /// A platform key.
+    fn platform_key(&self) -> String {
+        let out = run_ok(&self.args(&["tenant", "key", "--holder", "Op <op@platform.id>"]));
+        out.lines().last().unwrap().trim().to_owned()
+    }
+
+    /// Creates an organization from the command line; returns its id and admin key.
+    fn create(&self, name: &str, extra: &[&str]) -> (String, String) {
+        let policy = amanah_testkit::policies::path("clinic.toml");
+        let mut command = vec![
+            "tenant",
+            "create",
+            name,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--admin-holder",
+            "Admin <admin@org.id>",
+        ];
+        command.extend(extra);
+        let out = run_ok(&self.args(&command));
+        let id = out
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap();
+        (id.to_owned(), out.lines().last().unwrap().trim().to_owned())
+    }
+
+    /// Runs a query on a store directly (as someone holding the database would); returns the
+    /// output's text.
+    fn sql(&self, db: Db<'_>, sql: &str) -> String {
+        match &self.store {
+            None => {
+                let file = match db {
+                    Db::Platform => self.data.join("platform/amanah.db"),
+                    Db::Tenant(id) => self.data.join("tenants").join(id).join("amanah.db"),
+                };
+                sqlite(&file, sql)
+            }
+            Some(url) => {
+                let own = url.rsplit('/').next().unwrap();
+                let name = match db {
+                    Db::Platform => format!("{own}_platform"),
+                    Db::Tenant(id) => format!("{own}_t_{}", id.replace('-', "")),
+                };
+                let cluster = amanah_testkit::cluster();
+                cluster
+                    .query_text(&cluster.url(&name), sql)
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    /// Whether a tenant's store still exists.
+    fn tenant_store_exists(&self, id: &str) -> bool {
+        match &self.store {
+            None => self.data.join("tenants").join(id).exists(),
+            Some(url) => {
+                let own = url.rsplit('/').next().unwrap();
+                let name = format!("{own}_t_{}", id.replace('-', ""));
+                let cluster = amanah_testkit::cluster();
+                let q = format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
+                cluster.query_text(&cluster.url("postgres"), &q).as_deref() == Some("1")
+            }
+        }
+    }
+}
+
+fn sqlite(db: &Path, sql: &str) -> String {
+    let out = Command::new("sqlite3").arg(db).arg(sql).output().unwrap();
+    assert!(out.status.success(), "sqlite3 {sql}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", self.base),
+            )
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The entries of an organization's chain (verified).
+    async fn chain_len(&self, admin: &str) -> u64 {
+        let (s, v) = self.call("GET", "/v1/audit/verify", admin, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+        v["entries"].as_u64().unwrap()
+    }
+}
+
+/// One person, the same in both organizations.
+fn person() -> Value {
+    json!({"fields": {
+        "full_name": "Siti Rahma",
+        "email": "siti.rahma@example.id",
+        "phone": "+62 812 3456 7890",
+        "nik": NIK,
+        "health": "asthma",
+    }})
+}
+
+/// What an organization holds, by kind of id.
+struct Ids {
+    subject: String,
+    request: String,
+    hold: String,
+    breach: String,
+    key: String,
+}
+
+async fn populate(c: &Client, admin: &str) -> Ids {
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/subjects?purpose=admission",
+            admin,
+            Some(&person()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let subject = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/requests",
+            admin,
+            Some(&json!({"subject_id": subject, "type": "access"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let request = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = c
+        .call(
+            "POST",
+            &format!("/v1/subjects/{subject}/holds"),
+            admin,
+            Some(&json!({"reason": "audit", "until": "2099-01-01"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let hold = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/breaches",
+            admin,
+            Some(&json!({
+                "description": "a laptop was lost",
+                "detected_at": "2026-11-30T08:00:00Z",
+                "categories": ["email"],
+                "subject_ids": [subject],
+                "cause": "theft",
+                "measures": "remote wipe",
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let breach = v["id"].as_str().unwrap().to_owned();
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/keys",
+            admin,
+            Some(&json!({"role": "officer", "name": "o", "holder": "Officer <o@org.id>"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let key = v["id"].as_str().unwrap().to_owned();
+    Ids {
+        subject,
+        request,
+        hold,
+        breach,
+        key,
+    }
+}
+
+/// A path of the registry with its ids filled from `ids` (the disclosures' with a request id,
+/// which no disclosure has: an id of another kind, as a prober would send).
+fn fill(path: &str, ids: &Ids) -> String {
+    let id = if path.starts_with("/v1/subjects/") {
+        &ids.subject
+    } else if path.starts_with("/v1/requests/") || path.starts_with("/v1/disclosures/") {
+        &ids.request
+    } else if path.starts_with("/v1/breaches/") {
+        &ids.breach
+    } else if path.starts_with("/v1/keys/") {
+        &ids.key
+    } else {
+        &ids.subject
+    };
+    path.replace("{id}", id).replace("{hold_id}", &ids.hold)
+}
+
+/// A body that gets a route past its input checks, so the answer depends on the lookup.
+fn body_for(method: &str, path: &str, ids: &Ids) -> Option<Value> {
+    if !matches!(method, "POST" | "PATCH" | "PUT") {
+        return None;
+    }
+    Some(match path {
+        "/v1/subjects/{id}" => json!({"fields": {"full_name": "Siti R."}}),
+        "/v1/subjects/{id}/holds" => json!({"reason": "r", "until": "2099-01-01"}),
+        "/v1/subjects/{id}/restriction" => json!({"reason": "disputed"}),
+        "/v1/subjects/{id}/consents" => json!({"purpose": "marketing", "granted": true,
+            "channel": "web_form", "evidence": "form-1"}),
+        "/v1/subjects/{id}/purposes" => json!({"purpose": "marketing"}),
+        "/v1/requests/{id}" => json!({"status": "in_progress"}),
+        "/v1/requests" => json!({"subject_id": ids.subject, "type": "access"}),
+        "/v1/disclosures" => json!({"recipient": "insurer", "purpose": "admission",
+            "subject_ids": [ids.subject], "categories": ["email"], "reason": "claim"}),
+        _ => json!({}),
+    })
+}
+
+/// The query a route needs to reach its lookup: every parameter the OpenAPI document says it
+/// requires (a purpose, a channel…), and a purpose wherever it takes one.
+fn query_for(doc: &Value, method: &str, path: &str) -> String {
+    let params = &doc["paths"][path][method.to_lowercase()]["parameters"];
+    let mut pairs = Vec::new();
+    for p in params.as_array().into_iter().flatten() {
+        if p["in"] != "query" {
+            continue;
+        }
+        let name = p["name"].as_str().unwrap();
+        let value = match name {
+            "purpose" => "admission".to_owned(),
+            "channel" => "email".to_owned(),
+            _ if p["required"] == true => p["schema"]["enum"][0].as_str().unwrap_or("x").to_owned(),
+            _ => continue,
+        };
+        pairs.push(format!("{name}={value}"));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}
+
+async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind: Kind) {
+    let d = Deployment::new(kind);
+    let platform = d.platform_key();
+    let (a_id, a_admin) = d.create("Alpha Clinic", &[]);
+    let (b_id, b_admin) = d.create("Beta Clinic", &[]);
+    let mut server = serve(d.args(&[])).log("info").start();
+    let c = Client {
+        base: server.base().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    // The same person in both: unique e-mail and NIK included, no conflict across them.
+    let a = populate(&c, &a_admin).await;
+    let b = populate(&c, &b_admin).await;
+    assert_ne!(a.subject, b.subject);
+
+    // Their index terms and ciphertexts are unrelated (no linking by whoever holds the
+    // databases), though the values are the same.
+    let terms = |id: &str| {
+        let out = d.sql(
+            Db::Tenant(id),
+            "SELECT string_agg(encode(term, 'hex'), ',') FROM \
+             (SELECT term FROM unique_index UNION ALL SELECT term FROM blind_index) t",
+        );
+        out.split(',').map(str::to_owned).collect::<Vec<_>>()
+    };
+    let (a_terms, b_terms) = match kind {
+        Kind::Sqlite => {
+            let q =
+                "SELECT hex(term) FROM unique_index UNION ALL SELECT hex(term) FROM blind_index";
+            let a_t = d.sql(Db::Tenant(&a_id), q);
+            let b_t = d.sql(Db::Tenant(&b_id), q);
+            (
+                a_t.lines().map(str::to_owned).collect::<Vec<_>>(),
+                b_t.lines().map(str::to_owned).collect::<Vec<_>>(),
+            )
+        }
+        Kind::Postgres => (terms(&a_id), terms(&b_id)),
+    };
+    // The e-mail (unique) and the NIK (indexed).
+    assert!(a_terms.len() >= 2, "{a_terms:?}");
+    assert_eq!(a_terms.len(), b_terms.len(), "{a_terms:?} {b_terms:?}");
+    assert!(a_terms.iter().all(|t| !b_terms.contains(t)));
+    let ciphertexts = match kind {
+        Kind::Sqlite => "SELECT hex(ciphertext) FROM subject_fields ORDER BY category",
+        Kind::Postgres => {
+            "SELECT string_agg(encode(ciphertext, 'hex'), ',' ORDER BY category) FROM subject_fields"
+        }
+    };
+    let a_ct = d.sql(Db::Tenant(&a_id), ciphertexts);
+    let b_ct = d.sql(Db::Tenant(&b_id), ciphertexts);
+    assert!(!a_ct.trim().is_empty());
+    for ct in a_ct.split([',', '\n']).filter(|s| !s.is_empty()) {
+        assert!(!b_ct.contains(ct));
+    }
+
+    // B's admin walks every route against A's ids: each answer is exactly the answer for ids
+    // that exist nowhere, and never a success.
+    let nowhere = Ids {
+        subject: uuid::Uuid::now_v7().to_string(),
+        request: uuid::Uuid::now_v7().to_string(),
+        hold: uuid::Uuid::now_v7().to_string(),
+        breach: uuid::Uuid::now_v7().to_string(),
+        key: "key-0123456789ab".to_owned(),
+    };
+    let doc: Value = c
+        .http
+        .get(format!("{}/openapi.json", c.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a_chain = c.chain_len(&a_admin).await;
+    let a_chain_again = c.chain_len(&a_admin).await;
+    let verify_cost = a_chain_again - a_chain;
+    let b_chain = c.chain_len(&b_admin).await;
+    let mut walked = 0;
+    let mut not_found = 0;
+    for route in amanah_server::routes::all() {
+        if !route.path.contains('{') || route.path.starts_with("/v1/tenants") {
+            continue;
+        }
+        let body = body_for(route.method, &route.path, &a);
+        let query = query_for(&doc, route.method, &route.path);
+        let probe = format!("{}{query}", fill(&route.path, &a));
+        let control = format!("{}{query}", fill(&route.path, &nowhere));
+        let (s1, v1) = c.call(route.method, &probe, &b_admin, body.as_ref()).await;
+        let (s2, v2) = c
+            .call(route.method, &control, &b_admin, body.as_ref())
+            .await;
+        let mut seen = v1.to_string();
+        for (theirs, none) in [
+            (&a.subject, &nowhere.subject),
+            (&a.request, &nowhere.request),
+            (&a.hold, &nowhere.hold),
+            (&a.breach, &nowhere.breach),
+            (&a.key, &nowhere.key),
+        ] {
+            seen = seen.replace(theirs.as_str(), none);
+        }
+        let what = format!("{} {}", route.method, route.path);
+        assert!(!s1.is_success(), "{what}: {s1} {v1}");
+        assert_eq!(s1, s2, "{what}: {v1} / {v2}");
+        assert_eq!(seen, v2.to_string(), "{what}");
+        assert!(
+            !seen.contains(&a_id) && !seen.contains("Alpha"),
+            "{what}: {seen}"
+        );
+        walked += 1;
+        if s1 == StatusCode::NOT_FOUND {
+            not_found += 1;
+        }
+    }
+    assert!(walked >= 18, "{walked}");
+    assert!(not_found >= 10, "{not_found} of {walked}");
+    // Every attempt is in B's own chain (each probe and its control), nothing in A's.
+    let b_after = c.chain_len(&b_admin).await;
+    assert!(
+        b_after - b_chain > 2 * not_found,
+        "{b_chain} -> {b_after} for {not_found} misses"
+    );
+    assert_eq!(c.chain_len(&a_admin).await - a_chain_again, verify_cost);
+
+    // A search by the shared e-mail finds each organization's own person only.
+    for (admin, own) in [(&a_admin, &a.subject), (&b_admin, &b.subject)] {
+        let (s, v) = c
+            .call(
+                "GET",
+                "/v1/subjects?purpose=admission&email=siti.rahma@example.id",
+                admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let found: Vec<&str> = v["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(found, [own.as_str()]);
+    }
+
+    // The platform key is refused on every route but the tenants', each refusal in the
+    // platform's chain; the organizations' keys are refused on the tenants' routes.
+    let denied_before: u64 = d
+        .sql(
+            Db::Platform,
+            "SELECT count(*) FROM audit_log WHERE outcome = 'denied'",
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    let mut refused = 0;
+    for (route, _) in amanah_server::routes::protected() {
+        let path = fill(&route.path, &a).replace("{id}", &a.subject);
+        let query = query_for(&doc, route.method, &route.path);
+        let body = body_for(route.method, &route.path, &a);
+        let tenants_route = route.path.starts_with("/v1/tenants");
+        if tenants_route {
+            for key in [&a_admin, &b_admin] {
+                let p = route.path.replace("{id}", &a_id);
+                let (s, v) = c.call(route.method, &p, key, Some(&json!({}))).await;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{} {p}: {v}", route.method);
+            }
+            continue;
+        }
+        let (s, v) = c
+            .call(
+                route.method,
+                &format!("{path}{query}"),
+                &platform,
+                body.as_ref(),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{} {path}: {v}", route.method);
+        assert!(!v.to_string().contains("Siti"), "{v}");
+        refused += 1;
+    }
+    let denied_after: u64 = d
+        .sql(
+            Db::Platform,
+            "SELECT count(*) FROM audit_log WHERE outcome = 'denied'",
+        )
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(denied_after - denied_before, refused);
+    // Metrics and logs name routes, never an organization.
+    let log = server.output();
+    assert!(!log.contains(&a_id) && !log.contains(&b_id), "{log}");
+    assert!(!log.contains("Siti") && !log.contains(NIK));
+
+    // The operator sees usage figures, not data.
+    let (s, v) = c.call("GET", "/v1/tenants", &platform, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 2);
+    assert_eq!(v["tenants"][0]["usage"]["subjects"], 1);
+    assert!(!v.to_string().contains("Siti"));
+
+    // Deleting A: its keys stop at once, its sealed key ring is gone (so its rows cannot be
+    // read even with the root key, which stays), its store is removed; B is untouched.
+    let (s, v) = c
+        .call("DELETE", &format!("/v1/tenants/{a_id}"), &platform, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["status"], "deleted");
+    let (s, _) = c
+        .call(
+            "GET",
+            &format!("/v1/subjects/{}?purpose=admission", a.subject),
+            &a_admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let sealed = d.sql(
+        Db::Platform,
+        &format!("SELECT count(*) FROM tenants WHERE id = '{a_id}' AND sealed_keys IS NULL"),
+    );
+    assert_eq!(sealed.trim(), "1");
+    let mut gone = false;
+    for _ in 0..100 {
+        let (_, v) = c
+            .call("GET", &format!("/v1/tenants/{a_id}"), &platform, None)
+            .await;
+        if v["purged"] == true && !d.tenant_store_exists(&a_id) {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the deleted organization's store is still there");
+    assert!(d.data.join("master.key").exists());
+    let (s, v) = c
+        .call(
+            "GET",
+            &format!("/v1/subjects/{}?purpose=admission", b.subject),
+            &b_admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["fields"]["email"], "siti.rahma@example.id");
+    assert_eq!(c.chain_len(&b_admin).await > b_after, true);
+    server.stop();
+    // And after a restart: A's key is unknown, B's works.
+    let server = serve(d.args(&[])).start();
+    let c = Client {
+        base: server.base().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    let (s, _) = c.call("GET", "/v1/audit/verify", &a_admin, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    c.chain_len(&b_admin).await;
+}
+
+async fn suspension_and_quotas(kind: Kind) {
+    let d = Deployment::new(kind);
+    let platform = d.platform_key();
+    let server = serve(d.args(&[])).start();
+    let c = Client {
+        base: server.base().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    // Created over HTTP by the operator, with quotas.
+    let policy = std::fs::read_to_string(amanah_testkit::policies::path("clinic.toml")).unwrap();
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/tenants",
+            &platform,
+            Some(
+                &json!({"name": "Gamma", "policy": policy, "admin_holder": "G <g@gamma.id>",
+                "quotas": {"max_subjects": 2}}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let id = v["tenant"]["id"].as_str().unwrap().to_owned();
+    let admin = v["admin_key"].as_str().unwrap().to_owned();
+    assert!(admin.starts_with("amt_"));
+    // The same name again is refused; a policy that does not parse too, naming the line.
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/tenants",
+            &platform,
+            Some(&json!({"name": "Gamma", "policy": policy, "admin_holder": "G <g@gamma.id>"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["type"], "urn:amanah:problem:tenant-name-taken");
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/tenants",
+            &platform,
+            Some(
+                &json!({"name": "Delta", "policy": "version = 1\n[roles.platform]\n",
+                "admin_holder": "D <d@delta.id>"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "policy");
+
+    // Subjects: two fit, the third is refused (and nothing is stored).
+    for n in 0..3 {
+        let body =
+            json!({"fields": {"full_name": format!("P {n}"), "email": format!("p{n}@x.id")}});
+        let (s, v) = c
+            .call(
+                "POST",
+                "/v1/subjects?purpose=admission",
+                &admin,
+                Some(&body),
+            )
+            .await;
+        if n < 2 {
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+        } else {
+            assert_eq!(s, StatusCode::CONFLICT, "{v}");
+            assert_eq!(v["type"], "urn:amanah:problem:subject-quota-reached");
+        }
+    }
+    assert_eq!(
+        d.sql(Db::Tenant(&id), "SELECT count(*) FROM subjects")
+            .trim(),
+        "2"
+    );
+
+    // Suspended: its keys are refused, its data kept; resumed: they work again.
+    let (s, v) = c
+        .call(
+            "POST",
+            &format!("/v1/tenants/{id}/suspend"),
+            &platform,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (s, v) = c.call("GET", "/v1/audit/verify", &admin, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("suspended"));
+    let (s, _) = c
+        .call(
+            "POST",
+            &format!("/v1/tenants/{id}/suspend"),
+            &platform,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, v) = c
+        .call("POST", &format!("/v1/tenants/{id}/resume"), &platform, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["usage"]["subjects"], 2);
+    let (s, v) = c.call("GET", "/v1/audit/verify", &admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // A rate quota: a burst beyond it gets 429 with Retry-After.
+    let (s, v) = c
+        .call(
+            "PATCH",
+            &format!("/v1/tenants/{id}"),
+            &platform,
+            Some(&json!({"max_subjects": 2, "max_requests_per_second": 3})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut limited = None;
+    for _ in 0..20 {
+        let resp = c
+            .http
+            .get(format!("{}/v1/keys", c.base))
+            .header("authorization", format!("Bearer {admin}"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let resp = limited.expect("no request was limited");
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "urn:amanah:problem:rate-limited");
+    // The deployment's own organization is not limited by another's quota.
+    let (s, v) = c.call("GET", "/v1/tenants", &platform, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
