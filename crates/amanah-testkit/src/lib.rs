@@ -17,7 +17,7 @@ pub mod policies;
 pub mod stores;
 mod vault;
 
-pub use amanah_testpg::{cluster, database, Cluster};
+pub use amanah_testpg::{cluster, database, Cluster, Options as ClusterOptions};
 pub use stores::{open_store, TestStore};
 pub use vault::{TestVault, START};
 

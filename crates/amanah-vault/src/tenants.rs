@@ -357,37 +357,15 @@ impl Deployment {
                     Ok(None) => return Err(Error::Unauthenticated),
                     Err(e) => return Err(e),
                 };
+                // A deleted tenant's store may be gone: its state is read first.
+                if lock(&hosted.state).read_at.elapsed() >= REFRESH {
+                    self.refresh(&id, &hosted).await?;
+                }
                 let who = hosted.vault.authenticate(bearer).await?;
-                self.admit(&id, &hosted).await?;
+                admit(&hosted)?;
                 Ok((hosted.vault.clone(), who))
             }
         }
-    }
-
-    /// Whether a request of an authenticated tenant key may proceed now: the tenant is active
-    /// (re-read from the platform's store at most every [`REFRESH`]) and within its rate.
-    async fn admit(&self, id: &str, hosted: &Hosted) -> Result<()> {
-        let stale = lock(&hosted.state).read_at.elapsed() >= REFRESH;
-        if stale {
-            self.refresh(id, hosted).await?;
-        }
-        let mut state = lock(&hosted.state);
-        match state.status.as_str() {
-            TENANT_ACTIVE => {}
-            TENANT_SUSPENDED => {
-                return Err(Error::Forbidden(
-                    "this organization is suspended by the platform operator: its keys are refused until it is resumed (its data is kept)".into(),
-                ))
-            }
-            _ => return Err(Error::Unauthenticated),
-        }
-        if let Some(rate) = state.max_rps {
-            state
-                .bucket
-                .take(rate, Instant::now())
-                .map_err(Error::RateLimited)?;
-        }
-        Ok(())
     }
 
     /// Re-reads a tenant's state, quotas and policy.
@@ -886,6 +864,28 @@ impl Deployment {
         }
         Ok(done)
     }
+}
+
+/// Whether a request of an authenticated tenant key may proceed now: the tenant is active (as
+/// last read from the platform's store) and within its rate.
+fn admit(hosted: &Hosted) -> Result<()> {
+    let mut state = lock(&hosted.state);
+    match state.status.as_str() {
+        TENANT_ACTIVE => {}
+        TENANT_SUSPENDED => {
+            return Err(Error::Forbidden(
+                "this organization is suspended by the platform operator: its keys are refused until it is resumed (its data is kept)".into(),
+            ))
+        }
+        _ => return Err(Error::Unauthenticated),
+    }
+    if let Some(rate) = state.max_rps {
+        state
+            .bucket
+            .take(rate, Instant::now())
+            .map_err(Error::RateLimited)?;
+    }
+    Ok(())
 }
 
 fn name_taken() -> Error {

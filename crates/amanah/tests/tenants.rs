@@ -19,6 +19,7 @@ use support::{run_ok, serve};
 on_both_stores!(
     two_organizations_with_the_same_people_learn_nothing_of_each_other,
     suspension_and_quotas,
+    the_operator_runs_organizations_from_the_command_line,
 );
 
 const NIK: &str = "3174092512990007";
@@ -736,5 +737,178 @@ async fn suspension_and_quotas(kind: Kind) {
     assert_eq!(v["type"], "urn:amanah:problem:rate-limited");
     // The deployment's own organization is not limited by another's quota.
     let (s, v) = c.call("GET", "/v1/tenants", &platform, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+}
+
+async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
+    let d = Deployment::new(kind);
+    // Before any organization: nothing hosted, and a platform key is unknown to the server.
+    let out = run_ok(&d.args(&["tenant", "list"]));
+    assert!(out.contains("no organization is hosted"), "{out}");
+    let (id, admin) = d.create("Epsilon", &["--max-subjects", "10"]);
+    let server = serve(d.args(&[])).start();
+    let c = Client {
+        base: server.base().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    for n in 0..3 {
+        let body =
+            json!({"fields": {"full_name": format!("Person {n}"), "email": format!("p{n}@e.id")}});
+        let (s, v) = c
+            .call(
+                "POST",
+                "/v1/subjects?purpose=admission",
+                &admin,
+                Some(&body),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let out = run_ok(&d.args(&["tenant", "show", &id]));
+    assert!(
+        out.contains("Epsilon") && out.contains("subjects 3"),
+        "{out}"
+    );
+
+    // Export: every subject's export, one per line, recorded in the organization's chain.
+    let file = d.data.parent().unwrap().join("epsilon.jsonl");
+    let out = run_ok(&d.args(&["tenant", "export", &id, "--out", file.to_str().unwrap()]));
+    assert!(out.contains("3 subject(s) exported"), "{out}");
+    let lines: Vec<Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let mut emails: Vec<&str> = lines
+        .iter()
+        .map(|e| e["fields"]["email"].as_str().unwrap())
+        .collect();
+    emails.sort_unstable();
+    assert_eq!(emails, ["p0@e.id", "p1@e.id", "p2@e.id"]);
+    let exports = d.sql(
+        Db::Tenant(&id),
+        "SELECT count(*) FROM audit_log WHERE action = 'subject.export' AND actor = 'platform'",
+    );
+    assert_eq!(exports.trim(), "3");
+    // An existing file is never overwritten.
+    let (ok, _, err) =
+        support::run(&d.args(&["tenant", "export", &id, "--out", file.to_str().unwrap()]));
+    assert!(!ok && err.contains("must not exist"), "{err}");
+
+    // Suspended from the command line: the running server refuses its keys within a second.
+    run_ok(&d.args(&["tenant", "suspend", &id]));
+    let mut refused = false;
+    for _ in 0..30 {
+        let (s, _) = c.call("GET", "/v1/keys", &admin, None).await;
+        if s == StatusCode::FORBIDDEN {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the suspension did not reach the server");
+    run_ok(&d.args(&["tenant", "resume", &id]));
+    // Unknown ids and a second deletion are refused with a clear message.
+    let (ok, _, err) = support::run(&d.args(&["tenant", "suspend", "not-an-id"]));
+    assert!(!ok && err.contains("no organization"), "{err}");
+    let out = run_ok(&d.args(&["tenant", "delete", &id]));
+    assert!(out.contains("1 store(s) removed"), "{out}");
+    assert!(!d.tenant_store_exists(&id));
+    let (ok, _, err) = support::run(&d.args(&["tenant", "delete", &id]));
+    assert!(!ok && err.contains("already deleted"), "{err}");
+    let mut unknown = false;
+    for _ in 0..30 {
+        let (s, _) = c.call("GET", "/v1/keys", &admin, None).await;
+        if s == StatusCode::UNAUTHORIZED {
+            unknown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unknown, "a deleted organization's key still authenticates");
+    let out = run_ok(&d.args(&["tenant", "list"]));
+    assert!(out.contains("deleted") && out.contains("Epsilon"), "{out}");
+}
+
+/// A large organization placed on a cluster of its own (`tenant create --store`), reached by
+/// the deployment's server beside the organizations that share its cluster.
+#[tokio::test]
+async fn an_organization_on_a_cluster_of_its_own() {
+    let d = Deployment::new(Kind::Postgres);
+    let second = amanah_testkit::Cluster::start(&amanah_testkit::ClusterOptions::default());
+    let dedicated = second.create_database("big");
+    let (big, big_admin) = d.create("Big Corp", &["--store", &dedicated]);
+    let (small, small_admin) = d.create("Small Shop", &[]);
+    let server = serve(d.args(&[])).start();
+    let c = Client {
+        base: server.base().to_owned(),
+        http: reqwest::Client::new(),
+    };
+    for admin in [&big_admin, &small_admin] {
+        let (s, v) = c
+            .call(
+                "POST",
+                "/v1/subjects?purpose=admission",
+                admin,
+                Some(&person()),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    // Big Corp's rows are on the second cluster, Small Shop's on the deployment's.
+    assert_eq!(
+        second
+            .query_text(&dedicated, "SELECT count(*) FROM subjects")
+            .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        d.sql(Db::Tenant(&small), "SELECT count(*) FROM subjects")
+            .trim(),
+        "1"
+    );
+    // The registry shows the placement, never its URL (it holds a password).
+    let platform = d.platform_key();
+    let (s, v) = c
+        .call("GET", &format!("/v1/tenants/{big}"), &platform, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["dedicated_store"], true);
+    assert!(!v.to_string().contains(second.password()));
+    let sealed = d.sql(
+        Db::Platform,
+        &format!(
+            "SELECT count(*) FROM tenants WHERE id = '{big}' AND sealed_placement IS NOT NULL"
+        ),
+    );
+    assert_eq!(sealed.trim(), "1");
+    let raw = d.sql(
+        Db::Platform,
+        "SELECT string_agg(encode(sealed_placement, 'escape'), '') FROM tenants",
+    );
+    assert!(!raw.contains(second.password()) && !raw.contains("postgres://"));
+    // Deleting it empties its database on the other cluster.
+    let (s, v) = c
+        .call("DELETE", &format!("/v1/tenants/{big}"), &platform, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let mut emptied = false;
+    for _ in 0..100 {
+        let left = second.query_text(
+            &dedicated,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'subjects'",
+        );
+        if left.as_deref() == Some("0") {
+            emptied = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        emptied,
+        "the dedicated database still holds the organization's tables"
+    );
+    let (s, v) = c.call("GET", "/v1/audit/verify", &small_admin, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }
