@@ -253,7 +253,6 @@ struct HostedState {
 /// Every organization of a deployment: its own (the default), the hosted ones, and the platform.
 pub struct Deployment {
     own: Arc<Vault>,
-    root: Arc<KeyRing>,
     clock: Arc<dyn Clock>,
     placement: Arc<dyn Placement>,
     platform: tokio::sync::Mutex<Option<Arc<Vault>>>,
@@ -286,17 +285,20 @@ impl Deployment {
     /// A deployment whose own organization is `own` (opened over the key file's ring `root`).
     pub fn new(own: Arc<Vault>, placement: Arc<dyn Placement>) -> Self {
         let clock = own.clock.clone();
-        // The own organization's ring is the key file's: its root seals the tenants' rings.
-        let root = own.keys();
         Deployment {
             own,
-            root,
             clock,
             placement,
             platform: tokio::sync::Mutex::new(None),
             hosted: Mutex::new(HashMap::new()),
             opening: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The key file's ring, whose root seals the tenants' rings: taken afresh for each use and
+    /// never kept, since a key rotation waits until no snapshot of the previous ring is held.
+    fn root(&self) -> Arc<KeyRing> {
+        self.own.keys()
     }
 
     /// The deployment's own organization.
@@ -311,7 +313,7 @@ impl Deployment {
             return Ok(Some(v.clone()));
         }
         let platform_keys = self
-            .root
+            .root()
             .platform()
             .map_err(|e| Error::Internal(e.to_string()))?;
         let Some(store) = self
@@ -321,7 +323,7 @@ impl Deployment {
         else {
             return Ok(None);
         };
-        let vault = Arc::new(Vault::open_platform(store, &self.root, self.clock.clone()).await?);
+        let vault = Arc::new(Vault::open_platform(store, &self.root(), self.clock.clone()).await?);
         *slot = Some(vault.clone());
         Ok(Some(vault))
     }
@@ -436,13 +438,13 @@ impl Deployment {
             .as_deref()
             .ok_or_else(|| no_tenant(&record.id))?;
         let keys = Arc::new(
-            self.root
+            self.root()
                 .open_tenant(&record.id, sealed)
                 .map_err(internal)?,
         );
         let place = match &record.sealed_placement {
             Some(s) => Some(
-                self.root
+                self.root()
                     .open_for_tenant(&record.id, "placement", s)
                     .map_err(internal)?,
             ),
@@ -543,10 +545,10 @@ impl Deployment {
         let id = uuid::Uuid::now_v7().to_string();
         let internal = |e: amanah_crypto::CryptoError| Error::Internal(e.to_string());
         let keys = Arc::new(KeyRing::generate_tenant(&id).map_err(internal)?);
-        let sealed_keys = self.root.seal_tenant(&keys).map_err(internal)?;
+        let sealed_keys = self.root().seal_tenant(&keys).map_err(internal)?;
         let sealed_placement = match &spec.place {
             Some(url) => Some(
-                self.root
+                self.root()
                     .seal_for_tenant(&id, "placement", url.as_bytes())
                     .map_err(internal)?,
             ),
@@ -789,7 +791,7 @@ impl Deployment {
                 continue;
             }
             let place = match &t.sealed_placement {
-                Some(s) => match self.root.open_for_tenant(&t.id, "placement", s) {
+                Some(s) => match self.root().open_for_tenant(&t.id, "placement", s) {
                     Ok(p) => Some(String::from_utf8_lossy(&p).into_owned()),
                     Err(e) => {
                         tracing::error!(error = %e, "a deleted tenant's placement does not open");
