@@ -32,9 +32,11 @@ impl FromRequestParts<AppState> for Authenticated {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
+            // The scheme is case-insensitive (RFC 9110 §11.1).
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                v.get(..7)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &v[7..])
             })
             .map(str::trim)
             .ok_or(Error::Unauthenticated)?;

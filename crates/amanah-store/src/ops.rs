@@ -475,9 +475,14 @@ async fn rights<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Er
                 .execute(w::CHANGE_TENANT, args![&c.id, &c.from, &c.to, c.at_micros])
                 .await?;
             applied(x, n, sql::TENANT_EXISTS, &c.id).await?;
+            if c.to == crate::TENANT_DELETED {
+                // The sealed key ring is gone from the row: the log pages that held it go too.
+                x.keys_erased();
+            }
             audit
         }
         Op::PurgeTenant { id, audit } => {
+            // `NotFound` also when another process recorded the purge first.
             let n = x.execute(w::PURGE_TENANT, args![id]).await?;
             found(n)?;
             audit

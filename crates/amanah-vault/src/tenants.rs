@@ -257,8 +257,11 @@ pub struct Deployment {
     placement: Arc<dyn Placement>,
     platform: tokio::sync::Mutex<Option<Arc<Vault>>>,
     hosted: Mutex<HashMap<String, Arc<Hosted>>>,
-    /// One tenant opened at a time (a store open runs migrations and recovery).
-    opening: tokio::sync::Mutex<()>,
+    /// One open at a time per tenant (a store open runs migrations and recovery); a tenant
+    /// whose store is slow to answer never holds up another's.
+    opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One purge at a time in this process.
+    purging: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -291,7 +294,8 @@ impl Deployment {
             placement,
             platform: tokio::sync::Mutex::new(None),
             hosted: Mutex::new(HashMap::new()),
-            opening: tokio::sync::Mutex::new(()),
+            opening: Mutex::new(HashMap::new()),
+            purging: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -378,10 +382,19 @@ impl Deployment {
             lock(&self.hosted).remove(id);
             return Err(Error::Unauthenticated);
         };
-        hosted
-            .vault
-            .subject_quota
-            .set_max(quota(record.max_subjects));
+        // With a subject quota, the count is read again too: other servers create subjects.
+        match quota(record.max_subjects) {
+            Some(max) => {
+                let held = hosted
+                    .vault
+                    .store
+                    .count_subjects()
+                    .await
+                    .map_err(store_error)?;
+                hosted.vault.subject_quota.set(Some(max), held);
+            }
+            None => hosted.vault.subject_quota.set_max(None),
+        }
         if let Err(e) = hosted.vault.reload_policy().await {
             tracing::error!(error = %e, "a tenant's policy reload failed");
         }
@@ -397,7 +410,11 @@ impl Deployment {
         if let Some(h) = lock(&self.hosted).get(id) {
             return Ok(Some(h.clone()));
         }
-        let _one_at_a_time = self.opening.lock().await;
+        let gate = lock(&self.opening)
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        let _one_at_a_time = gate.lock().await;
         if let Some(h) = lock(&self.hosted).get(id) {
             return Ok(Some(h.clone()));
         }
@@ -503,6 +520,25 @@ impl Deployment {
             .await
     }
 
+    /// The platform operator's keys (revoked ones included).
+    pub async fn platform_keys(&self) -> Result<Vec<amanah_store::ApiKeyRecord>> {
+        let platform = self.platform_store().await?;
+        let permit = platform
+            .authorize::<act::KeyList>(&platform.operator(), Target::none())
+            .await?;
+        platform.list_api_keys(&permit).await
+    }
+
+    /// Revokes a key of the platform operator (at once, on every server: keys are looked up on
+    /// every request).
+    pub async fn revoke_platform_key(&self, id: &str) -> Result<()> {
+        let platform = self.platform_store().await?;
+        let permit = platform
+            .authorize::<act::KeyRevoke>(&platform.operator(), Target::none())
+            .await?;
+        platform.revoke_api_key(&permit, id).await
+    }
+
     /// The platform's vault for the command line's own keys and audit (`None`: never made).
     pub async fn platform_for_operator(&self) -> Result<Option<Arc<Vault>>> {
         self.platform(false).await
@@ -538,7 +574,7 @@ impl Deployment {
             .await
             .map_err(store_error)?
             .into_iter()
-            .any(|t| t.status != TENANT_DELETED && t.name == name);
+            .any(|t| t.status != TENANT_DELETED && same_name(&t.name, &name));
         if taken {
             return Err(name_taken());
         }
@@ -634,12 +670,13 @@ impl Deployment {
     }
 
     async fn record_of(&self, platform: &Vault, id: &str) -> Result<TenantRecord> {
-        if uuid::Uuid::try_parse(id).is_err() {
+        // Any form of the id (upper case, without hyphens) names the same tenant.
+        let Ok(uuid) = uuid::Uuid::try_parse(id) else {
             return Err(no_tenant(id));
-        }
+        };
         platform
             .store
-            .tenant(id)
+            .tenant(&uuid.to_string())
             .await
             .map_err(store_error)?
             .ok_or_else(|| no_tenant(id))
@@ -695,6 +732,7 @@ impl Deployment {
     ) -> Result<TenantView> {
         let platform = self.platform_store().await?;
         let record = self.record_of(&platform, id).await?;
+        let id = record.id.as_str();
         if record.status == TENANT_DELETED {
             return Err(Error::Conflict(
                 Conflict::InvalidTransition,
@@ -714,7 +752,8 @@ impl Deployment {
     ) -> Result<TenantView> {
         check_quotas(&quotas)?;
         let platform = self.platform_store().await?;
-        self.record_of(&platform, id).await?;
+        let record = self.record_of(&platform, id).await?;
+        let id = record.id.as_str();
         let mut draft = permit.draft();
         draft.reason = Some(format!("organization {id}: quotas changed"));
         platform
@@ -744,6 +783,7 @@ impl Deployment {
     ) -> Result<TenantView> {
         let platform = self.platform_store().await?;
         let record = self.record_of(&platform, id).await?;
+        let id = record.id.as_str();
         if record.status != from {
             return Err(Error::Conflict(
                 Conflict::InvalidTransition,
@@ -782,6 +822,7 @@ impl Deployment {
     /// Removes the stores of deleted tenants not yet purged; returns how many. Each purge is
     /// recorded in the platform's chain.
     pub async fn purge(&self) -> Result<usize> {
+        let _one_at_a_time = self.purging.lock().await;
         let Some(platform) = self.platform(false).await? else {
             return Ok(0);
         };
@@ -809,12 +850,12 @@ impl Deployment {
                 &platform.policy().policy,
             );
             draft.reason = Some(format!("organization {}: store removed", t.id));
-            platform
-                .store
-                .mark_tenant_purged(&t.id, draft)
-                .await
-                .map_err(store_error)?;
-            purged += 1;
+            match platform.store.mark_tenant_purged(&t.id, draft).await {
+                Ok(_) => purged += 1,
+                // Another server recorded it first.
+                Err(StoreError::NotFound) => {}
+                Err(e) => return Err(store_error(e)),
+            }
         }
         Ok(purged)
     }
@@ -831,6 +872,7 @@ impl Deployment {
     ) -> Result<u64> {
         let platform = self.platform_store().await?;
         let record = self.record_of(&platform, id).await?;
+        let id = record.id.as_str();
         let hosted = self.hosted(id).await?.ok_or_else(|| no_tenant(id))?;
         let vault = &hosted.vault;
         let total = vault.store.count_subjects().await.map_err(store_error)?;
@@ -897,15 +939,25 @@ fn name_taken() -> Error {
     )
 }
 
+/// An organization's name: letters and digits of any script, spaces and common punctuation,
+/// at most 100 characters, spaces collapsed. Nothing invisible or direction-changing (format
+/// characters such as U+200B or U+202E are neither letters nor punctuation), so two names an
+/// operator reads alike are alike.
 fn check_name(name: &str) -> Result<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+    let name = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let allowed = |c: char| c.is_alphanumeric() || c == ' ' || ".,&'()-_/+@:".contains(c);
+    if name.is_empty() || name.chars().count() > 100 || !name.chars().all(allowed) {
         return Err(Error::invalid(
             "name",
-            "an organization's name is 1 to 100 printable characters",
+            "an organization's name is 1 to 100 letters, digits, spaces and . , & ' ( ) - _ / + @ :",
         ));
     }
-    Ok(name.to_owned())
+    Ok(name)
+}
+
+/// Names compare case-insensitively (an operator reads "Alpha" and "alpha" alike).
+fn same_name(a: &str, b: &str) -> bool {
+    a.to_lowercase() == b.to_lowercase()
 }
 
 fn check_quotas(q: &Quotas) -> Result<()> {
@@ -980,9 +1032,14 @@ mod tests {
 
     #[test]
     fn names_and_quotas_are_checked() {
-        assert!(check_name("  PT Maju  ").is_ok_and(|n| n == "PT Maju"));
+        assert!(check_name("  PT  Maju  ").is_ok_and(|n| n == "PT Maju"));
+        assert!(check_name("Universitas Gadjah Mada (UGM)").is_ok());
         assert!(check_name("").is_err());
         assert!(check_name("a\u{7}b").is_err());
+        for lookalike in ["Alpha\u{200b}", "\u{202e}ahplA", "Al\u{ad}pha"] {
+            assert!(check_name(lookalike).is_err(), "{lookalike:?}");
+        }
+        assert!(same_name("Alpha", "aLPHA"));
         assert!(check_name(&"x".repeat(101)).is_err());
         assert!(check_quotas(&Quotas {
             max_subjects: None,

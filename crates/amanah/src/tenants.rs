@@ -103,8 +103,17 @@ pub(crate) enum TenantCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Issue a key of the platform operator (for `/v1/tenants`); printed on the last line.
+    /// The platform operator's keys (for `/v1/tenants` only).
     Key {
+        #[command(subcommand)]
+        command: PlatformKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PlatformKeyCommand {
+    /// Issue a key to a named person; printed on the last line, only its hash is stored.
+    Create {
         #[command(flatten)]
         data: DataArgs,
         /// The person the key is issued to, `Name <email>`.
@@ -112,6 +121,17 @@ pub(crate) enum TenantCommand {
         holder: String,
         #[arg(long, default_value = "")]
         name: String,
+    },
+    /// Every key of the operator (never the keys themselves).
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Revoke a key (refused from then on, by every server).
+    Revoke {
+        #[command(flatten)]
+        data: DataArgs,
+        id: String,
     },
 }
 
@@ -156,6 +176,15 @@ impl Places {
     }
 }
 
+/// Organizations' stores without the platform's registry (which holds their sealed key rings):
+/// making a new, empty registry would hide them for good.
+fn orphans() -> Error {
+    Error::Conflict(
+        amanah_core::Conflict::StoreState,
+        "the platform's store is missing but organizations' stores are there: restore the platform's store (it holds their keys) instead of making a new one".into(),
+    )
+}
+
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
@@ -176,20 +205,31 @@ fn with_database(url: &str, name: &str) -> CoreResult<String> {
     })
 }
 
-/// The name of a database the platform makes: the deployment's database name (a-z, 0-9, _,
-/// at most 20 characters of it) and a suffix.
+/// The name of a database the platform makes: the deployment's database name and a suffix.
+/// A name that is not already short lower-case `[a-z0-9_]` is shortened and given a digest of
+/// the whole, so two deployments' names never meet.
 fn database_name(url: &str, suffix: &str) -> CoreResult<String> {
     let config = amanah_store::parse_pg_url(url).map_err(internal)?;
     let own = config
         .get_dbname()
         .or(config.get_user())
         .unwrap_or("amanah");
-    let prefix: String = own
-        .to_ascii_lowercase()
-        .chars()
-        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
-        .take(20)
-        .collect();
+    let plain = own.len() <= 20
+        && own
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    let prefix = if plain {
+        own.to_owned()
+    } else {
+        let kept: String = own
+            .to_ascii_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            .take(12)
+            .collect();
+        let digest = amanah_crypto::digest::sha256_hex(own.as_bytes());
+        format!("{kept}_{}", &digest[..8])
+    };
     Ok(format!("{prefix}_{suffix}"))
 }
 
@@ -222,12 +262,20 @@ impl Placement for Places {
         create: bool,
     ) -> CoreResult<Option<Arc<dyn Store>>> {
         match &self.own {
-            Location::Sqlite(dir) => {
-                let dir = dir.join("platform");
-                if !create && !dir.join(DB_FILE).exists() {
-                    return Ok(None);
-                }
+            Location::Sqlite(own) => {
+                let dir = own.join("platform");
                 let exists = dir.join(DB_FILE).exists();
+                if !exists {
+                    if !create {
+                        return Ok(None);
+                    }
+                    let hosted = std::fs::read_dir(own.join("tenants"))
+                        .map(|mut d| d.next().is_some())
+                        .unwrap_or(false);
+                    if hosted {
+                        return Err(orphans());
+                    }
+                }
                 open_sqlite(&dir, keys, create && !exists).await.map(Some)
             }
             Location::Postgres(url) => {
@@ -238,6 +286,13 @@ impl Placement for Places {
                 if !exists {
                     if !create {
                         return Ok(None);
+                    }
+                    let hosted_prefix = database_name(url, "t_")?;
+                    let hosted = pg_admin::count_databases_with_prefix(url, &hosted_prefix)
+                        .await
+                        .map_err(internal)?;
+                    if hosted > 0 {
+                        return Err(orphans());
                     }
                     pg_admin::create_database(url, &name)
                         .await
@@ -256,6 +311,14 @@ impl Placement for Places {
         create: bool,
     ) -> CoreResult<Arc<dyn Store>> {
         if let Some(url) = place {
+            // A database given to a new organization is its alone from now on (deleting the
+            // organization empties it): anything already there is refused, never touched.
+            if create && !pg_admin::is_empty(url).await.map_err(internal)? {
+                return Err(Error::invalid(
+                    "store",
+                    "the database given already holds tables: an organization's database must be empty and dedicated to it",
+                ));
+            }
             return open_pg(url, keys).await;
         }
         match &self.own {
@@ -456,12 +519,35 @@ pub(crate) async fn run(command: TenantCommand) -> Result<()> {
             file.get_ref().sync_all()?;
             println!("{written} subject(s) exported to {}", out.display());
         }
-        TenantCommand::Key { data, holder, name } => {
-            let deployment = open_deployment(&data).await?;
-            let issued = deployment.create_platform_key(&name, &holder).await?;
-            println!("id {} role {}", issued.record.id, issued.record.role);
-            println!("{}", issued.token.as_str());
-        }
+        TenantCommand::Key { command } => match command {
+            PlatformKeyCommand::Create { data, holder, name } => {
+                let deployment = open_deployment(&data).await?;
+                let issued = deployment.create_platform_key(&name, &holder).await?;
+                println!("id {} role {}", issued.record.id, issued.record.role);
+                println!("{}", issued.token.as_str());
+            }
+            PlatformKeyCommand::List { data } => {
+                let deployment = open_deployment(&data).await?;
+                for k in deployment.platform_keys().await? {
+                    let status = if k.revoked_at_micros.is_some() {
+                        "revoked"
+                    } else {
+                        "active"
+                    };
+                    println!(
+                        "{}  {status:<7}  {}  {}",
+                        k.id,
+                        k.holder.as_deref().unwrap_or("-"),
+                        k.name
+                    );
+                }
+            }
+            PlatformKeyCommand::Revoke { data, id } => {
+                let deployment = open_deployment(&data).await?;
+                deployment.revoke_platform_key(&id).await?;
+                println!("revoked {id}");
+            }
+        },
     }
     Ok(())
 }
@@ -495,8 +581,13 @@ mod tests {
         );
         assert!(with_database("not a url", "x").is_err());
         assert_eq!(
-            database_name("postgres://u@h/My-App.DB", "platform").unwrap(),
-            "myappdb_platform"
+            database_name("postgres://u@h/app_prod", "platform").unwrap(),
+            "app_prod_platform"
         );
+        // Names that would meet once cleaned up stay apart.
+        let a = database_name("postgres://u@h/crm-prod", "platform").unwrap();
+        let b = database_name("postgres://u@h/crmprod", "platform").unwrap();
+        assert_ne!(a, b);
+        assert!(a.starts_with("crmprod_") && a.len() <= 63, "{a}");
     }
 }

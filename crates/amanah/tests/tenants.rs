@@ -75,7 +75,8 @@ impl Deployment {
 
     /// A platform key.
     fn platform_key(&self) -> String {
-        let out = run_ok(&self.args(&["tenant", "key", "--holder", "Op <op@platform.id>"]));
+        let out =
+            run_ok(&self.args(&["tenant", "key", "create", "--holder", "Op <op@platform.id>"]));
         out.lines().last().unwrap().trim().to_owned()
     }
 
@@ -829,6 +830,38 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     assert!(unknown, "a deleted organization's key still authenticates");
     let out = run_ok(&d.args(&["tenant", "list"]));
     assert!(out.contains("deleted") && out.contains("Epsilon"), "{out}");
+
+    // The operator's keys are listed and revoked from the command line; a revoked one is
+    // refused at once.
+    let platform = d.platform_key();
+    let (s, _) = c.call("GET", "/v1/tenants", &platform, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let out = run_ok(&d.args(&["tenant", "key", "list"]));
+    let line = out.lines().find(|l| l.contains("active")).unwrap();
+    let key_id = line.split_whitespace().next().unwrap();
+    assert!(line.contains("Op <op@platform.id>"), "{out}");
+    run_ok(&d.args(&["tenant", "key", "revoke", key_id]));
+    let (s, _) = c.call("GET", "/v1/tenants", &platform, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    drop(server);
+
+    // Without the platform's store (it holds the organizations' keys), no new one is made over
+    // the organizations' stores still there.
+    let (keep, _) = d.create("Zeta", &[]);
+    match &d.store {
+        None => std::fs::rename(d.data.join("platform"), d.data.join("platform.moved")).unwrap(),
+        Some(url) => {
+            let own = url.rsplit('/').next().unwrap();
+            amanah_testkit::cluster().execute(
+                "postgres",
+                &format!("ALTER DATABASE {own}_platform RENAME TO {own}_moved"),
+            );
+        }
+    }
+    let (ok, _, err) =
+        support::run(&d.args(&["tenant", "key", "create", "--holder", "Op <op@platform.id>"]));
+    assert!(!ok && err.contains("platform's store is missing"), "{err}");
+    assert!(d.tenant_store_exists(&keep));
 }
 
 /// A large organization placed on a cluster of its own (`tenant create --store`), reached by
@@ -856,6 +889,21 @@ async fn an_organization_on_a_cluster_of_its_own() {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
+    // A database that already holds tables is refused for a new organization, and left as
+    // it was (here: Big Corp's own).
+    let policy = amanah_testkit::policies::path("clinic.toml");
+    let (ok, _, err) = support::run(&d.args(&[
+        "tenant",
+        "create",
+        "Intruder",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--admin-holder",
+        "I <i@x.id>",
+        "--store",
+        &dedicated,
+    ]));
+    assert!(!ok && err.contains("must be empty"), "{err}");
     // Big Corp's rows are on the second cluster, Small Shop's on the deployment's.
     assert_eq!(
         second

@@ -18,8 +18,9 @@ macro_rules! audit_action_enum {
         /// Entries written for a caller carry `AuditAction::from(action)` (the vault's permit
         /// does that); the system's own entries name their variant: `retention.apply` (one
         /// per subject a sweep touches), `backup.create` and `backup.restore` (the command
-        /// line), and `recovery.purge`, `recovery.shred_key`, `recovery.orphan_keys` (crash
-        /// recovery in the SQLite store).
+        /// line), `recovery.purge`, `recovery.shred_key`, `recovery.orphan_keys` (crash
+        /// recovery in the SQLite store), and `tenant.purge` (a deleted organization's store
+        /// removed, in the platform's chain).
         ///
         /// [`AuditAction::as_str`] (and `Display`, and serde) give the name stored in the log
         /// and covered by the chain's MAC; [`str::parse`] reads it back and refuses any other
@@ -275,7 +276,7 @@ mod tests {
         ] {
             let msg = bad.parse::<AuditAction>().unwrap_err().to_string();
             assert!(!msg.contains(bad), "{msg} repeats {bad:?}");
-            assert!(msg.contains("subject.read, ") && msg.ends_with("recovery.orphan_keys"));
+            assert!(msg.contains("subject.read, ") && msg.ends_with("tenant.purge"));
         }
         assert!(serde_json::from_str::<AuditAction>("\"key.create\"").is_err());
     }
@@ -315,7 +316,8 @@ mod tests {
                 "backup.restore",
                 "recovery.purge",
                 "recovery.shred_key",
-                "recovery.orphan_keys"
+                "recovery.orphan_keys",
+                "tenant.purge"
             ]
         );
     }

@@ -64,3 +64,35 @@ pub async fn clear_database(url: &str) -> StoreResult<()> {
         .await
         .map_err(backend)
 }
+
+/// Whether the database at `url` holds no table of its own (a database given to a new
+/// organization must: nothing already there is ever touched).
+pub async fn is_empty(url: &str) -> StoreResult<bool> {
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(row.get::<_, i64>(0) == 0)
+}
+
+/// How many databases of the cluster have a name starting with `prefix` (the organizations a
+/// deployment placed in its own cluster).
+pub async fn count_databases_with_prefix(url: &str, prefix: &str) -> StoreResult<i64> {
+    let prefix = checked(prefix)?;
+    let client = connect(&Target::new(tls::parse(url)?)?).await?;
+    // `_` is a LIKE wildcard: escaped.
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE $1",
+            &[&pattern],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(row.get(0))
+}

@@ -172,6 +172,11 @@ pub(crate) fn parse(url: &str) -> StoreResult<Parsed> {
         }
         Some(path) => Some(Roots::File(PathBuf::from(path))),
     };
+    // A server that never answers must not hold a caller forever (the URL's
+    // `connect_timeout` wins when given).
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
     let sockets_only = config.get_hostaddrs().is_empty()
         && !config.get_hosts().is_empty()
         && config

@@ -247,7 +247,7 @@ pub(crate) const CHANGE_TENANT: Sql = sql!(
 
 pub(crate) const PURGE_TENANT: Sql = sql!(
     "UPDATE tenants SET purged = TRUE, sealed_placement = NULL
-     WHERE id = $1 AND status = 'deleted'"
+     WHERE id = $1 AND status = 'deleted' AND purged = FALSE"
 );
 
 pub(crate) const SET_TENANT_QUOTAS: Sql = sql!(
