@@ -74,7 +74,7 @@ mod tests {
         assert!(MIGRATIONS.iter().any(|m| m.version == ACCESS_MACS));
         assert_eq!(
             after(4).map(|m| m.version).collect::<Vec<_>>(),
-            [5, 6, 7, 8]
+            [5, 6, 7, 8, 9]
         );
     }
 

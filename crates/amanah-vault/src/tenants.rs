@@ -484,10 +484,10 @@ impl Deployment {
         Ok(vault)
     }
 
-    /// The vaults a server keeps up (policy reloads, retention sweeps): its own organization
-    /// and every active tenant (opened if need be).
-    pub async fn vaults(&self) -> Result<Vec<Arc<Vault>>> {
-        let mut out = vec![self.own.clone()];
+    /// The vaults of every active tenant (opened if need be), which a server keeps up
+    /// (retention sweeps) besides its own organization's.
+    pub async fn hosted_vaults(&self) -> Result<Vec<Arc<Vault>>> {
+        let mut out = Vec::new();
         let Some(platform) = self.platform(false).await? else {
             return Ok(out);
         };

@@ -121,16 +121,16 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                // Every organization's retention: the deployment's own and each active tenant's.
-                let vaults = match sweeper.vaults().await {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::error!(error = %e, "retention sweep failed");
-                        continue;
+                // Every organization's retention: the deployment's own first (at start, before
+                // anything else is asked of it), then each active tenant's.
+                sweep(sweeper.own()).await;
+                match sweeper.hosted_vaults().await {
+                    Ok(vaults) => {
+                        for vault in vaults {
+                            sweep(&vault).await;
+                        }
                     }
-                };
-                for vault in vaults {
-                    sweep(&vault).await;
+                    Err(e) => tracing::error!(error = %e, "retention sweep failed"),
                 }
             }
         });
