@@ -9,6 +9,7 @@
 
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 
+use crate::stream::{Decryptor, DocumentContext, DocumentKey, Encryptor};
 use crate::{CryptoError, Secret};
 
 const FORMAT_V1: u8 = 1;
@@ -81,6 +82,39 @@ impl DataKey {
             ciphertext,
         )
         .map(zeroize::Zeroizing::new)
+    }
+
+    /// Starts encrypting a new document of `subject` (a fresh random salt and nonce prefix, so
+    /// a fresh key, per call): see [`crate::stream`].
+    pub fn document_encryptor(
+        &self,
+        context: &DocumentContext<'_>,
+    ) -> Result<Encryptor, CryptoError> {
+        let header = DocumentKey::fresh_header()?;
+        Ok(Encryptor::new(self.document_key(context, &header)?))
+    }
+
+    /// Starts decrypting a document made by [`DataKey::document_encryptor`] under the same
+    /// context; the header is read from the start of the stream.
+    pub fn document_decryptor(&self, context: &DocumentContext<'_>) -> Decryptor {
+        Decryptor::new(self.secret.clone(), self.scope.clone(), context)
+    }
+
+    /// The key of one document, from the header at the start of its object (at least
+    /// [`crate::stream::HEADER_LEN`] bytes; the rest is ignored): it opens single chunks, for
+    /// byte ranges. Fails on an unknown format version or a short header.
+    pub fn document_key(
+        &self,
+        context: &DocumentContext<'_>,
+        header: &[u8],
+    ) -> Result<DocumentKey, CryptoError> {
+        DocumentKey::derive(&self.secret, self.scope.as_deref(), context, header)
+    }
+
+    /// The key bytes, for tests that build streams by hand.
+    #[cfg(test)]
+    pub(crate) fn secret_for_tests(&self) -> Secret {
+        self.secret.clone()
     }
 
     pub(crate) fn wrap(

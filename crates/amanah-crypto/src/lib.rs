@@ -1,6 +1,7 @@
 //! Amanah's cryptography: the key hierarchy (key ring -> key-encryption keys -> per-subject data
 //! keys; a root secret from which blind-index and audit keys are derived), AEAD with associated
-//! data binding every ciphertext to its place, blind indexes, the audit chain MAC and API tokens.
+//! data binding every ciphertext to its place, streaming encryption of documents ([`stream`]),
+//! blind indexes, the audit chain MAC and API tokens.
 //! Nothing else in Amanah touches key material; every secret here is zeroized on drop and has a
 //! redacted `Debug`.
 
@@ -12,11 +13,16 @@ pub mod envelope;
 pub mod keyring;
 pub mod pseudonym;
 mod secret;
+pub mod stream;
 pub mod token;
 
 pub use envelope::{DataKey, WrappedKey};
 pub use keyring::KeyRing;
 pub use secret::Secret;
+pub use stream::{
+    ciphertext_len, plaintext_len, ChunkPosition, Decryptor, DocumentContext, DocumentKey,
+    Encryptor, Layout,
+};
 
 /// Every failure is deliberately uninformative: a caller learns that decryption failed, never why,
 /// and no error carries key material or plaintext.
@@ -30,6 +36,8 @@ pub enum CryptoError {
     Random,
     #[error("invalid key ring: {0}")]
     KeyRing(String),
+    #[error("the document is too long to encrypt as one stream (over 2^48 bytes)")]
+    TooLong,
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
