@@ -484,6 +484,18 @@ impl Deployment {
         Ok(vault)
     }
 
+    /// A tenant's vault, for the command line's audit tools (verify, checkpoints). A deleted
+    /// or unknown tenant has none.
+    pub async fn tenant_vault(&self, id: &str) -> Result<Arc<Vault>> {
+        let platform = self.platform_store().await?;
+        let record = self.record_of(&platform, id).await?;
+        let hosted = self
+            .hosted(&record.id)
+            .await?
+            .ok_or_else(|| no_tenant(id))?;
+        Ok(hosted.vault.clone())
+    }
+
     /// The vaults of every active tenant (opened if need be), which a server keeps up
     /// (retention sweeps) besides its own organization's.
     pub async fn hosted_vaults(&self) -> Result<Vec<Arc<Vault>>> {

@@ -174,6 +174,14 @@ impl Vault {
         &self.scope
     }
 
+    /// The hosted organization's id, when this vault is one's.
+    pub fn tenant_id(&self) -> Option<&str> {
+        match &self.scope {
+            Scope::Tenant(id) => Some(id),
+            Scope::Own | Scope::Platform => None,
+        }
+    }
+
     /// The platform operator's vault: its store holds the tenants and the operator's keys,
     /// under an audit chain of its own (keys derived from the deployment's root).
     pub(crate) async fn open_platform(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use amanah_core::checkpoint::{parse_public_key, SignedCheckpoint};
 use amanah_crypto::checkpoint::PublicKey;
-use amanah_vault::{act, Vault};
+use amanah_vault::{act, Deployment, Vault};
 use anyhow::{bail, Context, Result};
 
 /// `serve` flags for periodic checkpoints.
@@ -91,25 +91,47 @@ pub(crate) async fn write_into(vault: &Vault, dir: &Path) -> Result<(PathBuf, Si
     Ok((file, cp))
 }
 
-/// The task of `serve --checkpoint-dir`: one checkpoint now, then one per interval. A failure
-/// (head missing or altered, directory unwritable) is logged and retried at the next tick.
-pub(crate) fn spawn_periodic(vault: Arc<Vault>, dir: PathBuf, every_secs: u64) {
+/// The task of `serve --checkpoint-dir`: one checkpoint now, then one per interval, of the
+/// deployment's own chain into DIR and of each active hosted organization's into
+/// DIR/tenants/<id>/. A failure (head missing or altered, directory unwritable) is logged and
+/// retried at the next tick.
+pub(crate) fn spawn_periodic(deployment: Arc<Deployment>, dir: PathBuf, every_secs: u64) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every_secs));
         loop {
             tick.tick().await;
-            match write_into(&vault, &dir).await {
-                Ok((file, cp)) => tracing::info!(
-                    file = %file.display(),
-                    seq = cp.checkpoint.seq,
-                    "audit checkpoint written"
-                ),
-                Err(e) => {
-                    tracing::error!(error = %format!("{e:#}"), dir = %dir.display(), "audit checkpoint failed")
+            write_logged(deployment.own(), &dir).await;
+            match deployment.hosted_vaults().await {
+                Ok(vaults) => {
+                    for vault in vaults {
+                        let Some(id) = vault.tenant_id() else {
+                            continue;
+                        };
+                        let dir = dir.join("tenants").join(id);
+                        if let Err(e) = std::fs::create_dir_all(&dir) {
+                            tracing::error!(error = %e, dir = %dir.display(), "audit checkpoint failed");
+                            continue;
+                        }
+                        write_logged(&vault, &dir).await;
+                    }
                 }
+                Err(e) => tracing::error!(error = %e, "audit checkpoints of organizations failed"),
             }
         }
     });
+}
+
+async fn write_logged(vault: &Vault, dir: &Path) {
+    match write_into(vault, dir).await {
+        Ok((file, cp)) => tracing::info!(
+            file = %file.display(),
+            seq = cp.checkpoint.seq,
+            "audit checkpoint written"
+        ),
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), dir = %dir.display(), "audit checkpoint failed")
+        }
+    }
 }
 
 /// `amanah audit checkpoint [--out FILE]`.

@@ -361,6 +361,9 @@ enum AuditCommand {
     Verify {
         #[command(flatten)]
         data: DataArgs,
+        /// A hosted organization's chain (its id) instead of the deployment's own.
+        #[arg(long)]
+        tenant: Option<String>,
         /// A checkpoint file written by `amanah audit checkpoint` or `serve --checkpoint-dir`.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -374,6 +377,9 @@ enum AuditCommand {
     Checkpoint {
         #[command(flatten)]
         data: DataArgs,
+        /// A hosted organization's chain (its id) instead of the deployment's own.
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -381,6 +387,9 @@ enum AuditCommand {
     PublicKey {
         #[command(flatten)]
         data: DataArgs,
+        /// A hosted organization's chain (its id) instead of the deployment's own.
+        #[arg(long)]
+        tenant: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -436,6 +445,18 @@ fn init_logging(format: LogFormat) {
 
 /// The command line's permit for `A`: the operator on the server's machine acts as the admin,
 /// through the same decision point as every API key.
+/// The vault whose chain an `audit` command reads: the deployment's own, or a hosted
+/// organization's (the platform's registry opens it).
+async fn audited_vault(data: &DataArgs, tenant: Option<&str>) -> Result<Arc<Vault>> {
+    match tenant {
+        None => Ok(Arc::new(open_vault(data).await?)),
+        Some(id) => {
+            let deployment = crate::tenants::open_deployment(data).await?;
+            Ok(deployment.tenant_vault(id).await?)
+        }
+    }
+}
+
 pub(crate) async fn operator<A: Act>(vault: &Vault) -> amanah_core::Result<Permit<A>> {
     vault
         .authorize::<A>(&vault.operator(), Target::none())
@@ -546,14 +567,14 @@ async fn run(command: Command) -> Result<ExitCode> {
             };
             let vault = Arc::new(open_vault(&data).await?);
             crate::keyfile::spawn_watcher(vault.clone(), data.key_path()?)?;
+            let deployment = crate::tenants::deployment_of(vault, &data)?;
             if let Some(dir) = dir {
                 crate::checkpoint::spawn_periodic(
-                    vault.clone(),
+                    deployment.clone(),
                     dir,
                     checkpoints.checkpoint_interval,
                 );
             }
-            let deployment = crate::tenants::deployment_of(vault, &data)?;
             serve(deployment, net).await?;
         }
         Command::Backup {
@@ -583,35 +604,41 @@ async fn run(command: Command) -> Result<ExitCode> {
             command:
                 AuditCommand::Verify {
                     data,
+                    tenant,
                     checkpoint: Some(file),
                     public_key,
                 },
         } => {
-            let vault = open_vault(&data).await?;
+            let vault = audited_vault(&data, tenant.as_deref()).await?;
             return crate::checkpoint::verify(&vault, &file, public_key.as_deref()).await;
         }
         Command::Audit {
-            command: AuditCommand::Checkpoint { data, out },
+            command: AuditCommand::Checkpoint { data, tenant, out },
         } => {
-            let vault = open_vault(&data).await?;
+            let vault = audited_vault(&data, tenant.as_deref()).await?;
             crate::checkpoint::emit(&vault, out.as_deref()).await?;
         }
         Command::Audit {
-            command: AuditCommand::PublicKey { data, out },
+            command: AuditCommand::PublicKey { data, tenant, out },
         } => {
-            let key = load_keys(&data)?
-                .checkpoint_key()
-                .map_err(|e| anyhow!("{e}"))?
-                .public_key();
+            let key = match tenant {
+                None => load_keys(&data)?
+                    .checkpoint_key()
+                    .map_err(|e| anyhow!("{e}"))?
+                    .public_key(),
+                Some(id) => audited_vault(&data, Some(&id))
+                    .await?
+                    .checkpoint_public_key()?,
+            };
             crate::checkpoint::print_public_key(key, out.as_deref())?;
         }
         Command::Audit {
             command: AuditCommand::CheckCheckpoint { file, public_key },
         } => return crate::checkpoint::check(&file, &public_key),
         Command::Audit {
-            command: AuditCommand::Verify { data, .. },
+            command: AuditCommand::Verify { data, tenant, .. },
         } => {
-            let vault = open_vault(&data).await?;
+            let vault = audited_vault(&data, tenant.as_deref()).await?;
             let report = vault.verify_chain().await?;
             match report.first_bad {
                 None => println!(
