@@ -174,6 +174,53 @@ fn csv_lines<'a>(lines: impl IntoIterator<Item = &'a [String]>) -> Result<Vec<u8
     w.into_inner().map_err(|e| anyhow!("csv: {e}"))
 }
 
+/// The file's bytes so far (empty if it does not exist), if rows of this tool may be appended
+/// to it: missing, empty, or starting with `HEADER`.
+fn existing(path: &Path) -> Result<Vec<u8>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    if bytes.is_empty() {
+        return Ok(bytes);
+    }
+    let first = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes.as_slice())
+        .records()
+        .next()
+        .transpose()
+        .ok()
+        .flatten();
+    if first.as_ref().is_none_or(|r| r.iter().ne(HEADER)) {
+        bail!(
+            "{} does not start with this tool's header ({}): give --report a new file",
+            path.display(),
+            HEADER.join(",")
+        );
+    }
+    Ok(bytes)
+}
+
+/// Whether a row can be appended to `path` (checked before a run, so a long run is not lost
+/// to a wrong file): its directory exists and the file is missing, empty or of this tool.
+pub fn check(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "--report {}: no directory {}",
+            path.display(),
+            dir.display()
+        );
+    }
+    existing(path).map(drop)
+}
+
 /// Appends `cells` to the CSV file at `path`, writing the header first if the file is missing
 /// or empty. A file whose first line is not `HEADER` is refused and left as it was. The bytes
 /// of one call go out in one append, so a row is never interleaved with another writer's.
@@ -185,35 +232,13 @@ pub fn append(path: &Path, cells: &[String]) -> Result<()> {
             HEADER.len()
         );
     }
-    let existing = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    let header: Vec<String> = HEADER.iter().map(|&h| h.to_owned()).collect();
+    let existing = existing(path)?;
     let mut out = Vec::new();
     if existing.is_empty() {
+        let header: Vec<String> = HEADER.iter().map(|&h| h.to_owned()).collect();
         out = csv_lines([header.as_slice()])?;
-    } else {
-        let first = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(existing.as_slice())
-            .records()
-            .next()
-            .transpose()
-            .ok()
-            .flatten();
-        if first.as_ref().is_none_or(|r| r.iter().ne(HEADER)) {
-            bail!(
-                "{} does not start with this tool's header ({}): give --report a new file",
-                path.display(),
-                HEADER.join(",")
-            );
-        }
-        if !existing.ends_with(b"\n") {
-            out.push(b'\n');
-        }
+    } else if !existing.ends_with(b"\n") {
+        out.push(b'\n');
     }
     out.extend(csv_lines([cells])?);
     OpenOptions::new()
@@ -342,6 +367,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("does not start with this tool's header"), "{e}");
+        // Found before the run, too.
+        let e = check(&file).unwrap_err().to_string();
+        assert!(e.contains("does not start with this tool's header"), "{e}");
+        let e = check(&dir.path().join("no/such/dir.csv"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no directory"), "{e}");
+        check(&dir.path().join("new.csv")).unwrap();
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             "date,rps\n2026-01-01T00:00:00Z,5\n"

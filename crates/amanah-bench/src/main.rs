@@ -217,6 +217,9 @@ async fn run(args: BenchArgs) -> Result<()> {
     if args.sample_rss.is_some_and(|d| d.is_zero()) {
         bail!("--sample-rss must be more than 0");
     }
+    if let Some(file) = &args.report {
+        history::check(file)?;
+    }
     if args.ceiling.is_some_and(|d| d.is_zero()) {
         bail!("--ceiling must be more than 0");
     }
