@@ -20,7 +20,7 @@
 #
 # Usage: scripts/compare-pgcrypto.sh     (after `cargo build --release -p amanah -p amanah-bench`)
 # Environment: CONNECTIONS ("64": Amanah's connections; several, e.g. "16 64", are each tried
-#                and the best kept), PG_CLIENTS ("4 8 16": pgbench clients, each tried, the best
+#                and the best kept), PG_CLIENTS ("4 8 16 32": pgbench clients, each tried, the best
 #                kept), PG_JOBS (pgbench threads, nproc), PG_PROTOCOL (prepared; simple or
 #                extended to compare), SECONDS_PER_RUN (10), CEILING_SECONDS (3, the /healthz
 #                measurement before each Amanah run), SEED (10000 subjects for lookups),
@@ -29,7 +29,7 @@
 set -euo pipefail
 
 CONNECTIONS=${CONNECTIONS:-64}
-PG_CLIENTS=${PG_CLIENTS:-4 8 16}
+PG_CLIENTS=${PG_CLIENTS:-4 8 16 32}
 PG_JOBS=${PG_JOBS:-$(nproc)}
 PG_PROTOCOL=${PG_PROTOCOL:-prepared}
 SECS=${SECONDS_PER_RUN:-10}
@@ -71,6 +71,12 @@ done
 tool() { if [ -x "$PG_BIN/$1" ]; then echo "$PG_BIN/$1"; else command -v "$1"; fi; }
 PSQL=$(tool psql); PGBENCH=$(tool pgbench)
 max_of() { printf '%s\n' "$@" | sort -n | tail -1; }
+edge() { # best count, the counts tried: a note if the best is the largest of several
+  # shellcheck disable=SC2086
+  if [ "$(wc -w <<<"$2")" -gt 1 ] && [ "$1" = "$(max_of $2)" ]; then
+    echo " (the largest count tried: more may do better)"
+  fi
+}
 # shellcheck disable=SC2086 # the lists are split on purpose
 MAX_CLIENTS=$(max_of $PG_CLIENTS $CONNECTIONS)
 
@@ -163,7 +169,7 @@ pg_best() { # workload, variant, script: tries each client count, keeps the best
     tried+=" ${c}c ${t}/s"
     if [ "$t" -gt "${PG[$1_$2]}" ]; then PG[$1_$2]=$t; PGC[$1_$2]=$c; fi
   done
-  echo "  $1 $2:${tried} -> best ${PG[$1_$2]}/s with ${PGC[$1_$2]} clients"
+  echo "  $1 $2:${tried} -> best ${PG[$1_$2]}/s with ${PGC[$1_$2]} clients$(edge "${PGC[$1_$2]}" "$PG_CLIENTS")"
 }
 for variant in default tuned; do
   opts_sql=""; [ "$variant" = tuned ] && opts_sql=", '$TUNED_OPTS'"
@@ -207,7 +213,7 @@ amanah_runs() { # store label, then bench arguments for --url (empty: own SQLite
       if [ "$rps" -gt "${A[${workload}_$label]}" ]; then A[${workload}_$label]=$rps; AC[${workload}_$label]=$c; fi
       if [ "$ceil" -gt "${CEIL[$label]}" ]; then CEIL[$label]=$ceil; CEILC[$label]=$c; fi
     done
-    echo "  $workload:${tried} -> best ${A[${workload}_$label]}/s with ${AC[${workload}_$label]} connections"
+    echo "  $workload:${tried} -> best ${A[${workload}_$label]}/s with ${AC[${workload}_$label]} connections$(edge "${AC[${workload}_$label]}" "$CONNECTIONS")"
   done
 }
 
