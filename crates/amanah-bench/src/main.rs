@@ -3,14 +3,17 @@
 //! directory (university preset, purpose `admission`) or targets `--url`, which must be a
 //! loopback address: it never sends load anywhere else. N connections (HTTP/1.1 keep-alive)
 //! run one workload for a bounded time; the report gives throughput, latency percentiles,
-//! errors and the server's memory, as text or JSON.
+//! errors and the server's memory, as text or JSON, and with `--ceiling` the server's
+//! `GET /healthz` rate measured just before; `--report FILE.csv` appends it as a dated row.
 //!
-//! `workload.rs` is what is sent, `driver.rs` how, `report.rs` what is reported, `server.rs`
-//! the server it starts, `memory.rs` that server's memory, `target.rs` the loopback rule.
+//! `workload.rs` is what is sent, `driver.rs` how, `report.rs` what is reported, `history.rs`
+//! the CSV row, `server.rs` the server it starts, `memory.rs` that server's memory, `target.rs`
+//! the loopback rule.
 
 mod driver;
 #[path = "../../amanah/src/duration.rs"]
 mod duration;
+mod history;
 mod memory;
 mod report;
 mod server;
@@ -30,6 +33,7 @@ use crate::driver::{Setup, Window};
 use crate::duration::parse_duration;
 use crate::report::{histogram, Latency, Report};
 use crate::workload::{Plan, Rng, Workload, SPACE};
+use hdrhistogram::Histogram;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -80,6 +84,106 @@ struct BenchArgs {
     /// tool, then the first on PATH (`amanah bench` passes itself).
     #[arg(long, env = "AMANAH_BIN")]
     amanah: Option<PathBuf>,
+    /// First measure `GET /healthz` on the same server with the same connections for this long
+    /// (default 3s; after up to 1 s of warm-up), and report the workload's rate as a share of
+    /// it: the HTTP ceiling of this server on this machine.
+    #[arg(long, value_name = "DURATION", num_args = 0..=1, default_missing_value = "3s", value_parser = parse_duration)]
+    ceiling: Option<Duration>,
+    /// Append the run as one dated row to this CSV file (created with its header if missing),
+    /// e.g. bench/history.csv: date, commit, machine, store, workload, figures, ceiling.
+    #[arg(long, value_name = "FILE.csv")]
+    report: Option<PathBuf>,
+    /// With --url: what the server stores in, for the --report row (e.g. postgres). A server
+    /// the tool starts is `sqlite`; a --url server not labelled is `unknown`.
+    #[arg(long, value_name = "KIND", requires = "url")]
+    store_kind: Option<String>,
+    /// A free-text note for the --report row (e.g. what the run compares).
+    #[arg(long, value_name = "TEXT", requires = "report", default_value = "")]
+    report_note: String,
+}
+
+/// Up to this much warm-up before the ceiling is measured.
+const CEILING_WARMUP: Duration = Duration::from_secs(1);
+
+/// What the connections of one measured window counted together.
+struct Measured {
+    hist: Histogram<u64>,
+    ok: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// Seconds from the start of measuring to its end (or the end of the work, for erase).
+    secs: f64,
+}
+
+/// Runs `workload` over `connections` connections in `window` and adds up what they counted.
+async fn measure(
+    plan: &Arc<Plan>,
+    workload: Workload,
+    connections: usize,
+    window: Window,
+) -> Result<Measured> {
+    let mut tasks = Vec::with_capacity(connections);
+    for i in 0..connections {
+        tasks.push(tokio::spawn(driver::connection(
+            plan.clone(),
+            workload,
+            i as u64,
+            window,
+        )));
+    }
+    let mut m = Measured {
+        hist: histogram()?,
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        secs: 0.0,
+    };
+    for t in tasks {
+        let tally = t.await??;
+        m.hist
+            .add(&tally.hist)
+            .map_err(|e| anyhow!("histogram: {e}"))?;
+        m.ok += tally.ok;
+        m.errors += tally.errors;
+        if m.first_error.is_none() {
+            m.first_error = tally.first_error;
+        }
+    }
+    // An erase run ends when the seeded subjects do: the rate is over the time it took.
+    let ended = Instant::now().min(window.until);
+    m.secs = ended
+        .saturating_duration_since(window.measure_from)
+        .as_secs_f64()
+        .max(1e-3);
+    Ok(m)
+}
+
+/// `GET /healthz` per second over `connections` connections for `duration`, unpaced.
+async fn measure_ceiling(
+    plan: &Arc<Plan>,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Result<f64> {
+    let now = Instant::now();
+    let warmup = warmup.min(CEILING_WARMUP);
+    let window = Window {
+        measure_from: now + warmup,
+        until: now + warmup + duration,
+        interval: None,
+    };
+    let m = measure(plan, Workload::Healthz, connections, window).await?;
+    if m.errors > 0 || m.ok == 0 {
+        bail!(
+            "measuring the ceiling (GET /healthz): {} ok, {} errors{}",
+            m.ok,
+            m.errors,
+            m.first_error
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(m.ok as f64 / m.secs)
 }
 
 fn main() -> ExitCode {
@@ -112,6 +216,19 @@ async fn run(args: BenchArgs) -> Result<()> {
     }
     if args.sample_rss.is_some_and(|d| d.is_zero()) {
         bail!("--sample-rss must be more than 0");
+    }
+    if let Some(file) = &args.report {
+        history::check(file)?;
+    }
+    if args.ceiling.is_some_and(|d| d.is_zero()) {
+        bail!("--ceiling must be more than 0");
+    }
+    if args
+        .store_kind
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        bail!("--store-kind must not be empty");
     }
     if args.sample_rss.is_some() && args.url.is_some() && args.server_pid.is_none() {
         bail!("--sample-rss with --url needs the server's process id: give --server-pid PID");
@@ -177,6 +294,11 @@ async fn run(args: BenchArgs) -> Result<()> {
         None => plan,
     };
 
+    let ceiling_rps = match args.ceiling {
+        Some(d) => Some(measure_ceiling(&plan, args.connections, args.warmup, d).await?),
+        None => None,
+    };
+
     let started = Instant::now();
     let window = Window {
         measure_from: started + args.warmup,
@@ -187,29 +309,7 @@ async fn run(args: BenchArgs) -> Result<()> {
         (Some(every), Some(pid)) => Some(memory::spawn_sampler(pid, every, started, window.until)),
         _ => None,
     };
-    let mut tasks = Vec::with_capacity(args.connections);
-    for i in 0..args.connections {
-        tasks.push(tokio::spawn(driver::connection(
-            plan.clone(),
-            args.workload,
-            i as u64,
-            window,
-        )));
-    }
-    let mut hist = histogram()?;
-    let (mut ok, mut errors, mut first_error) = (0, 0, None);
-    for t in tasks {
-        let tally = t.await??;
-        hist.add(&tally.hist)
-            .map_err(|e| anyhow!("histogram: {e}"))?;
-        ok += tally.ok;
-        errors += tally.errors;
-        if first_error.is_none() {
-            first_error = tally.first_error;
-        }
-    }
-    // An erase run ends when the seeded subjects do: the rate is over the time it took.
-    let ended = Instant::now().min(window.until);
+    let m = measure(&plan, args.workload, args.connections, window).await?;
     let server_rss_samples = match sampler {
         // The series runs to the planned end even if an erase run stops early.
         Some(s) => s.await?,
@@ -217,22 +317,21 @@ async fn run(args: BenchArgs) -> Result<()> {
     };
     let server_peak_rss_mib = pid.and_then(memory::peak_rss_mib);
     drop(own);
-    let secs = ended
-        .saturating_duration_since(window.measure_from)
-        .as_secs_f64()
-        .max(1e-3);
+    let throughput_rps = m.ok as f64 / m.secs;
     let report = Report {
         workload: args.workload,
         target: label,
         connections: args.connections,
-        duration_s: secs,
+        duration_s: m.secs,
         seeded_subjects: seed,
-        requests: ok,
-        errors,
-        throughput_rps: ok as f64 / secs,
-        latency: Latency::from_histogram(&hist),
-        first_error,
+        requests: m.ok,
+        errors: m.errors,
+        throughput_rps,
+        latency: Latency::from_histogram(&m.hist),
+        first_error: m.first_error,
         offered_rps: args.rate,
+        ceiling_rps,
+        share_of_ceiling: ceiling_rps.map(|c| throughput_rps / c),
         server_peak_rss_mib,
         server_rss_samples,
     };
@@ -240,6 +339,22 @@ async fn run(args: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.text());
+    }
+    if let Some(file) = &args.report {
+        let store = match (&args.store_kind, args.url.is_some()) {
+            (Some(kind), _) => kind.trim(),
+            (None, false) => "sqlite",
+            (None, true) => "unknown",
+        };
+        let ctx = history::RowContext {
+            date: history::rfc3339_utc(time::OffsetDateTime::now_utc())?,
+            commit: history::commit_of(file),
+            machine: history::Machine::current(),
+            store,
+            note: &args.report_note,
+        };
+        history::append(file, &history::row(&report, &ctx))?;
+        eprintln!("appended to {}", file.display());
     }
     Ok(())
 }
@@ -255,5 +370,23 @@ mod tests {
         BenchArgs::command().debug_assert();
         let e = BenchArgs::try_parse_from(["amanah-bench", "--server-pid", "1"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        for needs_another in [
+            &["amanah-bench", "--store-kind", "postgres"][..],
+            &["amanah-bench", "--report-note", "x"][..],
+        ] {
+            let e = BenchArgs::try_parse_from(needs_another).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        }
+        // --ceiling alone measures for 3 s; with a value, for that long.
+        let a =
+            BenchArgs::try_parse_from(["amanah-bench", "--ceiling", "--workload", "get"]).unwrap();
+        assert_eq!(a.ceiling, Some(Duration::from_secs(3)));
+        assert_eq!(a.workload, Workload::Get);
+        let a = BenchArgs::try_parse_from(["amanah-bench", "--ceiling", "500ms"]).unwrap();
+        assert_eq!(a.ceiling, Some(Duration::from_millis(500)));
+        assert_eq!(
+            BenchArgs::try_parse_from(["amanah-bench"]).unwrap().ceiling,
+            None
+        );
     }
 }

@@ -62,6 +62,13 @@ pub struct Report {
     /// Offered load (`--rate`), if paced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offered_rps: Option<f64>,
+    /// `GET /healthz` per second on the same server and connections just before the run
+    /// (`--ceiling`): what this machine serves over HTTP with no vault work at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling_rps: Option<f64>,
+    /// `throughput_rps / ceiling_rps`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_of_ceiling: Option<f64>,
     /// Peak resident memory of the server under test (Linux `VmHWM`), in MiB: the server the
     /// bench started, or `--server-pid`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -92,6 +99,12 @@ impl Report {
         ));
         if let Some(rate) = self.offered_rps {
             out.push_str(&format!("  offered     {rate:.0} req/s\n"));
+        }
+        if let (Some(ceiling), Some(share)) = (self.ceiling_rps, self.share_of_ceiling) {
+            out.push_str(&format!(
+                "  ceiling     GET /healthz {ceiling:.0} req/s: this workload runs at {:.1} % of it\n",
+                share * 100.0
+            ));
         }
         if let Some(rss) = self.server_peak_rss_mib {
             out.push_str(&format!("  server RSS  {rss:.1} MiB peak\n"));
@@ -141,6 +154,8 @@ mod tests {
             latency: l,
             first_error: Some("HTTP 500 Internal Server Error".into()),
             offered_rps: Some(600.0),
+            ceiling_rps: None,
+            share_of_ceiling: None,
             server_peak_rss_mib: Some(42.5),
             server_rss_samples: Vec::new(),
         };
@@ -164,6 +179,21 @@ mod tests {
         assert!(text.contains("server RSS  42.5 MiB peak"), "{text}");
         assert_eq!(json["server_peak_rss_mib"], 42.5);
         assert!(json.get("server_rss_samples").is_none(), "{json}");
+        assert!(!text.contains("ceiling"), "no ceiling measured: {text}");
+        assert!(json.get("ceiling_rps").is_none(), "{json}");
+
+        r.ceiling_rps = Some(4000.0);
+        r.share_of_ceiling = Some(0.125);
+        let text = r.text();
+        assert!(
+            text.contains(
+                "  ceiling     GET /healthz 4000 req/s: this workload runs at 12.5 % of it\n"
+            ),
+            "{text}"
+        );
+        let json: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["ceiling_rps"], 4000.0);
+        assert_eq!(json["share_of_ceiling"], 0.125);
 
         r.server_rss_samples = (0..7)
             .map(|i| RssSample {

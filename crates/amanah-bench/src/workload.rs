@@ -29,6 +29,8 @@ pub enum Workload {
     Mixed,
     /// Erase seeded subjects (crypto-shredding), each once; stops when all are erased.
     Erase,
+    /// `GET /healthz`: no vault work at all, the HTTP ceiling of this server on this machine.
+    Healthz,
 }
 
 impl Workload {
@@ -39,12 +41,13 @@ impl Workload {
             Workload::Get => "get",
             Workload::Mixed => "mixed",
             Workload::Erase => "erase",
+            Workload::Healthz => "healthz",
         }
     }
 
     /// Whether the run needs subjects created before it measures.
     pub fn needs_subjects(self) -> bool {
-        self != Workload::Create
+        !matches!(self, Workload::Create | Workload::Healthz)
     }
 
     /// Whether the run needs the ids of the seeded subjects (not only their values).
@@ -64,6 +67,7 @@ impl Workload {
                 _ => Op::Get,
             },
             Workload::Erase => Op::Erase,
+            Workload::Healthz => Op::Healthz,
         }
     }
 }
@@ -75,6 +79,7 @@ pub enum Op {
     Lookup,
     Get,
     Erase,
+    Healthz,
 }
 
 // ------------------------------------------------------------------------------ test data
@@ -265,6 +270,13 @@ impl Plan {
                     StatusCode::NO_CONTENT,
                 )
             }
+            Op::Healthz => (
+                self.builder()
+                    .method(Method::GET)
+                    .uri("/healthz")
+                    .body(Full::new(Bytes::new()))?,
+                StatusCode::OK,
+            ),
         }))
     }
 }
@@ -323,7 +335,7 @@ mod tests {
                 Op::Create => counts[0] += 1,
                 Op::Lookup => counts[1] += 1,
                 Op::Get => counts[2] += 1,
-                Op::Erase => panic!("mixed never erases"),
+                Op::Erase | Op::Healthz => panic!("mixed never erases nor probes"),
             }
         }
         // 2,000 / 4,000 / 4,000 expected; xorshift* is uniform enough for ±10 %.
@@ -333,5 +345,7 @@ mod tests {
         assert_eq!(Workload::Lookup.next_op(&mut rng), Op::Lookup);
         assert!(Workload::Mixed.needs_ids() && !Workload::Lookup.needs_ids());
         assert!(!Workload::Create.needs_subjects());
+        assert!(!Workload::Healthz.needs_subjects() && !Workload::Healthz.needs_ids());
+        assert_eq!(Workload::Healthz.next_op(&mut rng), Op::Healthz);
     }
 }

@@ -45,6 +45,8 @@ fn amanah_bench_help_is_the_tools_help() {
         "--duration",
         "--json",
         "--sample-rss",
+        "--ceiling",
+        "--report",
     ] {
         assert!(help.contains(flag), "{flag} missing: {help}");
     }
@@ -204,6 +206,90 @@ fn amanah_bench_runs_a_mixed_load_and_samples_server_memory() {
         3,
         "each sample is printed as taken: {stderr}"
     );
+}
+
+/// `--ceiling` measures `GET /healthz` on the same server first and reports the workload as a
+/// share of it; `--report` appends one dated row per run to a CSV file, its header once.
+#[test]
+fn bench_measures_the_ceiling_and_appends_rows_to_a_history_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = dir.path().join("history.csv");
+    let run = |args: &[&str]| {
+        let out = bench()
+            .args([
+                "--duration",
+                "500ms",
+                "--warmup",
+                "0s",
+                "--connections",
+                "2",
+            ])
+            .args(["--json", "--report"])
+            .arg(&history)
+            .args(args)
+            .env_remove("AMANAH_BENCH_KEY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let get = run(&[
+        "--workload",
+        "get",
+        "--subjects",
+        "10",
+        "--ceiling",
+        "500ms",
+        "--report-note",
+        "get, with \"ceiling\"",
+    ]);
+    let ceiling = get["ceiling_rps"].as_f64().unwrap();
+    assert!(ceiling > 0.0, "{get}");
+    let share = get["share_of_ceiling"].as_f64().unwrap();
+    assert_eq!(share, get["throughput_rps"].as_f64().unwrap() / ceiling);
+    let probe = run(&["--workload", "healthz"]);
+    assert_eq!(probe["workload"], "healthz");
+    assert_eq!(probe["errors"], 0, "{probe}");
+    assert!(probe.get("ceiling_rps").is_none(), "{probe}");
+
+    let mut csv = csv::Reader::from_path(&history).unwrap();
+    let header: Vec<String> = csv.headers().unwrap().iter().map(str::to_owned).collect();
+    let rows: Vec<csv::StringRecord> = csv.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2, "one row per run, the header once");
+    let cell = |row: &csv::StringRecord, name: &str| {
+        let i = header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name}"));
+        row[i].to_owned()
+    };
+    let (g, p) = (&rows[0], &rows[1]);
+    assert_eq!(cell(g, "workload"), "get");
+    assert_eq!(cell(p, "workload"), "healthz");
+    for row in [g, p] {
+        assert_eq!(cell(row, "store"), "sqlite");
+        assert_eq!(cell(row, "connections"), "2");
+        assert_eq!(cell(row, "errors"), "0");
+        // Outside a repository the commit is not known.
+        assert_eq!(cell(row, "commit"), "unknown");
+        assert!(cell(row, "nproc").parse::<usize>().unwrap() >= 1);
+        let date = cell(row, "date");
+        assert!(date.len() == 20 && date.ends_with('Z'), "{date}");
+    }
+    assert_eq!(cell(g, "requests"), get["requests"].to_string());
+    let recorded = cell(g, "ceiling_rps").parse::<f64>().unwrap();
+    assert!(
+        (recorded - ceiling).abs() <= 0.051,
+        "{recorded} vs {ceiling}"
+    );
+    assert!(cell(g, "share_of_ceiling").parse::<f64>().unwrap() > 0.0);
+    assert_eq!(cell(g, "note"), "get, with \"ceiling\"");
+    assert_eq!(cell(p, "ceiling_rps"), "");
+    assert_eq!(cell(p, "note"), "");
 }
 
 #[test]
