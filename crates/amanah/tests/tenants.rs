@@ -771,6 +771,62 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
         "{out}"
     );
 
+    // Its own chain and checkpoints, apart from the deployment's: signed with its own key.
+    let out = run_ok(&d.args(&["audit", "verify", "--tenant", &id]));
+    assert!(out.starts_with("ok: "), "{out}");
+    let own = run_ok(&d.args(&["audit", "verify"]));
+    assert_ne!(out, own);
+    let anchors = d.data.parent().unwrap().join("anchors");
+    std::fs::create_dir_all(&anchors).unwrap();
+    let cp = anchors.join("epsilon.json");
+    let public = anchors.join("epsilon.pub");
+    run_ok(&d.args(&[
+        "audit",
+        "checkpoint",
+        "--tenant",
+        &id,
+        "--out",
+        cp.to_str().unwrap(),
+    ]));
+    run_ok(&d.args(&[
+        "audit",
+        "public-key",
+        "--tenant",
+        &id,
+        "--out",
+        public.to_str().unwrap(),
+    ]));
+    let own_public = run_ok(&d.args(&["audit", "public-key"]));
+    assert_ne!(std::fs::read_to_string(&public).unwrap(), own_public);
+    let (ok, out, err) = support::run(&[
+        "audit",
+        "check-checkpoint",
+        cp.to_str().unwrap(),
+        "--public-key",
+        public.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out} {err}");
+    let out = run_ok(&d.args(&[
+        "audit",
+        "verify",
+        "--tenant",
+        &id,
+        "--checkpoint",
+        cp.to_str().unwrap(),
+    ]));
+    assert!(out.contains("extends the checkpoint"), "{out}");
+    // The deployment's own public key does not check the organization's checkpoint.
+    let own_pub_file = anchors.join("own.pub");
+    std::fs::write(&own_pub_file, &own_public).unwrap();
+    let (ok, _, _) = support::run(&[
+        "audit",
+        "check-checkpoint",
+        cp.to_str().unwrap(),
+        "--public-key",
+        own_pub_file.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+
     // Export: every subject's export, one per line, recorded in the organization's chain.
     let file = d.data.parent().unwrap().join("epsilon.jsonl");
     let out = run_ok(&d.args(&["tenant", "export", &id, "--out", file.to_str().unwrap()]));
