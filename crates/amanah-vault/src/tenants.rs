@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amanah_core::policy::{Policy, ADMIN_ROLE, PLATFORM_ROLE};
+use amanah_core::policy::{ADMIN_ROLE, PLATFORM_ROLE};
 use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::{token, KeyRing};
 use amanah_store::{
@@ -247,7 +247,24 @@ struct HostedState {
     status: String,
     max_rps: Option<u64>,
     read_at: Instant,
+    /// The last request that used it (an idle tenant is closed: [`Deployment::upkeep`]).
+    used_at: Instant,
     bucket: Bucket,
+}
+
+impl Hosted {
+    /// Whether this request is the one to read the tenant's state again (at most one per
+    /// [`REFRESH`], whatever the number of requests).
+    fn claim_refresh(&self) -> bool {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        state.used_at = now;
+        if now.saturating_duration_since(state.read_at) < REFRESH {
+            return false;
+        }
+        state.read_at = now;
+        true
+    }
 }
 
 /// Every organization of a deployment: its own (the default), the hosted ones, and the platform.
@@ -256,6 +273,8 @@ pub struct Deployment {
     clock: Arc<dyn Clock>,
     placement: Arc<dyn Placement>,
     platform: tokio::sync::Mutex<Option<Arc<Vault>>>,
+    /// When the placement last said there is no platform's store.
+    platform_absent: Mutex<Option<Instant>>,
     hosted: Mutex<HashMap<String, Arc<Hosted>>>,
     /// One open at a time per tenant (a store open runs migrations and recovery); a tenant
     /// whose store is slow to answer never holds up another's.
@@ -293,6 +312,7 @@ impl Deployment {
             clock,
             placement,
             platform: tokio::sync::Mutex::new(None),
+            platform_absent: Mutex::new(None),
             hosted: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             purging: tokio::sync::Mutex::new(()),
@@ -316,6 +336,12 @@ impl Deployment {
         if let Some(v) = &*slot {
             return Ok(Some(v.clone()));
         }
+        // Where there is no platform, a token that names one is asked about at most once per
+        // [`REFRESH`], not once per request (on PostgreSQL each asks the cluster).
+        let absent_since = *lock(&self.platform_absent);
+        if !create && absent_since.is_some_and(|at| at.elapsed() < REFRESH) {
+            return Ok(None);
+        }
         let platform_keys = self
             .root()
             .platform()
@@ -325,6 +351,7 @@ impl Deployment {
             .platform_store(&platform_keys, create)
             .await?
         else {
+            *lock(&self.platform_absent) = Some(Instant::now());
             return Ok(None);
         };
         let vault = Arc::new(Vault::open_platform(store, &self.root(), self.clock.clone()).await?);
@@ -360,11 +387,13 @@ impl Deployment {
                     .to_string();
                 let hosted = match self.hosted(&id).await {
                     Ok(Some(h)) => h,
-                    Ok(None) => return Err(Error::Unauthenticated),
+                    // Deleted while it was being opened: like any unknown key.
+                    Ok(None) | Err(Error::NotFound(_)) => return Err(Error::Unauthenticated),
                     Err(e) => return Err(e),
                 };
-                // A deleted tenant's store may be gone: its state is read first.
-                if lock(&hosted.state).read_at.elapsed() >= REFRESH {
+                // A deleted tenant's store may be gone: its state is read first, by one request
+                // per interval (the others use the state as last read).
+                if hosted.claim_refresh() {
                     self.refresh(&id, &hosted).await?;
                 }
                 let who = hosted.vault.authenticate(bearer).await?;
@@ -401,7 +430,6 @@ impl Deployment {
         let mut state = lock(&hosted.state);
         state.status = record.status;
         state.max_rps = quota(record.max_rps);
-        state.read_at = Instant::now();
         Ok(())
     }
 
@@ -409,6 +437,15 @@ impl Deployment {
     async fn hosted(&self, id: &str) -> Result<Option<Arc<Hosted>>> {
         if let Some(h) = lock(&self.hosted).get(id) {
             return Ok(Some(h.clone()));
+        }
+        let Some(platform) = self.platform(false).await? else {
+            return Ok(None);
+        };
+        // Only a registered tenant gets a gate: ids from anyone's tokens never fill the map.
+        let registered =
+            |r: &Option<TenantRecord>| r.as_ref().is_some_and(|r| r.status != TENANT_DELETED);
+        if !registered(&platform.store.tenant(id).await.map_err(store_error)?) {
+            return Ok(None);
         }
         let gate = lock(&self.opening)
             .entry(id.to_owned())
@@ -418,15 +455,11 @@ impl Deployment {
         if let Some(h) = lock(&self.hosted).get(id) {
             return Ok(Some(h.clone()));
         }
-        let Some(platform) = self.platform(false).await? else {
+        // Read again under the gate: it may have changed while this waited.
+        let record = platform.store.tenant(id).await.map_err(store_error)?;
+        let Some(record) = record.filter(|r| r.status != TENANT_DELETED) else {
             return Ok(None);
         };
-        let Some(record) = platform.store.tenant(id).await.map_err(store_error)? else {
-            return Ok(None);
-        };
-        if record.status == TENANT_DELETED {
-            return Ok(None);
-        }
         let vault = self.open_tenant(&record, false).await?;
         let hosted = Arc::new(Hosted {
             vault: Arc::new(vault),
@@ -434,6 +467,7 @@ impl Deployment {
                 status: record.status.clone(),
                 max_rps: quota(record.max_rps),
                 read_at: Instant::now(),
+                used_at: Instant::now(),
                 bucket: Bucket {
                     tokens: quota(record.max_rps).unwrap_or(1) as f64,
                     at: Instant::now(),
@@ -484,6 +518,31 @@ impl Deployment {
         Ok(vault)
     }
 
+    /// Closes what a server no longer needs open: tenants deleted meanwhile (by another server
+    /// or the command line: their key ring leaves this process's memory) and tenants idle for
+    /// `idle` (their connections close; the next request opens them again).
+    pub async fn upkeep(&self, idle: Duration) -> Result<usize> {
+        let open: Vec<(String, Instant)> = lock(&self.hosted)
+            .iter()
+            .map(|(id, h)| (id.clone(), lock(&h.state).used_at))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let platform = self.platform_store().await?;
+        let mut closed = 0;
+        for (id, used_at) in open {
+            let record = platform.store.tenant(&id).await.map_err(store_error)?;
+            let deleted = record.is_none_or(|r| r.status == TENANT_DELETED);
+            if deleted || used_at.elapsed() >= idle {
+                lock(&self.hosted).remove(&id);
+                lock(&self.opening).remove(&id);
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
     /// A tenant's vault, for the command line's audit tools (verify, checkpoints). A deleted
     /// or unknown tenant has none.
     pub async fn tenant_vault(&self, id: &str) -> Result<Arc<Vault>> {
@@ -496,15 +555,16 @@ impl Deployment {
         Ok(hosted.vault.clone())
     }
 
-    /// The vaults of every active tenant (opened if need be), which a server keeps up
-    /// (retention sweeps) besides its own organization's.
+    /// The vaults of every tenant not deleted (opened if need be), which a server keeps up
+    /// (retention sweeps, checkpoints) besides its own organization's.
     pub async fn hosted_vaults(&self) -> Result<Vec<Arc<Vault>>> {
         let mut out = Vec::new();
         let Some(platform) = self.platform(false).await? else {
             return Ok(out);
         };
         for t in platform.store.tenants().await.map_err(store_error)? {
-            if t.status != TENANT_ACTIVE {
+            // A suspended organization's retention still runs (the law's periods do not stop).
+            if t.status == TENANT_DELETED {
                 continue;
             }
             match self.hosted(&t.id).await {
@@ -575,10 +635,7 @@ impl Deployment {
     ) -> Result<CreatedTenant> {
         let platform = self.platform_store().await?;
         let name = check_name(&spec.name)?;
-        Policy::parse(&spec.policy).map_err(|errs| Error::Invalid {
-            field: Some("policy".into()),
-            message: errs.render("policy"),
-        })?;
+        crate::vault::parse_source(&spec.policy)?;
         check_quotas(&spec.quotas)?;
         let taken = platform
             .store

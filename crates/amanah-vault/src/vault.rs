@@ -344,8 +344,11 @@ impl Vault {
     pub(crate) fn may_hold_role(&self, role: &str) -> bool {
         match self.scope {
             Scope::Platform => role == PLATFORM_ROLE,
+            // The operator's role never authenticates outside the platform, even where an
+            // older stored policy declares a role of that name.
             Scope::Own | Scope::Tenant(_) => {
-                role == ADMIN_ROLE || self.policy().policy.role(role).is_some()
+                role != PLATFORM_ROLE
+                    && (role == ADMIN_ROLE || self.policy().policy.role(role).is_some())
             }
         }
     }
@@ -490,11 +493,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_source(source: &str) -> Result<Policy> {
-    Policy::parse(source).map_err(|errs| Error::Invalid {
+/// A policy about to be applied (a new store's, a new version, a new tenant's).
+pub(crate) fn parse_source(source: &str) -> Result<Policy> {
+    let policy = Policy::parse(source).map_err(|errs| Error::Invalid {
         field: Some("policy".into()),
         message: errs.render("policy"),
-    })
+    })?;
+    match policy.reserved_role_error() {
+        Some(message) => Err(Error::invalid("policy", format!("policy: {message}"))),
+        None => Ok(policy),
+    }
 }
 
 fn parse_stored(record: &PolicyRecord) -> Result<Policy> {

@@ -114,6 +114,17 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
             tracing::error!(error = %e, "removing deleted organizations' stores failed");
         }
     });
+    // Organizations deleted elsewhere leave this process's memory, idle ones close.
+    let keeper = deployment.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            if let Err(e) = keeper.upkeep(std::time::Duration::from_secs(600)).await {
+                tracing::error!(error = %e, "closing idle organizations failed");
+            }
+        }
+    });
     if net.retention_interval > 0 {
         let sweeper = deployment.clone();
         let every = std::time::Duration::from_secs(net.retention_interval);

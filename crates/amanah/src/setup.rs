@@ -16,7 +16,10 @@ pub(crate) fn read_policy(file: &Path) -> Result<(Policy, String)> {
     let source =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     match Policy::parse(&source) {
-        Ok(p) => Ok((p, source)),
+        Ok(p) => match p.reserved_role_error() {
+            Some(message) => bail!("invalid policy\n{}: {message}", file.display()),
+            None => Ok((p, source)),
+        },
         Err(errs) => bail!(
             "invalid policy\n{}",
             errs.render(&file.display().to_string())

@@ -191,13 +191,20 @@ fn internal(e: impl std::fmt::Display) -> Error {
 
 /// `url` with its database replaced by `name` (query parameters kept).
 fn with_database(url: &str, name: &str) -> CoreResult<String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| internal("not a postgres:// URL"))?;
+    let not_hosting = || {
+        Error::invalid(
+            "store",
+            "a deployment hosting organizations names its database in a postgres:// URL's path (not key=value, not dbname=)",
+        )
+    };
+    let (scheme, rest) = url.split_once("://").ok_or_else(not_hosting)?;
     let (before_query, query) = match rest.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (rest, None),
     };
+    if query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("dbname="))) {
+        return Err(not_hosting());
+    }
     let authority = before_query.split('/').next().unwrap_or_default();
     Ok(match query {
         Some(q) => format!("{scheme}://{authority}/{name}?{q}"),
@@ -580,6 +587,8 @@ mod tests {
             "postgresql://u@h/x"
         );
         assert!(with_database("not a url", "x").is_err());
+        assert!(with_database("host=h dbname=app", "x").is_err());
+        assert!(with_database("postgres://u@h/app?dbname=other", "x").is_err());
         assert_eq!(
             database_name("postgres://u@h/app_prod", "platform").unwrap(),
             "app_prod_platform"

@@ -138,10 +138,19 @@ impl Deployment {
                 let name = format!("{own}_t_{}", id.replace('-', ""));
                 let cluster = amanah_testkit::cluster();
                 let q = format!("SELECT count(*) FROM pg_database WHERE datname = '{name}'");
-                cluster.query_text(&cluster.url("postgres"), &q).as_deref() == Some("1")
+                let n = cluster
+                    .query_text(&cluster.url("postgres"), &q)
+                    .expect("the cluster answers");
+                n == "1"
             }
         }
     }
+}
+
+fn decode_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 fn sqlite(db: &Path, sql: &str) -> String {
@@ -311,13 +320,16 @@ fn body_for(method: &str, path: &str, ids: &Ids) -> Option<Value> {
         "/v1/requests" => json!({"subject_id": ids.subject, "type": "access"}),
         "/v1/disclosures" => json!({"recipient": "insurer", "purpose": "admission",
             "subject_ids": [ids.subject], "categories": ["email"], "reason": "claim"}),
+        "/v1/breaches" => json!({"description": "d", "detected_at": "2026-11-30T08:00:00Z",
+            "categories": ["email"], "subject_ids": [ids.subject], "cause": "c",
+            "measures": "m"}),
         _ => json!({}),
     })
 }
 
 /// The query a route needs to reach its lookup: every parameter the OpenAPI document says it
 /// requires (a purpose, a channel…), and a purpose wherever it takes one.
-fn query_for(doc: &Value, method: &str, path: &str) -> String {
+fn query_for(doc: &Value, method: &str, path: &str, ids: &Ids) -> String {
     let params = &doc["paths"][path][method.to_lowercase()]["parameters"];
     let mut pairs = Vec::new();
     for p in params.as_array().into_iter().flatten() {
@@ -328,6 +340,7 @@ fn query_for(doc: &Value, method: &str, path: &str) -> String {
         let value = match name {
             "purpose" => "admission".to_owned(),
             "channel" => "email".to_owned(),
+            "subject" | "subject_id" => ids.subject.clone(),
             _ if p["required"] == true => p["schema"]["enum"][0].as_str().unwrap_or("x").to_owned(),
             _ => continue,
         };
@@ -338,6 +351,71 @@ fn query_for(doc: &Value, method: &str, path: &str) -> String {
     } else {
         format!("?{}", pairs.join("&"))
     }
+}
+
+/// Every route that takes an id, called with `prober`'s key once with `theirs` (another
+/// organization's ids) and once with `nowhere` (ids no organization has): the two answers must be
+/// the same but for the ids, and never a record found. Returns the routes walked and how many
+/// answered 404.
+async fn walk(
+    c: &Client,
+    doc: &Value,
+    prober: &str,
+    theirs: &Ids,
+    nowhere: &Ids,
+    their_name: &str,
+) -> (usize, usize) {
+    let (mut walked, mut not_found) = (0, 0);
+    for route in amanah_server::routes::all() {
+        // The audit log filtered by an id lists the prober's own attempts on it (each probe
+        // just made, with its own time and hash): its own record, not the other's.
+        if route.path.starts_with("/v1/tenants") || route.path == "/v1/audit" {
+            continue;
+        }
+        let probe_query = query_for(doc, route.method, &route.path, theirs);
+        let body = body_for(route.method, &route.path, theirs);
+        let takes_id = route.path.contains('{')
+            || probe_query.contains(&theirs.subject)
+            || body
+                .as_ref()
+                .is_some_and(|b| b.to_string().contains(&theirs.subject));
+        if !takes_id {
+            continue;
+        }
+        let control_query = query_for(doc, route.method, &route.path, nowhere);
+        let control_body = body_for(route.method, &route.path, nowhere);
+        let probe = format!("{}{probe_query}", fill(&route.path, theirs));
+        let control = format!("{}{control_query}", fill(&route.path, nowhere));
+        let (s1, v1) = c.call(route.method, &probe, prober, body.as_ref()).await;
+        let (s2, v2) = c
+            .call(route.method, &control, prober, control_body.as_ref())
+            .await;
+        let mut seen = v1.to_string();
+        for (t, n) in [
+            (&theirs.subject, &nowhere.subject),
+            (&theirs.request, &nowhere.request),
+            (&theirs.hold, &nowhere.hold),
+            (&theirs.breach, &nowhere.breach),
+            (&theirs.key, &nowhere.key),
+        ] {
+            seen = seen.replace(t.as_str(), n);
+        }
+        let what = format!("{} {}", route.method, route.path);
+        // A record named by its id is never found; a listing filtered by another's id finds
+        // what it finds for an id of nobody (nothing).
+        assert!(
+            !s1.is_success() || !route.path.contains('{'),
+            "{what}: {s1} {v1}"
+        );
+        assert_eq!(s1, s2, "{what}: {v1} / {v2}");
+        assert_eq!(seen, v2.to_string(), "{what}");
+        assert!(!seen.contains(their_name), "{what}: {seen}");
+        walked += 1;
+        if s1 == StatusCode::NOT_FOUND {
+            not_found += 1;
+        }
+    }
+    (walked, not_found)
 }
 
 async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind: Kind) {
@@ -395,15 +473,9 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
         assert!(!b_ct.contains(ct));
     }
 
-    // B's admin walks every route against A's ids: each answer is exactly the answer for ids
-    // that exist nowhere, and never a success.
-    let nowhere = Ids {
-        subject: uuid::Uuid::now_v7().to_string(),
-        request: uuid::Uuid::now_v7().to_string(),
-        hold: uuid::Uuid::now_v7().to_string(),
-        breach: uuid::Uuid::now_v7().to_string(),
-        key: "key-0123456789ab".to_owned(),
-    };
+    // Each organization's admin walks every route that takes an id (in its path, query or
+    // body) against the other's ids: each answer is exactly the answer for ids that exist
+    // nowhere, and never a success. Every attempt is in the prober's chain, none in the other's.
     let doc: Value = c
         .http
         .get(format!("{}/openapi.json", c.base))
@@ -413,56 +485,35 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
         .json()
         .await
         .unwrap();
-    let a_chain = c.chain_len(&a_admin).await;
-    let a_chain_again = c.chain_len(&a_admin).await;
-    let verify_cost = a_chain_again - a_chain;
-    let b_chain = c.chain_len(&b_admin).await;
-    let mut walked = 0;
-    let mut not_found = 0;
-    for route in amanah_server::routes::all() {
-        if !route.path.contains('{') || route.path.starts_with("/v1/tenants") {
-            continue;
-        }
-        let body = body_for(route.method, &route.path, &a);
-        let query = query_for(&doc, route.method, &route.path);
-        let probe = format!("{}{query}", fill(&route.path, &a));
-        let control = format!("{}{query}", fill(&route.path, &nowhere));
-        let (s1, v1) = c.call(route.method, &probe, &b_admin, body.as_ref()).await;
-        let (s2, v2) = c
-            .call(route.method, &control, &b_admin, body.as_ref())
-            .await;
-        let mut seen = v1.to_string();
-        for (theirs, none) in [
-            (&a.subject, &nowhere.subject),
-            (&a.request, &nowhere.request),
-            (&a.hold, &nowhere.hold),
-            (&a.breach, &nowhere.breach),
-            (&a.key, &nowhere.key),
-        ] {
-            seen = seen.replace(theirs.as_str(), none);
-        }
-        let what = format!("{} {}", route.method, route.path);
-        assert!(!s1.is_success(), "{what}: {s1} {v1}");
-        assert_eq!(s1, s2, "{what}: {v1} / {v2}");
-        assert_eq!(seen, v2.to_string(), "{what}");
+    let mut b_after = 0;
+    for (prober, theirs, other_admin, other_name) in [
+        (&b_admin, &a, &a_admin, "Alpha"),
+        (&a_admin, &b, &b_admin, "Beta"),
+    ] {
+        let nowhere = Ids {
+            subject: uuid::Uuid::now_v7().to_string(),
+            request: uuid::Uuid::now_v7().to_string(),
+            hold: uuid::Uuid::now_v7().to_string(),
+            breach: uuid::Uuid::now_v7().to_string(),
+            key: "key-0123456789ab".to_owned(),
+        };
+        let other_chain = c.chain_len(other_admin).await;
+        let other_again = c.chain_len(other_admin).await;
+        let verify_cost = other_again - other_chain;
+        let own_chain = c.chain_len(prober).await;
+        let (walked, not_found) = walk(&c, &doc, prober, theirs, &nowhere, other_name).await;
+        assert!(walked >= 22, "{walked}");
+        assert!(not_found >= 12, "{not_found} of {walked}");
+        let own_after = c.chain_len(prober).await;
         assert!(
-            !seen.contains(&a_id) && !seen.contains("Alpha"),
-            "{what}: {seen}"
+            own_after - own_chain > 2 * not_found as u64,
+            "{own_chain} -> {own_after} for {not_found} misses"
         );
-        walked += 1;
-        if s1 == StatusCode::NOT_FOUND {
-            not_found += 1;
+        assert_eq!(c.chain_len(other_admin).await - other_again, verify_cost);
+        if prober == &b_admin {
+            b_after = own_after;
         }
     }
-    assert!(walked >= 18, "{walked}");
-    assert!(not_found >= 10, "{not_found} of {walked}");
-    // Every attempt is in B's own chain (each probe and its control), nothing in A's.
-    let b_after = c.chain_len(&b_admin).await;
-    assert!(
-        b_after - b_chain > 2 * not_found,
-        "{b_chain} -> {b_after} for {not_found} misses"
-    );
-    assert_eq!(c.chain_len(&a_admin).await - a_chain_again, verify_cost);
 
     // A search by the shared e-mail finds each organization's own person only.
     for (admin, own) in [(&a_admin, &a.subject), (&b_admin, &b.subject)] {
@@ -497,7 +548,7 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
     let mut refused = 0;
     for (route, _) in amanah_server::routes::protected() {
         let path = fill(&route.path, &a).replace("{id}", &a.subject);
-        let query = query_for(&doc, route.method, &route.path);
+        let query = query_for(&doc, route.method, &route.path, &a);
         let body = body_for(route.method, &route.path, &a);
         let tenants_route = route.path.starts_with("/v1/tenants");
         if tenants_route {
@@ -543,6 +594,18 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
 
     // Deleting A: its keys stop at once, its sealed key ring is gone (so its rows cannot be
     // read even with the root key, which stays), its store is removed; B is untouched.
+    let sealed_ring = match kind {
+        Kind::Sqlite => d.sql(
+            Db::Platform,
+            &format!("SELECT hex(sealed_keys) FROM tenants WHERE id = '{a_id}'"),
+        ),
+        Kind::Postgres => d.sql(
+            Db::Platform,
+            &format!("SELECT encode(sealed_keys, 'hex') FROM tenants WHERE id = '{a_id}'"),
+        ),
+    };
+    let sealed_ring = decode_hex(sealed_ring.trim());
+    assert!(sealed_ring.len() > 64);
     let (s, v) = c
         .call("DELETE", &format!("/v1/tenants/{a_id}"), &platform, None)
         .await;
@@ -562,6 +625,21 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
         &format!("SELECT count(*) FROM tenants WHERE id = '{a_id}' AND sealed_keys IS NULL"),
     );
     assert_eq!(sealed.trim(), "1");
+    // On SQLite no copy of the ring stays in the platform's files, its write-ahead log
+    // included.
+    if kind == Kind::Sqlite {
+        for entry in std::fs::read_dir(d.data.join("platform")).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes
+                    .windows(sealed_ring.len())
+                    .any(|w| w == sealed_ring.as_slice()),
+                "{} still holds the deleted organization's sealed key ring",
+                path.display()
+            );
+        }
+    }
     let mut gone = false;
     for _ in 0..100 {
         let (_, v) = c
@@ -639,14 +717,16 @@ async fn suspension_and_quotas(kind: Kind) {
             "POST",
             "/v1/tenants",
             &platform,
-            Some(
-                &json!({"name": "Delta", "policy": "version = 1\n[roles.platform]\n",
-                "admin_holder": "D <d@delta.id>"}),
-            ),
+            Some(&json!({
+                "name": "Delta",
+                "policy": format!("{policy}\n[roles.platform]\npurposes = [\"admission\"]\n"),
+                "admin_holder": "D <d@delta.id>",
+            })),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert_eq!(v["field"], "policy");
+    assert!(v["detail"].as_str().unwrap().contains("is built in"), "{v}");
 
     // Subjects: two fit, the third is refused (and nothing is stored).
     for n in 0..3 {
@@ -736,7 +816,7 @@ async fn suspension_and_quotas(kind: Kind) {
     assert!(retry >= 1);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["type"], "urn:amanah:problem:rate-limited");
-    // The deployment's own organization is not limited by another's quota.
+    // The operator is not limited by an organization's quota.
     let (s, v) = c.call("GET", "/v1/tenants", &platform, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
 }

@@ -70,15 +70,6 @@ pub(super) fn build(root: &Spanned<DeTable<'_>>, d: &mut Diag<'_>) -> Option<Pol
                 ),
             );
         }
-        if e.name == PLATFORM_ROLE {
-            d.error(
-                &e.name_span,
-                format!(
-                    "role {PLATFORM_ROLE:?} is built in (the operator of a deployment hosting \
-                     several organizations) and cannot be declared; give this role another name"
-                ),
-            );
-        }
         let refs = References {
             categories: &declared_categories,
             purposes: &declared_purposes,

@@ -427,6 +427,19 @@ impl Policy {
         }
     }
 
+    /// What is wrong with a policy about to be applied that declares a role under the built-in
+    /// name [`PLATFORM_ROLE`]. Checked when a policy is applied or checked, not when a stored
+    /// one is loaded: a store whose policy predates the name keeps opening (keys of that role
+    /// are refused from then on).
+    pub fn reserved_role_error(&self) -> Option<String> {
+        self.roles.contains_key(PLATFORM_ROLE).then(|| {
+            format!(
+                "role {PLATFORM_ROLE:?} is built in (the operator of a deployment hosting \
+                 several organizations) and cannot be declared; give this role another name"
+            )
+        })
+    }
+
     /// Category by name.
     pub fn category(&self, name: &str) -> Option<&Category> {
         self.categories.get(name)

@@ -14,4 +14,4 @@ CREATE TABLE IF NOT EXISTS tenants (
     changed_at BIGINT NOT NULL,
     purged BOOLEAN NOT NULL DEFAULT FALSE
 );
-CREATE UNIQUE INDEX IF NOT EXISTS tenants_by_name ON tenants (name) WHERE status <> 'deleted';
+CREATE UNIQUE INDEX IF NOT EXISTS tenants_by_name ON tenants (lower(name)) WHERE status <> 'deleted';

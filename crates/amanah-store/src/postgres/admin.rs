@@ -71,8 +71,11 @@ pub async fn is_empty(url: &str) -> StoreResult<bool> {
     let client = connect(&Target::new(tls::parse(url)?)?).await?;
     let row = client
         .query_one(
-            "SELECT count(*) FROM information_schema.tables
-             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            // The catalog, not information_schema (which lists only what this role may use).
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
             &[],
         )
         .await
