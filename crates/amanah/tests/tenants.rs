@@ -165,6 +165,25 @@ struct Client {
 }
 
 impl Client {
+    fn of(server: &support::Server) -> Client {
+        Client {
+            base: server.base().to_owned(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Whether `GET path` with `key` comes to answer `status` within three seconds (a change
+    /// made by another process reaches a server within a second).
+    async fn comes_to(&self, path: &str, key: &str, status: StatusCode) -> bool {
+        for _ in 0..30 {
+            if self.call("GET", path, key, None).await.0 == status {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     async fn call(
         &self,
         method: &str,
@@ -424,10 +443,7 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
     let (a_id, a_admin) = d.create("Alpha Clinic", &[]);
     let (b_id, b_admin) = d.create("Beta Clinic", &[]);
     let mut server = serve(d.args(&[])).log("info").start();
-    let c = Client {
-        base: server.base().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let c = Client::of(&server);
     // The same person in both: unique e-mail and NIK included, no conflict across them.
     let a = populate(&c, &a_admin).await;
     let b = populate(&c, &b_admin).await;
@@ -667,10 +683,7 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
     server.stop();
     // And after a restart: A's key is unknown, B's works.
     let server = serve(d.args(&[])).start();
-    let c = Client {
-        base: server.base().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let c = Client::of(&server);
     let (s, _) = c.call("GET", "/v1/audit/verify", &a_admin, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     c.chain_len(&b_admin).await;
@@ -680,10 +693,7 @@ async fn suspension_and_quotas(kind: Kind) {
     let d = Deployment::new(kind);
     let platform = d.platform_key();
     let server = serve(d.args(&[])).start();
-    let c = Client {
-        base: server.base().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let c = Client::of(&server);
     // Created over HTTP by the operator, with quotas.
     let policy = std::fs::read_to_string(amanah_testkit::policies::path("clinic.toml")).unwrap();
     let (s, v) = c
@@ -828,10 +838,7 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     assert!(out.contains("no organization is hosted"), "{out}");
     let (id, admin) = d.create("Epsilon", &["--max-subjects", "10"]);
     let server = serve(d.args(&[])).start();
-    let c = Client {
-        base: server.base().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let c = Client::of(&server);
     for n in 0..3 {
         let body =
             json!({"fields": {"full_name": format!("Person {n}"), "email": format!("p{n}@e.id")}});
@@ -935,16 +942,10 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
 
     // Suspended from the command line: the running server refuses its keys within a second.
     run_ok(&d.args(&["tenant", "suspend", &id]));
-    let mut refused = false;
-    for _ in 0..30 {
-        let (s, _) = c.call("GET", "/v1/keys", &admin, None).await;
-        if s == StatusCode::FORBIDDEN {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(refused, "the suspension did not reach the server");
+    assert!(
+        c.comes_to("/v1/keys", &admin, StatusCode::FORBIDDEN).await,
+        "the suspension did not reach the server"
+    );
     run_ok(&d.args(&["tenant", "resume", &id]));
     // Unknown ids and a second deletion are refused with a clear message.
     let (ok, _, err) = support::run(&d.args(&["tenant", "suspend", "not-an-id"]));
@@ -954,16 +955,11 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     assert!(!d.tenant_store_exists(&id));
     let (ok, _, err) = support::run(&d.args(&["tenant", "delete", &id]));
     assert!(!ok && err.contains("already deleted"), "{err}");
-    let mut unknown = false;
-    for _ in 0..30 {
-        let (s, _) = c.call("GET", "/v1/keys", &admin, None).await;
-        if s == StatusCode::UNAUTHORIZED {
-            unknown = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(unknown, "a deleted organization's key still authenticates");
+    assert!(
+        c.comes_to("/v1/keys", &admin, StatusCode::UNAUTHORIZED)
+            .await,
+        "a deleted organization's key still authenticates"
+    );
     let out = run_ok(&d.args(&["tenant", "list"]));
     assert!(out.contains("deleted") && out.contains("Epsilon"), "{out}");
 
@@ -1010,10 +1006,7 @@ async fn an_organization_on_a_cluster_of_its_own() {
     let (big, big_admin) = d.create("Big Corp", &["--store", &dedicated]);
     let (small, small_admin) = d.create("Small Shop", &[]);
     let server = serve(d.args(&[])).start();
-    let c = Client {
-        base: server.base().to_owned(),
-        http: reqwest::Client::new(),
-    };
+    let c = Client::of(&server);
     for admin in [&big_admin, &small_admin] {
         let (s, v) = c
             .call(
