@@ -52,7 +52,7 @@ pub struct Machine {
     pub cpu_model: Option<String>,
     /// `MemTotal` of `/proc/meminfo`, in GiB.
     pub mem_total_gib: Option<f64>,
-    /// The 1-minute load average when the row is written (the machine may be shared).
+    /// The 1-minute load average before the run (the machine may be shared).
     pub loadavg_1m: Option<f64>,
 }
 

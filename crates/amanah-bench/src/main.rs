@@ -299,6 +299,9 @@ async fn run(args: BenchArgs) -> Result<()> {
         None => None,
     };
 
+    // The machine as it was before the run: the load average then says whether it was shared,
+    // not how busy this run made it.
+    let machine = history::Machine::current();
     let started = Instant::now();
     let window = Window {
         measure_from: started + args.warmup,
@@ -349,7 +352,7 @@ async fn run(args: BenchArgs) -> Result<()> {
         let ctx = history::RowContext {
             date: history::rfc3339_utc(time::OffsetDateTime::now_utc())?,
             commit: history::commit_of(file),
-            machine: history::Machine::current(),
+            machine,
             store,
             note: &args.report_note,
         };

@@ -494,7 +494,10 @@ async fn rights<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Er
             audit,
         } => {
             let n = x
-                .execute(w::SET_TENANT_QUOTAS, args![id, max_subjects, max_rps])
+                .execute(
+                    w::SET_TENANT_QUOTAS,
+                    args![id, max_subjects, max_rps, audit.at_micros],
+                )
                 .await?;
             found(n)?;
             audit

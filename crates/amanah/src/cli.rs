@@ -362,8 +362,11 @@ enum AuditCommand {
         #[command(flatten)]
         data: DataArgs,
         /// A hosted organization's chain (its id) instead of the deployment's own.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "platform")]
         tenant: Option<String>,
+        /// The platform operator's chain (tenants' lifecycle, the operator's refusals).
+        #[arg(long)]
+        platform: bool,
         /// A checkpoint file written by `amanah audit checkpoint` or `serve --checkpoint-dir`.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -378,8 +381,11 @@ enum AuditCommand {
         #[command(flatten)]
         data: DataArgs,
         /// A hosted organization's chain (its id) instead of the deployment's own.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "platform")]
         tenant: Option<String>,
+        /// The platform operator's chain (tenants' lifecycle, the operator's refusals).
+        #[arg(long)]
+        platform: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -388,8 +394,11 @@ enum AuditCommand {
         #[command(flatten)]
         data: DataArgs,
         /// A hosted organization's chain (its id) instead of the deployment's own.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "platform")]
         tenant: Option<String>,
+        /// The platform operator's chain (tenants' lifecycle, the operator's refusals).
+        #[arg(long)]
+        platform: bool,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -445,15 +454,22 @@ fn init_logging(format: LogFormat) {
 
 /// The command line's permit for `A`: the operator on the server's machine acts as the admin,
 /// through the same decision point as every API key.
-/// The vault whose chain an `audit` command reads: the deployment's own, or a hosted
-/// organization's (the platform's registry opens it).
-async fn audited_vault(data: &DataArgs, tenant: Option<&str>) -> Result<Arc<Vault>> {
+/// The vault whose chain an `audit` command reads: the deployment's own, a hosted
+/// organization's, or the platform operator's (the platform's registry opens them).
+async fn audited_vault(
+    data: &DataArgs,
+    tenant: Option<&str>,
+    platform: bool,
+) -> Result<Arc<Vault>> {
+    if tenant.is_none() && !platform {
+        return Ok(Arc::new(open_vault(data).await?));
+    }
+    let deployment = crate::tenants::open_deployment(data).await?;
     match tenant {
-        None => Ok(Arc::new(open_vault(data).await?)),
-        Some(id) => {
-            let deployment = crate::tenants::open_deployment(data).await?;
-            Ok(deployment.tenant_vault(id).await?)
-        }
+        Some(id) => Ok(deployment.tenant_vault(id).await?),
+        None => deployment.platform_for_operator().await?.ok_or_else(|| {
+            anyhow!("this deployment hosts no other organization: it has no platform chain")
+        }),
     }
 }
 
@@ -605,28 +621,41 @@ async fn run(command: Command) -> Result<ExitCode> {
                 AuditCommand::Verify {
                     data,
                     tenant,
+                    platform,
                     checkpoint: Some(file),
                     public_key,
                 },
         } => {
-            let vault = audited_vault(&data, tenant.as_deref()).await?;
+            let vault = audited_vault(&data, tenant.as_deref(), platform).await?;
             return crate::checkpoint::verify(&vault, &file, public_key.as_deref()).await;
         }
         Command::Audit {
-            command: AuditCommand::Checkpoint { data, tenant, out },
+            command:
+                AuditCommand::Checkpoint {
+                    data,
+                    tenant,
+                    platform,
+                    out,
+                },
         } => {
-            let vault = audited_vault(&data, tenant.as_deref()).await?;
+            let vault = audited_vault(&data, tenant.as_deref(), platform).await?;
             crate::checkpoint::emit(&vault, out.as_deref()).await?;
         }
         Command::Audit {
-            command: AuditCommand::PublicKey { data, tenant, out },
+            command:
+                AuditCommand::PublicKey {
+                    data,
+                    tenant,
+                    platform,
+                    out,
+                },
         } => {
-            let key = match tenant {
-                None => load_keys(&data)?
+            let key = match (tenant, platform) {
+                (None, false) => load_keys(&data)?
                     .checkpoint_key()
                     .map_err(|e| anyhow!("{e}"))?
                     .public_key(),
-                Some(id) => audited_vault(&data, Some(&id))
+                (id, platform) => audited_vault(&data, id.as_deref(), platform)
                     .await?
                     .checkpoint_public_key()?,
             };
@@ -636,9 +665,15 @@ async fn run(command: Command) -> Result<ExitCode> {
             command: AuditCommand::CheckCheckpoint { file, public_key },
         } => return crate::checkpoint::check(&file, &public_key),
         Command::Audit {
-            command: AuditCommand::Verify { data, tenant, .. },
+            command:
+                AuditCommand::Verify {
+                    data,
+                    tenant,
+                    platform,
+                    ..
+                },
         } => {
-            let vault = audited_vault(&data, tenant.as_deref()).await?;
+            let vault = audited_vault(&data, tenant.as_deref(), platform).await?;
             let report = vault.verify_chain().await?;
             match report.first_bad {
                 None => println!(

@@ -975,6 +975,16 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     run_ok(&d.args(&["tenant", "key", "revoke", key_id]));
     let (s, _) = c.call("GET", "/v1/tenants", &platform, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // The platform's own chain holds the lifecycle (create, suspend, resume, delete, purge,
+    // export) and verifies.
+    let out = run_ok(&d.args(&["audit", "verify", "--platform"]));
+    assert!(out.starts_with("ok: "), "{out}");
+    let actions = d.sql(
+        Db::Platform,
+        "SELECT count(*) FROM audit_log WHERE action IN ('tenant.create', 'tenant.suspend', \
+         'tenant.resume', 'tenant.delete', 'tenant.purge', 'tenant.export')",
+    );
+    assert_eq!(actions.trim(), "6");
     drop(server);
 
     // Without the platform's store (it holds the organizations' keys), no new one is made over

@@ -251,7 +251,8 @@ pub(crate) const PURGE_TENANT: Sql = sql!(
 );
 
 pub(crate) const SET_TENANT_QUOTAS: Sql = sql!(
-    "UPDATE tenants SET max_subjects = $2, max_rps = $3 WHERE id = $1 AND status <> 'deleted'"
+    "UPDATE tenants SET max_subjects = $2, max_rps = $3, changed_at = $4
+     WHERE id = $1 AND status <> 'deleted'"
 );
 
 #[cfg(test)]
