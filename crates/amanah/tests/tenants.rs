@@ -442,7 +442,9 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
     let platform = d.platform_key();
     let (a_id, a_admin) = d.create("Alpha Clinic", &[]);
     let (b_id, b_admin) = d.create("Beta Clinic", &[]);
-    let mut server = serve(d.args(&[])).log("info").start();
+    let mut server = serve(d.args(&["--metrics-listen", "127.0.0.1:0"]))
+        .log("info")
+        .start();
     let c = Client::of(&server);
     // The same person in both: unique e-mail and NIK included, no conflict across them.
     let a = populate(&c, &a_admin).await;
@@ -597,6 +599,20 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
         .unwrap();
     assert_eq!(denied_after - denied_before, refused);
     // Metrics and logs name routes, never an organization.
+    let metrics = c
+        .http
+        .get(format!("{}/metrics", server.metrics()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("/v1/subjects/{id}"), "{metrics}");
+    for secret in [&a_id, &b_id, &a.subject, &b.subject] {
+        assert!(!metrics.contains(secret.as_str()), "{metrics}");
+    }
+    assert!(!metrics.contains("Alpha") && !metrics.contains("Beta") && !metrics.contains("Siti"));
     let log = server.output();
     assert!(!log.contains(&a_id) && !log.contains(&b_id), "{log}");
     assert!(!log.contains("Siti") && !log.contains(NIK));
