@@ -32,8 +32,6 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Clone)]
 pub struct AppState {
-    /// The deployment's own organization (its policy describes the public OpenAPI document).
-    pub vault: Arc<Vault>,
     /// Every organization the server hosts; a request's key picks its vault.
     pub deployment: Arc<Deployment>,
 }
@@ -47,10 +45,12 @@ impl AppState {
 
     /// A server for every organization of `deployment`.
     pub fn hosting(deployment: Arc<Deployment>) -> Self {
-        AppState {
-            vault: deployment.own().clone(),
-            deployment,
-        }
+        AppState { deployment }
+    }
+
+    /// The deployment's own organization (its policy describes the public OpenAPI document).
+    pub fn vault(&self) -> &Arc<Vault> {
+        self.deployment.own()
     }
 }
 

@@ -374,7 +374,7 @@ pub struct DocCache(RwLock<Option<(i64, Bytes)>>);
 
 impl DocCache {
     fn get(&self, state: &AppState) -> Bytes {
-        let active = state.vault.policy();
+        let active = state.vault().policy();
         let seq = active.record.seq;
         let cached = match self.0.read() {
             Ok(c) => c.clone(),

@@ -354,12 +354,13 @@ impl Deployment {
             *lock(&self.platform_absent) = Some(Instant::now());
             return Ok(None);
         };
-        let vault = Arc::new(Vault::open_platform(store, &self.root(), self.clock.clone()).await?);
+        let vault = Arc::new(Vault::open_platform(store, platform_keys, self.clock.clone()).await?);
         *slot = Some(vault.clone());
         Ok(Some(vault))
     }
 
-    async fn platform_store(&self) -> Result<Arc<Vault>> {
+    /// The platform's vault, which must exist (made by the first tenant or operator key).
+    async fn existing_platform(&self) -> Result<Arc<Vault>> {
         self.platform(false)
             .await?
             .ok_or_else(|| no_tenant("(no organization was ever created)"))
@@ -405,7 +406,7 @@ impl Deployment {
 
     /// Re-reads a tenant's state, quotas and policy.
     async fn refresh(&self, id: &str, hosted: &Hosted) -> Result<()> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = platform.store.tenant(id).await.map_err(store_error)?;
         let Some(record) = record.filter(|r| r.status != TENANT_DELETED) else {
             lock(&self.hosted).remove(id);
@@ -529,7 +530,7 @@ impl Deployment {
         if open.is_empty() {
             return Ok(0);
         }
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let mut closed = 0;
         for (id, used_at) in open {
             let record = platform.store.tenant(&id).await.map_err(store_error)?;
@@ -546,7 +547,7 @@ impl Deployment {
     /// A tenant's vault, for the command line's audit tools (verify, checkpoints). A deleted
     /// or unknown tenant has none.
     pub async fn tenant_vault(&self, id: &str) -> Result<Arc<Vault>> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         let hosted = self
             .hosted(&record.id)
@@ -594,7 +595,7 @@ impl Deployment {
 
     /// The platform operator's keys (revoked ones included).
     pub async fn platform_keys(&self) -> Result<Vec<amanah_store::ApiKeyRecord>> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let permit = platform
             .authorize::<act::KeyList>(&platform.operator(), Target::none())
             .await?;
@@ -604,16 +605,11 @@ impl Deployment {
     /// Revokes a key of the platform operator (at once, on every server: keys are looked up on
     /// every request).
     pub async fn revoke_platform_key(&self, id: &str) -> Result<()> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let permit = platform
             .authorize::<act::KeyRevoke>(&platform.operator(), Target::none())
             .await?;
         platform.revoke_api_key(&permit, id).await
-    }
-
-    /// The platform's vault for the command line's own keys and audit (`None`: never made).
-    pub async fn platform_for_operator(&self) -> Result<Option<Arc<Vault>>> {
-        self.platform(false).await
     }
 
     /// The command line's permit in the platform's vault (made on first use).
@@ -633,7 +629,7 @@ impl Deployment {
         permit: &Permit<act::TenantCreate>,
         spec: NewTenant,
     ) -> Result<CreatedTenant> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let name = check_name(&spec.name)?;
         crate::vault::parse_source(&spec.policy)?;
         check_quotas(&spec.quotas)?;
@@ -720,7 +716,7 @@ impl Deployment {
 
     /// Every tenant with its state and usage (subjects, audit entries, keys).
     pub async fn list_tenants(&self, permit: &Permit<act::TenantList>) -> Result<Vec<TenantView>> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let records = platform.store.tenants().await.map_err(store_error)?;
         platform.record(permit.draft()).await?;
         let mut out = Vec::with_capacity(records.len());
@@ -732,7 +728,7 @@ impl Deployment {
 
     /// One tenant with its state and usage.
     pub async fn tenant(&self, permit: &Permit<act::TenantRead>, id: &str) -> Result<TenantView> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         platform.record(permit.draft()).await?;
         Ok(view(&record, self.usage(&record).await))
@@ -799,7 +795,7 @@ impl Deployment {
         permit: &Permit<act::TenantDelete>,
         id: &str,
     ) -> Result<TenantView> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         let id = record.id.as_str();
         if record.status == TENANT_DELETED {
@@ -820,7 +816,7 @@ impl Deployment {
         quotas: Quotas,
     ) -> Result<TenantView> {
         check_quotas(&quotas)?;
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         let id = record.id.as_str();
         let mut draft = permit.draft();
@@ -850,7 +846,7 @@ impl Deployment {
         from: &str,
         to: &str,
     ) -> Result<TenantView> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         let id = record.id.as_str();
         if record.status != from {
@@ -939,7 +935,7 @@ impl Deployment {
         mut sink: impl FnMut(Value) -> Result<()>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<u64> {
-        let platform = self.platform_store().await?;
+        let platform = self.existing_platform().await?;
         let record = self.record_of(&platform, id).await?;
         let id = record.id.as_str();
         let hosted = self.hosted(id).await?.ok_or_else(|| no_tenant(id))?;

@@ -111,11 +111,25 @@ pub(crate) fn store_error(e: StoreError) -> Error {
 }
 
 impl Vault {
-    /// Opens a vault over an initialized store (one with an applied policy).
+    /// Opens a vault over an initialized store (one with an applied policy): the deployment's
+    /// own organization's, or a tenant's when `keys` is a tenant's ring.
     pub async fn open(
         store: Arc<dyn Store>,
         keys: Arc<KeyRing>,
         clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let scope = match keys.tenant() {
+            Some(id) => Scope::Tenant(id.to_owned()),
+            None => Scope::Own,
+        };
+        Vault::open_as(store, keys, clock, scope).await
+    }
+
+    async fn open_as(
+        store: Arc<dyn Store>,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        scope: Scope,
     ) -> Result<Self> {
         let record = store
             .current_policy()
@@ -128,10 +142,6 @@ impl Vault {
                 )
             })?;
         let policy = parse_stored(&record)?;
-        let scope = match keys.tenant() {
-            Some(id) => Scope::Tenant(id.to_owned()),
-            None => Scope::Own,
-        };
         Ok(Vault {
             store,
             scope,
@@ -186,22 +196,15 @@ impl Vault {
     /// under an audit chain of its own (keys derived from the deployment's root).
     pub(crate) async fn open_platform(
         store: Arc<dyn Store>,
-        root: &KeyRing,
+        keys: KeyRing,
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
-        let keys = Arc::new(
-            root.platform()
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        );
         if store.current_policy().await.map_err(store_error)?.is_none() {
-            let policy = parse_source(crate::tenants::PLATFORM_POLICY)?;
             let source = crate::tenants::PLATFORM_POLICY;
+            let policy = parse_source(source)?;
             insert_policy(&*store, &*clock, CLI_ACTOR, ADMIN_ROLE, &policy, source).await?;
         }
-        Ok(Vault {
-            scope: Scope::Platform,
-            ..Vault::open(store, keys, clock).await?
-        })
+        Vault::open_as(store, Arc::new(keys), clock, Scope::Platform).await
     }
 
     pub fn policy(&self) -> Arc<ActivePolicy> {

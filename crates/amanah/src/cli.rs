@@ -467,7 +467,7 @@ async fn audited_vault(
     let deployment = crate::tenants::open_deployment(data).await?;
     match tenant {
         Some(id) => Ok(deployment.tenant_vault(id).await?),
-        None => deployment.platform_for_operator().await?.ok_or_else(|| {
+        None => deployment.platform(false).await?.ok_or_else(|| {
             anyhow!("this deployment hosts no other organization: it has no platform chain")
         }),
     }

@@ -442,7 +442,7 @@ pub(crate) async fn run(command: TenantCommand) -> Result<()> {
         }
         TenantCommand::List { data } => {
             let deployment = open_deployment(&data).await?;
-            if deployment.platform_for_operator().await?.is_none() {
+            if deployment.platform(false).await?.is_none() {
                 println!("no organization is hosted besides the deployment's own");
                 return Ok(());
             }
