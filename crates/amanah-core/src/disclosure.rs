@@ -180,7 +180,8 @@ pub fn decide_step(
 }
 
 /// The categories a recipient may receive under `purpose`: the purpose's categories, narrowed
-/// to the recipient's own list when it has one.
+/// to the recipient's own list when it has one. Never a document category: a disclosure
+/// releases field values only.
 pub fn receivable<'p>(policy: &'p Policy, recipient: &Recipient, purpose: &str) -> Vec<&'p str> {
     let Some(p) = policy.purpose(purpose) else {
         return Vec::new();
@@ -188,6 +189,7 @@ pub fn receivable<'p>(policy: &'p Policy, recipient: &Recipient, purpose: &str) 
     p.categories
         .iter()
         .filter(|c| recipient.categories.is_empty() || recipient.categories.contains(c))
+        .filter(|c| !policy.category(c).is_some_and(|cat| cat.is_document()))
         .map(String::as_str)
         .collect()
 }
@@ -621,6 +623,41 @@ mod tests {
             check(&p, other),
             Err(RequestProblem::DeferralNotAllowed { .. })
         ));
+    }
+
+    #[test]
+    fn documents_are_never_receivable() {
+        let source = crate::test_policies::TEST
+            .replacen(
+                "[purposes.admission]",
+                "[categories.study_permit]\ntype = \"document\"\nclass = \"general\"\n\
+                 media_types = [\"application/pdf\"]\nmax_size = \"10MB\"\n\
+                 [purposes.admission]",
+                1,
+            )
+            .replacen(
+                "categories = [\"full_name\", \"nik\"]",
+                "categories = [\"full_name\", \"nik\", \"study_permit\"]",
+                1,
+            );
+        let p = Policy::parse(&source).unwrap();
+        let ministry = &p.recipients["ministry"];
+        assert!(ministry.categories.is_empty(), "whatever its purposes cover");
+        assert_eq!(
+            receivable(&p, ministry, "government_orders"),
+            ["full_name", "nik"]
+        );
+        let c = cats(&["nik", "study_permit"]);
+        let mut a = ask("ministry", "government_orders", &c);
+        a.reference = Some("B/123/XI/2026");
+        assert_eq!(
+            check(&p, a).unwrap_err(),
+            RequestProblem::Excluded {
+                categories: cats(&["study_permit"]),
+                undeclared: 0,
+                allowed: cats(&["full_name", "nik"])
+            }
+        );
     }
 
     #[test]

@@ -20,11 +20,14 @@ pub enum FieldType {
     Text,
     Number,
     Bool,
+    /// A file (PDF, image), uploaded and stored as a document, never as a field value: the
+    /// category carries [`crate::documents::DocumentRules`].
+    Document,
 }
 
 impl FieldType {
     /// All types, in the order the policy documentation lists them.
-    pub const ALL: [FieldType; 9] = [
+    pub const ALL: [FieldType; 10] = [
         FieldType::Name,
         FieldType::Email,
         FieldType::Phone,
@@ -34,6 +37,7 @@ impl FieldType {
         FieldType::Text,
         FieldType::Number,
         FieldType::Bool,
+        FieldType::Document,
     ];
 
     /// The policy-file spelling (`"email"`, `"nik"`, ...).
@@ -48,6 +52,7 @@ impl FieldType {
             FieldType::Text => "text",
             FieldType::Number => "number",
             FieldType::Bool => "bool",
+            FieldType::Document => "document",
         }
     }
 
@@ -95,6 +100,8 @@ mod rule {
     pub const TEXT_LENGTH: &str = "text must be at most 10000 characters";
     pub const TEXT_CONTROL: &str =
         "text must not contain control characters other than newline and tab";
+    pub const DOCUMENT: &str = "a document is uploaded as a file \
+        (PUT /v1/subjects/{id}/documents/{category}), not written as a value";
 
     #[cfg(test)]
     pub const ALL: &[&str] = &[
@@ -121,6 +128,7 @@ mod rule {
         NAME_CONTROL,
         TEXT_LENGTH,
         TEXT_CONTROL,
+        DOCUMENT,
     ];
 }
 
@@ -143,6 +151,7 @@ fn fail<T>(rule: &'static str) -> Result<T, FieldError> {
 pub fn normalize(ty: FieldType, value: &serde_json::Value) -> Result<String, FieldError> {
     use serde_json::Value;
     match (ty, value) {
+        (FieldType::Document, _) => fail(rule::DOCUMENT),
         // `Number`'s Display is the shortest round-tripping form (e.g. `1.5`, `1e300`), which
         // the decimal canonicalizer understands.
         (FieldType::Number, Value::Number(n)) => normalize_number(&n.to_string()),
@@ -169,6 +178,8 @@ pub fn normalize(ty: FieldType, value: &serde_json::Value) -> Result<String, Fie
 /// - `number`: plain decimal, no exponent, no `+`, no leading zeros, no trailing fractional
 ///   zeros, no `-0`: `0`, `-12`, `1.5`, `0.001`, `100000000000000000000`. At most 64 digits.
 /// - `bool`: `true` or `false`.
+///
+/// A `document` category has no value form: it always fails (documents are uploaded as files).
 pub fn normalize_str(ty: FieldType, value: &str) -> Result<String, FieldError> {
     match ty {
         FieldType::Name => normalize_name(value),
@@ -180,11 +191,13 @@ pub fn normalize_str(ty: FieldType, value: &str) -> Result<String, FieldError> {
         FieldType::Text => normalize_text(value),
         FieldType::Number => normalize_number(value),
         FieldType::Bool => normalize_bool(value),
+        FieldType::Document => fail(rule::DOCUMENT),
     }
 }
 
 /// Turns a canonical value back into JSON for responses: number -> JSON number, bool -> JSON bool,
-/// everything else -> JSON string.
+/// everything else -> JSON string (a `document` category has no stored values; were one
+/// passed, it would come back as a string too).
 ///
 /// A number too large or too precise to survive a trip through an IEEE double (e.g. a 30-digit
 /// integer) is returned as a JSON string instead, so no digit is ever silently lost;
@@ -211,7 +224,8 @@ pub fn to_json(ty: FieldType, canonical: &str) -> serde_json::Value {
 /// - `npwp`: first 2 and last 3 digits: `01**********000`.
 /// - `name`: first character of each word + `***`: `B*** S***`.
 /// - `date`: only the year: `1999-**-**`.
-/// - `bool`, `number`, `text` (and anything that is not canonical): `***`.
+/// - `bool`, `number`, `text`, `document` (which has no stored values, see [`normalize`]), and
+///   anything that is not canonical: `***`.
 pub fn mask(ty: FieldType, canonical: &str) -> String {
     let masked = match ty {
         FieldType::Nik => mask_keep(canonical, 16..=16, 4, 4),
@@ -220,7 +234,7 @@ pub fn mask(ty: FieldType, canonical: &str) -> String {
         FieldType::Phone => mask_phone(canonical),
         FieldType::Name => mask_name(canonical),
         FieldType::Date => mask_date(canonical),
-        FieldType::Text | FieldType::Number | FieldType::Bool => None,
+        FieldType::Text | FieldType::Number | FieldType::Bool | FieldType::Document => None,
     };
     match masked {
         Some(m) if m.contains('*') && m != canonical => m,

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod consent;
 pub mod csv_cell;
 pub mod disclosure;
+pub mod documents;
 pub mod error;
 pub mod fields;
 pub mod policy;

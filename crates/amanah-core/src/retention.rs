@@ -126,12 +126,14 @@ pub fn decide(
 }
 
 /// De-identified form of a value, for `on_expiry = "deidentify"`: a birth date keeps only its
-/// year, a NIK only its province code (first two digits); other categories are dropped.
+/// year, a NIK only its province code (first two digits); other categories are dropped, and
+/// documents are always erased, never de-identified.
 pub fn deidentify(field_type: crate::fields::FieldType, canonical: &str) -> Option<String> {
     use crate::fields::FieldType;
     match field_type {
         FieldType::Date => canonical.get(..4).map(str::to_owned),
         FieldType::Nik => canonical.get(..2).map(|p| format!("province {p}")),
+        FieldType::Document => None,
         _ => None,
     }
 }
@@ -284,6 +286,7 @@ mod tests {
             Some("province 31")
         );
         assert_eq!(deidentify(FieldType::Email, "a@b.id"), None);
+        assert_eq!(deidentify(FieldType::Document, "2008-11-23"), None);
     }
 
     proptest::proptest! {

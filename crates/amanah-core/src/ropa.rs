@@ -38,11 +38,17 @@ pub fn build(
     security: &Security,
     generated_at: &str,
 ) -> Value {
-    let class_of = |c: &str| {
-        policy
-            .category(c)
-            .map_or("general", |c| c.class.as_str())
-            .to_owned()
+    // A document category also says what files it accepts.
+    let category = |c: &String| {
+        let cat = policy.category(c);
+        let mut v = json!({"name": c, "class": cat.map_or("general", |c| c.class.as_str())});
+        if let Some(rules) = cat.and_then(|c| c.document.as_ref()) {
+            v["document"] = json!({
+                "media_types": rules.media_types.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+                "max_size": rules.max_size,
+            });
+        }
+        v
     };
     let activities: Vec<Value> = policy
         .purposes
@@ -64,7 +70,7 @@ pub fn build(
                 "purpose": p.name,
                 "description": p.description,
                 "legal_basis": p.basis.as_str(),
-                "categories": p.categories.iter().map(|c| json!({"name": c, "class": class_of(c)})).collect::<Vec<_>>(),
+                "categories": p.categories.iter().map(category).collect::<Vec<_>>(),
                 "subjects": subjects_per_purpose.get(&p.name).copied().unwrap_or(0),
                 "recipients": recipients,
                 "retention": p.retention.to_string(),
@@ -479,6 +485,37 @@ pseudonymize = true
         assert_eq!(admission["purpose"], "admission");
         assert_eq!(admission["categories"][4]["class"], "specific");
         assert!(markdown(&clinic).contains("nik, health (specific) | 7 |"));
+    }
+
+    #[test]
+    fn document_categories_say_what_files_they_accept() {
+        let source = crate::test_policies::TEST.replacen(
+            "[purposes.",
+            "[categories.certificate]\ntype = \"document\"\nclass = \"specific\"\n\
+             media_types = [\"application/pdf\", \"image/png\"]\nmax_size = \"2MiB\"\n\n\
+             [purposes.",
+            1,
+        );
+        let source = source.replacen(
+            "categories = [\"",
+            "categories = [\"certificate\", \"",
+            1,
+        );
+        let r = ropa_of(&source);
+        let cats: Vec<&Value> = r["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|a| a["categories"].as_array().unwrap())
+            .collect();
+        let cert = cats.iter().find(|c| c["name"] == "certificate").unwrap();
+        assert_eq!(cert["class"], "specific");
+        assert_eq!(
+            cert["document"],
+            json!({"media_types": ["application/pdf", "image/png"], "max_size": 2_097_152})
+        );
+        let field = cats.iter().find(|c| c["name"] == "email").unwrap();
+        assert!(field.get("document").is_none(), "{field}");
     }
 
     #[test]

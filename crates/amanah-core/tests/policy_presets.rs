@@ -1,5 +1,7 @@
 //! The preset policies shipped in `policies/` parse and have the properties their comments claim.
 
+use amanah_core::documents::MediaType;
+use amanah_core::fields::FieldType;
 use amanah_core::policy::{DataClass, LegalBasis, Policy, RecipientKind, CHANNELS, HOME_COUNTRY};
 
 const CRM: &str = include_str!(concat!(
@@ -159,6 +161,50 @@ fn policy_presets_have_a_disclosure_workflow_and_lookup_keys() -> Result {
                 Some(64),
                 "{file}: {name}"
             );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn policy_presets_keep_documents_as_documents() -> Result {
+    let [(_, crm), (_, ubm)] = presets()?;
+    let pdf_or_scan = [MediaType::Pdf, MediaType::Jpeg, MediaType::Png];
+    for (c, class, types, max_size) in [
+        ("health_certificate", DataClass::Specific, &pdf_or_scan[..], 10_000_000),
+        ("colour_blindness_certificate", DataClass::Specific, &pdf_or_scan[..], 10_000_000),
+        ("study_permit", DataClass::General, &pdf_or_scan[..], 10_000_000),
+        ("academic_documents", DataClass::General, &pdf_or_scan[..], 20_000_000),
+        ("id_photo", DataClass::General, &[MediaType::Jpeg, MediaType::Png][..], 2_000_000),
+    ] {
+        let cat = &ubm.categories[c];
+        assert_eq!(cat.field_type, FieldType::Document, "{c}");
+        assert_eq!(cat.class, class, "{c}");
+        let rules = cat.document.as_ref().ok_or(c)?;
+        assert_eq!(rules.media_types, types, "{c}");
+        assert_eq!(rules.max_size, max_size, "{c}");
+        assert!(ubm.purposes["admission"].covers(c), "{c}");
+    }
+    // The health reviewer sees the certificates; the admissions officer, without `specific`,
+    // does not.
+    assert!(ubm.roles["admissions_health_reviewer"].specific);
+    assert!(!ubm.roles["admissions_officer"].specific);
+
+    let attachments = &crm.categories["support_attachments"];
+    assert!(attachments.is_document());
+    assert!(crm.purposes["support"].covers("support_attachments"));
+    assert!(crm.purposes["legal_claims"].covers("support_attachments"));
+
+    for (file, p) in [("crm", &crm), ("university", &ubm)] {
+        for c in p.categories.values() {
+            assert_eq!(c.document.is_some(), c.is_document(), "{file}: {}", c.name);
+            assert!(!(c.is_document() && c.index), "{file}: {}", c.name);
+        }
+        // Disclosures release field values only: no recipient lists a document.
+        for r in p.recipients.values() {
+            for c in &r.categories {
+                assert!(!p.categories[c].is_document(), "{file}: {} lists {c}", r.name);
+            }
         }
     }
     Ok(())

@@ -486,6 +486,29 @@ fn masks_of_scalar_types() {
 }
 
 #[test]
+fn documents_have_no_value_form() {
+    let d = FieldType::Document;
+    assert_eq!(d.as_str(), "document");
+    assert_eq!(FieldType::ALL.last(), Some(&d));
+    for v in [
+        json!("JVBERi0xLjcK"),
+        json!(""),
+        json!(1),
+        json!(true),
+        json!(null),
+        json!({"file": "cert.pdf"}),
+    ] {
+        assert_eq!(rule_of(normalize(d, &v)), rule::DOCUMENT, "{v}");
+    }
+    assert_eq!(bad(d, "%PDF-1.7 a certificate"), rule::DOCUMENT);
+    assert!(rule::DOCUMENT.contains("PUT /v1/subjects/{id}/documents/{category}"));
+    // Never reached for stored values, but total: no panic, the usual shapes.
+    assert_eq!(mask(d, "anything"), "***");
+    assert_eq!(mask(d, "***"), "****");
+    assert_eq!(to_json(d, "x"), json!("x"));
+}
+
+#[test]
 fn errors_never_contain_the_value() {
     let cases = [
         (FieldType::Email, "Budi Santoso <budi.santoso@example.com>"),

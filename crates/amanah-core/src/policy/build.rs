@@ -2,6 +2,7 @@
 
 use super::walk::*;
 use super::*;
+use crate::documents::{parse_size, MediaType};
 use toml::Spanned;
 
 pub(super) fn build(root: &Spanned<DeTable<'_>>, d: &mut Diag<'_>) -> Option<Policy> {
@@ -72,6 +73,7 @@ pub(super) fn build(root: &Spanned<DeTable<'_>>, d: &mut Diag<'_>) -> Option<Pol
         }
         let refs = References {
             categories: &declared_categories,
+            built_categories: &categories,
             purposes: &declared_purposes,
             built: &purposes,
         };
@@ -88,6 +90,7 @@ pub(super) fn build(root: &Spanned<DeTable<'_>>, d: &mut Diag<'_>) -> Option<Pol
     for e in &recipient_entries {
         let refs = References {
             categories: &declared_categories,
+            built_categories: &categories,
             purposes: &declared_purposes,
             built: &purposes,
         };
@@ -260,8 +263,9 @@ fn parse_category(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<Cat
     let index = t.boolean("index", d);
     let unique = t.boolean("unique", d);
     let indexed = index.as_ref().is_some_and(|b| *b.get_ref());
+    let is_document = field_type == Some(FieldType::Document);
     if let Some(u) = &unique {
-        if *u.get_ref() && !indexed {
+        if *u.get_ref() && !indexed && !is_document {
             d.error(
                 &u.span(),
                 format!(
@@ -282,12 +286,132 @@ fn parse_category(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<Cat
             );
         }
     }
+    let document = match field_type {
+        Some(FieldType::Document) => {
+            for (key, flag) in [("index", &index), ("unique", &unique)] {
+                if let Some(f) = flag.as_ref().filter(|f| *f.get_ref()) {
+                    d.error(
+                        &f.span(),
+                        format!(
+                            "category {name:?} has type \"document\" and cannot be {}: a blind \
+                             index of a file makes no sense (a document is found through its \
+                             subject); remove {key} = true",
+                            if key == "index" { "indexed" } else { "unique" }
+                        ),
+                    );
+                }
+            }
+            Some(parse_document_rules(name, t, d)?)
+        }
+        Some(other) => {
+            for key in ["media_types", "max_size"] {
+                if let Some(v) = t.get(key) {
+                    d.error(
+                        &v.span(),
+                        format!(
+                            "{key} applies only to categories of type \"document\"; category \
+                             {name:?} has type {:?}: remove {key} or set type = \"document\"",
+                            other.as_str()
+                        ),
+                    );
+                }
+            }
+            None
+        }
+        None => None,
+    };
     Some(Category {
         name: name.to_owned(),
         field_type: field_type?,
         class: class?,
         index: indexed,
         unique: unique.is_some_and(|u| *u.get_ref()),
+        document,
+    })
+}
+
+/// The `media_types` and `max_size` of a `document` category, both required.
+fn parse_document_rules(
+    name: &str,
+    t: &Table<'_, '_>,
+    d: &mut Diag<'_>,
+) -> Option<DocumentRules> {
+    let expected = MediaType::expected();
+    let media_types = if t.require(
+        "media_types",
+        &format!(" (the file types it accepts, from: {expected})"),
+        d,
+    ) {
+        t.strings("media_types", d).and_then(|list| {
+            if list.get_ref().is_empty() {
+                d.error(
+                    &list.span(),
+                    format!(
+                        "category {name:?} accepts no media types; list at least one of: \
+                         {expected}"
+                    ),
+                );
+                return None;
+            }
+            let mut types = Vec::new();
+            let mut ok = true;
+            for item in list.get_ref() {
+                let s = item.get_ref().as_str();
+                match MediaType::ALL.into_iter().find(|m| m.as_str() == s) {
+                    Some(m) if types.contains(&m) => {
+                        ok = false;
+                        d.error(
+                            &item.span(),
+                            format!("media type {s:?} is listed twice in category {name:?}"),
+                        );
+                    }
+                    Some(m) => types.push(m),
+                    None => {
+                        ok = false;
+                        let hint = match MediaType::parse(s) {
+                            Some(m) => format!(" (write it {:?})", m.as_str()),
+                            None => String::new(),
+                        };
+                        d.error(
+                            &item.span(),
+                            format!(
+                                "unknown media type {s:?} for category {name:?}{hint}; expected \
+                                 one of: {expected}"
+                            ),
+                        );
+                    }
+                }
+            }
+            ok.then_some(types)
+        })
+    } else {
+        None
+    };
+    let max_size = if t.require(
+        "max_size",
+        " (the largest file it accepts, e.g. \"10MB\" or \"512KiB\")",
+        d,
+    ) {
+        t.string("max_size", d)
+            .and_then(|raw| match parse_size(raw.get_ref()) {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    d.error(
+                        &raw.span(),
+                        format!(
+                            "invalid max_size {:?} for category {name:?}: {e}",
+                            raw.get_ref()
+                        ),
+                    );
+                    None
+                }
+            })
+    } else {
+        None
+    };
+    Some(DocumentRules {
+        media_types: media_types?,
+        max_size: max_size?,
     })
 }
 
@@ -412,6 +536,8 @@ fn parse_purpose(
 /// What roles and recipients may refer to.
 struct References<'r> {
     categories: &'r BTreeSet<String>,
+    /// The categories that were built (valid), for their types.
+    built_categories: &'r BTreeMap<String, Category>,
     purposes: &'r BTreeSet<String>,
     /// The purposes that were built (valid).
     built: &'r BTreeMap<String, Purpose>,
@@ -579,6 +705,23 @@ fn parse_recipient(
         check_references(list.get_ref(), refs.categories, &CATEGORIES, &t.label, d);
         if let Some(purposes) = &purposes {
             check_covered(list.get_ref(), purposes, refs, &t.label, "lists", d);
+        }
+        for c in list.get_ref() {
+            if refs
+                .built_categories
+                .get(c.get_ref())
+                .is_some_and(Category::is_document)
+            {
+                d.error(
+                    &c.span(),
+                    format!(
+                        "{} lists document category {:?}, but disclosures release field values \
+                         only, never documents; remove it here",
+                        t.label,
+                        c.get_ref()
+                    ),
+                );
+            }
         }
     }
     let transfer_basis_given = t.get("transfer_basis").is_some();

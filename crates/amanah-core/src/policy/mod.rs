@@ -7,6 +7,7 @@ use std::ops::Range;
 
 use toml::de::DeTable;
 
+use crate::documents::DocumentRules;
 use crate::fields::FieldType;
 
 use build::build;
@@ -70,6 +71,16 @@ pub struct Category {
     pub index: bool,
     /// At most one subject may hold a given value (requires `index`).
     pub unique: bool,
+    /// What a `document` category accepts (`media_types`, `max_size`): `Some` exactly when
+    /// `field_type` is [`FieldType::Document`].
+    pub document: Option<DocumentRules>,
+}
+
+impl Category {
+    /// Is this a category of uploaded files (type `document`) rather than of field values?
+    pub fn is_document(&self) -> bool {
+        self.field_type == FieldType::Document
+    }
 }
 
 /// UU PDP Art. 4: general vs. specific (health, biometric, genetic, criminal record, child data,
@@ -476,8 +487,10 @@ impl Policy {
     /// (its name; its categories, sorted, each with type and class; basis; retention;
     /// retention_from; on_expiry; description; channels, sorted; and the names of the recipients
     /// that list it, sorted). It changes iff one of those changes, so a consent given for one
-    /// version can be recognised as given for something else after an edit. `None` for an
-    /// unknown purpose.
+    /// version can be recognised as given for something else after an edit. A document
+    /// category's `media_types` and `max_size` are not part of it: a file format or a size limit
+    /// is not something a person consents to, and changing one must not make consents stale.
+    /// `None` for an unknown purpose.
     pub fn purpose_version(&self, purpose: &str) -> Option<String> {
         use serde_json::Value;
         let p = self.purposes.get(purpose)?;

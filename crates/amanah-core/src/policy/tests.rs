@@ -3,6 +3,7 @@
 use super::countries::COUNTRY_CODES;
 use super::walk::{did_you_mean, edit_distance, is_valid_name};
 use super::*;
+use crate::documents::MediaType;
 
 /// 14 lines; text appended with [`with`] starts on line 15.
 const MINIMAL: &str = r#"version = "2026-01"
@@ -157,6 +158,7 @@ fn minimal_policy_parses_with_defaults() {
             class: DataClass::General,
             index: false,
             unique: false,
+            document: None,
         })
     );
     assert_eq!(
@@ -659,6 +661,140 @@ fn category_rules() {
         9,
         "category \"opt_in\" has type \"bool\" and cannot be indexed",
     );
+}
+
+/// MINIMAL with a document category `cert` (lines 16-20) covered by `service`, and `extra`
+/// appended (from line 21).
+fn with_document(cert: &str, extra: &str) -> String {
+    let src = edit(MINIMAL, "categories = [\"email\"]", "categories = [\"email\", \"cert\"]");
+    format!("{src}\n[categories.cert]\n{cert}{extra}")
+}
+
+const CERT: &str = "type = \"document\"\nclass = \"specific\"\n\
+                    media_types = [\"application/pdf\", \"image/jpeg\"]\nmax_size = \"10MB\"\n";
+
+#[test]
+fn document_categories_parse() {
+    let p = parse(&with_document(CERT, ""));
+    let cert = &p.categories["cert"];
+    assert!(cert.is_document());
+    assert!(!p.categories["email"].is_document());
+    assert_eq!(p.categories["email"].document, None);
+    assert_eq!(cert.class, DataClass::Specific);
+    assert!(!cert.index && !cert.unique);
+    assert_eq!(
+        cert.document,
+        Some(crate::documents::DocumentRules {
+            media_types: vec![MediaType::Pdf, MediaType::Jpeg],
+            max_size: 10_000_000,
+        })
+    );
+    // index = false is harmless; every media type and the size bounds.
+    let every = "type = \"document\"\nclass = \"general\"\nindex = false\nunique = false\n\
+                 media_types = [\"image/webp\", \"image/png\", \"image/jpeg\", \"application/pdf\"]\n\
+                 max_size = \"5GiB\"\n";
+    let rules = parse(&with_document(every, "")).categories["cert"]
+        .document
+        .clone()
+        .unwrap();
+    assert_eq!(rules.media_types.len(), 4);
+    assert_eq!(rules.max_size, 5 << 30);
+    let one_byte = edit(CERT, "\"10MB\"", "\"1\"");
+    assert_eq!(
+        parse(&with_document(&one_byte, "")).categories["cert"]
+            .document
+            .as_ref()
+            .map(|d| d.max_size),
+        Some(1)
+    );
+    // Roles may mask a document (listed with its metadata, not downloadable).
+    let masked = "\n[roles.clerk]\npurposes = [\"service\"]\nspecific = true\nmask = [\"cert\"]\n";
+    assert_eq!(parse(&with_document(CERT, masked)).roles["clerk"].mask, ["cert"]);
+    // A recipient without its own list receives what its purposes cover, documents aside
+    // (see `disclosure::receivable`): declaring it is fine.
+    let rec = "\n[recipients.bank]\ncountry = \"ID\"\npurposes = [\"service\"]\n";
+    assert!(parse(&with_document(CERT, rec)).recipients["bank"]
+        .categories
+        .is_empty());
+}
+
+#[test]
+fn document_rules_are_checked() {
+    // Both keys required.
+    let src = with_document(&edit(CERT, "max_size = \"10MB\"\n", ""), "");
+    assert_error(&src, 16, 1, "missing required key \"max_size\" in category \"cert\" (the largest file it accepts");
+    let src = with_document(&edit(CERT, "media_types = [\"application/pdf\", \"image/jpeg\"]\n", ""), "");
+    assert_error(&src, 16, 1, "missing required key \"media_types\" in category \"cert\" (the file types it accepts, from: application/pdf, image/jpeg, image/png, image/webp)");
+
+    // Media types: known, listed once, at least one.
+    let src = with_document(&edit(CERT, "\"image/jpeg\"]", "\"image/gif\"]"), "");
+    assert_error(&src, 19, 35, "unknown media type \"image/gif\" for category \"cert\"; expected one of: application/pdf, image/jpeg, image/png, image/webp");
+    let src = with_document(&edit(CERT, "\"image/jpeg\"]", "\"image/jpg\"]"), "");
+    assert_error(&src, 19, 35, "unknown media type \"image/jpg\" for category \"cert\" (write it \"image/jpeg\"); expected one of:");
+    let src = with_document(&edit(CERT, "\"image/jpeg\"]", "\"application/pdf\"]"), "");
+    assert_error(&src, 19, 35, "media type \"application/pdf\" is listed twice in category \"cert\"");
+    let src = with_document(&edit(CERT, "[\"application/pdf\", \"image/jpeg\"]", "[]"), "");
+    assert_error(&src, 19, 15, "category \"cert\" accepts no media types; list at least one of: application/pdf, image/jpeg, image/png, image/webp");
+    let src = with_document(&edit(CERT, "[\"application/pdf\", \"image/jpeg\"]", "\"application/pdf\""), "");
+    assert_error(&src, 19, 15, "\"media_types\" in category \"cert\" must be a list of strings, not a string");
+
+    // The size parses and is within bounds.
+    for (size, message) in [
+        ("10 megabytes", "unknown size unit"),
+        ("0MB", "size must be at least 1 byte"),
+        ("6GB", "size is larger than the limit of 5GiB"),
+        ("", "expected a whole number of bytes with an optional unit"),
+    ] {
+        let src = with_document(&edit(CERT, "\"10MB\"", &format!("{size:?}")), "");
+        assert_error(&src, 20, 12, &format!("invalid max_size {size:?} for category \"cert\": {message}"));
+    }
+    let src = with_document(&edit(CERT, "\"10MB\"", "10485760"), "");
+    assert_error(&src, 20, 12, "\"max_size\" in category \"cert\" must be a string, not an integer");
+
+    // No blind index of a file.
+    let src = with_document(&format!("{CERT}index = true\n"), "");
+    assert_error(&src, 21, 9, "category \"cert\" has type \"document\" and cannot be indexed: a blind index of a file makes no sense");
+    let src = with_document(&format!("{CERT}index = true\nunique = true\n"), "");
+    assert_error(&src, 22, 10, "category \"cert\" has type \"document\" and cannot be unique");
+    let src = with_document(&format!("{CERT}unique = true\n"), "");
+    assert_error(&src, 21, 10, "cannot be unique");
+    assert!(
+        !errors(&src).iter().any(|e| e.message.contains("without index = true")),
+        "one message for one mistake"
+    );
+}
+
+#[test]
+fn document_keys_are_refused_on_other_types() {
+    let src = with_document(&edit(CERT, "\"document\"", "\"text\""), "");
+    assert_error(&src, 19, 15, "media_types applies only to categories of type \"document\"; category \"cert\" has type \"text\": remove media_types or set type = \"document\"");
+    assert_error(&src, 20, 12, "max_size applies only to categories of type \"document\"; category \"cert\" has type \"text\"");
+    let src = edit(MINIMAL, "class = \"general\"", "class = \"general\"\nmax_size = \"1MB\"");
+    assert_error(&src, 10, 12, "max_size applies only to categories of type \"document\"; category \"email\" has type \"email\"");
+    // An unknown type is reported once, not also as a misplaced key.
+    let src = with_document(&edit(CERT, "\"document\"", "\"file\""), "");
+    assert_error(&src, 17, 8, "unknown type \"file\"");
+    assert!(
+        !errors(&src).iter().any(|e| e.message.contains("applies only")),
+        "{:?}",
+        errors(&src)
+    );
+}
+
+#[test]
+fn documents_are_not_birth_dates_nor_disclosed() {
+    let src = with_document(CERT, "").replacen(
+        "\n[categories.email]",
+        "\n[settings]\nbirth_date_category = \"cert\"\n\n[categories.email]",
+        1,
+    );
+    assert_error(&src, 8, 23, "birth_date_category \"cert\" has type \"document\", but birth dates must be a category of type \"date\"");
+
+    let rec = "\n[recipients.bank]\ncountry = \"ID\"\npurposes = [\"service\"]\n\
+               categories = [\"email\", \"cert\"]\n";
+    let src = with_document(CERT, rec);
+    assert_error(&src, 25, 24, "recipient \"bank\" lists document category \"cert\", but disclosures release field values only, never documents; remove it here");
+    assert_eq!(errors(&src).len(), 1);
 }
 
 #[test]
