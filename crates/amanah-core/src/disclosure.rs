@@ -642,7 +642,10 @@ mod tests {
             );
         let p = Policy::parse(&source).unwrap();
         let ministry = &p.recipients["ministry"];
-        assert!(ministry.categories.is_empty(), "whatever its purposes cover");
+        assert!(
+            ministry.categories.is_empty(),
+            "whatever its purposes cover"
+        );
         assert_eq!(
             receivable(&p, ministry, "government_orders"),
             ["full_name", "nik"]

@@ -496,11 +496,7 @@ pseudonymize = true
              [purposes.",
             1,
         );
-        let source = source.replacen(
-            "categories = [\"",
-            "categories = [\"certificate\", \"",
-            1,
-        );
+        let source = source.replacen("categories = [\"", "categories = [\"certificate\", \"", 1);
         let r = ropa_of(&source);
         let cats: Vec<&Value> = r["activities"]
             .as_array()

@@ -171,11 +171,36 @@ fn policy_presets_keep_documents_as_documents() -> Result {
     let [(_, crm), (_, ubm)] = presets()?;
     let pdf_or_scan = [MediaType::Pdf, MediaType::Jpeg, MediaType::Png];
     for (c, class, types, max_size) in [
-        ("health_certificate", DataClass::Specific, &pdf_or_scan[..], 10_000_000),
-        ("colour_blindness_certificate", DataClass::Specific, &pdf_or_scan[..], 10_000_000),
-        ("study_permit", DataClass::General, &pdf_or_scan[..], 10_000_000),
-        ("academic_documents", DataClass::General, &pdf_or_scan[..], 20_000_000),
-        ("id_photo", DataClass::General, &[MediaType::Jpeg, MediaType::Png][..], 2_000_000),
+        (
+            "health_certificate",
+            DataClass::Specific,
+            &pdf_or_scan[..],
+            10_000_000,
+        ),
+        (
+            "colour_blindness_certificate",
+            DataClass::Specific,
+            &pdf_or_scan[..],
+            10_000_000,
+        ),
+        (
+            "study_permit",
+            DataClass::General,
+            &pdf_or_scan[..],
+            10_000_000,
+        ),
+        (
+            "academic_documents",
+            DataClass::General,
+            &pdf_or_scan[..],
+            20_000_000,
+        ),
+        (
+            "id_photo",
+            DataClass::General,
+            &[MediaType::Jpeg, MediaType::Png][..],
+            2_000_000,
+        ),
     ] {
         let cat = &ubm.categories[c];
         assert_eq!(cat.field_type, FieldType::Document, "{c}");
@@ -203,7 +228,11 @@ fn policy_presets_keep_documents_as_documents() -> Result {
         // Disclosures release field values only: no recipient lists a document.
         for r in p.recipients.values() {
             for c in &r.categories {
-                assert!(!p.categories[c].is_document(), "{file}: {} lists {c}", r.name);
+                assert!(
+                    !p.categories[c].is_document(),
+                    "{file}: {} lists {c}",
+                    r.name
+                );
             }
         }
     }

@@ -208,6 +208,10 @@ pub fn request_schema(ty: FieldType) -> Value {
             {"type": "boolean"},
             {"type": "string", "enum": ["true", "false"]}
         ], "description": "true or false"}),
+        // No value is valid: a document is uploaded as a file. The policy's documents are left
+        // out of the field schemas altogether (see `for_policy`).
+        FieldType::Document => json!({"not": {},
+            "description": "a document: uploaded as a file (PUT /v1/subjects/{id}/documents/{category}), never written as a value"}),
     }
 }
 
@@ -230,10 +234,12 @@ pub fn response_schema(ty: FieldType) -> Value {
             {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
         ]}),
         FieldType::Bool => json!({"type": "boolean"}),
+        // Never in a read's fields: documents are listed and downloaded on their own.
+        FieldType::Document => json!({"not": {}}),
     };
     match ty {
         // A masked name, e-mail address or text is still a string of that shape.
-        FieldType::Name | FieldType::Email | FieldType::Text => canonical,
+        FieldType::Name | FieldType::Email | FieldType::Text | FieldType::Document => canonical,
         _ => json!({"anyOf": [canonical, masked]}),
     }
 }
@@ -244,7 +250,10 @@ pub fn for_policy(policy: &Policy) -> Value {
     let mut doc = base().clone();
     let purposes: Vec<&String> = policy.purposes.keys().collect();
     let purpose_enum = json!({"type": "string", "enum": purposes});
-    let categories: Vec<&String> = policy.categories.keys().collect();
+    // Documents are uploaded and downloaded as files: they are no field of a subject's body or
+    // read, and no disclosure releases them.
+    let field_categories = || policy.categories.values().filter(|c| !c.is_document());
+    let categories: Vec<&String> = field_categories().map(|c| &c.name).collect();
     let mut roles: Vec<&str> = vec![ADMIN_ROLE];
     roles.extend(policy.roles.keys().map(String::as_str));
     let recipients: Vec<&String> = policy.recipients.keys().collect();
@@ -299,9 +308,7 @@ pub fn for_policy(policy: &Policy) -> Value {
         .and_then(Value::as_object_mut)
     {
         let fields = |schema: fn(FieldType) -> Value, what: &str| {
-            let properties: Map<String, Value> = policy
-                .categories
-                .values()
+            let properties: Map<String, Value> = field_categories()
                 .map(|c| {
                     let mut s = schema(c.field_type);
                     if let Some(o) = s.as_object_mut() {

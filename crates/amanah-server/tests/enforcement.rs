@@ -378,12 +378,28 @@ async fn a_refused_write_is_audited_and_tells_nothing(kind: Kind) {
         .post(
             "/v1/subjects?purpose=admission",
             &officer,
-            json!({"fields": {"full_name": "Prober", "health_certificate": "fit"}}),
+            json!({"fields": {"full_name": "Prober", "religion": "Islam"}}),
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     // A cleared role's conflict is refused, on record, without the value.
     let registrar = p.role("registrar").await;
+    // A document is uploaded as a file, never written as a field value: 422 naming the field.
+    let (s, v) = p
+        .post(
+            "/v1/subjects?purpose=admission",
+            &registrar,
+            json!({"fields": {"full_name": "Prober", "health_certificate": "fit"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["field"], "health_certificate", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("uploaded as a file") && !d.contains("fit")),
+        "{v}"
+    );
     let before = p.chain_len().await;
     let (s, v) = p
         .post(

@@ -17,7 +17,10 @@ fn sniff_recognises_real_headers() {
     assert_eq!(sniff(PNG), Some(MediaType::Png));
     assert_eq!(sniff(WEBP), Some(MediaType::Webp));
     // A camera's EXIF JPEG starts with another marker after the start of image.
-    assert_eq!(sniff(b"\xff\xd8\xff\xe1\x2f\xfeExif\x00\x00"), Some(MediaType::Jpeg));
+    assert_eq!(
+        sniff(b"\xff\xd8\xff\xe1\x2f\xfeExif\x00\x00"),
+        Some(MediaType::Jpeg)
+    );
 }
 
 #[test]
@@ -37,7 +40,11 @@ fn sniff_refuses_everything_else() {
     assert_eq!(sniff(b"<!DOCTYPE html><!-- %PDF-1.4 --><script>"), None);
     assert_eq!(sniff(b"<html><body>RIFF....WEBP</body></html>"), None);
     assert_eq!(sniff(b"hello, this is plain text\n"), None);
-    assert_eq!(sniff(b" %PDF-1.5"), None, "the signature starts at offset 0");
+    assert_eq!(
+        sniff(b" %PDF-1.5"),
+        None,
+        "the signature starts at offset 0"
+    );
     // WEBP at bytes 8..12 without the RIFF container.
     assert_eq!(sniff(b"\x00\x00\x00\x00\x00\x00\x00\x00WEBPVP8 "), None);
     // Other image formats.
@@ -66,7 +73,10 @@ fn media_type_spellings() {
         assert_eq!(t.to_string(), t.as_str());
     }
     assert_eq!(MediaType::parse("image/PNG; q=1"), Some(MediaType::Png));
-    assert_eq!(MediaType::parse("  Application/PDF  "), Some(MediaType::Pdf));
+    assert_eq!(
+        MediaType::parse("  Application/PDF  "),
+        Some(MediaType::Pdf)
+    );
     assert_eq!(
         MediaType::parse("application/pdf;name=\"cv.pdf\""),
         Some(MediaType::Pdf)

@@ -331,11 +331,7 @@ fn parse_category(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<Cat
 }
 
 /// The `media_types` and `max_size` of a `document` category, both required.
-fn parse_document_rules(
-    name: &str,
-    t: &Table<'_, '_>,
-    d: &mut Diag<'_>,
-) -> Option<DocumentRules> {
+fn parse_document_rules(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<DocumentRules> {
     let expected = MediaType::expected();
     let media_types = if t.require(
         "media_types",

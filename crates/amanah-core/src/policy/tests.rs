@@ -666,7 +666,11 @@ fn category_rules() {
 /// MINIMAL with a document category `cert` (lines 16-20) covered by `service`, and `extra`
 /// appended (from line 21).
 fn with_document(cert: &str, extra: &str) -> String {
-    let src = edit(MINIMAL, "categories = [\"email\"]", "categories = [\"email\", \"cert\"]");
+    let src = edit(
+        MINIMAL,
+        "categories = [\"email\"]",
+        "categories = [\"email\", \"cert\"]",
+    );
     format!("{src}\n[categories.cert]\n{cert}{extra}")
 }
 
@@ -709,7 +713,10 @@ fn document_categories_parse() {
     );
     // Roles may mask a document (listed with its metadata, not downloadable).
     let masked = "\n[roles.clerk]\npurposes = [\"service\"]\nspecific = true\nmask = [\"cert\"]\n";
-    assert_eq!(parse(&with_document(CERT, masked)).roles["clerk"].mask, ["cert"]);
+    assert_eq!(
+        parse(&with_document(CERT, masked)).roles["clerk"].mask,
+        ["cert"]
+    );
     // A recipient without its own list receives what its purposes cover, documents aside
     // (see `disclosure::receivable`): declaring it is fine.
     let rec = "\n[recipients.bank]\ncountry = \"ID\"\npurposes = [\"service\"]\n";
@@ -722,8 +729,20 @@ fn document_categories_parse() {
 fn document_rules_are_checked() {
     // Both keys required.
     let src = with_document(&edit(CERT, "max_size = \"10MB\"\n", ""), "");
-    assert_error(&src, 16, 1, "missing required key \"max_size\" in category \"cert\" (the largest file it accepts");
-    let src = with_document(&edit(CERT, "media_types = [\"application/pdf\", \"image/jpeg\"]\n", ""), "");
+    assert_error(
+        &src,
+        16,
+        1,
+        "missing required key \"max_size\" in category \"cert\" (the largest file it accepts",
+    );
+    let src = with_document(
+        &edit(
+            CERT,
+            "media_types = [\"application/pdf\", \"image/jpeg\"]\n",
+            "",
+        ),
+        "",
+    );
     assert_error(&src, 16, 1, "missing required key \"media_types\" in category \"cert\" (the file types it accepts, from: application/pdf, image/jpeg, image/png, image/webp)");
 
     // Media types: known, listed once, at least one.
@@ -732,11 +751,31 @@ fn document_rules_are_checked() {
     let src = with_document(&edit(CERT, "\"image/jpeg\"]", "\"image/jpg\"]"), "");
     assert_error(&src, 19, 35, "unknown media type \"image/jpg\" for category \"cert\" (write it \"image/jpeg\"); expected one of:");
     let src = with_document(&edit(CERT, "\"image/jpeg\"]", "\"application/pdf\"]"), "");
-    assert_error(&src, 19, 35, "media type \"application/pdf\" is listed twice in category \"cert\"");
-    let src = with_document(&edit(CERT, "[\"application/pdf\", \"image/jpeg\"]", "[]"), "");
+    assert_error(
+        &src,
+        19,
+        35,
+        "media type \"application/pdf\" is listed twice in category \"cert\"",
+    );
+    let src = with_document(
+        &edit(CERT, "[\"application/pdf\", \"image/jpeg\"]", "[]"),
+        "",
+    );
     assert_error(&src, 19, 15, "category \"cert\" accepts no media types; list at least one of: application/pdf, image/jpeg, image/png, image/webp");
-    let src = with_document(&edit(CERT, "[\"application/pdf\", \"image/jpeg\"]", "\"application/pdf\""), "");
-    assert_error(&src, 19, 15, "\"media_types\" in category \"cert\" must be a list of strings, not a string");
+    let src = with_document(
+        &edit(
+            CERT,
+            "[\"application/pdf\", \"image/jpeg\"]",
+            "\"application/pdf\"",
+        ),
+        "",
+    );
+    assert_error(
+        &src,
+        19,
+        15,
+        "\"media_types\" in category \"cert\" must be a list of strings, not a string",
+    );
 
     // The size parses and is within bounds.
     for (size, message) in [
@@ -746,20 +785,37 @@ fn document_rules_are_checked() {
         ("", "expected a whole number of bytes with an optional unit"),
     ] {
         let src = with_document(&edit(CERT, "\"10MB\"", &format!("{size:?}")), "");
-        assert_error(&src, 20, 12, &format!("invalid max_size {size:?} for category \"cert\": {message}"));
+        assert_error(
+            &src,
+            20,
+            12,
+            &format!("invalid max_size {size:?} for category \"cert\": {message}"),
+        );
     }
     let src = with_document(&edit(CERT, "\"10MB\"", "10485760"), "");
-    assert_error(&src, 20, 12, "\"max_size\" in category \"cert\" must be a string, not an integer");
+    assert_error(
+        &src,
+        20,
+        12,
+        "\"max_size\" in category \"cert\" must be a string, not an integer",
+    );
 
     // No blind index of a file.
     let src = with_document(&format!("{CERT}index = true\n"), "");
     assert_error(&src, 21, 9, "category \"cert\" has type \"document\" and cannot be indexed: a blind index of a file makes no sense");
     let src = with_document(&format!("{CERT}index = true\nunique = true\n"), "");
-    assert_error(&src, 22, 10, "category \"cert\" has type \"document\" and cannot be unique");
+    assert_error(
+        &src,
+        22,
+        10,
+        "category \"cert\" has type \"document\" and cannot be unique",
+    );
     let src = with_document(&format!("{CERT}unique = true\n"), "");
     assert_error(&src, 21, 10, "cannot be unique");
     assert!(
-        !errors(&src).iter().any(|e| e.message.contains("without index = true")),
+        !errors(&src)
+            .iter()
+            .any(|e| e.message.contains("without index = true")),
         "one message for one mistake"
     );
 }
@@ -769,13 +825,19 @@ fn document_keys_are_refused_on_other_types() {
     let src = with_document(&edit(CERT, "\"document\"", "\"text\""), "");
     assert_error(&src, 19, 15, "media_types applies only to categories of type \"document\"; category \"cert\" has type \"text\": remove media_types or set type = \"document\"");
     assert_error(&src, 20, 12, "max_size applies only to categories of type \"document\"; category \"cert\" has type \"text\"");
-    let src = edit(MINIMAL, "class = \"general\"", "class = \"general\"\nmax_size = \"1MB\"");
+    let src = edit(
+        MINIMAL,
+        "class = \"general\"",
+        "class = \"general\"\nmax_size = \"1MB\"",
+    );
     assert_error(&src, 10, 12, "max_size applies only to categories of type \"document\"; category \"email\" has type \"email\"");
     // An unknown type is reported once, not also as a misplaced key.
     let src = with_document(&edit(CERT, "\"document\"", "\"file\""), "");
     assert_error(&src, 17, 8, "unknown type \"file\"");
     assert!(
-        !errors(&src).iter().any(|e| e.message.contains("applies only")),
+        !errors(&src)
+            .iter()
+            .any(|e| e.message.contains("applies only")),
         "{:?}",
         errors(&src)
     );

@@ -24,8 +24,14 @@ pub(super) const SETTINGS_KEYS: &[&str] = &[
     "withdrawal_grace_days",
     "birth_date_category",
 ];
-pub(super) const CATEGORY_KEYS: &[&str] =
-    &["type", "class", "index", "unique", "media_types", "max_size"];
+pub(super) const CATEGORY_KEYS: &[&str] = &[
+    "type",
+    "class",
+    "index",
+    "unique",
+    "media_types",
+    "max_size",
+];
 pub(super) const PURPOSE_KEYS: &[&str] = &[
     "basis",
     "categories",
