@@ -481,7 +481,7 @@ fn unknown_spellings() {
              legitimate_interest"
     );
     let src = edit(MINIMAL, "type = \"email\"", "type = \"mail\"");
-    assert_error(&src, 8, 8, "unknown type \"mail\" for category \"email\"; expected one of: name, email, phone, nik, npwp, date, text, number, bool");
+    assert_error(&src, 8, 8, "unknown type \"mail\" for category \"email\"; expected one of: name, email, phone, nik, npwp, date, text, number, bool, document");
     let src = edit(MINIMAL, "class = \"general\"", "class = \"sensitive\"");
     assert_error(
         &src,
