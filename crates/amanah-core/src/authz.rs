@@ -44,6 +44,9 @@ macro_rules! with_actions {
             SubjectUpdate,
             SubjectRectify,
             SubjectEnroll,
+            DocumentUpload,
+            DocumentList,
+            DocumentRead,
             SubjectImport,
             SubjectExport,
             SubjectErase,
@@ -149,6 +152,9 @@ pub const RULES: &[(Action, Rule)] = &[
     (Action::SubjectUpdate, Rule::Purpose),
     (Action::SubjectRectify, Rule::Purpose),
     (Action::SubjectEnroll, Rule::Purpose),
+    (Action::DocumentUpload, Rule::Purpose),
+    (Action::DocumentList, Rule::Purpose),
+    (Action::DocumentRead, Rule::Purpose),
     (Action::SubjectImport, Rule::Admin),
     (Action::SubjectExport, Rule::HandleRequests),
     (Action::SubjectErase, Rule::HandleRequests),
@@ -222,6 +228,7 @@ impl Action {
             Action::SubjectUpdate
                 | Action::SubjectRectify
                 | Action::SubjectEnroll
+                | Action::DocumentUpload
                 | Action::ConsentGrant
                 | Action::RelationCreate
                 | Action::SubjectEnd
@@ -557,7 +564,7 @@ mod tests {
         for (a, _) in RULES {
             assert!(seen.insert(*a), "{a:?} is listed twice");
         }
-        assert_eq!(seen.len(), 56, "a new action needs a row in RULES");
+        assert_eq!(seen.len(), 59, "a new action needs a row in RULES");
     }
 
     #[test]

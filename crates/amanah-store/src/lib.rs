@@ -8,6 +8,7 @@ mod sql;
 #[macro_use]
 mod exec;
 mod accountability;
+mod documents;
 mod integrity;
 mod lists;
 mod migrations;
@@ -21,6 +22,7 @@ mod tenants;
 mod types;
 
 pub use accountability::*;
+pub use documents::*;
 pub use migrations::SCHEMA_VERSION;
 pub use postgres::admin as pg_admin;
 pub use postgres::{describe as describe_pg_config, parse_url as parse_pg_url, PgStore};
@@ -77,7 +79,14 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// and return it as appended to the chain.
 #[async_trait]
 pub trait Store:
-    RightsStore + AccountabilityStore + KeyRotationStore + TenantStore + Send + Sync + 'static
+    RightsStore
+    + AccountabilityStore
+    + KeyRotationStore
+    + TenantStore
+    + DocumentStore
+    + Send
+    + Sync
+    + 'static
 {
     // --- subjects ---
     async fn insert_subject(

@@ -7,7 +7,7 @@
 //! [`ACCESS_MACS`]) and each backend runs that code right after the step's SQL.
 
 /// The newest schema this binary understands, on both backends.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Schema 6's code: comma-joined lists converted to JSON, entries schema 5 misread recovered
 /// from their MACs, the genesis head signed.
@@ -47,6 +47,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(7, "0007_access_macs"),
     migration!(8, "0008_batch_ledger"),
     migration!(9, "0009_tenants"),
+    migration!(10, "0010_documents"),
 ];
 
 /// The steps a store at `found` still needs.
@@ -74,7 +75,7 @@ mod tests {
         assert!(MIGRATIONS.iter().any(|m| m.version == ACCESS_MACS));
         assert_eq!(
             after(4).map(|m| m.version).collect::<Vec<_>>(),
-            [5, 6, 7, 8, 9]
+            [5, 6, 7, 8, 9, 10]
         );
     }
 

@@ -50,6 +50,14 @@ pub(crate) enum Op {
         audit: AuditDraft,
     },
     InsertHold(HoldRecord, AuditDraft),
+    /// An upload under way (no audit entry: the upload's own entry comes with its document).
+    ReserveObject {
+        object: String,
+        at: i64,
+    },
+    InsertDocument(crate::DocumentRecord, AuditDraft),
+    /// Objects deleted from the object store (no audit entry: their erasure has one).
+    ForgetObjects(Vec<String>),
     InsertTenant(crate::TenantRecord, AuditDraft),
     ChangeTenant(crate::TenantChange, AuditDraft),
     PurgeTenant {
@@ -238,9 +246,48 @@ pub(crate) async fn apply<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditReco
         | Op::RecordRelease(..)
         | Op::InsertBreach(..)
         | Op::MarkBreachNotified { .. } => return accountability(x, op).await,
+        Op::ReserveObject { .. } | Op::InsertDocument(..) | Op::ForgetObjects(..) => {
+            return documents(x, op).await
+        }
         _ => return rights(x, op).await,
     };
     Ok(vec![x.append(audit).await?])
+}
+
+async fn documents<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Error> {
+    match op {
+        Op::ReserveObject { object, at } => {
+            x.execute(w::RESERVE_OBJECT, args![object, at]).await?;
+            Ok(Vec::new())
+        }
+        Op::InsertDocument(d, audit) => {
+            // Locks the subject: an erasure either comes first (the upload finds no subject)
+            // or after (its trigger trashes this document's object too).
+            require(x, w::LOCK_SUBJECT, &d.subject_id).await?;
+            x.execute(
+                w::INSERT_DOCUMENT,
+                args![
+                    &d.id,
+                    &d.subject_id,
+                    &d.category,
+                    &d.object,
+                    &d.sealed,
+                    d.stored_size,
+                    d.uploaded_at_micros,
+                ],
+            )
+            .await?;
+            x.execute(w::KEEP_OBJECT, args![&d.object]).await?;
+            Ok(vec![x.append(audit).await?])
+        }
+        Op::ForgetObjects(objects) => {
+            for o in objects {
+                x.execute(w::FORGET_OBJECT, args![o]).await?;
+            }
+            Ok(Vec::new())
+        }
+        _ => Err(StoreError::Backend("not a document operation".into()).into()),
+    }
 }
 
 async fn append_all<W: Writer>(
@@ -587,6 +634,8 @@ async fn rights<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Er
                 for q in w::DELETE_CATEGORY {
                     x.execute(q, args![id, c]).await?;
                 }
+                x.execute(w::DELETE_CATEGORY_DOCUMENTS, args![id, c])
+                    .await?;
             }
             for p in expired {
                 x.execute(w::DELETE_PURPOSE, args![id, p]).await?;

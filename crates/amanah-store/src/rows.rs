@@ -37,6 +37,23 @@ pub(crate) fn int(r: &dyn Row) -> StoreResult<i64> {
     r.col(0)
 }
 
+pub(crate) fn text(r: &dyn Row) -> StoreResult<String> {
+    r.col(0)
+}
+
+pub(crate) fn document(r: &dyn Row) -> StoreResult<crate::DocumentRecord> {
+    Ok(crate::DocumentRecord {
+        id: r.col(0)?,
+        subject_id: r.col(1)?,
+        category: r.col(2)?,
+        version: r.col(3)?,
+        object: r.col(4)?,
+        sealed: r.col(5)?,
+        stored_size: r.col(6)?,
+        uploaded_at_micros: r.col(7)?,
+    })
+}
+
 /// A row that only says it exists.
 pub(crate) fn unit(_: &dyn Row) -> StoreResult<()> {
     Ok(())

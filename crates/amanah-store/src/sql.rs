@@ -175,6 +175,37 @@ pub(crate) const TENANTS: Sql = sql!(concat!(
 
 pub(crate) const TENANT_EXISTS: Sql = sql!("SELECT 1 FROM tenants WHERE id = $1");
 
+macro_rules! document_columns {
+    () => {
+        "id, subject_id, category, version, object, sealed, stored_size, uploaded_at"
+    };
+}
+
+/// One subject's documents, every version, by category then version.
+pub(crate) const DOCUMENTS_OF: Sql = sql!(concat!(
+    "SELECT ",
+    document_columns!(),
+    " FROM documents WHERE subject_id = $1 ORDER BY category, version"
+));
+
+pub(crate) const DOCUMENT: Sql = sql!(concat!(
+    "SELECT ",
+    document_columns!(),
+    " FROM documents WHERE subject_id = $1 AND id = $2"
+));
+
+/// Objects whose document is gone, and uploads that never committed (pending since before $1).
+pub(crate) const OBJECTS_TO_DELETE: Sql = sql!(
+    "SELECT object FROM object_trash WHERE pending_since IS NULL OR pending_since < $1
+     ORDER BY object LIMIT $2"
+);
+
+/// Whether an object is a document's (an object in the store that no row names is an orphan).
+pub(crate) const OBJECT_KNOWN: Sql = sql!(
+    "SELECT 1 FROM documents WHERE object = $1
+     UNION ALL SELECT 1 FROM object_trash WHERE object = $1"
+);
+
 pub(crate) const SUBJECT_IDS: Sql =
     sql!("SELECT id FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
 
@@ -295,8 +326,11 @@ pub(crate) const COUNT_REQUESTS: Sql = sql!(
 pub(crate) const RETENTION_HEADS: Sql =
     sql!("SELECT id, relationship_ended_at FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
 
-pub(crate) const CATEGORIES_OF: Sql =
-    sql!("SELECT category FROM subject_fields WHERE subject_id = $1 ORDER BY category");
+/// The categories a subject holds: fields, and documents (any version).
+pub(crate) const CATEGORIES_OF: Sql = sql!(
+    "SELECT category FROM subject_fields WHERE subject_id = $1
+     UNION SELECT category FROM documents WHERE subject_id = $1 ORDER BY category"
+);
 
 pub(crate) const HOLDS_UNTIL: Sql =
     sql!("SELECT until FROM holds WHERE subject_id = $1 AND released_at IS NULL");

@@ -91,6 +91,8 @@ macro_rules! on_both_stores {
 
 #[path = "contract/accountability.rs"]
 mod accountability;
+#[path = "contract/documents.rs"]
+mod documents;
 #[path = "contract/rights.rs"]
 mod rights;
 

@@ -255,6 +255,35 @@ pub(crate) const SET_TENANT_QUOTAS: Sql = sql!(
      WHERE id = $1 AND status <> 'deleted'"
 );
 
+// --- documents ---
+
+/// An upload under way: its object is deleted a day later unless the upload commits.
+pub(crate) const RESERVE_OBJECT: Sql = sql!(
+    "INSERT INTO object_trash (object, pending_since) VALUES ($1, $2)
+     ON CONFLICT (object) DO NOTHING"
+);
+
+/// The next version of the category ($1 id, $2 subject, $3 category, $4 object, $5 sealed
+/// metadata, $6 stored size, $7 upload time).
+pub(crate) const INSERT_DOCUMENT: Sql = sql!(
+    "INSERT INTO documents (id, subject_id, category, version, object, sealed, stored_size,
+                            uploaded_at)
+     SELECT $1, $2, $3, COALESCE(MAX(version), 0) + 1, $4, $5, $6, $7
+     FROM documents WHERE subject_id = $2 AND category = $3"
+);
+
+/// The upload committed: its object is no longer to delete.
+pub(crate) const KEEP_OBJECT: Sql =
+    sql!("DELETE FROM object_trash WHERE object = $1 AND pending_since IS NOT NULL");
+
+/// A category's documents, for retention's erasure of a category (the trigger trashes their
+/// objects).
+pub(crate) const DELETE_CATEGORY_DOCUMENTS: Sql =
+    sql!("DELETE FROM documents WHERE subject_id = $1 AND category = $2");
+
+/// The object was deleted from the object store.
+pub(crate) const FORGET_OBJECT: Sql = sql!("DELETE FROM object_trash WHERE object = $1");
+
 #[cfg(test)]
 mod tests {
     use super::*;
