@@ -31,6 +31,16 @@ pub enum Error {
     /// the message.
     #[error("{1}")]
     Conflict(Conflict, String),
+    /// A document larger than its category allows (`max_size`), refused while it streamed.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A document whose content is not of the type declared, or of a type its category does
+    /// not accept.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A byte range that starts past the end of a document of this many bytes.
+    #[error("the range asked for starts past the end of the document ({0} bytes)")]
+    RangeNotSatisfiable(u64),
     /// The organization sent more requests per second than its quota allows; retry after
     /// this many seconds.
     #[error("too many requests: this organization's rate limit is reached; retry after {0} s")]
@@ -59,6 +69,9 @@ impl Error {
             Error::BadRequest(_) => "bad-request",
             Error::Invalid { .. } => "invalid",
             Error::Conflict(kind, _) => kind.code(),
+            Error::TooLarge(_) => "payload-too-large",
+            Error::UnsupportedMediaType(_) => "unsupported-media-type",
+            Error::RangeNotSatisfiable(_) => "range-not-satisfiable",
             Error::RateLimited(_) => "rate-limited",
             Error::Internal(_) => "internal",
         }

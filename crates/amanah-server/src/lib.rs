@@ -6,6 +6,7 @@ mod accountability;
 mod auth;
 mod consents;
 mod csv_out;
+mod documents;
 mod handlers;
 pub mod limits;
 pub mod metrics_layer;
@@ -87,7 +88,7 @@ pub fn router_with(state: AppState, options: &Options) -> Router {
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(axum::Extension(Arc::new(openapi::DocCache::default())))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT));
+        .layer(axum::middleware::from_fn(limits::body_limit));
     limits::apply(api, &options.limits)
         .layer(axum::middleware::from_fn(problem::plain_errors_as_problems))
         .layer(axum::middleware::from_fn(metrics_layer::track))

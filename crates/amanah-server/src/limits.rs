@@ -66,6 +66,11 @@ pub async fn shed(State(permits): State<Arc<Semaphore>>, req: Request, next: Nex
 
 /// Answers 503 when the request takes longer than the limit.
 pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    // An upload's time is its file's size over the client's bandwidth: it is bounded by the
+    // category's size and cut when it stalls, not by a deadline for the whole request.
+    if crate::documents::is_upload(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
@@ -79,6 +84,33 @@ pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) ->
             )
         }
     }
+}
+
+/// Bounds every request body to [`crate::BODY_LIMIT`] (413 when its length says more, or once
+/// more arrives), except a document's upload, which its category's `max_size` bounds.
+pub async fn body_limit(req: Request, next: Next) -> Response {
+    if crate::documents::is_upload(req.method(), req.uri().path()) {
+        return next.run(req).await;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > crate::BODY_LIMIT as u64) {
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!(
+                "the request body is larger than {} bytes",
+                crate::BODY_LIMIT
+            ),
+        )
+        .into_response();
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, crate::BODY_LIMIT));
+    next.run(Request::from_parts(parts, body)).await
 }
 
 /// Wraps a router (its routes, not its fallback only) in the timeout and the concurrency bound.

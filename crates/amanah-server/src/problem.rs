@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 pub struct Problem {
     /// A URI naming the kind of problem, `urn:amanah:problem:<code>`, with a stable code:
     /// `bad-request`, `unauthenticated`, `forbidden`, `consent-required`, `not-found`, `gone`,
-    /// `invalid`, `payload-too-large`, `unsupported-media-type`, `internal`, and for 409:
+    /// `invalid`, `payload-too-large`, `unsupported-media-type`, `range-not-satisfiable` (with
+    /// `Content-Range: bytes */<size>`), `internal`, and for 409:
     /// `unique-value-taken`, `legal-hold-active`, `invalid-transition`, `release-limit-reached`,
     /// `policy-changed`, `store-state`, `subject-quota-reached`, `tenant-name-taken`; for 429
     /// (with `Retry-After`): `rate-limited`; for 503 (with `Retry-After`): `overloaded`,
@@ -23,9 +24,18 @@ pub struct Problem {
     /// The request field the problem is about, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Seconds to wait before retrying (sent as `Retry-After`).
+    /// A header the problem's status calls for.
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub header: Option<ProblemHeader>,
+}
+
+/// The header some problems carry beside their body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemHeader {
+    /// Seconds to wait before retrying (`Retry-After`).
+    RetryAfter(u64),
+    /// The size of the document a range did not fit (`Content-Range: bytes */<size>`).
+    UnsatisfiedRange(u64),
 }
 
 impl Problem {
@@ -36,7 +46,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
-            retry_after: None,
+            header: None,
         }
     }
 }
@@ -52,6 +62,9 @@ impl From<Error> for Problem {
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Conflict(..) => StatusCode::CONFLICT,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let detail = match &e {
@@ -64,7 +77,10 @@ impl From<Error> for Problem {
         let mut p = Problem::new(status, e.code(), detail);
         match e {
             Error::Invalid { field, .. } => p.field = field,
-            Error::RateLimited(seconds) => p.retry_after = Some(seconds),
+            Error::RateLimited(seconds) => p.header = Some(ProblemHeader::RetryAfter(seconds)),
+            Error::RangeNotSatisfiable(size) => {
+                p.header = Some(ProblemHeader::UnsatisfiedRange(size))
+            }
             _ => {}
         }
         p
@@ -87,10 +103,18 @@ impl IntoResponse for Problem {
                 header::HeaderValue::from_static("Bearer"),
             );
         }
-        if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        match self.header {
+            Some(ProblemHeader::RetryAfter(seconds)) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+            }
+            Some(ProblemHeader::UnsatisfiedRange(size)) => {
+                if let Ok(v) = header::HeaderValue::from_str(&format!("bytes */{size}")) {
+                    response.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+            }
+            None => {}
         }
         response
     }

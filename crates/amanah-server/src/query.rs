@@ -341,6 +341,12 @@ formats!(
 );
 
 formats!(
+    /// The `format` of a subject's export: JSON (the default), CSV, or a zip of the JSON and
+    /// the subject's documents.
+    ExportFormat { Json => "json", Csv => "csv", Zip => "zip" }
+);
+
+formats!(
     /// The `format` of the record of processing: JSON (the default), Markdown or CSV.
     RopaFormat { Json => "json", Md => "md", Csv => "csv" }
 );

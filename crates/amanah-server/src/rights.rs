@@ -17,7 +17,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::Authenticated;
 use crate::handlers::{csv_attachment, json_body, ApiResult};
 use crate::problem::Problem;
-use crate::query::{ApiQuery, FileFormat, Flag, Limit, RequestId, RequestStatusFilter};
+use crate::query::{
+    ApiQuery, ExportFormat, FileFormat, Flag, Limit, RequestId, RequestStatusFilter,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -334,27 +336,49 @@ pub(crate) struct FileQuery {
     pub(crate) format: FileFormat,
 }
 
-/// Everything held about a subject (access and portability): JSON, or `?format=csv`.
-#[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), FileQuery),
-    responses((status = 200, description = "amanah-export/1 JSON document or CSV (section,item,value)",
-               content((Object = "application/json"), (String = "text/csv"))), (status = 401, body = Problem),
+/// The query of a subject's export: its format.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ExportQuery {
+    /// json (default), csv, or zip (`export.json` and the files of the subject's documents)
+    #[param(inline)]
+    #[serde(default)]
+    pub(crate) format: ExportFormat,
+}
+
+/// Everything held about a subject (access and portability): JSON, `?format=csv`, or
+/// `?format=zip` (the JSON as `export.json` and every document's file under `documents/`,
+/// streamed).
+#[utoipa::path(get, path = "/v1/subjects/{id}/export", params(("id" = String, Path), ExportQuery),
+    responses((status = 200, description = "amanah-export/1 JSON document, CSV (section,item,value), or a zip of both the JSON and the documents",
+               content((Object = "application/json"), (String = "text/csv"), (Vec<u8> = "application/zip"))), (status = 401, body = Problem),
               (status = 403, body = Problem), (status = 404, body = Problem), (status = 410, body = Problem)))]
 pub async fn export_subject(
     Authenticated(who, s): Authenticated,
     Path(id): Path<String>,
-    ApiQuery(FileQuery { format }): ApiQuery<FileQuery>,
+    ApiQuery(ExportQuery { format }): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
     let permit = s
         .vault
         .authorize::<act::SubjectExport>(&who, Target::subject(&id))
         .await?;
     let export = s.vault.export_subject(&permit).await?;
-    if format == FileFormat::Json {
-        let disposition = format!("attachment; filename=\"subject-{id}.json\"");
-        return Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response());
+    match format {
+        ExportFormat::Json => {
+            let disposition = format!("attachment; filename=\"subject-{id}.json\"");
+            Ok(([(header::CONTENT_DISPOSITION, disposition)], Json(export)).into_response())
+        }
+        ExportFormat::Csv => {
+            let csv = export_csv(&export).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            Ok(csv_attachment(&format!("subject-{id}.csv"), csv))
+        }
+        ExportFormat::Zip => Ok(crate::documents::export_zip(
+            s.vault.clone(),
+            permit,
+            &export,
+        )?),
     }
-    let csv = export_csv(&export).map_err(|e| Error::Internal(format!("csv: {e}")))?;
-    Ok(csv_attachment(&format!("subject-{id}.csv"), csv))
 }
 
 /// Flattens an export into `section,item,value` rows: object members one per row, array

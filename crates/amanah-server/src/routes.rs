@@ -10,7 +10,7 @@ use amanah_core::authz::Action;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
-use crate::{accountability, consents, handlers, openapi, rights, tenants, AppState};
+use crate::{accountability, consents, documents, handlers, openapi, rights, tenants, AppState};
 
 /// One route: its method, its path template, and the action its handler authorizes (`None`:
 /// anyone may call it).
@@ -34,6 +34,9 @@ fn table() -> Vec<(UtoipaMethodRouter<AppState>, Option<Action>)> {
         (routes!(handlers::update_subject), Some(A::SubjectUpdate)),
         (routes!(rights::erase_subject), Some(A::SubjectErase)),
         (routes!(handlers::enroll_subject), Some(A::SubjectEnroll)),
+        (routes!(documents::upload_document), Some(A::DocumentUpload)),
+        (routes!(documents::list_documents), Some(A::DocumentList)),
+        (routes!(documents::download_document), Some(A::DocumentRead)),
         (routes!(rights::export_subject), Some(A::SubjectExport)),
         (routes!(rights::restrict), Some(A::SubjectRestrict)),
         (

@@ -298,7 +298,14 @@ async fn request(
                 _ => &subject,
             },
         )
-        .replace("{hold_id}", &random);
+        .replace("{hold_id}", &random)
+        .replace(
+            "{document}",
+            match action {
+                Action::DocumentUpload => "nonexistent_category",
+                _ => &random,
+            },
+        );
     let p = purpose.clone().unwrap_or_default();
     let (query, body) = match action {
         Action::SubjectCreate => (
@@ -306,7 +313,10 @@ async fn request(
             Some(json!({"fields": {"nonexistent_category": "x"}})),
         ),
         Action::SubjectSearch => (format!("?purpose={p}&nonexistent_category=x"), None),
-        Action::SubjectRead => (format!("?purpose={p}"), None),
+        Action::SubjectRead
+        | Action::DocumentUpload
+        | Action::DocumentList
+        | Action::DocumentRead => (format!("?purpose={p}"), None),
         Action::SubjectUpdate => (
             format!("?purpose={p}"),
             Some(json!({"fields": {"nonexistent_category": "x"}})),

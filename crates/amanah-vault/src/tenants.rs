@@ -281,6 +281,8 @@ pub struct Deployment {
     opening: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// One purge at a time in this process.
     purging: tokio::sync::Mutex<()>,
+    /// Where documents' objects go; each organization's under a prefix of its own.
+    documents: std::sync::OnceLock<amanah_objects::Objects>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -316,7 +318,27 @@ impl Deployment {
             hosted: Mutex::new(HashMap::new()),
             opening: Mutex::new(HashMap::new()),
             purging: tokio::sync::Mutex::new(()),
+            documents: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives every organization its place for documents: the deployment's own organization
+    /// `objects` itself, each hosted one a prefix of it named by its id (set once, before
+    /// serving).
+    pub fn attach_documents(&self, objects: amanah_objects::Objects) {
+        self.own.attach_documents(objects.clone());
+        let _ = self.documents.set(objects);
+    }
+
+    /// A hosted organization's documents: a prefix of the deployment's object store.
+    fn tenant_documents(&self, id: &str) -> Result<Option<amanah_objects::Objects>> {
+        let Some(objects) = self.documents.get() else {
+            return Ok(None);
+        };
+        objects
+            .scoped(&format!("t_{}", token_id(id)))
+            .map(Some)
+            .map_err(|e| Error::Internal(format!("organization {id}: {e}")))
     }
 
     /// The key file's ring, whose root seals the tenants' rings: taken afresh for each use and
@@ -514,6 +536,9 @@ impl Deployment {
             .tenant_store(&record.id, place, &keys, create)
             .await?;
         let vault = Vault::open(store, keys, self.clock.clone()).await?;
+        if let Some(objects) = self.tenant_documents(&record.id)? {
+            vault.attach_documents(objects);
+        }
         let held = vault.store.count_subjects().await.map_err(store_error)?;
         vault.subject_quota.set(quota(record.max_subjects), held);
         Ok(vault)
@@ -909,6 +934,13 @@ impl Deployment {
             self.placement
                 .remove_tenant_store(&t.id, place.as_deref())
                 .await?;
+            // Unreadable since the deletion cleared its ring; removed now all the same.
+            if let Some(objects) = self.tenant_documents(&t.id)? {
+                objects.delete_all().await.map_err(|e| {
+                    tracing::error!(error = %e, "a deleted organization's documents were not removed");
+                    Error::Internal("object store failure".into())
+                })?;
+            }
             let mut draft = platform.draft_for(
                 &Principal::platform_operator(),
                 amanah_core::audit::AuditAction::TenantPurge,

@@ -56,6 +56,8 @@ pub struct Vault {
     policy: RwLock<Arc<ActivePolicy>>,
     /// Blind-index keys derived so far, by category (HKDF once, not per request).
     pub(crate) blind_keys: BlindKeys,
+    /// The object store of the documents (a server attaches it).
+    pub(crate) documents: crate::documents::DocumentObjects,
 }
 
 /// Blind-index keys by category, derived on first use.
@@ -150,6 +152,7 @@ impl Vault {
             clock,
             policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
             blind_keys: BlindKeys::default(),
+            documents: Default::default(),
         })
     }
 

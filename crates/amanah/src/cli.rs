@@ -262,6 +262,12 @@ pub(crate) struct NetArgs {
     #[arg(long, env = "AMANAH_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_concurrent_requests: u32,
+    /// Where documents' encrypted objects go: a directory, or s3://BUCKET[/PREFIX] on any
+    /// S3-compatible store (credentials and endpoint from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP). Default: DIR/documents
+    /// beside the data (with --store: beside the key file).
+    #[arg(long, env = "AMANAH_DOCUMENTS")]
+    pub(crate) documents: Option<String>,
 }
 
 impl NetArgs {
@@ -277,6 +283,7 @@ impl NetArgs {
             request_timeout: std::time::Duration::from_secs(30),
             header_read_timeout: std::time::Duration::from_secs(10),
             max_concurrent_requests: 512,
+            documents: None,
         }
     }
 
@@ -591,6 +598,8 @@ async fn run(command: Command) -> Result<ExitCode> {
                     checkpoints.checkpoint_interval,
                 );
             }
+            let documents = crate::serving::documents(net.documents.as_deref(), &data)?;
+            deployment.attach_documents(documents);
             serve(deployment, net).await?;
         }
         Command::Backup {
@@ -753,6 +762,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             let vault = Arc::new(vault);
             crate::keyfile::spawn_watcher(vault.clone(), args.key_path()?)?;
             let deployment = crate::tenants::deployment_of(vault, &args)?;
+            deployment.attach_documents(crate::serving::documents(None, &args)?);
             serve(deployment, NetArgs::on(listen)).await?;
         }
     }

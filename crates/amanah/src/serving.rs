@@ -7,7 +7,9 @@ use std::sync::Arc;
 use amanah_vault::{act, Deployment, Vault};
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::cli::{operator, MetricsListen, NetArgs};
+use amanah_objects::Objects;
+
+use crate::cli::{operator, DataArgs, MetricsListen, NetArgs};
 
 pub(crate) fn print_demo(
     listen: &SocketAddr,
@@ -47,11 +49,40 @@ pub(crate) fn print_demo(
     }
     println!("# search by blind index; the value is normalized first");
     println!("curl -s '{base}/v1/subjects?purpose={purpose}&email=siti@example.id' -H \"Authorization: Bearer $ADMIN\"");
+    let document = purposes.get(&purpose).and_then(|p| {
+        p.categories
+            .iter()
+            .find(|c| active.policy.category(c).is_some_and(|c| c.is_document()))
+    });
+    if let Some(category) = document {
+        println!("# upload a document (its type sniffed, encrypted as it streams), list, download");
+        println!("curl -s -X PUT '{base}/v1/subjects/ID/documents/{category}?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\" \\");
+        println!("  -H 'content-type: application/pdf' --data-binary @file.pdf");
+        println!("curl -s '{base}/v1/subjects/ID/documents?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\"");
+        println!("curl -s '{base}/v1/subjects/ID/documents/DOCUMENT_ID?purpose={purpose}' -H \"Authorization: Bearer $ADMIN\" -o copy.pdf");
+    }
     println!("# the audit trail and its verification");
     println!("curl -s '{base}/v1/audit?subject=ID' -H \"Authorization: Bearer $ADMIN\"");
     println!("curl -s '{base}/v1/audit/verify' -H \"Authorization: Bearer $ADMIN\"");
     println!("curl -s '{base}/openapi.json'");
     println!();
+}
+
+/// The object store of the documents: `--documents`, or the directory `documents` beside the
+/// data (beside the key file when the data is in PostgreSQL).
+pub(crate) fn documents(spec: Option<&str>, data: &DataArgs) -> Result<Objects> {
+    let beside = match &data.data {
+        Some(dir) => dir.clone(),
+        None => data
+            .key_path()?
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    };
+    let objects =
+        Objects::open(spec, &beside.join("documents")).map_err(|e| anyhow!("--documents: {e}"))?;
+    tracing::info!(documents = %objects.describe(), "documents' objects");
+    Ok(objects)
 }
 
 pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<()> {
@@ -202,6 +233,12 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
 }
 
 async fn sweep(vault: &Vault) {
+    // Objects of documents erased since the last sweep (and of uploads never finished).
+    match vault.sweep_document_objects().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "documents' objects deleted"),
+        Err(e) => tracing::error!(error = %e, "deleting documents' objects failed"),
+    }
     let swept = match operator::<act::RetentionSweep>(vault).await {
         Ok(permit) => vault.retention_sweep(&permit, false, |_| {}).await,
         Err(e) => Err(e),

@@ -125,6 +125,8 @@ async fn start_full(
         pg_url,
         ..
     } = tv;
+    // Documents in a directory beside the store, as `amanah serve` keeps them.
+    vault.attach_documents(amanah_objects::Objects::local(&dir.path().join("documents")).unwrap());
     let app = amanah_server::router_with(AppState::new(vault.clone()), &options);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -20,7 +20,7 @@ pub struct Preset {
     pub vault: Arc<Vault>,
     pub clock: Arc<ManualClock>,
     pub admin: String,
-    kit: TestVault,
+    pub kit: TestVault,
 }
 
 pub async fn start(kind: Kind, source: &str) -> Preset {

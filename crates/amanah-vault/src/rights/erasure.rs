@@ -84,6 +84,7 @@ impl Vault {
             .await
             .map_err(store_error)?;
         self.subject_quota.release(1);
+        self.delete_erased_objects().await;
         Ok(())
     }
 
@@ -148,6 +149,9 @@ impl Vault {
             report.items.len() - acted
         ));
         self.record(draft).await?;
+        if !dry_run {
+            self.delete_erased_objects().await;
+        }
         Ok(report)
     }
 

@@ -20,6 +20,7 @@ impl Vault {
             };
             field_values.insert(category.clone(), value);
         }
+        let documents = self.document_manifest(&key, id).await?;
         let purposes = self.store.subject_purposes(id).await.map_err(store_error)?;
         let mut recipients: BTreeMap<String, Value> = BTreeMap::new();
         let purposes_out: Vec<Value> = purposes
@@ -44,7 +45,7 @@ impl Vault {
                     "collected_at": Timestamp::from_micros(*collected),
                     "retention": p.map(|p| p.retention.to_string()),
                     "retention_from": p.map(|p| p.retention_from.as_str()),
-                    "categories_held": p.map(|p| p.categories.iter().filter(|c| field_values.contains_key(*c)).cloned().collect::<Vec<_>>()),
+                    "categories_held": p.map(|p| p.categories.iter().filter(|c| field_values.contains_key(*c) || documents.iter().any(|d| &d.category == *c)).cloned().collect::<Vec<_>>()),
                     "recipients": its_recipients,
                     "in_current_policy": p.is_some(),
                 })
@@ -141,6 +142,12 @@ impl Vault {
             "controller": {"name": policy.controller.name, "contact": policy.controller.contact},
             "policy_version": policy.version,
             "fields": field_values,
+            "documents": documents.iter().map(|d| json!({
+                "document_id": d.document_id, "category": d.category, "version": d.version,
+                "current": d.current, "media_type": d.media_type.as_str(), "size": d.size,
+                "sha256": d.sha256, "uploaded_at": d.uploaded_at,
+                "file": format!("documents/{}.{}", d.document_id, d.media_type.extension()),
+            })).collect::<Vec<_>>(),
             "purposes": purposes_out,
             "recipients": recipients.into_values().collect::<Vec<_>>(),
             "consents": consents,
@@ -152,6 +159,11 @@ impl Vault {
             "processing": trail,
         });
         draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
+        for d in &documents {
+            if !draft.fields.contains(&d.category) {
+                draft.fields.push(d.category.clone());
+            }
+        }
         self.record(draft).await?;
         Ok(export)
     }

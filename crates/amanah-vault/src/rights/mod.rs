@@ -72,7 +72,11 @@ impl Vault {
     }
 
     /// Loads an existing subject for a rights operation (404/410 audited as refusals).
-    async fn subject_for(&self, id: &str, draft: &AuditDraft) -> Result<(StoredSubject, DataKey)> {
+    pub(crate) async fn subject_for(
+        &self,
+        id: &str,
+        draft: &AuditDraft,
+    ) -> Result<(StoredSubject, DataKey)> {
         let stored = self.load_or_deny(id, draft).await?;
         let key = self.unwrap_key(&stored)?;
         Ok((stored, key))

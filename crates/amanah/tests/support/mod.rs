@@ -245,6 +245,11 @@ impl Server {
         &self.base
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The API's socket address, `IP:PORT`.
     pub fn addr(&self) -> &str {
         self.base.split_once("://").unwrap().1
