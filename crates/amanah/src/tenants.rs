@@ -92,6 +92,10 @@ pub(crate) enum TenantCommand {
         #[command(flatten)]
         data: DataArgs,
         id: String,
+        /// Where the deployment keeps documents (as `serve --documents`): the organization's
+        /// objects there are removed with its store.
+        #[arg(long, env = "AMANAH_DOCUMENTS")]
+        documents: Option<String>,
     },
     /// Write every subject's export of an organization (one JSON object per line), e.g. for
     /// an organization leaving the service.
@@ -480,8 +484,13 @@ pub(crate) async fn run(command: TenantCommand) -> Result<()> {
             };
             print_view(&deployment.set_quotas(&permit, &id, quotas).await?);
         }
-        TenantCommand::Delete { data, id } => {
+        TenantCommand::Delete {
+            data,
+            id,
+            documents,
+        } => {
             let deployment = open_deployment(&data).await?;
+            deployment.attach_documents(crate::serving::documents(documents.as_deref(), &data)?);
             let permit = deployment.operator_permit::<act::TenantDelete>().await?;
             print_view(&deployment.delete_tenant(&permit, &id).await?);
             let purged = deployment.purge().await?;

@@ -237,6 +237,7 @@ struct Ids {
     hold: String,
     breach: String,
     key: String,
+    document: String,
 }
 
 async fn populate(c: &Client, admin: &str) -> Ids {
@@ -297,12 +298,28 @@ async fn populate(c: &Client, admin: &str) -> Ids {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let key = v["id"].as_str().unwrap().to_owned();
+    let resp = c
+        .http
+        .put(format!(
+            "{}/v1/subjects/{subject}/documents/referral_letter?purpose=admission",
+            c.base
+        ))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/pdf")
+        .body(b"%PDF-1.7\n% a referral letter\n%%EOF\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let v: Value = resp.json().await.unwrap();
+    let document = v["document_id"].as_str().unwrap().to_owned();
     Ids {
         subject,
         request,
         hold,
         breach,
         key,
+        document,
     }
 }
 
@@ -320,7 +337,9 @@ fn fill(path: &str, ids: &Ids) -> String {
     } else {
         &ids.subject
     };
-    path.replace("{id}", id).replace("{hold_id}", &ids.hold)
+    path.replace("{id}", id)
+        .replace("{hold_id}", &ids.hold)
+        .replace("{document}", &ids.document)
 }
 
 /// A body that gets a route past its input checks, so the answer depends on the lookup.
@@ -416,6 +435,7 @@ async fn walk(
             (&theirs.hold, &nowhere.hold),
             (&theirs.breach, &nowhere.breach),
             (&theirs.key, &nowhere.key),
+            (&theirs.document, &nowhere.document),
         ] {
             seen = seen.replace(t.as_str(), n);
         }
@@ -514,6 +534,7 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
             hold: uuid::Uuid::now_v7().to_string(),
             breach: uuid::Uuid::now_v7().to_string(),
             key: "key-0123456789ab".to_owned(),
+            document: uuid::Uuid::now_v7().to_string(),
         };
         let other_chain = c.chain_len(other_admin).await;
         let other_again = c.chain_len(other_admin).await;
@@ -873,6 +894,35 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
         out.contains("Epsilon") && out.contains("subjects 3"),
         "{out}"
     );
+    // A document: its object under the organization's own prefix of DATA/documents.
+    let (s, v) = c
+        .call(
+            "POST",
+            "/v1/subjects?purpose=admission",
+            &admin,
+            Some(&json!({"fields": {"full_name": "With File", "email": "file@e.id"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let holder = v["id"].as_str().unwrap().to_owned();
+    let resp = c
+        .http
+        .put(format!(
+            "{}/v1/subjects/{holder}/documents/referral_letter?purpose=admission",
+            c.base
+        ))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/pdf")
+        .body(b"%PDF-1.7\n% a referral letter of Epsilon's\n%%EOF\n".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let prefix = d
+        .data
+        .join("documents")
+        .join(format!("t_{}", id.replace('-', "")));
+    assert_eq!(std::fs::read_dir(&prefix).unwrap().count(), 1, "{prefix:?}");
 
     // Its own chain and checkpoints, apart from the deployment's: signed with its own key.
     let out = run_ok(&d.args(&["audit", "verify", "--tenant", &id]));
@@ -933,24 +983,30 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     // Export: every subject's export, one per line, recorded in the organization's chain.
     let file = d.data.parent().unwrap().join("epsilon.jsonl");
     let out = run_ok(&d.args(&["tenant", "export", &id, "--out", file.to_str().unwrap()]));
-    assert!(out.contains("3 subject(s) exported"), "{out}");
+    assert!(out.contains("4 subject(s) exported"), "{out}");
     let lines: Vec<Value> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4);
     let mut emails: Vec<&str> = lines
         .iter()
         .map(|e| e["fields"]["email"].as_str().unwrap())
         .collect();
     emails.sort_unstable();
-    assert_eq!(emails, ["p0@e.id", "p1@e.id", "p2@e.id"]);
+    assert_eq!(emails, ["file@e.id", "p0@e.id", "p1@e.id", "p2@e.id"]);
+    // The document is in its subject's export as the manifest lists it.
+    let with_file = lines
+        .iter()
+        .find(|e| e["subject_id"] == holder.as_str())
+        .unwrap();
+    assert_eq!(with_file["documents"][0]["category"], "referral_letter");
     let exports = d.sql(
         Db::Tenant(&id),
         "SELECT count(*) FROM audit_log WHERE action = 'subject.export' AND actor = 'platform'",
     );
-    assert_eq!(exports.trim(), "3");
+    assert_eq!(exports.trim(), "4");
     // An existing file is never overwritten.
     let (ok, _, err) =
         support::run(&d.args(&["tenant", "export", &id, "--out", file.to_str().unwrap()]));
@@ -969,6 +1025,10 @@ async fn the_operator_runs_organizations_from_the_command_line(kind: Kind) {
     let out = run_ok(&d.args(&["tenant", "delete", &id]));
     assert!(out.contains("1 store(s) removed"), "{out}");
     assert!(!d.tenant_store_exists(&id));
+    assert!(
+        !prefix.exists(),
+        "the deleted organization's documents remain"
+    );
     let (ok, _, err) = support::run(&d.args(&["tenant", "delete", &id]));
     assert!(!ok && err.contains("already deleted"), "{err}");
     assert!(
