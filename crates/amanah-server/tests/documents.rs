@@ -134,6 +134,21 @@ impl Docs {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// Uploads as the admin, which must succeed; the document's id.
+    async fn uploaded(
+        &self,
+        subject: &str,
+        category: &str,
+        media_type: &str,
+        body: Vec<u8>,
+    ) -> String {
+        let (s, v) = self
+            .upload(subject, category, &self.p.admin, media_type, body)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        v["document_id"].as_str().unwrap().to_owned()
+    }
+
     async fn download(
         &self,
         subject: &str,
@@ -296,29 +311,17 @@ async fn files_round_trip_by_range_and_the_role_decides(kind: Kind, backend: Bac
     assert_eq!(v["category"], "academic_documents");
     let diploma_id = v["document_id"].as_str().unwrap().to_owned();
     let photo = jpeg(&marker, 70_000);
-    let (s, v) = d
-        .upload(&id, "id_photo", &admin, "image/jpeg", photo.clone())
+    let photo_v1 = d
+        .uploaded(&id, "id_photo", "image/jpeg", photo.clone())
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let photo_v1 = v["document_id"].as_str().unwrap().to_owned();
     let newer = png(&marker);
-    let (s, v) = d
-        .upload(&id, "id_photo", &admin, "image/png", newer.clone())
+    let photo_v2 = d
+        .uploaded(&id, "id_photo", "image/png", newer.clone())
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let photo_v2 = v["document_id"].as_str().unwrap().to_owned();
     let health = pdf(&marker, 5_000);
-    let (s, v) = d
-        .upload(
-            &id,
-            "health_certificate",
-            &admin,
-            "application/pdf",
-            health.clone(),
-        )
+    let health_id = d
+        .uploaded(&id, "health_certificate", "application/pdf", health.clone())
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    let health_id = v["document_id"].as_str().unwrap().to_owned();
 
     for (doc, bytes, mime) in [
         (&diploma_id, &diploma, "application/pdf"),
@@ -552,26 +555,12 @@ async fn an_altered_cut_or_swapped_object_fails_closed_and_is_audited(
     let b = applicant(&d, "b@example.id").await;
     let doc_a = pdf("A", 400_000);
     let doc_b = pdf("B", 400_000);
-    let (_, v) = d
-        .upload(
-            &a,
-            "academic_documents",
-            &admin,
-            "application/pdf",
-            doc_a.clone(),
-        )
+    let id_a = d
+        .uploaded(&a, "academic_documents", "application/pdf", doc_a.clone())
         .await;
-    let id_a = v["document_id"].as_str().unwrap().to_owned();
-    let (_, v) = d
-        .upload(
-            &b,
-            "academic_documents",
-            &admin,
-            "application/pdf",
-            doc_b.clone(),
-        )
+    let id_b = d
+        .uploaded(&b, "academic_documents", "application/pdf", doc_b.clone())
         .await;
-    let id_b = v["document_id"].as_str().unwrap().to_owned();
     let names = d.object_names().await;
     assert_eq!(names.len(), 2);
     // Which object is whose: the one that reads back as A's.
@@ -680,20 +669,17 @@ async fn erasure_deletes_the_objects_and_the_export_carries_the_files(
     let keep = applicant(&d, "keep@example.id").await;
     let diploma = pdf("EXPORTED", 150_000);
     let photo = jpeg("PHOTO", 10_000);
-    let (_, v) = d
-        .upload(
+    let diploma_id = d
+        .uploaded(
             &id,
             "academic_documents",
-            &admin,
             "application/pdf",
             diploma.clone(),
         )
         .await;
-    let diploma_id = v["document_id"].as_str().unwrap().to_owned();
-    let (_, v) = d
-        .upload(&id, "id_photo", &admin, "image/jpeg", photo.clone())
+    let photo_id = d
+        .uploaded(&id, "id_photo", "image/jpeg", photo.clone())
         .await;
-    let photo_id = v["document_id"].as_str().unwrap().to_owned();
     let (s, _) = d
         .upload(&keep, "id_photo", &admin, "image/jpeg", photo.clone())
         .await;

@@ -22,7 +22,7 @@ use amanah_store::{DocumentRecord, Store, StoreError};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::authz::{act, Circumstances, Permit};
+use crate::authz::{act, Act, Admitted, Circumstances, Permit};
 use crate::vault::{audit_reason, store_error};
 use crate::Vault;
 
@@ -192,17 +192,7 @@ impl Vault {
     ) -> Result<Vec<DocumentInfo>> {
         let grant = permit.grant()?;
         let id = permit.subject()?;
-        let mut draft = permit.draft();
-        let admitted = self
-            .admit_subject(permit, Circumstances::default(), &draft)
-            .await?;
-        if let Err(e) = self
-            .consent_basis(permit.policy(), grant, &admitted, draft.at_micros)
-            .await
-            .map(|r| draft.reason = r)
-        {
-            return Err(self.deny(draft, e).await);
-        }
+        let (admitted, mut draft) = self.admitted_under_purpose(permit).await?;
         let records = self.store.documents(id).await.map_err(store_error)?;
         let mut out = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
@@ -237,10 +227,7 @@ impl Vault {
     ) -> Result<DocumentDownload> {
         let grant = permit.grant()?;
         let id = permit.subject()?;
-        let mut draft = permit.draft();
-        let admitted = self
-            .admit_subject(permit, Circumstances::default(), &draft)
-            .await?;
+        let (admitted, mut draft) = self.admitted_under_purpose(permit).await?;
         let record = match self.store.document(id, document_id).await {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -267,13 +254,6 @@ impl Vault {
                 grant.role, record.category
             ));
             return Err(self.deny(draft, e).await);
-        }
-        match self
-            .consent_basis(permit.policy(), grant, &admitted, draft.at_micros)
-            .await
-        {
-            Ok(reason) => draft.reason = reason,
-            Err(e) => return Err(self.deny(draft, e).await),
         }
         let newest = self
             .store
@@ -328,6 +308,27 @@ impl Vault {
                 failed: Some((self.store.clone(), draft)),
             },
         })
+    }
+
+    /// The permit's subject, loaded and admitted, with the purpose's consent checked: the
+    /// subject and the audit draft (holding the consent's reason), or the refusal, recorded.
+    async fn admitted_under_purpose<A: Act>(
+        &self,
+        permit: &Permit<A>,
+    ) -> Result<(Admitted, AuditDraft)> {
+        let grant = permit.grant()?;
+        let mut draft = permit.draft();
+        let admitted = self
+            .admit_subject(permit, Circumstances::default(), &draft)
+            .await?;
+        match self
+            .consent_basis(permit.policy(), grant, &admitted, draft.at_micros)
+            .await
+        {
+            Ok(reason) => draft.reason = reason,
+            Err(e) => return Err(self.deny(draft, e).await),
+        }
+        Ok((admitted, draft))
     }
 
     /// Checks the object against the document's description and opens the first chunk of
