@@ -71,8 +71,9 @@ pub struct DocumentOut {
     pub media_type: String,
     /// Bytes of the file.
     pub size: u64,
-    /// Lower-case hex SHA-256 of the file (also its `ETag`).
-    pub sha256: String,
+    /// Lower-case hex SHA-256 of the file (also its `ETag`); null where the role may not
+    /// download the file (a fingerprint would confirm a guessed file).
+    pub sha256: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub uploaded_at: Timestamp,
     /// False where the role sees the category only masked: listed, not downloadable.
@@ -153,12 +154,18 @@ async fn upload(
         .as_deref()
         .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"));
     if multipart {
-        let boundary = content_type
+        let Some(boundary) = content_type
             .as_deref()
             .and_then(|t| multer::parse_boundary(t).ok())
-            .ok_or_else(|| Error::BadRequest("a multipart body needs its boundary".into()))?;
+        else {
+            let e = Error::BadRequest("a multipart body needs its boundary".into());
+            return Err(s.vault.refused(&permit, e).await.into());
+        };
         let mut form = multer::Multipart::new(request.into_body().into_data_stream(), boundary);
-        let field = next_file(&mut form).await?;
+        let field = match next_file(&mut form).await {
+            Ok(f) => f,
+            Err(e) => return Err(s.vault.refused(&permit, e).await.into()),
+        };
         let declared = field.content_type().map(|m| m.to_string());
         let mut upload = s
             .vault
@@ -166,7 +173,8 @@ async fn upload(
             .await?;
         stream_into(&mut upload, field.map(|r| r.map_err(|e| e.to_string()))).await?;
         if next_file(&mut form).await.is_ok() {
-            return Err(Error::BadRequest("send one file per upload".into()).into());
+            let e = Error::BadRequest("send one file per upload".into());
+            return Err(upload.fail(e).await.into());
         }
         return Ok((StatusCode::CREATED, Json(upload.finish().await?.into())));
     }
@@ -177,11 +185,11 @@ async fn upload(
     let declared_len =
         header_text(request.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > upload.max_size()) {
-        return Err(Error::TooLarge(format!(
+        let e = Error::TooLarge(format!(
             "the file is larger than category {category:?} accepts ({} bytes at most)",
             upload.max_size()
-        ))
-        .into());
+        ));
+        return Err(upload.fail(e).await.into());
     }
     let chunks = request
         .into_body()
@@ -193,19 +201,13 @@ async fn upload(
 
 /// The next part of a multipart body that is a file (parts without a file name or type, such
 /// as form fields, are skipped).
-async fn next_file(
-    form: &mut multer::Multipart<'static>,
-) -> Result<multer::Field<'static>, Problem> {
+async fn next_file(form: &mut multer::Multipart<'static>) -> Result<multer::Field<'static>, Error> {
     loop {
         match form.next_field().await {
             Ok(Some(f)) if f.file_name().is_some() || f.content_type().is_some() => return Ok(f),
             Ok(Some(_)) => continue,
-            Ok(None) => {
-                return Err(Error::BadRequest("the multipart body holds no file".into()).into())
-            }
-            Err(_) => {
-                return Err(Error::BadRequest("the multipart body is malformed".into()).into())
-            }
+            Ok(None) => return Err(Error::BadRequest("the multipart body holds no file".into())),
+            Err(_) => return Err(Error::BadRequest("the multipart body is malformed".into())),
         }
     }
 }
@@ -213,43 +215,58 @@ async fn next_file(
 /// After a refusal mid-upload, at most this much more of the body is read and discarded, so
 /// that a client still sending gets the answer instead of a broken connection.
 const DRAIN_AFTER_REFUSAL: usize = 16 * 1024 * 1024;
+/// While draining, a pause this long ends it (the client has stopped sending).
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
-/// Feeds the body to the upload as it arrives.
+/// Why feeding a body stopped short.
+enum Stopped {
+    /// The upload refused what it got (recorded by the upload).
+    Refused(Error),
+    /// The client stopped sending, or its body broke off: nothing more to read.
+    BodyEnded(Error),
+}
+
+/// Feeds the body to the upload as it arrives; any failure is recorded once, by the upload.
 async fn stream_into(
     upload: &mut DocumentUpload<'_>,
     chunks: impl Stream<Item = Result<bytes::Bytes, String>>,
 ) -> Result<(), Problem> {
     let mut chunks = std::pin::pin!(chunks);
-    let result = feed(upload, &mut chunks).await;
-    if result.is_err() {
-        let mut drained = 0;
-        while drained < DRAIN_AFTER_REFUSAL {
-            match tokio::time::timeout(STALLED_UPLOAD, chunks.next()).await {
-                Ok(Some(Ok(b))) => drained += b.len(),
-                _ => break,
+    match feed(upload, &mut chunks).await {
+        Ok(()) => Ok(()),
+        Err(Stopped::BodyEnded(e)) => Err(upload.fail(e).await.into()),
+        Err(Stopped::Refused(e)) => {
+            let mut drained = 0;
+            while drained < DRAIN_AFTER_REFUSAL {
+                match tokio::time::timeout(DRAIN_IDLE, chunks.next()).await {
+                    Ok(Some(Ok(b))) => drained += b.len(),
+                    _ => break,
+                }
             }
+            Err(e.into())
         }
     }
-    result
 }
 
 async fn feed(
     upload: &mut DocumentUpload<'_>,
     chunks: &mut std::pin::Pin<&mut impl Stream<Item = Result<bytes::Bytes, String>>>,
-) -> Result<(), Problem> {
+) -> Result<(), Stopped> {
     loop {
         let next = tokio::time::timeout(STALLED_UPLOAD, chunks.next())
             .await
             .map_err(|_| {
-                Error::BadRequest(format!(
+                Stopped::BodyEnded(Error::BadRequest(format!(
                     "the upload stalled: nothing arrived for {} s",
                     STALLED_UPLOAD.as_secs()
-                ))
+                )))
             })?;
         match next {
-            Some(Ok(bytes)) => upload.write(&bytes).await?,
+            Some(Ok(bytes)) => upload.write(&bytes).await.map_err(Stopped::Refused)?,
             Some(Err(_)) => {
-                return Err(Error::BadRequest("the upload's body was cut off".into()).into())
+                return Err(Stopped::BodyEnded(Error::BadRequest(
+                    "the upload's body was cut off".into(),
+                )))
             }
             None => return Ok(()),
         }
@@ -320,7 +337,11 @@ pub async fn download_document(
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", info.sha256)) {
+    if let Some(Ok(v)) = info
+        .sha256
+        .as_ref()
+        .map(|sha| HeaderValue::from_str(&format!("\"{sha}\"")))
+    {
         h.insert(header::ETAG, v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!(

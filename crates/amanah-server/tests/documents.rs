@@ -415,6 +415,7 @@ async fn files_round_trip_by_range_and_the_role_decides(kind: Kind, backend: Bac
     // Sniffing: an executable declared as a PDF, a PNG declared as a PDF, a PDF where only
     // photos go, no type at all: 415, nothing kept.
     let before = d.object_names().await;
+    let seq = d.p.chain_len().await;
     let exe = [b"MZ\x90\x00\x03\x00\x00\x00".as_slice(), &[0u8; 4096]].concat();
     for (category, mime, body) in [
         ("academic_documents", "application/pdf", exe.clone()),
@@ -463,6 +464,11 @@ async fn files_round_trip_by_range_and_the_role_decides(kind: Kind, backend: Bac
         before,
         "a refused upload left an object"
     );
+    // Each refusal on record once, naming the category.
+    let refused = d.p.refusals_since(seq).await;
+    assert_eq!(refused.len(), 4 + 2, "{refused:?}");
+    assert!(refused.iter().all(|e| e["action"] == "document.upload"));
+    assert_eq!(refused[4]["fields"], json!(["id_photo"]));
     assert_eq!(d.list(&id, &admin).await.len(), 5);
 
     // The officer: no health certificate at all (specific data), the photo listed only.
@@ -476,6 +482,10 @@ async fn files_round_trip_by_range_and_the_role_decides(kind: Kind, backend: Bac
         .find(|x| x["document_id"] == photo_v2.as_str())
         .unwrap();
     assert_eq!(photo["downloadable"], false);
+    assert!(
+        photo["sha256"].is_null(),
+        "a fingerprint of a file the role may not see"
+    );
     let seq = d.p.chain_len().await;
     let resp = d.download(&id, &photo_v2, &officer, None).await;
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);

@@ -56,8 +56,9 @@ pub struct DocumentInfo {
     pub media_type: MediaType,
     /// Bytes of the file.
     pub size: u64,
-    /// Lower-case hex SHA-256 of the file.
-    pub sha256: String,
+    /// Lower-case hex SHA-256 of the file; `None` where the role may not download it (a
+    /// fingerprint would confirm a guessed file).
+    pub sha256: Option<String>,
     pub uploaded_at: Timestamp,
     /// False where the role sees the category only masked: listed, not downloadable.
     pub downloadable: bool,
@@ -125,20 +126,27 @@ impl Vault {
         let grant = permit.grant()?;
         let id = permit.subject()?;
         let mut draft = permit.draft();
-        let rules = document_rules(policy, category)?;
-        draft.fields = vec![category.to_owned()];
+        // Only a category the policy declares is recorded: anything else is caller text.
+        if policy.category(category).is_some() {
+            draft.fields = vec![category.to_owned()];
+        }
+        let admitted = self
+            .admit_subject(permit, Circumstances::default(), &draft)
+            .await?;
+        let rules = match document_rules(policy, category) {
+            Ok(r) => r,
+            Err(e) => return Err(self.deny(draft, e).await),
+        };
         if !grant.writable.iter().any(|c| c == category) {
-            return Err(Error::invalid(
+            let e = Error::invalid(
                 "category",
                 format!(
                     "category {category:?} is not collected under purpose {:?}",
                     grant.purpose
                 ),
-            ));
+            );
+            return Err(self.deny(draft, e).await);
         }
-        let admitted = self
-            .admit_subject(permit, Circumstances::default(), &draft)
-            .await?;
         if !grant.readable.contains_key(category) {
             let denial = Denial::CategoryNotVisible {
                 category: category.to_owned(),
@@ -153,7 +161,10 @@ impl Vault {
             Ok(reason) => draft.reason = reason,
             Err(e) => return Err(self.deny(draft, e).await),
         }
-        let declared = declared_type(declared, &rules)?;
+        let declared = match declared_type(declared, &rules) {
+            Ok(t) => t,
+            Err(e) => return Err(self.deny(draft, e).await),
+        };
         let objects = self.documents.get()?.clone();
         let document_id = uuid::Uuid::now_v7().to_string();
         let context = DocumentContext {
@@ -181,6 +192,7 @@ impl Vault {
             size: 0,
             sha256: Sha256Stream::default(),
             out: Vec::with_capacity(WRITE_BATCH + HEADER_LEN + 2 * (64 * 1024 + 16)),
+            refused: false,
         })
     }
 
@@ -562,7 +574,7 @@ fn describe(
         current,
         media_type,
         size: sealed.size,
-        sha256: sealed.sha256,
+        sha256: (visibility == Visibility::Clear).then_some(sealed.sha256),
         uploaded_at: Timestamp::from_micros(r.uploaded_at_micros),
         downloadable: visibility == Visibility::Clear,
     })
@@ -588,6 +600,8 @@ pub struct DocumentUpload<'v> {
     size: u64,
     sha256: Sha256Stream,
     out: Vec<u8>,
+    /// The upload's refusal is on record (at most one entry per upload).
+    refused: bool,
 }
 
 impl std::fmt::Debug for DocumentUpload<'_> {
@@ -609,9 +623,15 @@ impl DocumentUpload<'_> {
     /// allows (413) or its first bytes show another type than declared (415); the upload is
     /// then abandoned and nothing of it is kept.
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        match self.feed(data).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    async fn feed(&mut self, data: &[u8]) -> Result<()> {
         self.size = self.size.saturating_add(data.len() as u64);
         if self.size > self.rules.max_size {
-            self.abandon().await;
             return Err(Error::TooLarge(format!(
                 "the file is larger than category {:?} accepts ({} bytes at most)",
                 self.category, self.rules.max_size
@@ -629,13 +649,28 @@ impl DocumentUpload<'_> {
         self.encrypt(data).await
     }
 
+    /// Abandons the upload for `error` (its own, or one the shell found in the request: a body
+    /// cut off or stalled, a malformed form), records the refusal once, and returns the error.
+    pub async fn fail(&mut self, error: Error) -> Error {
+        self.abandon().await;
+        if std::mem::replace(&mut self.refused, true) {
+            return error;
+        }
+        self.vault.deny(self.draft.clone(), error).await
+    }
+
     /// Ends the upload: the last chunk is written, the object completed and the document
     /// recorded (with its audit entry) as the category's next version.
     pub async fn finish(mut self) -> Result<DocumentInfo> {
         if self.writer.is_none() {
-            self.start_object().await?;
             let head = std::mem::take(&mut self.head);
-            self.encrypt(&head).await?;
+            let started = match self.start_object().await {
+                Ok(()) => self.encrypt(&head).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                return Err(self.fail(e).await);
+            }
         }
         let encryptor = self
             .encryptor
@@ -710,7 +745,7 @@ impl DocumentUpload<'_> {
             current: true,
             media_type: self.declared,
             size: self.size,
-            sha256,
+            sha256: Some(sha256),
             uploaded_at: Timestamp::from_micros(uploaded_at),
             downloadable: true,
         })
@@ -760,10 +795,7 @@ impl DocumentUpload<'_> {
                 Vec::with_capacity(WRITE_BATCH + 2 * (64 * 1024 + 16)),
             ));
             if let Some((_, writer)) = self.writer.as_mut() {
-                if let Err(e) = writer.write(batch).await {
-                    self.abandon().await;
-                    return Err(object_error(&e));
-                }
+                writer.write(batch).await.map_err(|e| object_error(&e))?;
             }
         }
         Ok(())

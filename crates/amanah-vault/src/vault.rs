@@ -85,10 +85,8 @@ impl BlindKeys {
 /// How an error names an id the caller sent: the id when it has the form of one the vault
 /// issues (a UUID), else nothing of it (the text may be anything, an e-mail address included).
 pub(crate) fn id_shown(id: &str) -> String {
-    match crate::authz::recordable_id(id) {
-        Some(_) => id.to_owned(),
-        None => "has that id".to_owned(),
-    }
+    // The vault's own spelling of the id (lower-case, hyphenated), never the caller's text.
+    crate::authz::recordable_id(id).unwrap_or_else(|| "has that id".to_owned())
 }
 
 pub(crate) fn store_error(e: StoreError) -> Error {
@@ -300,6 +298,12 @@ impl Vault {
             .await
             .map(|_| ())
             .map_err(store_error)
+    }
+
+    /// Records that an operation a permit allowed was refused afterwards, for a reason the
+    /// caller's shell found (a malformed upload body): the refusal is audited like every other.
+    pub async fn refused<A: crate::authz::Act>(&self, permit: &Permit<A>, error: Error) -> Error {
+        self.deny(permit.draft(), error).await
     }
 
     /// Records a refusal and returns the error to give the caller.
