@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(g.readable.get("health"), None);
         assert!(!g.may_search("nik"));
         assert!(g.may_search("full_name"));
-        assert_eq!(g.writable.len(), 5, "every category of the purpose");
+        assert_eq!(g.writable.len(), 6, "every category of the purpose");
     }
 
     #[test]

@@ -484,7 +484,7 @@ pseudonymize = true
         let admission = &clinic["activities"][0];
         assert_eq!(admission["purpose"], "admission");
         assert_eq!(admission["categories"][4]["class"], "specific");
-        assert!(markdown(&clinic).contains("nik, health (specific) | 7 |"));
+        assert!(markdown(&clinic).contains("nik, health (specific), referral_letter | 7 |"));
     }
 
     #[test]
