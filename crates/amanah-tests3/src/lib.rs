@@ -164,6 +164,8 @@ impl S3Server {
             let log = std::fs::File::create(&log_path).expect("server log");
             let mut command = Command::new(&weed);
             command
+                // Its own log files in its directory (removed with it), not in /tmp.
+                .arg(format!("-logdir={}", dir.display()))
                 .arg("server")
                 .arg(format!("-dir={}", data.display()))
                 .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
