@@ -38,6 +38,11 @@ impl Sha256Stream {
         out.copy_from_slice(self.0.finish().as_ref());
         out
     }
+
+    /// Lower-case hex, as [`sha256_hex`] gives it.
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.finish())
+    }
 }
 
 #[cfg(test)]

@@ -90,7 +90,7 @@ impl<B: Backend> DocumentStore for B {
         self.all(
             sql::OBJECTS_TO_DELETE,
             args![stale_before_micros, limit(n)],
-            rows::text,
+            rows::string,
         )
         .await
     }

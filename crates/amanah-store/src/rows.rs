@@ -37,10 +37,6 @@ pub(crate) fn int(r: &dyn Row) -> StoreResult<i64> {
     r.col(0)
 }
 
-pub(crate) fn text(r: &dyn Row) -> StoreResult<String> {
-    r.col(0)
-}
-
 pub(crate) fn document(r: &dyn Row) -> StoreResult<crate::DocumentRecord> {
     Ok(crate::DocumentRecord {
         id: r.col(0)?,

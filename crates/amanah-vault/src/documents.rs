@@ -207,13 +207,10 @@ impl Vault {
         let (admitted, mut draft) = self.admitted_under_purpose(permit).await?;
         let records = self.store.documents(id).await.map_err(store_error)?;
         let mut out = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
+        for (r, current) in with_current(&records) {
             let Some(visibility) = grant.readable.get(&r.category) else {
                 continue;
             };
-            let current = records
-                .get(i + 1)
-                .is_none_or(|next| next.category != r.category);
             let info = match describe(&admitted.key, r, current, *visibility) {
                 Ok(info) => info,
                 Err(e) => return Err(self.deny(draft, e).await),
@@ -240,13 +237,13 @@ impl Vault {
         let grant = permit.grant()?;
         let id = permit.subject()?;
         let (admitted, mut draft) = self.admitted_under_purpose(permit).await?;
-        let record = match self.store.document(id, document_id).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                let e = Error::NotFound("no such document of this subject".into());
-                return Err(self.deny(draft, e).await);
-            }
-            Err(e) => return Err(store_error(e)),
+        // Every version of the subject's documents in one read: the one asked for, and whether
+        // it is its category's current one.
+        let records = self.store.documents(id).await.map_err(store_error)?;
+        let Some((record, current)) = with_current(&records).find(|(r, _)| r.id == document_id)
+        else {
+            let e = Error::NotFound("no such document of this subject".into());
+            return Err(self.deny(draft, e).await);
         };
         draft.fields = vec![record.category.clone()];
         let visibility = match grant.readable.get(&record.category) {
@@ -267,21 +264,7 @@ impl Vault {
             ));
             return Err(self.deny(draft, e).await);
         }
-        let newest = self
-            .store
-            .documents(id)
-            .await
-            .map_err(store_error)?
-            .into_iter()
-            .filter(|d| d.category == record.category)
-            .map(|d| d.version)
-            .max();
-        let info = match describe(
-            &admitted.key,
-            &record,
-            newest == Some(record.version),
-            visibility,
-        ) {
+        let info = match describe(&admitted.key, record, current, visibility) {
             Ok(i) => i,
             Err(e) => return Err(self.deny(draft, e).await),
         };
@@ -297,7 +280,7 @@ impl Vault {
         };
         let objects = self.documents.get()?.clone();
         let opened = self
-            .open_object(&objects, &admitted.key, &record, &info, wanted.clone())
+            .open_object(&objects, &admitted.key, record, &info, wanted.clone())
             .await;
         let body = match opened {
             Ok(body) => body,
@@ -458,15 +441,8 @@ impl Vault {
         subject: &str,
     ) -> Result<Vec<DocumentInfo>> {
         let records = self.store.documents(subject).await.map_err(store_error)?;
-        records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let current = records
-                    .get(i + 1)
-                    .is_none_or(|next| next.category != r.category);
-                describe(key, r, current, Visibility::Clear)
-            })
+        with_current(&records)
+            .map(|(r, current)| describe(key, r, current, Visibility::Clear))
             .collect()
     }
 
@@ -503,6 +479,17 @@ impl Vault {
             },
         ))
     }
+}
+
+/// Each of a subject's documents (as the store lists them: by category, then version) with
+/// whether it is its category's current version (the last of its category).
+fn with_current(records: &[DocumentRecord]) -> impl Iterator<Item = (&DocumentRecord, bool)> {
+    records.iter().enumerate().map(|(i, r)| {
+        let current = records
+            .get(i + 1)
+            .is_none_or(|next| next.category != r.category);
+        (r, current)
+    })
 }
 
 /// A document category's rules, or the error naming `category`.
@@ -688,7 +675,7 @@ impl DocumentUpload<'_> {
             .await
             .map_err(|e| object_error(&e))?;
         let stored_size = writer.finish().await.map_err(|e| object_error(&e))?;
-        let sha256 = hex(&std::mem::take(&mut self.sha256).finish());
+        let sha256 = std::mem::take(&mut self.sha256).finish_hex();
         let sealed = Sealed {
             media_type: self.declared.as_str().to_owned(),
             size: self.size,
@@ -812,14 +799,6 @@ impl DocumentUpload<'_> {
             }
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// A download: what the document is, the plaintext bytes sent, and the body.
