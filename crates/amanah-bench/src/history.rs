@@ -279,6 +279,7 @@ mod tests {
             share_of_ceiling: Some(12_029.66 / 70_000.0),
             server_peak_rss_mib: None,
             server_rss_samples: Vec::new(),
+            server_cpu_us_per_request: None,
         }
     }
 

@@ -312,7 +312,12 @@ async fn run(args: BenchArgs) -> Result<()> {
         (Some(every), Some(pid)) => Some(memory::spawn_sampler(pid, every, started, window.until)),
         _ => None,
     };
+    let cpu_meter = pid.map(|pid| memory::spawn_cpu_meter(pid, window.measure_from, window.until));
     let m = measure(&plan, args.workload, args.connections, window).await?;
+    let server_cpu_seconds = match cpu_meter {
+        Some(meter) => meter.await?,
+        None => None,
+    };
     let server_rss_samples = match sampler {
         // The series runs to the planned end even if an erase run stops early.
         Some(s) => s.await?,
@@ -337,6 +342,9 @@ async fn run(args: BenchArgs) -> Result<()> {
         share_of_ceiling: ceiling_rps.map(|c| throughput_rps / c),
         server_peak_rss_mib,
         server_rss_samples,
+        server_cpu_us_per_request: server_cpu_seconds
+            .filter(|_| m.ok > 0)
+            .map(|s| s * 1e6 / m.ok as f64),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

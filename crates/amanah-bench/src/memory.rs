@@ -1,6 +1,7 @@
 //! The memory of the server under test, read from Linux's `/proc/PID/status`: its peak
 //! (`VmHWM`) and, with `--sample-rss`, its resident set (`VmRSS`) at a fixed interval while the
-//! load runs, so a soak shows whether memory stays flat.
+//! load runs, so a soak shows whether memory stays flat; and its CPU time (`/proc/PID/stat`), so
+//! a run says what each request cost the server whatever else shared the machine.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,40 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
 /// Current resident set of process `pid` in MiB (Linux only).
 pub fn rss_mib(pid: u32) -> Option<f64> {
     read_mib(pid, "VmRSS")
+}
+
+/// Linux reports a process's CPU times in clock ticks of `USER_HZ`, 100 on every architecture
+/// it exports them for.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User plus system CPU time of a `/proc/PID/stat` text, in seconds, every thread included.
+pub fn stat_cpu_seconds(stat: &str) -> Option<f64> {
+    // The command name (field 2) is in parentheses and may hold spaces: count after its end.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After the name: state (3) ... utime (14), stime (15).
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / TICKS_PER_SECOND)
+}
+
+/// CPU time process `pid` has used so far, in seconds (Linux only).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The CPU time `pid` uses between `from` and `until`, in seconds.
+pub fn spawn_cpu_meter(
+    pid: u32,
+    from: Instant,
+    until: Instant,
+) -> tokio::task::JoinHandle<Option<f64>> {
+    tokio::spawn(async move {
+        tokio::time::sleep_until(from.into()).await;
+        let start = cpu_seconds(pid)?;
+        tokio::time::sleep_until(until.into()).await;
+        Some(cpu_seconds(pid)? - start)
+    })
 }
 
 /// Samples the resident set of `pid` every `every` from `start` until `until` (one sample at
@@ -66,6 +101,24 @@ pub fn spawn_sampler(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    #[test]
+    fn cpu_time_is_user_plus_system_after_the_command_name() {
+        // A command name with spaces and a parenthesis must not shift the fields.
+        let stat = "4242 (amanah (x) y) S 1 2 3 4 5 6 7 8 9 10 250 125 11 12 20 0 9 0 100 0 0";
+        assert_eq!(stat_cpu_seconds(stat), Some(3.75));
+        assert_eq!(stat_cpu_seconds("4242 (amanah) S 1 2"), None);
+        assert_eq!(stat_cpu_seconds("no parenthesis"), None);
+        // This very process has used some CPU, and never less later.
+        let own = std::process::id();
+        let before = cpu_seconds(own).unwrap();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        assert!(cpu_seconds(own).unwrap() >= before);
+    }
 
     #[test]
     fn status_values_are_read_by_key() {

@@ -76,6 +76,11 @@ pub struct Report {
     /// The server's resident memory every `--sample-rss` interval.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub server_rss_samples: Vec<RssSample>,
+    /// The server's CPU time (user + system, every thread) in the measured window divided by
+    /// the requests answered, in microseconds: what a request costs the server, which a machine
+    /// shared with other work changes far less than the rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_request: Option<f64>,
 }
 
 impl Report {
@@ -108,6 +113,9 @@ impl Report {
         }
         if let Some(rss) = self.server_peak_rss_mib {
             out.push_str(&format!("  server RSS  {rss:.1} MiB peak\n"));
+        }
+        if let Some(cpu) = self.server_cpu_us_per_request {
+            out.push_str(&format!("  server CPU  {cpu:.0} µs per request\n"));
         }
         for row in self.server_rss_samples.chunks(6) {
             let cells: Vec<String> = row
@@ -158,6 +166,7 @@ mod tests {
             share_of_ceiling: None,
             server_peak_rss_mib: Some(42.5),
             server_rss_samples: Vec::new(),
+            server_cpu_us_per_request: None,
         };
         let text = r.text();
         assert!(text.starts_with("workload lookup against http://127.0.0.1:1: 8 connections, 2.0 s measured, 100 subjects seeded\n"), "{text}");
@@ -181,6 +190,17 @@ mod tests {
         assert!(json.get("server_rss_samples").is_none(), "{json}");
         assert!(!text.contains("ceiling"), "no ceiling measured: {text}");
         assert!(json.get("ceiling_rps").is_none(), "{json}");
+        assert!(!text.contains("server CPU"), "{text}");
+        assert!(json.get("server_cpu_us_per_request").is_none(), "{json}");
+
+        r.server_cpu_us_per_request = Some(212.4);
+        let text = r.text();
+        assert!(
+            text.contains("  server CPU  212 µs per request\n"),
+            "{text}"
+        );
+        let json: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["server_cpu_us_per_request"], 212.4);
 
         r.ceiling_rps = Some(4000.0);
         r.share_of_ceiling = Some(0.125);
