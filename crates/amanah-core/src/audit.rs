@@ -139,23 +139,68 @@ pub struct AuditRecord {
 /// order, length-prefixed so no two entries share an encoding.
 pub fn canonical_bytes(seq: u64, e: &AuditDraft) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"amanah/audit/v1");
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&e.at_micros.to_be_bytes());
-    for s in [&e.actor, &e.role, e.action.as_str()] {
-        push_str(&mut out, Some(s));
+    EntryParts {
+        at_micros: e.at_micros,
+        actor: &e.actor,
+        role: &e.role,
+        action: e.action.as_str(),
+        purpose: e.purpose.as_deref(),
+        basis: e.basis.as_deref(),
+        outcome: e.outcome.as_str(),
+        reason: e.reason.as_deref(),
+        subject: e.subject.as_deref(),
+        fields: &e.fields,
+        policy_version: &e.policy_version,
     }
-    push_str(&mut out, e.purpose.as_deref());
-    push_str(&mut out, e.basis.as_deref());
-    push_str(&mut out, Some(e.outcome.as_str()));
-    push_str(&mut out, e.reason.as_deref());
-    push_str(&mut out, e.subject.as_deref());
-    out.extend_from_slice(&(e.fields.len() as u32).to_be_bytes());
-    for f in &e.fields {
-        push_str(&mut out, Some(f));
-    }
-    push_str(&mut out, Some(&e.policy_version));
+    .encode_into(seq, &mut out);
     out
+}
+
+/// An entry's parts as its canonical bytes hold them, borrowed: from an [`AuditDraft`], or
+/// straight from a stored row while a chain is verified (no record built per entry).
+pub struct EntryParts<'a, F: AsRef<str>> {
+    pub at_micros: i64,
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub action: &'a str,
+    pub purpose: Option<&'a str>,
+    pub basis: Option<&'a str>,
+    pub outcome: &'a str,
+    pub reason: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub fields: &'a [F],
+    pub policy_version: &'a str,
+}
+
+impl<F: AsRef<str>> EntryParts<'_, F> {
+    /// Appends the canonical bytes of entry `seq` to `out` (the one encoder of the format).
+    pub fn encode_into(&self, seq: u64, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"amanah/audit/v1");
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&self.at_micros.to_be_bytes());
+        for s in [self.actor, self.role, self.action] {
+            push_str(out, Some(s));
+        }
+        push_str(out, self.purpose);
+        push_str(out, self.basis);
+        push_str(out, Some(self.outcome));
+        push_str(out, self.reason);
+        push_str(out, self.subject);
+        out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
+        for f in self.fields {
+            push_str(out, Some(f.as_ref()));
+        }
+        push_str(out, Some(self.policy_version));
+    }
+}
+
+/// One link of the chain as a verifier needs it: the entry's canonical bytes, already encoded,
+/// and its stored hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainLink {
+    pub seq: u64,
+    pub canonical: Vec<u8>,
+    pub hash: [u8; 32],
 }
 
 fn push_str(out: &mut Vec<u8>, s: Option<&str>) {
@@ -243,40 +288,66 @@ impl<'k> ChainVerifier<'k> {
     /// so chunks are verified in parallel and the earliest break is reported. On a break, the
     /// verifier stands just before the bad entry, as after `push`.
     pub fn push_page(&mut self, records: &[AuditRecord]) -> Result<(), ChainBreak> {
+        self.push_parallel(records, |r| {
+            (
+                r.seq,
+                std::borrow::Cow::Owned(canonical_bytes(r.seq, &r.entry)),
+                &r.hash,
+            )
+        })
+    }
+
+    /// Like [`Self::push_page`], for links whose canonical bytes the store encoded as it read
+    /// them (`amanah audit verify`: no record is built per entry).
+    pub fn push_links(&mut self, links: &[ChainLink]) -> Result<(), ChainBreak> {
+        self.push_parallel(links, |l| {
+            (l.seq, std::borrow::Cow::Borrowed(&l.canonical[..]), &l.hash)
+        })
+    }
+
+    /// The parallel check of `push_page` and `push_links`: `link` gives an item's sequence
+    /// number, canonical bytes and stored hash.
+    fn push_parallel<T: Sync>(
+        &mut self,
+        items: &[T],
+        link: impl Fn(&T) -> (u64, std::borrow::Cow<'_, [u8]>, &[u8; 32]) + Sync,
+    ) -> Result<(), ChainBreak> {
         const MIN_CHUNK: usize = 1024;
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(records.len() / MIN_CHUNK)
+            .min(items.len() / MIN_CHUNK)
             .max(1);
-        let chunk = records.len().div_ceil(threads).max(1);
+        let chunk = items.len().div_ceil(threads).max(1);
         let (key, first_prev, first_seq) = (self.key, self.prev, self.next_seq);
-        let check = |start: usize, part: &[AuditRecord]| -> Result<(), (usize, ChainBreak)> {
+        let link = &link;
+        let check = |start: usize, part: &[T]| -> Result<(), (usize, ChainBreak)> {
             let mut prev = if start == 0 {
                 first_prev
             } else {
-                records[start - 1].hash
+                *link(&items[start - 1]).2
             };
-            for (i, record) in part.iter().enumerate() {
+            for (i, item) in part.iter().enumerate() {
+                let (seq, canonical, hash) = link(item);
                 let expected_seq = first_seq + (start + i) as u64;
-                if record.seq != expected_seq {
+                if seq != expected_seq {
                     let b = ChainBreak::Sequence {
                         expected: expected_seq,
-                        found: record.seq,
+                        found: seq,
                     };
                     return Err((start + i, b));
                 }
-                if key.chain(&prev, &canonical_bytes(record.seq, &record.entry)) != record.hash {
-                    return Err((start + i, ChainBreak::Hash { seq: record.seq }));
+                if key.chain(&prev, &canonical) != *hash {
+                    return Err((start + i, ChainBreak::Hash { seq }));
                 }
-                prev = record.hash;
+                prev = *hash;
             }
             Ok(())
         };
         let outcome = if threads == 1 {
-            check(0, records)
+            check(0, items)
         } else {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = records
+                let handles: Vec<_> = items
                     .chunks(chunk)
                     .enumerate()
                     .map(|(n, part)| scope.spawn(move || check(n * chunk, part)))
@@ -295,11 +366,11 @@ impl<'k> ChainVerifier<'k> {
             })
         };
         let verified = match &outcome {
-            Ok(()) => records.len(),
+            Ok(()) => items.len(),
             Err((i, _)) => *i,
         };
         if verified > 0 {
-            self.prev = records[verified - 1].hash;
+            self.prev = *link(&items[verified - 1]).2;
             self.next_seq += verified as u64;
         }
         outcome.map_err(|(_, b)| b)

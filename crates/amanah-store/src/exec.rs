@@ -120,6 +120,10 @@ pub(crate) trait Row {
     fn boolean(&self, i: usize) -> StoreResult<Option<bool>>;
     fn text(&self, i: usize) -> StoreResult<Option<String>>;
     fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>>;
+    /// The text of column `i` without a copy (for readers of many rows, e.g. the audit chain).
+    fn text_ref(&self, i: usize) -> StoreResult<Option<&str>>;
+    /// The bytes of column `i` without a copy.
+    fn blob_ref(&self, i: usize) -> StoreResult<Option<&[u8]>>;
 }
 
 /// Reads a result row into a record (the mappers of `crate::rows`).
@@ -136,7 +140,7 @@ pub(crate) trait Column: Sized {
     fn read(row: &dyn Row, i: usize) -> StoreResult<Self>;
 }
 
-fn not_null<T>(v: Option<T>, i: usize) -> StoreResult<T> {
+pub(crate) fn not_null<T>(v: Option<T>, i: usize) -> StoreResult<T> {
     v.ok_or_else(|| StoreError::Backend(format!("column {i} is NULL")))
 }
 
@@ -176,6 +180,18 @@ impl Row for rusqlite::Row<'_> {
     fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
         self.get(i).map_err(crate::sqlite::backend)
     }
+    fn text_ref(&self, i: usize) -> StoreResult<Option<&str>> {
+        let value = self.get_ref(i).map_err(crate::sqlite::backend)?;
+        value
+            .as_str_or_null()
+            .map_err(|e| crate::sqlite::backend(rusqlite::Error::from(e)))
+    }
+    fn blob_ref(&self, i: usize) -> StoreResult<Option<&[u8]>> {
+        let value = self.get_ref(i).map_err(crate::sqlite::backend)?;
+        value
+            .as_blob_or_null()
+            .map_err(|e| crate::sqlite::backend(rusqlite::Error::from(e)))
+    }
 }
 
 impl Row for tokio_postgres::Row {
@@ -189,6 +205,12 @@ impl Row for tokio_postgres::Row {
         self.try_get(i).map_err(crate::postgres::backend)
     }
     fn blob(&self, i: usize) -> StoreResult<Option<Vec<u8>>> {
+        self.try_get(i).map_err(crate::postgres::backend)
+    }
+    fn text_ref(&self, i: usize) -> StoreResult<Option<&str>> {
+        self.try_get(i).map_err(crate::postgres::backend)
+    }
+    fn blob_ref(&self, i: usize) -> StoreResult<Option<&[u8]>> {
         self.try_get(i).map_err(crate::postgres::backend)
     }
 }

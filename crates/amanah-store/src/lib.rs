@@ -38,7 +38,7 @@ pub use types::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use amanah_core::audit::{AuditDraft, AuditRecord};
+use amanah_core::audit::{AuditDraft, AuditRecord, ChainLink};
 use amanah_crypto::audit::AuditKey;
 use async_trait::async_trait;
 
@@ -155,6 +155,10 @@ pub trait Store:
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;
+    /// Entries with `seq > after` as chain links (canonical bytes and stored hash), oldest
+    /// first, at most `limit`: what verifying the chain reads, without a record per entry. A
+    /// row with an action Amanah never writes is `AlteredAuditEntry`, as in `audit_entries`.
+    async fn audit_links(&self, after: u64, limit: usize) -> StoreResult<Vec<ChainLink>>;
     /// The signed head: (seq, hash, mac) of the last entry, or `(0, genesis, mac)` before the
     /// first. `None` only when the head row was deleted (an integrity break).
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>>;
@@ -356,6 +360,12 @@ impl<B: Backend> Store for B {
                 self.all(sql::AUDIT_AFTER, args, rows::audit).await
             }
         }
+    }
+
+    async fn audit_links(&self, after: u64, n: usize) -> StoreResult<Vec<ChainLink>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let args = args![after, limit(n)];
+        self.all(sql::AUDIT_AFTER, args, rows::audit_link).await
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {

@@ -3,9 +3,9 @@
 //! so a column added to a record is read in one place. Each mapper expects the columns in the
 //! order of its `*_columns` list in [`crate::sql`].
 
-use amanah_core::audit::{AuditDraft, AuditRecord, Outcome};
+use amanah_core::audit::{AuditAction, AuditDraft, AuditRecord, ChainLink, EntryParts, Outcome};
 
-use crate::exec::Row;
+use crate::exec::{not_null, Row};
 use crate::{
     ApiKeyRecord, BreachRecord, ConsentRecord, DisclosureRecord, HoldRecord, PolicyRecord,
     RelationRecord, RequestRecord, RestrictionRecord, StoreError, StoreResult,
@@ -137,6 +137,55 @@ pub(crate) fn audit(r: &dyn Row) -> StoreResult<AuditRecord> {
             policy_version: r.col(11)?,
         },
         hash: to_hash(&r.col::<Vec<u8>>(12)?),
+    })
+}
+
+/// An audit row as a chain link: its canonical bytes encoded from the row's borrowed columns,
+/// with no record built (`amanah audit verify` reads every entry). The bytes are those
+/// [`audit`]'s record would give: an unknown action is refused the same way, an unknown outcome
+/// reads as `denied`, the field list decodes as [`crate::lists::decode`] does.
+pub(crate) fn audit_link(r: &dyn Row) -> StoreResult<ChainLink> {
+    let seq = r.col::<i64>(0)?;
+    let text = |i| not_null(r.text_ref(i)?, i);
+    let action = text(4)?
+        .parse::<AuditAction>()
+        .map_err(|_| StoreError::AlteredAuditEntry { seq: seq as u64 })?;
+    let outcome = Outcome::parse(text(7)?).unwrap_or(Outcome::Denied);
+    let stored = text(10)?;
+    // Category names hold no escapes: borrowed in every entry Amanah writes.
+    match serde_json::from_str::<Vec<&str>>(stored) {
+        Ok(fields) => link(r, seq, action, outcome, &fields),
+        Err(_) => link(r, seq, action, outcome, &crate::lists::decode(stored)),
+    }
+}
+
+fn link<F: AsRef<str>>(
+    r: &dyn Row,
+    seq: i64,
+    action: AuditAction,
+    outcome: Outcome,
+    fields: &[F],
+) -> StoreResult<ChainLink> {
+    let text = |i| not_null(r.text_ref(i)?, i);
+    let mut canonical = Vec::with_capacity(256);
+    EntryParts {
+        at_micros: r.col(1)?,
+        actor: text(2)?,
+        role: text(3)?,
+        action: action.as_str(),
+        purpose: r.text_ref(5)?,
+        basis: r.text_ref(6)?,
+        outcome: outcome.as_str(),
+        reason: r.text_ref(8)?,
+        subject: r.text_ref(9)?,
+        fields,
+        policy_version: text(11)?,
+    }
+    .encode_into(seq as u64, &mut canonical);
+    Ok(ChainLink {
+        seq: seq as u64,
+        canonical,
+        hash: to_hash(not_null(r.blob_ref(12)?, 12)?),
     })
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 mod common;
 
-use amanah_core::audit::{AuditAction, AuditDraft, ChainVerifier, Outcome};
+use amanah_core::audit::{canonical_bytes, AuditAction, AuditDraft, ChainVerifier, Outcome};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::KeyRing;
 use amanah_store::{
@@ -1164,6 +1164,18 @@ async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backe
             .await
             .unwrap();
         assert_eq!(read, appended);
+        // The links the verifier reads carry exactly the canonical bytes of those records.
+        let links = store.audit_links(total, drafts.len()).await.unwrap();
+        assert_eq!(links.len(), appended.len());
+        for (l, r) in links.iter().zip(&appended) {
+            assert_eq!((l.seq, l.hash), (r.seq, r.hash));
+            assert_eq!(
+                l.canonical,
+                canonical_bytes(r.seq, &r.entry),
+                "entry {}",
+                r.seq
+            );
+        }
         total += drafts.len() as u64;
         assert_eq!(verify(&store, &ring).await, total);
     }
@@ -1195,6 +1207,11 @@ async fn an_unknown_stored_action_is_refused_like_a_malformed_row(backend: Backe
     let msg = err.to_string();
     assert!(msg.contains(&format!("audit entry {seq} ")), "{msg}");
     assert!(!msg.contains("peek"), "{msg}");
+    let err = store.audit_links(0, 10).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlteredAuditEntry { seq: s } if s == seq),
+        "the verifier's reading refuses it the same way: {err:?}"
+    );
     let before = store.audit_entries(None, 0, 1).await.unwrap();
     assert_eq!(before, appended[..1]);
     backend.sql(&format!(

@@ -73,7 +73,7 @@ impl Vault {
             // page that holds it fail verification before any later page matters.
             let fetch = |after: u64| {
                 let store = self.store.clone();
-                tokio::spawn(async move { store.audit_entries(None, after, VERIFY_PAGE).await })
+                tokio::spawn(async move { store.audit_links(after, VERIFY_PAGE).await })
             };
             let page_len = VERIFY_PAGE as u64;
             let start = verifier.count();
@@ -94,10 +94,10 @@ impl Vault {
                         let before = seq.saturating_sub(verifier.count() + 1) as usize;
                         let earlier = self
                             .store
-                            .audit_entries(None, verifier.count(), before)
+                            .audit_links(verifier.count(), before)
                             .await
                             .map_err(store_error)?;
-                        if let Err(b) = verifier.push_page(&earlier) {
+                        if let Err(b) = verifier.push_links(&earlier) {
                             return Ok(broken(&verifier, b));
                         }
                         return Ok(broken(&verifier, ChainBreak::Hash { seq }));
@@ -109,7 +109,7 @@ impl Vault {
                 }
                 ahead.push_back(fetch(requested));
                 requested += page_len;
-                if let Err(b) = verifier.push_page(&page) {
+                if let Err(b) = verifier.push_links(&page) {
                     ahead.iter().for_each(|t| t.abort());
                     return Ok(broken(&verifier, b));
                 }
