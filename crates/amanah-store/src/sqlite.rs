@@ -238,7 +238,17 @@ impl SqliteStore {
         submit(&self.writer, |reply| WriteJob::One { run, reply }).await
     }
 
+    /// Runs `f` on a reader thread, in one read transaction (see [`in_snapshot`]).
     async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        self.on_reader(move |conn| in_snapshot(conn, f)).await
+    }
+
+    /// Runs `f` on a reader thread outside any transaction: for a statement that makes its own
+    /// (`VACUUM INTO`, the online backups).
+    async fn on_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
@@ -249,6 +259,19 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Runs a read job in one read transaction. Its statements then see one snapshot (a subject's
+/// key, fields and purposes from the same commit, never a batch committed between two of them),
+/// and SQLite checks the WAL index and, when a commit came meanwhile, drops the connection's
+/// page cache once per job instead of once per statement. The transaction only reads, so it
+/// ends by rolling back.
+fn in_snapshot<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    let snapshot = conn.unchecked_transaction().map_err(backend)?;
+    f(&snapshot)
 }
 
 #[async_trait]

@@ -224,7 +224,7 @@ impl SqliteStore {
         refuse_existing(out)?;
         create_private(out)?;
         let out = out.to_string_lossy().into_owned();
-        self.read(move |conn| {
+        self.on_reader(move |conn| {
             conn.execute("VACUUM main INTO ?1", [out])
                 .map(|_| ())
                 .map_err(backend)
@@ -238,7 +238,7 @@ impl SqliteStore {
         create_private(out)?;
         let path = out.to_owned();
         let target = out.to_string_lossy().into_owned();
-        self.read(move |conn| {
+        self.on_reader(move |conn| {
             conn.execute("VACUUM keys INTO ?1", [target])
                 .map(|_| ())
                 .map_err(backend)
