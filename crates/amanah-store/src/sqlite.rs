@@ -19,7 +19,8 @@
 //!   so the WAL is fully copied and SQLite reuses it from its start instead of growing.
 //! - The audit chain is appended by that writer only, so it is serialized by construction; the
 //!   signed head is updated once per batch, in the same transaction.
-//! - Reads run on a small pool of reader threads, each with its own connection.
+//! - Reads run on a small pool of reader threads, each with its own connection; each job runs
+//!   in one read transaction (one snapshot for all its statements).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
