@@ -29,6 +29,9 @@ pub enum Denial {
     PlatformOnly,
     /// The platform operator runs tenants and never touches their data.
     TenantDataOnly,
+    /// A data subject acting for themselves reaches their own data, through the self-service
+    /// actions only.
+    OwnDataOnly,
     /// The category exists but this role may not use it under this purpose.
     CategoryNotVisible { category: String, purpose: String },
     /// The subject is a minor: all their data is specific data (UU PDP Art. 4(2)(e)), which
@@ -83,6 +86,9 @@ impl std::fmt::Display for Denial {
             }
             Denial::TenantDataOnly => f.write_str(
                 "the platform operator manages organizations and never touches their data: use a key of the organization",
+            ),
+            Denial::OwnDataOnly => f.write_str(
+                "a person signed in to the privacy portal reaches only their own data, through the portal's actions",
             ),
             Denial::CategoryNotVisible { category, purpose } => write!(
                 f,

@@ -9,7 +9,7 @@
 
 use crate::access::{self, Denial, Grant, Visibility};
 use crate::audit::AuditAction;
-use crate::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE};
+use crate::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE, SUBJECT_ROLE};
 
 /// Who is asking, as authentication established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,9 +19,28 @@ pub struct Caller {
     pub role: String,
     /// The person the key was issued to (`Name <email>`); four eyes count people, not keys.
     pub holder: Option<String>,
+    /// The data subject acting for themselves (the privacy portal, after a one-time code):
+    /// their id, the only subject this caller may ever reach. `None` for every key holder.
+    pub subject: Option<String>,
 }
 
 impl Caller {
+    /// A data subject acting for themselves: recorded in the audit as the subject itself
+    /// (actor `subject:<id>`, role [`SUBJECT_ROLE`]), never as a key holder.
+    pub fn data_subject(subject_id: &str) -> Caller {
+        Caller {
+            key_id: format!("subject:{subject_id}"),
+            role: SUBJECT_ROLE.to_owned(),
+            holder: None,
+            subject: Some(subject_id.to_owned()),
+        }
+    }
+
+    /// The data subject acting for themselves, not a key holder.
+    pub fn is_subject(&self) -> bool {
+        self.subject.is_some()
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == ADMIN_ROLE
     }
@@ -144,6 +163,18 @@ pub enum Rule {
     Platform,
 }
 
+/// What a data subject may do for themselves (the privacy portal), on their own id only: see
+/// what is held and who used it (the access export), see and change their consents, and file a
+/// request. Every other action is refused to them, and each of these to anyone else's id.
+/// Key holders never pass this way: for them, [`RULES`] decides.
+pub const SELF_SERVICE: &[Action] = &[
+    Action::SubjectExport,
+    Action::ConsentRead,
+    Action::ConsentGrant,
+    Action::ConsentWithdraw,
+    Action::RequestCreate,
+];
+
 /// The decision table: every action and the rule it follows. `ARCHITECTURE.md` prints it.
 pub const RULES: &[(Action, Rule)] = &[
     (Action::SubjectCreate, Rule::Purpose),
@@ -247,6 +278,8 @@ pub struct Decision {
     held: Vec<String>,
     specific: bool,
     handles_requests: bool,
+    /// Decided for a data subject acting for themselves ([`SELF_SERVICE`]).
+    own: bool,
 }
 
 /// The state of a subject an allowed action is about to touch.
@@ -296,12 +329,48 @@ struct RoleFlags {
 }
 
 /// Decides whether `caller` may attempt `action` (under `purpose`, where the action names one).
+/// A data subject acting for themselves is refused here: they need [`decide_on`] with their id.
 pub fn decide(
     policy: &Policy,
     caller: &Caller,
     action: Action,
     purpose: Option<&str>,
 ) -> Result<Decision, Denial> {
+    decide_on(policy, caller, action, purpose, None)
+}
+
+/// [`decide`], knowing the subject the call touches (where it names one): a data subject acting
+/// for themselves may do what [`SELF_SERVICE`] lists, on their own id and no other.
+pub fn decide_on(
+    policy: &Policy,
+    caller: &Caller,
+    action: Action,
+    purpose: Option<&str>,
+    subject: Option<&str>,
+) -> Result<Decision, Denial> {
+    if let Some(own) = &caller.subject {
+        if !SELF_SERVICE.contains(&action) {
+            return Err(Denial::OwnDataOnly);
+        }
+        if subject != Some(own.as_str()) {
+            return Err(Denial::OwnDataOnly);
+        }
+        if action.rule() == Rule::Purpose {
+            let purpose = purpose.ok_or(Denial::PurposeRequired)?;
+            if policy.purpose(purpose).is_none() {
+                return Err(Denial::unknown_purpose(policy));
+            }
+        }
+        return Ok(Decision {
+            action,
+            caller: caller.clone(),
+            grant: None,
+            held: Vec::new(),
+            specific: false,
+            handles_requests: false,
+            own: true,
+        });
+    }
     // The operator and the tenants' roles do disjoint things: the operator only what is
     // `Rule::Platform`, nobody else that.
     match (caller.is_platform(), action.rule() == Rule::Platform) {
@@ -313,6 +382,7 @@ pub fn decide(
                 held: Vec::new(),
                 specific: false,
                 handles_requests: false,
+                own: false,
             })
         }
         (true, false) => return Err(Denial::TenantDataOnly),
@@ -382,6 +452,7 @@ pub fn decide(
         held: flags.held,
         specific: flags.specific,
         handles_requests: flags.handle_requests,
+        own: false,
     })
 }
 
@@ -397,6 +468,11 @@ impl Decision {
     /// The purpose grant (actions under a purpose only).
     pub fn grant(&self) -> Option<&Grant> {
         self.grant.as_ref()
+    }
+
+    /// Decided for the data subject acting for themselves (the privacy portal).
+    pub fn own_data(&self) -> bool {
+        self.own
     }
 
     /// The role handles data-subject requests (the DPO or the admin).
@@ -456,6 +532,18 @@ impl Decision {
     /// Whether the action may touch a subject in this state.
     pub fn check_subject(&self, policy: &Policy, s: &SubjectFacts<'_>) -> Result<(), Denial> {
         let action = self.action;
+        if self.own {
+            // The person themselves: their id was checked by `decide_on`. What consent
+            // rules say (a minor's grant needs a guardian) the consent operations decide; a
+            // restriction limits what others do with their data, never what they see of it or
+            // their own withdrawals and requests, but it still stops new grants.
+            return match s.restricted_since {
+                Some(at) if action == Action::ConsentGrant => Err(Denial::RestrictedWrite {
+                    since: crate::consent::date_of(at).to_string(),
+                }),
+                _ => Ok(()),
+            };
+        }
         self.purpose_limitation(s)?;
         // A withdrawal only ever reduces processing: it is accepted from any role that holds
         // the purpose, whatever the subject's state.
@@ -546,6 +634,7 @@ mod tests {
             key_id: format!("key-{role}"),
             role: role.into(),
             holder: None,
+            subject: None,
         }
     }
 
@@ -742,5 +831,61 @@ mod tests {
             d.check_subject(&p, &facts(&admission)),
             Err(Denial::NoSharedPurpose { .. })
         ));
+    }
+
+    #[test]
+    fn a_data_subject_reaches_only_their_own_data_through_self_service() {
+        let p = policy();
+        let me = Caller::data_subject("s-1");
+        assert_eq!(me.role, SUBJECT_ROLE);
+        assert_eq!(me.key_id, "subject:s-1");
+        for action in SELF_SERVICE {
+            let purpose = (action.rule() == Rule::Purpose).then_some("marketing");
+            let d = decide_on(&p, &me, *action, purpose, Some("s-1")).unwrap();
+            assert!(d.own_data());
+            assert_eq!(d.check_subject(&p, &facts(&[])), Ok(()));
+            // Never another subject, and never without one.
+            assert_eq!(
+                decide_on(&p, &me, *action, purpose, Some("s-2")),
+                Err(Denial::OwnDataOnly)
+            );
+            assert_eq!(decide(&p, &me, *action, purpose), Err(Denial::OwnDataOnly));
+        }
+        for (action, _) in RULES {
+            if !SELF_SERVICE.contains(action) {
+                assert_eq!(
+                    decide_on(&p, &me, *action, Some("admission"), Some("s-1")),
+                    Err(Denial::OwnDataOnly),
+                    "{action:?}"
+                );
+            }
+        }
+        // A purpose the policy does not declare is refused as for anyone.
+        assert!(matches!(
+            decide_on(&p, &me, Action::ConsentGrant, Some("nope"), Some("s-1")),
+            Err(Denial::UnknownPurpose { .. })
+        ));
+        // A restricted person still sees their data and withdraws, but grants nothing new.
+        let restricted = SubjectFacts {
+            restricted_since: Some(0),
+            ..facts(&[])
+        };
+        let grant = decide_on(
+            &p,
+            &me,
+            Action::ConsentGrant,
+            Some("marketing"),
+            Some("s-1"),
+        )
+        .unwrap();
+        assert!(matches!(
+            grant.check_subject(&p, &restricted),
+            Err(Denial::RestrictedWrite { .. })
+        ));
+        let export = decide_on(&p, &me, Action::SubjectExport, None, Some("s-1")).unwrap();
+        assert_eq!(export.check_subject(&p, &restricted), Ok(()));
+        // A key holder whose role is spelled like the built-in one is no data subject.
+        let impostor = who(SUBJECT_ROLE);
+        assert!(decide_on(&p, &impostor, Action::SubjectExport, None, Some("s-1")).is_err());
     }
 }

@@ -479,6 +479,7 @@ mod tests {
             adult_age: 18,
             withdrawal_grace_days: 0,
             birth_date_category: None,
+            time_zone: crate::policy::DEFAULT_TIME_ZONE.to_owned(),
         };
         let today = date(2026, Month::November, 23);
         let born = |y| date(y, Month::November, 23);

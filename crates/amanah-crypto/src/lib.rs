@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod digest;
 pub mod envelope;
 pub mod keyring;
+pub mod otp;
 pub mod pseudonym;
 mod secret;
 pub mod stream;

@@ -39,6 +39,7 @@ impl Principal {
             key_id: crate::vault::CLI_ACTOR.to_owned(),
             role: amanah_core::policy::PLATFORM_ROLE.to_owned(),
             holder: Some("platform operator (command line)".to_owned()),
+            subject: None,
         })
     }
 
@@ -49,6 +50,7 @@ impl Principal {
             key_id: "platform".to_owned(),
             role: amanah_core::policy::ADMIN_ROLE.to_owned(),
             holder: Some("platform operator (organization export)".to_owned()),
+            subject: None,
         })
     }
 
@@ -66,7 +68,12 @@ impl Principal {
     }
 
     pub fn is_admin(&self) -> bool {
-        self.caller.role == ADMIN_ROLE
+        self.caller.role == ADMIN_ROLE && !self.caller.is_subject()
+    }
+
+    /// The data subject this principal is, when a person acts for themselves (the portal).
+    pub fn own_subject(&self) -> Option<&str> {
+        self.caller.subject.as_deref()
     }
 
     pub(crate) fn caller(&self) -> &Caller {
@@ -191,6 +198,11 @@ impl<A: Act> Permit<A> {
         &self.principal
     }
 
+    /// Decided for the data subject acting for themselves (the privacy portal).
+    pub fn own_data(&self) -> bool {
+        self.decision.own_data()
+    }
+
     pub(crate) fn decision(&self) -> &Decision {
         &self.decision
     }
@@ -262,7 +274,16 @@ impl Vault {
             key_id: crate::vault::CLI_ACTOR.to_owned(),
             role: ADMIN_ROLE.to_owned(),
             holder: Some("operator (command line)".to_owned()),
+            subject: None,
         })
+    }
+
+    /// A data subject acting for themselves (the privacy portal). The decision point lets it
+    /// do only what `authz::SELF_SERVICE` lists, and only on `subject_id`; its audit entries
+    /// name the subject (`subject:<id>`, role `subject`), never a key holder. Call it only for
+    /// a person who proved they hold an address of this subject (the portal's one-time code).
+    pub fn data_subject(&self, subject_id: &str) -> Principal {
+        Principal::new(Caller::data_subject(subject_id))
     }
 
     /// Asks the decision point whether `who` may do `A` on `target`. A refusal is recorded in
@@ -281,7 +302,13 @@ impl Vault {
             .purpose
             .filter(|p| policy.purpose(p).is_some())
             .map(str::to_owned);
-        match authz::decide(policy, who.caller(), A::ACTION, target.purpose) {
+        match authz::decide_on(
+            policy,
+            who.caller(),
+            A::ACTION,
+            target.purpose,
+            target.subject,
+        ) {
             Ok(decision) => {
                 if let Some(g) = decision.grant() {
                     draft.basis = Some(g.basis.as_str().to_owned());

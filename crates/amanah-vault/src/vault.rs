@@ -4,7 +4,7 @@ use amanah_core::access::{Denial, Grant};
 use amanah_core::audit::{AuditAction, AuditDraft, Outcome};
 use amanah_core::authz::Caller;
 use amanah_core::consent::{self, AgeGroup};
-use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE};
+use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE, SUBJECT_ROLE};
 use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::blind::BlindIndexKey;
 use amanah_crypto::{token, DataKey, KeyRing};
@@ -341,6 +341,7 @@ impl Vault {
             key_id: record.id,
             role: record.role,
             holder: record.holder,
+            subject: None,
         }))
     }
 
@@ -358,6 +359,7 @@ impl Vault {
             // older stored policy declares a role of that name.
             Scope::Own | Scope::Tenant(_) => {
                 role != PLATFORM_ROLE
+                    && role != SUBJECT_ROLE
                     && (role == ADMIN_ROLE || self.policy().policy.role(role).is_some())
             }
         }

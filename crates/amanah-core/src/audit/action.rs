@@ -19,8 +19,9 @@ macro_rules! audit_action_enum {
         /// does that); the system's own entries name their variant: `retention.apply` (one
         /// per subject a sweep touches), `backup.create` and `backup.restore` (the command
         /// line), `recovery.purge`, `recovery.shred_key`, `recovery.orphan_keys` (crash
-        /// recovery in the SQLite store), and `tenant.purge` (a deleted organization's store
-        /// removed, in the platform's chain).
+        /// recovery in the SQLite store), `tenant.purge` (a deleted organization's store
+        /// removed, in the platform's chain), and `portal.sign_in` (a data subject proved a
+        /// one-time code and opened a portal session; the actor is the subject itself).
         ///
         /// [`AuditAction::as_str`] (and `Display`, and serde) give the name stored in the log
         /// and covered by the chain's MAC; [`str::parse`] reads it back and refuses any other
@@ -122,6 +123,7 @@ audit_action_enum! {
     TenantExport => "tenant.export",
     TenantUpdate => "tenant.update",
     TenantPurge => "tenant.purge",
+    PortalSignIn => "portal.sign_in",
 }
 
 /// A name that is not an [`AuditAction`]. Its message lists the valid names and never repeats
@@ -282,7 +284,7 @@ mod tests {
         ] {
             let msg = bad.parse::<AuditAction>().unwrap_err().to_string();
             assert!(!msg.contains(bad), "{msg} repeats {bad:?}");
-            assert!(msg.contains("subject.read, ") && msg.ends_with("tenant.purge"));
+            assert!(msg.contains("subject.read, ") && msg.ends_with("portal.sign_in"));
         }
         assert!(serde_json::from_str::<AuditAction>("\"key.create\"").is_err());
     }
@@ -323,7 +325,8 @@ mod tests {
                 "recovery.purge",
                 "recovery.shred_key",
                 "recovery.orphan_keys",
-                "tenant.purge"
+                "tenant.purge",
+                "portal.sign_in"
             ]
         );
     }

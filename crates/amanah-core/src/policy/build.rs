@@ -137,6 +137,7 @@ struct RawSettings {
     adult_age: Spanned<u32>,
     withdrawal_grace_days: u32,
     birth_date_category: Option<Spanned<String>>,
+    time_zone: String,
 }
 
 impl Default for RawSettings {
@@ -147,6 +148,7 @@ impl Default for RawSettings {
             adult_age: Spanned::new(0..0, 18),
             withdrawal_grace_days: 0,
             birth_date_category: None,
+            time_zone: DEFAULT_TIME_ZONE.to_owned(),
         }
     }
 }
@@ -214,6 +216,23 @@ fn parse_settings(t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<RawSettings> {
     }
     s.birth_date_category = t.string("birth_date_category", d);
     ok &= t.get("birth_date_category").is_none() || s.birth_date_category.is_some();
+    if let Some(zone) = t.string("time_zone", d) {
+        if jiff::tz::TimeZone::get(zone.get_ref()).is_ok() {
+            s.time_zone = zone.into_inner();
+        } else {
+            d.error(
+                &zone.span(),
+                format!(
+                    "time_zone {:?} is not a time zone name of the IANA database (e.g. \
+                     \"Asia/Jakarta\", \"Asia/Makassar\", \"Asia/Jayapura\")",
+                    zone.get_ref()
+                ),
+            );
+            ok = false;
+        }
+    } else {
+        ok &= t.get("time_zone").is_none();
+    }
     ok.then_some(s)
 }
 
@@ -253,6 +272,7 @@ fn finish_settings(
         adult_age: s.adult_age.into_inner(),
         withdrawal_grace_days: s.withdrawal_grace_days,
         birth_date_category: s.birth_date_category.map(Spanned::into_inner),
+        time_zone: s.time_zone,
     })
 }
 

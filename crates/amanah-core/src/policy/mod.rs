@@ -27,6 +27,10 @@ pub const ADMIN_ROLE: &str = "admin";
 /// declares it.
 pub const PLATFORM_ROLE: &str = "platform";
 
+/// The built-in role of a data subject acting for themselves in the privacy portal (recorded
+/// as the role of their audit entries); no key holds it and no policy declares it.
+pub const SUBJECT_ROLE: &str = "subject";
+
 /// A validated policy. Construct it only through [`Policy::parse`], so every invariant checked
 /// there (every name a purpose or role uses exists, ...) holds for the whole program.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +63,19 @@ pub struct Settings {
     pub withdrawal_grace_days: u32,
     /// The date category holding birth dates (when unset, the category `birth_date` if any).
     pub birth_date_category: Option<String>,
+    /// The organization's time zone (an IANA name), in which people are shown dates and
+    /// deadlines. Default [`DEFAULT_TIME_ZONE`].
+    pub time_zone: String,
+}
+
+/// The time zone of a policy that names none: Western Indonesia Time (WIB, UTC+7).
+pub const DEFAULT_TIME_ZONE: &str = "Asia/Jakarta";
+
+impl Settings {
+    /// The organization's time zone (validated when the policy was parsed).
+    pub fn zone(&self) -> jiff::tz::TimeZone {
+        jiff::tz::TimeZone::get(&self.time_zone).unwrap_or(jiff::tz::TimeZone::UTC)
+    }
 }
 
 /// One data category = one field of a subject.
@@ -443,6 +460,12 @@ impl Policy {
     /// one is loaded: a store whose policy predates the name keeps opening (keys of that role
     /// are refused from then on).
     pub fn reserved_role_error(&self) -> Option<String> {
+        if self.roles.contains_key(SUBJECT_ROLE) {
+            return Some(format!(
+                "role {SUBJECT_ROLE:?} is built in (a data subject acting for themselves in the \
+                 privacy portal) and cannot be declared; give this role another name"
+            ));
+        }
         self.roles.contains_key(PLATFORM_ROLE).then(|| {
             format!(
                 "role {PLATFORM_ROLE:?} is built in (the operator of a deployment hosting \

@@ -148,6 +148,7 @@ fn minimal_policy_parses_with_defaults() {
             adult_age: 18,
             withdrawal_grace_days: 0,
             birth_date_category: None,
+            time_zone: DEFAULT_TIME_ZONE.to_owned(),
         }
     );
     assert_eq!(
@@ -1274,4 +1275,41 @@ fn purpose_version_ignores_what_it_does_not_cover() {
         version_of(&src, "marketing"),
         version_of(VERSIONED, "marketing")
     );
+}
+
+#[test]
+fn the_time_zone_defaults_to_jakarta_and_must_be_an_iana_name() {
+    let p = Policy::parse(crate::test_policies::TEST).unwrap();
+    assert_eq!(p.settings.time_zone, "Asia/Jakarta");
+    assert_eq!(
+        jiff::Timestamp::UNIX_EPOCH
+            .to_zoned(p.settings.zone())
+            .strftime("%H:%M %Z")
+            .to_string(),
+        "07:00 WIB"
+    );
+    let source = crate::test_policies::TEST.replace(
+        "[settings]\n",
+        "[settings]\ntime_zone = \"Asia/Jayapura\"\n",
+    );
+    assert_ne!(source, crate::test_policies::TEST);
+    let p = Policy::parse(&source).unwrap();
+    assert_eq!(p.settings.time_zone, "Asia/Jayapura");
+    let bad = crate::test_policies::TEST
+        .replace("[settings]\n", "[settings]\ntime_zone = \"Mars/Olympus\"\n");
+    let errors = Policy::parse(&bad).unwrap_err().render("p.toml");
+    assert!(
+        errors.contains("time_zone \"Mars/Olympus\" is not a time zone name"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_portal_role_is_built_in() {
+    let source = format!(
+        "{}\n[roles.subject]\npurposes = [\"admission\"]\n",
+        crate::test_policies::TEST
+    );
+    let p = Policy::parse(&source).unwrap();
+    assert!(p.reserved_role_error().unwrap().contains("privacy portal"));
 }

@@ -23,6 +23,7 @@ pub(super) const SETTINGS_KEYS: &[&str] = &[
     "adult_age",
     "withdrawal_grace_days",
     "birth_date_category",
+    "time_zone",
 ];
 pub(super) const CATEGORY_KEYS: &[&str] = &[
     "type",

@@ -64,8 +64,9 @@ impl Vault {
         let admitted = self
             .admit_subject(permit, Circumstances::default(), &draft)
             .await?;
+        let own = permit.own_data();
         let holds = |purpose: &str| {
-            who.is_admin()
+            own || who.is_admin()
                 || policy
                     .role(who.role())
                     .is_some_and(|r| r.purposes.iter().any(|p| p == purpose))

@@ -119,6 +119,8 @@ impl Vault {
             })
             .collect();
         let disclosures = self.disclosures_of(policy, id, draft.at_micros).await?;
+        // A person's own export names the roles that used their data, never the keys.
+        let own = permit.own_data();
         let mut trail = Vec::new();
         let mut after = 0;
         loop {
@@ -130,7 +132,12 @@ impl Vault {
             let Some(last) = page.last() else { break };
             after = last.seq;
             trail.extend(page.into_iter().map(|e| {
-                json!({"time": Timestamp::from_micros(e.entry.at_micros), "actor": e.entry.actor, "role": e.entry.role,
+                let actor = if own && !e.entry.actor.starts_with("subject:") {
+                    Value::Null
+                } else {
+                    Value::String(e.entry.actor)
+                };
+                json!({"time": Timestamp::from_micros(e.entry.at_micros), "actor": actor, "role": e.entry.role,
                        "action": e.entry.action.as_str(), "purpose": e.entry.purpose, "basis": e.entry.basis,
                        "outcome": e.entry.outcome.as_str(), "fields": e.entry.fields})
             }));

@@ -1,0 +1,104 @@
+//! What the privacy portal needs of the vault beyond the self-service actions: finding whose
+//! address a person typed (to send them a one-time code) and recording that they signed in.
+//! Everything they then see or change goes through the ordinary operations, under a permit the
+//! decision point gives their own principal ([`Vault::data_subject`]).
+
+use amanah_core::audit::AuditAction;
+use amanah_core::fields::{self, FieldType};
+use amanah_core::Result;
+
+use crate::authz::Principal;
+use crate::vault::{store_error, Vault};
+
+/// How a person names themselves at sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressKind {
+    Email,
+    Phone,
+}
+
+impl AddressKind {
+    /// An e-mail address if the text has an `@`, else a phone number.
+    pub fn of(text: &str) -> AddressKind {
+        if text.contains('@') {
+            AddressKind::Email
+        } else {
+            AddressKind::Phone
+        }
+    }
+
+    fn field_type(self) -> FieldType {
+        match self {
+            AddressKind::Email => FieldType::Email,
+            AddressKind::Phone => FieldType::Phone,
+        }
+    }
+}
+
+/// A sign-in address held by exactly one subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInTarget {
+    pub subject_id: String,
+    pub kind: AddressKind,
+    /// The address in its normalized form (where the code goes).
+    pub address: String,
+}
+
+impl Vault {
+    /// The subject holding `address` (an e-mail address or a phone number) in an indexed
+    /// category of that type, by the blind index: no value is decrypted and nothing is recorded
+    /// (the sign-in, once the code is proved, is). `None` when nobody holds it, when it does not
+    /// normalize, or when several subjects hold it (a code could not say whose data to show).
+    pub async fn sign_in_target(&self, address: &str) -> Result<Option<SignInTarget>> {
+        let kind = AddressKind::of(address);
+        let Ok(normalized) = fields::normalize_str(kind.field_type(), address) else {
+            return Ok(None);
+        };
+        let active = self.policy();
+        let mut found: Option<String> = None;
+        for (name, category) in &active.policy.categories {
+            if category.field_type != kind.field_type() || !category.index {
+                continue;
+            }
+            let term = self
+                .blind_keys
+                .get(&self.keys(), name)
+                .index(normalized.as_bytes());
+            let hits = self
+                .store
+                .find_subjects(name, term, 2)
+                .await
+                .map_err(store_error)?;
+            for hit in hits {
+                match &found {
+                    None => found = Some(hit.id),
+                    Some(id) if *id == hit.id => {}
+                    Some(_) => return Ok(None),
+                }
+            }
+        }
+        Ok(found.map(|subject_id| SignInTarget {
+            subject_id,
+            kind,
+            address: normalized,
+        }))
+    }
+
+    /// Records that a data subject proved a one-time code and opened a portal session.
+    pub async fn record_sign_in(&self, who: &Principal) -> Result<()> {
+        let Some(subject) = who.own_subject() else {
+            return Err(amanah_core::Error::Internal(
+                "a portal sign-in is recorded for a data subject only".into(),
+            ));
+        };
+        let policy = self.policy();
+        let mut draft = self.draft_for(who, AuditAction::PortalSignIn, &policy.policy);
+        draft.subject = crate::authz::recordable_id(subject);
+        draft.reason = Some("signed in to the privacy portal with a one-time code".into());
+        self.store
+            .append_audit(vec![draft])
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
