@@ -11,6 +11,7 @@ mod handlers;
 pub mod limits;
 pub mod metrics_layer;
 pub mod openapi;
+pub mod portal;
 pub mod problem;
 mod query;
 mod rights;
@@ -35,6 +36,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     /// Every organization the server hosts; a request's key picks its vault.
     pub deployment: Arc<Deployment>,
+    /// The data subjects' privacy portal (`/portal`), for the deployment's own organization.
+    pub portal: Option<Arc<portal::Portal>>,
 }
 
 impl AppState {
@@ -46,7 +49,16 @@ impl AppState {
 
     /// A server for every organization of `deployment`.
     pub fn hosting(deployment: Arc<Deployment>) -> Self {
-        AppState { deployment }
+        AppState {
+            deployment,
+            portal: None,
+        }
+    }
+
+    /// The same server with the privacy portal (`/portal`) served too.
+    pub fn with_portal(mut self, portal: Arc<portal::Portal>) -> Self {
+        self.portal = Some(portal);
+        self
     }
 
     /// The deployment's own organization (its policy describes the public OpenAPI document).
@@ -84,6 +96,11 @@ pub fn router(state: AppState) -> Router {
 /// ([`metrics_router`]), and here answers 404 like any unknown route.
 pub fn router_with(state: AppState, options: &Options) -> Router {
     let (api, _) = routes::build();
+    let api = if state.portal.is_some() {
+        api.merge(portal::router())
+    } else {
+        api
+    };
     let api = api
         .fallback(handlers::not_found)
         .method_not_allowed_fallback(handlers::method_not_allowed)

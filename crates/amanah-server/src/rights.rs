@@ -383,7 +383,7 @@ pub async fn export_subject(
 
 /// Flattens an export into `section,item,value` rows: object members one per row, array
 /// elements one per row (as compact JSON), scalars as they are.
-fn export_csv(export: &Value) -> Result<String, csv::Error> {
+pub(crate) fn export_csv(export: &Value) -> Result<String, csv::Error> {
     let mut w = crate::csv_out::Writer::new();
     w.write_record(["section", "item", "value"])?;
     let scalar = |v: &Value| match v {

@@ -25,6 +25,10 @@ const COMMON: [(HeaderName, &str); 5] = [
 fn add(response: &mut Response, tls: bool) {
     let headers = response.headers_mut();
     for (name, value) in COMMON {
+        // A page that loads its own stylesheet (the portal) states its own policy.
+        if name == header::CONTENT_SECURITY_POLICY && headers.contains_key(&name) {
+            continue;
+        }
         headers.insert(name, HeaderValue::from_static(value));
     }
     if tls {

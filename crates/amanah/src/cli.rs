@@ -268,6 +268,94 @@ pub(crate) struct NetArgs {
     /// beside the data (with --store: beside the key file).
     #[arg(long, env = "AMANAH_DOCUMENTS")]
     pub(crate) documents: Option<String>,
+    #[command(flatten)]
+    pub(crate) portal: PortalArgs,
+}
+
+/// How the privacy portal (`/portal`) sends sign-in codes, and where it is reached.
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct PortalArgs {
+    /// SMTP relay for e-mailed sign-in codes (host name).
+    #[arg(long, env = "AMANAH_SMTP_HOST", requires = "smtp_from")]
+    pub(crate) smtp_host: Option<String>,
+    /// SMTP port (587 for STARTTLS, 465 for TLS).
+    #[arg(long, env = "AMANAH_SMTP_PORT", default_value_t = 587)]
+    pub(crate) smtp_port: u16,
+    /// The sender of the codes' e-mails, e.g. "Privasi <privacy@example.id>".
+    #[arg(long, env = "AMANAH_SMTP_FROM")]
+    pub(crate) smtp_from: Option<String>,
+    /// SMTP user name (with --smtp-password).
+    #[arg(long, env = "AMANAH_SMTP_USERNAME", requires = "smtp_password")]
+    pub(crate) smtp_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "AMANAH_SMTP_PASSWORD", hide_env_values = true)]
+    pub(crate) smtp_password: Option<String>,
+    /// starttls (default), tls, or none (plain text: a relay on loopback only).
+    #[arg(long, env = "AMANAH_SMTP_SECURITY", default_value = "starttls", value_parser = parse_smtp_security)]
+    pub(crate) smtp_security: amanah_server::portal::SmtpSecurity,
+    /// Webhook for codes to phone numbers (a WhatsApp or SMS gateway): a POST of JSON
+    /// {"channel", "to", "code", "text", "lang"}; also e-mail when no SMTP relay is set.
+    #[arg(long, env = "AMANAH_PORTAL_WEBHOOK")]
+    pub(crate) portal_webhook: Option<String>,
+    /// Demo delivery: each code's message written as a file (0600) in this directory, for
+    /// the operator to read; for codes no other way carries.
+    #[arg(long, env = "AMANAH_PORTAL_OUTBOX")]
+    pub(crate) portal_outbox: Option<PathBuf>,
+    /// The portal's public origin when TLS ends in front of Amanah (https://...): its cookies
+    /// are then marked Secure.
+    #[arg(long, env = "AMANAH_PORTAL_ORIGIN")]
+    pub(crate) portal_origin: Option<String>,
+}
+
+fn parse_smtp_security(s: &str) -> Result<amanah_server::portal::SmtpSecurity, String> {
+    amanah_server::portal::SmtpSecurity::parse(s)
+        .ok_or_else(|| "expected starttls, tls or none".to_owned())
+}
+
+impl PortalArgs {
+    /// The portal's configuration; `tls`: the API itself is served over TLS.
+    pub(crate) fn config(&self, tls: bool) -> anyhow::Result<amanah_server::portal::PortalConfig> {
+        use amanah_server::portal::{Delivery, PortalConfig, SmtpSecurity, SmtpSettings};
+        let smtp = match (&self.smtp_host, &self.smtp_from) {
+            (Some(host), Some(from)) => {
+                let loopback = host == "localhost"
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                if self.smtp_security == SmtpSecurity::None && !loopback {
+                    anyhow::bail!(
+                        "--smtp-security none sends codes in plain text: it is allowed only for a relay on loopback (localhost, 127.0.0.1, ::1)"
+                    );
+                }
+                Some(SmtpSettings {
+                    host: host.clone(),
+                    port: self.smtp_port,
+                    from: from.clone(),
+                    username: self.smtp_username.clone(),
+                    password: self.smtp_password.clone().map(zeroize::Zeroizing::new),
+                    security: self.smtp_security,
+                })
+            }
+            _ => None,
+        };
+        if let Some(url) = &self.portal_webhook {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                anyhow::bail!("--portal-webhook must be an http(s) URL");
+            }
+        }
+        let https_origin = self
+            .portal_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("https://"));
+        Ok(PortalConfig {
+            delivery: Delivery {
+                smtp,
+                webhook: self.portal_webhook.clone(),
+                outbox: self.portal_outbox.clone(),
+            },
+            secure_cookies: tls || https_origin,
+        })
+    }
 }
 
 impl NetArgs {
@@ -284,6 +372,7 @@ impl NetArgs {
             header_read_timeout: std::time::Duration::from_secs(10),
             max_concurrent_requests: 512,
             documents: None,
+            portal: PortalArgs::default(),
         }
     }
 
@@ -758,12 +847,15 @@ async fn run(command: Command) -> Result<ExitCode> {
                     .as_ref()
                     .map(|o| (o.record.role.as_str(), o.token.as_str())),
                 &vault,
+                &data.join("outbox"),
             );
             let vault = Arc::new(vault);
             crate::keyfile::spawn_watcher(vault.clone(), args.key_path()?)?;
             let deployment = crate::tenants::deployment_of(vault, &args)?;
             deployment.attach_documents(crate::serving::documents(None, &args)?);
-            serve(deployment, NetArgs::on(listen)).await?;
+            let mut net = NetArgs::on(listen);
+            net.portal.portal_outbox = Some(data.join("outbox"));
+            serve(deployment, net).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

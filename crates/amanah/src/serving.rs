@@ -16,6 +16,7 @@ pub(crate) fn print_demo(
     admin: &str,
     other: Option<(&str, &str)>,
     vault: &Vault,
+    outbox: &std::path::Path,
 ) {
     let active = vault.policy();
     let purposes = &active.policy.purposes;
@@ -66,6 +67,10 @@ pub(crate) fn print_demo(
     println!("curl -s '{base}/v1/audit/verify' -H \"Authorization: Bearer $ADMIN\"");
     println!("curl -s '{base}/openapi.json'");
     println!();
+    println!("# the privacy portal: a person signs in with a code sent to their e-mail or phone;");
+    println!("# the demo writes each code's message to an outbox directory instead of sending it");
+    println!("open {base}/portal   # codes: ls -t {}", outbox.display());
+    println!();
 }
 
 /// The object store of the documents: `--documents`, or the directory `documents` beside the
@@ -95,8 +100,9 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
     }
     let tls = net.tls_cert.is_some();
     let limits = net.limits();
+    let portal = amanah_server::portal::Portal::start(net.portal.config(tls)?)?;
     let app = amanah_server::router_with(
-        amanah_server::AppState::hosting(deployment.clone()),
+        amanah_server::AppState::hosting(deployment.clone()).with_portal(portal),
         &amanah_server::Options { limits, tls },
     );
     // Metrics on their own listener; gauges refreshed and the recorder drained periodically,
@@ -205,7 +211,7 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout);
             server
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<SocketAddr>())
                 .await
                 .map_err(|e| anyhow!("server error: {e}"))?;
         }

@@ -1,0 +1,836 @@
+//! The data subjects' self-service privacy portal (`/portal`): server-rendered pages, no
+//! script. A person signs in with a one-time code sent to an address the vault holds for them
+//! (blind-index lookup), then sees and acts on their own data only, as the data subject
+//! themselves: every page calls the vault's ordinary operations under a permit the decision
+//! point gave `Vault::data_subject` (see `amanah_core::authz::SELF_SERVICE`), so every view
+//! and change is decided and audited like an API call, with the subject as the actor.
+//!
+//! Invariants: the answer to a sign-in is the same whether or not anyone holds the address
+//! (the same work, the send on a task of its own); codes exist only as salted HMACs; a right
+//! code opens a session under a new id (no fixation); every form carries the session's
+//! synchronizer token and a form without it is refused with 403 before anything changes; the
+//! session cookie is `HttpOnly; SameSite=Strict; Path=/portal` (and `Secure` when served over
+//! TLS or behind an https origin). Sessions and codes live in memory (`state.rs` says why).
+
+mod delivery;
+mod pages;
+pub mod state;
+mod text;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use amanah_core::Error;
+use amanah_vault::{act, ConsentInput, Target, Vault};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::Markup;
+use serde_json::{json, Map, Value};
+
+pub use delivery::{Delivery, SmtpSecurity, SmtpSettings};
+use delivery::{Outgoing, Sender};
+use pages::{Frame, Nav};
+use state::{CodeCheck, Lang, PortalState, Session, Stage};
+
+use crate::AppState;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "amanah_portal";
+
+/// The pages' Content-Security-Policy: the stylesheet from here, forms to here, nothing else.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// How the portal is configured.
+#[derive(Debug, Clone, Default)]
+pub struct PortalConfig {
+    pub delivery: Delivery,
+    /// Cookies carry `Secure` (served over TLS, or behind an https origin).
+    pub secure_cookies: bool,
+}
+
+/// The portal: its memory and the task that sends codes.
+pub struct Portal {
+    state: PortalState,
+    sender: Sender,
+    secure: bool,
+}
+
+impl Portal {
+    /// Starts the portal (and its sending task: call it inside the runtime).
+    pub fn start(config: PortalConfig) -> Result<Arc<Portal>, Error> {
+        if !config.delivery.any() {
+            tracing::warn!(
+                "the privacy portal has no way to send codes (--smtp-host, --portal-webhook or --portal-outbox): nobody can sign in"
+            );
+        }
+        Ok(Arc::new(Portal {
+            state: PortalState::new().map_err(|e| Error::Internal(e.to_string()))?,
+            sender: Sender::start(config.delivery),
+            secure: config.secure_cookies,
+        }))
+    }
+}
+
+/// The portal's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/portal", get(home))
+        .route("/portal/", get(home))
+        .route("/portal/sign-in", post(sign_in))
+        .route("/portal/code", get(code_page).post(code))
+        .route("/portal/sign-out", post(sign_out))
+        .route("/portal/trail", get(trail))
+        .route("/portal/consents", get(consents).post(consent))
+        .route("/portal/requests", get(requests).post(file_request))
+        .route("/portal/export.json", get(export_json))
+        .route("/portal/export.csv", get(export_csv))
+        .route("/portal/export.zip", get(export_zip))
+        .route("/portal/assets/portal.css", get(css))
+        .route("/portal/assets/icon.svg", get(icon))
+}
+
+/// The request as the portal reads it.
+struct Visit {
+    portal: Arc<Portal>,
+    vault: Arc<Vault>,
+    /// The live session and its id, if the browser has one.
+    session: Option<(String, Session)>,
+    lang: Lang,
+    /// A language the query asked for (`?lang=`), to remember.
+    asked_lang: Option<Lang>,
+    client: Option<std::net::IpAddr>,
+    path: String,
+}
+
+fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn visit(state: &AppState, req: &Request) -> Result<Visit, Response> {
+    let Some(portal) = state.portal.clone() else {
+        return Err(StatusCode::NOT_FOUND.into_response());
+    };
+    let now = Instant::now();
+    let session =
+        cookie(req.headers()).and_then(|id| portal.state.session(&id, now).map(|s| (id, s)));
+    let asked_lang = req
+        .uri()
+        .query()
+        .into_iter()
+        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+        .find(|(k, _)| k == "lang")
+        .and_then(|(_, v)| Lang::parse(&v));
+    let accept = req
+        .headers()
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok());
+    let lang = asked_lang
+        .or_else(|| session.as_ref().and_then(|(_, s)| s.lang))
+        .unwrap_or_else(|| Lang::from_accept(accept));
+    if let (Some(l), Some((id, _))) = (asked_lang, &session) {
+        portal.state.set_lang(id, l);
+    }
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    Ok(Visit {
+        portal,
+        vault: state.vault().clone(),
+        session,
+        lang,
+        asked_lang,
+        client,
+        path: req.uri().path().to_owned(),
+    })
+}
+
+impl Visit {
+    fn organization(&self) -> String {
+        self.vault.policy().policy.controller.name.clone()
+    }
+
+    fn frame<'a>(&'a self, organization: &'a str, csrf: Option<&'a str>, nav: Nav) -> Frame<'a> {
+        Frame {
+            lang: self.lang,
+            organization,
+            path: &self.path,
+            csrf,
+            nav,
+        }
+    }
+
+    fn set_cookie(&self, id: &str) -> HeaderValue {
+        let secure = if self.portal.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Strict{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    fn clear_cookie(&self) -> HeaderValue {
+        let secure = if self.portal.secure { "; Secure" } else { "" };
+        HeaderValue::from_str(&format!(
+            "{COOKIE}=; Path=/portal; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// This visitor's session, opening one (and its cookie) when there is none.
+    fn visitor_session(&self) -> Result<(String, Session, Option<HeaderValue>), Response> {
+        match &self.session {
+            Some((id, s)) => Ok((id.clone(), s.clone(), None)),
+            None => {
+                let (id, s) = self
+                    .portal
+                    .state
+                    .open(
+                        Stage::Visitor { pending: None },
+                        self.asked_lang,
+                        Instant::now(),
+                    )
+                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+                let cookie = self.set_cookie(&id);
+                Ok((id, s, Some(cookie)))
+            }
+        }
+    }
+
+    /// The signed-in subject, or a redirect to the sign-in page.
+    fn signed_in(&self) -> Result<(String, String, String), Response> {
+        match &self.session {
+            Some((
+                id,
+                Session {
+                    stage: Stage::SignedIn { subject_id },
+                    csrf,
+                    ..
+                },
+            )) => Ok((id.clone(), subject_id.clone(), csrf.clone())),
+            _ => Err(Redirect::to("/portal").into_response()),
+        }
+    }
+
+    fn page(&self, status: StatusCode, markup: Markup) -> Response {
+        html(status, markup)
+    }
+
+    fn error(&self, status: StatusCode, message: &str) -> Response {
+        let t = text::text(self.lang);
+        let organization = self.organization();
+        let csrf = match &self.session {
+            Some((_, s)) if matches!(s.stage, Stage::SignedIn { .. }) => Some(s.csrf.as_str()),
+            _ => None,
+        };
+        let frame = self.frame(&organization, csrf, Nav::None);
+        self.page(status, pages::message(&frame, t.error_title, message))
+    }
+
+    /// A vault error as a page: an erased or vanished subject ends the session.
+    fn vault_error(&self, e: Error) -> Response {
+        if matches!(e, Error::Gone(_) | Error::NotFound(_)) {
+            if let Some((id, _)) = &self.session {
+                self.portal.state.close(id);
+            }
+            let mut r = Redirect::to("/portal").into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, self.clear_cookie());
+            return r;
+        }
+        let problem = crate::problem::Problem::from(e);
+        let status =
+            StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        self.error(status, &problem.detail)
+    }
+}
+
+fn html(status: StatusCode, markup: Markup) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+        ],
+        markup.into_string(),
+    )
+        .into_response()
+}
+
+fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(c) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    response
+}
+
+/// A form's fields, in order (a name may repeat).
+fn form(body: &Bytes) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// The synchronizer token check: the form's token must be the session's (constant time).
+fn csrf_ok(session: &Session, fields: &[(String, String)]) -> bool {
+    let Some(given) = field(fields, "csrf") else {
+        return false;
+    };
+    let a = amanah_crypto::digest::sha256(given.as_bytes());
+    let b = amanah_crypto::digest::sha256(session.csrf.as_bytes());
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+fn refuse_csrf(v: &Visit) -> Response {
+    let t = text::text(v.lang);
+    v.error(StatusCode::FORBIDDEN, t.csrf)
+}
+
+async fn css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        pages::CSS,
+    )
+        .into_response()
+}
+
+async fn icon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], pages::ICON).into_response()
+}
+
+// ------------------------------------------------------------------------------ sign-in
+
+async fn home(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if v.signed_in().is_ok() {
+        return my_data(v).await;
+    }
+    let (_, session, cookie) = match v.visitor_session() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let organization = v.organization();
+    let frame = v.frame(&organization, None, Nav::None);
+    with_cookie(
+        v.page(StatusCode::OK, pages::sign_in(&frame, &session.csrf, None)),
+        cookie,
+    )
+}
+
+async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let fields = form(&body);
+    let Some((id, session)) = v.session.clone() else {
+        return refuse_csrf(&v);
+    };
+    if !csrf_ok(&session, &fields) {
+        return refuse_csrf(&v);
+    }
+    if matches!(session.stage, Stage::SignedIn { .. }) {
+        return Redirect::to("/portal").into_response();
+    }
+    let t = text::text(v.lang);
+    let typed = field(&fields, "address").unwrap_or("").trim().to_owned();
+    let kind = amanah_vault::AddressKind::of(&typed);
+    let field_type = match kind {
+        amanah_vault::AddressKind::Email => amanah_core::fields::FieldType::Email,
+        amanah_vault::AddressKind::Phone => amanah_core::fields::FieldType::Phone,
+    };
+    let normalized = amanah_core::fields::normalize_str(field_type, &typed)
+        .unwrap_or_else(|_| typed.to_lowercase());
+    let key = v.portal.state.address_key(&normalized);
+    let now = Instant::now();
+    if v.portal.state.count_send(key, v.client, now).is_err() {
+        let organization = v.organization();
+        let frame = v.frame(&organization, None, Nav::None);
+        return v.page(
+            StatusCode::TOO_MANY_REQUESTS,
+            pages::sign_in(&frame, &session.csrf, Some(t.limited)),
+        );
+    }
+    // The same work whether anyone holds the address or not: one code and one pending entry
+    // here; the lookup (and the send, when someone holds it) on a task of their own, so the
+    // answer cannot depend on either.
+    let (code, hash) = match amanah_crypto::otp::new_code() {
+        Ok(c) => c,
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let generation = v.portal.state.put_code(key, hash, now);
+    v.portal.state.set_pending(&id, key);
+    let (portal, vault, lang) = (v.portal.clone(), v.vault.clone(), v.lang);
+    tokio::spawn(async move {
+        let target = match vault.sign_in_target(&typed).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "portal sign-in lookup failed");
+                None
+            }
+        };
+        let Some(target) = target else { return };
+        if portal.state.bind(key, generation, target.subject_id) {
+            portal.sender.send(Outgoing {
+                email: target.kind == amanah_vault::AddressKind::Email,
+                to: target.address,
+                code,
+                lang,
+                organization: vault.policy().policy.controller.name.clone(),
+            });
+        }
+    });
+    Redirect::to("/portal/code").into_response()
+}
+
+async fn code_page(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match &v.session {
+        Some((
+            _,
+            s @ Session {
+                stage: Stage::Visitor { pending: Some(_) },
+                ..
+            },
+        )) => {
+            let organization = v.organization();
+            let frame = v.frame(&organization, None, Nav::None);
+            v.page(StatusCode::OK, pages::code(&frame, &s.csrf, None))
+        }
+        _ => Redirect::to("/portal").into_response(),
+    }
+}
+
+async fn code(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let fields = form(&body);
+    let Some((old_id, session)) = v.session.clone() else {
+        return refuse_csrf(&v);
+    };
+    if !csrf_ok(&session, &fields) {
+        return refuse_csrf(&v);
+    }
+    let Stage::Visitor { pending: Some(key) } = session.stage else {
+        return Redirect::to("/portal").into_response();
+    };
+    let t = text::text(v.lang);
+    let typed: String = field(&fields, "code")
+        .unwrap_or("")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let organization = v.organization();
+    let frame = v.frame(&organization, None, Nav::None);
+    match v.portal.state.check_code(key, &typed, Instant::now()) {
+        CodeCheck::Valid(subject_id) => {
+            // A new session under a new id: whatever id the browser had before is dropped.
+            v.portal.state.close(&old_id);
+            let opened = v.portal.state.open(
+                Stage::SignedIn {
+                    subject_id: subject_id.clone(),
+                },
+                session.lang.or(Some(v.lang)),
+                Instant::now(),
+            );
+            let Ok((new_id, _)) = opened else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let who = v.vault.data_subject(&subject_id);
+            if let Err(e) = v.vault.record_sign_in(&who).await {
+                v.portal.state.close(&new_id);
+                return v.vault_error(e);
+            }
+            let mut r = Redirect::to("/portal").into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, v.set_cookie(&new_id));
+            r
+        }
+        // A mistyped code is the form again with a message (200: a browser logs every 4xx
+        // page as an error, and this is an ordinary turn of the flow).
+        CodeCheck::Wrong(left) if left > 0 => {
+            let message = format!("{} {left}", t.code_wrong);
+            v.page(
+                StatusCode::OK,
+                pages::code(&frame, &session.csrf, Some(&message)),
+            )
+        }
+        CodeCheck::Wrong(_) | CodeCheck::NoCode => v.page(
+            StatusCode::OK,
+            pages::sign_in(&frame, &session.csrf, Some(t.code_none)),
+        ),
+    }
+}
+
+async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let fields = form(&body);
+    let Some((id, session)) = v.session.clone() else {
+        return Redirect::to("/portal").into_response();
+    };
+    if !csrf_ok(&session, &fields) {
+        return refuse_csrf(&v);
+    }
+    v.portal.state.close(&id);
+    let mut r = Redirect::to("/portal").into_response();
+    r.headers_mut().insert(header::SET_COOKIE, v.clear_cookie());
+    r
+}
+
+// ------------------------------------------------------------------------------ pages
+
+/// The person's whole record, read by the access export under their own permit (audited).
+async fn own_export(v: &Visit, subject_id: &str) -> Result<Value, Error> {
+    let who = v.vault.data_subject(subject_id);
+    let permit = v
+        .vault
+        .authorize::<act::SubjectExport>(&who, Target::subject(subject_id))
+        .await?;
+    v.vault.export_subject(&permit).await
+}
+
+async fn my_data(v: Visit) -> Response {
+    let (_, subject_id, csrf) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let export = match own_export(&v, &subject_id).await {
+        Ok(e) => e,
+        Err(e) => return v.vault_error(e),
+    };
+    let active = v.vault.policy();
+    let zone = active.policy.settings.zone();
+    let organization = v.organization();
+    let t = text::text(v.lang);
+    let frame = v.frame(&organization, Some(&csrf), Nav::Data);
+    let body = pages::data(&frame, &export, &active.policy, &zone);
+    v.page(StatusCode::OK, pages::layout(&frame, t.data_title, body))
+}
+
+async fn trail(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (_, subject_id, csrf) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let export = match own_export(&v, &subject_id).await {
+        Ok(e) => e,
+        Err(e) => return v.vault_error(e),
+    };
+    let zone = v.vault.policy().policy.settings.zone();
+    let organization = v.organization();
+    let t = text::text(v.lang);
+    let frame = v.frame(&organization, Some(&csrf), Nav::Trail);
+    let body = pages::trail(&frame, &export, &zone);
+    v.page(StatusCode::OK, pages::layout(&frame, t.trail_title, body))
+}
+
+async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
+    let (_, subject_id, csrf) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let who = v.vault.data_subject(&subject_id);
+    let history = match v
+        .vault
+        .authorize::<act::ConsentRead>(&who, Target::subject(&subject_id))
+        .await
+    {
+        Ok(permit) => v.vault.consent_history(&permit).await,
+        Err(e) => Err(e),
+    };
+    let history = match history {
+        Ok(h) => h,
+        Err(e) => return v.vault_error(e),
+    };
+    let active = v.vault.policy();
+    let organization = v.organization();
+    let t = text::text(v.lang);
+    let frame = v.frame(&organization, Some(&csrf), Nav::Consents);
+    let body = pages::consents(&frame, &csrf, &history.current, &active.policy, notice);
+    v.page(
+        StatusCode::OK,
+        pages::layout(&frame, t.consents_title, body),
+    )
+}
+
+async fn consents(State(state): State<AppState>, req: Request) -> Response {
+    match visit(&state, &req) {
+        Ok(v) => consents_page(&v, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn consent(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let fields = form(&body);
+    let (_, subject_id, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((_, session)) = &v.session else {
+        return refuse_csrf(&v);
+    };
+    if !csrf_ok(session, &fields) {
+        return refuse_csrf(&v);
+    }
+    let purpose = field(&fields, "purpose").unwrap_or("").to_owned();
+    let granted = field(&fields, "decision") == Some("grant");
+    let channels: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| k == "channel")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let input = ConsentInput {
+        purpose: purpose.clone(),
+        granted,
+        channel: "privacy_portal".into(),
+        evidence: Some(
+            "given by the data subject in the privacy portal, signed in with a one-time code"
+                .into(),
+        ),
+        given_by: "subject".into(),
+        guardian: None,
+        contact_channels: if granted { channels } else { Vec::new() },
+    };
+    let who = v.vault.data_subject(&subject_id);
+    let target = Target::subject_under(&subject_id, &purpose);
+    let result = if granted {
+        match v.vault.authorize::<act::ConsentGrant>(&who, target).await {
+            Ok(p) => v.vault.record_consent(&p, &input).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    } else {
+        match v
+            .vault
+            .authorize::<act::ConsentWithdraw>(&who, target)
+            .await
+        {
+            Ok(p) => v.vault.record_consent(&p, &input).await.map(|_| ()),
+            Err(e) => Err(e),
+        }
+    };
+    match result {
+        Ok(()) => consents_page(&v, Some(text::text(v.lang).consent_saved)).await,
+        Err(e) => v.vault_error(e),
+    }
+}
+
+async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
+    let (_, subject_id, csrf) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let export = match own_export(v, &subject_id).await {
+        Ok(e) => e,
+        Err(e) => return v.vault_error(e),
+    };
+    let zone = v.vault.policy().policy.settings.zone();
+    let now = jiff::Timestamp::from_microsecond(v.vault.clock().now_micros())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let organization = v.organization();
+    let t = text::text(v.lang);
+    let frame = v.frame(&organization, Some(&csrf), Nav::Requests);
+    let body = pages::requests(&frame, &csrf, &export, &zone, now, notice);
+    v.page(
+        StatusCode::OK,
+        pages::layout(&frame, t.requests_title, body),
+    )
+}
+
+async fn requests(State(state): State<AppState>, req: Request) -> Response {
+    match visit(&state, &req) {
+        Ok(v) => requests_page(&v, None).await,
+        Err(r) => r,
+    }
+}
+
+async fn file_request(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    let fields = form(&body);
+    let (_, subject_id, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some((_, session)) = &v.session else {
+        return refuse_csrf(&v);
+    };
+    if !csrf_ok(session, &fields) {
+        return refuse_csrf(&v);
+    }
+    let kind = field(&fields, "type").unwrap_or("");
+    let mut details = Map::new();
+    if let Some(text) = field(&fields, "details")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        details.insert("text".into(), json!(text));
+    }
+    let proposed: Map<String, Value> = fields
+        .iter()
+        .filter_map(|(k, val)| {
+            let category = k.strip_prefix("fix.")?;
+            let val = val.trim();
+            (!val.is_empty()).then(|| (category.to_owned(), json!(val)))
+        })
+        .collect();
+    if kind == "rectification" && !proposed.is_empty() {
+        details.insert("proposed".into(), Value::Object(proposed));
+    }
+    details.insert("filed_in".into(), json!("privacy_portal"));
+    let details = Value::Object(details);
+    let who = v.vault.data_subject(&subject_id);
+    let result = match v
+        .vault
+        .authorize::<act::RequestCreate>(&who, Target::subject(&subject_id))
+        .await
+    {
+        Ok(p) => v.vault.create_request(&p, kind, Some(&details)).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => requests_page(&v, Some(text::text(v.lang).request_filed)).await,
+        Err(e) => v.vault_error(e),
+    }
+}
+
+// ------------------------------------------------------------------------------ downloads
+
+async fn export_json(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (_, subject_id, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match own_export(&v, &subject_id).await {
+        Ok(export) => (
+            [
+                (header::CONTENT_TYPE, "application/json".to_owned()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"my-data.json\"".to_owned(),
+                ),
+            ],
+            serde_json::to_vec_pretty(&export).unwrap_or_default(),
+        )
+            .into_response(),
+        Err(e) => v.vault_error(e),
+    }
+}
+
+async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (_, subject_id, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match own_export(&v, &subject_id).await {
+        Ok(export) => match crate::rights::export_csv(&export) {
+            Ok(csv) => crate::handlers::csv_attachment("my-data.csv", csv),
+            Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+        Err(e) => v.vault_error(e),
+    }
+}
+
+async fn export_zip(State(state): State<AppState>, req: Request) -> Response {
+    let v = match visit(&state, &req) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let (_, subject_id, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let who = v.vault.data_subject(&subject_id);
+    let permit = match v
+        .vault
+        .authorize::<act::SubjectExport>(&who, Target::subject(&subject_id))
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return v.vault_error(e),
+    };
+    let export = match v.vault.export_subject(&permit).await {
+        Ok(e) => e,
+        Err(e) => return v.vault_error(e),
+    };
+    match crate::documents::export_zip(v.vault.clone(), permit, &export) {
+        Ok(mut r) => {
+            r.headers_mut().insert(
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"my-data.zip\""),
+            );
+            r
+        }
+        Err(p) => p.into_response(),
+    }
+}

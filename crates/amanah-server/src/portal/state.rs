@@ -1,0 +1,420 @@
+//! Where the portal keeps sessions, pending codes and send counters: in the server's memory.
+//!
+//! We chose memory over the store: a session and a pending code are worth nothing once the
+//! process is gone (a restart signs everyone out and voids codes in flight, which is safe), they
+//! change on every request (a store write per page view would put them in the audit-bearing
+//! write path and its group commit), and nothing here is personal data but a subject id. The
+//! cost: one portal per organization process. Several servers behind a load balancer need
+//! sticky sessions, or a shared store added behind this module (its interface is the methods
+//! below). Addresses are never kept: pending codes and rate limits are keyed by a keyed hash of
+//! the normalized address under a secret drawn at start.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use amanah_crypto::otp::CodeHash;
+
+/// A code lives this long.
+pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
+/// Wrong tries that void a code.
+pub const MAX_TRIES: u32 = 3;
+/// A session unused this long is over.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// Codes sent to one address per window.
+pub const SENDS_PER_ADDRESS: usize = 3;
+/// Codes asked from one client address per window.
+pub const SENDS_PER_CLIENT: usize = 10;
+/// The window of both limits.
+pub const SEND_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Sessions kept at most (the oldest idle ones go first beyond it).
+const MAX_SESSIONS: usize = 100_000;
+
+/// The language pages are shown in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lang {
+    #[default]
+    Id,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "id" => Some(Lang::Id),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// The first of `id`/`en` an `Accept-Language` header prefers (by q-value), else Bahasa
+    /// Indonesia.
+    pub fn from_accept(header: Option<&str>) -> Lang {
+        let Some(header) = header else {
+            return Lang::Id;
+        };
+        let mut best: Option<(f32, Lang)> = None;
+        for part in header.split(',') {
+            let mut pieces = part.split(';');
+            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q=").map(str::to_owned))
+                .and_then(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("id") | Some("in") => Lang::Id,
+                Some("en") => Lang::En,
+                _ => continue,
+            };
+            if best.is_none_or(|(bq, _)| q > bq) {
+                best = Some((q, lang));
+            }
+        }
+        best.map_or(Lang::Id, |(_, l)| l)
+    }
+}
+
+/// Who the browser is.
+#[derive(Debug, Clone)]
+pub enum Stage {
+    /// Not signed in; `pending` is the keyed hash of the address a code was last asked for.
+    Visitor { pending: Option<[u8; 32]> },
+    /// Signed in as this subject.
+    SignedIn { subject_id: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The synchronizer token every form of this session carries.
+    pub csrf: String,
+    pub stage: Stage,
+    pub lang: Option<Lang>,
+    last_seen: Instant,
+}
+
+/// A code waiting to be typed. A code asked for an address nobody holds is kept the same way
+/// (without a subject), so both answer alike.
+struct Pending {
+    /// Set once the lookup found whose address it is (off the request path).
+    subject_id: Option<String>,
+    /// Which code this is, for that lookup to bind the right one.
+    generation: u64,
+    hash: CodeHash,
+    expires: Instant,
+    tries_left: u32,
+}
+
+/// What checking a code gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code was right: this subject signs in (the code is used up).
+    Valid(String),
+    /// Wrong; this many tries remain.
+    Wrong(u32),
+    /// No code in force (never asked, expired, used, or voided by wrong tries).
+    NoCode,
+}
+
+#[derive(Default)]
+struct Inner {
+    sessions: HashMap<String, Session>,
+    pending: HashMap<[u8; 32], Pending>,
+    by_address: HashMap<[u8; 32], Vec<Instant>>,
+    by_client: HashMap<IpAddr, Vec<Instant>>,
+    generation: u64,
+}
+
+/// The portal's memory.
+pub struct PortalState {
+    inner: Mutex<Inner>,
+    /// Keys the hashes of addresses (drawn at start, never stored).
+    address_key: [u8; 32],
+}
+
+/// Which limit a send ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    Address,
+    Client,
+}
+
+fn recent(list: &mut Vec<Instant>, now: Instant) -> usize {
+    list.retain(|t| now.duration_since(*t) < SEND_WINDOW);
+    list.len()
+}
+
+impl PortalState {
+    pub fn new() -> Result<Self, amanah_crypto::CryptoError> {
+        let token = amanah_crypto::otp::random_token()?;
+        let address_key = amanah_crypto::digest::sha256(token.as_bytes());
+        Ok(PortalState {
+            inner: Mutex::new(Inner::default()),
+            address_key,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keyed hash under which an address's code and counters are kept.
+    pub fn address_key(&self, normalized: &str) -> [u8; 32] {
+        let mut data = Vec::with_capacity(32 + normalized.len());
+        data.extend_from_slice(&self.address_key);
+        data.extend_from_slice(normalized.as_bytes());
+        amanah_crypto::digest::sha256(&data)
+    }
+
+    /// The live session of this id (its idle time restarts), or `None`.
+    pub fn session(&self, id: &str, now: Instant) -> Option<Session> {
+        let mut inner = self.lock();
+        let live = inner
+            .sessions
+            .get(id)
+            .is_some_and(|s| now.duration_since(s.last_seen) < SESSION_IDLE);
+        if !live {
+            inner.sessions.remove(id);
+            return None;
+        }
+        let s = inner.sessions.get_mut(id)?;
+        s.last_seen = now;
+        Some(s.clone())
+    }
+
+    /// Stores a new session under a fresh random id.
+    pub fn open(
+        &self,
+        stage: Stage,
+        lang: Option<Lang>,
+        now: Instant,
+    ) -> Result<(String, Session), amanah_crypto::CryptoError> {
+        let id = amanah_crypto::otp::random_token()?;
+        let session = Session {
+            csrf: amanah_crypto::otp::random_token()?,
+            stage,
+            lang,
+            last_seen: now,
+        };
+        let mut inner = self.lock();
+        if inner.sessions.len() >= MAX_SESSIONS {
+            inner
+                .sessions
+                .retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
+            if inner.sessions.len() >= MAX_SESSIONS {
+                if let Some(oldest) = inner
+                    .sessions
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(k, _)| k.clone())
+                {
+                    inner.sessions.remove(&oldest);
+                }
+            }
+        }
+        inner.sessions.insert(id.clone(), session.clone());
+        Ok((id, session))
+    }
+
+    pub fn close(&self, id: &str) {
+        self.lock().sessions.remove(id);
+    }
+
+    pub fn set_lang(&self, id: &str, lang: Lang) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.lang = Some(lang);
+        }
+    }
+
+    pub fn set_pending(&self, id: &str, address: [u8; 32]) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.stage = Stage::Visitor {
+                pending: Some(address),
+            };
+        }
+    }
+
+    /// Counts a send to `address` from `client`, or says which limit refuses it. Both limits
+    /// count whether anyone holds the address or not.
+    pub fn count_send(
+        &self,
+        address: [u8; 32],
+        client: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), Limited> {
+        let mut inner = self.lock();
+        if let Some(ip) = client {
+            let list = inner.by_client.entry(ip).or_default();
+            if recent(list, now) >= SENDS_PER_CLIENT {
+                return Err(Limited::Client);
+            }
+        }
+        let list = inner.by_address.entry(address).or_default();
+        if recent(list, now) >= SENDS_PER_ADDRESS {
+            return Err(Limited::Address);
+        }
+        list.push(now);
+        if let Some(ip) = client {
+            inner.by_client.entry(ip).or_default().push(now);
+        }
+        // Forget counters with nothing recent (bounded memory).
+        if inner.by_address.len() > MAX_SESSIONS {
+            inner.by_address.retain(|_, l| !l.is_empty());
+            inner.by_client.retain(|_, l| !l.is_empty());
+        }
+        Ok(())
+    }
+
+    /// Puts a new code in force for `address` (replacing any earlier one), bound to nobody
+    /// yet; returns its generation for [`PortalState::bind`].
+    pub fn put_code(&self, address: [u8; 32], hash: CodeHash, now: Instant) -> u64 {
+        let mut inner = self.lock();
+        inner
+            .pending
+            .retain(|_, p| p.expires > now && p.tries_left > 0);
+        inner.generation += 1;
+        let generation = inner.generation;
+        inner.pending.insert(
+            address,
+            Pending {
+                subject_id: None,
+                generation,
+                hash,
+                expires: now + CODE_TTL,
+                tries_left: MAX_TRIES,
+            },
+        );
+        generation
+    }
+
+    /// Binds the code of that generation to the subject the lookup found; `false` when it is
+    /// no longer in force (replaced, used or voided): then nothing is to be sent.
+    pub fn bind(&self, address: [u8; 32], generation: u64, subject_id: String) -> bool {
+        match self.lock().pending.get_mut(&address) {
+            Some(p) if p.generation == generation && p.tries_left > 0 => {
+                p.subject_id = Some(subject_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Checks a typed code against the one in force for `address`. A right code is used up;
+    /// a wrong one costs a try, and the last try voids it.
+    pub fn check_code(&self, address: [u8; 32], code: &str, now: Instant) -> CodeCheck {
+        let mut inner = self.lock();
+        let Some(p) = inner.pending.get_mut(&address) else {
+            return CodeCheck::NoCode;
+        };
+        if p.expires <= now || p.tries_left == 0 {
+            inner.pending.remove(&address);
+            return CodeCheck::NoCode;
+        }
+        if p.hash.matches(code) {
+            if let Some(subject) = p.subject_id.clone() {
+                inner.pending.remove(&address);
+                return CodeCheck::Valid(subject);
+            }
+        }
+        p.tries_left -= 1;
+        let left = p.tries_left;
+        if left == 0 {
+            inner.pending.remove(&address);
+        }
+        CodeCheck::Wrong(left)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_language_picks_the_preferred_of_ours() {
+        assert_eq!(Lang::from_accept(None), Lang::Id);
+        assert_eq!(Lang::from_accept(Some("en-US,en;q=0.9")), Lang::En);
+        assert_eq!(Lang::from_accept(Some("id-ID,id;q=0.9,en;q=0.8")), Lang::Id);
+        assert_eq!(Lang::from_accept(Some("fr, en;q=0.5, id;q=0.7")), Lang::Id);
+        assert_eq!(Lang::from_accept(Some("de")), Lang::Id);
+    }
+
+    #[test]
+    fn three_wrong_tries_void_a_code_and_a_right_one_is_used_up() {
+        let state = PortalState::new().unwrap();
+        let now = Instant::now();
+        let a = state.address_key("a@example.id");
+        let (code, hash) = amanah_crypto::otp::new_code().unwrap();
+        let g = state.put_code(a, hash, now);
+        // Unbound (nobody holds the address, or the lookup has not finished): never valid.
+        assert_eq!(state.check_code(a, &code, now), CodeCheck::Wrong(2));
+        assert!(state.bind(a, g, "s1".into()));
+        assert!(!state.bind(a, g + 1, "s2".into()));
+        assert_eq!(state.check_code(a, "x", now), CodeCheck::Wrong(1));
+        assert_eq!(
+            state.check_code(a, &code, now),
+            CodeCheck::Valid("s1".into())
+        );
+        assert_eq!(state.check_code(a, &code, now), CodeCheck::NoCode);
+        let (code, hash) = amanah_crypto::otp::new_code().unwrap();
+        let g = state.put_code(a, hash, now);
+        assert!(state.bind(a, g, "s1".into()));
+        assert_eq!(state.check_code(a, "1", now), CodeCheck::Wrong(2));
+        assert_eq!(state.check_code(a, "2", now), CodeCheck::Wrong(1));
+        assert_eq!(state.check_code(a, "3", now), CodeCheck::Wrong(0));
+        assert_eq!(state.check_code(a, &code, now), CodeCheck::NoCode);
+        let (code, hash) = amanah_crypto::otp::new_code().unwrap();
+        let g = state.put_code(a, hash, now);
+        assert!(state.bind(a, g, "s1".into()));
+        assert_eq!(
+            state.check_code(a, &code, now + CODE_TTL),
+            CodeCheck::NoCode
+        );
+        // An expired code is gone: a late lookup binds nothing (and sends nothing).
+        assert!(!state.bind(a, g, "s1".into()));
+    }
+
+    #[test]
+    fn sends_are_limited_per_address_and_per_client() {
+        let state = PortalState::new().unwrap();
+        let now = Instant::now();
+        let ip = |n: u8| Some(IpAddr::from([10, 0, 0, n]));
+        // Per address, whatever the client.
+        let a = state.address_key("a@example.id");
+        for n in 0..SENDS_PER_ADDRESS {
+            state.count_send(a, ip(n as u8), now).unwrap();
+        }
+        assert_eq!(state.count_send(a, ip(99), now), Err(Limited::Address));
+        assert!(state.count_send(a, ip(99), now + SEND_WINDOW).is_ok());
+        // Per client, whatever the addresses.
+        for n in 0..SENDS_PER_CLIENT {
+            let b = state.address_key(&format!("{n}@example.id"));
+            state.count_send(b, ip(200), now).unwrap();
+        }
+        let c = state.address_key("c@example.id");
+        assert_eq!(state.count_send(c, ip(200), now), Err(Limited::Client));
+        assert!(state.count_send(c, ip(201), now).is_ok());
+        assert!(state.count_send(c, ip(200), now + SEND_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn idle_sessions_end() {
+        let state = PortalState::new().unwrap();
+        let now = Instant::now();
+        let (id, _) = state
+            .open(Stage::Visitor { pending: None }, None, now)
+            .unwrap();
+        assert!(state.session(&id, now + SESSION_IDLE / 2).is_some());
+        assert!(state.session(&id, now + SESSION_IDLE).is_some());
+        assert!(state
+            .session(&id, now + SESSION_IDLE * 2 + Duration::from_secs(1))
+            .is_none());
+    }
+}

@@ -1,0 +1,626 @@
+//! The privacy portal end to end, in a real browser: headless Chromium driven through WebDriver
+//! (`chromedriver`, Debian's `chromium-driver`) against the real `amanah serve` on SQLite,
+//! sign-in codes sent by SMTP to a sink this test runs. A person signs in with the code they
+//! received, sees their data and who used it, withdraws a marketing consent (the API then
+//! refuses that purpose for them) and asks for erasure; the DPO completes it over the API and
+//! the person can no longer sign in. Every page is photographed at 360 and 1280 px into
+//! `target/screenshots/`, and any browser console error fails the test. The server's output
+//! never holds a code, an e-mail address or a phone number.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use support::{preset, run_ok, serve};
+
+/// One message the SMTP sink received.
+struct Mail {
+    to: String,
+    data: String,
+}
+
+/// A minimal SMTP server on loopback: accepts every message and hands it over.
+async fn smtp_sink() -> (u16, mpsc::UnboundedReceiver<Mail>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.unwrap();
+                let mut to = String::new();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        b"250-sink\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("RCPT TO:") {
+                        to = line[8..].trim().trim_matches(['<', '>']).to_owned();
+                        b"250 OK\r\n"
+                    } else if upper.starts_with("DATA") {
+                        write.write_all(b"354 go on\r\n").await.unwrap();
+                        let mut data = String::new();
+                        while let Ok(Some(l)) = lines.next_line().await {
+                            if l == "." {
+                                break;
+                            }
+                            data.push_str(&l);
+                            data.push('\n');
+                        }
+                        let _ = tx.send(Mail {
+                            to: std::mem::take(&mut to),
+                            data,
+                        });
+                        b"250 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        b"250 OK\r\n"
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+/// The code in the next message, which must be to `to`.
+async fn next_code(mails: &mut mpsc::UnboundedReceiver<Mail>, to: &str) -> String {
+    let mail = tokio::time::timeout(Duration::from_secs(30), mails.recv())
+        .await
+        .expect("a message within 30 s")
+        .unwrap();
+    assert_eq!(mail.to, to, "the next message is to {to}");
+    let body = &mail.data[mail.data.find("\n\n").unwrap()..];
+    body.split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .expect("a 6-digit code")
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `chromedriver` on a free loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let child =
+            Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("chromedriver (Debian: chromium-driver; scripts/test installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Driver { child, url };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("chromedriver did not listen on {port}");
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser and what the test asks of it beyond WebDriver's core (the console log, the
+/// viewport of a phone), through chromedriver's own endpoints.
+struct Browser {
+    client: Client,
+    driver: String,
+    session: String,
+    http: reqwest::Client,
+    shots: PathBuf,
+}
+
+impl Browser {
+    async fn start(driver: &Driver) -> Browser {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            // A browser set to Bahasa Indonesia, as most applicants' phones are.
+            json!({"args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                            "--disable-gpu", "--window-size=1280,900", "--lang=id"],
+                   "prefs": {"intl.accept_languages": "id-ID,id"}}),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({"browser": "ALL"}));
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&driver.url)
+            .await
+            .expect("a Chromium session");
+        let session = client.session_id().await.unwrap().unwrap();
+        let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        Browser {
+            client,
+            driver: driver.url.clone(),
+            session,
+            http: reqwest::Client::new(),
+            shots,
+        }
+    }
+
+    async fn cdp(&self, cmd: &str, params: Value) {
+        let r = self
+            .http
+            .post(format!(
+                "{}/session/{}/goog/cdp/execute",
+                self.driver, self.session
+            ))
+            .json(&json!({"cmd": cmd, "params": params}))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "{cmd}: {}",
+            r.text().await.unwrap()
+        );
+    }
+
+    /// Fails on any console error since the last call.
+    async fn no_console_errors(&self, page: &str) {
+        let log: Value = self
+            .http
+            .post(format!("{}/session/{}/se/log", self.driver, self.session))
+            .json(&json!({"type": "browser"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let errors: Vec<&Value> = log["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["level"] == "SEVERE" || e["level"] == "WARNING")
+            .collect();
+        assert!(errors.is_empty(), "{page}: console errors {errors:?}");
+    }
+
+    /// The page at 360 and 1280 px wide, into target/screenshots/NAME-{360,1280}.png.
+    async fn shoot(&self, name: &str) {
+        for (width, mobile) in [(360, true), (1280, false)] {
+            self.cdp(
+                "Emulation.setDeviceMetricsOverride",
+                json!({"width": width, "height": 800, "deviceScaleFactor": 1, "mobile": mobile}),
+            )
+            .await;
+            // Nothing may overflow sideways on a phone.
+            let overflow = self
+                .client
+                .execute(
+                    "return document.documentElement.scrollWidth > window.innerWidth + 1",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(overflow, json!(false), "{name} overflows at {width} px");
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(self.shots.join(format!("{name}-{width}.png")), png).unwrap();
+        }
+        self.no_console_errors(name).await;
+    }
+
+    async fn source(&self) -> String {
+        self.client.source().await.unwrap()
+    }
+
+    async fn click(&self, xpath: &str) {
+        self.client
+            .find(Locator::XPath(xpath))
+            .await
+            .unwrap_or_else(|e| panic!("{xpath}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+
+    async fn type_in(&self, id: &str, text: &str) {
+        self.client
+            .find(Locator::Id(id))
+            .await
+            .unwrap()
+            .send_keys(text)
+            .await
+            .unwrap();
+    }
+
+    /// Waits for the page that has `css` (the previous one must not).
+    async fn arrive(&self, css: &str) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no {css}: {e}"));
+    }
+
+    /// Asks a code for `address` from the sign-in page.
+    async fn ask_code(&self, base: &str, address: &str) {
+        self.client.goto(&format!("{base}/portal")).await.unwrap();
+        self.type_in("address", address).await;
+        self.click("//form[@action='/portal/sign-in']//button")
+            .await;
+        self.arrive("#code").await;
+    }
+
+    /// Types a code: signed in (the menu) or told why not.
+    async fn enter_code(&self, code: &str) {
+        self.type_in("code", code).await;
+        self.click("//form[@action='/portal/code']//button").await;
+        self.arrive("nav, p.error").await;
+    }
+
+    /// Follows a link of the menu.
+    async fn menu(&self, href: &str) {
+        self.click(&format!("//nav//a[@href='{href}']")).await;
+        self.arrive(&format!("nav a[aria-current='page'][href='{href}']"))
+            .await;
+    }
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn key(data: &str, role: &str, holder: &str) -> String {
+    let out = run_ok(&[
+        "apikey", "create", "--data", data, "--role", role, "--holder", holder,
+    ]);
+    out.lines().last().unwrap().trim().to_owned()
+}
+
+const SITI: (&str, &str, &str) = ("Siti Rahmawati", "siti.rahma@example.id", "+6281234567001");
+const BUDI: (&str, &str, &str) = ("Budi Santoso", "budi.s@example.id", "+6281234567002");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("v");
+    let data = data_dir.to_str().unwrap();
+    run_ok(&[
+        "init",
+        "--data",
+        data,
+        "--policy",
+        &preset("university.toml"),
+    ]);
+    let admin = key(data, "admin", "Admin <admin@example.id>");
+    let dpo = key(data, "dpo", "Dewi DPO <dpo@example.id>");
+    let officer = key(data, "admissions_officer", "Olga <olga@example.id>");
+    let marketing = key(data, "marketing", "Maya <maya@example.id>");
+
+    let (smtp_port, mut mails) = smtp_sink().await;
+    let port = smtp_port.to_string();
+    let mut server = serve([
+        "--data",
+        data,
+        "--smtp-host",
+        "127.0.0.1",
+        "--smtp-port",
+        &port,
+        "--smtp-from",
+        "Privasi <privacy@example.id>",
+        "--smtp-security",
+        "none",
+    ])
+    .log("debug")
+    .start();
+    let base = server.base().to_owned();
+    let api = Api {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+
+    // Two applicants, a marketing consent each, and an officer who reads Siti's file.
+    let mut ids = Vec::new();
+    for (name, email, phone) in [SITI, BUDI] {
+        let (status, created) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/subjects?purpose=admission",
+                &admin,
+                Some(json!({"fields": {"full_name": name, "email": email, "whatsapp": phone}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().unwrap().to_owned();
+        let (status, body) = api
+            .call(reqwest::Method::POST, &format!("/v1/subjects/{id}/consents"), &admin,
+                  Some(json!({"purpose": "direct_marketing", "granted": true, "channel": "web_form",
+                              "evidence": "brochure form 12", "contact_channels": ["email", "whatsapp"]})))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        ids.push(id);
+    }
+    let (siti, budi) = (ids[0].clone(), ids[1].clone());
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/subjects/{siti}?purpose=admission"),
+            &officer,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/subjects/{siti}?purpose=direct_marketing"),
+            &marketing,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let driver = Driver::start();
+    let browser = Browser::start(&driver).await;
+
+    // Sign in with the code received by e-mail.
+    browser
+        .client
+        .goto(&format!("{base}/portal"))
+        .await
+        .unwrap();
+    assert!(browser.source().await.contains("Masuk ke portal privasi"));
+    browser.shoot("portal-sign-in").await;
+    browser.ask_code(&base, SITI.1).await;
+    let code = next_code(&mut mails, SITI.1).await;
+    assert!(browser.source().await.contains("Kode 6 angka"));
+    browser.shoot("portal-code").await;
+    browser.enter_code(&code).await;
+
+    // My data: values, purposes, legal bases, recipients.
+    let page = browser.source().await;
+    assert!(
+        page.contains(SITI.0) && page.contains(SITI.1) && page.contains(SITI.2),
+        "{page}"
+    );
+    assert!(page.contains("admission") && page.contains("Pelaksanaan perjanjian"));
+    assert!(page.contains("WIB"), "times in the organization's zone");
+    assert!(!page.contains(BUDI.0));
+    browser.shoot("portal-data").await;
+
+    // Who used my data: the officer's read, by role, never by key.
+    browser.menu("/portal/trail").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("admissions_officer") && page.contains("membaca"),
+        "{page}"
+    );
+    assert!(!page.contains("Olga") && !page.contains("olga@"));
+    browser.shoot("portal-trail").await;
+
+    // Withdraw the marketing consent. The preset gives 3 days' grace to other processing, but
+    // contact stops at once: the API no longer lists her for any marketing channel.
+    browser.menu("/portal/consents").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("masa tenggang (hari): 3"),
+        "the effect is stated: {page}"
+    );
+    browser.shoot("portal-consents").await;
+    browser
+        .click("//form[input[@name='purpose' and @value='direct_marketing']]//button")
+        .await;
+    browser.arrive("p.notice").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("Keputusan Anda telah dicatat") && page.contains("Ditarik"),
+        "{page}"
+    );
+    for channel in ["email", "whatsapp"] {
+        let (status, list) = api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/contactable?purpose=direct_marketing&channel={channel}"),
+                &marketing,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{list}");
+        let listed: Vec<&str> = list["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        assert!(
+            !listed.contains(&siti.as_str()) && listed.contains(&budi.as_str()),
+            "{channel}: {list}"
+        );
+    }
+
+    // English by the switch.
+    browser.click("//a[@hreflang='en']").await;
+    browser.arrive("html[lang='en']").await;
+    assert!(browser.source().await.contains("Withdrawn"));
+    browser.shoot("portal-consents-en").await;
+    browser.click("//a[@hreflang='id']").await;
+    browser.arrive("html[lang='id']").await;
+
+    // Ask for erasure.
+    browser.menu("/portal/requests").await;
+    browser
+        .client
+        .find(Locator::Id("type"))
+        .await
+        .unwrap()
+        .select_by_value("erasure")
+        .await
+        .unwrap();
+    browser.type_in("details", "Hapus semua data saya.").await;
+    browser
+        .click("//form[@action='/portal/requests']//button")
+        .await;
+    browser.arrive("p.notice").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("Permohonan Anda telah diterima") && page.contains("Penghapusan"),
+        "{page}"
+    );
+    assert!(
+        page.contains("72 jam lagi") || page.contains("71 jam lagi"),
+        "{page}"
+    );
+    browser.shoot("portal-requests").await;
+
+    // The DPO sees it due in 72 hours, erases and completes it.
+    let (_, list) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/requests?subject={siti}"),
+            &dpo,
+            None,
+        )
+        .await;
+    let request = &list["requests"][0];
+    assert_eq!(request["type"], "erasure", "{list}");
+    let received: jiff::Timestamp = request["received_at"].as_str().unwrap().parse().unwrap();
+    let due: jiff::Timestamp = request["due_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(due.as_second() - received.as_second(), 72 * 3600);
+    let rid = request["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/v1/requests/{rid}"),
+            &dpo,
+            Some(json!({"status": "in_progress"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/subjects/{siti}?request={rid}"),
+            &dpo,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, request) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/requests/{rid}"),
+            &dpo,
+            None,
+        )
+        .await;
+    if request["status"] != "completed" {
+        let (status, body) = api
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/v1/requests/{rid}"),
+                &dpo,
+                Some(json!({"status": "completed"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    // Her session is over, and she can no longer sign in: no code goes to her address (the
+    // next message the relay receives is Budi's), and the page says the same as ever.
+    browser
+        .client
+        .goto(&format!("{base}/portal"))
+        .await
+        .unwrap();
+    assert!(browser.source().await.contains("Masuk ke portal privasi"));
+    browser.ask_code(&base, SITI.1).await;
+    assert!(browser.source().await.contains("Kode 6 angka"));
+    browser.enter_code(&code).await;
+    assert!(!browser.source().await.contains(SITI.0));
+
+    // The next person in the same browser sees only their own data. The relay's next message
+    // is Budi's: codes go out in order, so none went to Siti's erased address.
+    browser.ask_code(&base, BUDI.1).await;
+    let budi_code = next_code(&mut mails, BUDI.1).await;
+    browser.enter_code(&budi_code).await;
+    let page = browser.source().await;
+    assert!(
+        page.contains(BUDI.0) && !page.contains(SITI.0) && !page.contains(&siti),
+        "{page}"
+    );
+    browser.no_console_errors("after erasure").await;
+
+    let output = server.output();
+    drop(browser);
+    drop(driver);
+    server.stop();
+    // Nothing a person typed or received is in the server's log.
+    for secret in [
+        SITI.1,
+        SITI.2,
+        BUDI.1,
+        BUDI.2,
+        "siti.rahma",
+        "81234567001",
+        &code,
+        &budi_code,
+    ] {
+        assert!(
+            !output.contains(secret),
+            "the server's output holds {secret:?}"
+        );
+    }
+    assert!(output.contains("portal sign-in code sent"), "{output}");
+}
