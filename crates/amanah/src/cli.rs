@@ -269,7 +269,7 @@ pub(crate) struct NetArgs {
     #[arg(long, env = "AMANAH_DOCUMENTS")]
     pub(crate) documents: Option<String>,
     #[command(flatten)]
-    pub(crate) portal: PortalArgs,
+    pub(crate) portal: Box<PortalArgs>,
 }
 
 /// How the privacy portal (`/portal`) sends sign-in codes, and where it is reached.
@@ -372,7 +372,7 @@ impl NetArgs {
             header_read_timeout: std::time::Duration::from_secs(10),
             max_concurrent_requests: 512,
             documents: None,
-            portal: PortalArgs::default(),
+            portal: Box::default(),
         }
     }
 

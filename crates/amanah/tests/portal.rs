@@ -118,10 +118,14 @@ impl Driver {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("chromedriver (Debian: chromium-driver; scripts/test installs it)");
-        let url = format!("http://127.0.0.1:{port}");
+        // Owned from here: dropped (killed and reaped) whatever happens next.
+        let driver = Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
         for _ in 0..300 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Driver { child, url };
+                return driver;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -95,6 +95,9 @@ pub fn router() -> Router<AppState> {
         .route("/portal/assets/icon.svg", get(icon))
 }
 
+/// A response that ends a handler early (a redirect, a refusal), boxed: it is the rare path.
+type Early = Box<Response>;
+
 /// The request as the portal reads it.
 struct Visit {
     portal: Arc<Portal>,
@@ -119,9 +122,9 @@ fn cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-fn visit(state: &AppState, req: &Request) -> Result<Visit, Response> {
+fn visit(state: &AppState, req: &Request) -> Result<Visit, Early> {
     let Some(portal) = state.portal.clone() else {
-        return Err(StatusCode::NOT_FOUND.into_response());
+        return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
     let now = Instant::now();
     let session =
@@ -190,7 +193,7 @@ impl Visit {
     }
 
     /// This visitor's session, opening one (and its cookie) when there is none.
-    fn visitor_session(&self) -> Result<(String, Session, Option<HeaderValue>), Response> {
+    fn visitor_session(&self) -> Result<(String, Session, Option<HeaderValue>), Early> {
         match &self.session {
             Some((id, s)) => Ok((id.clone(), s.clone(), None)),
             None => {
@@ -202,7 +205,7 @@ impl Visit {
                         self.asked_lang,
                         Instant::now(),
                     )
-                    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+                    .map_err(|_| Box::new(StatusCode::INTERNAL_SERVER_ERROR.into_response()))?;
                 let cookie = self.set_cookie(&id);
                 Ok((id, s, Some(cookie)))
             }
@@ -210,7 +213,7 @@ impl Visit {
     }
 
     /// The signed-in subject, or a redirect to the sign-in page.
-    fn signed_in(&self) -> Result<(String, String, String), Response> {
+    fn signed_in(&self) -> Result<(String, String, String), Early> {
         match &self.session {
             Some((
                 id,
@@ -220,7 +223,7 @@ impl Visit {
                     ..
                 },
             )) => Ok((id.clone(), subject_id.clone(), csrf.clone())),
-            _ => Err(Redirect::to("/portal").into_response()),
+            _ => Err(Box::new(Redirect::to("/portal").into_response())),
         }
     }
 
@@ -325,14 +328,14 @@ async fn icon() -> Response {
 async fn home(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if v.signed_in().is_ok() {
         return my_data(v).await;
     }
     let (_, session, cookie) = match v.visitor_session() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let organization = v.organization();
     let frame = v.frame(&organization, None, Nav::None);
@@ -345,7 +348,7 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
 async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
         Ok(b) => b,
@@ -415,7 +418,7 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
 async fn code_page(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match &v.session {
         Some((
@@ -436,7 +439,7 @@ async fn code_page(State(state): State<AppState>, req: Request) -> Response {
 async fn code(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
         Ok(b) => b,
@@ -503,7 +506,7 @@ async fn code(State(state): State<AppState>, req: Request) -> Response {
 async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
         Ok(b) => b,
@@ -537,7 +540,7 @@ async fn own_export(v: &Visit, subject_id: &str) -> Result<Value, Error> {
 async fn my_data(v: Visit) -> Response {
     let (_, subject_id, csrf) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let export = match own_export(&v, &subject_id).await {
         Ok(e) => e,
@@ -555,11 +558,11 @@ async fn my_data(v: Visit) -> Response {
 async fn trail(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (_, subject_id, csrf) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let export = match own_export(&v, &subject_id).await {
         Ok(e) => e,
@@ -576,7 +579,7 @@ async fn trail(State(state): State<AppState>, req: Request) -> Response {
 async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
     let (_, subject_id, csrf) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let who = v.vault.data_subject(&subject_id);
     let history = match v
@@ -605,14 +608,14 @@ async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
 async fn consents(State(state): State<AppState>, req: Request) -> Response {
     match visit(&state, &req) {
         Ok(v) => consents_page(&v, None).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn consent(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
         Ok(b) => b,
@@ -621,7 +624,7 @@ async fn consent(State(state): State<AppState>, req: Request) -> Response {
     let fields = form(&body);
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((_, session)) = &v.session else {
         return refuse_csrf(&v);
@@ -674,7 +677,7 @@ async fn consent(State(state): State<AppState>, req: Request) -> Response {
 async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
     let (_, subject_id, csrf) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let export = match own_export(v, &subject_id).await {
         Ok(e) => e,
@@ -696,14 +699,14 @@ async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
 async fn requests(State(state): State<AppState>, req: Request) -> Response {
     match visit(&state, &req) {
         Ok(v) => requests_page(&v, None).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
 async fn file_request(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
         Ok(b) => b,
@@ -712,7 +715,7 @@ async fn file_request(State(state): State<AppState>, req: Request) -> Response {
     let fields = form(&body);
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some((_, session)) = &v.session else {
         return refuse_csrf(&v);
@@ -761,11 +764,11 @@ async fn file_request(State(state): State<AppState>, req: Request) -> Response {
 async fn export_json(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match own_export(&v, &subject_id).await {
         Ok(export) => (
@@ -786,11 +789,11 @@ async fn export_json(State(state): State<AppState>, req: Request) -> Response {
 async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match own_export(&v, &subject_id).await {
         Ok(export) => match crate::rights::export_csv(&export) {
@@ -804,11 +807,11 @@ async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
 async fn export_zip(State(state): State<AppState>, req: Request) -> Response {
     let v = match visit(&state, &req) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let who = v.vault.data_subject(&subject_id);
     let permit = match v
