@@ -22,6 +22,7 @@ struct Site {
     outbox: PathBuf,
     kit: TestVault,
     admin: String,
+    secure: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +37,12 @@ const SITI: (&str, &str, &str) = ("siti@example.id", "+6281234567001", "Siti Rah
 const BUDI: (&str, &str, &str) = ("budi@example.id", "+6281234567002", "Budi Santoso");
 
 async fn site() -> Site {
+    site_with(None, false).await
+}
+
+/// A site whose codes go to `webhook`, else to an outbox directory; `secure`: served behind
+/// an https origin.
+async fn site_with(webhook: Option<String>, secure: bool) -> Site {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The university preset without its 3 days of grace: a withdrawal stops processing at once.
     let policy = amanah_testkit::policies::UNIVERSITY
@@ -46,10 +53,11 @@ async fn site() -> Site {
     let outbox = dir.path().join("outbox");
     let portal = Portal::start(PortalConfig {
         delivery: Delivery {
-            outbox: Some(outbox.clone()),
+            outbox: webhook.is_none().then(|| outbox.clone()),
+            webhook,
             ..Delivery::default()
         },
-        secure_cookies: false,
+        secure_cookies: secure,
     })
     .unwrap();
     let app = router(AppState::new(kit.vault.clone()).with_portal(portal));
@@ -76,6 +84,7 @@ async fn site() -> Site {
         outbox,
         kit,
         admin,
+        secure,
         _dir: dir,
     }
 }
@@ -195,7 +204,7 @@ impl Site {
                 && set.contains("Path=/portal"),
             "{set}"
         );
-        assert!(!set.contains("Secure"), "plain HTTP: {set}");
+        assert_eq!(set.contains("; Secure"), self.secure, "{set}");
         (session_of(&set), page.csrf())
     }
 
@@ -765,4 +774,54 @@ async fn an_erased_person_is_found_no_more_and_their_session_ends() {
     let page = site.get("/portal", Some(&session)).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER);
     assert!(page.cookie().unwrap().contains("Max-Age=0"));
+}
+
+#[tokio::test]
+async fn codes_to_phone_numbers_go_to_the_webhook_as_json() {
+    // A WhatsApp/SMS gateway that hands over what it receives.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let gateway = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(v);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, gateway).await });
+    // Behind an https origin: cookies are Secure.
+    let site = site_with(Some(url), true).await;
+    let siti = site.person(SITI).await;
+    let (session, csrf) = site.visit().await;
+    // Typed the local way: normalized like the stored number (E.164).
+    let asked = site.ask(&session, &csrf, "0812-3456-7001").await;
+    assert_eq!(asked.status, StatusCode::SEE_OTHER);
+    let sent = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the gateway is called")
+        .unwrap();
+    assert_eq!(sent["channel"], "phone");
+    assert_eq!(sent["to"], siti.phone);
+    assert_eq!(sent["lang"], "id");
+    let code = sent["code"].as_str().unwrap().to_owned();
+    assert!(sent["text"].as_str().unwrap().contains(&code));
+    let page = site.get("/portal/code", Some(&session)).await;
+    let done = site
+        .post(
+            "/portal/code",
+            Some(&session),
+            &[("csrf", &page.csrf()), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER);
+    let signed_in = session_of(&done.cookie().unwrap());
+    assert!(site
+        .get("/portal", Some(&signed_in))
+        .await
+        .body
+        .contains(siti.name));
 }
