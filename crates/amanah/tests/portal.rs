@@ -11,6 +11,7 @@
 mod support;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -114,6 +115,8 @@ impl Driver {
         let child =
             Command::new(std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into()))
                 .arg(format!("--port={port}"))
+                // A group of its own, so that its browser goes with it.
+                .process_group(0)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -134,7 +137,11 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    /// Kills chromedriver and whatever it started (the browser, on a failed test), as one
+    /// process group.
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -607,7 +614,8 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
     browser.no_console_errors("after erasure").await;
 
     let output = server.output();
-    drop(browser);
+    // Ending the session makes chromedriver quit the browser.
+    browser.client.close().await.unwrap();
     drop(driver);
     server.stop();
     // Nothing a person typed or received is in the server's log.
