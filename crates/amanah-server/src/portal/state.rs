@@ -265,10 +265,11 @@ impl PortalState {
         if let Some(ip) = client {
             inner.by_client.entry(ip).or_default().push(now);
         }
-        // Forget counters with nothing recent (bounded memory).
-        if inner.by_address.len() > MAX_SESSIONS {
-            inner.by_address.retain(|_, l| !l.is_empty());
-            inner.by_client.retain(|_, l| !l.is_empty());
+        // Forget counters with nothing recent (bounded memory): a list is only trimmed when
+        // its own address or client asks again, so stale ones are trimmed here.
+        if inner.by_address.len() > MAX_SESSIONS || inner.by_client.len() > MAX_SESSIONS {
+            inner.by_address.retain(|_, l| recent(l, now) > 0);
+            inner.by_client.retain(|_, l| recent(l, now) > 0);
         }
         Ok(())
     }
@@ -402,6 +403,29 @@ mod tests {
         assert_eq!(state.count_send(c, ip(200), now), Err(Limited::Client));
         assert!(state.count_send(c, ip(201), now).is_ok());
         assert!(state.count_send(c, ip(200), now + SEND_WINDOW).is_ok());
+    }
+
+    #[test]
+    fn send_counters_of_past_windows_are_forgotten_beyond_the_bound() {
+        let state = PortalState::new().unwrap();
+        let now = Instant::now();
+        // As many addresses as the bound allows, each from a client of its own (IPv6 gives an
+        // attacker plenty), then one more a window later: the stale counters go.
+        for n in 0..=MAX_SESSIONS as u128 {
+            let address = state.address_key(&format!("{n}@example.id"));
+            state
+                .count_send(address, Some(IpAddr::from(n.to_be_bytes())), now)
+                .unwrap();
+        }
+        assert_eq!(state.lock().by_address.len(), MAX_SESSIONS + 1);
+        let later = now + SEND_WINDOW;
+        let last = state.address_key("late@example.id");
+        state
+            .count_send(last, Some(IpAddr::from([10, 0, 0, 1])), later)
+            .unwrap();
+        let inner = state.lock();
+        assert_eq!(inner.by_address.len(), 1);
+        assert_eq!(inner.by_client.len(), 1);
     }
 
     #[test]
