@@ -306,6 +306,38 @@ fn csrf_ok(session: &Session, fields: &[(String, String)]) -> bool {
         == 0
 }
 
+/// A form posted to the portal, its synchronizer token checked.
+struct Posted {
+    v: Visit,
+    fields: Vec<(String, String)>,
+    /// The session's id and the session the token belongs to.
+    id: String,
+    session: Session,
+}
+
+/// Reads a posted form; every POST route of the portal starts here, so none can forget the
+/// CSRF check: without a session, or without that session's token, the answer is 403 and
+/// nothing is changed.
+async fn posted(state: &AppState, req: Request) -> Result<Posted, Early> {
+    let v = visit(state, &req)?;
+    let body = axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT)
+        .await
+        .map_err(|_| Box::new(StatusCode::PAYLOAD_TOO_LARGE.into_response()))?;
+    let fields = form(&body);
+    let Some((id, session)) = v.session.clone() else {
+        return Err(Box::new(refuse_csrf(&v)));
+    };
+    if !csrf_ok(&session, &fields) {
+        return Err(Box::new(refuse_csrf(&v)));
+    }
+    Ok(Posted {
+        v,
+        fields,
+        id,
+        session,
+    })
+}
+
 fn refuse_csrf(v: &Visit) -> Response {
     let t = text::text(v.lang);
     v.error(StatusCode::FORBIDDEN, t.csrf)
@@ -346,21 +378,15 @@ async fn home(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
+    let Posted {
+        v,
+        fields,
+        id,
+        session,
+    } = match posted(&state, req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let fields = form(&body);
-    let Some((id, session)) = v.session.clone() else {
-        return refuse_csrf(&v);
-    };
-    if !csrf_ok(&session, &fields) {
-        return refuse_csrf(&v);
-    }
     if matches!(session.stage, Stage::SignedIn { .. }) {
         return Redirect::to("/portal").into_response();
     }
@@ -437,21 +463,15 @@ async fn code_page(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn code(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
+    let Posted {
+        v,
+        fields,
+        id: old_id,
+        session,
+    } = match posted(&state, req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let fields = form(&body);
-    let Some((old_id, session)) = v.session.clone() else {
-        return refuse_csrf(&v);
-    };
-    if !csrf_ok(&session, &fields) {
-        return refuse_csrf(&v);
-    }
     let Stage::Visitor { pending: Some(key) } = session.stage else {
         return Redirect::to("/portal").into_response();
     };
@@ -504,21 +524,14 @@ async fn code(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
+    // An expired session has nothing left to end: back to the start, not a refusal.
+    if visit(&state, &req).is_ok_and(|v| v.session.is_none()) {
+        return Redirect::to("/portal").into_response();
+    }
+    let Posted { v, id, .. } = match posted(&state, req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let fields = form(&body);
-    let Some((id, session)) = v.session.clone() else {
-        return Redirect::to("/portal").into_response();
-    };
-    if !csrf_ok(&session, &fields) {
-        return refuse_csrf(&v);
-    }
     v.portal.state.close(&id);
     let mut r = Redirect::to("/portal").into_response();
     r.headers_mut().insert(header::SET_COOKIE, v.clear_cookie());
@@ -613,25 +626,14 @@ async fn consents(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn consent(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
+    let Posted { v, fields, .. } = match posted(&state, req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let fields = form(&body);
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let Some((_, session)) = &v.session else {
-        return refuse_csrf(&v);
-    };
-    if !csrf_ok(session, &fields) {
-        return refuse_csrf(&v);
-    }
     let purpose = field(&fields, "purpose").unwrap_or("").to_owned();
     let granted = field(&fields, "decision") == Some("grant");
     let channels: Vec<String> = fields
@@ -704,25 +706,14 @@ async fn requests(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn file_request(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
+    let Posted { v, fields, .. } = match posted(&state, req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), crate::BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-    };
-    let fields = form(&body);
     let (_, subject_id, _) = match v.signed_in() {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let Some((_, session)) = &v.session else {
-        return refuse_csrf(&v);
-    };
-    if !csrf_ok(session, &fields) {
-        return refuse_csrf(&v);
-    }
     let kind = field(&fields, "type").unwrap_or("");
     let mut details = Map::new();
     if let Some(text) = field(&fields, "details")
