@@ -532,12 +532,25 @@ fn observable(a: &Answer, token: &str) -> (StatusCode, Vec<(String, String)>, St
 async fn unknown_and_known_addresses_get_the_same_answer() {
     let site = site().await;
     let siti = site.person(SITI).await;
+    // Her parent's number is in her record, indexed (siblings share parents), but it is not
+    // her address: whoever reads it must not sign in as her.
+    let parent = "+6281234567099";
+    let (status, body) = site
+        .api(
+            reqwest::Method::PATCH,
+            &format!("/v1/subjects/{}?purpose=admission", siti.id),
+            &site.admin,
+            Some(json!({"fields": {"parent_whatsapp": parent}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let mut seen = Vec::new();
     for address in [
         siti.email,
         "nobody@example.id",
         siti.phone,
         "+6281299999999",
+        parent,
         "not an address",
     ] {
         let (session, csrf) = site.visit().await;
@@ -560,7 +573,7 @@ async fn unknown_and_known_addresses_get_the_same_answer() {
         assert_eq!(other, &seen[0]);
     }
     assert_eq!(seen[0].0 .0, StatusCode::SEE_OTHER);
-    // Only the held ones got a message.
+    // Only her own addresses got a message (not her parent's number).
     site.code_for(siti.email).await;
     site.code_for(siti.phone).await;
     let left: Vec<_> = std::fs::read_dir(&site.outbox).unwrap().collect();

@@ -45,8 +45,8 @@ pub struct SignInTarget {
 }
 
 impl Vault {
-    /// The subject holding `address` (an e-mail address or a phone number) in an indexed
-    /// category of that type, by the blind index: no value is decrypted and nothing is recorded
+    /// The subject holding `address` (an e-mail address or a phone number) in a category of
+    /// that type the policy marks `sign_in` (the person's own address), by the blind index: no value is decrypted and nothing is recorded
     /// (the sign-in, once the code is proved, is). `None` when nobody holds it, when it does not
     /// normalize, or when several subjects hold it (a code could not say whose data to show).
     pub async fn sign_in_target(&self, address: &str) -> Result<Option<SignInTarget>> {
@@ -57,7 +57,9 @@ impl Vault {
         let active = self.policy();
         let mut found: Option<String> = None;
         for (name, category) in &active.policy.categories {
-            if category.field_type != kind.field_type() || !category.index {
+            // Only the person's own addresses: a parent's number or a shared office line in the
+            // record would let whoever reads it sign in as the person.
+            if category.field_type != kind.field_type() || !category.sign_in {
                 continue;
             }
             let term = self

@@ -282,7 +282,21 @@ fn parse_category(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<Cat
     let class = t.required_spelled::<DataClass>("class", "class", d);
     let index = t.boolean("index", d);
     let unique = t.boolean("unique", d);
+    let sign_in = t.boolean("sign_in", d);
     let indexed = index.as_ref().is_some_and(|b| *b.get_ref());
+    if let Some(s) = sign_in.as_ref().filter(|s| *s.get_ref()) {
+        let address = matches!(field_type, Some(FieldType::Email | FieldType::Phone));
+        if !address || !indexed {
+            d.error(
+                &s.span(),
+                format!(
+                    "category {name:?} has sign_in = true: only an indexed e-mail or phone \
+                     category can receive sign-in codes (type = \"email\" or \"phone\" with \
+                     index = true)"
+                ),
+            );
+        }
+    }
     let is_document = field_type == Some(FieldType::Document);
     if let Some(u) = &unique {
         if *u.get_ref() && !indexed && !is_document {
@@ -346,6 +360,7 @@ fn parse_category(name: &str, t: &Table<'_, '_>, d: &mut Diag<'_>) -> Option<Cat
         class: class?,
         index: indexed,
         unique: unique.is_some_and(|u| *u.get_ref()),
+        sign_in: sign_in.is_some_and(|s| *s.get_ref()),
         document,
     })
 }

@@ -88,6 +88,10 @@ pub struct Category {
     pub index: bool,
     /// At most one subject may hold a given value (requires `index`).
     pub unique: bool,
+    /// The person's own address (an indexed e-mail or phone category): the privacy portal sends
+    /// sign-in codes to it. Never set on an address of someone else the record holds (a
+    /// parent's number, a shared office line): whoever reads it would sign in as the person.
+    pub sign_in: bool,
     /// What a `document` category accepts (`media_types`, `max_size`): `Some` exactly when
     /// `field_type` is [`FieldType::Document`].
     pub document: Option<DocumentRules>,

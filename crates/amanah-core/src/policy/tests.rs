@@ -159,6 +159,7 @@ fn minimal_policy_parses_with_defaults() {
             class: DataClass::General,
             index: false,
             unique: false,
+            sign_in: false,
             document: None,
         })
     );
@@ -662,6 +663,24 @@ fn category_rules() {
         9,
         "category \"opt_in\" has type \"bool\" and cannot be indexed",
     );
+    // Sign-in codes go only to an indexed address of the person.
+    let src = edit(
+        MINIMAL,
+        "class = \"general\"",
+        "class = \"general\"\nsign_in = true",
+    );
+    assert_error(
+        &src,
+        10,
+        11,
+        "category \"email\" has sign_in = true: only an indexed e-mail or phone category",
+    );
+    let src = edit(&src, "sign_in = true", "sign_in = true\nindex = true");
+    assert!(parse(&src).category("email").unwrap().sign_in);
+    let src = with(
+        "\n[categories.name]\ntype = \"text\"\nclass = \"general\"\nindex = true\nsign_in = true\n",
+    );
+    assert_error(&src, 20, 11, "category \"name\" has sign_in = true");
 }
 
 /// MINIMAL with a document category `cert` (lines 16-20) covered by `service`, and `extra`

@@ -30,6 +30,7 @@ pub(super) const CATEGORY_KEYS: &[&str] = &[
     "class",
     "index",
     "unique",
+    "sign_in",
     "media_types",
     "max_size",
 ];

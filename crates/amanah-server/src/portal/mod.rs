@@ -417,7 +417,7 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     let generation = v.portal.state.put_code(key, hash, now);
-    v.portal.state.set_pending(&id, key);
+    v.portal.state.set_pending(&id, key, generation);
     let (portal, vault, lang) = (v.portal.clone(), v.vault.clone(), v.lang);
     tokio::spawn(async move {
         let target = match vault.sign_in_target(&typed).await {
@@ -472,7 +472,10 @@ async fn code(State(state): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let Stage::Visitor { pending: Some(key) } = session.stage else {
+    let Stage::Visitor {
+        pending: Some((key, generation)),
+    } = session.stage
+    else {
         return Redirect::to("/portal").into_response();
     };
     let t = text::text(v.lang);
@@ -483,7 +486,11 @@ async fn code(State(state): State<AppState>, req: Request) -> Response {
         .collect();
     let organization = v.organization();
     let frame = v.frame(&organization, None, Nav::None);
-    match v.portal.state.check_code(key, &typed, Instant::now()) {
+    match v
+        .portal
+        .state
+        .check_code(key, generation, &typed, Instant::now())
+    {
         CodeCheck::Valid(subject_id) => {
             // A new session under a new id: whatever id the browser had before is dropped.
             v.portal.state.close(&old_id);

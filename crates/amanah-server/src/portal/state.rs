@@ -85,8 +85,10 @@ impl Lang {
 /// Who the browser is.
 #[derive(Debug, Clone)]
 pub enum Stage {
-    /// Not signed in; `pending` is the keyed hash of the address a code was last asked for.
-    Visitor { pending: Option<[u8; 32]> },
+    /// Not signed in; `pending` is the code this session last asked for: the keyed hash of its
+    /// address and its generation. Only that code can be tried from this session, so a session
+    /// that once asked for someone's address cannot spend the tries of a code asked later.
+    Visitor { pending: Option<([u8; 32], u64)> },
     /// Signed in as this subject.
     SignedIn { subject_id: String },
 }
@@ -234,10 +236,10 @@ impl PortalState {
         }
     }
 
-    pub fn set_pending(&self, id: &str, address: [u8; 32]) {
+    pub fn set_pending(&self, id: &str, address: [u8; 32], generation: u64) {
         if let Some(s) = self.lock().sessions.get_mut(id) {
             s.stage = Stage::Visitor {
-                pending: Some(address),
+                pending: Some((address, generation)),
             };
         }
     }
@@ -308,11 +310,22 @@ impl PortalState {
         }
     }
 
-    /// Checks a typed code against the one in force for `address`. A right code is used up;
-    /// a wrong one costs a try, and the last try voids it.
-    pub fn check_code(&self, address: [u8; 32], code: &str, now: Instant) -> CodeCheck {
+    /// Checks a typed code against the code of that generation for `address`, if it is still
+    /// the one in force (a later one, asked from another session, is not touched). A right code
+    /// is used up; a wrong one costs a try, and the last try voids it.
+    pub fn check_code(
+        &self,
+        address: [u8; 32],
+        generation: u64,
+        code: &str,
+        now: Instant,
+    ) -> CodeCheck {
         let mut inner = self.lock();
-        let Some(p) = inner.pending.get_mut(&address) else {
+        let Some(p) = inner
+            .pending
+            .get_mut(&address)
+            .filter(|p| p.generation == generation)
+        else {
             return CodeCheck::NoCode;
         };
         if p.expires <= now || p.tries_left == 0 {
@@ -355,31 +368,54 @@ mod tests {
         let (code, hash) = amanah_crypto::otp::new_code().unwrap();
         let g = state.put_code(a, hash, now);
         // Unbound (nobody holds the address, or the lookup has not finished): never valid.
-        assert_eq!(state.check_code(a, &code, now), CodeCheck::Wrong(2));
+        assert_eq!(state.check_code(a, g, &code, now), CodeCheck::Wrong(2));
         assert!(state.bind(a, g, "s1".into()));
         assert!(!state.bind(a, g + 1, "s2".into()));
-        assert_eq!(state.check_code(a, "x", now), CodeCheck::Wrong(1));
+        assert_eq!(state.check_code(a, g, "x", now), CodeCheck::Wrong(1));
         assert_eq!(
-            state.check_code(a, &code, now),
+            state.check_code(a, g, &code, now),
             CodeCheck::Valid("s1".into())
         );
-        assert_eq!(state.check_code(a, &code, now), CodeCheck::NoCode);
+        assert_eq!(state.check_code(a, g, &code, now), CodeCheck::NoCode);
         let (code, hash) = amanah_crypto::otp::new_code().unwrap();
         let g = state.put_code(a, hash, now);
         assert!(state.bind(a, g, "s1".into()));
-        assert_eq!(state.check_code(a, "1", now), CodeCheck::Wrong(2));
-        assert_eq!(state.check_code(a, "2", now), CodeCheck::Wrong(1));
-        assert_eq!(state.check_code(a, "3", now), CodeCheck::Wrong(0));
-        assert_eq!(state.check_code(a, &code, now), CodeCheck::NoCode);
+        assert_eq!(state.check_code(a, g, "1", now), CodeCheck::Wrong(2));
+        assert_eq!(state.check_code(a, g, "2", now), CodeCheck::Wrong(1));
+        assert_eq!(state.check_code(a, g, "3", now), CodeCheck::Wrong(0));
+        assert_eq!(state.check_code(a, g, &code, now), CodeCheck::NoCode);
         let (code, hash) = amanah_crypto::otp::new_code().unwrap();
         let g = state.put_code(a, hash, now);
         assert!(state.bind(a, g, "s1".into()));
         assert_eq!(
-            state.check_code(a, &code, now + CODE_TTL),
+            state.check_code(a, g, &code, now + CODE_TTL),
             CodeCheck::NoCode
         );
         // An expired code is gone: a late lookup binds nothing (and sends nothing).
         assert!(!state.bind(a, g, "s1".into()));
+    }
+
+    #[test]
+    fn a_session_tries_only_the_code_it_asked_for() {
+        let state = PortalState::new().unwrap();
+        let now = Instant::now();
+        let a = state.address_key("a@example.id");
+        // Someone asked a code for this address earlier (their generation `old`); the person
+        // then asks for one of their own.
+        let (_, hash) = amanah_crypto::otp::new_code().unwrap();
+        let old = state.put_code(a, hash, now);
+        let (code, hash) = amanah_crypto::otp::new_code().unwrap();
+        let g = state.put_code(a, hash, now);
+        assert!(state.bind(a, g, "s1".into()));
+        // The earlier session's guesses touch nothing: no tries spent, the code still valid.
+        for guess in ["000000", "111111", "222222", "333333"] {
+            assert_eq!(state.check_code(a, old, guess, now), CodeCheck::NoCode);
+        }
+        assert_eq!(state.check_code(a, old, &code, now), CodeCheck::NoCode);
+        assert_eq!(
+            state.check_code(a, g, &code, now),
+            CodeCheck::Valid("s1".into())
+        );
     }
 
     #[test]
