@@ -114,6 +114,9 @@ impl Outgoing {
     }
 }
 
+/// Codes being sent at once, at most.
+const CONCURRENT_SENDS: usize = 16;
+
 /// The sending task's handle.
 #[derive(Clone)]
 pub struct Sender {
@@ -125,13 +128,23 @@ impl Sender {
     pub fn start(delivery: Delivery) -> Sender {
         let (queue, mut rx) = mpsc::channel::<Outgoing>(1024);
         tokio::spawn(async move {
-            let worker = Worker::new(delivery);
+            let worker = std::sync::Arc::new(Worker::new(delivery));
+            // Several sends at once: one slow gateway or relay (each send may take up to its
+            // timeout) must not hold every later code back past its validity.
+            let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_SENDS));
             while let Some(message) = rx.recv().await {
-                let kind = if message.email { "email" } else { "phone" };
-                match worker.send(&message).await {
-                    Ok(way) => tracing::info!(kind, way, "portal sign-in code sent"),
-                    Err(e) => tracing::warn!(kind, error = %e, "portal sign-in code not sent"),
-                }
+                let Ok(permit) = in_flight.clone().acquire_owned().await else {
+                    break;
+                };
+                let worker = worker.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let kind = if message.email { "email" } else { "phone" };
+                    match worker.send(&message).await {
+                        Ok(way) => tracing::info!(kind, way, "portal sign-in code sent"),
+                        Err(e) => tracing::warn!(kind, error = %e, "portal sign-in code not sent"),
+                    }
+                });
             }
         });
         Sender { queue }
