@@ -241,6 +241,21 @@ pub fn parse_date(canonical: &str) -> Option<Date> {
 }
 
 /// The UTC calendar date of a timestamp in microseconds.
+/// The calendar date at `micros` in the organization's time zone (`settings.time_zone`): the
+/// day on which ages turn over (in Jakarta a birthday begins at 00:00 WIB, not at 07:00 WIB,
+/// the UTC midnight).
+pub fn today_in(settings: &Settings, micros: i64) -> Date {
+    let local =
+        jiff::Timestamp::from_microsecond(micros).map(|t| t.to_zoned(settings.zone()).date());
+    local
+        .ok()
+        .and_then(|d| {
+            let month = time::Month::try_from(u8::try_from(d.month()).ok()?).ok()?;
+            Date::from_calendar_date(i32::from(d.year()), month, u8::try_from(d.day()).ok()?).ok()
+        })
+        .unwrap_or_else(|| date_of(micros))
+}
+
 pub fn date_of(micros: i64) -> Date {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .map_or(Date::MIN, |t| t.date())
@@ -493,6 +508,22 @@ mod tests {
         assert_eq!(parse_date("2008-11-23"), Some(born(2008)));
         assert_eq!(parse_date("2008-13-23"), None);
         assert_eq!(date_of(0), date(1970, Month::January, 1));
+        // 2026-11-22T17:30Z is already the 23rd in Jakarta (UTC+7): the birthday has begun
+        // there, not yet in UTC.
+        let evening_utc = 1_795_368_600_000_000;
+        assert_eq!(date_of(evening_utc), date(2026, Month::November, 22));
+        assert_eq!(today_in(&settings, evening_utc), today);
+        let jakarta = today_in(&settings, evening_utc);
+        assert_eq!(age_group(&settings, born(2008), jakarta), AgeGroup::Adult);
+        assert_eq!(
+            age_group(&settings, born(2008), date_of(evening_utc)),
+            AgeGroup::Minor
+        );
+        let utc = Settings {
+            time_zone: "UTC".to_owned(),
+            ..settings.clone()
+        };
+        assert_eq!(today_in(&utc, evening_utc), date(2026, Month::November, 22));
     }
 
     #[test]

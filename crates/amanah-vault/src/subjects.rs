@@ -619,7 +619,8 @@ pub(crate) fn age_of_new_values(
     let Some(birth) = consent::parse_date(value) else {
         return Ok(None);
     };
-    let group = consent::age_group(&policy.settings, birth, consent::date_of(now_micros));
+    let today = consent::today_in(&policy.settings, now_micros);
+    let group = consent::age_group(&policy.settings, birth, today);
     if group == AgeGroup::BelowMinimum {
         return Err(Error::invalid(
             &cat.name,

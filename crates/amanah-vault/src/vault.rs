@@ -395,7 +395,7 @@ impl Vault {
                 tracing::error!(subject = %stored.id, field = %cat.name, "field does not decrypt");
                 Error::Internal(format!("subject {}: field {}: {e}", stored.id, cat.name))
             })?;
-        let today = consent::date_of(self.clock.now_micros());
+        let today = consent::today_in(&policy.settings, self.clock.now_micros());
         Ok(std::str::from_utf8(&plain)
             .ok()
             .and_then(consent::parse_date)
