@@ -361,30 +361,12 @@ pub fn decide_on(
                 return Err(Denial::unknown_purpose(policy));
             }
         }
-        return Ok(Decision {
-            action,
-            caller: caller.clone(),
-            grant: None,
-            held: Vec::new(),
-            specific: false,
-            handles_requests: false,
-            own: true,
-        });
+        return Ok(Decision::without_grant(action, caller, true));
     }
     // The operator and the tenants' roles do disjoint things: the operator only what is
     // `Rule::Platform`, nobody else that.
     match (caller.is_platform(), action.rule() == Rule::Platform) {
-        (true, true) => {
-            return Ok(Decision {
-                action,
-                caller: caller.clone(),
-                grant: None,
-                held: Vec::new(),
-                specific: false,
-                handles_requests: false,
-                own: false,
-            })
-        }
+        (true, true) => return Ok(Decision::without_grant(action, caller, false)),
         (true, false) => return Err(Denial::TenantDataOnly),
         (false, true) => return Err(Denial::PlatformOnly),
         (false, false) => {}
@@ -457,6 +439,20 @@ pub fn decide_on(
 }
 
 impl Decision {
+    /// An allowance that grants no purpose's categories: the platform operator's actions, and
+    /// what a data subject does for themselves (`own`).
+    fn without_grant(action: Action, caller: &Caller, own: bool) -> Decision {
+        Decision {
+            action,
+            caller: caller.clone(),
+            grant: None,
+            held: Vec::new(),
+            specific: false,
+            handles_requests: false,
+            own,
+        }
+    }
+
     pub fn action(&self) -> Action {
         self.action
     }

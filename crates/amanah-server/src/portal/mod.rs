@@ -231,6 +231,22 @@ impl Visit {
         html(status, markup)
     }
 
+    /// A signed-in person's page: the frame (navigation at `nav`, forms carrying `csrf`), the
+    /// title `title` picks from the page's language, and the body `content` draws in it.
+    fn signed_in_page(
+        &self,
+        csrf: &str,
+        nav: Nav,
+        title: impl FnOnce(&text::Text) -> &'static str,
+        content: impl FnOnce(&Frame<'_>) -> Markup,
+    ) -> Response {
+        let organization = self.organization();
+        let frame = self.frame(&organization, Some(csrf), nav);
+        let body = content(&frame);
+        let title = title(text::text(self.lang));
+        self.page(StatusCode::OK, pages::layout(&frame, title, body))
+    }
+
     fn error(&self, status: StatusCode, message: &str) -> Response {
         let t = text::text(self.lang);
         let organization = self.organization();
@@ -568,11 +584,12 @@ async fn my_data(v: Visit) -> Response {
     };
     let active = v.vault.policy();
     let zone = active.policy.settings.zone();
-    let organization = v.organization();
-    let t = text::text(v.lang);
-    let frame = v.frame(&organization, Some(&csrf), Nav::Data);
-    let body = pages::data(&frame, &export, &active.policy, &zone);
-    v.page(StatusCode::OK, pages::layout(&frame, t.data_title, body))
+    v.signed_in_page(
+        &csrf,
+        Nav::Data,
+        |t| t.data_title,
+        |frame| pages::data(frame, &export, &active.policy, &zone),
+    )
 }
 
 async fn trail(State(state): State<AppState>, req: Request) -> Response {
@@ -589,11 +606,12 @@ async fn trail(State(state): State<AppState>, req: Request) -> Response {
         Err(e) => return v.vault_error(e),
     };
     let zone = v.vault.policy().policy.settings.zone();
-    let organization = v.organization();
-    let t = text::text(v.lang);
-    let frame = v.frame(&organization, Some(&csrf), Nav::Trail);
-    let body = pages::trail(&frame, &export, &zone);
-    v.page(StatusCode::OK, pages::layout(&frame, t.trail_title, body))
+    v.signed_in_page(
+        &csrf,
+        Nav::Trail,
+        |t| t.trail_title,
+        |frame| pages::trail(frame, &export, &zone),
+    )
 }
 
 async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
@@ -615,13 +633,11 @@ async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
         Err(e) => return v.vault_error(e),
     };
     let active = v.vault.policy();
-    let organization = v.organization();
-    let t = text::text(v.lang);
-    let frame = v.frame(&organization, Some(&csrf), Nav::Consents);
-    let body = pages::consents(&frame, &csrf, &history.current, &active.policy, notice);
-    v.page(
-        StatusCode::OK,
-        pages::layout(&frame, t.consents_title, body),
+    v.signed_in_page(
+        &csrf,
+        Nav::Consents,
+        |t| t.consents_title,
+        |frame| pages::consents(frame, &csrf, &history.current, &active.policy, notice),
     )
 }
 
@@ -695,13 +711,11 @@ async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
     let zone = v.vault.policy().policy.settings.zone();
     let now = jiff::Timestamp::from_microsecond(v.vault.clock().now_micros())
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-    let organization = v.organization();
-    let t = text::text(v.lang);
-    let frame = v.frame(&organization, Some(&csrf), Nav::Requests);
-    let body = pages::requests(&frame, &csrf, &export, &zone, now, notice);
-    v.page(
-        StatusCode::OK,
-        pages::layout(&frame, t.requests_title, body),
+    v.signed_in_page(
+        &csrf,
+        Nav::Requests,
+        |t| t.requests_title,
+        |frame| pages::requests(frame, &csrf, &export, &zone, now, notice),
     )
 }
 
