@@ -44,6 +44,21 @@ pub enum RefusalReason {
     ManifestlyUnfounded,
 }
 
+/// Why an officer reveals one masked value (the console shows values masked until then). The
+/// reason is chosen from this list, never typed, so the audit entry that records it holds no
+/// caller text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RevealReason {
+    /// Checking that the requester is who they say they are.
+    VerifyIdentity,
+    /// Answering the request (what is held, what was done).
+    AnswerRequest,
+    /// Comparing a stored value with a proposed correction.
+    CheckRectification,
+    /// Handling a complaint or an objection.
+    HandleComplaint,
+}
+
 macro_rules! spelled {
     ($ty:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
         impl $ty {
@@ -93,6 +108,13 @@ spelled!(RefusalReason {
     ManifestlyUnfounded => "manifestly_unfounded",
 });
 
+spelled!(RevealReason {
+    VerifyIdentity => "verify_identity",
+    AnswerRequest => "answer_request",
+    CheckRectification => "check_rectification",
+    HandleComplaint => "handle_complaint",
+});
+
 impl RequestStatus {
     /// Still awaiting an answer.
     pub fn is_open(self) -> bool {
@@ -135,6 +157,10 @@ mod tests {
         for r in RefusalReason::ALL {
             assert_eq!(RefusalReason::parse(r.as_str()), Some(*r));
         }
+        for r in RevealReason::ALL {
+            assert_eq!(RevealReason::parse(r.as_str()), Some(*r));
+        }
+        assert_eq!(RevealReason::parse("curiosity"), None);
         for s in RequestStatus::ALL {
             assert_eq!(RequestStatus::parse(s.as_str()), Some(*s));
         }

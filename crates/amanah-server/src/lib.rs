@@ -5,6 +5,7 @@
 mod accountability;
 mod auth;
 mod consents;
+pub mod console;
 mod csv_out;
 mod documents;
 mod handlers;
@@ -18,6 +19,7 @@ mod rights;
 pub mod routes;
 pub mod security_headers;
 mod tenants;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub struct AppState {
     pub deployment: Arc<Deployment>,
     /// The data subjects' privacy portal (`/portal`), for the deployment's own organization.
     pub portal: Option<Arc<portal::Portal>>,
+    /// The officers' console (`/console`), for every organization's key holders.
+    pub console: Option<Arc<console::Console>>,
 }
 
 impl AppState {
@@ -52,12 +56,19 @@ impl AppState {
         AppState {
             deployment,
             portal: None,
+            console: None,
         }
     }
 
     /// The same server with the privacy portal (`/portal`) served too.
     pub fn with_portal(mut self, portal: Arc<portal::Portal>) -> Self {
         self.portal = Some(portal);
+        self
+    }
+
+    /// The same server with the officers' console (`/console`) served too.
+    pub fn with_console(mut self, console: Arc<console::Console>) -> Self {
+        self.console = Some(console);
         self
     }
 
@@ -98,6 +109,11 @@ pub fn router_with(state: AppState, options: &Options) -> Router {
     let (api, _) = routes::build();
     let api = if state.portal.is_some() {
         api.merge(portal::router())
+    } else {
+        api
+    };
+    let api = if state.console.is_some() {
+        api.merge(console::router())
     } else {
         api
     };

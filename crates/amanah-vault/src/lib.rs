@@ -9,6 +9,7 @@ mod authz;
 mod checkpoint;
 mod clock;
 mod consent;
+mod console;
 mod documents;
 mod import;
 mod keys;

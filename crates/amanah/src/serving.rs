@@ -70,6 +70,10 @@ pub(crate) fn print_demo(
     println!("# the privacy portal: a person signs in with a code sent to their e-mail or phone;");
     println!("# the demo writes each code's message to an outbox directory instead of sending it");
     println!("open {base}/portal   # codes: ls -t {}", outbox.display());
+    println!(
+        "# the officers' console: sign in with a key holder's API key (the DPO's, the admin's)"
+    );
+    println!("open {base}/console  # the demo's outbox is shown there too");
     println!();
 }
 
@@ -100,9 +104,16 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
     }
     let tls = net.tls_cert.is_some();
     let limits = net.limits();
-    let portal = amanah_server::portal::Portal::start(net.portal.config(tls)?)?;
+    let portal_config = net.portal.config(tls)?;
+    let console = amanah_server::console::Console::start(amanah_server::console::ConsoleConfig {
+        secure_cookies: portal_config.secure_cookies,
+        outbox: portal_config.delivery.outbox.clone(),
+    });
+    let portal = amanah_server::portal::Portal::start(portal_config)?;
     let app = amanah_server::router_with(
-        amanah_server::AppState::hosting(deployment.clone()).with_portal(portal),
+        amanah_server::AppState::hosting(deployment.clone())
+            .with_portal(portal)
+            .with_console(console),
         &amanah_server::Options { limits, tls },
     );
     // Metrics on their own listener; gauges refreshed and the recorder drained periodically,

@@ -21,7 +21,8 @@ macro_rules! audit_action_enum {
         /// line), `recovery.purge`, `recovery.shred_key`, `recovery.orphan_keys` (crash
         /// recovery in the SQLite store), `tenant.purge` (a deleted organization's store
         /// removed, in the platform's chain), and `portal.sign_in` (a data subject proved a
-        /// one-time code and opened a portal session; the actor is the subject itself).
+        /// one-time code and opened a portal session; the actor is the subject itself) and
+        /// `console.sign_in` (a key holder exchanged their API key for a console session).
         ///
         /// [`AuditAction::as_str`] (and `Display`, and serde) give the name stored in the log
         /// and covered by the chain's MAC; [`str::parse`] reads it back and refuses any other
@@ -68,6 +69,7 @@ audit_action_enum! {
     DocumentList => "document.list",
     DocumentRead => "document.read",
     SubjectExport => "subject.export",
+    SubjectReveal => "subject.reveal",
     SubjectErase => "subject.erase",
     SubjectRestrict => "subject.restrict",
     SubjectUnrestrict => "subject.unrestrict",
@@ -101,6 +103,8 @@ audit_action_enum! {
     BreachNotice => "breach.notice",
     BreachNotified => "breach.notified",
     RopaRead => "ropa.read",
+    StatisticsRead => "statistics.read",
+    OutboxRead => "outbox.read",
     AuditRead => "audit.read",
     AuditVerify => "audit.verify",
     ApikeyCreate => "apikey.create",
@@ -124,6 +128,7 @@ audit_action_enum! {
     TenantUpdate => "tenant.update",
     TenantPurge => "tenant.purge",
     PortalSignIn => "portal.sign_in",
+    ConsoleSignIn => "console.sign_in",
 }
 
 /// A name that is not an [`AuditAction`]. Its message lists the valid names and never repeats
@@ -179,6 +184,7 @@ impl From<Action> for AuditAction {
             Action::DocumentList => AuditAction::DocumentList,
             Action::DocumentRead => AuditAction::DocumentRead,
             Action::SubjectExport => AuditAction::SubjectExport,
+            Action::SubjectReveal => AuditAction::SubjectReveal,
             Action::SubjectErase => AuditAction::SubjectErase,
             Action::SubjectRestrict => AuditAction::SubjectRestrict,
             Action::SubjectUnrestrict => AuditAction::SubjectUnrestrict,
@@ -211,6 +217,8 @@ impl From<Action> for AuditAction {
             Action::BreachNotices => AuditAction::BreachNotice,
             Action::BreachNotified => AuditAction::BreachNotified,
             Action::Ropa => AuditAction::RopaRead,
+            Action::StatisticsRead => AuditAction::StatisticsRead,
+            Action::OutboxRead => AuditAction::OutboxRead,
             Action::AuditRead => AuditAction::AuditRead,
             Action::AuditVerify => AuditAction::AuditVerify,
             Action::KeyCreate => AuditAction::ApikeyCreate,
@@ -284,7 +292,7 @@ mod tests {
         ] {
             let msg = bad.parse::<AuditAction>().unwrap_err().to_string();
             assert!(!msg.contains(bad), "{msg} repeats {bad:?}");
-            assert!(msg.contains("subject.read, ") && msg.ends_with("portal.sign_in"));
+            assert!(msg.contains("subject.read, ") && msg.ends_with("console.sign_in"));
         }
         assert!(serde_json::from_str::<AuditAction>("\"key.create\"").is_err());
     }
@@ -326,7 +334,8 @@ mod tests {
                 "recovery.shred_key",
                 "recovery.orphan_keys",
                 "tenant.purge",
-                "portal.sign_in"
+                "portal.sign_in",
+                "console.sign_in"
             ]
         );
     }

@@ -23,9 +23,8 @@ use std::time::Instant;
 
 use amanah_core::Error;
 use amanah_vault::{act, ConsentInput, Target, Vault};
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -41,10 +40,6 @@ use crate::AppState;
 
 /// The session cookie's name.
 pub const COOKIE: &str = "amanah_portal";
-
-/// The pages' Content-Security-Policy: the stylesheet from here, forms to here, nothing else.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
 
 /// How the portal is configured.
 #[derive(Debug, Clone, Default)]
@@ -111,31 +106,14 @@ struct Visit {
     path: String,
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.to_owned())
-}
-
 fn visit(state: &AppState, req: &Request) -> Result<Visit, Early> {
     let Some(portal) = state.portal.clone() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
     let now = Instant::now();
-    let session =
-        cookie(req.headers()).and_then(|id| portal.state.session(&id, now).map(|s| (id, s)));
-    let asked_lang = req
-        .uri()
-        .query()
-        .into_iter()
-        .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
-        .find(|(k, _)| k == "lang")
-        .and_then(|(_, v)| Lang::parse(&v));
+    let session = crate::web::cookie(req.headers(), COOKIE)
+        .and_then(|id| portal.state.session(&id, now).map(|s| (id, s)));
+    let asked_lang = Lang::asked(req.uri().query());
     let accept = req
         .headers()
         .get(header::ACCEPT_LANGUAGE)
@@ -177,19 +155,11 @@ impl Visit {
     }
 
     fn set_cookie(&self, id: &str) -> HeaderValue {
-        let secure = if self.portal.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{COOKIE}={id}; Path=/portal; HttpOnly; SameSite=Strict{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+        crate::web::session_cookie(COOKIE, "/portal", id, self.portal.secure)
     }
 
     fn clear_cookie(&self) -> HeaderValue {
-        let secure = if self.portal.secure { "; Secure" } else { "" };
-        HeaderValue::from_str(&format!(
-            "{COOKIE}=; Path=/portal; HttpOnly; SameSite=Strict; Max-Age=0{secure}"
-        ))
-        .unwrap_or_else(|_| HeaderValue::from_static(""))
+        crate::web::session_cookie(COOKIE, "/portal", "", self.portal.secure)
     }
 
     /// This visitor's session, opening one (and its cookie) when there is none.
@@ -276,17 +246,7 @@ impl Visit {
     }
 }
 
-fn html(status: StatusCode, markup: Markup) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-        ],
-        markup.into_string(),
-    )
-        .into_response()
-}
+use crate::web::html;
 
 fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
     if let Some(c) = cookie {
@@ -295,31 +255,11 @@ fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response 
     response
 }
 
-/// A form's fields, in order (a name may repeat).
-fn form(body: &Bytes) -> Vec<(String, String)> {
-    form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
+use crate::web::{field, form};
 
-fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
-}
-
-/// The synchronizer token check: the form's token must be the session's (constant time).
+/// The synchronizer token check: the form's token must be the session's.
 fn csrf_ok(session: &Session, fields: &[(String, String)]) -> bool {
-    let Some(given) = field(fields, "csrf") else {
-        return false;
-    };
-    let a = amanah_crypto::digest::sha256(given.as_bytes());
-    let b = amanah_crypto::digest::sha256(session.csrf.as_bytes());
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    crate::web::csrf_matches(&session.csrf, fields)
 }
 
 /// A form posted to the portal, its synchronizer token checked.

@@ -150,11 +150,7 @@ pub fn when(value: &Value, zone: &jiff::tz::TimeZone) -> String {
         .unwrap_or_default()
 }
 
-pub fn when_ts(ts: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
-    ts.to_zoned(zone.clone())
-        .strftime("%Y-%m-%d %H:%M %Z")
-        .to_string()
-}
+pub use crate::web::when_ts;
 
 fn scalar(v: &Value) -> String {
     match v {

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use amanah_crypto::otp::CodeHash;
 
+pub use crate::web::Lang;
+use crate::web::{Session as WebSession, Sessions};
+
 /// A code lives this long.
 pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
 /// Wrong tries that void a code.
@@ -28,59 +31,10 @@ pub const SENDS_PER_ADDRESS: usize = 3;
 pub const SENDS_PER_CLIENT: usize = 10;
 /// The window of both limits.
 pub const SEND_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// A session ends this long after sign-in, however busy.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most (the oldest idle ones go first beyond it).
 const MAX_SESSIONS: usize = 100_000;
-
-/// The language pages are shown in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Lang {
-    #[default]
-    Id,
-    En,
-}
-
-impl Lang {
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Id => "id",
-            Lang::En => "en",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s {
-            "id" => Some(Lang::Id),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-
-    /// The first of `id`/`en` an `Accept-Language` header prefers (by q-value), else Bahasa
-    /// Indonesia.
-    pub fn from_accept(header: Option<&str>) -> Lang {
-        let Some(header) = header else {
-            return Lang::Id;
-        };
-        let mut best: Option<(f32, Lang)> = None;
-        for part in header.split(',') {
-            let mut pieces = part.split(';');
-            let tag = pieces.next().unwrap_or("").trim().to_ascii_lowercase();
-            let q = pieces
-                .find_map(|p| p.trim().strip_prefix("q=").map(str::to_owned))
-                .and_then(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let lang = match tag.split('-').next() {
-                Some("id") | Some("in") => Lang::Id,
-                Some("en") => Lang::En,
-                _ => continue,
-            };
-            if best.is_none_or(|(bq, _)| q > bq) {
-                best = Some((q, lang));
-            }
-        }
-        best.map_or(Lang::Id, |(_, l)| l)
-    }
-}
 
 /// Who the browser is.
 #[derive(Debug, Clone)]
@@ -93,14 +47,8 @@ pub enum Stage {
     SignedIn { subject_id: String },
 }
 
-#[derive(Debug, Clone)]
-pub struct Session {
-    /// The synchronizer token every form of this session carries.
-    pub csrf: String,
-    pub stage: Stage,
-    pub lang: Option<Lang>,
-    last_seen: Instant,
-}
+/// A portal session.
+pub type Session = WebSession<Stage>;
 
 /// A code waiting to be typed. A code asked for an address nobody holds is kept the same way
 /// (without a subject), so both answer alike.
@@ -127,7 +75,6 @@ pub enum CodeCheck {
 
 #[derive(Default)]
 struct Inner {
-    sessions: HashMap<String, Session>,
     pending: HashMap<[u8; 32], Pending>,
     by_address: HashMap<[u8; 32], Vec<Instant>>,
     by_client: HashMap<IpAddr, Vec<Instant>>,
@@ -137,6 +84,7 @@ struct Inner {
 /// The portal's memory.
 pub struct PortalState {
     inner: Mutex<Inner>,
+    sessions: Sessions<Stage>,
     /// Keys the hashes of addresses (drawn at start, never stored).
     address_key: [u8; 32],
 }
@@ -159,6 +107,7 @@ impl PortalState {
         let address_key = amanah_crypto::digest::sha256(token.as_bytes());
         Ok(PortalState {
             inner: Mutex::new(Inner::default()),
+            sessions: Sessions::new(SESSION_IDLE, SESSION_LIFETIME, MAX_SESSIONS),
             address_key,
         })
     }
@@ -178,18 +127,7 @@ impl PortalState {
 
     /// The live session of this id (its idle time restarts), or `None`.
     pub fn session(&self, id: &str, now: Instant) -> Option<Session> {
-        let mut inner = self.lock();
-        let live = inner
-            .sessions
-            .get(id)
-            .is_some_and(|s| now.duration_since(s.last_seen) < SESSION_IDLE);
-        if !live {
-            inner.sessions.remove(id);
-            return None;
-        }
-        let s = inner.sessions.get_mut(id)?;
-        s.last_seen = now;
-        Some(s.clone())
+        self.sessions.get(id, now)
     }
 
     /// Stores a new session under a fresh random id.
@@ -199,49 +137,24 @@ impl PortalState {
         lang: Option<Lang>,
         now: Instant,
     ) -> Result<(String, Session), amanah_crypto::CryptoError> {
-        let id = amanah_crypto::otp::random_token()?;
-        let session = Session {
-            csrf: amanah_crypto::otp::random_token()?,
-            stage,
-            lang,
-            last_seen: now,
-        };
-        let mut inner = self.lock();
-        if inner.sessions.len() >= MAX_SESSIONS {
-            inner
-                .sessions
-                .retain(|_, s| now.duration_since(s.last_seen) < SESSION_IDLE);
-            if inner.sessions.len() >= MAX_SESSIONS {
-                if let Some(oldest) = inner
-                    .sessions
-                    .iter()
-                    .min_by_key(|(_, s)| s.last_seen)
-                    .map(|(k, _)| k.clone())
-                {
-                    inner.sessions.remove(&oldest);
-                }
-            }
-        }
-        inner.sessions.insert(id.clone(), session.clone());
-        Ok((id, session))
+        self.sessions.open(stage, lang, now)
     }
 
     pub fn close(&self, id: &str) {
-        self.lock().sessions.remove(id);
+        self.sessions.close(id);
     }
 
     pub fn set_lang(&self, id: &str, lang: Lang) {
-        if let Some(s) = self.lock().sessions.get_mut(id) {
-            s.lang = Some(lang);
-        }
+        self.sessions.set_lang(id, lang);
     }
 
     pub fn set_pending(&self, id: &str, address: [u8; 32], generation: u64) {
-        if let Some(s) = self.lock().sessions.get_mut(id) {
-            s.stage = Stage::Visitor {
+        self.sessions.set_stage(
+            id,
+            Stage::Visitor {
                 pending: Some((address, generation)),
-            };
-        }
+            },
+        );
     }
 
     /// Counts a send to `address` from `client`, or says which limit refuses it. Both limits
@@ -350,15 +263,6 @@ impl PortalState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn accept_language_picks_the_preferred_of_ours() {
-        assert_eq!(Lang::from_accept(None), Lang::Id);
-        assert_eq!(Lang::from_accept(Some("en-US,en;q=0.9")), Lang::En);
-        assert_eq!(Lang::from_accept(Some("id-ID,id;q=0.9,en;q=0.8")), Lang::Id);
-        assert_eq!(Lang::from_accept(Some("fr, en;q=0.5, id;q=0.7")), Lang::Id);
-        assert_eq!(Lang::from_accept(Some("de")), Lang::Id);
-    }
 
     #[test]
     fn three_wrong_tries_void_a_code_and_a_right_one_is_used_up() {

@@ -2,17 +2,47 @@
 
 use super::*;
 
+/// Whether an export decrypts the subject's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Values {
+    Decrypted,
+    Masked,
+}
+
 impl Vault {
     /// Everything held about a subject (UU PDP Art. 32, portability Art. 13): every field
     /// decrypted, consents, relations, purposes with their legal bases and recipients, holds,
     /// restriction, requests, and the processing trail from the audit log.
     pub async fn export_subject(&self, permit: &Permit<act::SubjectExport>) -> Result<Value> {
+        self.export_with(permit, Values::Decrypted).await
+    }
+
+    /// The export with every field value and consent evidence masked (`null`; nothing of the
+    /// subject's sealed values is decrypted): what the officer's console lists, a value then
+    /// revealed one at a time ([`Vault::reveal_value`]). Audited as an export with no fields.
+    pub async fn export_subject_masked(
+        &self,
+        permit: &Permit<act::SubjectExport>,
+    ) -> Result<Value> {
+        self.export_with(permit, Values::Masked).await
+    }
+
+    async fn export_with(
+        &self,
+        permit: &Permit<act::SubjectExport>,
+        values: Values,
+    ) -> Result<Value> {
+        let masked = values == Values::Masked;
         let policy = permit.policy();
         let id = permit.subject()?;
         let mut draft = permit.draft();
         let (stored, key) = self.subject_for(id, &draft).await?;
         let mut field_values = Map::new();
         for (category, ciphertext) in &stored.fields {
+            if masked {
+                field_values.insert(category.clone(), Value::Null);
+                continue;
+            }
             let plain = self.open_text(&key, id, category, ciphertext)?;
             let value = match policy.category(category) {
                 Some(cat) => fields::to_json(cat.field_type, &plain),
@@ -61,6 +91,7 @@ impl Vault {
                 let evidence = c
                     .evidence
                     .as_ref()
+                    .filter(|_| !masked)
                     .map(|e| self.open_text(&key, id, &format!("consent.evidence:{}", c.id), e))
                     .transpose()?;
                 Ok(json!({
@@ -88,6 +119,7 @@ impl Vault {
                 let reason = r
                     .reason
                     .as_ref()
+                    .filter(|_| !masked)
                     .map(|s| self.open_text(&key, id, "restriction.reason", s))
                     .transpose()?;
                 json!({"since": Timestamp::from_micros(r.since_micros), "reason": reason})
@@ -165,10 +197,14 @@ impl Vault {
             "disclosures": disclosures,
             "processing": trail,
         });
-        draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
-        for d in &documents {
-            if !draft.fields.contains(&d.category) {
-                draft.fields.push(d.category.clone());
+        if masked {
+            draft.reason = Some("values masked".into());
+        } else {
+            draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
+            for d in &documents {
+                if !draft.fields.contains(&d.category) {
+                    draft.fields.push(d.category.clone());
+                }
             }
         }
         self.record(draft).await?;
