@@ -1,7 +1,8 @@
 //! The privacy portal's security, over plain HTTP against the real router (the university
 //! preset on SQLite, codes delivered to an outbox directory): sign-in by one-time code, CSRF,
 //! session fixation, locked codes, identical answers for unknown addresses, two people in one
-//! browser, rate limits, and a portal session that reaches neither the API nor another person.
+//! browser, rate limits, and a portal session that reaches neither the API, nor the officers'
+//! console, nor another person.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -60,7 +61,12 @@ async fn site_with(webhook: Option<String>, secure: bool) -> Site {
         secure_cookies: secure,
     })
     .unwrap();
-    let app = router(AppState::new(kit.vault.clone()).with_portal(portal));
+    let console = amanah_server::console::Console::start(Default::default());
+    let app = router(
+        AppState::new(kit.vault.clone())
+            .with_portal(portal)
+            .with_console(console),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -657,6 +663,28 @@ async fn a_portal_session_reaches_neither_the_api_nor_anyone_else() {
     ] {
         let r = site.get(&path, Some(&session)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
+    }
+    // Nor does the console: the portal's cookie, or its id under the console's cookie name,
+    // leads only to the console's sign-in (an API key).
+    for cookie in [
+        format!("amanah_portal={session}"),
+        format!("amanah_console={session}"),
+    ] {
+        for path in [
+            "/console".to_owned(),
+            "/console/requests".to_owned(),
+            format!("/console/requests/{}", siti.id),
+        ] {
+            let r = site
+                .http
+                .get(format!("{}{path}", site.base))
+                .header(COOKIE, &cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(r.headers()["location"], "/console/sign-in", "{path}");
+        }
     }
     // The principal the portal acts as reaches its own subject through self-service only.
     let vault = &site.kit.vault;
