@@ -2,8 +2,9 @@
 //! (`chromedriver`, Debian's `chromium-driver`) against the real `amanah serve` on SQLite,
 //! sign-in codes sent by SMTP to a sink this test runs. A person signs in with the code they
 //! received, sees their data and who used it, withdraws a marketing consent (the API then
-//! refuses that purpose for them) and asks for erasure; the DPO completes it over the API and
-//! the person can no longer sign in. Every page is photographed at 360 and 1280 px into
+//! refuses that purpose for them) and asks for erasure; the DPO signs in to the console with
+//! their API key, finds the request due in 72 hours, reveals one value for a recorded reason,
+//! erases and completes it, and the person can no longer sign in. Every page is photographed at 360 and 1280 px into
 //! `target/screenshots/`, and any browser console error fails the test. The server's output
 //! never holds a code, an e-mail address or a phone number.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -550,24 +551,60 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
     let due: jiff::Timestamp = request["due_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(due.as_second() - received.as_second(), 72 * 3600);
     let rid = request["id"].as_str().unwrap().to_owned();
-    let (status, body) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/v1/requests/{rid}"),
-            &dpo,
-            Some(json!({"status": "in_progress"})),
-        )
+
+    // The DPO works on it in the console, signed in with their own key.
+    browser
+        .client
+        .goto(&format!("{base}/console/sign-in"))
+        .await
+        .unwrap();
+    browser.shoot("console-sign-in").await;
+    browser.type_in("key", &dpo).await;
+    browser
+        .click("//form[@action='/console/sign-in']//button")
         .await;
-    assert_eq!(status, 200, "{body}");
-    let (status, body) = api
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/v1/subjects/{siti}?request={rid}"),
-            &dpo,
-            None,
-        )
+    browser
+        .arrive("nav a[aria-current='page'][href='/console']")
         .await;
-    assert_eq!(status, 204, "{body}");
+    let page = browser.source().await;
+    assert!(page.contains("permintaan terbuka"), "{page}");
+    browser.shoot("console-dashboard").await;
+    browser.menu("/console/requests").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("72 jam lagi") || page.contains("71 jam lagi"),
+        "{page}"
+    );
+    // Her name and address are nowhere in the queue.
+    assert!(!page.contains(SITI.0) && !page.contains(SITI.1), "{page}");
+    browser.shoot("console-requests").await;
+    browser
+        .click(&format!("//a[@href='/console/requests/{rid}']"))
+        .await;
+    browser.arrive("form[action$='/status'] button").await;
+    let page = browser.source().await;
+    assert!(!page.contains(SITI.1), "values are masked: {page}");
+    browser
+        .click(&format!(
+            "//form[@action='/console/requests/{rid}/status']//button[not(@class)]"
+        ))
+        .await;
+    browser.arrive("form[action$='/erase']").await;
+    // She asked to be erased: the officer checks her e-mail address first, for a reason the
+    // audit records.
+    browser
+        .click("//form[@class='reveal'][input[@value='email']]//button")
+        .await;
+    browser.arrive("td.revealed").await;
+    assert!(browser.source().await.contains(SITI.1));
+    browser.shoot("console-request").await;
+    browser
+        .click(&format!(
+            "//form[@action='/console/requests/{rid}/erase']//button"
+        ))
+        .await;
+    browser.arrive("p.erased").await;
+    browser.shoot("console-request-erased").await;
     let (_, request) = api
         .call(
             reqwest::Method::GET,
@@ -576,17 +613,7 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
             None,
         )
         .await;
-    if request["status"] != "completed" {
-        let (status, body) = api
-            .call(
-                reqwest::Method::PATCH,
-                &format!("/v1/requests/{rid}"),
-                &dpo,
-                Some(json!({"status": "completed"})),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
-    }
+    assert_eq!(request["status"], "completed", "{request}");
 
     // Her session is over, and she can no longer sign in: no code goes to her address (the
     // next message the relay receives is Budi's), and the page says the same as ever.

@@ -241,7 +241,7 @@ async fn render(desk: &Desk, id: &str, shown: Shown) -> Response {
             Some(Ok(export)) => (subject_record(desk, &view, export, shown.revealed.as_ref())),
             Some(Err(())) => section class="card" {
                 h2 { (desk.t("Data subjek", "The subject's data")) }
-                p { (desk.t("Data dan kunci subjek ini sudah dihapus.", "This subject's data and key have been erased.")) }
+                p class="erased" { (desk.t("Data dan kunci subjek ini sudah dihapus.", "This subject's data and key have been erased.")) }
             },
             None => (html! {}),
         }
