@@ -36,6 +36,27 @@ impl Caller {
         }
     }
 
+    /// A parent or guardian, signed in to the portal as a subject themselves, acting for a
+    /// child in their care (UU PDP Art. 25): recorded as the guardian (actor
+    /// `subject:<guardian>`), reaching the child's id only. The vault makes it only after
+    /// checking the recorded relation and the child's age.
+    pub fn guardian_of(guardian_id: &str, child_id: &str) -> Caller {
+        Caller {
+            key_id: format!("subject:{guardian_id}"),
+            role: SUBJECT_ROLE.to_owned(),
+            holder: None,
+            subject: Some(child_id.to_owned()),
+        }
+    }
+
+    /// The guardian's own subject id, when this caller is a guardian acting for a child.
+    pub fn acting_guardian(&self) -> Option<&str> {
+        let subject = self.subject.as_deref()?;
+        self.key_id
+            .strip_prefix("subject:")
+            .filter(|g| *g != subject)
+    }
+
     /// The data subject acting for themselves, not a key holder.
     pub fn is_subject(&self) -> bool {
         self.subject.is_some()
@@ -833,6 +854,30 @@ mod tests {
             d.check_subject(&p, &facts(&admission)),
             Err(Denial::NoSharedPurpose { .. })
         ));
+    }
+
+    #[test]
+    fn a_guardian_acts_for_the_child_only_and_is_recorded_as_themselves() {
+        let p = policy();
+        let g = Caller::guardian_of("parent-1", "child-1");
+        assert_eq!(g.key_id, "subject:parent-1");
+        assert_eq!(g.acting_guardian(), Some("parent-1"));
+        assert_eq!(Caller::data_subject("parent-1").acting_guardian(), None);
+        for action in SELF_SERVICE {
+            let purpose = (action.rule() == Rule::Purpose).then_some("marketing");
+            assert!(decide_on(&p, &g, *action, purpose, Some("child-1")).is_ok());
+            // Not even the guardian's own record under this principal.
+            for other in ["parent-1", "child-2"] {
+                assert_eq!(
+                    decide_on(&p, &g, *action, purpose, Some(other)),
+                    Err(Denial::OwnDataOnly)
+                );
+            }
+        }
+        assert_eq!(
+            decide_on(&p, &g, Action::SubjectErase, None, Some("child-1")),
+            Err(Denial::OwnDataOnly)
+        );
     }
 
     #[test]

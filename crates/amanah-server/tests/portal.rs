@@ -784,6 +784,128 @@ async fn sends_are_limited_per_address_and_per_client() {
 }
 
 #[tokio::test]
+async fn a_parent_acts_for_their_child_in_their_own_name_and_nobody_else_can() {
+    let site = site().await;
+    let ibu = site.person(SITI).await;
+    let budi = site.person(BUDI).await;
+    // A 14-year-old applicant who named Siti as parent.
+    let (status, created) = site
+        .api(
+            reqwest::Method::POST,
+            "/v1/subjects?purpose=admission",
+            &site.admin,
+            Some(
+                json!({"fields": {"full_name": "Putri Rahmawati", "email": "putri@example.id",
+                                   "birth_date": "2012-06-01"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let child = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = site
+        .api(
+            reqwest::Method::POST,
+            &format!("/v1/subjects/{child}/relations"),
+            &site.admin,
+            Some(json!({"kind": "parent", "subject_id": ibu.id, "evidence": "enrolment form"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Budi is nobody's parent: no list, and asking to act for Putri is refused.
+    let as_budi = site.sign_in(&budi).await;
+    let page = site.get("/portal", Some(&as_budi)).await;
+    assert!(!page.body.contains("/portal/act-for"), "{}", page.body);
+    let refused = site
+        .post(
+            "/portal/act-for",
+            Some(&as_budi),
+            &[("csrf", &page.csrf()), ("subject", &child)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    let page = site.get("/portal", Some(&as_budi)).await;
+    assert!(page.body.contains(budi.name) && !page.body.contains("Putri"));
+
+    // Siti sees her daughter listed, acts for her, and sees her data, not her own.
+    let session = site.sign_in(&ibu).await;
+    let page = site.get("/portal", Some(&session)).await;
+    assert!(page.body.contains(&child[..8]), "{}", page.body);
+    let chose = site
+        .post(
+            "/portal/act-for",
+            Some(&session),
+            &[("csrf", &page.csrf()), ("subject", &child)],
+        )
+        .await;
+    assert_eq!(chose.status, StatusCode::SEE_OTHER, "{}", chose.body);
+    let page = site.get("/portal", Some(&session)).await;
+    assert!(page.body.contains("Putri Rahmawati"), "{}", page.body);
+    assert!(!page.body.contains(ibu.email));
+    assert!(page.body.contains("Kembali ke data saya"));
+
+    // She gives marketing consent for her daughter: recorded as a guardian's, in her name.
+    let given = site
+        .post(
+            "/portal/consents",
+            Some(&session),
+            &[
+                ("csrf", &page.csrf()),
+                ("purpose", "direct_marketing"),
+                ("decision", "grant"),
+                ("channel", "email"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::OK, "{}", given.body);
+    let (_, history) = site
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/subjects/{child}/consents"),
+            &site.admin,
+            None,
+        )
+        .await;
+    let decision = history["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["purpose"] == "direct_marketing")
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(decision["given_by"], "guardian", "{history}");
+    assert_eq!(decision["guardian_subject_id"], json!(ibu.id), "{history}");
+    let (_, trail) = site
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/audit?subject={child}"),
+            &site.admin,
+            None,
+        )
+        .await;
+    assert!(
+        trail["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "consent.grant"
+                && e["actor"] == json!(format!("subject:{}", ibu.id))),
+        "{trail}"
+    );
+
+    // Back to her own data.
+    let back = site
+        .post(
+            "/portal/act-for",
+            Some(&session),
+            &[("csrf", &page.csrf()), ("subject", "self")],
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::SEE_OTHER);
+    let page = site.get("/portal", Some(&session)).await;
+    assert!(page.body.contains(ibu.email) && !page.body.contains("Kembali ke data saya"));
+}
+
+#[tokio::test]
 async fn an_erased_person_is_found_no_more_and_their_session_ends() {
     let site = site().await;
     let siti = site.person(SITI).await;

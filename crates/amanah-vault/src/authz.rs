@@ -76,6 +76,11 @@ impl Principal {
         self.caller.subject.as_deref()
     }
 
+    /// The guardian's own subject id, when a guardian acts for a child in the portal.
+    pub fn acting_guardian(&self) -> Option<&str> {
+        self.caller.acting_guardian()
+    }
+
     pub(crate) fn caller(&self) -> &Caller {
         &self.caller
     }

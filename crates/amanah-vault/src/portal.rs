@@ -4,6 +4,7 @@
 //! decision point gives their own principal ([`Vault::data_subject`]).
 
 use amanah_core::audit::AuditAction;
+use amanah_core::consent::AgeGroup;
 use amanah_core::fields::{self, FieldType};
 use amanah_core::Result;
 
@@ -102,5 +103,52 @@ impl Vault {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    /// The children `guardian` may act for in the portal: subjects who recorded them as
+    /// `guardian` or `parent` and are minors today under the policy (UU PDP Art. 25). A child
+    /// who comes of age leaves the list and decides alone.
+    pub async fn wards(&self, guardian: &str) -> Result<Vec<String>> {
+        let relations = self.store.relations(guardian).await.map_err(store_error)?;
+        let mut out: Vec<String> = Vec::new();
+        for r in relations {
+            if r.related_subject_id != guardian
+                || !matches!(r.kind.as_str(), "guardian" | "parent")
+                || out.contains(&r.subject_id)
+            {
+                continue;
+            }
+            if self.is_child(&r.subject_id).await? {
+                out.push(r.subject_id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The principal of `guardian` acting for `child` in the portal, if the child recorded them
+    /// as guardian or parent and is a minor today; anything else is `Forbidden` (the same for a
+    /// child who does not exist).
+    pub async fn guardian_of(&self, guardian: &str, child: &str) -> Result<Principal> {
+        if self.wards(guardian).await?.iter().any(|w| w == child) {
+            Ok(Principal::new(amanah_core::authz::Caller::guardian_of(
+                guardian, child,
+            )))
+        } else {
+            Err(amanah_core::Error::Forbidden(
+                "you may act only for a child who named you as their parent or guardian".into(),
+            ))
+        }
+    }
+
+    async fn is_child(&self, id: &str) -> Result<bool> {
+        let Some(stored) = self.store.load_subject(id).await.map_err(store_error)? else {
+            return Ok(false);
+        };
+        let key = self.unwrap_key(&stored)?;
+        let policy = self.policy();
+        Ok(matches!(
+            self.age_group(&policy.policy, &key, &stored)?,
+            Some(AgeGroup::Minor | AgeGroup::BelowMinimum)
+        ))
     }
 }

@@ -254,6 +254,7 @@ fn summary(desk: &Desk, view: &RequestView) -> Markup {
     let open = RequestStatus::parse(&r.status).is_some_and(RequestStatus::is_open);
     let (left, late) = hours_left(desk, r.due_at_micros, open);
     let by_portal = r.received_by.starts_with("subject:");
+    let by_guardian = by_portal && r.received_by != format!("subject:{}", r.subject_id);
     let proposed = view
         .details
         .as_ref()
@@ -275,7 +276,11 @@ fn summary(desk: &Desk, view: &RequestView) -> Markup {
                     @if !left.is_empty() { " · " span class=[late.then_some("overdue")] { (left) } }
                 }
                 dt { (desk.t("Diajukan", "Filed")) }
-                dd { @if by_portal {
+                dd { @if by_guardian {
+                    (desk.t("oleh orang tua atau wali subjek di portal privasi (masuk dengan kode sekali pakai) ",
+                            "by the person's parent or guardian in the privacy portal (signed in with a one-time code) "))
+                    code { (r.received_by) }
+                } @else if by_portal {
                     (desk.t("oleh subjek sendiri di portal privasi (masuk dengan kode sekali pakai)",
                             "by the person in the privacy portal (signed in with a one-time code)"))
                 } @else {

@@ -80,6 +80,7 @@ pub fn router() -> Router<AppState> {
         .route("/portal/sign-in", post(sign_in))
         .route("/portal/code", get(code_page).post(code))
         .route("/portal/sign-out", post(sign_out))
+        .route("/portal/act-for", post(act_for))
         .route("/portal/trail", get(trail))
         .route("/portal/consents", get(consents).post(consent))
         .route("/portal/requests", get(requests).post(file_request))
@@ -88,6 +89,22 @@ pub fn router() -> Router<AppState> {
         .route("/portal/export.zip", get(export_zip))
         .route("/portal/assets/portal.css", get(css))
         .route("/portal/assets/icon.svg", get(icon))
+}
+
+/// The signed-in person as the pages act: `who` decides and is audited, `subject` is whose
+/// data is shown (their own, or a child's they act for as guardian).
+struct Me {
+    who: amanah_vault::Principal,
+    subject: String,
+    own: String,
+    csrf: String,
+}
+
+impl Me {
+    /// A guardian acting for a child, not the person themselves.
+    fn for_child(&self) -> bool {
+        self.subject != self.own
+    }
 }
 
 /// A response that ends a handler early (a redirect, a refusal), boxed: it is the rare path.
@@ -151,6 +168,7 @@ impl Visit {
             path: &self.path,
             csrf,
             nav,
+            acting_for_child: false,
         }
     }
 
@@ -182,19 +200,61 @@ impl Visit {
         }
     }
 
-    /// The signed-in subject, or a redirect to the sign-in page.
+    /// The signed-in person, or a redirect to the sign-in page.
     fn signed_in(&self) -> Result<(String, String, String), Early> {
         match &self.session {
             Some((
                 id,
                 Session {
-                    stage: Stage::SignedIn { subject_id },
+                    stage: Stage::SignedIn { subject_id, .. },
                     csrf,
                     ..
                 },
             )) => Ok((id.clone(), subject_id.clone(), csrf.clone())),
             _ => Err(Box::new(Redirect::to("/portal").into_response())),
         }
+    }
+
+    /// Whose pages these are and as whom: the signed-in person themselves, or (after they chose
+    /// to) a child in their care, checked again on every page (a child who comes of age, or a
+    /// relation removed, drops the choice).
+    async fn me(&self) -> Result<Me, Early> {
+        let (session, own, csrf) = self.signed_in()?;
+        let acting_for = match &self.session {
+            Some((
+                _,
+                Session {
+                    stage: Stage::SignedIn { acting_for, .. },
+                    ..
+                },
+            )) => acting_for.clone(),
+            _ => None,
+        };
+        if let Some(child) = acting_for {
+            match self.vault.guardian_of(&own, &child).await {
+                Ok(who) => {
+                    return Ok(Me {
+                        who,
+                        subject: child,
+                        own,
+                        csrf,
+                    })
+                }
+                Err(_) => self.portal.state.set_stage(
+                    &session,
+                    Stage::SignedIn {
+                        subject_id: own.clone(),
+                        acting_for: None,
+                    },
+                ),
+            }
+        }
+        Ok(Me {
+            who: self.vault.data_subject(&own),
+            subject: own.clone(),
+            own,
+            csrf,
+        })
     }
 
     fn page(&self, status: StatusCode, markup: Markup) -> Response {
@@ -205,13 +265,14 @@ impl Visit {
     /// title `title` picks from the page's language, and the body `content` draws in it.
     fn signed_in_page(
         &self,
-        csrf: &str,
+        me: &Me,
         nav: Nav,
         title: impl FnOnce(&text::Text) -> &'static str,
         content: impl FnOnce(&Frame<'_>) -> Markup,
     ) -> Response {
         let organization = self.organization();
-        let frame = self.frame(&organization, Some(csrf), nav);
+        let mut frame = self.frame(&organization, Some(&me.csrf), nav);
+        frame.acting_for_child = me.for_child();
         let body = content(&frame);
         let title = title(text::text(self.lang));
         self.page(StatusCode::OK, pages::layout(&frame, title, body))
@@ -453,6 +514,7 @@ async fn code(State(state): State<AppState>, req: Request) -> Response {
             let opened = v.portal.state.open(
                 Stage::SignedIn {
                     subject_id: subject_id.clone(),
+                    acting_for: None,
                 },
                 session.lang.or(Some(v.lang)),
                 Instant::now(),
@@ -504,32 +566,75 @@ async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
 // ------------------------------------------------------------------------------ pages
 
 /// The person's whole record, read by the access export under their own permit (audited).
-async fn own_export(v: &Visit, subject_id: &str) -> Result<Value, Error> {
-    let who = v.vault.data_subject(subject_id);
+async fn own_export(v: &Visit, me: &Me) -> Result<Value, Error> {
     let permit = v
         .vault
-        .authorize::<act::SubjectExport>(&who, Target::subject(subject_id))
+        .authorize::<act::SubjectExport>(&me.who, Target::subject(&me.subject))
         .await?;
     v.vault.export_subject(&permit).await
 }
 
 async fn my_data(v: Visit) -> Response {
-    let (_, subject_id, csrf) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    let export = match own_export(&v, &subject_id).await {
+    let export = match own_export(&v, &me).await {
         Ok(e) => e,
         Err(e) => return v.vault_error(e),
+    };
+    // The children this person may act for (none while already acting for one).
+    let wards = if me.for_child() {
+        Vec::new()
+    } else {
+        match v.vault.wards(&me.own).await {
+            Ok(w) => w,
+            Err(e) => return v.vault_error(e),
+        }
     };
     let active = v.vault.policy();
     let zone = active.policy.settings.zone();
     v.signed_in_page(
-        &csrf,
+        &me,
         Nav::Data,
         |t| t.data_title,
-        |frame| pages::data(frame, &export, &active.policy, &zone),
+        |frame| {
+            maud::html! {
+                (pages::wards(frame, &me.csrf, &wards))
+                (pages::data(frame, &export, &active.policy, &zone))
+            }
+        },
     )
+}
+
+/// Chooses whose data the pages show: `subject=self`, or a child's id the vault agrees this
+/// person may act for as parent or guardian.
+async fn act_for(State(state): State<AppState>, req: Request) -> Response {
+    let Posted { v, fields, id, .. } = match posted(&state, req).await {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let (_, own, _) = match v.signed_in() {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let chosen = field(&fields, "subject").unwrap_or("self");
+    let acting_for = if chosen == "self" || chosen == own {
+        None
+    } else {
+        match v.vault.guardian_of(&own, chosen).await {
+            Ok(_) => Some(chosen.to_owned()),
+            Err(e) => return v.vault_error(e),
+        }
+    };
+    v.portal.state.set_stage(
+        &id,
+        Stage::SignedIn {
+            subject_id: own,
+            acting_for,
+        },
+    );
+    Redirect::to("/portal").into_response()
 }
 
 async fn trail(State(state): State<AppState>, req: Request) -> Response {
@@ -537,17 +642,17 @@ async fn trail(State(state): State<AppState>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let (_, subject_id, csrf) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    let export = match own_export(&v, &subject_id).await {
+    let export = match own_export(&v, &me).await {
         Ok(e) => e,
         Err(e) => return v.vault_error(e),
     };
     let zone = v.vault.policy().policy.settings.zone();
     v.signed_in_page(
-        &csrf,
+        &me,
         Nav::Trail,
         |t| t.trail_title,
         |frame| pages::trail(frame, &export, &zone),
@@ -555,14 +660,13 @@ async fn trail(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
-    let (_, subject_id, csrf) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    let who = v.vault.data_subject(&subject_id);
     let history = match v
         .vault
-        .authorize::<act::ConsentRead>(&who, Target::subject(&subject_id))
+        .authorize::<act::ConsentRead>(&me.who, Target::subject(&me.subject))
         .await
     {
         Ok(permit) => v.vault.consent_history(&permit).await,
@@ -574,10 +678,10 @@ async fn consents_page(v: &Visit, notice: Option<&str>) -> Response {
     };
     let active = v.vault.policy();
     v.signed_in_page(
-        &csrf,
+        &me,
         Nav::Consents,
         |t| t.consents_title,
-        |frame| pages::consents(frame, &csrf, &history.current, &active.policy, notice),
+        |frame| pages::consents(frame, &me.csrf, &history.current, &active.policy, notice),
     )
 }
 
@@ -593,8 +697,8 @@ async fn consent(State(state): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let (_, subject_id, _) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
     let purpose = field(&fields, "purpose").unwrap_or("").to_owned();
@@ -604,31 +708,38 @@ async fn consent(State(state): State<AppState>, req: Request) -> Response {
         .filter(|(k, _)| k == "channel")
         .map(|(_, v)| v.clone())
         .collect();
+    // A guardian acting for a child decides in their own name (the vault refuses otherwise).
+    let (given_by, guardian, evidence) = if me.for_child() {
+        (
+            "guardian",
+            Some(amanah_vault::GuardianInput::Subject(me.own.clone())),
+            "given by the parent or guardian in the privacy portal, signed in with a one-time code",
+        )
+    } else {
+        (
+            "subject",
+            None,
+            "given by the data subject in the privacy portal, signed in with a one-time code",
+        )
+    };
     let input = ConsentInput {
         purpose: purpose.clone(),
         granted,
         channel: "privacy_portal".into(),
-        evidence: Some(
-            "given by the data subject in the privacy portal, signed in with a one-time code"
-                .into(),
-        ),
-        given_by: "subject".into(),
-        guardian: None,
+        evidence: Some(evidence.into()),
+        given_by: given_by.into(),
+        guardian,
         contact_channels: if granted { channels } else { Vec::new() },
     };
-    let who = v.vault.data_subject(&subject_id);
-    let target = Target::subject_under(&subject_id, &purpose);
+    let who = &me.who;
+    let target = Target::subject_under(&me.subject, &purpose);
     let result = if granted {
-        match v.vault.authorize::<act::ConsentGrant>(&who, target).await {
+        match v.vault.authorize::<act::ConsentGrant>(who, target).await {
             Ok(p) => v.vault.record_consent(&p, &input).await.map(|_| ()),
             Err(e) => Err(e),
         }
     } else {
-        match v
-            .vault
-            .authorize::<act::ConsentWithdraw>(&who, target)
-            .await
-        {
+        match v.vault.authorize::<act::ConsentWithdraw>(who, target).await {
             Ok(p) => v.vault.record_consent(&p, &input).await.map(|_| ()),
             Err(e) => Err(e),
         }
@@ -640,11 +751,11 @@ async fn consent(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
-    let (_, subject_id, csrf) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    let export = match own_export(v, &subject_id).await {
+    let export = match own_export(v, &me).await {
         Ok(e) => e,
         Err(e) => return v.vault_error(e),
     };
@@ -652,10 +763,10 @@ async fn requests_page(v: &Visit, notice: Option<&str>) -> Response {
     let now = jiff::Timestamp::from_microsecond(v.vault.clock().now_micros())
         .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
     v.signed_in_page(
-        &csrf,
+        &me,
         Nav::Requests,
         |t| t.requests_title,
-        |frame| pages::requests(frame, &csrf, &export, &zone, now, notice),
+        |frame| pages::requests(frame, &me.csrf, &export, &zone, now, notice),
     )
 }
 
@@ -671,8 +782,8 @@ async fn file_request(State(state): State<AppState>, req: Request) -> Response {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let (_, subject_id, _) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
     let kind = field(&fields, "type").unwrap_or("");
@@ -696,10 +807,9 @@ async fn file_request(State(state): State<AppState>, req: Request) -> Response {
     }
     details.insert("filed_in".into(), json!("privacy_portal"));
     let details = Value::Object(details);
-    let who = v.vault.data_subject(&subject_id);
     let result = match v
         .vault
-        .authorize::<act::RequestCreate>(&who, Target::subject(&subject_id))
+        .authorize::<act::RequestCreate>(&me.who, Target::subject(&me.subject))
         .await
     {
         Ok(p) => v.vault.create_request(&p, kind, Some(&details)).await,
@@ -718,11 +828,11 @@ async fn export_json(State(state): State<AppState>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let (_, subject_id, _) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    match own_export(&v, &subject_id).await {
+    match own_export(&v, &me).await {
         Ok(export) => (
             [
                 (header::CONTENT_TYPE, "application/json".to_owned()),
@@ -743,11 +853,11 @@ async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let (_, subject_id, _) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    match own_export(&v, &subject_id).await {
+    match own_export(&v, &me).await {
         Ok(export) => match crate::rights::export_csv(&export) {
             Ok(csv) => crate::handlers::csv_attachment("my-data.csv", csv),
             Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -761,14 +871,13 @@ async fn export_zip(State(state): State<AppState>, req: Request) -> Response {
         Ok(v) => v,
         Err(r) => return *r,
     };
-    let (_, subject_id, _) = match v.signed_in() {
-        Ok(s) => s,
+    let me = match v.me().await {
+        Ok(m) => m,
         Err(r) => return *r,
     };
-    let who = v.vault.data_subject(&subject_id);
     let permit = match v
         .vault
-        .authorize::<act::SubjectExport>(&who, Target::subject(&subject_id))
+        .authorize::<act::SubjectExport>(&me.who, Target::subject(&me.subject))
         .await
     {
         Ok(p) => p,

@@ -28,6 +28,8 @@ pub struct Frame<'a> {
     /// Signed in: the session's form token (for the sign-out form).
     pub csrf: Option<&'a str>,
     pub nav: Nav,
+    /// A guardian is acting for a child: every page says so and offers the way back.
+    pub acting_for_child: bool,
 }
 
 pub fn layout(f: &Frame<'_>, title: &str, body: Markup) -> Markup {
@@ -77,6 +79,16 @@ pub fn layout(f: &Frame<'_>, title: &str, body: Markup) -> Markup {
                     }
                 }
                 main id="main" tabindex="-1" {
+                    @if let (true, Some(csrf)) = (f.acting_for_child, f.csrf) {
+                        form class="acting notice" method="post" action="/portal/act-for" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="hidden" name="subject" value="self";
+                            (f.lang.pick("Anda bertindak sebagai orang tua atau wali untuk anak Anda.",
+                                         "You are acting as parent or guardian for your child."))
+                            " "
+                            button class="secondary" type="submit" { (f.lang.pick("Kembali ke data saya", "Back to my own data")) }
+                        }
+                    }
                     h1 { (title) }
                     (body)
                 }
@@ -167,6 +179,32 @@ fn downloads(t: &Text) -> Markup {
             a href="/portal/export.json" download { "JSON" }
             a href="/portal/export.csv" download { "CSV" }
             a href="/portal/export.zip" download { "ZIP (JSON + " (t.documents) ")" }
+        }
+    }
+}
+
+/// The children a parent or guardian may act for, each with a button to do so.
+pub fn wards(f: &Frame<'_>, csrf: &str, wards: &[String]) -> Markup {
+    html! {
+        @if !wards.is_empty() {
+            section class="card" {
+                h2 { (f.lang.pick("Anak dalam perwalian Anda", "Children in your care")) }
+                p { (f.lang.pick(
+                    "Anda tercatat sebagai orang tua atau wali anak berikut. Selama mereka belum dewasa, Anda dapat melihat data mereka, memberi atau menarik persetujuan, dan mengajukan permohonan atas nama mereka; semuanya dicatat atas nama Anda.",
+                    "You are recorded as parent or guardian of the children below. While they are minors you can see their data, give or withdraw consent and file requests for them; everything is recorded in your name.")) }
+                ul {
+                    @for (i, w) in wards.iter().enumerate() {
+                        li {
+                            form class="inline" method="post" action="/portal/act-for" {
+                                input type="hidden" name="csrf" value=(csrf);
+                                input type="hidden" name="subject" value=(w);
+                                (f.lang.pick("Anak", "Child")) " " (i + 1) " (" code { (w.get(..8).unwrap_or(w)) } ") "
+                                button class="secondary" type="submit" { (f.lang.pick("Bertindak untuk anak ini", "Act for this child")) }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -43,8 +43,11 @@ pub enum Stage {
     /// address and its generation. Only that code can be tried from this session, so a session
     /// that once asked for someone's address cannot spend the tries of a code asked later.
     Visitor { pending: Option<([u8; 32], u64)> },
-    /// Signed in as this subject.
-    SignedIn { subject_id: String },
+    /// Signed in as this subject; `acting_for`: the child they chose to act for as guardian.
+    SignedIn {
+        subject_id: String,
+        acting_for: Option<String>,
+    },
 }
 
 /// A portal session.
@@ -146,6 +149,10 @@ impl PortalState {
 
     pub fn set_lang(&self, id: &str, lang: Lang) {
         self.sessions.set_lang(id, lang);
+    }
+
+    pub fn set_stage(&self, id: &str, stage: Stage) {
+        self.sessions.set_stage(id, stage);
     }
 
     pub fn set_pending(&self, id: &str, address: [u8; 32], generation: u64) {

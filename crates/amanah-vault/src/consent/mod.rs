@@ -455,6 +455,19 @@ impl Vault {
         permit: &Permit<A>,
         input: &ConsentInput,
     ) -> Result<()> {
+        // A guardian acting in the portal decides as the guardian, in their own name, never as
+        // the child (the relation was checked when their principal was made).
+        if let Some(acting) = permit.principal().acting_guardian() {
+            return match &input.guardian {
+                Some(GuardianInput::Subject(g)) if g == acting && input.given_by == "guardian" => {
+                    Ok(())
+                }
+                _ => Err(Error::invalid(
+                    "given_by",
+                    "a guardian acting for a child decides as the guardian, in their own name",
+                )),
+            };
+        }
         let Some(GuardianInput::Subject(g)) = &input.guardian else {
             return Ok(());
         };
