@@ -508,6 +508,36 @@ async fn an_officer_rectifies_erases_and_refuses_through_the_requests() {
     let budi = site.applicant("Budi Santoso", "budi@example.id").await;
     let dpo = site.sign_in(&site.dpo).await;
 
+    // A proposed value the policy would refuse is refused with the request, which is not filed.
+    for proposed in [
+        json!({"email": "not an address"}),
+        json!({"secret_plan": "x"}),
+        json!("full_name"),
+    ] {
+        let (status, body) = site
+            .api(
+                reqwest::Method::POST,
+                "/v1/requests",
+                &site.dpo,
+                Some(json!({"subject_id": siti, "type": "rectification",
+                            "details": {"proposed": proposed}})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["field"], "details.proposed", "{body}");
+        let detail = body["detail"].as_str().unwrap();
+        assert!(!detail.contains("not an address") && !detail.contains("secret_plan"));
+    }
+    let (_, listed) = site
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/requests?subject={siti}"),
+            &site.dpo,
+            None,
+        )
+        .await;
+    assert_eq!(listed["requests"], json!([]), "{listed}");
+
     // Rectification: the proposed value is offered, saved under the request, then completed.
     let fix = site
         .request_by_subject(

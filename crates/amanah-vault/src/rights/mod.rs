@@ -54,6 +54,35 @@ pub(crate) fn text(field: &str, value: &str) -> Result<String> {
     Ok(v.to_owned())
 }
 
+/// The values a rectification request proposes (`details.proposed`) must be values the policy
+/// would accept for their categories, so the officer is never handed one the vault would
+/// refuse. Messages name declared categories and rules only, never what was sent.
+fn check_proposed(policy: &amanah_core::policy::Policy, proposed: &Value) -> Result<()> {
+    let field = "details.proposed";
+    let Some(map) = proposed.as_object() else {
+        return Err(Error::invalid(
+            field,
+            "`details.proposed` must map categories to their corrected values",
+        ));
+    };
+    for (name, value) in map {
+        let Some(cat) = policy.category(name).filter(|c| !c.is_document()) else {
+            return Err(Error::invalid(
+                field,
+                "`details.proposed` names a category the policy does not declare as a field",
+            ));
+        };
+        let checked = match value {
+            Value::String(s) => amanah_core::fields::normalize_str(cat.field_type, s),
+            other => amanah_core::fields::normalize(cat.field_type, other),
+        };
+        if let Err(e) = checked {
+            return Err(Error::invalid(field, format!("proposed `{name}`: {}", e.rule)));
+        }
+    }
+    Ok(())
+}
+
 fn today(micros: i64) -> String {
     date_of(micros).to_string()
 }
@@ -196,6 +225,11 @@ impl Vault {
                 format!("`type` must be one of: {}", RequestType::spellings()),
             )
         })?;
+        if kind == RequestType::Rectification {
+            if let Some(proposed) = details.and_then(|d| d.get("proposed")) {
+                check_proposed(policy, proposed)?;
+            }
+        }
         let (_, key) = self.subject_for(subject_id, &draft).await?;
         let id = uuid::Uuid::new_v4().to_string();
         let now = draft.at_micros;
