@@ -34,7 +34,7 @@ use axum::Router;
 use maud::{html, Markup, DOCTYPE};
 use zeroize::Zeroizing;
 
-use crate::web::{self, Lang, Session, Sessions};
+use crate::web::{self, Lang, Session, Sessions, Tier};
 use crate::AppState;
 
 /// The session cookie's name.
@@ -523,10 +523,10 @@ async fn sign_in_page(State(state): State<AppState>, req: Request) -> Response {
     if let Some((_, s)) = &v.session {
         return sign_in_form(&v, &s.csrf, StatusCode::OK, None);
     }
-    let opened = v
-        .console
-        .sessions
-        .open(Stage::Visitor, v.asked_lang, Instant::now());
+    let opened =
+        v.console
+            .sessions
+            .open(Tier::Visitor, Stage::Visitor, v.asked_lang, Instant::now());
     let Ok((id, s)) = opened else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
@@ -588,6 +588,7 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
     // A new session under a new id: whatever id the browser had before is dropped.
     v.console.sessions.close(&old_id);
     let opened = v.console.sessions.open(
+        Tier::SignedIn,
         Stage::SignedIn(Arc::new(key)),
         session.lang.or(Some(lang)),
         Instant::now(),

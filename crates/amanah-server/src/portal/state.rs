@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use amanah_crypto::otp::CodeHash;
 
 pub use crate::web::Lang;
-use crate::web::{Session as WebSession, Sessions};
+use crate::web::{Session as WebSession, Sessions, Tier};
 
 /// A code lives this long.
 pub const CODE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -33,7 +33,8 @@ pub const SENDS_PER_CLIENT: usize = 10;
 pub const SEND_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A session ends this long after sign-in, however busy.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
-/// Sessions kept at most (the oldest idle ones go first beyond it).
+/// Sessions kept at most, of visitors and of signed-in people each (the oldest idle ones of the
+/// same kind go first beyond it).
 const MAX_SESSIONS: usize = 100_000;
 
 /// Who the browser is.
@@ -140,7 +141,11 @@ impl PortalState {
         lang: Option<Lang>,
         now: Instant,
     ) -> Result<(String, Session), amanah_crypto::CryptoError> {
-        self.sessions.open(stage, lang, now)
+        let tier = match stage {
+            Stage::Visitor { .. } => Tier::Visitor,
+            Stage::SignedIn { .. } => Tier::SignedIn,
+        };
+        self.sessions.open(tier, stage, lang, now)
     }
 
     pub fn close(&self, id: &str) {

@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::Markup;
 
-pub use sessions::{Session, Sessions};
+pub use sessions::{Session, Sessions, Tier};
 
 /// The pages' Content-Security-Policy: the stylesheet from here, forms to here, nothing else.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \

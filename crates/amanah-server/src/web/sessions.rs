@@ -22,30 +22,46 @@ pub struct Session<S> {
     last_seen: Instant,
 }
 
+/// Whether a session belongs to someone who proved who they are, or to a visitor who has not
+/// (yet): kept apart, so that a flood of visitors (one session per cookieless request) can
+/// only push out other visitors, never a signed-in person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Visitor,
+    SignedIn,
+}
+
 /// The live sessions of one set of pages.
 pub struct Sessions<S> {
-    map: Mutex<HashMap<String, Session<S>>>,
+    visitors: Mutex<HashMap<String, Session<S>>>,
+    signed_in: Mutex<HashMap<String, Session<S>>>,
     /// A session unused this long is over.
     idle: Duration,
     /// A session is over this long after it opened, however busy.
     lifetime: Duration,
-    /// Sessions kept at most (beyond it, expired ones go, then the least recently seen).
+    /// Sessions kept at most in each tier (beyond it, that tier's expired ones go, then its
+    /// least recently seen).
     cap: usize,
 }
 
 impl<S: Clone> Sessions<S> {
     pub fn new(idle: Duration, lifetime: Duration, cap: usize) -> Self {
         Sessions {
-            map: Mutex::new(HashMap::new()),
+            visitors: Mutex::new(HashMap::new()),
+            signed_in: Mutex::new(HashMap::new()),
             idle,
             lifetime,
             cap,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session<S>>> {
+    fn lock(&self, tier: Tier) -> std::sync::MutexGuard<'_, HashMap<String, Session<S>>> {
+        let map = match tier {
+            Tier::Visitor => &self.visitors,
+            Tier::SignedIn => &self.signed_in,
+        };
         // A panic while holding the lock leaves a plain map behind: still usable.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn live(&self, s: &Session<S>, now: Instant) -> bool {
@@ -54,20 +70,23 @@ impl<S: Clone> Sessions<S> {
 
     /// The live session of this id (its idle time restarts), or `None`.
     pub fn get(&self, id: &str, now: Instant) -> Option<Session<S>> {
-        let mut map = self.lock();
-        let live = map.get(id).is_some_and(|s| self.live(s, now));
-        if !live {
-            map.remove(id);
-            return None;
+        for tier in [Tier::SignedIn, Tier::Visitor] {
+            let mut map = self.lock(tier);
+            let Some(s) = map.get_mut(id) else { continue };
+            if !self.live(s, now) {
+                map.remove(id);
+                return None;
+            }
+            s.last_seen = now;
+            return Some(s.clone());
         }
-        let s = map.get_mut(id)?;
-        s.last_seen = now;
-        Some(s.clone())
+        None
     }
 
-    /// Stores a new session under a fresh random id, with a fresh token.
+    /// Stores a new session of `tier` under a fresh random id, with a fresh token.
     pub fn open(
         &self,
+        tier: Tier,
         stage: S,
         lang: Option<Lang>,
         now: Instant,
@@ -80,7 +99,7 @@ impl<S: Clone> Sessions<S> {
             opened: now,
             last_seen: now,
         };
-        let mut map = self.lock();
+        let mut map = self.lock(tier);
         if map.len() >= self.cap {
             map.retain(|_, s| self.live(s, now));
             if map.len() >= self.cap {
@@ -98,23 +117,33 @@ impl<S: Clone> Sessions<S> {
     }
 
     pub fn close(&self, id: &str) {
-        self.lock().remove(id);
+        for tier in [Tier::SignedIn, Tier::Visitor] {
+            self.lock(tier).remove(id);
+        }
     }
 
     /// Ends every session whose stage `matches` (e.g. all of one signed-in person's).
     pub fn close_where(&self, matches: impl Fn(&S) -> bool) {
-        self.lock().retain(|_, s| !matches(&s.stage));
-    }
-
-    pub fn set_lang(&self, id: &str, lang: Lang) {
-        if let Some(s) = self.lock().get_mut(id) {
-            s.lang = Some(lang);
+        for tier in [Tier::SignedIn, Tier::Visitor] {
+            self.lock(tier).retain(|_, s| !matches(&s.stage));
         }
     }
 
+    pub fn set_lang(&self, id: &str, lang: Lang) {
+        self.update(id, |s| s.lang = Some(lang));
+    }
+
+    /// Changes what a session is, within its tier (a sign-in opens a new session instead).
     pub fn set_stage(&self, id: &str, stage: S) {
-        if let Some(s) = self.lock().get_mut(id) {
-            s.stage = stage;
+        self.update(id, |s| s.stage = stage);
+    }
+
+    fn update(&self, id: &str, change: impl FnOnce(&mut Session<S>)) {
+        for tier in [Tier::SignedIn, Tier::Visitor] {
+            if let Some(s) = self.lock(tier).get_mut(id) {
+                change(s);
+                return;
+            }
         }
     }
 }
@@ -127,32 +156,36 @@ mod tests {
     fn sessions_end_when_idle_and_at_their_lifetime() {
         let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(150), 10);
         let now = Instant::now();
-        let (id, s) = sessions.open("a", None, now).unwrap();
+        let (id, s) = sessions.open(Tier::SignedIn, "a", None, now).unwrap();
         assert_ne!(id, s.csrf);
         assert!(sessions.get(&id, now + Duration::from_secs(50)).is_some());
         assert!(sessions.get(&id, now + Duration::from_secs(100)).is_some());
         // Still busy, but past its lifetime.
         assert!(sessions.get(&id, now + Duration::from_secs(151)).is_none());
-        let (id, _) = sessions.open("b", None, now).unwrap();
+        let (id, _) = sessions.open(Tier::Visitor, "b", None, now).unwrap();
         assert!(sessions.get(&id, now + Duration::from_secs(61)).is_none());
     }
 
     #[test]
-    fn beyond_the_cap_the_least_recently_seen_goes() {
+    fn beyond_the_cap_the_least_recently_seen_of_the_same_tier_goes() {
         let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(600), 2);
         let now = Instant::now();
-        let (a, _) = sessions.open(1, None, now).unwrap();
-        let (b, _) = sessions
-            .open(2, None, now + Duration::from_secs(1))
-            .unwrap();
-        assert!(sessions.get(&a, now + Duration::from_secs(2)).is_some());
-        let (c, _) = sessions
-            .open(3, None, now + Duration::from_secs(3))
-            .unwrap();
-        let later = now + Duration::from_secs(4);
-        assert!(sessions.get(&b, later).is_none());
-        assert!(sessions.get(&a, later).is_some() && sessions.get(&c, later).is_some());
-        sessions.close_where(|s| *s == 1);
-        assert!(sessions.get(&a, later).is_none());
+        let at = |s: u64| now + Duration::from_secs(s);
+        let (member, _) = sessions.open(Tier::SignedIn, 0, None, now).unwrap();
+        let (a, _) = sessions.open(Tier::Visitor, 1, None, now).unwrap();
+        let (b, _) = sessions.open(Tier::Visitor, 2, None, at(1)).unwrap();
+        assert!(sessions.get(&a, at(2)).is_some());
+        let (c, _) = sessions.open(Tier::Visitor, 3, None, at(3)).unwrap();
+        assert!(sessions.get(&b, at(4)).is_none());
+        assert!(sessions.get(&a, at(4)).is_some() && sessions.get(&c, at(4)).is_some());
+        // A flood of visitors never pushes out a signed-in session.
+        for i in 0..50 {
+            sessions.open(Tier::Visitor, 9, None, at(5 + i)).unwrap();
+        }
+        assert!(sessions.get(&member, at(56)).is_some());
+        sessions.set_stage(&member, 7);
+        assert_eq!(sessions.get(&member, at(57)).unwrap().stage, 7);
+        sessions.close_where(|s| *s == 7);
+        assert!(sessions.get(&member, at(58)).is_none());
     }
 }

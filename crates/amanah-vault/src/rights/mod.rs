@@ -77,7 +77,10 @@ fn check_proposed(policy: &amanah_core::policy::Policy, proposed: &Value) -> Res
             other => amanah_core::fields::normalize(cat.field_type, other),
         };
         if let Err(e) = checked {
-            return Err(Error::invalid(field, format!("proposed `{name}`: {}", e.rule)));
+            return Err(Error::invalid(
+                field,
+                format!("proposed `{name}`: {}", e.rule),
+            ));
         }
     }
     Ok(())
