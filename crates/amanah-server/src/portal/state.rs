@@ -59,8 +59,6 @@ pub type Session = WebSession<Stage>;
 struct Pending {
     /// Set once the lookup found whose address it is (off the request path).
     subject_id: Option<String>,
-    /// Which code this is, for that lookup to bind the right one.
-    generation: u64,
     hash: CodeHash,
     expires: Instant,
     tries_left: u32,
@@ -79,7 +77,9 @@ pub enum CodeCheck {
 
 #[derive(Default)]
 struct Inner {
-    pending: HashMap<[u8; 32], Pending>,
+    /// Codes in force, by address and generation: a code asked later for the same address
+    /// (perhaps by someone else) does not replace one already sent.
+    pending: HashMap<([u8; 32], u64), Pending>,
     by_address: HashMap<[u8; 32], Vec<Instant>>,
     by_client: HashMap<IpAddr, Vec<Instant>>,
     generation: u64,
@@ -201,8 +201,10 @@ impl PortalState {
         Ok(())
     }
 
-    /// Puts a new code in force for `address` (replacing any earlier one), bound to nobody
-    /// yet; returns its generation for [`PortalState::bind`].
+    /// Puts a new code in force for `address` beside any earlier one (an attacker asking a
+    /// code for someone's address does not void the one they were sent), bound to nobody yet;
+    /// returns its generation for [`PortalState::bind`]. At most [`SENDS_PER_ADDRESS`] exist
+    /// per address and window, as the send limit is checked first.
     pub fn put_code(&self, address: [u8; 32], hash: CodeHash, now: Instant) -> u64 {
         let mut inner = self.lock();
         inner
@@ -211,10 +213,9 @@ impl PortalState {
         inner.generation += 1;
         let generation = inner.generation;
         inner.pending.insert(
-            address,
+            (address, generation),
             Pending {
                 subject_id: None,
-                generation,
                 hash,
                 expires: now + CODE_TTL,
                 tries_left: MAX_TRIES,
@@ -226,8 +227,8 @@ impl PortalState {
     /// Binds the code of that generation to the subject the lookup found; `false` when it is
     /// no longer in force (replaced, used or voided): then nothing is to be sent.
     pub fn bind(&self, address: [u8; 32], generation: u64, subject_id: String) -> bool {
-        match self.lock().pending.get_mut(&address) {
-            Some(p) if p.generation == generation && p.tries_left > 0 => {
+        match self.lock().pending.get_mut(&(address, generation)) {
+            Some(p) if p.tries_left > 0 => {
                 p.subject_id = Some(subject_id);
                 true
             }
@@ -236,8 +237,9 @@ impl PortalState {
     }
 
     /// Checks a typed code against the code of that generation for `address`, if it is still
-    /// the one in force (a later one, asked from another session, is not touched). A right code
-    /// is used up; a wrong one costs a try, and the last try voids it.
+    /// in force (another one, asked from another session, is not touched). A right code is
+    /// used up, with every other code of the address (its owner is signed in); a wrong one
+    /// costs a try, and the last try voids it.
     pub fn check_code(
         &self,
         address: [u8; 32],
@@ -246,27 +248,24 @@ impl PortalState {
         now: Instant,
     ) -> CodeCheck {
         let mut inner = self.lock();
-        let Some(p) = inner
-            .pending
-            .get_mut(&address)
-            .filter(|p| p.generation == generation)
-        else {
+        let key = (address, generation);
+        let Some(p) = inner.pending.get_mut(&key) else {
             return CodeCheck::NoCode;
         };
         if p.expires <= now || p.tries_left == 0 {
-            inner.pending.remove(&address);
+            inner.pending.remove(&key);
             return CodeCheck::NoCode;
         }
         if p.hash.matches(code) {
             if let Some(subject) = p.subject_id.clone() {
-                inner.pending.remove(&address);
+                inner.pending.retain(|(a, _), _| *a != address);
                 return CodeCheck::Valid(subject);
             }
         }
         p.tries_left -= 1;
         let left = p.tries_left;
         if left == 0 {
-            inner.pending.remove(&address);
+            inner.pending.remove(&key);
         }
         CodeCheck::Wrong(left)
     }
@@ -312,26 +311,33 @@ mod tests {
     }
 
     #[test]
-    fn a_session_tries_only_the_code_it_asked_for() {
+    fn a_session_tries_only_the_code_it_asked_for_and_a_later_one_voids_nothing() {
         let state = PortalState::new().unwrap();
         let now = Instant::now();
         let a = state.address_key("a@example.id");
-        // Someone asked a code for this address earlier (their generation `old`); the person
-        // then asks for one of their own.
-        let (_, hash) = amanah_crypto::otp::new_code().unwrap();
-        let old = state.put_code(a, hash, now);
+        // The person asks a code (generation `g`); then someone else asks one for the same
+        // address (generation `other`).
         let (code, hash) = amanah_crypto::otp::new_code().unwrap();
         let g = state.put_code(a, hash, now);
         assert!(state.bind(a, g, "s1".into()));
-        // The earlier session's guesses touch nothing: no tries spent, the code still valid.
-        for guess in ["000000", "111111", "222222", "333333"] {
-            assert_eq!(state.check_code(a, old, guess, now), CodeCheck::NoCode);
+        let (_, hash) = amanah_crypto::otp::new_code().unwrap();
+        let other = state.put_code(a, hash, now);
+        assert!(state.bind(a, other, "s1".into()));
+        // The other session's guesses spend only its own code's tries, and the person's code
+        // (which the other session never saw) is no good there.
+        for guess in ["000000", "111111", &code] {
+            assert!(matches!(
+                state.check_code(a, other, guess, now),
+                CodeCheck::Wrong(_) | CodeCheck::NoCode
+            ));
         }
-        assert_eq!(state.check_code(a, old, &code, now), CodeCheck::NoCode);
+        assert_eq!(state.check_code(a, other, &code, now), CodeCheck::NoCode);
         assert_eq!(
             state.check_code(a, g, &code, now),
             CodeCheck::Valid("s1".into())
         );
+        // Signed in: every other code of the address is gone too.
+        assert_eq!(state.check_code(a, g, &code, now), CodeCheck::NoCode);
     }
 
     #[test]
