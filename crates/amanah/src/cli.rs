@@ -343,10 +343,14 @@ impl PortalArgs {
                 anyhow::bail!("--portal-webhook must be an http(s) URL");
             }
         }
-        let https_origin = self
-            .portal_origin
-            .as_deref()
-            .is_some_and(|o| o.starts_with("https://"));
+        if let Some(origin) = &self.portal_origin {
+            if !origin.starts_with("https://") {
+                anyhow::bail!(
+                    "--portal-origin must be the https:// address people reach the portal at (it marks cookies Secure); without TLS in front, leave it out"
+                );
+            }
+        }
+        let https_origin = self.portal_origin.is_some();
         Ok(PortalConfig {
             delivery: Delivery {
                 smtp,

@@ -160,6 +160,29 @@ fn serve_refuses_plain_http_on_a_public_address() {
 }
 
 #[test]
+fn serve_refuses_a_portal_origin_that_is_not_https() {
+    let (_dir, data) = initialized_store();
+    let out = amanah()
+        .args([
+            "serve",
+            "--data",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--portal-origin",
+            "http://privasi.example.id",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--portal-origin must be the https://"),
+        "{err}"
+    );
+}
+
+#[test]
 fn commands_on_a_missing_store_explain_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let out = amanah()

@@ -308,11 +308,7 @@ fn summary(desk: &Desk, view: &RequestView) -> Markup {
 }
 
 fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+    crate::web::shown(v)
 }
 
 fn status_form(desk: &Desk, id: &str, to: &str, label: &str, secondary: bool) -> Markup {

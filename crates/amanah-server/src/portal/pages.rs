@@ -165,11 +165,7 @@ pub fn when(value: &Value, zone: &jiff::tz::TimeZone) -> String {
 pub use crate::web::when_ts;
 
 fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+    crate::web::shown(v)
 }
 
 fn downloads(t: &Text) -> Markup {

@@ -158,6 +158,22 @@ pub fn session_cookie(name: &str, path: &str, id: &str, secure: bool) -> header:
     .unwrap_or_else(|_| header::HeaderValue::from_static(""))
 }
 
+/// A stored value as page text: bidirectional controls (U+202A–U+202E, U+2066–U+2069) become
+/// U+FFFD, so a value cannot reorder what follows it on the page (maud escapes the markup).
+pub fn shown(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    text.chars()
+        .map(|c| match c {
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => '\u{FFFD}',
+            c => c,
+        })
+        .collect()
+}
+
 /// A time in the organization's time zone, to the minute.
 pub fn when_ts(ts: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
     ts.to_zoned(zone.clone())
@@ -186,6 +202,15 @@ mod tests {
         assert!(!csrf_matches("abc", &fields("abd")));
         assert!(!csrf_matches("abc", &fields("")));
         assert!(!csrf_matches("abc", &[]));
+    }
+
+    #[test]
+    fn shown_values_cannot_reorder_the_page() {
+        use serde_json::json;
+        assert_eq!(shown(&json!("a\u{202E}b\u{2066}c")), "a\u{FFFD}b\u{FFFD}c");
+        assert_eq!(shown(&json!("Siti")), "Siti");
+        assert_eq!(shown(&json!(null)), "");
+        assert_eq!(shown(&json!(42)), "42");
     }
 
     #[test]
