@@ -391,7 +391,7 @@ pub(crate) fn desk(
 
 async fn desk_of(v: Visit) -> Result<Desk, Early> {
     let to_sign_in = || Box::new(Redirect::to("/console/sign-in").into_response());
-    let Some((id, session)) = v.session else {
+    let Some((id, session)) = v.session.clone() else {
         return Err(to_sign_in());
     };
     let Stage::SignedIn(token) = &session.stage else {
@@ -406,10 +406,7 @@ async fn desk_of(v: Visit) -> Result<Desk, Early> {
                 .insert(header::SET_COOKIE, v.console.cookie(""));
             return Err(Box::new(r));
         }
-        Err(e) => {
-            let problem = crate::problem::Problem::from(e);
-            return Err(Box::new(problem.into_response()));
-        }
+        Err(e) => return Err(Box::new(refusal_page(&v, e))),
     };
     let zone = vault.policy().policy.settings.zone();
     Ok(Desk {
@@ -443,6 +440,32 @@ pub(crate) async fn posted(
         return Err(Box::new(refuse_csrf(&v)));
     }
     Ok((desk_of(v).await?, fields))
+}
+
+/// A failure before anyone is signed in (a suspended organization, a store that fails), as a
+/// page with its problem's status and detail (an internal error's detail goes to the log).
+fn refusal_page(v: &Visit, e: Error) -> Response {
+    if let Error::Internal(detail) = &e {
+        tracing::error!(error = %detail, "console sign-in failed");
+    }
+    let problem = crate::problem::Problem::from(e);
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let lang = v.lang;
+    web::html(
+        status,
+        frame(
+            lang,
+            &v.path,
+            "Amanah",
+            lang.pick("Tidak dapat dilanjutkan", "Could not continue"),
+            None,
+            html! {},
+            html! {
+                p class="error" role="alert" { (problem.detail) }
+                p { a href="/console/sign-in" { (lang.pick("Ke halaman masuk", "To the sign-in page")) } }
+            },
+        ),
+    )
 }
 
 fn refuse_csrf(v: &Visit) -> Response {
@@ -580,10 +603,10 @@ async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
                 )),
             )
         }
-        Err(e) => return crate::problem::Problem::from(e).into_response(),
+        Err(e) => return refusal_page(&v, e),
     };
     if let Err(e) = vault.record_console_sign_in(&who).await {
-        return crate::problem::Problem::from(e).into_response();
+        return refusal_page(&v, e);
     }
     // A new session under a new id: whatever id the browser had before is dropped.
     v.console.sessions.close(&old_id);
