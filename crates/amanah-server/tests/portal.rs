@@ -824,6 +824,12 @@ async fn a_parent_acts_for_their_child_in_their_own_name_and_nobody_else_can() {
         )
         .await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    // Said in the person's language first.
+    assert!(
+        refused.body.contains("Tindakan ini tidak diizinkan."),
+        "{}",
+        refused.body
+    );
     let page = site.get("/portal", Some(&as_budi)).await;
     assert!(page.body.contains(budi.name) && !page.body.contains("Putri"));
 

@@ -303,7 +303,29 @@ impl Visit {
         let problem = crate::problem::Problem::from(e);
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        self.error(status, &problem.detail)
+        // The vault's details are in English: the page leads with what happened in the
+        // person's language.
+        let lead = match status.as_u16() {
+            403 => self
+                .lang
+                .pick("Tindakan ini tidak diizinkan.", "This is not allowed."),
+            409 => self.lang.pick(
+                "Ini tidak dapat dilakukan sekarang.",
+                "This cannot be done now.",
+            ),
+            400 | 422 => self.lang.pick(
+                "Isian Anda tidak dapat diterima.",
+                "What you entered cannot be accepted.",
+            ),
+            _ => self
+                .lang
+                .pick("Terjadi kesalahan.", "Something went wrong."),
+        };
+        let detail = match self.lang {
+            Lang::Id => format!("{lead} Rincian (dalam bahasa Inggris): {}", problem.detail),
+            Lang::En => format!("{lead} {}", problem.detail),
+        };
+        self.error(status, &detail)
     }
 }
 
