@@ -152,6 +152,8 @@ pub trait AccountabilityStore: Send + Sync {
 
     /// Live subjects per purpose they were collected under (record of processing).
     async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>>;
+    /// Each purpose's current consent decisions, counted: (purpose, given, withdrawn).
+    async fn consents_per_purpose(&self) -> StoreResult<Vec<(String, u64, u64)>>;
 }
 
 /// Reads the subjects a disclosure or breach carries ($1 its id).
@@ -282,5 +284,12 @@ impl<B: Backend> AccountabilityStore for B {
     async fn subjects_per_purpose(&self) -> StoreResult<Vec<(String, u64)>> {
         self.all(sql::SUBJECTS_PER_PURPOSE, &[], rows::string_and_count)
             .await
+    }
+
+    async fn consents_per_purpose(&self) -> StoreResult<Vec<(String, u64, u64)>> {
+        self.all(sql::CONSENTS_PER_PURPOSE, &[], |r| {
+            Ok((r.col(0)?, r.col::<i64>(1)? as u64, r.col::<i64>(2)? as u64))
+        })
+        .await
     }
 }

@@ -214,6 +214,15 @@ pub(crate) const SUBJECTS_PER_PURPOSE: Sql = sql!(
      GROUP BY purpose ORDER BY purpose"
 );
 
+/// The current consent decision of each subject per purpose, counted: (purpose, given,
+/// withdrawn). Counts only: the console's statistics.
+pub(crate) const CONSENTS_PER_PURPOSE: Sql = sql!(
+    "SELECT cc.purpose, COUNT(CASE WHEN c.granted THEN 1 END),
+            COUNT(CASE WHEN c.granted THEN NULL ELSE 1 END)
+     FROM consent_current cc JOIN consents c ON c.seq = cc.consent_seq
+     GROUP BY cc.purpose ORDER BY cc.purpose"
+);
+
 pub(crate) const PURPOSES_OF: Sql = sql!(
     "SELECT purpose, collected_at FROM subject_purposes WHERE subject_id = $1
      ORDER BY collected_at, purpose"

@@ -1334,3 +1334,58 @@ async fn rewrapping_is_conditional_and_keys_are_counted_per_kek(backend: Backend
     assert!(store.load_subject("s2").await.unwrap().is_none());
     verify(&store, &ring).await;
 }
+
+on_both_stores!(consents_and_subjects_are_counted_per_purpose);
+
+/// The console's statistics: each purpose's current consent decisions (a later decision
+/// replaces an earlier one of the same subject) and its subjects, counted.
+async fn consents_and_subjects_are_counted_per_purpose(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let store = backend.open(ring.audit_key()).await;
+    assert!(store.consents_per_purpose().await.unwrap().is_empty());
+    for (i, (id, purpose)) in [("a", "p"), ("b", "p"), ("c", "q")].iter().enumerate() {
+        let mut s = subject(&ring, id, [i as u8 + 1; 32]);
+        s.purpose = (*purpose).into();
+        store
+            .insert_subject(s, draft(AuditAction::SubjectCreate, Some(id)))
+            .await
+            .unwrap();
+    }
+    let newsletter = |id: &str, s: &str, granted: bool| {
+        let mut c = consent(id, s, granted, "v1", &[]);
+        c.purpose = "newsletter".into();
+        c
+    };
+    for c in [
+        consent("1", "a", true, "v1", &["email"]), // given
+        consent("2", "b", true, "v1", &["email"]), // given, then withdrawn
+        consent("3", "b", false, "v1", &[]),
+        consent("4", "c", false, "v1", &[]),     // withdrawn
+        consent("5", "c", true, "v1", &["sms"]), // ... then given again
+        consent("6", "a", false, "v1", &[]),     // given, then withdrawn
+        newsletter("7", "a", true),
+    ] {
+        let s = c.subject_id.clone();
+        store
+            .insert_consent(c, draft(AuditAction::ConsentGrant, Some(&s)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.consents_per_purpose().await.unwrap(),
+        vec![
+            ("marketing".to_owned(), 1, 2),
+            ("newsletter".to_owned(), 1, 0)
+        ]
+    );
+    // A consent decision enrolls its subject in the purpose (given or not).
+    let per = |v: &[(&str, u64)]| {
+        v.iter()
+            .map(|(p, n)| ((*p).to_owned(), *n))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        store.subjects_per_purpose().await.unwrap(),
+        per(&[("marketing", 3), ("newsletter", 1), ("p", 2), ("q", 1)])
+    );
+}
