@@ -1,7 +1,8 @@
 //! What the officer's console needs of the vault beyond the API's operations: whether a role
 //! may attempt an action at all (to draw only the pages it can use; every page still asks the
-//! decision point for its own permit), recording a console sign-in, and revealing one masked
-//! value for a reason chosen from a closed list.
+//! decision point for its own permit), recording a console sign-in, revealing one masked
+//! value for a reason chosen from a closed list, the dashboard's statistics (counts only), and
+//! recording a look at the demo's outbox.
 
 use amanah_core::audit::AuditAction;
 use amanah_core::authz::{self, Action};
@@ -83,5 +84,48 @@ impl Vault {
         });
         self.record(draft).await?;
         Ok(value)
+    }
+}
+
+/// The dashboard's statistics: counts per purpose, nothing that identifies anyone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Statistics {
+    /// Per purpose, the subjects' current consent decisions: (purpose, given, withdrawn).
+    pub consents: Vec<(String, u64, u64)>,
+    /// Per purpose, the live subjects whose data was collected under it.
+    pub subjects: Vec<(String, u64)>,
+}
+
+impl Vault {
+    /// Consents and subjects counted per purpose (the console's dashboard). Audited as
+    /// `statistics.read`.
+    pub async fn statistics(&self, permit: &Permit<act::StatisticsRead>) -> Result<Statistics> {
+        let mut draft = permit.draft();
+        let consents = self
+            .store
+            .consents_per_purpose()
+            .await
+            .map_err(store_error)?;
+        let subjects = self
+            .store
+            .subjects_per_purpose()
+            .await
+            .map_err(store_error)?;
+        draft.reason = Some("consents and subjects counted per purpose".into());
+        self.record(draft).await?;
+        Ok(Statistics { consents, subjects })
+    }
+
+    /// Records that a key holder read the demo's outbox of portal messages (which carries
+    /// people's addresses and sign-in codes): the console reads the files, the permit and this
+    /// entry make it an audited act like any other read.
+    pub async fn record_outbox_read(
+        &self,
+        permit: &Permit<act::OutboxRead>,
+        messages: usize,
+    ) -> Result<()> {
+        let mut draft = permit.draft();
+        draft.reason = Some(format!("read the demo outbox ({messages} messages shown)"));
+        self.record(draft).await
     }
 }

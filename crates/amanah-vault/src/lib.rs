@@ -26,6 +26,7 @@ pub use authz::{act, recordable_id, Act, Permit, Principal, Target};
 pub use checkpoint::*;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::*;
+pub use console::Statistics;
 pub use documents::{ByteRange, ChunkStream, DocumentDownload, DocumentInfo, DocumentUpload};
 pub use import::*;
 pub use keys::*;
