@@ -345,7 +345,7 @@ pub struct NoticesOut {
 }
 
 /// How the record describes storage: whatever the backend, it only ever receives ciphertext.
-const STORAGE: &str = "field-level encryption before storage; the store holds ciphertexts, keyed index terms, hashes and ids only";
+pub(crate) const STORAGE: &str = "field-level encryption before storage; the store holds ciphertexts, keyed index terms, hashes and ids only";
 
 /// Request a disclosure to a recipient; it waits for the person in charge to approve it.
 #[utoipa::path(post, path = "/v1/disclosures", request_body = DisclosureBody,

@@ -684,16 +684,16 @@ async fn run(command: Command) -> Result<ExitCode> {
             let vault = Arc::new(open_vault(&data).await?);
             crate::keyfile::spawn_watcher(vault.clone(), data.key_path()?)?;
             let deployment = crate::tenants::deployment_of(vault, &data)?;
-            if let Some(dir) = dir {
+            if let Some(dir) = &dir {
                 crate::checkpoint::spawn_periodic(
                     deployment.clone(),
-                    dir,
+                    dir.clone(),
                     checkpoints.checkpoint_interval,
                 );
             }
             let documents = crate::serving::documents(net.documents.as_deref(), &data)?;
             deployment.attach_documents(documents);
-            serve(deployment, net).await?;
+            serve(deployment, net, dir).await?;
         }
         Command::Backup {
             data,
@@ -859,7 +859,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             deployment.attach_documents(crate::serving::documents(None, &args)?);
             let mut net = NetArgs::on(listen);
             net.portal.portal_outbox = Some(data.join("outbox"));
-            serve(deployment, net).await?;
+            serve(deployment, net, None).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

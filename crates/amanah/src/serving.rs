@@ -94,7 +94,13 @@ pub(crate) fn documents(spec: Option<&str>, data: &DataArgs) -> Result<Objects> 
     Ok(objects)
 }
 
-pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<()> {
+/// Serves until interrupted; `checkpoints`: where `--checkpoint-dir` writes (the console shows
+/// the latest).
+pub(crate) async fn serve(
+    deployment: Arc<Deployment>,
+    net: NetArgs,
+    checkpoints: Option<std::path::PathBuf>,
+) -> Result<()> {
     let vault = deployment.own().clone();
     if !net.listen.ip().is_loopback() && net.tls_cert.is_none() && !net.insecure_http {
         bail!(
@@ -108,6 +114,9 @@ pub(crate) async fn serve(deployment: Arc<Deployment>, net: NetArgs) -> Result<(
     let console = amanah_server::console::Console::start(amanah_server::console::ConsoleConfig {
         secure_cookies: portal_config.secure_cookies,
         outbox: portal_config.delivery.outbox.clone(),
+        checkpoints,
+        retention_every: (net.retention_interval > 0)
+            .then(|| std::time::Duration::from_secs(net.retention_interval)),
     });
     let portal = amanah_server::portal::Portal::start(portal_config)?;
     let app = amanah_server::router_with(

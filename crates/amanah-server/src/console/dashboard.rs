@@ -1,8 +1,9 @@
 //! The console's first page: what needs the officer now (open and overdue requests, those
-//! awaiting identity verification, the next ones due).
+//! awaiting identity verification, the next ones due), then the statistics (current consent
+//! decisions and subjects, counted per purpose: counts only).
 
 use amanah_core::authz::Action;
-use amanah_vault::{act, RequestView, Target};
+use amanah_vault::{act, RequestView, Statistics, Target};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use maud::html;
@@ -33,6 +34,22 @@ pub(super) async fn page(State(state): State<AppState>, req: Request) -> Respons
         };
         match listed {
             Ok(l) => Some(l),
+            Err(e) => return desk.vault_error(e),
+        }
+    } else {
+        None
+    };
+    let statistics: Option<Statistics> = if desk.vault.may(&desk.who, Action::StatisticsRead) {
+        let read = match desk
+            .vault
+            .authorize::<act::StatisticsRead>(&desk.who, Target::none())
+            .await
+        {
+            Ok(p) => desk.vault.statistics(&p).await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(s) => Some(s),
             Err(e) => return desk.vault_error(e),
         }
     } else {
@@ -70,6 +87,53 @@ pub(super) async fn page(State(state): State<AppState>, req: Request) -> Respons
             } @else {
                 p { (desk.t("Peran Anda tidak menangani permintaan subjek data. Menu di atas memuat halaman yang dapat Anda gunakan.",
                             "Your role does not handle data subject requests. The menu above lists the pages you can use.")) }
+            }
+            @if let Some(stats) = &statistics {
+                section class="card stats" aria-labelledby="consents" {
+                    h2 id="consents" { (desk.t("Persetujuan per tujuan", "Consents by purpose")) }
+                    p class="hint" { (desk.t("Keputusan terakhir setiap subjek.", "Each subject's current decision.")) }
+                    @if stats.consents.is_empty() {
+                        p { (desk.t("Belum ada persetujuan yang dicatat.", "No consent recorded yet.")) }
+                    } @else {
+                        table class="stack" id="consents-by-purpose" {
+                            thead { tr {
+                                th { (desk.t("Tujuan", "Purpose")) }
+                                th { (desk.t("Diberikan", "Given")) }
+                                th { (desk.t("Ditarik", "Withdrawn")) }
+                            } }
+                            tbody {
+                                @for (purpose, given, withdrawn) in &stats.consents {
+                                    tr {
+                                        td data-label=(desk.t("Tujuan", "Purpose")) { code { (purpose) } }
+                                        td data-label=(desk.t("Diberikan", "Given")) class="count" { (given) }
+                                        td data-label=(desk.t("Ditarik", "Withdrawn")) class="count" { (withdrawn) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                section class="card stats" aria-labelledby="subjects" {
+                    h2 id="subjects" { (desk.t("Subjek per tujuan", "Subjects by purpose")) }
+                    @if stats.subjects.is_empty() {
+                        p { (desk.t("Belum ada subjek.", "No subjects yet.")) }
+                    } @else {
+                        table class="stack" id="subjects-by-purpose" {
+                            thead { tr {
+                                th { (desk.t("Tujuan", "Purpose")) }
+                                th { (desk.t("Subjek", "Subjects")) }
+                            } }
+                            tbody {
+                                @for (purpose, n) in &stats.subjects {
+                                    tr {
+                                        td data-label=(desk.t("Tujuan", "Purpose")) { code { (purpose) } }
+                                        td data-label=(desk.t("Subjek", "Subjects")) class="count" { (n) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         },
     )

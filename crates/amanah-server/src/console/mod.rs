@@ -15,6 +15,7 @@
 //! cookie, another path, and no API key behind it).
 
 mod dashboard;
+mod oversight;
 mod requests;
 
 use std::collections::HashMap;
@@ -56,6 +57,12 @@ pub struct ConsoleConfig {
     pub secure_cookies: bool,
     /// The demo's outbox of portal messages, which the console shows.
     pub outbox: Option<PathBuf>,
+    /// Where `serve --checkpoint-dir` writes signed audit checkpoints (the audit page shows
+    /// the latest).
+    pub checkpoints: Option<PathBuf>,
+    /// How often `serve` sweeps retention, the first sweep at start (the retention page says
+    /// when the next one runs).
+    pub retention_every: Option<Duration>,
 }
 
 /// Who a console session is.
@@ -72,6 +79,9 @@ pub struct Console {
     sessions: Sessions<Stage>,
     secure: bool,
     pub(crate) outbox: Option<PathBuf>,
+    pub(crate) checkpoints: Option<PathBuf>,
+    /// When the sweeps began and how often they run.
+    pub(crate) sweeps: Option<(Instant, Duration)>,
     sign_ins: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
@@ -81,6 +91,8 @@ impl Console {
             sessions: Sessions::new(SESSION_IDLE, SESSION_LIFETIME, MAX_SESSIONS),
             secure: config.secure_cookies,
             outbox: config.outbox,
+            checkpoints: config.checkpoints,
+            sweeps: config.retention_every.map(|every| (Instant::now(), every)),
             sign_ins: Mutex::new(HashMap::new()),
         })
     }
@@ -115,6 +127,7 @@ pub fn router() -> Router<AppState> {
         .route("/console/sign-out", post(sign_out))
         .route("/console/assets/console.css", get(css))
         .merge(requests::routes())
+        .merge(oversight::routes())
 }
 
 /// A response that ends a handler early (a redirect, a refusal), boxed: it is the rare path.
