@@ -7,6 +7,9 @@
 //! erases and completes it, and the person can no longer sign in. Every page is photographed at 360 and 1280 px into
 //! `target/screenshots/`, and any browser console error fails the test. The server's output
 //! never holds a code, an e-mail address or a phone number.
+//!
+//! The DPO's oversight pages too (audit, record of processing, retention, the demo outbox, the
+//! dashboard's counts), each photographed the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
@@ -662,4 +665,127 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
         );
     }
     assert!(output.contains("portal sign-in code sent"), "{output}");
+}
+
+/// The DPO's oversight pages in the browser: the audit chain and its checkpoint (written by
+/// `serve --checkpoint-dir`), a subject's trail, the record of processing, the retention
+/// preview, the demo outbox with the code the portal just wrote, and the dashboard's counts;
+/// each at 360 and 1280 px without sideways scrolling or console errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dpo_oversees_the_audit_record_retention_and_outbox() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("v");
+    let data = data_dir.to_str().unwrap();
+    let outbox = dir.path().join("outbox");
+    let anchors = dir.path().join("anchors");
+    run_ok(&[
+        "init",
+        "--data",
+        data,
+        "--policy",
+        &preset("university.toml"),
+    ]);
+    let admin = key(data, "admin", "Admin <admin@example.id>");
+    let dpo = key(data, "dpo", "Dewi DPO <dpo@example.id>");
+    let mut server = serve([
+        "--data",
+        data,
+        "--portal-outbox",
+        outbox.to_str().unwrap(),
+        "--checkpoint-dir",
+        anchors.to_str().unwrap(),
+    ])
+    .start();
+    let base = server.base().to_owned();
+    let api = Api {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+    let mut ids = Vec::new();
+    for (name, email, phone) in [SITI, BUDI] {
+        let (status, created) = api
+            .call(
+                reqwest::Method::POST,
+                "/v1/subjects?purpose=admission",
+                &admin,
+                Some(json!({"fields": {"full_name": name, "email": email, "whatsapp": phone}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/subjects/{}/consents", ids[0]),
+            &admin,
+            Some(
+                json!({"purpose": "direct_marketing", "granted": true, "channel": "web_form",
+                          "evidence": "brochure form 12", "contact_channels": ["email"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let driver = Driver::start();
+    let browser = Browser::start(&driver).await;
+    // Siti asks for a code: the portal writes it to the outbox.
+    browser.ask_code(&base, SITI.1).await;
+
+    browser
+        .client
+        .goto(&format!("{base}/console/sign-in"))
+        .await
+        .unwrap();
+    browser.type_in("key", &dpo).await;
+    browser
+        .click("//form[@action='/console/sign-in']//button")
+        .await;
+    browser.arrive("nav").await;
+    let page = browser.source().await;
+    assert!(page.contains("consents-by-purpose") && page.contains("direct_marketing"));
+    browser.shoot("console-dashboard-statistics").await;
+
+    browser.menu("/console/audit").await;
+    let page = browser.source().await;
+    assert!(page.contains("Rantai audit utuh."), "{page}");
+    assert!(page.contains("Rantai masih memuat entri"), "{page}");
+    browser.shoot("console-audit").await;
+    browser.type_in("subject", &ids[0]).await;
+    browser
+        .click("//form[@action='/console/audit']//button")
+        .await;
+    browser.arrive("table.stack").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("subject.create") && !page.contains(SITI.0),
+        "{page}"
+    );
+    browser.shoot("console-audit-trail").await;
+
+    browser.menu("/console/ropa").await;
+    assert!(browser.source().await.contains("/console/ropa.csv"));
+    browser.shoot("console-ropa").await;
+
+    browser.menu("/console/retention").await;
+    assert!(browser
+        .source()
+        .await
+        .contains("Penyapuan terjadwal berikutnya"));
+    browser.shoot("console-retention").await;
+
+    browser.menu("/console/outbox").await;
+    let page = browser.source().await;
+    assert!(page.contains(SITI.1), "{page}");
+    browser.shoot("console-outbox").await;
+    browser
+        .click("//table//a[contains(@href, '/console/outbox/')]")
+        .await;
+    browser.arrive("pre.message").await;
+    browser.shoot("console-outbox-message").await;
+
+    browser.client.close().await.unwrap();
+    drop(driver);
+    server.stop();
 }

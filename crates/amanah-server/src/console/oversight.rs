@@ -126,9 +126,12 @@ fn chain_status(desk: &Desk, report: &VerifyReport) -> Markup {
 fn checkpoint_status(desk: &Desk, latest: &Latest, verdict: Option<&CheckpointVerdict>) -> Markup {
     html! {
         @match latest {
-            Latest::NotWritten => p { (desk.t(
-                "Server ini tidak menulis checkpoint berkala (jalankan `amanah serve --checkpoint-dir DIR`, atau `amanah audit checkpoint`). Anda dapat menandatangani satu di bawah dan menyimpannya di luar server.",
-                "This server writes no periodic checkpoints (run `amanah serve --checkpoint-dir DIR`, or `amanah audit checkpoint`). You can sign one below and keep it off the server.")) }
+            Latest::NotWritten => p {
+                (desk.t("Server ini tidak menulis checkpoint berkala (jalankan", "This server writes no periodic checkpoints (run")) " "
+                code { "amanah serve --checkpoint-dir DIR" } (desk.t(", atau", ", or")) " " code { "amanah audit checkpoint" } "). "
+                (desk.t("Anda dapat menandatangani satu di bawah dan menyimpannya di luar server.",
+                        "You can sign one below and keep it off the server."))
+            }
             Latest::Unreadable(why) => p class="error" role="alert" {
                 (desk.t("Checkpoint terakhir tidak dapat dibaca:", "The latest checkpoint cannot be read:")) " "
                 span lang="en" { (why) }
@@ -282,9 +285,11 @@ async fn audit(State(state): State<AppState>, req: Request) -> Response {
                     (token(&desk))
                     button type="submit" { (desk.t("Tanda tangani checkpoint sekarang (unduh)", "Sign a checkpoint now (download)")) }
                 }
-                p class="hint" { (desk.t(
-                    "Simpan checkpoint di luar server: `amanah audit verify --checkpoint FILE` kemudian mendeteksi entri yang dihapus atau ditulis ulang.",
-                    "Keep checkpoints off the server: `amanah audit verify --checkpoint FILE` then detects entries removed or rewritten.")) }
+                p class="hint" {
+                    (desk.t("Simpan checkpoint di luar server:", "Keep checkpoints off the server:")) " "
+                    code { "amanah audit verify --checkpoint FILE" } " "
+                    (desk.t("kemudian mendeteksi entri yang dihapus atau ditulis ulang.", "then detects entries removed or rewritten."))
+                }
             }
             section class="card" aria-labelledby="trail" {
                 h2 id="trail" { (desk.t("Jejak satu subjek", "One subject's trail")) }

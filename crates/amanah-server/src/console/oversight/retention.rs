@@ -125,8 +125,10 @@ pub(super) async fn page(State(state): State<AppState>, req: Request) -> Respons
                 " "
                 @match next_sweep(&desk) {
                     Some(at) => { (desk.t("Penyapuan terjadwal berikutnya:", "Next scheduled sweep:")) " " strong { (desk.when(at)) } "." }
-                    None => (desk.t("Server ini tidak menjalankan penyapuan terjadwal (`amanah retention sweep` menjalankannya).",
-                                    "This server runs no scheduled sweeps (`amanah retention sweep` runs one).")),
+                    None => {
+                        (desk.t("Server ini tidak menjalankan penyapuan terjadwal;", "This server runs no scheduled sweeps;")) " "
+                        code { "amanah retention sweep" } " " (desk.t("menjalankannya.", "runs one."))
+                    }
                 }
             }
             section class="tiles" aria-label=(desk.t("Ringkasan", "Summary")) {
