@@ -64,6 +64,7 @@ async fn answer(resp: reqwest::Response) -> Answer {
 
 /// A site with an outbox directory (when `outbox`) and a checkpoint directory.
 async fn site_with(outbox: bool) -> Site {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kit = TestVault::new(
         Kind::Sqlite,
         "console-oversight",
