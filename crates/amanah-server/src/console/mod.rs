@@ -14,7 +14,9 @@
 //! (`subject.reveal`); a data subject's portal session is not a console session (another
 //! cookie, another path, and no API key behind it).
 
+mod breaches;
 mod dashboard;
+mod disclosures;
 mod oversight;
 mod requests;
 
@@ -128,6 +130,8 @@ pub fn router() -> Router<AppState> {
         .route("/console/assets/console.css", get(css))
         .merge(requests::routes())
         .merge(oversight::routes())
+        .merge(disclosures::routes())
+        .merge(breaches::routes())
 }
 
 /// A response that ends a handler early (a redirect, a refusal), boxed: it is the rare path.
