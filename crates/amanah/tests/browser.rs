@@ -789,3 +789,213 @@ async fn the_dpo_oversees_the_audit_record_retention_and_outbox() {
     drop(driver);
     server.stop();
 }
+
+impl Browser {
+    /// Signs in to the console with an API key, from the sign-in page.
+    async fn console_sign_in(&self, base: &str, key: &str) {
+        self.client
+            .goto(&format!("{base}/console/sign-in"))
+            .await
+            .unwrap();
+        self.arrive("#key").await;
+        self.type_in("key", key).await;
+        self.click("//form[@action='/console/sign-in']//button")
+            .await;
+        self.arrive("nav").await;
+    }
+
+    /// Signs out of the console.
+    async fn console_sign_out(&self) {
+        self.click("//form[@action='/console/sign-out']//button")
+            .await;
+        self.arrive("#key").await;
+    }
+}
+
+/// The DPO's side: the registrar (the person in charge) approves a disclosure an admissions
+/// officer requested, the DPO (the university's authorizer) authorizes it, then sees a breach
+/// counting down to its notification deadline; each console page at 360 and 1280 px.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_approves_a_disclosure_and_sees_a_breach_countdown() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("v");
+    let data = data_dir.to_str().unwrap();
+    run_ok(&[
+        "init",
+        "--data",
+        data,
+        "--policy",
+        &preset("university.toml"),
+    ]);
+    let admin = key(data, "admin", "Admin <admin@example.id>");
+    let officer = key(data, "admissions_officer", "Olga <olga@example.id>");
+    let registrar = key(data, "registrar", "Rina Registrar <rina@example.id>");
+    let dpo = key(data, "dpo", "Dewi DPO <dpo@example.id>");
+    let mut server = serve(["--data", data]).start();
+    let base = server.base().to_owned();
+    let api = Api {
+        base: base.clone(),
+        http: reqwest::Client::new(),
+    };
+
+    // An applicant, checked with a verification partner: the officer asks to disclose her name.
+    let (status, created) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/subjects?purpose=admission",
+            &admin,
+            Some(json!({"fields": {"full_name": SITI.0, "email": SITI.1, "whatsapp": SITI.2}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let siti = created["id"].as_str().unwrap().to_owned();
+    let (status, body) = api
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/subjects/{siti}/purposes"),
+            &admin,
+            Some(json!({"purpose": "verification"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let (status, disclosure) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/disclosures",
+            &officer,
+            Some(
+                json!({"recipient": "verification_partners", "purpose": "verification",
+                        "subject_ids": [siti], "categories": ["full_name"],
+                        "reason": "checking the school certificate with the issuing school"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{disclosure}");
+    let id = disclosure["id"].as_str().unwrap().to_owned();
+    let at = format!("/console/disclosures/{id}");
+    // A breach detected ten hours ago.
+    let detected = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(10);
+    let (status, breach) = api
+        .call(
+            reqwest::Method::POST,
+            "/v1/breaches",
+            &dpo,
+            Some(json!({"detected_at": detected.to_string(),
+                        "description": "A laptop holding an export was stolen.",
+                        "categories": ["full_name", "email"], "subject_ids": [siti],
+                        "cause": "theft", "measures": "keys rotated; police report filed"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{breach}");
+    let breach_at = format!("/console/breaches/{}", breach["id"].as_str().unwrap());
+
+    let driver = Driver::start();
+    let browser = Browser::start(&driver).await;
+
+    // The registrar signs in with their own key and finds the disclosure awaiting them.
+    browser
+        .client
+        .goto(&format!("{base}/console/sign-in"))
+        .await
+        .unwrap();
+    browser.arrive("#key").await;
+    assert!(browser.source().await.contains("Masuk ke konsol"));
+    browser.shoot("console-sign-in").await;
+    browser.console_sign_in(&base, &registrar).await;
+    browser.menu("/console/disclosures").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("Menunggu keputusan Anda (1)") && page.contains(&at),
+        "{page}"
+    );
+    browser.shoot("console-disclosures").await;
+    browser.click(&format!("//a[@href='{at}']")).await;
+    browser
+        .arrive(&format!("form[action='{at}/approve']"))
+        .await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("verification_partners")
+            && page.contains("full_name")
+            && page.contains(&siti),
+        "{page}"
+    );
+    assert!(
+        !page.contains(SITI.0) && !page.contains(SITI.1),
+        "no personal value"
+    );
+    browser.shoot("console-disclosure").await;
+    browser
+        .click(&format!("//form[@action='{at}/approve']//button"))
+        .await;
+    browser.arrive("p.notice").await;
+    assert!(browser
+        .source()
+        .await
+        .contains("Disetujui dan dicatat di audit"));
+    browser.shoot("console-disclosure-approved").await;
+    browser.console_sign_out().await;
+
+    // The preset's second step: the DPO authorizes it.
+    browser.console_sign_in(&base, &dpo).await;
+    browser.menu("/console/disclosures").await;
+    assert!(browser
+        .source()
+        .await
+        .contains("Menunggu keputusan Anda (1)"));
+    browser.click(&format!("//a[@href='{at}']")).await;
+    browser
+        .arrive(&format!("form[action='{at}/authorize']"))
+        .await;
+    browser
+        .click(&format!("//form[@action='{at}/authorize']//button"))
+        .await;
+    browser.arrive("p.notice").await;
+    assert!(browser
+        .source()
+        .await
+        .contains("Diotorisasi dan dicatat di audit"));
+    browser.shoot("console-disclosure-authorized").await;
+    let (status, d) = api
+        .call(
+            reqwest::Method::GET,
+            &format!("/v1/disclosures/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(d["status"], "authorized", "{d}");
+
+    // The breach register counts down in hours: 62 of the 72 are left (61 past the hour).
+    browser.menu("/console/breaches").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("62 jam lagi") || page.contains("61 jam lagi"),
+        "{page}"
+    );
+    browser.shoot("console-breaches").await;
+    browser.click(&format!("//a[@href='{breach_at}']")).await;
+    browser.arrive("section.countdown").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains(&format!("{breach_at}/notices-id.txt"))
+            && page.contains(&format!("{breach_at}/notices-en.txt")),
+        "{page}"
+    );
+    browser.shoot("console-breach").await;
+    browser.click("//a[@hreflang='en']").await;
+    browser.arrive("html[lang='en']").await;
+    let page = browser.source().await;
+    assert!(
+        page.contains("62 h left") || page.contains("61 h left"),
+        "{page}"
+    );
+    browser.shoot("console-breach-en").await;
+    browser.no_console_errors("console").await;
+
+    browser.client.close().await.unwrap();
+    drop(driver);
+    server.stop();
+}
