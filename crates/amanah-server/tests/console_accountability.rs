@@ -548,19 +548,19 @@ async fn a_breach_counts_down_in_hours_and_its_notices_download_in_both_language
     assert!(list.body.contains("class=\"overdue\""));
     assert!(list.body.contains("1 lewat batas"));
 
-    // The notices, as files, in both languages: the agency's and Ani's (her name and address
-    // are in the file, decrypted for it).
-    for (lang, title, agency, count) in [
+    // The notices as files, one language each: the agency's and Ani's as the vault writes
+    // them (her name and address are in the file, decrypted for it, never on a page).
+    for (lang, agency, person, count) in [
         (
             "id",
-            "Pemberitahuan kegagalan pelindungan data pribadi",
-            "Lembaga Pelindungan Data Pribadi",
+            "Kepada Lembaga Pelindungan Data Pribadi,\n",
+            "Yth. Ani Lestari,\n",
             " · 2 pemberitahuan\n",
         ),
         (
             "en",
-            "Notice of a personal data breach",
-            "the Personal Data Protection agency",
+            "To the Personal Data Protection Agency,\n",
+            "Dear Ani Lestari,\n",
             " · 2 notices\n",
         ),
     ] {
@@ -581,9 +581,17 @@ async fn a_breach_counts_down_in_hours_and_its_notices_download_in_both_language
             )
         );
         assert_eq!(file.header("cache-control"), Some("no-store"));
-        assert!(file.body.contains(title), "{}", file.body);
         assert!(file.body.contains(agency), "{}", file.body);
-        assert!(file.body.contains("Ani Lestari") && file.body.contains("ani@example.id"));
+        assert!(file.body.contains(person), "{}", file.body);
+        assert_eq!(
+            file.body.contains("Data subjects affected: 1."),
+            lang == "en"
+        );
+        assert_eq!(
+            file.body.contains("Jumlah subjek data terdampak: 1."),
+            lang == "id"
+        );
+        assert!(file.body.contains("ani@example.id"), "where to send it");
         assert!(file.body.contains(&subject) && file.body.contains("theft"));
         assert!(file.body.contains(count), "two notices: {}", file.body);
     }
