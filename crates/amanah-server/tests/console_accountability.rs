@@ -686,7 +686,7 @@ async fn a_breach_is_recorded_from_the_console() {
             ("categories", "full_name".into()),
             ("categories", "email".into()),
             ("subject_ids", ids.to_owned()),
-            ("cause", "human error".into()),
+            ("cause", "human\u{202E} error".into()),
             ("measures", "recipient asked to delete it".into()),
         ];
         if all {
@@ -734,6 +734,9 @@ async fn a_breach_is_recorded_from_the_console() {
     assert!(page.body.contains("Insiden dicatat"), "{}", page.body);
     // Detected three hours ago: 69 of the 72 hours are left.
     assert!(page.body.contains("69 jam lagi"), "{}", page.body);
+    // What the holder wrote is shown as text: a bidirectional control cannot reorder the page.
+    assert!(page.body.contains("human\u{FFFD} error"), "{}", page.body);
+    assert!(!page.body.contains('\u{202E}'));
     let audit = site.audit().await;
     assert_eq!(
         entries(&audit, "breach.record", &site.dpo.id, "allowed").len(),

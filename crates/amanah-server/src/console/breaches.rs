@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 
+use super::disclosures::plain;
 use super::requests::hours_left;
 use super::{desk, posted, token, Desk};
 use crate::web::{field, Lang};
@@ -341,9 +342,9 @@ async fn page(State(state): State<AppState>, Path(id): Path<String>, req: Reques
                     dt { (desk.t("Diberitahukan", "Notified")) }
                     dd { (when_micros(&desk, at)) " · " code { (by) } }
                 }
-                dt { (desk.t("Apa yang terjadi", "What happened")) } dd { (r.description) }
-                dt { (desk.t("Penyebab", "Cause")) } dd { (r.cause) }
-                dt { (desk.t("Penanganan dan pemulihan", "Handling and recovery")) } dd { (r.measures) }
+                dt { (desk.t("Apa yang terjadi", "What happened")) } dd { (plain(&r.description)) }
+                dt { (desk.t("Penyebab", "Cause")) } dd { (plain(&r.cause)) }
+                dt { (desk.t("Penanganan dan pemulihan", "Handling and recovery")) } dd { (plain(&r.measures)) }
                 dt { (desk.t("Data terungkap", "Data exposed")) } dd { (r.categories.join(", ")) }
                 dt { (desk.t("Terdampak", "Affected")) } dd { (affected(&desk, &b)) }
             }

@@ -108,6 +108,12 @@ fn when_micros(desk: &Desk, micros: i64) -> String {
         .unwrap_or_default()
 }
 
+/// Text a key holder wrote (a reason, a reference), as page text: bidirectional controls
+/// replaced like every stored value the console shows.
+pub(super) fn plain(text: &str) -> String {
+    crate::web::shown(&serde_json::Value::String(text.to_owned()))
+}
+
 fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
@@ -299,15 +305,15 @@ fn released(desk: &Desk, view: &DisclosureView) -> Markup {
                 }
                 dt { (desk.t("Persetujuan subjek", "The subjects' consent")) }
                 dd { (consent_words(desk.lang, view.consent_check)) }
-                dt { (desk.t("Alasan", "Reason")) } dd { (r.reason) }
+                dt { (desk.t("Alasan", "Reason")) } dd { (plain(&r.reason)) }
                 @if let Some(reference) = &r.reference {
-                    dt { (desk.t("Rujukan", "Reference")) } dd { (reference) }
+                    dt { (desk.t("Rujukan", "Reference")) } dd { (plain(reference)) }
                 }
                 dt { (desk.t("Rilis", "Releases")) }
                 dd { (r.releases) " " (desk.t("dari paling banyak", "of at most")) " " (r.max_releases) }
                 @if let Some(until) = &r.notification_deferred_until {
                     dt { (desk.t("Pemberitahuan kepada subjek ditunda sampai", "The subjects are told no earlier than")) }
-                    dd { (until) @if let Some(why) = &r.deferral_reason { " · " (why) } }
+                    dd { (until) @if let Some(why) = &r.deferral_reason { " · " (plain(why)) } }
                 }
             }
             p class="hint" { (desk.t(
@@ -346,7 +352,7 @@ fn history(desk: &Desk, view: &DisclosureView) -> Markup {
                 @if let (Some(by), Some(at)) = (&r.rejected_by, r.rejected_at_micros) {
                     li {
                         strong { (desk.t("Ditolak", "Rejected")) } " · " (when_micros(desk, at)) " · " (actor(desk, by))
-                        @if let Some(why) = &r.rejection_reason { br; (why) }
+                        @if let Some(why) = &r.rejection_reason { br; (plain(why)) }
                     }
                 }
                 @if let Some(first) = r.first_released_at_micros {
