@@ -6,66 +6,25 @@
 //! the API.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+mod support;
 
 use amanah_server::console::{Console, ConsoleConfig};
 use amanah_server::{router, AppState};
 use amanah_testkit::{Kind, TestVault};
 use amanah_vault::{act, Target};
-use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use support::pages::{console, session_of, Answer, Served};
+
 struct Site {
-    base: String,
-    http: reqwest::Client,
+    web: Served,
     kit: TestVault,
     admin: String,
     dpo: String,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn cookie(&self) -> Option<String> {
-        self.headers
-            .get(SET_COOKIE)
-            .map(|v| v.to_str().unwrap().to_owned())
-    }
-
-    fn location(&self) -> Option<&str> {
-        self.headers.get("location").map(|v| v.to_str().unwrap())
-    }
-
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form token");
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-}
-
-fn session_of(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap();
-    pair.strip_prefix("amanah_console=").unwrap().to_owned()
-}
-
-async fn answer(resp: reqwest::Response) -> Answer {
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
-
 async fn site() -> Site {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kit = TestVault::new(
         Kind::Sqlite,
         "console",
@@ -73,16 +32,10 @@ async fn site() -> Site {
     )
     .await;
     let console = Console::start(ConsoleConfig::default());
-    let app = router(AppState::new(kit.vault.clone()).with_console(console));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    let web = Served::start(router(
+        AppState::new(kit.vault.clone()).with_console(console),
+    ))
+    .await;
     let admin = kit.token("admin").await;
     let dpo = kit
         .issue("dpo", "Dewi Lestari <dpo@example.id>")
@@ -90,11 +43,7 @@ async fn site() -> Site {
         .token
         .to_string();
     Site {
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        web,
         kit,
         admin,
         dpo,
@@ -109,63 +58,25 @@ impl Site {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.web.api(method, path, key, body).await
     }
 
     async fn get(&self, path: &str, session: Option<&str>) -> Answer {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(s) = session {
-            req = req.header(COOKIE, format!("amanah_console={s}"));
-        }
-        answer(req.send().await.unwrap()).await
+        self.web.get(path, session.map(console).as_deref()).await
     }
 
     async fn post(&self, path: &str, session: Option<&str>, form: &[(&str, &str)]) -> Answer {
-        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
-        if let Some(s) = session {
-            req = req.header(COOKIE, format!("amanah_console={s}"));
-        }
-        answer(req.send().await.unwrap()).await
+        self.web
+            .post(path, session.map(console).as_deref(), form)
+            .await
     }
 
-    /// The sign-in page's visitor session and its form token.
     async fn visit(&self) -> (String, String) {
-        let page = self.get("/console/sign-in", None).await;
-        assert_eq!(page.status, StatusCode::OK);
-        let set = page.cookie().expect("a session cookie");
-        assert!(
-            set.contains("HttpOnly")
-                && set.contains("SameSite=Strict")
-                && set.contains("Path=/console"),
-            "{set}"
-        );
-        (session_of(&set), page.csrf())
+        self.web.console_visit().await
     }
 
-    /// Signs in with `key`: the new session's id.
     async fn sign_in(&self, key: &str) -> String {
-        let (visitor, csrf) = self.visit().await;
-        let done = self
-            .post(
-                "/console/sign-in",
-                Some(&visitor),
-                &[("csrf", &csrf), ("key", key)],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-        assert_eq!(done.location(), Some("/console"));
-        let id = session_of(&done.cookie().expect("a new session cookie"));
-        assert_ne!(id, visitor, "the session id changes at sign-in");
-        id
+        self.web.console_sign_in(key).await
     }
 
     async fn applicant(&self, name: &str, email: &str) -> String {
@@ -249,7 +160,7 @@ async fn a_key_opens_a_new_session_and_every_form_needs_its_token() {
     // A planted id is not adopted: the sign-in page opens a session of its own.
     let planted = "a".repeat(43);
     let page = site.get("/console/sign-in", Some(&planted)).await;
-    let given = session_of(&page.cookie().expect("a fresh session"));
+    let given = session_of(&page.cookie().expect("a fresh session"), "amanah_console");
     assert_ne!(given, planted);
 
     let (visitor, csrf) = site.visit().await;

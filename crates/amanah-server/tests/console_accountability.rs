@@ -8,14 +8,15 @@
 //! Every console action is in the audit under the holder's own key.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+mod support;
 
 use amanah_server::console::{Console, ConsoleConfig};
 use amanah_server::{router, AppState};
 use amanah_testkit::{policies, Kind, TestVault};
-use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+
+use support::pages::{Answer, Served};
 
 /// A key holder: their bearer token and their key's id (the audit's actor).
 struct Holder {
@@ -24,8 +25,7 @@ struct Holder {
 }
 
 struct Site {
-    base: String,
-    http: reqwest::Client,
+    web: Served,
     kit: TestVault,
     admin: Holder,
     officer: Holder,
@@ -34,65 +34,22 @@ struct Site {
     dpo: Holder,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .unwrap_or_else(|| panic!("a form token in {}", self.body));
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-}
-
 /// A signed-in console session.
 struct Session {
     cookie: String,
 }
 
-async fn answer(resp: reqwest::Response) -> Answer {
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
-
-fn cookie_of(a: &Answer) -> String {
-    let set = a.header(SET_COOKIE.as_str()).expect("a session cookie");
-    set.split(';').next().unwrap().to_owned()
-}
-
 async fn site() -> Site {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kit = TestVault::new(
         Kind::Sqlite,
         "console-accountability",
         &policies::test_policy("v1", 0),
     )
     .await;
-    let app = router(
+    let web = Served::start(router(
         AppState::new(kit.vault.clone()).with_console(Console::start(ConsoleConfig::default())),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    ))
+    .await;
     let mut holders = Vec::new();
     for (role, holder) in [
         ("admin", "Admin <admin@example.id>"),
@@ -110,11 +67,7 @@ async fn site() -> Site {
     let mut holders = holders.into_iter();
     let mut next = || holders.next().unwrap();
     Site {
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        web,
         admin: next(),
         officer: next(),
         pic: next(),
@@ -126,16 +79,7 @@ async fn site() -> Site {
 
 impl Site {
     async fn api(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let value: Value = resp.json().await.unwrap_or(Value::Null);
+        let (status, value) = self.web.api(method, path, key, body).await;
         assert!(status.is_success(), "{path}: {status} {value}");
         value
     }
@@ -196,39 +140,18 @@ impl Site {
     }
 
     async fn get(&self, path: &str, session: Option<&Session>) -> Answer {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(s) = session {
-            req = req.header(COOKIE, &s.cookie);
-        }
-        answer(req.send().await.unwrap()).await
+        self.web.get(path, session.map(|s| s.cookie.as_str())).await
     }
 
     async fn post(&self, path: &str, session: &Session, form: &[(&str, &str)]) -> Answer {
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, &session.cookie)
-            .form(form);
-        answer(req.send().await.unwrap()).await
+        self.web.post(path, Some(&session.cookie), form).await
     }
 
     /// Signs in to the console with `holder`'s API key.
     async fn sign_in(&self, holder: &Holder) -> Session {
-        let form = self.get("/console/sign-in", None).await;
-        assert_eq!(form.status, StatusCode::OK);
-        let visitor = Session {
-            cookie: cookie_of(&form),
-        };
-        let done = self
-            .post(
-                "/console/sign-in",
-                &visitor,
-                &[("csrf", &form.csrf()), ("key", &holder.token)],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        let id = self.web.console_sign_in(&holder.token).await;
         Session {
-            cookie: cookie_of(&done),
+            cookie: support::pages::console(&id),
         }
     }
 

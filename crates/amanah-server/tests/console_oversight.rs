@@ -5,7 +5,8 @@
 //! the actions, a form without the session's token).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,13 +14,13 @@ use amanah_server::console::{Console, ConsoleConfig};
 use amanah_server::{router, AppState};
 use amanah_testkit::{Kind, TestVault};
 use amanah_vault::{act, Target};
-use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use support::pages::{console, Answer, Served};
+
 struct Site {
-    base: String,
-    http: reqwest::Client,
+    web: Served,
     kit: TestVault,
     admin: String,
     outbox: PathBuf,
@@ -27,44 +28,8 @@ struct Site {
     _dir: tempfile::TempDir,
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form token");
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-
-    fn cookie(&self) -> String {
-        let set = self.headers.get(SET_COOKIE).unwrap().to_str().unwrap();
-        set.split(';')
-            .next()
-            .unwrap()
-            .strip_prefix("amanah_console=")
-            .unwrap()
-            .to_owned()
-    }
-}
-
-async fn answer(resp: reqwest::Response) -> Answer {
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
-    }
-}
-
 /// A site with an outbox directory (when `outbox`) and a checkpoint directory.
 async fn site_with(outbox: bool) -> Site {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let kit = TestVault::new(
         Kind::Sqlite,
         "console-oversight",
@@ -82,27 +47,17 @@ async fn site_with(outbox: bool) -> Site {
         checkpoints: Some(checkpoints.clone()),
         retention_every: Some(Duration::from_secs(3600)),
     });
-    let app = router(AppState::new(kit.vault.clone()).with_console(console));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    let web = Served::start(router(
+        AppState::new(kit.vault.clone()).with_console(console),
+    ))
+    .await;
     let admin = kit
         .issue("admin", "Admin <admin@example.id>")
         .await
         .token
         .to_string();
     Site {
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        web,
         kit,
         admin,
         outbox: outbox_dir,
@@ -113,16 +68,7 @@ async fn site_with(outbox: bool) -> Site {
 
 impl Site {
     async fn api(&self, method: reqwest::Method, path: &str, body: Value) -> (StatusCode, Value) {
-        let resp = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        self.web.api(method, path, &self.admin, Some(body)).await
     }
 
     /// A person enrolled for admission who consented to direct marketing: their id.
@@ -154,20 +100,11 @@ impl Site {
     }
 
     async fn get(&self, path: &str, session: &str) -> Answer {
-        let req = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, format!("amanah_console={session}"));
-        answer(req.send().await.unwrap()).await
+        self.web.get(path, Some(&console(session))).await
     }
 
     async fn post(&self, path: &str, session: &str, form: &[(&str, &str)]) -> Answer {
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, format!("amanah_console={session}"))
-            .form(form);
-        answer(req.send().await.unwrap()).await
+        self.web.post(path, Some(&console(session)), form).await
     }
 
     /// Signs a new key of `role` in to the console: the session id.
@@ -177,25 +114,7 @@ impl Site {
             .issue(role, &format!("Holder <{role}@example.id>"))
             .await
             .token;
-        let page = answer(
-            self.http
-                .get(format!("{}/console/sign-in", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(page.status, StatusCode::OK);
-        let visitor = page.cookie();
-        let done = self
-            .post(
-                "/console/sign-in",
-                &visitor,
-                &[("csrf", &page.csrf()), ("key", &key)],
-            )
-            .await;
-        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
-        done.cookie()
+        self.web.console_sign_in(&key).await
     }
 
     fn audited(&self, action: &str) -> i64 {

@@ -5,7 +5,8 @@
 //! console, nor another person.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::SocketAddr;
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,13 +14,13 @@ use amanah_server::portal::{Delivery, Portal, PortalConfig};
 use amanah_server::{router, AppState};
 use amanah_testkit::{Kind, TestVault};
 use amanah_vault::{act, Target};
-use reqwest::header::{HeaderMap, COOKIE, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use support::pages::{Answer, Served};
+
 struct Site {
-    base: String,
-    http: reqwest::Client,
+    web: Served,
     outbox: PathBuf,
     kit: TestVault,
     admin: String,
@@ -44,7 +45,6 @@ async fn site() -> Site {
 /// A site whose codes go to `webhook`, else to an outbox directory; `secure`: served behind
 /// an https origin.
 async fn site_with(webhook: Option<String>, secure: bool) -> Site {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     // The university preset without its 3 days of grace: a withdrawal stops processing at once.
     let policy = amanah_testkit::policies::UNIVERSITY
         .replace("withdrawal_grace_days = 3", "withdrawal_grace_days = 0");
@@ -62,31 +62,19 @@ async fn site_with(webhook: Option<String>, secure: bool) -> Site {
     })
     .unwrap();
     let console = amanah_server::console::Console::start(Default::default());
-    let app = router(
+    let web = Served::start(router(
         AppState::new(kit.vault.clone())
             .with_portal(portal)
             .with_console(console),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-    });
+    ))
+    .await;
     let admin = kit
         .issue("admin", "Admin <admin@example.id>")
         .await
         .token
         .to_string();
     Site {
-        base,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        web,
         outbox,
         kit,
         admin,
@@ -95,37 +83,9 @@ async fn site_with(webhook: Option<String>, secure: bool) -> Site {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn cookie(&self) -> Option<String> {
-        self.headers
-            .get(SET_COOKIE)
-            .map(|v| v.to_str().unwrap().to_owned())
-    }
-
-    fn location(&self) -> Option<&str> {
-        self.headers.get("location").map(|v| v.to_str().unwrap())
-    }
-
-    fn csrf(&self) -> String {
-        let at = self
-            .body
-            .find("name=\"csrf\" value=\"")
-            .expect("a form token");
-        let rest = &self.body[at + 19..];
-        rest[..rest.find('"').unwrap()].to_owned()
-    }
-}
-
-/// The session id a `Set-Cookie` gives.
+/// The portal session id a `Set-Cookie` gives.
 fn session_of(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap();
-    pair.strip_prefix("amanah_portal=").unwrap().to_owned()
+    support::pages::session_of(set_cookie, "amanah_portal")
 }
 
 impl Site {
@@ -136,17 +96,7 @@ impl Site {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let value = resp.json().await.unwrap_or(Value::Null);
-        (status, value)
+        self.web.api(method, path, key, body).await
     }
 
     async fn person(
@@ -184,19 +134,13 @@ impl Site {
     }
 
     async fn get(&self, path: &str, session: Option<&str>) -> Answer {
-        let mut req = self.http.get(format!("{}{path}", self.base));
-        if let Some(s) = session {
-            req = req.header(COOKIE, format!("amanah_portal={s}"));
-        }
-        answer(req.send().await.unwrap()).await
+        let cookie = session.map(|s| format!("amanah_portal={s}"));
+        self.web.get(path, cookie.as_deref()).await
     }
 
     async fn post(&self, path: &str, session: Option<&str>, form: &[(&str, &str)]) -> Answer {
-        let mut req = self.http.post(format!("{}{path}", self.base)).form(form);
-        if let Some(s) = session {
-            req = req.header(COOKIE, format!("amanah_portal={s}"));
-        }
-        answer(req.send().await.unwrap()).await
+        let cookie = session.map(|s| format!("amanah_portal={s}"));
+        self.web.post(path, cookie.as_deref(), form).await
     }
 
     /// A visitor's session: its id and the sign-in form's token.
@@ -276,14 +220,6 @@ impl Site {
             .as_str()
             .unwrap()
             .to_owned()
-    }
-}
-
-async fn answer(resp: reqwest::Response) -> Answer {
-    Answer {
-        status: resp.status(),
-        headers: resp.headers().clone(),
-        body: resp.text().await.unwrap(),
     }
 }
 
@@ -675,15 +611,9 @@ async fn a_portal_session_reaches_neither_the_api_nor_anyone_else() {
             "/console/requests".to_owned(),
             format!("/console/requests/{}", siti.id),
         ] {
-            let r = site
-                .http
-                .get(format!("{}{path}", site.base))
-                .header(COOKIE, &cookie)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::SEE_OTHER, "{path}");
-            assert_eq!(r.headers()["location"], "/console/sign-in", "{path}");
+            let r = site.web.get(&path, Some(&cookie)).await;
+            assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+            assert_eq!(r.location(), Some("/console/sign-in"), "{path}");
         }
     }
     // The principal the portal acts as reaches its own subject through self-service only.

@@ -336,6 +336,22 @@ impl Api {
     }
 }
 
+impl Api {
+    /// An applicant for admission, created by `admin`: their id.
+    async fn applicant(&self, admin: &str, (name, email, phone): (&str, &str, &str)) -> String {
+        let (status, created) = self
+            .call(
+                reqwest::Method::POST,
+                "/v1/subjects?purpose=admission",
+                admin,
+                Some(json!({"fields": {"full_name": name, "email": email, "whatsapp": phone}})),
+            )
+            .await;
+        assert_eq!(status, 201, "{created}");
+        created["id"].as_str().unwrap().to_owned()
+    }
+}
+
 fn key(data: &str, role: &str, holder: &str) -> String {
     let out = run_ok(&[
         "apikey", "create", "--data", data, "--role", role, "--holder", holder,
@@ -388,17 +404,8 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
 
     // Two applicants, a marketing consent each, and an officer who reads Siti's file.
     let mut ids = Vec::new();
-    for (name, email, phone) in [SITI, BUDI] {
-        let (status, created) = api
-            .call(
-                reqwest::Method::POST,
-                "/v1/subjects?purpose=admission",
-                &admin,
-                Some(json!({"fields": {"full_name": name, "email": email, "whatsapp": phone}})),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        let id = created["id"].as_str().unwrap().to_owned();
+    for person in [SITI, BUDI] {
+        let id = api.applicant(&admin, person).await;
         let (status, body) = api
             .call(reqwest::Method::POST, &format!("/v1/subjects/{id}/consents"), &admin,
                   Some(json!({"purpose": "direct_marketing", "granted": true, "channel": "web_form",
@@ -562,10 +569,7 @@ async fn a_person_signs_in_sees_their_data_withdraws_consent_and_is_erased() {
         .await
         .unwrap();
     browser.shoot("console-sign-in").await;
-    browser.type_in("key", &dpo).await;
-    browser
-        .click("//form[@action='/console/sign-in']//button")
-        .await;
+    browser.console_sign_in(&base, &dpo).await;
     browser
         .arrive("nav a[aria-current='page'][href='/console']")
         .await;
@@ -703,17 +707,8 @@ async fn the_dpo_oversees_the_audit_record_retention_and_outbox() {
         http: reqwest::Client::new(),
     };
     let mut ids = Vec::new();
-    for (name, email, phone) in [SITI, BUDI] {
-        let (status, created) = api
-            .call(
-                reqwest::Method::POST,
-                "/v1/subjects?purpose=admission",
-                &admin,
-                Some(json!({"fields": {"full_name": name, "email": email, "whatsapp": phone}})),
-            )
-            .await;
-        assert_eq!(status, 201, "{created}");
-        ids.push(created["id"].as_str().unwrap().to_owned());
+    for person in [SITI, BUDI] {
+        ids.push(api.applicant(&admin, person).await);
     }
     let (status, body) = api
         .call(

@@ -3,6 +3,7 @@
 //! test policy.
 #![allow(dead_code)]
 
+pub mod pages;
 pub mod preset;
 
 use std::sync::Arc;
