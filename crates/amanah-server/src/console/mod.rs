@@ -21,7 +21,7 @@ mod oversight;
 mod requests;
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use amanah_core::authz::Action;
 use amanah_core::Error;
 use amanah_vault::{Principal, Vault};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -152,32 +152,15 @@ fn visit(state: &AppState, req: &Request) -> Result<Visit, Early> {
     let Some(console) = state.console.clone() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
-    let now = Instant::now();
-    let session = web::cookie(req.headers(), COOKIE)
-        .and_then(|id| console.sessions.get(&id, now).map(|s| (id, s)));
-    let asked_lang = Lang::asked(req.uri().query());
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let lang = asked_lang
-        .or_else(|| session.as_ref().and_then(|(_, s)| s.lang))
-        .unwrap_or_else(|| Lang::from_accept(accept));
-    if let (Some(l), Some((id, _))) = (asked_lang, &session) {
-        console.sessions.set_lang(id, l);
-    }
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let a = web::Arrival::of(req, &console.sessions, COOKIE);
     Ok(Visit {
         console,
         state: state.clone(),
-        session,
-        lang,
-        asked_lang,
-        client,
-        path: req.uri().path().to_owned(),
+        session: a.session,
+        lang: a.lang,
+        asked_lang: a.asked_lang,
+        client: a.client,
+        path: a.path,
     })
 }
 

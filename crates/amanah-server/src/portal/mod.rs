@@ -17,13 +17,12 @@ mod pages;
 pub mod state;
 mod text;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use amanah_core::Error;
 use amanah_vault::{act, ConsentInput, Target, Vault};
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -127,32 +126,15 @@ fn visit(state: &AppState, req: &Request) -> Result<Visit, Early> {
     let Some(portal) = state.portal.clone() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
     };
-    let now = Instant::now();
-    let session = crate::web::cookie(req.headers(), COOKIE)
-        .and_then(|id| portal.state.session(&id, now).map(|s| (id, s)));
-    let asked_lang = Lang::asked(req.uri().query());
-    let accept = req
-        .headers()
-        .get(header::ACCEPT_LANGUAGE)
-        .and_then(|v| v.to_str().ok());
-    let lang = asked_lang
-        .or_else(|| session.as_ref().and_then(|(_, s)| s.lang))
-        .unwrap_or_else(|| Lang::from_accept(accept));
-    if let (Some(l), Some((id, _))) = (asked_lang, &session) {
-        portal.state.set_lang(id, l);
-    }
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    let a = crate::web::Arrival::of(req, portal.state.sessions(), COOKIE);
     Ok(Visit {
-        portal,
         vault: state.vault().clone(),
-        session,
-        lang,
-        asked_lang,
-        client,
-        path: req.uri().path().to_owned(),
+        portal,
+        session: a.session,
+        lang: a.lang,
+        asked_lang: a.asked_lang,
+        client: a.client,
+        path: a.path,
     })
 }
 

@@ -129,6 +129,11 @@ impl PortalState {
         amanah_crypto::digest::sha256(&data)
     }
 
+    /// The portal's sessions.
+    pub fn sessions(&self) -> &Sessions<Stage> {
+        &self.sessions
+    }
+
     /// The live session of this id (its idle time restarts), or `None`.
     pub fn session(&self, id: &str, now: Instant) -> Option<Session> {
         self.sessions.get(id, now)

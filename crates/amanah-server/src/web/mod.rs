@@ -93,6 +93,48 @@ impl Lang {
     }
 }
 
+/// What a page request brings, read the same way by the portal and the console: the live
+/// session its cookie names, the page's language (`?lang=` first, remembered in the session;
+/// then the session's; then `Accept-Language`), the client's address and the path.
+pub struct Arrival<S> {
+    pub session: Option<(String, Session<S>)>,
+    pub lang: Lang,
+    /// A language the query asked for (`?lang=`).
+    pub asked_lang: Option<Lang>,
+    pub client: Option<std::net::IpAddr>,
+    pub path: String,
+}
+
+impl<S: Clone> Arrival<S> {
+    pub fn of(req: &axum::extract::Request, sessions: &Sessions<S>, cookie_name: &str) -> Self {
+        let now = std::time::Instant::now();
+        let session = cookie(req.headers(), cookie_name)
+            .and_then(|id| sessions.get(&id, now).map(|s| (id, s)));
+        let asked_lang = Lang::asked(req.uri().query());
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok());
+        let lang = asked_lang
+            .or_else(|| session.as_ref().and_then(|(_, s)| s.lang))
+            .unwrap_or_else(|| Lang::from_accept(accept));
+        if let (Some(l), Some((id, _))) = (asked_lang, &session) {
+            sessions.set_lang(id, l);
+        }
+        let client = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        Arrival {
+            session,
+            lang,
+            asked_lang,
+            client,
+            path: req.uri().path().to_owned(),
+        }
+    }
+}
+
 /// The value of the cookie `name`, if the request carries it.
 pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
