@@ -587,3 +587,71 @@ async fn an_officer_rectifies_erases_and_refuses_through_the_requests() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("sudah dihapus"), "{}", page.body);
 }
+
+#[tokio::test]
+async fn nothing_is_answered_before_work_begins_nor_with_a_request_of_another_kind() {
+    let site = site().await;
+    let budi = site.applicant("Budi Santoso", "budi@example.id").await;
+    // Entered by staff, not yet verified, with a reordering character in its text.
+    let erase = site
+        .request_by_staff(&budi, "erasure", json!({"text": "hapus \u{202E}semua"}))
+        .await;
+    let access = site
+        .request_by_subject(&budi, "access", json!({"filed_in": "privacy_portal"}))
+        .await;
+    let dpo = site.sign_in(&site.dpo).await;
+    let page = site
+        .get(&format!("/console/requests/{erase}"), Some(&dpo))
+        .await;
+    assert!(!page.body.contains('\u{202E}'), "{}", page.body);
+    assert!(page.body.contains("hapus \u{FFFD}semua"), "{}", page.body);
+    let csrf = page.csrf();
+
+    // Erasure is refused while the request waits for the identity check, and changes nothing.
+    let refused = site
+        .post(
+            &format!("/console/requests/{erase}/erase"),
+            Some(&dpo),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    let (status, _) = site
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/subjects/{budi}?purpose=admission"),
+            &site.admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(site.request(&erase).await["status"], "received");
+
+    // An access request in progress does not restrict or erase anyone.
+    site.post(
+        &format!("/console/requests/{access}/status"),
+        Some(&dpo),
+        &[("csrf", &csrf), ("to", "in_progress")],
+    )
+    .await;
+    for action in ["restrict", "erase", "rectify"] {
+        let refused = site
+            .post(
+                &format!("/console/requests/{access}/{action}"),
+                Some(&dpo),
+                &[("csrf", &csrf), ("fix.full_name", "X")],
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{action}");
+    }
+    let (_, export) = site
+        .api(
+            reqwest::Method::GET,
+            &format!("/v1/subjects/{budi}/export"),
+            &site.admin,
+            None,
+        )
+        .await;
+    assert_eq!(export["restriction"], Value::Null, "{export}");
+    assert_eq!(export["fields"]["full_name"], "Budi Santoso");
+}

@@ -667,6 +667,17 @@ fn parse_role(
             ),
         );
     }
+    if handle_requests && !specific {
+        // Answering a request means the whole record: the access export, the values the
+        // console reveals, a minor's data. A role that may not see specific data or a child's
+        // record cannot answer for it.
+        d.error(
+            &t.span,
+            format!(
+                "role {name:?} handles requests but is not cleared for specific data; answering                  a request shows the whole record (specific data and minors included): add                  specific = true"
+            ),
+        );
+    }
     Some(Role {
         name: name.to_owned(),
         purposes: plain(&purposes?),

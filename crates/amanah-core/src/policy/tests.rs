@@ -612,6 +612,17 @@ fn roles_rules() {
         "categories = [\"email\", \"nik\"]",
     );
     assert_eq!(parse(&src).roles["support"].mask, ["email", "nik"]);
+    // Answering requests shows whole records: it needs the clearance for specific data.
+    let src = with("\n[roles.helpdesk]\npurposes = [\"service\"]\nhandle_requests = true\n");
+    assert_error_at(
+        &src,
+        "[roles.helpdesk]",
+        "role \"helpdesk\" handles requests but is not cleared for specific data",
+    );
+    let src = with(
+        "\n[roles.helpdesk]\npurposes = [\"service\"]\nhandle_requests = true\nspecific = true\n",
+    );
+    assert!(parse(&src).roles["helpdesk"].handle_requests);
 }
 
 #[test]

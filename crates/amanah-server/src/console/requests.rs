@@ -290,11 +290,11 @@ fn summary(desk: &Desk, view: &RequestView) -> Markup {
                 dd { @if identity_verified(view) { (desk.t("Terverifikasi", "Verified")) }
                      @else { strong { (desk.t("Belum diverifikasi", "Not yet verified")) } } }
                 dt { (desk.t("Subjek", "Subject")) } dd { code { (r.subject_id) } }
-                @if let Some(t) = text { dt { (desk.t("Keterangan", "Details")) } dd { (t) } }
+                @if let Some(t) = text { dt { (desk.t("Keterangan", "Details")) } dd { (crate::web::shown_str(t)) } }
                 @if let Some(reason) = &r.refusal_reason {
                     dt { (desk.t("Alasan penolakan", "Refused because")) }
                     dd { (words::refusal_reason(desk.lang, reason))
-                         @if let Some(t) = &view.refusal_text { br; (t) } }
+                         @if let Some(t) = &view.refusal_text { br; (crate::web::shown_str(t)) } }
                 }
             }
             @if let Some(p) = proposed {
@@ -536,6 +536,32 @@ async fn request_page(
     }
 }
 
+/// The request, when it is in progress and of `kind`: the officer began work on it (after
+/// verifying who asked, for one a key holder entered). Anything else is a page saying why,
+/// before anything is changed.
+async fn in_progress(desk: &Desk, id: &str, kind: &str) -> Result<RequestView, Response> {
+    let view = load(desk, id).await.map_err(|e| desk.vault_error(e))?;
+    if view.record.kind != kind {
+        return Err(desk.message(
+            StatusCode::CONFLICT,
+            desk.t(
+                "Tindakan ini tidak menjawab permintaan jenis ini.",
+                "This action does not answer a request of this kind.",
+            ),
+        ));
+    }
+    if view.record.status != RequestStatus::InProgress.as_str() {
+        return Err(desk.message(
+            StatusCode::CONFLICT,
+            desk.t(
+                "Mulai kerjakan permintaan ini dulu (setelah identitas pemohon terverifikasi).",
+                "Begin work on this request first (once the requester's identity is verified).",
+            ),
+        ));
+    }
+    Ok(view)
+}
+
 fn back_to(id: &str) -> Response {
     Redirect::to(&format!("/console/requests/{}", urlencoding(id))).into_response()
 }
@@ -634,9 +660,9 @@ async fn rectify(State(state): State<AppState>, Path(id): Path<String>, req: Req
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let view = match load(&desk, &id).await {
+    let view = match in_progress(&desk, &id, "rectification").await {
         Ok(v) => v,
-        Err(e) => return desk.vault_error(e),
+        Err(r) => return r,
     };
     let subject = view.record.subject_id.clone();
     let export = match desk
@@ -707,9 +733,9 @@ async fn erase(State(state): State<AppState>, Path(id): Path<String>, req: Reque
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let view = match load(&desk, &id).await {
+    let view = match in_progress(&desk, &id, "erasure").await {
         Ok(v) => v,
-        Err(e) => return desk.vault_error(e),
+        Err(r) => return r,
     };
     let subject = view.record.subject_id.as_str();
     let erased = match desk
@@ -746,9 +772,9 @@ async fn restrict(State(state): State<AppState>, Path(id): Path<String>, req: Re
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let view = match load(&desk, &id).await {
+    let view = match in_progress(&desk, &id, "restriction").await {
         Ok(v) => v,
-        Err(e) => return desk.vault_error(e),
+        Err(r) => return r,
     };
     let reason = format!(
         "restriction requested by the data subject (request {})",

@@ -216,6 +216,11 @@ pub fn shown(value: &serde_json::Value) -> String {
         .collect()
 }
 
+/// [`shown`] for text.
+pub fn shown_str(text: &str) -> String {
+    shown(&serde_json::Value::String(text.to_owned()))
+}
+
 /// A time in the organization's time zone, to the minute.
 pub fn when_ts(ts: jiff::Timestamp, zone: &jiff::tz::TimeZone) -> String {
     ts.to_zoned(zone.clone())
