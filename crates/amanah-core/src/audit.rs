@@ -141,38 +141,66 @@ pub fn canonical_bytes(seq: u64, e: &AuditDraft) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     EntryParts {
         at_micros: e.at_micros,
-        actor: &e.actor,
-        role: &e.role,
-        action: e.action.as_str(),
-        purpose: e.purpose.as_deref(),
-        basis: e.basis.as_deref(),
-        outcome: e.outcome.as_str(),
-        reason: e.reason.as_deref(),
-        subject: e.subject.as_deref(),
+        actor: e.actor.as_bytes(),
+        role: e.role.as_bytes(),
+        action: e.action.as_str().as_bytes(),
+        purpose: e.purpose.as_deref().map(str::as_bytes),
+        basis: e.basis.as_deref().map(str::as_bytes),
+        outcome: e.outcome.as_str().as_bytes(),
+        reason: e.reason.as_deref().map(str::as_bytes),
+        subject: e.subject.as_deref().map(str::as_bytes),
         fields: &e.fields,
-        policy_version: &e.policy_version,
+        policy_version: e.policy_version.as_bytes(),
     }
     .encode_into(seq, &mut out);
     out
 }
 
-/// An entry's parts as its canonical bytes hold them, borrowed: from an [`AuditDraft`], or
-/// straight from a stored row while a chain is verified (no record built per entry).
-pub struct EntryParts<'a, F: AsRef<str>> {
+/// An entry's parts as its canonical bytes hold them (the UTF-8 bytes of its strings),
+/// borrowed: from an [`AuditDraft`], or straight from a stored row while a chain is verified
+/// (no record built per entry).
+pub struct EntryParts<'a, L: FieldList + ?Sized> {
     pub at_micros: i64,
-    pub actor: &'a str,
-    pub role: &'a str,
-    pub action: &'a str,
-    pub purpose: Option<&'a str>,
-    pub basis: Option<&'a str>,
-    pub outcome: &'a str,
-    pub reason: Option<&'a str>,
-    pub subject: Option<&'a str>,
-    pub fields: &'a [F],
-    pub policy_version: &'a str,
+    pub actor: &'a [u8],
+    pub role: &'a [u8],
+    pub action: &'a [u8],
+    pub purpose: Option<&'a [u8]>,
+    pub basis: Option<&'a [u8]>,
+    pub outcome: &'a [u8],
+    pub reason: Option<&'a [u8]>,
+    pub subject: Option<&'a [u8]>,
+    pub fields: &'a L,
+    pub policy_version: &'a [u8],
 }
 
-impl<F: AsRef<str>> EntryParts<'_, F> {
+/// The category names of an entry as the encoder reads them: a slice of strings, or a stored
+/// form read in place (the store's field list, without building a list per entry).
+pub trait FieldList {
+    /// How many names.
+    fn count(&self) -> usize;
+    /// Calls `f` on the bytes of each name, in order.
+    fn each(&self, f: impl FnMut(&[u8]));
+}
+
+impl<F: AsRef<str>> FieldList for [F] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn each(&self, mut f: impl FnMut(&[u8])) {
+        self.iter().for_each(|s| f(s.as_ref().as_bytes()));
+    }
+}
+
+impl<F: AsRef<str>> FieldList for Vec<F> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn each(&self, f: impl FnMut(&[u8])) {
+        self[..].each(f);
+    }
+}
+
+impl<L: FieldList + ?Sized> EntryParts<'_, L> {
     /// Appends the canonical bytes of entry `seq` to `out` (the one encoder of the format).
     pub fn encode_into(&self, seq: u64, out: &mut Vec<u8>) {
         out.extend_from_slice(b"amanah/audit/v1");
@@ -186,30 +214,67 @@ impl<F: AsRef<str>> EntryParts<'_, F> {
         push_str(out, Some(self.outcome));
         push_str(out, self.reason);
         push_str(out, self.subject);
-        out.extend_from_slice(&(self.fields.len() as u32).to_be_bytes());
-        for f in self.fields {
-            push_str(out, Some(f.as_ref()));
-        }
+        out.extend_from_slice(&(self.fields.count() as u32).to_be_bytes());
+        self.fields.each(|f| push_str(out, Some(f)));
         push_str(out, Some(self.policy_version));
     }
 }
 
-/// One link of the chain as a verifier needs it: the entry's canonical bytes, already encoded,
-/// and its stored hash.
+/// One link of the chain as a verifier needs it: the entry's sequence number, its stored hash,
+/// and what to check that hash against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainLink {
     pub seq: u64,
-    pub canonical: Vec<u8>,
     pub hash: [u8; 32],
+    pub check: LinkCheck,
 }
 
-fn push_str(out: &mut Vec<u8>, s: Option<&str>) {
+/// How a link is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkCheck {
+    /// The reader that encoded the entry also computed its MAC, `mac` = HMAC(audit key, `from`
+    /// || canonical bytes), where `from` is the stored hash of the entry it read just before
+    /// (the genesis hash before entry 1). The link holds when `from` is the previous entry's
+    /// hash as the verifier holds it and `mac` is the stored hash: then the verifier's own
+    /// computation would give the same.
+    Mac { from: [u8; 32], mac: [u8; 32] },
+    /// The canonical bytes, for the verifier to MAC (a link read without the entry before it).
+    Canonical(Vec<u8>),
+}
+
+impl ChainLink {
+    /// Encodes entry `seq` and MACs it on the calling thread when the hash it chains from is
+    /// known (`from`), else keeps its canonical bytes for the verifier. `buf` is scratch space.
+    pub fn new(
+        key: &amanah_crypto::audit::AuditKey,
+        from: Option<&[u8; 32]>,
+        seq: u64,
+        parts: &EntryParts<'_, impl FieldList + ?Sized>,
+        hash: [u8; 32],
+        buf: &mut Vec<u8>,
+    ) -> ChainLink {
+        buf.clear();
+        parts.encode_into(seq, buf);
+        let check = match from {
+            Some(from) => LinkCheck::Mac {
+                from: *from,
+                mac: key.chain(from, buf),
+            },
+            None => LinkCheck::Canonical(buf.clone()),
+        };
+        ChainLink { seq, hash, check }
+    }
+}
+
+#[inline]
+fn push_str(out: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         None => out.push(0),
         Some(s) => {
+            out.reserve(5 + s.len());
             out.push(1);
             out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            out.extend_from_slice(s.as_bytes());
+            out.extend_from_slice(s);
         }
     }
 }
@@ -297,16 +362,36 @@ impl<'k> ChainVerifier<'k> {
         })
     }
 
-    /// Like [`Self::push_page`], for links whose canonical bytes the store encoded as it read
-    /// them (`amanah audit verify`: no record is built per entry).
+    /// Checks links in stored order, like `push` on the records they were read from. Their MACs
+    /// were computed where they were read (the store's readers, several pages at once), so
+    /// what is left here is a comparison per link, except for a link that carries its
+    /// canonical bytes. On a break, the verifier stands just before the bad entry.
     pub fn push_links(&mut self, links: &[ChainLink]) -> Result<(), ChainBreak> {
-        self.push_parallel(links, |l| {
-            (l.seq, std::borrow::Cow::Borrowed(&l.canonical[..]), &l.hash)
-        })
+        for l in links {
+            if l.seq != self.next_seq {
+                return Err(ChainBreak::Sequence {
+                    expected: self.next_seq,
+                    found: l.seq,
+                });
+            }
+            let holds = match &l.check {
+                // `from` is not the hash this verifier accepted for the entry before: that
+                // entry's stored hash changed between two reads, and the MAC of this one, taken
+                // over the accepted hash, could only match by a collision.
+                LinkCheck::Mac { from, mac } => *from == self.prev && *mac == l.hash,
+                LinkCheck::Canonical(canonical) => self.key.chain(&self.prev, canonical) == l.hash,
+            };
+            if !holds {
+                return Err(ChainBreak::Hash { seq: l.seq });
+            }
+            self.prev = l.hash;
+            self.next_seq += 1;
+        }
+        Ok(())
     }
 
-    /// The parallel check of `push_page` and `push_links`: `link` gives an item's sequence
-    /// number, canonical bytes and stored hash.
+    /// The parallel check of `push_page`: `link` gives an item's sequence number, canonical
+    /// bytes and stored hash.
     fn push_parallel<T: Sync>(
         &mut self,
         items: &[T],
@@ -483,6 +568,102 @@ mod tests {
                 ));
             }
         }
+    }
+
+    /// Links MACed where they were read (`LinkCheck::Mac`) or carrying their bytes
+    /// (`LinkCheck::Canonical`) give `push_links` the verdict `push` gives on the records,
+    /// wherever a break is; a link MACed over another hash than the one the verifier accepted
+    /// for the entry before it is a break at that link.
+    #[test]
+    fn links_checked_where_they_were_read_agree_with_one_by_one() {
+        let ring = KeyRing::generate().unwrap();
+        let key = ring.audit_key();
+        let good = chain(&ring, 300);
+        // As a store reads them: pages of 64, the first link of every third page without
+        // the hash before it.
+        let links = |records: &[AuditRecord]| -> Vec<ChainLink> {
+            let mut buf = Vec::new();
+            let mut from = Some(amanah_crypto::audit::GENESIS);
+            records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    if i % 192 == 64 {
+                        from = None;
+                    }
+                    let e = &r.entry;
+                    let parts = EntryParts {
+                        at_micros: e.at_micros,
+                        actor: e.actor.as_bytes(),
+                        role: e.role.as_bytes(),
+                        action: e.action.as_str().as_bytes(),
+                        purpose: e.purpose.as_deref().map(str::as_bytes),
+                        basis: e.basis.as_deref().map(str::as_bytes),
+                        outcome: e.outcome.as_str().as_bytes(),
+                        reason: e.reason.as_deref().map(str::as_bytes),
+                        subject: e.subject.as_deref().map(str::as_bytes),
+                        fields: &e.fields[..],
+                        policy_version: e.policy_version.as_bytes(),
+                    };
+                    let l = ChainLink::new(&key, from.as_ref(), r.seq, &parts, r.hash, &mut buf);
+                    from = Some(r.hash);
+                    l
+                })
+                .collect()
+        };
+        let sequential = |records: &[AuditRecord]| {
+            let mut v = ChainVerifier::new(&key);
+            let r = records.iter().try_for_each(|rec| v.push(rec));
+            (r, v.count(), v.prev)
+        };
+        let by_links = |links: &[ChainLink]| {
+            let mut v = ChainVerifier::new(&key);
+            let r = links.chunks(64).try_for_each(|page| v.push_links(page));
+            (r, v.count(), v.prev)
+        };
+        assert_eq!(by_links(&links(&good)), sequential(&good));
+        assert_eq!(by_links(&links(&good)).1, 300);
+        for at in [0usize, 1, 63, 64, 65, 128, 200, 299] {
+            let mut altered = good.clone();
+            altered[at].entry.fields.push("more".into());
+            let l = links(&altered);
+            assert_eq!(by_links(&l), sequential(&altered), "altered entry at {at}");
+            assert_eq!(by_links(&l).0, Err(ChainBreak::Hash { seq: at as u64 + 1 }));
+
+            let mut removed = good.clone();
+            removed.remove(at);
+            if at < removed.len() {
+                let l = links(&removed);
+                assert_eq!(by_links(&l), sequential(&removed), "removed entry at {at}");
+            }
+
+            // A stored hash changed after the entry following it was read and MACed.
+            let mut l = links(&good);
+            if at > 0 {
+                if let LinkCheck::Mac { from, .. } = &mut l[at].check {
+                    from[0] ^= 1;
+                    assert_eq!(by_links(&l).0, Err(ChainBreak::Hash { seq: at as u64 + 1 }));
+                }
+            }
+        }
+        // The encoder over a borrowed list gives the bytes of the record's.
+        let e = &good[7].entry;
+        let mut out = Vec::new();
+        EntryParts {
+            at_micros: e.at_micros,
+            actor: e.actor.as_bytes(),
+            role: e.role.as_bytes(),
+            action: e.action.as_str().as_bytes(),
+            purpose: e.purpose.as_deref().map(str::as_bytes),
+            basis: e.basis.as_deref().map(str::as_bytes),
+            outcome: e.outcome.as_str().as_bytes(),
+            reason: e.reason.as_deref().map(str::as_bytes),
+            subject: e.subject.as_deref().map(str::as_bytes),
+            fields: &["email"][..],
+            policy_version: e.policy_version.as_bytes(),
+        }
+        .encode_into(8, &mut out);
+        assert_eq!(out, canonical_bytes(8, e));
     }
 
     fn verify(

@@ -124,10 +124,17 @@ pub(crate) trait Row {
     fn text_ref(&self, i: usize) -> StoreResult<Option<&str>>;
     /// The bytes of column `i` without a copy.
     fn blob_ref(&self, i: usize) -> StoreResult<Option<&[u8]>>;
+    /// The bytes of text column `i` without a copy, and on SQLite without checking they are
+    /// UTF-8 (the audit verifier, whose MAC covers them, reads a row again with
+    /// [`Row::text_ref`] when they do not match it).
+    fn text_bytes(&self, i: usize) -> StoreResult<Option<&[u8]>>;
 }
 
 /// Reads a result row into a record (the mappers of `crate::rows`).
 pub(crate) type Map<T> = fn(&dyn Row) -> StoreResult<T>;
+
+/// Reads a result row into a state carried from row to row (`Backend::fold`); `false` stops.
+pub(crate) type Step<S> = fn(&mut S, &dyn Row) -> StoreResult<bool>;
 
 /// The bound values of one statement.
 pub(crate) type Args<'a> = &'a [Value<'a>];
@@ -192,6 +199,13 @@ impl Row for rusqlite::Row<'_> {
             .as_blob_or_null()
             .map_err(|e| crate::sqlite::backend(rusqlite::Error::from(e)))
     }
+    fn text_bytes(&self, i: usize) -> StoreResult<Option<&[u8]>> {
+        match self.get_ref(i).map_err(crate::sqlite::backend)? {
+            rusqlite::types::ValueRef::Text(bytes) => Ok(Some(bytes)),
+            rusqlite::types::ValueRef::Null => Ok(None),
+            _ => self.text_ref(i).map(|t| t.map(str::as_bytes)),
+        }
+    }
 }
 
 impl Row for tokio_postgres::Row {
@@ -212,6 +226,9 @@ impl Row for tokio_postgres::Row {
     }
     fn blob_ref(&self, i: usize) -> StoreResult<Option<&[u8]>> {
         self.try_get(i).map_err(crate::postgres::backend)
+    }
+    fn text_bytes(&self, i: usize) -> StoreResult<Option<&[u8]>> {
+        Ok(self.text_ref(i)?.map(str::as_bytes))
     }
 }
 

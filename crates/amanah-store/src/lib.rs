@@ -42,7 +42,7 @@ use amanah_core::audit::{AuditDraft, AuditRecord, ChainLink};
 use amanah_crypto::audit::AuditKey;
 use async_trait::async_trait;
 
-use crate::exec::{Args, Map, Rows};
+use crate::exec::{Args, Map, Rows, Step};
 use crate::ops::Op;
 
 #[derive(Debug, thiserror::Error)]
@@ -155,10 +155,18 @@ pub trait Store:
         after: u64,
         limit: usize,
     ) -> StoreResult<Vec<AuditRecord>>;
-    /// Entries with `seq > after` as chain links (canonical bytes and stored hash), oldest
-    /// first, at most `limit`: what verifying the chain reads, without a record per entry. A
-    /// row with an action Amanah never writes is `AlteredAuditEntry`, as in `audit_entries`.
-    async fn audit_links(&self, after: u64, limit: usize) -> StoreResult<Vec<ChainLink>>;
+    /// Entries with `seq > after` as chain links, oldest first, at most `limit`: what
+    /// verifying the chain reads, without a record per entry. Each link's MAC under `key` is
+    /// computed where the rows are read (SQLite's reader threads), from the stored hash of the
+    /// entry before it ([`amanah_core::audit::LinkCheck`]), so pages read ahead in parallel are
+    /// checked as they are read. A row with an action Amanah never writes is
+    /// `AlteredAuditEntry`, as in `audit_entries`.
+    async fn audit_links(
+        &self,
+        key: &AuditKey,
+        after: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<ChainLink>>;
     /// The signed head: (seq, hash, mac) of the last entry, or `(0, genesis, mac)` before the
     /// first. `None` only when the head row was deleted (an integrity break).
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>>;
@@ -205,6 +213,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn write(&self, op: Op) -> StoreResult<Vec<AuditRecord>>;
     /// Every row of a read, each read by `map`.
     async fn all<T: Send + 'static>(&self, q: sql::Sql, args: Args<'_>, map: Map<T>) -> Rows<T>;
+    /// The rows of a read fed in order to `step` with `state` (on SQLite's reader thread),
+    /// until the rows end or `step` returns `false`; the state at the end.
+    async fn fold<S: Send + 'static>(
+        &self,
+        q: sql::Sql,
+        args: Args<'_>,
+        state: S,
+        step: Step<S>,
+    ) -> StoreResult<S>;
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>>;
     async fn find_subjects(&self, category: &str, term: [u8; 32], n: usize) -> Rows<StoredSubject>;
     async fn insert_subjects(
@@ -362,10 +379,19 @@ impl<B: Backend> Store for B {
         }
     }
 
-    async fn audit_links(&self, after: u64, n: usize) -> StoreResult<Vec<ChainLink>> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        let args = args![after, limit(n)];
-        self.all(sql::AUDIT_AFTER, args, rows::audit_link).await
+    async fn audit_links(
+        &self,
+        key: &AuditKey,
+        after: u64,
+        n: usize,
+    ) -> StoreResult<Vec<ChainLink>> {
+        let reader = rows::LinkReader::new(key.clone(), after, n);
+        let (from, rows) = reader.bounds();
+        let args = args![from, limit(rows)];
+        let reader = self
+            .fold(sql::AUDIT_AFTER, args, reader, rows::LinkReader::step)
+            .await?;
+        Ok(reader.links)
     }
 
     async fn audit_head(&self) -> StoreResult<Option<(u64, [u8; 32], [u8; 32])>> {

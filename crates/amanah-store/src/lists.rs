@@ -20,6 +20,59 @@ pub(crate) fn decode(stored: &str) -> Vec<String> {
     serde_json::from_str(stored).unwrap_or_else(|_| vec![stored.to_owned()])
 }
 
+/// A stored list in the form [`encode`] gives when no element needs an escape (`[]`,
+/// `["a","b"]`: no quote, backslash or control character in any element), read in place as
+/// bytes: what the audit verifier encodes without building a list per entry. Any other text,
+/// JSON or not, is not read here (`read` returns `None`) and goes through [`decode`]; on the
+/// texts it accepts, the names are the bytes of those `decode` gives.
+pub(crate) struct Plain<'a> {
+    /// Between the first and the last quote (empty for `[]`).
+    inner: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Plain<'a> {
+    pub(crate) fn read(stored: &'a [u8]) -> Option<Plain<'a>> {
+        let list = stored.strip_prefix(b"[")?.strip_suffix(b"]")?;
+        if list.is_empty() {
+            return Some(Plain {
+                inner: list,
+                count: 0,
+            });
+        }
+        let inner = list.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+        let mut count = 1;
+        let mut i = 0;
+        while let Some(&c) = inner.get(i) {
+            if c == b'"' {
+                // Only as the separator `","`.
+                if inner.get(i + 1..i + 3) != Some(b",\"") {
+                    return None;
+                }
+                count += 1;
+                i += 3;
+            } else if c == b'\\' || c < 0x20 {
+                return None;
+            } else {
+                i += 1;
+            }
+        }
+        Some(Plain { inner, count })
+    }
+}
+
+impl amanah_core::audit::FieldList for Plain<'_> {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn each(&self, mut f: impl FnMut(&[u8])) {
+        if self.count > 0 {
+            // Every quote inside is a separator `","`: the names are every other piece.
+            self.inner.split(|&c| c == b'"').step_by(2).for_each(&mut f);
+        }
+    }
+}
+
 /// How stores up to schema 5 read a comma-joined list back (and so what an old audit entry's MAC
 /// covers whenever no element held a comma): split on every comma, the empty string being the
 /// empty list.
@@ -122,6 +175,83 @@ mod tests {
         }
         assert_eq!(decode("not json"), vec!["not json".to_owned()]);
         assert_eq!(decode("[1]"), vec!["[1]".to_owned()]);
+    }
+
+    /// What the audit verifier reads in place: the lists `encode` writes without escapes give
+    /// the names `decode` gives; every other text is left to `decode`.
+    fn plain(stored: &str) -> Option<Vec<String>> {
+        use amanah_core::audit::FieldList;
+        let p = Plain::read(stored.as_bytes())?;
+        let mut names = Vec::new();
+        p.each(|n| names.push(String::from_utf8(n.to_vec()).unwrap()));
+        assert_eq!(p.count(), names.len(), "{stored:?}");
+        Some(names)
+    }
+
+    #[test]
+    fn plain_lists_read_in_place_as_decode_reads_them() {
+        for list in [
+            vec![],
+            vec![String::new()],
+            vec![String::new(), String::new()],
+            vec!["email".to_owned(), "full_name".into(), "nik".into()],
+            vec![
+                "a,b".into(),
+                ",".into(),
+                "]".into(),
+                "[".into(),
+                "é \u{7f}".into(),
+            ],
+            vec!["x".into(), String::new(), "y".into(), String::new()],
+        ] {
+            let stored = encode(&list);
+            assert_eq!(plain(&stored), Some(list.clone()), "{stored}");
+            assert_eq!(decode(&stored), list);
+        }
+        // Escaped elements, other JSON, and what is not JSON at all: not read here.
+        for stored in [
+            encode(&["\"q\"".into()]),
+            encode(&["a\\b".into()]),
+            encode(&["\n".into()]),
+            encode(&["\0".into()]),
+            "[ ]".into(),
+            "[\"a\", \"b\"]".into(),
+            "[\"a\",]".into(),
+            "[\"a\"\"b\"]".into(),
+            "[\"a\",,\"b\"]".into(),
+            "[\"a\",\"]".into(),
+            "[\"]".into(),
+            "[\"a\"] ".into(),
+            "[1]".into(),
+            "[\"a\nb\"]".into(),
+            "not json".into(),
+            String::new(),
+            "[".into(),
+            "]".into(),
+        ] {
+            assert_eq!(plain(&stored), None, "{stored:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_agrees_with_decode_on_any_list(
+            list in proptest::collection::vec("[a-z,\"\\\\\\[\\] \\x00-\\x1f\\x7fé]{0,6}", 0..5),
+        ) {
+            let stored = encode(&list);
+            if let Some(names) = plain(&stored) {
+                proptest::prop_assert_eq!(names, decode(&stored));
+            } else {
+                proptest::prop_assert!(list.iter().any(|n| n.chars().any(|c| c == '"' || c == '\\' || c < ' ')));
+            }
+        }
+
+        #[test]
+        fn plain_agrees_with_decode_on_any_text(stored in "[\\[\\]\",a\\\\ ]{0,12}") {
+            if let Some(names) = plain(&stored) {
+                proptest::prop_assert_eq!(names, decode(&stored));
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
-use crate::exec::{Args, Map, Rows, Value};
+use crate::exec::{Args, Map, Rows, Step, Value};
 use crate::ops::Op;
 use crate::sql::Sql;
 use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredSubject};
@@ -276,6 +276,22 @@ impl Backend for PgStore {
         let params: Vec<_> = args.iter().map(Value::pg).collect();
         let rows = self.query(q.pg, &params).await?;
         rows.iter().map(|r| map(r)).collect()
+    }
+
+    async fn fold<S: Send + 'static>(
+        &self,
+        q: Sql,
+        args: Args<'_>,
+        mut state: S,
+        step: Step<S>,
+    ) -> StoreResult<S> {
+        let params: Vec<_> = args.iter().map(Value::pg).collect();
+        for r in &self.query(q.pg, &params).await? {
+            if !step(&mut state, r)? {
+                break;
+            }
+        }
+        Ok(state)
     }
 
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {

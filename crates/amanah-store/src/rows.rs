@@ -3,7 +3,10 @@
 //! so a column added to a record is read in one place. Each mapper expects the columns in the
 //! order of its `*_columns` list in [`crate::sql`].
 
-use amanah_core::audit::{AuditAction, AuditDraft, AuditRecord, ChainLink, EntryParts, Outcome};
+use amanah_core::audit::{
+    AuditAction, AuditDraft, AuditRecord, ChainLink, EntryParts, FieldList, LinkCheck, Outcome,
+};
+use amanah_crypto::audit::{AuditKey, GENESIS};
 
 use crate::exec::{not_null, Row};
 use crate::{
@@ -140,53 +143,171 @@ pub(crate) fn audit(r: &dyn Row) -> StoreResult<AuditRecord> {
     })
 }
 
-/// An audit row as a chain link: its canonical bytes encoded from the row's borrowed columns,
-/// with no record built (`amanah audit verify` reads every entry). The bytes are those
-/// [`audit`]'s record would give: an unknown action is refused the same way, an unknown outcome
-/// reads as `denied`, the field list decodes as [`crate::lists::decode`] does.
-pub(crate) fn audit_link(r: &dyn Row) -> StoreResult<ChainLink> {
-    let seq = r.col::<i64>(0)?;
-    let text = |i| not_null(r.text_ref(i)?, i);
-    let action = text(4)?
-        .parse::<AuditAction>()
-        .map_err(|_| StoreError::AlteredAuditEntry { seq: seq as u64 })?;
-    let outcome = Outcome::parse(text(7)?).unwrap_or(Outcome::Denied);
-    let stored = text(10)?;
-    // Category names hold no escapes: borrowed in every entry Amanah writes.
-    match serde_json::from_str::<Vec<&str>>(stored) {
-        Ok(fields) => link(r, seq, action, outcome, &fields),
-        Err(_) => link(r, seq, action, outcome, &crate::lists::decode(stored)),
-    }
+/// Reads audit rows into chain links on the thread that reads them (a store reader), MAC
+/// included, so verifying a page is a comparison per link (`amanah audit verify` reads every
+/// entry). It is fed the rows of [`crate::sql::AUDIT_AFTER`] from entry `after` itself (the row
+/// before the page, whose stored hash the first link chains from; the genesis hash when
+/// `after` is 0): each link's MAC is taken over the stored hash of the row read before it. A
+/// page whose row `after` is gone keeps the canonical bytes of its first link for the
+/// verifier. The bytes are those [`audit`]'s record would give: an unknown action is refused
+/// the same way, an unknown outcome reads as `denied`, the field list decodes as
+/// [`crate::lists::decode`] does.
+pub(crate) struct LinkReader {
+    key: AuditKey,
+    after: u64,
+    want: usize,
+    /// The stored hash of the row read last (what the next link chains from).
+    from: Option<[u8; 32]>,
+    first: bool,
+    buf: Vec<u8>,
+    pub(crate) links: Vec<ChainLink>,
 }
 
-fn link<F: AsRef<str>>(
-    r: &dyn Row,
-    seq: i64,
-    action: AuditAction,
-    outcome: Outcome,
-    fields: &[F],
-) -> StoreResult<ChainLink> {
-    let text = |i| not_null(r.text_ref(i)?, i);
-    let mut canonical = Vec::with_capacity(256);
-    EntryParts {
-        at_micros: r.col(1)?,
-        actor: text(2)?,
-        role: text(3)?,
-        action: action.as_str(),
-        purpose: r.text_ref(5)?,
-        basis: r.text_ref(6)?,
-        outcome: outcome.as_str(),
-        reason: r.text_ref(8)?,
-        subject: r.text_ref(9)?,
-        fields,
-        policy_version: text(11)?,
+impl LinkReader {
+    /// Links for the entries after `after`, at most `want`.
+    pub(crate) fn new(key: AuditKey, after: u64, want: usize) -> Self {
+        LinkReader {
+            key,
+            after,
+            want,
+            from: (after == 0).then_some(GENESIS),
+            first: true,
+            buf: Vec::with_capacity(512),
+            links: Vec::with_capacity(want.min(16_384)),
+        }
     }
-    .encode_into(seq as u64, &mut canonical);
-    Ok(ChainLink {
-        seq: seq as u64,
-        canonical,
-        hash: to_hash(not_null(r.blob_ref(12)?, 12)?),
-    })
+
+    /// The `seq >` bound and the row limit of the read: from entry `after` itself.
+    pub(crate) fn bounds(&self) -> (i64, usize) {
+        let after = i64::try_from(self.after).unwrap_or(i64::MAX);
+        if self.after == 0 {
+            (0, self.want)
+        } else {
+            (after - 1, self.want.saturating_add(1))
+        }
+    }
+
+    /// Reads one row; `false` once `want` links are read.
+    pub(crate) fn step(&mut self, r: &dyn Row) -> StoreResult<bool> {
+        let seq = r.col::<i64>(0)?;
+        let hash = to_hash(not_null(r.blob_ref(12)?, 12)?);
+        if std::mem::take(&mut self.first) && self.after > 0 && seq as u64 == self.after {
+            // The row before the page: checked with the page before; only its hash is used.
+            self.from = Some(hash);
+            return Ok(true);
+        }
+        if self.links.len() >= self.want {
+            return Ok(false);
+        }
+        let link = match self.from {
+            Some(from) => self.as_written(r, seq, from, hash),
+            None => None,
+        };
+        let link = match link {
+            Some(link) => link,
+            None => self.checked(r, seq, hash)?,
+        };
+        self.from = Some(link.hash);
+        self.links.push(link);
+        Ok(true)
+    }
+
+    /// The link of a row as Amanah writes it, read in place: its text columns as bytes (no
+    /// UTF-8 check) and a field list without escapes ([`crate::lists::Plain`]). Only a link
+    /// whose MAC matches the stored hash is kept: then its bytes are those the writer MACed,
+    /// text it held as strings. Anything else (no match, a list in another form, a column of
+    /// another type) is `None`, and the row is read again by [`Self::checked`], which refuses
+    /// what [`audit`] refuses.
+    fn as_written(
+        &mut self,
+        r: &dyn Row,
+        seq: i64,
+        from: [u8; 32],
+        hash: [u8; 32],
+    ) -> Option<ChainLink> {
+        let text = |i| r.text_bytes(i).ok().flatten();
+        let action = r.text_ref(4).ok()??.parse::<AuditAction>().ok()?;
+        let outcome = Outcome::parse(r.text_ref(7).ok()??)?;
+        let fields = crate::lists::Plain::read(text(10)?)?;
+        let parts = EntryParts {
+            at_micros: r.col(1).ok()?,
+            actor: text(2)?,
+            role: text(3)?,
+            action: action.as_str().as_bytes(),
+            purpose: r.text_bytes(5).ok()?,
+            basis: r.text_bytes(6).ok()?,
+            outcome: outcome.as_str().as_bytes(),
+            reason: r.text_bytes(8).ok()?,
+            subject: r.text_bytes(9).ok()?,
+            fields: &fields,
+            policy_version: text(11)?,
+        };
+        let link = ChainLink::new(
+            &self.key,
+            Some(&from),
+            seq as u64,
+            &parts,
+            hash,
+            &mut self.buf,
+        );
+        match link.check {
+            LinkCheck::Mac { mac, .. } if mac == hash => Some(link),
+            _ => None,
+        }
+    }
+
+    /// The link of a row read as [`audit`] reads its record: every text checked, an unknown
+    /// action refused, an unknown outcome read as `denied`, the field list decoded.
+    fn checked(&mut self, r: &dyn Row, seq: i64, hash: [u8; 32]) -> StoreResult<ChainLink> {
+        let text = |i| not_null(r.text_ref(i)?, i);
+        let action = text(4)?
+            .parse::<AuditAction>()
+            .map_err(|_| StoreError::AlteredAuditEntry { seq: seq as u64 })?;
+        let outcome = Outcome::parse(text(7)?).unwrap_or(Outcome::Denied);
+        let stored = text(10)?;
+        // Category names hold no escapes: borrowed in every entry Amanah writes.
+        match serde_json::from_str::<Vec<&str>>(stored) {
+            Ok(fields) => self.link(r, seq, action, outcome, &fields, hash),
+            Err(_) => {
+                let fields = crate::lists::decode(stored);
+                self.link(r, seq, action, outcome, &fields, hash)
+            }
+        }
+    }
+
+    fn link(
+        &mut self,
+        r: &dyn Row,
+        seq: i64,
+        action: AuditAction,
+        outcome: Outcome,
+        fields: &(impl FieldList + ?Sized),
+        hash: [u8; 32],
+    ) -> StoreResult<ChainLink> {
+        let text = |i| not_null(r.text_ref(i)?, i).map(str::as_bytes);
+        let opt = |i| r.text_ref(i).map(|t| t.map(str::as_bytes));
+        let parts = EntryParts {
+            at_micros: r.col(1)?,
+            actor: text(2)?,
+            role: text(3)?,
+            action: action.as_str().as_bytes(),
+            purpose: opt(5)?,
+            basis: opt(6)?,
+            outcome: outcome.as_str().as_bytes(),
+            reason: opt(8)?,
+            subject: opt(9)?,
+            fields,
+            policy_version: text(11)?,
+        };
+        Ok(ChainLink::new(
+            &self.key,
+            self.from.as_ref(),
+            seq as u64,
+            &parts,
+            hash,
+            &mut self.buf,
+        ))
+    }
 }
 
 /// The signed head: (seq, hash, mac).

@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
-use crate::exec::{ready, Args, Map, Rows, Value};
+use crate::exec::{ready, Args, Map, Rows, Step, Value};
 use crate::migrations::SCHEMA_VERSION;
 use crate::ops::{self, Op};
 use crate::sql::{self, Sql};
@@ -285,6 +285,30 @@ impl Backend for SqliteStore {
     async fn all<T: Send + 'static>(&self, q: Sql, args: Args<'_>, map: Map<T>) -> Rows<T> {
         let args: Vec<Value<'static>> = args.iter().cloned().map(Value::into_owned).collect();
         self.read(move |conn| rows_of(conn, q, &args, map)).await
+    }
+
+    async fn fold<S: Send + 'static>(
+        &self,
+        q: Sql,
+        args: Args<'_>,
+        state: S,
+        step: Step<S>,
+    ) -> StoreResult<S> {
+        let args: Vec<Value<'static>> = args.iter().cloned().map(Value::into_owned).collect();
+        self.read(move |conn| {
+            let mut state = state;
+            let mut st = conn.prepare_cached(q.lite).map_err(backend)?;
+            let mut rows = st
+                .query(rusqlite::params_from_iter(&args))
+                .map_err(backend)?;
+            while let Some(r) = rows.next().map_err(backend)? {
+                if !step(&mut state, r)? {
+                    break;
+                }
+            }
+            Ok(state)
+        })
+        .await
     }
 
     async fn load_subject(&self, id: &str) -> StoreResult<Option<StoredSubject>> {

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 mod common;
 
-use amanah_core::audit::{canonical_bytes, AuditAction, AuditDraft, ChainVerifier, Outcome};
+use amanah_core::audit::{
+    canonical_bytes, AuditAction, AuditDraft, ChainBreak, ChainLink, ChainVerifier, LinkCheck,
+    Outcome,
+};
 use amanah_crypto::audit::AuditKey;
 use amanah_crypto::KeyRing;
 use amanah_store::{
@@ -112,6 +115,7 @@ on_both_stores!(
     schema_6_rows_are_sealed_by_the_migration,
     rewrapping_is_conditional_and_keys_are_counted_per_kek,
     an_unknown_stored_action_is_refused_like_a_malformed_row,
+    chain_links_are_checked_where_they_are_read,
 );
 
 /// Schema 7's columns dropped: the store as schema 6 and before left it.
@@ -272,6 +276,25 @@ async fn try_verify(
     let mut v = ChainVerifier::new(&key);
     for r in store.audit_entries(None, 0, usize::MAX >> 1).await.unwrap() {
         v.push(&r)?;
+    }
+    let n = v.count();
+    v.finish(store.audit_head().await.unwrap())?;
+    Ok(n)
+}
+
+/// Verifies the chain as `amanah audit verify` reads it: as links, `page` entries at a time.
+async fn verify_links(
+    store: &Arc<dyn Store>,
+    key: &AuditKey,
+    page: usize,
+) -> Result<u64, amanah_core::audit::ChainBreak> {
+    let mut v = ChainVerifier::new(key);
+    loop {
+        let links = store.audit_links(key, v.count(), page).await.unwrap();
+        if links.is_empty() {
+            break;
+        }
+        v.push_links(&links)?;
     }
     let n = v.count();
     v.finish(store.audit_head().await.unwrap())?;
@@ -1149,6 +1172,7 @@ async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backe
     });
     let strategy = proptest::collection::vec(any_draft(), 1..4);
     let mut total = 0u64;
+    let mut prev = amanah_crypto::audit::GENESIS;
     for _ in 0..cases {
         let drafts = strategy.new_tree(&mut runner).unwrap().current();
         let appended = store.append_audit(drafts.clone()).await.unwrap();
@@ -1164,20 +1188,27 @@ async fn prop_any_audit_strings_round_trip_and_the_chain_verifies(backend: Backe
             .await
             .unwrap();
         assert_eq!(read, appended);
-        // The links the verifier reads carry exactly the canonical bytes of those records.
-        let links = store.audit_links(total, drafts.len()).await.unwrap();
+        // The links the verifier reads carry the MACs of exactly the canonical bytes of those
+        // records, each over the stored hash of the entry before it.
+        let key = ring.audit_key();
+        let links = store.audit_links(&key, total, drafts.len()).await.unwrap();
         assert_eq!(links.len(), appended.len());
+        let mut from = prev;
         for (l, r) in links.iter().zip(&appended) {
-            assert_eq!((l.seq, l.hash), (r.seq, r.hash));
+            let mac = key.chain(&from, &canonical_bytes(r.seq, &r.entry));
+            let check = LinkCheck::Mac { from, mac };
             assert_eq!(
-                l.canonical,
-                canonical_bytes(r.seq, &r.entry),
+                (l.seq, l.hash, &l.check),
+                (r.seq, r.hash, &check),
                 "entry {}",
                 r.seq
             );
+            from = r.hash;
         }
+        prev = from;
         total += drafts.len() as u64;
         assert_eq!(verify(&store, &ring).await, total);
+        assert_eq!(verify_links(&store, &key, 3).await, Ok(total));
     }
 }
 
@@ -1207,7 +1238,10 @@ async fn an_unknown_stored_action_is_refused_like_a_malformed_row(backend: Backe
     let msg = err.to_string();
     assert!(msg.contains(&format!("audit entry {seq} ")), "{msg}");
     assert!(!msg.contains("peek"), "{msg}");
-    let err = store.audit_links(0, 10).await.unwrap_err();
+    let err = store
+        .audit_links(&ring.audit_key(), 0, 10)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, StoreError::AlteredAuditEntry { seq: s } if s == seq),
         "the verifier's reading refuses it the same way: {err:?}"
@@ -1219,6 +1253,119 @@ async fn an_unknown_stored_action_is_refused_like_a_malformed_row(backend: Backe
     ));
     assert_eq!(store.audit_entries(None, 0, 10).await.unwrap(), appended);
     assert_eq!(verify(&store, &ring).await, 2);
+}
+
+/// `audit_links` computes each link's MAC where it reads the rows, over the stored hash of the
+/// entry before the link (the genesis hash before the first), whichever entry a page starts
+/// after: read page by page, the chain verifies as entry by entry, and breaks at the same
+/// entry. A page whose entry before it is gone carries its first link's canonical bytes.
+async fn chain_links_are_checked_where_they_are_read(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let key = ring.audit_key();
+    let store = backend.open(key.clone()).await;
+    let drafts = (0..7)
+        .map(|i| AuditDraft {
+            at_micros: i,
+            ..draft(AuditAction::SubjectRead, None)
+        })
+        .collect();
+    let appended = store.append_audit(drafts).await.unwrap();
+    let from = |seq: u64| {
+        if seq == 1 {
+            amanah_crypto::audit::GENESIS
+        } else {
+            appended[seq as usize - 2].hash
+        }
+    };
+    for after in 0..7usize {
+        for page in [1usize, 3, 10] {
+            let links = store.audit_links(&key, after as u64, page).await.unwrap();
+            let expected: Vec<ChainLink> = appended[after..]
+                .iter()
+                .take(page)
+                .map(|r| ChainLink {
+                    seq: r.seq,
+                    hash: r.hash,
+                    check: LinkCheck::Mac {
+                        from: from(r.seq),
+                        mac: key.chain(&from(r.seq), &canonical_bytes(r.seq, &r.entry)),
+                    },
+                })
+                .collect();
+            assert_eq!(links, expected, "after {after}, page {page}");
+        }
+    }
+    assert_eq!(store.audit_links(&key, 7, 5).await.unwrap(), Vec::new());
+    assert_eq!(store.audit_links(&key, 3, 0).await.unwrap(), Vec::new());
+    for page in [1, 2, 3, 100] {
+        assert_eq!(verify_links(&store, &key, page).await, Ok(7), "page {page}");
+    }
+    let other = KeyRing::generate().unwrap().audit_key();
+    assert_eq!(
+        verify_links(&store, &other, 3).await,
+        Err(ChainBreak::Hash { seq: 1 })
+    );
+
+    // An altered entry breaks the chain at that entry whatever the pages.
+    backend.sql("UPDATE audit_log SET actor = 'someone else' WHERE seq = 4;");
+    for page in [1, 2, 3, 4, 100] {
+        assert_eq!(
+            verify_links(&store, &key, page).await,
+            Err(ChainBreak::Hash { seq: 4 }),
+            "page {page}"
+        );
+    }
+    backend.sql("UPDATE audit_log SET actor = 'k' WHERE seq = 4;");
+    assert_eq!(verify_links(&store, &key, 2).await, Ok(7));
+    if let Backend::Sqlite { .. } = backend {
+        // Text that is not UTF-8 (SQLite keeps what it is given): the links are refused as the
+        // records are, not read as bytes.
+        backend.sql("UPDATE audit_log SET role = CAST(X'61FF62' AS TEXT) WHERE seq = 5;");
+        let read = store.audit_entries(None, 0, 10).await.unwrap_err();
+        assert!(matches!(read, StoreError::Backend(_)), "{read:?}");
+        for page in [1, 3, 5] {
+            let links = store.audit_links(&key, 5 - page as u64, page).await;
+            let err = links.unwrap_err();
+            assert!(
+                matches!(err, StoreError::Backend(_)),
+                "page {page}: {err:?}"
+            );
+            assert!(err.to_string().contains("utf-8"), "page {page}: {err}");
+        }
+        backend.sql("UPDATE audit_log SET role = 'admin' WHERE seq = 5;");
+        assert_eq!(verify_links(&store, &key, 2).await, Ok(7));
+    }
+
+    // Entry 3 removed: a page after it carries the bytes of its first link, which a verifier
+    // that checked entry 3 before it went MACs over entry 3's hash (as it did before links
+    // were MACed where they are read); read from the start, the gap is a break.
+    backend.sql("DELETE FROM audit_log WHERE seq = 3;");
+    let links = store.audit_links(&key, 3, 2).await.unwrap();
+    let canonical = canonical_bytes(4, &appended[3].entry);
+    assert_eq!(links[0].check, LinkCheck::Canonical(canonical));
+    assert_eq!(
+        links[1].check,
+        LinkCheck::Mac {
+            from: appended[3].hash,
+            mac: appended[4].hash
+        }
+    );
+    let mut v = ChainVerifier::new(&key);
+    v.push_links(&store.audit_links(&key, 0, 2).await.unwrap())
+        .unwrap();
+    v.push(&appended[2]).unwrap();
+    v.push_links(&links).unwrap();
+    assert_eq!(v.count(), 5);
+    for page in [1, 2, 100] {
+        assert_eq!(
+            verify_links(&store, &key, page).await,
+            Err(ChainBreak::Sequence {
+                expected: 3,
+                found: 4
+            }),
+            "page {page}"
+        );
+    }
 }
 
 /// Disclosure and breach category lists were stored comma-joined too (issue 14, item 1).

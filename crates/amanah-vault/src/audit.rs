@@ -71,9 +71,10 @@ impl Vault {
             // Sequence numbers are dense, so the pages to come are known in advance: two are
             // read ahead (on the store's reader threads) while one is checked. A gap makes the
             // page that holds it fail verification before any later page matters.
+            // Each page's MACs are computed by the reader that reads it.
             let fetch = |after: u64| {
-                let store = self.store.clone();
-                tokio::spawn(async move { store.audit_links(after, VERIFY_PAGE).await })
+                let (store, key) = (self.store.clone(), key.clone());
+                tokio::spawn(async move { store.audit_links(&key, after, VERIFY_PAGE).await })
             };
             let page_len = VERIFY_PAGE as u64;
             let start = verifier.count();
@@ -94,7 +95,7 @@ impl Vault {
                         let before = seq.saturating_sub(verifier.count() + 1) as usize;
                         let earlier = self
                             .store
-                            .audit_links(verifier.count(), before)
+                            .audit_links(&key, verifier.count(), before)
                             .await
                             .map_err(store_error)?;
                         if let Err(b) = verifier.push_links(&earlier) {
