@@ -443,6 +443,8 @@ pub(super) fn settle(w: &mut Writer) {
 
 /// Staged keys written into the bulk's key-store transaction once this many are waiting.
 const BULK_KEYS: usize = 1024;
+/// Page cache of the writer during a bulk insert (KiB); back to `WRITER_CACHE_KIB` after.
+const BULK_CACHE_KIB: i64 = 64 * 1024;
 
 /// One transaction for a whole bulk insert; see [`Store::insert_subjects`]. The keys go into
 /// one key-store transaction, committed just before the data transaction.
@@ -452,6 +454,9 @@ pub(super) fn run_bulk(
 ) -> StoreResult<u64> {
     let (start_seq, start_hash) = (w.chain.seq, w.chain.hash);
     let mut keys_committed = false;
+    // A bulk touches the random leaves of the unique terms' index across the whole store: a
+    // larger page cache for its one long transaction spills and re-reads fewer pages.
+    let _ = w.conn.pragma_update(None, "cache_size", -BULK_CACHE_KIB);
     let (conn, chain, keys) = (&mut w.conn, &mut w.chain, &mut w.keys);
     let outcome = (|| -> StoreResult<u64> {
         let tx = conn
@@ -462,23 +467,26 @@ pub(super) fn run_bulk(
         let mut index = 0u64;
         let mut conflicts = Vec::new();
         let mut committed = false;
-        while let Some(message) = input.blocking_recv() {
-            match message {
-                BulkInsert::Subjects(subjects) => {
-                    for (subject, audit) in subjects {
-                        for category in insert_new_subject(&tx, chain, &subject)? {
-                            conflicts.push(UniqueConflict { index, category });
+        {
+            let mut lite = Lite::bulk(&tx, chain);
+            while let Some(message) = input.blocking_recv() {
+                match message {
+                    BulkInsert::Subjects(subjects) => {
+                        for (subject, audit) in subjects {
+                            for category in lite.insert_new(&subject)? {
+                                conflicts.push(UniqueConflict { index, category });
+                            }
+                            lite.append_entry(audit)?;
+                            index += 1;
                         }
-                        append(&tx, chain, audit)?;
-                        index += 1;
+                        if lite.chain.keys.len() >= BULK_KEYS {
+                            write_keys(&key_tx, &lite.chain.keys.take())?;
+                        }
                     }
-                    if chain.keys.len() >= BULK_KEYS {
-                        write_keys(&key_tx, &chain.keys.take())?;
+                    BulkInsert::Commit => {
+                        committed = true;
+                        break;
                     }
-                }
-                BulkInsert::Commit => {
-                    committed = true;
-                    break;
                 }
             }
         }
@@ -504,6 +512,7 @@ pub(super) fn run_bulk(
         Ok(index)
     })();
     w.chain.keys.take();
+    let _ = w.conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB);
     match &outcome {
         Ok(n) if *n > 0 => {
             metrics::counter!("amanah_audit_appends_total").increment(w.chain.seq - start_seq);
@@ -678,28 +687,37 @@ pub(super) fn append(
     entry: AuditDraft,
 ) -> StoreResult<AuditRecord> {
     // Stored strings are bounded, as on PostgreSQL.
+    let mut st = tx
+        .prepare_cached(sql::writes::INSERT_AUDIT.lite)
+        .map_err(backend)?;
+    append_on(&mut st, chain, entry)
+}
+
+/// [`append`] with the statement `INSERT_AUDIT` already prepared.
+pub(super) fn append_on(
+    st: &mut rusqlite::Statement<'_>,
+    chain: &mut Chain,
+    entry: AuditDraft,
+) -> StoreResult<AuditRecord> {
     let entry = entry.bounded();
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, &entry));
-    tx.prepare_cached(sql::writes::INSERT_AUDIT.lite)
-        .and_then(|mut st| {
-            st.execute(params![
-                seq as i64,
-                entry.at_micros,
-                entry.actor,
-                entry.role,
-                entry.action.as_str(),
-                entry.purpose,
-                entry.basis,
-                entry.outcome.as_str(),
-                entry.reason,
-                entry.subject,
-                crate::lists::encode(&entry.fields),
-                entry.policy_version,
-                &hash[..],
-            ])
-        })
-        .map_err(backend)?;
+    st.execute(params![
+        seq as i64,
+        entry.at_micros,
+        entry.actor,
+        entry.role,
+        entry.action.as_str(),
+        entry.purpose,
+        entry.basis,
+        entry.outcome.as_str(),
+        entry.reason,
+        entry.subject,
+        crate::lists::encode(&entry.fields),
+        entry.policy_version,
+        &hash[..],
+    ])
+    .map_err(backend)?;
     chain.seq = seq;
     chain.hash = hash;
     Ok(AuditRecord { seq, entry, hash })

@@ -13,12 +13,81 @@ use crate::{NewSubject, StoreResult, StoredSubject};
 /// never waits.
 pub(super) struct Lite<'c> {
     conn: &'c Connection,
-    chain: &'c mut Chain,
+    pub(super) chain: &'c mut Chain,
+    /// Statements held for a whole bulk insert, or `None`: each statement from the
+    /// connection's cache.
+    held: Option<Held<'c>>,
 }
 
 impl<'c> Lite<'c> {
     pub(super) fn writer(conn: &'c Connection, chain: &'c mut Chain) -> Self {
-        Lite { conn, chain }
+        Lite {
+            conn,
+            chain,
+            held: None,
+        }
+    }
+
+    /// For a bulk insert: every statement prepared once and held until the bulk ends, instead
+    /// of looked up in the connection's cache (which hashes its text) at each row.
+    pub(super) fn bulk(conn: &'c Connection, chain: &'c mut Chain) -> Self {
+        Lite {
+            conn,
+            chain,
+            held: Some(Held(Vec::new())),
+        }
+    }
+
+    /// Runs statement `q` with `params`: the held one, or the connection's cached one.
+    fn run(&mut self, q: &'static str, params: impl rusqlite::Params) -> StoreResult<usize> {
+        match &mut self.held {
+            Some(held) => held.get(self.conn, q)?.execute(params),
+            None => self
+                .conn
+                .prepare_cached(q)
+                .and_then(|mut st| st.execute(params)),
+        }
+        .map_err(backend)
+    }
+
+    /// Inserts a new subject's rows (no audit entry) and stages its data key; the unique
+    /// categories another subject already holds (the bulk insert reports them all).
+    pub(super) fn insert_new(&mut self, s: &NewSubject) -> StoreResult<Vec<String>> {
+        ready(ops::insert_new_subject(self, s))
+    }
+
+    /// Appends one entry to the chain (see [`append`]).
+    pub(super) fn append_entry(&mut self, entry: AuditDraft) -> StoreResult<AuditRecord> {
+        let (chain, held) = (&mut *self.chain, &mut self.held);
+        match held {
+            Some(held) => append_on(
+                held.get(self.conn, sql::writes::INSERT_AUDIT.lite)?,
+                chain,
+                entry,
+            ),
+            None => append(self.conn, chain, entry),
+        }
+    }
+}
+
+/// Prepared statements held by a bulk insert, found by the address of their text (the
+/// statements are `'static` constants): a few, so a scan.
+pub(super) struct Held<'c>(Vec<(&'static str, rusqlite::Statement<'c>)>);
+
+impl<'c> Held<'c> {
+    fn get(
+        &mut self,
+        conn: &'c Connection,
+        q: &'static str,
+    ) -> StoreResult<&mut rusqlite::Statement<'c>> {
+        let i = match self.0.iter().position(|(k, _)| std::ptr::eq(*k, q)) {
+            Some(i) => i,
+            None => {
+                self.0.push((q, conn.prepare(q).map_err(backend)?));
+                self.0.len() - 1
+            }
+        };
+        Ok(&mut self.0[i].1)
     }
 }
 
@@ -44,10 +113,7 @@ impl Exec for Lite<'_> {
     type Error = StoreError;
 
     async fn execute(&mut self, q: Sql, args: &[Value<'_>]) -> StoreResult<u64> {
-        let mut st = self.conn.prepare_cached(q.lite).map_err(backend)?;
-        let n = st
-            .execute(rusqlite::params_from_iter(args))
-            .map_err(backend)?;
+        let n = self.run(q.lite, rusqlite::params_from_iter(args))?;
         Ok(n as u64)
     }
 
@@ -70,7 +136,7 @@ const KEY_HELD: &str = "SELECT 1 FROM keys.data_keys
 
 impl Writer for Lite<'_> {
     async fn append(&mut self, entry: &AuditDraft) -> StoreResult<AuditRecord> {
-        append(self.conn, self.chain, entry.clone())
+        self.append_entry(entry.clone())
     }
 
     fn audit_key(&self) -> &AuditKey {
@@ -122,16 +188,6 @@ impl Writer for Lite<'_> {
     fn keys_erased(&mut self) {
         self.chain.checkpoint = true;
     }
-}
-
-/// Inserts a new subject's rows (no audit entry) and stages its data key; the unique categories
-/// another subject already holds (the bulk insert reports them all).
-pub(super) fn insert_new_subject(
-    tx: &Connection,
-    chain: &mut Chain,
-    s: &NewSubject,
-) -> StoreResult<Vec<String>> {
-    ready(ops::insert_new_subject(&mut Lite::writer(tx, chain), s))
 }
 
 pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Vec<StoredSubject>> {
