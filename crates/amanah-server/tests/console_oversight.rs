@@ -174,7 +174,9 @@ async fn the_dpo_sees_the_chain_intact_its_checkpoint_and_a_subjects_trail() {
         .body
         .contains("The chain still holds the entry this checkpoint saw."));
 
-    // One subject's trail: the audit's columns, the categories, never the values.
+    // One subject's trail: the audit's columns, the categories, never the values; the whole
+    // chain is not verified again for it.
+    let verifies = site.audited("audit.verify");
     let trail = site
         .get(&format!("/console/audit?lang=en&subject={siti}"), &dpo)
         .await;
@@ -192,6 +194,8 @@ async fn the_dpo_sees_the_chain_intact_its_checkpoint_and_a_subjects_trail() {
     );
     assert!(!trail.body.contains(&other));
     assert_eq!(site.audited("audit.read"), 1);
+    assert_eq!(site.audited("audit.verify"), verifies);
+    assert!(trail.body.contains("Verify the chain"), "{}", trail.body);
     let bad = site.get("/console/audit?subject=..%2Fetc", &dpo).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(site.audited("audit.read"), 1);

@@ -18,9 +18,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 
-use super::disclosures::plain;
 use super::requests::hours_left;
-use super::{desk, posted, token, Desk};
+use super::{desk, path_of, posted, short, token, Desk};
 use crate::web::{field, Lang};
 use crate::AppState;
 
@@ -40,27 +39,12 @@ const NOTICE_PAGE: usize = 1_000;
 /// Subjects' notices one downloaded file holds; a larger breach continues in another file.
 const NOTICES_PER_FILE: usize = 10_000;
 
-fn when_micros(desk: &Desk, micros: i64) -> String {
-    jiff::Timestamp::from_microsecond(micros)
-        .map(|ts| desk.when(ts))
-        .unwrap_or_default()
-}
-
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-fn path_of(id: &str) -> String {
-    let segment: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    format!("/console/breaches/{segment}")
-}
-
 /// The countdown to the notification deadline, or when the notices were sent.
 fn countdown(desk: &Desk, b: &BreachView) -> Markup {
     let r = &b.record;
     match r.notified_at_micros {
         Some(at) => html! {
-            span class="sent" { (desk.t("Diberitahukan ", "Notified ")) (when_micros(desk, at)) }
+            span class="sent" { (desk.t("Diberitahukan ", "Notified ")) (desk.when_micros(at)) }
         },
         None => {
             let (left, late) = hours_left(desk, r.notify_by_micros, true);
@@ -97,9 +81,9 @@ fn table(desk: &Desk, rows: &[&BreachView]) -> Markup {
                 @for b in rows {
                     tr class=[b.overdue.then_some("late")] {
                         td data-label=(desk.t("Terdeteksi", "Detected")) {
-                            a href=(path_of(&b.record.id)) { (when_micros(desk, b.record.detected_at_micros)) }
+                            a href=(path_of("breaches", &b.record.id)) { (desk.when_micros(b.record.detected_at_micros)) }
                         }
-                        td data-label=(desk.t("Batas pemberitahuan", "Notify by")) { (when_micros(desk, b.record.notify_by_micros)) }
+                        td data-label=(desk.t("Batas pemberitahuan", "Notify by")) { (desk.when_micros(b.record.notify_by_micros)) }
                         td data-label=(desk.t("Sisa waktu", "Time left")) { (countdown(desk, b)) }
                         td data-label=(desk.t("Data terungkap", "Data exposed")) { (b.record.categories.join(", ")) }
                         td data-label=(desk.t("Terdampak", "Affected")) { (affected(desk, b)) }
@@ -275,9 +259,11 @@ async fn record(State(state): State<AppState>, req: Request) -> Response {
         Err(message) => return desk.message(StatusCode::UNPROCESSABLE_ENTITY, &message),
     };
     match desk.vault.record_breach(&permit, &input).await {
-        Ok(view) => {
-            Redirect::to(&format!("{}?done=recorded", path_of(&view.record.id))).into_response()
-        }
+        Ok(view) => Redirect::to(&format!(
+            "{}?done=recorded",
+            path_of("breaches", &view.record.id)
+        ))
+        .into_response(),
         Err(e) => desk.vault_error(e),
     }
 }
@@ -319,7 +305,7 @@ async fn page(State(state): State<AppState>, Path(id): Path<String>, req: Reques
         _ => None,
     };
     let open = r.notified_at_micros.is_none();
-    let base = path_of(&r.id);
+    let base = path_of("breaches", &r.id);
     let title = format!("{} {}", desk.t("Insiden", "Breach"), short(&r.id));
     let body = html! {
         @if let Some(n) = notice { p class="notice" role="status" { (n) } }
@@ -328,23 +314,23 @@ async fn page(State(state): State<AppState>, Path(id): Path<String>, req: Reques
             h2 id="deadline" { (desk.t("Batas pemberitahuan", "Notification deadline")) }
             p class="big" { (countdown(&desk, &b)) }
             p {
-                (desk.t("Paling lambat ", "By ")) strong { (when_micros(&desk, r.notify_by_micros)) }
+                (desk.t("Paling lambat ", "By ")) strong { (desk.when_micros(r.notify_by_micros)) }
                 " · " (desk.t("3 × 24 jam sejak terdeteksi (UU PDP Pasal 46)", "3 × 24 hours from detection (UU PDP Art. 46)"))
             }
         }
         section class="card" aria-labelledby="facts" {
             h2 id="facts" { (desk.t("Fakta", "Facts")) }
             dl {
-                dt { (desk.t("Terdeteksi", "Detected")) } dd { (when_micros(&desk, r.detected_at_micros)) }
+                dt { (desk.t("Terdeteksi", "Detected")) } dd { (desk.when_micros(r.detected_at_micros)) }
                 dt { (desk.t("Dicatat", "Recorded")) }
-                dd { (when_micros(&desk, r.recorded_at_micros)) " · " code { (r.recorded_by) } }
+                dd { (desk.when_micros(r.recorded_at_micros)) " · " code { (r.recorded_by) } }
                 @if let (Some(at), Some(by)) = (r.notified_at_micros, &r.notified_by) {
                     dt { (desk.t("Diberitahukan", "Notified")) }
-                    dd { (when_micros(&desk, at)) " · " code { (by) } }
+                    dd { (desk.when_micros(at)) " · " code { (by) } }
                 }
-                dt { (desk.t("Apa yang terjadi", "What happened")) } dd { (plain(&r.description)) }
-                dt { (desk.t("Penyebab", "Cause")) } dd { (plain(&r.cause)) }
-                dt { (desk.t("Penanganan dan pemulihan", "Handling and recovery")) } dd { (plain(&r.measures)) }
+                dt { (desk.t("Apa yang terjadi", "What happened")) } dd { (crate::web::shown_str(&r.description)) }
+                dt { (desk.t("Penyebab", "Cause")) } dd { (crate::web::shown_str(&r.cause)) }
+                dt { (desk.t("Penanganan dan pemulihan", "Handling and recovery")) } dd { (crate::web::shown_str(&r.measures)) }
                 dt { (desk.t("Data terungkap", "Data exposed")) } dd { (r.categories.join(", ")) }
                 dt { (desk.t("Terdampak", "Affected")) } dd { (affected(&desk, &b)) }
             }
@@ -391,7 +377,7 @@ async fn sent(State(state): State<AppState>, Path(id): Path<String>, req: Reques
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => Redirect::to(&format!("{}?done=sent", path_of(&id))).into_response(),
+        Ok(_) => Redirect::to(&format!("{}?done=sent", path_of("breaches", &id))).into_response(),
         Err(e) => desk.vault_error(e),
     }
 }
@@ -519,7 +505,7 @@ async fn notices(state: &AppState, id: &str, req: Request, lang: Lang) -> Respon
         ));
         out.push_str(&format!(
             "{}/notices-{}.txt?after={next}\n",
-            path_of(id),
+            path_of("breaches", id),
             lang.code()
         ));
     }

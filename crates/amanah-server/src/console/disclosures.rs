@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
 
-use super::{desk, posted, token, Desk};
+use super::{desk, path_of, posted, short, token, Desk};
 use crate::web::{field, words, Lang};
 use crate::AppState;
 
@@ -102,27 +102,6 @@ fn consent_words(lang: Lang, check: &str) -> &str {
 
 // ------------------------------------------------------------------------------ helpers
 
-fn when_micros(desk: &Desk, micros: i64) -> String {
-    jiff::Timestamp::from_microsecond(micros)
-        .map(|ts| desk.when(ts))
-        .unwrap_or_default()
-}
-
-/// Text a key holder wrote (a reason, a reference), as page text: bidirectional controls
-/// replaced like every stored value the console shows.
-pub(super) fn plain(text: &str) -> String {
-    crate::web::shown(&serde_json::Value::String(text.to_owned()))
-}
-
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
-fn path_of(id: &str) -> String {
-    let segment: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
-    format!("/console/disclosures/{segment}")
-}
-
 /// The step this holder would take next on `view`, if the disclosure waits for a role like
 /// theirs and they took no earlier step of it (the vault still decides).
 fn awaiting_me(desk: &Desk, view: &DisclosureView) -> Option<&'static str> {
@@ -182,7 +161,7 @@ fn table(desk: &Desk, rows: &[&DisclosureView]) -> Markup {
                 @for v in rows {
                     tr {
                         td data-label=(desk.t("Diminta", "Requested")) {
-                            a href=(path_of(&v.record.id)) { (when_micros(desk, v.record.requested_at_micros)) }
+                            a href=(path_of("disclosures", &v.record.id)) { (desk.when_micros(v.record.requested_at_micros)) }
                         }
                         td data-label=(desk.t("Penerima", "Recipient")) { (recipient_line(desk, v)) }
                         td data-label=(desk.t("Tujuan", "Purpose")) { (v.record.purpose) }
@@ -305,15 +284,15 @@ fn released(desk: &Desk, view: &DisclosureView) -> Markup {
                 }
                 dt { (desk.t("Persetujuan subjek", "The subjects' consent")) }
                 dd { (consent_words(desk.lang, view.consent_check)) }
-                dt { (desk.t("Alasan", "Reason")) } dd { (plain(&r.reason)) }
+                dt { (desk.t("Alasan", "Reason")) } dd { (crate::web::shown_str(&r.reason)) }
                 @if let Some(reference) = &r.reference {
-                    dt { (desk.t("Rujukan", "Reference")) } dd { (plain(reference)) }
+                    dt { (desk.t("Rujukan", "Reference")) } dd { (crate::web::shown_str(reference)) }
                 }
                 dt { (desk.t("Rilis", "Releases")) }
                 dd { (r.releases) " " (desk.t("dari paling banyak", "of at most")) " " (r.max_releases) }
                 @if let Some(until) = &r.notification_deferred_until {
                     dt { (desk.t("Pemberitahuan kepada subjek ditunda sampai", "The subjects are told no earlier than")) }
-                    dd { (until) @if let Some(why) = &r.deferral_reason { " · " (plain(why)) } }
+                    dd { (until) @if let Some(why) = &r.deferral_reason { " · " (crate::web::shown_str(why)) } }
                 }
             }
             p class="hint" { (desk.t(
@@ -340,26 +319,26 @@ fn history(desk: &Desk, view: &DisclosureView) -> Markup {
             h2 id="history" { (desk.t("Riwayat", "History")) }
             ol class="steps" {
                 li {
-                    strong { (desk.t("Diminta", "Requested")) } " · " (when_micros(desk, r.requested_at_micros))
+                    strong { (desk.t("Diminta", "Requested")) } " · " (desk.when_micros(r.requested_at_micros))
                     " · " (actor(desk, &r.requested_by))
                 }
                 @if let (Some(by), Some(at)) = (&r.approved_by, r.approved_at_micros) {
-                    li { strong { (desk.t("Disetujui", "Approved")) } " · " (when_micros(desk, at)) " · " (actor(desk, by)) }
+                    li { strong { (desk.t("Disetujui", "Approved")) } " · " (desk.when_micros(at)) " · " (actor(desk, by)) }
                 }
                 @if let (Some(by), Some(at)) = (&r.authorized_by, r.authorized_at_micros) {
-                    li { strong { (desk.t("Diotorisasi", "Authorized")) } " · " (when_micros(desk, at)) " · " (actor(desk, by)) }
+                    li { strong { (desk.t("Diotorisasi", "Authorized")) } " · " (desk.when_micros(at)) " · " (actor(desk, by)) }
                 }
                 @if let (Some(by), Some(at)) = (&r.rejected_by, r.rejected_at_micros) {
                     li {
-                        strong { (desk.t("Ditolak", "Rejected")) } " · " (when_micros(desk, at)) " · " (actor(desk, by))
-                        @if let Some(why) = &r.rejection_reason { br; (plain(why)) }
+                        strong { (desk.t("Ditolak", "Rejected")) } " · " (desk.when_micros(at)) " · " (actor(desk, by))
+                        @if let Some(why) = &r.rejection_reason { br; (crate::web::shown_str(why)) }
                     }
                 }
                 @if let Some(first) = r.first_released_at_micros {
                     li {
-                        strong { (desk.t("Dirilis", "Released")) } " · " (when_micros(desk, first))
+                        strong { (desk.t("Dirilis", "Released")) } " · " (desk.when_micros(first))
                         @if let Some(last) = r.last_released_at_micros.filter(|l| *l != first) {
-                            " – " (when_micros(desk, last))
+                            " – " (desk.when_micros(last))
                         }
                         " · " (r.releases) "×"
                     }
@@ -371,7 +350,7 @@ fn history(desk: &Desk, view: &DisclosureView) -> Markup {
 
 fn step_form(desk: &Desk, id: &str, step: &str, label: &str) -> Markup {
     html! {
-        form class="inline" method="post" action={ (path_of(id)) "/" (step) } {
+        form class="inline" method="post" action={ (path_of("disclosures", id)) "/" (step) } {
             (token(desk))
             button type="submit" { (label) }
         }
@@ -426,7 +405,7 @@ fn actions(desk: &Desk, view: &DisclosureView) -> Markup {
                 }
             }
             @if may_reject {
-                form method="post" action={ (path_of(id)) "/reject" } {
+                form method="post" action={ (path_of("disclosures", id)) "/reject" } {
                     (token(desk))
                     label for="reason" { (desk.t("Alasan penolakan", "Why it is rejected")) }
                     textarea id="reason" name="reason" required maxlength="1000" rows="3" {}
@@ -507,7 +486,9 @@ async fn take<A: act::DisclosureStep>(
         Err(e) => Err(e),
     };
     match result {
-        Ok(_) => Redirect::to(&format!("{}?done={done}", path_of(id))).into_response(),
+        Ok(_) => {
+            Redirect::to(&format!("{}?done={done}", path_of("disclosures", id))).into_response()
+        }
         Err(e) => desk.vault_error(e),
     }
 }

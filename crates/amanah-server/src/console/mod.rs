@@ -193,6 +193,13 @@ impl Desk {
         web::when_ts(ts, &self.zone)
     }
 
+    /// A time the vault keeps (microseconds since the epoch) in the organization's time zone.
+    pub fn when_micros(&self, micros: i64) -> String {
+        jiff::Timestamp::from_microsecond(micros)
+            .map(|ts| self.when(ts))
+            .unwrap_or_default()
+    }
+
     /// A page of the console: the frame (menu for this holder's role), `title` and `body`.
     pub fn page(&self, title: &str, body: Markup) -> Response {
         self.page_with(StatusCode::OK, title, body)
@@ -646,6 +653,18 @@ async fn sign_out(State(state): State<AppState>, req: Request) -> Response {
     r.headers_mut()
         .insert(header::SET_COOKIE, v.console.cookie(""));
     r
+}
+
+/// The first characters of an id, enough to tell records apart on a page.
+pub(crate) fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
+/// The page of the record `id` in `section` (`requests`, `disclosures`, `breaches`); the id
+/// percent-encoded (ids are UUIDs, but a path is never built from raw text).
+pub(crate) fn path_of(section: &str, id: &str) -> String {
+    let segment: String = form_urlencoded::byte_serialize(id.as_bytes()).collect();
+    format!("/console/{section}/{segment}")
 }
 
 /// The fields of a form as a hidden token input, for forms drawn by the pages.

@@ -54,12 +54,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn when_micros(desk: &Desk, micros: i64) -> String {
-    jiff::Timestamp::from_microsecond(micros)
-        .map(|ts| desk.when(ts))
-        .unwrap_or_default()
-}
-
 // ------------------------------------------------------------------------------ audit
 
 /// Where the latest checkpoint of this organization is, when `serve` writes them: the
@@ -179,7 +173,7 @@ fn trail_table(desk: &Desk, entries: &[amanah_core::audit::AuditRecord]) -> Mark
                         @let e = &r.entry;
                         tr class=[(e.outcome.as_str() != "allowed").then_some("late")] {
                             td data-label="#" { (r.seq) }
-                            td data-label=(desk.t("Waktu", "Time")) { (when_micros(desk, e.at_micros)) }
+                            td data-label=(desk.t("Waktu", "Time")) { (desk.when_micros(e.at_micros)) }
                             td data-label=(desk.t("Pelaku (kunci)", "Actor (key)")) { code { (e.actor) } }
                             td data-label=(desk.t("Peran", "Role")) { (e.role) }
                             td data-label=(desk.t("Tindakan", "Action")) { code { (e.action.as_str()) } }
@@ -201,14 +195,12 @@ async fn audit(State(state): State<AppState>, req: Request) -> Response {
         Ok(d) => d,
         Err(r) => return *r,
     };
-    let verify = match desk
-        .vault
-        .authorize::<act::AuditVerify>(&desk.who, Target::none())
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return desk.vault_error(e),
-    };
+    let subject = query(&req, "subject")
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty());
+    let after: u64 = query(&req, "after")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(0);
     let latest = match latest_checkpoint_path(&desk) {
         None => Latest::NotWritten,
         Some(path) => match tokio::task::spawn_blocking(move || read_checkpoint(&path)).await {
@@ -216,26 +208,34 @@ async fn audit(State(state): State<AppState>, req: Request) -> Response {
             Err(e) => Latest::Unreadable(format!("cannot read the latest checkpoint: {e}")),
         },
     };
-    let (report, verdict) = match &latest {
-        Latest::Found(cp) => match desk
+    // The whole chain is verified on the page itself, not on each look at a subject's trail
+    // (it reads every entry: a click must not cost that).
+    let verified = if subject.is_none() && after == 0 {
+        let verify = match desk
             .vault
-            .verify_against_checkpoint(&verify, cp, None)
+            .authorize::<act::AuditVerify>(&desk.who, Target::none())
             .await
         {
-            Ok(v) => (v.chain.clone(), Some(v)),
+            Ok(p) => p,
             Err(e) => return desk.vault_error(e),
-        },
-        _ => match desk.vault.verify_audit(&verify).await {
-            Ok(r) => (r, None),
-            Err(e) => return desk.vault_error(e),
-        },
+        };
+        match &latest {
+            Latest::Found(cp) => match desk
+                .vault
+                .verify_against_checkpoint(&verify, cp, None)
+                .await
+            {
+                Ok(v) => Some((v.chain.clone(), Some(v))),
+                Err(e) => return desk.vault_error(e),
+            },
+            _ => match desk.vault.verify_audit(&verify).await {
+                Ok(r) => Some((r, None)),
+                Err(e) => return desk.vault_error(e),
+            },
+        }
+    } else {
+        None
     };
-    let subject = query(&req, "subject")
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let after: u64 = query(&req, "after")
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(0);
     let mut status = StatusCode::OK;
     let trail: Option<Result<Vec<_>, String>> = match &subject {
         None => None,
@@ -276,11 +276,14 @@ async fn audit(State(state): State<AppState>, req: Request) -> Response {
         html! {
             section class="card" aria-labelledby="chain" {
                 h2 id="chain" { (desk.t("Rantai audit", "Audit chain")) }
-                (chain_status(&desk, &report))
+                @match &verified {
+                    Some((report, _)) => (chain_status(&desk, report)),
+                    None => p { a href="/console/audit" { (desk.t("Periksa rantai", "Verify the chain")) } },
+                }
             }
             section class="card" aria-labelledby="checkpoint" {
                 h2 id="checkpoint" { (desk.t("Checkpoint bertanda tangan terakhir", "Latest signed checkpoint")) }
-                (checkpoint_status(&desk, &latest, verdict.as_ref()))
+                (checkpoint_status(&desk, &latest, verified.as_ref().and_then(|(_, v)| v.as_ref())))
                 form method="post" action="/console/audit/checkpoint" {
                     (token(&desk))
                     button type="submit" { (desk.t("Tanda tangani checkpoint sekarang (unduh)", "Sign a checkpoint now (download)")) }

@@ -22,7 +22,7 @@ use axum::Router;
 use maud::{html, Markup};
 use serde_json::{Map, Value};
 
-use super::{desk, posted, token, Desk};
+use super::{desk, path_of, posted, short, token, Desk};
 use crate::web::{field, words};
 use crate::AppState;
 
@@ -71,16 +71,6 @@ pub(super) fn hours_left(desk: &Desk, due_micros: i64, open: bool) -> (String, b
     }
 }
 
-fn when_micros(desk: &Desk, micros: i64) -> String {
-    jiff::Timestamp::from_microsecond(micros)
-        .map(|ts| desk.when(ts))
-        .unwrap_or_default()
-}
-
-fn short(id: &str) -> &str {
-    id.get(..8).unwrap_or(id)
-}
-
 // ------------------------------------------------------------------------------ the queue
 
 fn queue_table(desk: &Desk, rows: &[&RequestView]) -> Markup {
@@ -101,13 +91,13 @@ fn queue_table(desk: &Desk, rows: &[&RequestView]) -> Markup {
                         @let (left, late) = hours_left(desk, r.record.due_at_micros, open);
                         tr class=[late.then_some("late")] {
                             td data-label=(desk.t("Jatuh tempo", "Due")) {
-                                a href={ "/console/requests/" (r.record.id) } { (when_micros(desk, r.record.due_at_micros)) }
+                                a href={ "/console/requests/" (r.record.id) } { (desk.when_micros(r.record.due_at_micros)) }
                             }
                             td data-label=(desk.t("Sisa waktu", "Time left")) class=[late.then_some("overdue")] { (left) }
                             td data-label=(desk.t("Jenis", "Kind")) { (words::request_kind(desk.lang, &r.record.kind)) }
                             td data-label=(desk.t("Status", "Status")) { (words::state(desk.lang, &r.record.status)) }
                             td data-label=(desk.t("Subjek", "Subject")) { code { (short(&r.record.subject_id)) } }
-                            td data-label=(desk.t("Diterima", "Received")) { (when_micros(desk, r.record.received_at_micros)) }
+                            td data-label=(desk.t("Diterima", "Received")) { (desk.when_micros(r.record.received_at_micros)) }
                         }
                     }
                 }
@@ -269,10 +259,10 @@ fn summary(desk: &Desk, view: &RequestView) -> Markup {
         section class="card" {
             dl {
                 dt { (desk.t("Status", "Status")) } dd { (words::state(desk.lang, &r.status)) }
-                dt { (desk.t("Diterima", "Received")) } dd { (when_micros(desk, r.received_at_micros)) }
+                dt { (desk.t("Diterima", "Received")) } dd { (desk.when_micros(r.received_at_micros)) }
                 dt { (desk.t("Jatuh tempo", "Due")) }
                 dd {
-                    (when_micros(desk, r.due_at_micros))
+                    (desk.when_micros(r.due_at_micros))
                     @if !left.is_empty() { " · " span class=[late.then_some("overdue")] { (left) } }
                 }
                 dt { (desk.t("Diajukan", "Filed")) }
@@ -563,12 +553,7 @@ async fn in_progress(desk: &Desk, id: &str, kind: &str) -> Result<RequestView, R
 }
 
 fn back_to(id: &str) -> Response {
-    Redirect::to(&format!("/console/requests/{}", urlencoding(id))).into_response()
-}
-
-/// A request id as a path segment (ids are UUIDs; anything else is percent-encoded).
-fn urlencoding(id: &str) -> String {
-    form_urlencoded::byte_serialize(id.as_bytes()).collect()
+    Redirect::to(&path_of("requests", id)).into_response()
 }
 
 async fn change_status(

@@ -9,7 +9,7 @@
 //! and the file opened must be that same entry), and is read up to a bounded size.
 
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use amanah_vault::{act, Target};
@@ -71,14 +71,14 @@ fn read_message(dir: &Path, name: &str) -> Option<Message> {
         return None;
     }
     let path = dir.join(name);
-    let entry = std::fs::symlink_metadata(&path).ok()?;
-    if !entry.file_type().is_file() {
-        return None;
-    }
-    let file = std::fs::File::open(&path).ok()?;
-    // The file opened is the entry checked (not a link swapped in between).
-    let opened = file.metadata().ok()?;
-    if !opened.is_file() || opened.dev() != entry.dev() || opened.ino() != entry.ino() {
+    // Opened without following a link (O_NOFOLLOW) and without waiting on a FIFO or a device
+    // (O_NONBLOCK), then checked to be a regular file: what is read is what was checked.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
         return None;
     }
     let mut bytes = Vec::new();
@@ -228,10 +228,10 @@ async fn list(State(state): State<AppState>, req: Request) -> Response {
                             @for m in &messages {
                                 tr {
                                     td data-label=(desk.t("Waktu", "Time")) { (when(&desk, m)) }
-                                    td data-label=(desk.t("Kepada", "To")) { code { (m.to) } }
+                                    td data-label=(desk.t("Kepada", "To")) { code { (crate::web::shown_str(&m.to)) } }
                                     td data-label=(desk.t("Kode", "Code")) { strong class="code" { (m.code.as_deref().unwrap_or("—")) } }
                                     td data-label=(desk.t("Pesan", "Message")) {
-                                        a href={ "/console/outbox/" (m.name) } { (m.subject) }
+                                        a href={ "/console/outbox/" (m.name) } { (crate::web::shown_str(&m.subject)) }
                                     }
                                 }
                             }
@@ -274,15 +274,15 @@ async fn one(
         return desk.vault_error(e);
     }
     desk.page(
-        &m.subject,
+        &crate::web::shown_str(&m.subject),
         html! {
             p { a href="/console/outbox" { (desk.t("Kembali ke kotak keluar", "Back to the outbox")) } }
             dl class="facts" {
                 dt { (desk.t("Waktu", "Time")) } dd { (when(&desk, &m)) }
-                dt { (desk.t("Kepada", "To")) } dd { code { (m.to) } }
+                dt { (desk.t("Kepada", "To")) } dd { code { (crate::web::shown_str(&m.to)) } }
                 dt { (desk.t("Kode", "Code")) } dd { strong class="code" { (m.code.as_deref().unwrap_or("—")) } }
             }
-            pre class="message" { (m.text) }
+            pre class="message" { (crate::web::shown_str(&m.text)) }
         },
     )
 }
