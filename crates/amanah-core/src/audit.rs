@@ -139,20 +139,7 @@ pub struct AuditRecord {
 /// order, length-prefixed so no two entries share an encoding.
 pub fn canonical_bytes(seq: u64, e: &AuditDraft) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    EntryParts {
-        at_micros: e.at_micros,
-        actor: e.actor.as_bytes(),
-        role: e.role.as_bytes(),
-        action: e.action.as_str().as_bytes(),
-        purpose: e.purpose.as_deref().map(str::as_bytes),
-        basis: e.basis.as_deref().map(str::as_bytes),
-        outcome: e.outcome.as_str().as_bytes(),
-        reason: e.reason.as_deref().map(str::as_bytes),
-        subject: e.subject.as_deref().map(str::as_bytes),
-        fields: &e.fields,
-        policy_version: e.policy_version.as_bytes(),
-    }
-    .encode_into(seq, &mut out);
+    EntryParts::of(e).encode_into(seq, &mut out);
     out
 }
 
@@ -197,6 +184,25 @@ impl<F: AsRef<str>> FieldList for Vec<F> {
     }
     fn each(&self, f: impl FnMut(&[u8])) {
         self[..].each(f);
+    }
+}
+
+impl<'a> EntryParts<'a, Vec<String>> {
+    /// The parts of an entry as written: what [`canonical_bytes`] encodes.
+    pub fn of(e: &'a AuditDraft) -> Self {
+        EntryParts {
+            at_micros: e.at_micros,
+            actor: e.actor.as_bytes(),
+            role: e.role.as_bytes(),
+            action: e.action.as_str().as_bytes(),
+            purpose: e.purpose.as_deref().map(str::as_bytes),
+            basis: e.basis.as_deref().map(str::as_bytes),
+            outcome: e.outcome.as_str().as_bytes(),
+            reason: e.reason.as_deref().map(str::as_bytes),
+            subject: e.subject.as_deref().map(str::as_bytes),
+            fields: &e.fields,
+            policy_version: e.policy_version.as_bytes(),
+        }
     }
 }
 
@@ -591,20 +597,7 @@ mod tests {
                     if i % 192 == 64 {
                         from = None;
                     }
-                    let e = &r.entry;
-                    let parts = EntryParts {
-                        at_micros: e.at_micros,
-                        actor: e.actor.as_bytes(),
-                        role: e.role.as_bytes(),
-                        action: e.action.as_str().as_bytes(),
-                        purpose: e.purpose.as_deref().map(str::as_bytes),
-                        basis: e.basis.as_deref().map(str::as_bytes),
-                        outcome: e.outcome.as_str().as_bytes(),
-                        reason: e.reason.as_deref().map(str::as_bytes),
-                        subject: e.subject.as_deref().map(str::as_bytes),
-                        fields: &e.fields[..],
-                        policy_version: e.policy_version.as_bytes(),
-                    };
+                    let parts = EntryParts::of(&r.entry);
                     let l = ChainLink::new(&key, from.as_ref(), r.seq, &parts, r.hash, &mut buf);
                     from = Some(r.hash);
                     l
@@ -649,18 +642,19 @@ mod tests {
         // The encoder over a borrowed list gives the bytes of the record's.
         let e = &good[7].entry;
         let mut out = Vec::new();
+        let parts = EntryParts::of(e);
         EntryParts {
-            at_micros: e.at_micros,
-            actor: e.actor.as_bytes(),
-            role: e.role.as_bytes(),
-            action: e.action.as_str().as_bytes(),
-            purpose: e.purpose.as_deref().map(str::as_bytes),
-            basis: e.basis.as_deref().map(str::as_bytes),
-            outcome: e.outcome.as_str().as_bytes(),
-            reason: e.reason.as_deref().map(str::as_bytes),
-            subject: e.subject.as_deref().map(str::as_bytes),
             fields: &["email"][..],
-            policy_version: e.policy_version.as_bytes(),
+            at_micros: parts.at_micros,
+            actor: parts.actor,
+            role: parts.role,
+            action: parts.action,
+            purpose: parts.purpose,
+            basis: parts.basis,
+            outcome: parts.outcome,
+            reason: parts.reason,
+            subject: parts.subject,
+            policy_version: parts.policy_version,
         }
         .encode_into(8, &mut out);
         assert_eq!(out, canonical_bytes(8, e));
