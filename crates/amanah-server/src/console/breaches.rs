@@ -12,7 +12,7 @@ use amanah_core::authz::Action;
 use amanah_core::Error;
 use amanah_vault::{act, BreachInput, BreachView, NoticeView, Target};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -510,17 +510,9 @@ async fn notices(state: &AppState, id: &str, req: Request, lang: Lang) -> Respon
         ));
     }
     let file = format!(
-        "attachment; filename=\"breach-{}-notices-{}.txt\"",
+        "breach-{}-notices-{}.txt",
         short(id).replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', ""),
         lang.code()
     );
-    (
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-            (header::CONTENT_DISPOSITION, file),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
-        ],
-        out,
-    )
-        .into_response()
+    crate::web::attachment("text/plain; charset=utf-8", &file, out)
 }

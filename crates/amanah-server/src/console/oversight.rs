@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use amanah_core::checkpoint::SignedCheckpoint;
 use amanah_vault::{act, recordable_id, CheckpointVerdict, Target, VerifyReport};
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
@@ -342,20 +342,11 @@ async fn sign_checkpoint(State(state): State<AppState>, req: Request) -> Respons
         Err(e) => return desk.vault_error(e),
     };
     match desk.vault.checkpoint(&permit).await {
-        Ok(cp) => (
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"audit-checkpoint-seq{}.json\"",
-                        cp.checkpoint.seq
-                    ),
-                ),
-            ],
+        Ok(cp) => crate::web::attachment(
+            "application/json",
+            &format!("audit-checkpoint-seq{}.json", cp.checkpoint.seq),
             cp.to_json(),
-        )
-            .into_response(),
+        ),
         Err(e) => desk.vault_error(e),
     }
 }
@@ -475,27 +466,13 @@ async fn ropa(State(state): State<AppState>, req: Request) -> Response {
     )
 }
 
-fn download(content_type: &str, name: &str, body: String) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{name}\""),
-            ),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 async fn ropa_markdown(State(state): State<AppState>, req: Request) -> Response {
     let desk = match desk(&state, &req).await {
         Ok(d) => d,
         Err(r) => return *r,
     };
     match ropa_document(&desk).await {
-        Ok(doc) => download(
+        Ok(doc) => crate::web::attachment(
             "text/markdown; charset=utf-8",
             "ropa.md",
             amanah_core::ropa::markdown(&doc),
@@ -510,7 +487,7 @@ async fn ropa_csv(State(state): State<AppState>, req: Request) -> Response {
         Err(r) => return *r,
     };
     match ropa_document(&desk).await {
-        Ok(doc) => download(
+        Ok(doc) => crate::web::attachment(
             "text/csv; charset=utf-8",
             "ropa.csv",
             amanah_core::ropa::csv(&doc),
@@ -525,7 +502,7 @@ async fn ropa_json(State(state): State<AppState>, req: Request) -> Response {
         Err(r) => return *r,
     };
     match ropa_document(&desk).await {
-        Ok(doc) => download("application/json", "ropa.json", doc.to_string()),
+        Ok(doc) => crate::web::attachment("application/json", "ropa.json", doc.to_string()),
         Err(r) => *r,
     }
 }

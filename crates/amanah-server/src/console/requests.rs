@@ -15,7 +15,7 @@ use amanah_core::rights::{RefusalReason, RequestStatus, RevealReason};
 use amanah_core::Error;
 use amanah_vault::{act, RequestView, Target};
 use axum::extract::{Path, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -801,21 +801,11 @@ async fn export_json(
         Err(e) => Err(e),
     };
     match export {
-        Ok(export) => (
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!(
-                        "attachment; filename=\"export-{}.json\"",
-                        short(&view.record.subject_id)
-                    ),
-                ),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ],
+        Ok(export) => crate::web::attachment(
+            "application/json",
+            &format!("export-{}.json", short(&view.record.subject_id)),
             serde_json::to_vec_pretty(&export).unwrap_or_default(),
-        )
-            .into_response(),
+        ),
         Err(e) => desk.vault_error(e),
     }
 }

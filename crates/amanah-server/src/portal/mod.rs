@@ -837,17 +837,11 @@ async fn export_json(State(state): State<AppState>, req: Request) -> Response {
         Err(r) => return *r,
     };
     match own_export(&v, &me).await {
-        Ok(export) => (
-            [
-                (header::CONTENT_TYPE, "application/json".to_owned()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    "attachment; filename=\"my-data.json\"".to_owned(),
-                ),
-            ],
+        Ok(export) => crate::web::attachment(
+            "application/json",
+            "my-data.json",
             serde_json::to_vec_pretty(&export).unwrap_or_default(),
-        )
-            .into_response(),
+        ),
         Err(e) => v.vault_error(e),
     }
 }

@@ -161,6 +161,27 @@ pub fn html(status: StatusCode, markup: Markup) -> Response {
         .into_response()
 }
 
+/// A file to download from a page: its type, its name (the callers' own, never caller text),
+/// and `no-store`, as every page.
+pub fn attachment(
+    content_type: &str,
+    filename: &str,
+    body: impl Into<axum::body::Body>,
+) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        body.into(),
+    )
+        .into_response()
+}
+
 /// A form's fields, in order (a name may repeat).
 pub fn form(body: &Bytes) -> Vec<(String, String)> {
     form_urlencoded::parse(body)
