@@ -193,10 +193,14 @@ struct Shown {
 }
 
 async fn render(desk: &Desk, id: &str, shown: Shown) -> Response {
-    let view = match load(desk, id).await {
-        Ok(v) => v,
-        Err(e) => return desk.vault_error(e),
-    };
+    match load(desk, id).await {
+        Ok(view) => render_view(desk, view, shown).await,
+        Err(e) => desk.vault_error(e),
+    }
+}
+
+/// A request's page for a request already read.
+async fn render_view(desk: &Desk, view: RequestView, shown: Shown) -> Response {
     let subject = view.record.subject_id.clone();
     // The subject's record, values masked (audited as an export with no fields); an erased
     // subject has none.
@@ -620,9 +624,9 @@ async fn reveal(State(state): State<AppState>, Path(id): Path<String>, req: Requ
     };
     match value {
         Ok(value) => {
-            render(
+            render_view(
                 &desk,
-                &id,
+                view,
                 Shown {
                     revealed: Some((category, value)),
                     notice: Some(
