@@ -122,6 +122,20 @@ struct Visit {
     path: String,
 }
 
+/// The signed-in person's request: the visit and whose pages it shows, or a redirect to the
+/// sign-in page. The request is read before the future starts, so the future does not borrow it.
+fn person(
+    state: &AppState,
+    req: &Request,
+) -> impl std::future::Future<Output = Result<(Visit, Me), Early>> + Send + 'static {
+    let v = visit(state, req);
+    async move {
+        let v = v?;
+        let me = v.me().await?;
+        Ok((v, me))
+    }
+}
+
 fn visit(state: &AppState, req: &Request) -> Result<Visit, Early> {
     let Some(portal) = state.portal.clone() else {
         return Err(Box::new(StatusCode::NOT_FOUND.into_response()));
@@ -642,12 +656,8 @@ async fn act_for(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn trail(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let me = match v.me().await {
-        Ok(m) => m,
+    let (v, me) = match person(&state, &req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
     let export = match own_export(&v, &me).await {
@@ -828,12 +838,8 @@ async fn file_request(State(state): State<AppState>, req: Request) -> Response {
 // ------------------------------------------------------------------------------ downloads
 
 async fn export_json(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let me = match v.me().await {
-        Ok(m) => m,
+    let (v, me) = match person(&state, &req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
     match own_export(&v, &me).await {
@@ -847,12 +853,8 @@ async fn export_json(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let me = match v.me().await {
-        Ok(m) => m,
+    let (v, me) = match person(&state, &req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
     match own_export(&v, &me).await {
@@ -865,12 +867,8 @@ async fn export_csv(State(state): State<AppState>, req: Request) -> Response {
 }
 
 async fn export_zip(State(state): State<AppState>, req: Request) -> Response {
-    let v = match visit(&state, &req) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let me = match v.me().await {
-        Ok(m) => m,
+    let (v, me) = match person(&state, &req).await {
+        Ok(p) => p,
         Err(r) => return *r,
     };
     let permit = match v
