@@ -7,6 +7,7 @@
 mod sql;
 #[macro_use]
 mod exec;
+mod access;
 mod accountability;
 mod documents;
 mod integrity;
@@ -182,6 +183,11 @@ pub trait Store:
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord>;
     async fn api_key_by_hash(&self, token_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// The epoch of API-key revocations, when the store can tell it without a round trip to
+    /// the database (the embedded store; `None` on PostgreSQL, and while a revocation is in
+    /// progress): a key read by [`Store::api_key_by_hash`] while this was `Some(e)` is still
+    /// as it was read while this is `Some(e)`, whichever process revokes keys.
+    fn access_epoch(&self) -> Option<u64>;
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>>;
     /// Marks the key revoked; `NotFound` if there is no such key or it was already revoked.
     async fn revoke_api_key(
@@ -232,6 +238,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn flush(&self) -> StoreResult<()>;
     /// The audit key, which checks the MACs of the rows that grant access (`integrity`).
     fn records(&self) -> &AuditKey;
+    /// The revocation epoch, if the backend keeps one (`access`).
+    fn access(&self) -> Option<&access::AccessEpoch> {
+        None
+    }
 
     /// The first row of a read.
     async fn first<T: Send + 'static>(
@@ -417,6 +427,10 @@ impl<B: Backend> Store for B {
         Ok(row.and_then(|row| integrity::checked_api_key(self.records(), row)))
     }
 
+    fn access_epoch(&self) -> Option<u64> {
+        self.access()?.current()
+    }
+
     async fn list_api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
         let rows = self.all(sql::API_KEYS, &[], rows::api_key).await?;
         Ok(rows
@@ -432,6 +446,8 @@ impl<B: Backend> Store for B {
         audit: AuditDraft,
     ) -> StoreResult<AuditRecord> {
         let id = id.to_owned();
+        // Marked before the commit and after it, so that no process trusts the key meanwhile.
+        let _revoking = self.access().map(|a| a.begin()).transpose()?;
         self.write_one(Op::RevokeApiKey {
             id,
             at: at_micros,

@@ -111,6 +111,8 @@ pub struct SqliteStore {
     path: Arc<PathBuf>,
     /// Checks the MACs of the rows that grant access (`integrity`).
     records: Arc<AuditKey>,
+    /// Moves when an API key is revoked, by this process or another (`access`).
+    access: Arc<crate::access::AccessEpoch>,
 }
 
 impl SqliteStore {
@@ -119,6 +121,7 @@ impl SqliteStore {
         // SQLite gives its WAL and shared-memory files the mode of the database file.
         create_private(path)?;
         create_private(&key_store_path(path))?;
+        let access = Arc::new(crate::access::AccessEpoch::open(path)?);
         migrate(&mut open_connection(path, Role::Setup)?, &audit_key)?;
         let mut conn = open_connection(path, Role::Writer)?;
         let records = Arc::new(audit_key.clone());
@@ -197,6 +200,7 @@ impl SqliteStore {
             readers: rtx,
             path: Arc::new(path.to_owned()),
             records,
+            access,
         })
     }
 
@@ -349,6 +353,10 @@ impl Backend for SqliteStore {
 
     fn records(&self) -> &AuditKey {
         &self.records
+    }
+
+    fn access(&self) -> Option<&crate::access::AccessEpoch> {
+        Some(&self.access)
     }
 
     async fn flush(&self) -> StoreResult<()> {

@@ -8,7 +8,7 @@ use amanah_core::policy::{LegalBasis, Policy, ADMIN_ROLE, PLATFORM_ROLE, SUBJECT
 use amanah_core::{Conflict, Error, Result};
 use amanah_crypto::blind::BlindIndexKey;
 use amanah_crypto::{token, DataKey, KeyRing};
-use amanah_store::{PolicyRecord, Store, StoreError, StoredSubject};
+use amanah_store::{ApiKeyRecord, PolicyRecord, Store, StoreError, StoredSubject};
 
 use crate::authz::{act, Admitted, Permit, Principal};
 use crate::consent::{consent_error, events};
@@ -58,6 +58,35 @@ pub struct Vault {
     pub(crate) blind_keys: BlindKeys,
     /// The object store of the documents (a server attaches it).
     pub(crate) documents: crate::documents::DocumentObjects,
+    /// API keys verified from the store, trusted while the store's revocation epoch holds.
+    verified: VerifiedKeys,
+}
+
+/// API keys read from the store (by the hash of their token), each with the revocation epoch
+/// it was read under ([`Store::access_epoch`]): a request whose key is here, under the epoch
+/// the store shows now, needs no read of the store. Revoked and unknown keys are never kept.
+#[derive(Default)]
+struct VerifiedKeys(std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<ApiKeyRecord>)>>);
+
+/// Keys kept at most; past that the memory starts again empty (a key in use is read again
+/// once), so a flood of distinct valid keys cannot grow it.
+const VERIFIED_KEYS: usize = 4096;
+
+impl VerifiedKeys {
+    fn get(&self, hash: &str, epoch: u64) -> Option<Arc<ApiKeyRecord>> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(at, _)| *at == epoch)
+            .map(|(_, record)| record.clone())
+    }
+
+    fn keep(&self, epoch: u64, record: Arc<ApiKeyRecord>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= VERIFIED_KEYS {
+            map.clear();
+        }
+        map.insert(record.token_hash.clone(), (epoch, record));
+    }
 }
 
 /// Blind-index keys by category, derived on first use.
@@ -150,6 +179,7 @@ impl Vault {
             clock,
             policy: RwLock::new(Arc::new(ActivePolicy { policy, record })),
             blind_keys: BlindKeys::default(),
+            verified: VerifiedKeys::default(),
             documents: Default::default(),
         })
     }
@@ -325,22 +355,37 @@ impl Vault {
         if token::issuer(bearer) != Some(self.scope.issuer()) {
             return Err(Error::Unauthenticated);
         }
-        let record = self
-            .store
-            .api_key_by_hash(&token::hash(bearer))
-            .await
-            .map_err(store_error)?
-            .ok_or(Error::Unauthenticated)?;
-        if record.revoked_at_micros.is_some() {
-            return Err(Error::Unauthenticated);
-        }
+        let hash = token::hash(bearer);
+        // Read before the store: a revocation that commits after it moves it.
+        let epoch = self.store.access_epoch();
+        let kept = epoch.and_then(|e| self.verified.get(&hash, e));
+        let record = match kept {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .api_key_by_hash(&hash)
+                    .await
+                    .map_err(store_error)?
+                    .ok_or(Error::Unauthenticated)?;
+                if record.revoked_at_micros.is_some() {
+                    return Err(Error::Unauthenticated);
+                }
+                let record = Arc::new(record);
+                if let Some(e) = epoch {
+                    self.verified.keep(e, record.clone());
+                }
+                record
+            }
+        };
+        // The policy in force decides again on every request.
         if !self.may_hold_role(&record.role) {
             return Err(Error::Unauthenticated);
         }
         Ok(Principal::new(Caller {
-            key_id: record.id,
-            role: record.role,
-            holder: record.holder,
+            key_id: record.id.clone(),
+            role: record.role.clone(),
+            holder: record.holder.clone(),
             subject: None,
         }))
     }

@@ -7,6 +7,7 @@
 mod audit;
 mod consent;
 mod disclosures;
+mod keys;
 mod rights;
 
 use amanah_core::{Error, Result};
