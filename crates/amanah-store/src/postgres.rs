@@ -2,7 +2,11 @@
 //! database (and, on paper, PostgreSQL-compatible distributed SQL: see ARCHITECTURE.md).
 //!
 //! - One writer task per process owns a write connection and commits queued jobs in one
-//!   transaction (group commit), each job in its own savepoint, like the SQLite backend.
+//!   transaction (group commit). A run of creates and audit appends in a batch is written
+//!   together, one multi-row statement per table sent as one pipeline, with the batch's unique
+//!   terms read first under the head lock (`grouped`); every other job runs in its own
+//!   savepoint, like the SQLite backend, and so does every job of a batch whose group failed
+//!   in the database, run again that way so that the failure is only its job's.
 //! - Every write transaction starts by locking the signed audit head row
 //!   (`SELECT ... FOR UPDATE`). That row is the serialization point for all writers of all
 //!   processes: the audit chain is one total order, each batch appends after the head it locked,
@@ -37,11 +41,13 @@ use crate::{limit, submit, Backend, BulkInsert, StoreError, StoreResult, StoredS
 pub mod admin;
 mod commit;
 mod exec;
+mod grouped;
 mod schema;
 mod tls;
 
 use commit::*;
 use exec::*;
+use grouped::*;
 use schema::*;
 use tls::Target;
 const MAX_BATCH: usize = 256;
@@ -150,6 +156,7 @@ enum WriteJob {
 }
 
 /// The end of the chain while a batch runs: read from the locked head row.
+#[derive(Clone, Copy)]
 struct Chain<'k> {
     key: &'k AuditKey,
     seq: u64,

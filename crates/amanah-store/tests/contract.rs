@@ -851,6 +851,88 @@ async fn postgres_writers_share_one_chain() {
     assert_eq!(holders.len(), 1);
 }
 
+/// PostgreSQL writes a batch's creates together, one statement per table: a create that fails
+/// in the database there (its id already taken) sends the batch back to one savepoint per job,
+/// so it fails alone, while creates and other writes queued with it on two stores of one
+/// database commit, a unique term claimed from the other store is refused as a conflict, and
+/// the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_create_failing_in_a_batch_fails_alone() {
+    let backend = Backend::postgres("failing_in_a_batch");
+    let term = |i: u8, round: u8| {
+        let mut t = [1u8; 32];
+        (t[0], t[1]) = (i, round);
+        t
+    };
+    let ring = Arc::new(KeyRing::generate().unwrap());
+    let stores = [
+        backend.open(ring.audit_key()).await,
+        backend.open(ring.audit_key()).await,
+    ];
+    let first = subject(&ring, "taken", [200; 32]);
+    let first_key = first.wrapped_key.clone();
+    stores[0]
+        .insert_subject(first, draft(AuditAction::SubjectCreate, Some("taken")))
+        .await
+        .unwrap();
+    for round in 0..3u8 {
+        let mut tasks = Vec::new();
+        for i in 0..40u8 {
+            let store = stores[usize::from(i) % 2].clone();
+            let ring = ring.clone();
+            tasks.push(tokio::spawn(async move {
+                // Every 6th job is not a create (it is written in a savepoint, between groups
+                // of creates); job 7 reuses the id "taken", job 8 (on the other store) its term.
+                if i % 6 == 5 {
+                    let id = format!("k{round}-{i}");
+                    let key = api_key(&id, "admin", &id);
+                    let done = store.insert_api_key(key, draft(AuditAction::ApikeyCreate, None));
+                    return (i, done.await);
+                }
+                let id = match i {
+                    7 => "taken".to_owned(),
+                    _ => format!("r{round}-{i}"),
+                };
+                let term = match i {
+                    8 => [200; 32],
+                    _ => term(i, round),
+                };
+                let created = store
+                    .insert_subject(
+                        subject(&ring, &id, term),
+                        draft(AuditAction::SubjectCreate, Some(&id)),
+                    )
+                    .await;
+                (i, created)
+            }));
+        }
+        for t in tasks {
+            match t.await.unwrap() {
+                (7, Err(StoreError::Backend(msg))) => assert!(msg.contains("23505"), "{msg}"),
+                (8, Err(StoreError::Unique { category })) => assert_eq!(category, "email"),
+                (7 | 8, other) => panic!("{other:?}"),
+                (_, created) => {
+                    created.unwrap();
+                }
+            }
+        }
+    }
+    assert_eq!(verify(&stores[1], &ring).await, 1 + 3 * 38);
+    assert_eq!(stores[0].list_api_keys().await.unwrap().len(), 3 * 6);
+    // The first subject keeps its key and its term; the failed create left nothing.
+    let taken = stores[1].load_subject("taken").await.unwrap().unwrap();
+    assert_eq!(taken.wrapped_key, first_key);
+    let holders = stores[0]
+        .find_subjects("email", [200; 32], 10)
+        .await
+        .unwrap();
+    assert_eq!(holders.len(), 1);
+    for round in 0..3 {
+        let found = stores[0].find_subjects("email", term(7, round), 10).await;
+        assert!(found.unwrap().is_empty());
+    }
+}
+
 /// A database written by the first release (schema 1: data keys inside `subjects`) is upgraded
 /// in place: its keys move to the key store, and its subjects read, search and erase as before.
 #[tokio::test]

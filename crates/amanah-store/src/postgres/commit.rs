@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
+use amanah_core::audit::{head_mac, AuditDraft, AuditRecord};
 use amanah_crypto::audit::AuditKey;
 use tokio::sync::oneshot;
 use tokio_postgres::{Client, Statement, Transaction};
@@ -38,6 +38,9 @@ impl Stmts {
 pub(super) enum Tx {
     Store(StoreError),
     Db(tokio_postgres::Error),
+    /// A group of jobs written together failed in the database (`grouped`): the transaction is
+    /// run again with one savepoint per job, so that the failure is only its job's.
+    Split(tokio_postgres::Error),
 }
 
 impl From<tokio_postgres::Error> for Tx {
@@ -189,7 +192,7 @@ pub(super) async fn run_bulk(
             }
             Ok(n)
         }
-        Err(Tx::Db(e)) => Err(backend(e)),
+        Err(Tx::Db(e) | Tx::Split(e)) => Err(backend(e)),
         Err(Tx::Store(e)) => Err(e),
     }
 }
@@ -203,8 +206,9 @@ pub(super) async fn run_with_retries(
     ops: &[&Op],
 ) -> StoreResult<BatchResults> {
     let mut attempt = 1;
+    let mut grouped = true;
     loop {
-        match run_batch(client, stmts, key, ops).await {
+        match run_batch(client, stmts, key, ops, grouped).await {
             Ok((results, appended)) => {
                 metrics::counter!("amanah_audit_appends_total").increment(appended);
                 metrics::counter!("amanah_store_commits_total").increment(1);
@@ -216,7 +220,12 @@ pub(super) async fn run_with_retries(
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
-            Err(Tx::Db(e)) => return Err(backend(e)),
+            Err(Tx::Split(e)) if grouped => {
+                metrics::counter!("amanah_store_split_batches_total").increment(1);
+                tracing::debug!(error = %backend(e), "running a batch again one job at a time");
+                grouped = false;
+            }
+            Err(Tx::Db(e) | Tx::Split(e)) => return Err(backend(e)),
             Err(Tx::Store(e)) => return Err(e),
         }
     }
@@ -232,18 +241,50 @@ pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base * 1000 + jitter)
 }
 
-/// One transaction: lock the signed head, apply each job in a savepoint, move the head.
+/// One transaction: lock the signed head, apply the jobs, move the head. With `grouped`, each
+/// run of creates and appends is written together (`grouped`); every other job, and every job
+/// when a group failed, in its own savepoint (none when the batch is that one job: the
+/// transaction is then rolled back instead).
 pub(super) async fn run_batch(
     client: &mut Client,
     stmts: &mut Stmts,
     key: &AuditKey,
     ops: &[&Op],
+    grouped: bool,
 ) -> Result<(BatchResults, u64), Tx> {
     let mut tx = client.transaction().await?;
     let mut chain = lock_head(&tx, stmts, key).await?;
     let start = chain.seq;
     let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
+    let mut head_written = false;
+    let mut i = 0;
+    while let Some(op) = ops.get(i) {
+        if grouped && groupable(op) {
+            let end = i + ops[i..].iter().take_while(|op| groupable(op)).count();
+            let last = end == ops.len();
+            let (written, head) = write_group(&tx, stmts, &mut chain, &ops[i..end], last).await?;
+            results.extend(written);
+            head_written = head;
+            i = end;
+            continue;
+        }
+        i += 1;
+        if ops.len() == 1 {
+            let mut job = PgTx {
+                tx: &tx,
+                stmts,
+                chain: &mut chain,
+            };
+            match ops::apply(&mut job, op).await {
+                Ok(records) => results.push(Ok(records)),
+                Err(Tx::Db(e)) if retryable(&e) => return Err(Tx::Db(e)),
+                Err(e) => {
+                    tx.rollback().await?;
+                    return Ok((vec![Err(refusal(e))], 0));
+                }
+            }
+            continue;
+        }
         let saved = (chain.seq, chain.hash);
         let sp = tx.savepoint("job").await?;
         let mut job = PgTx {
@@ -260,18 +301,23 @@ pub(super) async fn run_batch(
             Err(e) => {
                 sp.rollback().await?;
                 (chain.seq, chain.hash) = saved;
-                results.push(Err(match e {
-                    Tx::Store(e) => e,
-                    Tx::Db(e) => backend(e),
-                }));
+                results.push(Err(refusal(e)));
             }
         }
     }
-    if chain.seq != start {
+    if chain.seq != start && !head_written {
         write_head(&tx, stmts, &chain).await?;
     }
     tx.commit().await?;
     Ok((results, chain.seq - start))
+}
+
+/// What the caller of a job that did not apply is told.
+fn refusal(e: Tx) -> StoreError {
+    match e {
+        Tx::Store(e) => e,
+        Tx::Db(e) | Tx::Split(e) => backend(e),
+    }
 }
 
 /// Locks the signed head row for the rest of the transaction and returns the chain's end,
@@ -326,41 +372,29 @@ pub(super) async fn append(
     chain: &mut Chain<'_>,
     entry: &AuditDraft,
 ) -> Result<AuditRecord, Tx> {
-    // Stored strings are bounded (and free of NUL, which `text` cannot hold).
-    let bounded;
-    let entry = if entry.within_bounds() {
-        entry
-    } else {
-        bounded = entry.clone().bounded();
-        &bounded
-    };
-    let seq = chain.seq + 1;
-    let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, entry));
     let st = stmts.get(tx, crate::sql::writes::INSERT_AUDIT.pg).await?;
+    let mut end = *chain;
+    let record = seal(&mut end, entry);
+    let e = &record.entry;
     tx.execute(
         &st,
         &[
-            &(seq as i64),
-            &entry.at_micros,
-            &entry.actor,
-            &entry.role,
-            &entry.action.as_str(),
-            &entry.purpose,
-            &entry.basis,
-            &entry.outcome.as_str(),
-            &entry.reason,
-            &entry.subject,
-            &crate::lists::encode(&entry.fields),
-            &entry.policy_version,
-            &&hash[..],
+            &(record.seq as i64),
+            &e.at_micros,
+            &e.actor,
+            &e.role,
+            &e.action.as_str(),
+            &e.purpose,
+            &e.basis,
+            &e.outcome.as_str(),
+            &e.reason,
+            &e.subject,
+            &crate::lists::encode(&e.fields),
+            &e.policy_version,
+            &&record.hash[..],
         ],
     )
     .await?;
-    chain.seq = seq;
-    chain.hash = hash;
-    Ok(AuditRecord {
-        seq,
-        entry: entry.clone(),
-        hash,
-    })
+    *chain = end;
+    Ok(record)
 }
