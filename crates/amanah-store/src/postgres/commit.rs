@@ -253,16 +253,29 @@ pub(super) async fn run_batch(
     grouped: bool,
 ) -> Result<(BatchResults, u64), Tx> {
     let mut tx = client.transaction().await?;
-    let mut chain = lock_head(&tx, stmts, key).await?;
+    let group_len = |ops: &[&Op]| match grouped {
+        true => ops.iter().take_while(|op| groupable(op)).count(),
+        false => 0,
+    };
+    let (mut chain, mut held) = match group_len(ops) {
+        0 => (lock_head(&tx, stmts, key).await?, None),
+        n => {
+            let (chain, held) = lock_head_and_read_terms(&tx, stmts, key, &ops[..n]).await?;
+            (chain, Some(held))
+        }
+    };
     let start = chain.seq;
     let mut results = Vec::with_capacity(ops.len());
     let mut head_written = false;
     let mut i = 0;
     while let Some(op) = ops.get(i) {
-        if grouped && groupable(op) {
-            let end = i + ops[i..].iter().take_while(|op| groupable(op)).count();
+        let n = group_len(&ops[i..]);
+        if n > 0 {
+            let end = i + n;
             let last = end == ops.len();
-            let (written, head) = write_group(&tx, stmts, &mut chain, &ops[i..end], last).await?;
+            let group = &ops[i..end];
+            let (written, head) =
+                write_group(&tx, stmts, &mut chain, group, held.take(), last).await?;
             results.extend(written);
             head_written = head;
             i = end;
@@ -327,13 +340,15 @@ pub(super) async fn lock_head<'k>(
     stmts: &mut Stmts,
     key: &'k AuditKey,
 ) -> Result<Chain<'k>, Tx> {
-    let st = stmts
-        .get(
-            tx,
-            "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE",
-        )
-        .await?;
-    let head = tx.query_opt(&st, &[]).await?.ok_or_else(|| {
+    let st = stmts.get(tx, LOCK_HEAD).await?;
+    head_of(key, tx.query_opt(&st, &[]).await?)
+}
+
+const LOCK_HEAD: &str = "SELECT seq, hash, mac FROM audit_head WHERE id = 1 FOR UPDATE";
+
+/// The chain's end from the locked head row, failing closed when it does not verify.
+fn head_of<'k>(key: &'k AuditKey, head: Option<tokio_postgres::Row>) -> Result<Chain<'k>, Tx> {
+    let head = head.ok_or_else(|| {
         StoreError::Backend("the signed audit head is missing: run `amanah audit verify`".into())
     })?;
     let seq = head.get::<_, i64>(0) as u64;
@@ -346,6 +361,20 @@ pub(super) async fn lock_head<'k>(
         )));
     }
     Ok(Chain { key, seq, hash })
+}
+
+/// [`lock_head`], and the unique terms of a group's creates already held ([`held_terms`]), read
+/// in the same round trip: the read is sent after the lock, so it sees every commit before it.
+pub(super) async fn lock_head_and_read_terms<'k>(
+    tx: &Transaction<'_>,
+    stmts: &mut Stmts,
+    key: &'k AuditKey,
+    group: &[&Op],
+) -> Result<(Chain<'k>, Held), Tx> {
+    let st = stmts.get(tx, LOCK_HEAD).await?;
+    let (head, held) =
+        futures_util::future::join(tx.query_opt(&st, &[]), held_terms(tx, group)).await;
+    Ok((head_of(key, head?)?, held?))
 }
 
 pub(super) async fn write_head(

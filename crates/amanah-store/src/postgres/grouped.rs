@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use amanah_core::audit::{canonical_bytes, head_mac, AuditDraft, AuditRecord};
 use futures_util::future::join_all;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Transaction;
 
 use super::*;
@@ -30,10 +30,12 @@ pub(super) fn groupable(op: &Op) -> bool {
     }
 }
 
-/// The unique terms among `$1` (categories) and `$2` (terms) that a subject already holds.
-const HELD_TERMS: &str = "SELECT u.category, u.term
-     FROM unique_index u JOIN unnest($1::text[], $2::bytea[]) AS t(category, term)
-       ON u.category = t.category AND u.term = t.term";
+/// The unique terms among `$1` (categories) and `$2` (terms) that a subject already holds: one
+/// probe of the primary key per term (a join could scan the whole table instead).
+const HELD_TERMS: &str = "SELECT t.category, t.term
+     FROM unnest($1::text[], $2::bytea[]) AS t(category, term)
+     CROSS JOIN LATERAL (SELECT 1 FROM unique_index u
+                         WHERE u.category = t.category AND u.term = t.term LIMIT 1) held";
 
 const INSERT_SUBJECTS: &str = "INSERT INTO subjects (id, created_at)
      SELECT * FROM unnest($1::text[], $2::bigint[])";
@@ -183,19 +185,13 @@ pub(super) async fn write_group(
     stmts: &mut Stmts,
     chain: &mut Chain<'_>,
     ops: &[&Op],
+    held: Option<Held>,
     last: bool,
 ) -> Result<(BatchResults, bool), Tx> {
-    let split = |e: tokio_postgres::Error| {
-        if retryable(&e) {
-            Tx::Db(e)
-        } else {
-            Tx::Split(e)
-        }
+    let mut held = match held {
+        Some(held) => held,
+        None => held_terms(tx, ops).await?,
     };
-    let mut held = held_terms(tx, stmts, ops).await.map_err(|e| match e {
-        Tx::Db(e) => split(e),
-        other => other,
-    })?;
     let mut results: BatchResults = Vec::with_capacity(ops.len());
     let mut creates = Creates::default();
     for op in ops {
@@ -321,12 +317,21 @@ pub(super) async fn write_group(
     Ok((results, head.is_some()))
 }
 
-/// The unique terms of the group's creates that a subject already holds.
-async fn held_terms(
-    tx: &Transaction<'_>,
-    stmts: &mut Stmts,
-    ops: &[&Op],
-) -> Result<HashSet<(String, [u8; 32])>, Tx> {
+/// A database error in a group: the transaction is run again, whole when the error is
+/// retryable, otherwise one savepoint per job.
+fn split(e: tokio_postgres::Error) -> Tx {
+    if retryable(&e) {
+        Tx::Db(e)
+    } else {
+        Tx::Split(e)
+    }
+}
+
+/// Unique terms (category, term) already held.
+pub(super) type Held = HashSet<(String, [u8; 32])>;
+
+/// The unique terms of a group's creates that a subject already holds.
+pub(super) async fn held_terms(tx: &Transaction<'_>, ops: &[&Op]) -> Result<Held, Tx> {
     let mut categories: Vec<&str> = Vec::new();
     let mut terms: Vec<&[u8]> = Vec::new();
     for op in ops {
@@ -342,8 +347,15 @@ async fn held_terms(
     if terms.is_empty() {
         return Ok(HashSet::new());
     }
-    let st = stmts.get(tx, HELD_TERMS).await?;
-    let rows = tx.query(&st, &[&categories, &terms]).await?;
+    // Planned each time (an unnamed statement): a plan cached while the table was small could
+    // scan it whole for each term once it is not.
+    let rows = tx
+        .query_typed(
+            HELD_TERMS,
+            &[(&categories, Type::TEXT_ARRAY), (&terms, Type::BYTEA_ARRAY)],
+        )
+        .await
+        .map_err(split)?;
     rows.iter()
         .map(|r| {
             let category: String = r.try_get(0)?;
@@ -351,5 +363,5 @@ async fn held_terms(
             Ok((category, to_hash(term)))
         })
         .collect::<Result<_, tokio_postgres::Error>>()
-        .map_err(Tx::Db)
+        .map_err(split)
 }
