@@ -55,9 +55,9 @@ const INSERT_UNIQUE_TERMS: &str = "INSERT INTO unique_index (category, term, sub
 const INSERT_TERMS: &str = "INSERT INTO blind_index (category, term, subject_id)
      SELECT * FROM unnest($1::text[], $2::bytea[], $3::text[])";
 
+/// A new subject has no purpose yet (one subject id given twice fails at `subjects` first).
 const INSERT_PURPOSES: &str = "INSERT INTO subject_purposes (subject_id, purpose, collected_at)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
-     ON CONFLICT (subject_id, purpose) DO NOTHING";
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])";
 
 const INSERT_AUDIT_ROWS: &str =
     "INSERT INTO audit_log (seq, at, actor, role, action, purpose, basis, outcome, reason,
