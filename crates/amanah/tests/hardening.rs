@@ -128,12 +128,14 @@ fn rows_forged_into_the_database_grant_nothing() {
         ),
     );
     assert!(get_as(&addr, "/v1/audit/verify", forged).starts_with("HTTP/1.1 401"));
-    // A genuine key raised to admin.
+    // A genuine key raised to admin. The server verified it already and keeps it in memory
+    // under its genuine role (until a revocation moves the store's epoch): still refused, as
+    // the support agent it is; read afresh (below, after a restart), it is refused as absent.
     sqlite3(
         &data,
         &format!("UPDATE api_keys SET role = 'admin' WHERE id = '{agent_id}'"),
     );
-    assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 401"));
+    assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 403"));
     // A policy version of one's own, newer than the one in force.
     let before = get_as(&addr, "/v1/policy", &admin);
     sqlite3(
@@ -156,11 +158,24 @@ fn rows_forged_into_the_database_grant_nothing() {
     srv.stop();
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("an API key row failed its integrity check"),
+        text.contains("a policy version row failed its integrity check"),
         "{text}"
     );
+    assert!(!text.contains(forged));
+
+    // A server that reads the raised key afresh refuses it as absent (its MAC fails), and
+    // logs the refusal.
+    let log = dir.path().join("serve-again.log");
+    let mut again = serve(&data, &["--metrics-listen", "off"])
+        .stderr_to(&log)
+        .start();
+    let addr = again.addr().to_owned();
+    assert!(get_as(&addr, "/v1/audit/verify", &agent).starts_with("HTTP/1.1 401"));
+    assert!(get_as(&addr, "/v1/audit/verify", &admin).starts_with("HTTP/1.1 200"));
+    again.stop();
+    let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("a policy version row failed its integrity check"),
+        text.contains("an API key row failed its integrity check"),
         "{text}"
     );
     assert!(!text.contains(forged));
