@@ -14,6 +14,11 @@
 //! opens and can lock that file exclusively, no revocation is in progress anywhere, and
 //! counters left apart by a crash are brought together again (to a value never used before).
 //!
+//! The counters only grow, and a process trusts no epoch lower than one it has seen: a file
+//! written back to its state before a revocation (by someone who can write the data
+//! directory) is not trusted once the revocation was seen, and the vault that revokes a key
+//! forgets its kept keys at once whatever the file says.
+//!
 //! Reading the counters is one 16-byte `pread`: far below the B-tree walks of an API-key
 //! read. A torn read (racing a write) can only show counters that differ, which reads as "in
 //! progress": never a false match. (The old `done` with the new `begun` differ; a `done`
@@ -22,6 +27,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{StoreError, StoreResult};
 
@@ -41,6 +47,9 @@ pub(crate) struct AccessEpoch {
     file: File,
     /// Held shared by every revocation in progress (see the module doc).
     in_progress: File,
+    /// The highest epoch this process has seen. The counters only grow: a file showing less
+    /// was written back (someone undoing a revocation's mark), and nothing is trusted then.
+    highest: AtomicU64,
 }
 
 fn open_private(path: &Path) -> StoreResult<File> {
@@ -60,6 +69,7 @@ impl AccessEpoch {
         let epoch = AccessEpoch {
             file: open_private(&epoch_path(db))?,
             in_progress: open_private(&beside(db, "-access.lock"))?,
+            highest: AtomicU64::new(0),
         };
         epoch.settle().map_err(|e| failed("settle", &e))?;
         Ok(epoch)
@@ -100,10 +110,12 @@ impl AccessEpoch {
     /// while this was `Some(e)` is still valid while it is `Some(e)`. `None` (a revocation in
     /// progress, one interrupted by a crash, or the file unreadable): read the store.
     pub(crate) fn current(&self) -> Option<u64> {
-        match self.counters() {
-            Ok((begun, done)) if begun == done => Some(done),
-            _ => None,
+        let (begun, done) = self.counters().ok()?;
+        if begun != done {
+            return None;
         }
+        let seen = self.highest.fetch_max(done, Ordering::AcqRel);
+        (done >= seen).then_some(done)
     }
 
     /// Marks a revocation as begun; the returned guard marks it done when dropped, after the
@@ -200,6 +212,21 @@ mod tests {
         let settled = reopened.current().expect("settled at open");
         assert_ne!(settled, before, "a value no key was ever trusted under");
         assert_eq!(other.current(), Some(settled));
+    }
+
+    #[test]
+    fn counters_written_back_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("amanah.db");
+        let server = AccessEpoch::open(&db).unwrap();
+        let before = server.current().unwrap();
+        let saved = std::fs::read(epoch_path(&db)).unwrap();
+        drop(AccessEpoch::open(&db).unwrap().begin().unwrap());
+        let after = server.current().expect("a finished revocation");
+        assert_ne!(after, before);
+        // The file put back as it was before the revocation: never the old epoch again.
+        std::fs::write(epoch_path(&db), saved).unwrap();
+        assert_eq!(server.current(), None);
     }
 
     #[test]

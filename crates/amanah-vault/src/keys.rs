@@ -86,7 +86,11 @@ impl Vault {
         draft.reason = Some(format!("revoked {id}"));
         let at = draft.at_micros;
         match self.store.revoke_api_key(id, at, draft.clone()).await {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // This process forgets at once, whatever the epoch file says.
+                self.forget_verified_keys();
+                Ok(())
+            }
             Err(StoreError::NotFound) => Err(self
                 .deny(draft, Error::NotFound(format!("no active API key {id}")))
                 .await),

@@ -80,6 +80,10 @@ impl VerifiedKeys {
             .map(|(_, record)| record.clone())
     }
 
+    fn forget_all(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     fn keep(&self, epoch: u64, record: Arc<ApiKeyRecord>) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= VERIFIED_KEYS {
@@ -388,6 +392,11 @@ impl Vault {
             holder: record.holder.clone(),
             subject: None,
         }))
+    }
+
+    /// Drops every API key kept in memory (after a revocation through this vault).
+    pub(crate) fn forget_verified_keys(&self) {
+        self.verified.forget_all();
     }
 
     /// A new API token of this vault's organization (its form says whose it is).
