@@ -101,16 +101,8 @@ impl Served {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let (status, _, value) = super::send(&self.http, &self.base, method, path, key, body).await;
+        (status, value)
     }
 
     /// A page, sending `cookie` (`name=value`) when given.
