@@ -383,12 +383,7 @@ pub(super) async fn write_head(
     chain: &Chain<'_>,
 ) -> Result<(), Tx> {
     let mac = head_mac(chain.key, chain.seq, &chain.hash);
-    let st = stmts
-        .get(
-            tx,
-            "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1",
-        )
-        .await?;
+    let st = stmts.get(tx, super::grouped::WRITE_HEAD).await?;
     tx.execute(&st, &[&(chain.seq as i64), &&chain.hash[..], &&mac[..]])
         .await?;
     Ok(())

@@ -66,7 +66,8 @@ const INSERT_AUDIT_ROWS: &str =
                           $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
                           $11::text[], $12::text[], $13::bytea[])";
 
-const WRITE_HEAD: &str = "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1";
+pub(super) const WRITE_HEAD: &str =
+    "UPDATE audit_head SET seq = $1, hash = $2, mac = $3 WHERE id = 1";
 
 /// The rows of a group's creates, column by column.
 #[derive(Default)]
@@ -164,11 +165,7 @@ impl<'r> AuditRows<'r> {
 /// The record of the entry after the chain's end, which moves to it (nothing is written).
 pub(super) fn seal(chain: &mut Chain<'_>, entry: &AuditDraft) -> AuditRecord {
     // Stored strings are bounded (and free of NUL, which `text` cannot hold).
-    let entry = if entry.within_bounds() {
-        entry.clone()
-    } else {
-        entry.clone().bounded()
-    };
+    let entry = entry.clone().bounded();
     let seq = chain.seq + 1;
     let hash = chain.key.chain(&chain.hash, &canonical_bytes(seq, &entry));
     chain.seq = seq;
