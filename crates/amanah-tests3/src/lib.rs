@@ -181,8 +181,13 @@ impl S3Server {
                 ])
                 .arg("-s3")
                 .arg(format!("-s3.config={}", config.display()))
-                // Small volumes, allocated as needed; no extra services.
+                // Small volumes, allocated as needed; no extra services. The volume server turns
+                // every volume read-only when the disk's free space falls under its threshold (1 %
+                // of the disk by default: gigabytes on a large disk nearly full of build output),
+                // and writes then wait for a writable volume that never comes: the tests write a
+                // few megabytes, so the threshold is an absolute one.
                 .args(["-master.volumeSizeLimitMB=64", "-volume.max=64"])
+                .arg("-volume.minFreeSpace=256MiB")
                 .args(["-s3.autoCreateBucket=false", "-s3.port.iceberg=0"])
                 .args(["-s3.port.lance=0", "-metricsPort=0"])
                 .stdin(Stdio::null())
@@ -229,14 +234,18 @@ impl S3Server {
                         let _ = child.kill();
                         let _ = child.wait();
                     }
+                    // The next attempt starts from an empty data directory.
+                    let _ = std::fs::remove_dir_all(&data);
+                    std::fs::create_dir_all(&data).expect("server directory");
                 }
             }
         }
         panic!("the test S3 server did not start: {last_error}");
     }
 
-    /// Polls until the S3 gateway answers a signed request (the filer and master behind it
-    /// ready too), or the server exits, or a minute passes.
+    /// Polls until an object written through the S3 gateway reads back (the gateway, filer,
+    /// master and volume server all up: the gateway answers listings before a volume server has
+    /// joined), or the server exits, or a minute passes.
     fn wait_until_ready(&self, log: &Path) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         let log_tail = || {
@@ -250,16 +259,41 @@ impl S3Server {
                     return Err(format!("weed exited ({status}):\n{}", log_tail()));
                 }
             }
-            if let Ok(r) = self.request("GET", "/", "", &self.secret_key) {
-                if r.status == 200 {
-                    return Ok(());
-                }
+            if self.writes_and_reads_back() {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("no answer within a minute:\n{}", log_tail()));
+                return Err(format!(
+                    "no object written and read back within a minute:\n{}",
+                    log_tail()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// One round of the readiness probe: a bucket of its own, an object written, read back.
+    fn writes_and_reads_back(&self) -> bool {
+        const PROBE: &[u8] = b"ready: written through the S3 gateway";
+        let bucket = self.request("PUT", "/ready-probe", "", &self.secret_key);
+        // 409: made by an earlier round of the probe.
+        if !matches!(
+            bucket,
+            Ok(Response {
+                status: 200 | 409,
+                ..
+            })
+        ) {
+            return false;
+        }
+        let put = self.request_with_body("PUT", "/ready-probe/probe", "", PROBE, &self.secret_key);
+        if !matches!(put, Ok(Response { status: 200, .. })) {
+            return false;
+        }
+        matches!(
+            self.request("GET", "/ready-probe/probe", "", &self.secret_key),
+            Ok(r) if r.status == 200 && r.body.as_bytes() == PROBE
+        )
     }
 
     /// A request signed with another secret must be refused: the tests of refused credentials
@@ -376,6 +410,17 @@ impl S3Server {
         query: &str,
         secret: &str,
     ) -> Result<Response, String> {
+        self.request_with_body(method, path, query, b"", secret)
+    }
+
+    fn request_with_body(
+        &self,
+        method: &str,
+        path: &str,
+        query: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> Result<Response, String> {
         let host = format!("127.0.0.1:{}", self.port);
         let now = time::OffsetDateTime::now_utc();
         let amz_date = now
@@ -384,7 +429,7 @@ impl S3Server {
             ))
             .map_err(|e| e.to_string())?;
         let date = &amz_date[..8];
-        let payload_hash = hex::encode(digest::digest(&digest::SHA256, b""));
+        let payload_hash = hex::encode(digest::digest(&digest::SHA256, body));
         let canonical = format!(
             "{method}\n{path}\n{query}\nhost:{host}\nx-amz-content-sha256:{payload_hash}\n\
              x-amz-date:{amz_date}\n\nhost;x-amz-content-sha256;x-amz-date\n{payload_hash}"
@@ -413,8 +458,9 @@ impl S3Server {
             "{method} {target} HTTP/1.1\r\nHost: {host}\r\nx-amz-date: {amz_date}\r\n\
              x-amz-content-sha256: {payload_hash}\r\nAuthorization: AWS4-HMAC-SHA256 \
              Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, \
-             Signature={signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            self.access_key
+             Signature={signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            self.access_key,
+            body.len()
         );
         let mut stream = TcpStream::connect(&host).map_err(|e| e.to_string())?;
         stream
@@ -422,6 +468,7 @@ impl S3Server {
             .map_err(|e| e.to_string())?;
         stream
             .write_all(request.as_bytes())
+            .and_then(|()| stream.write_all(body))
             .map_err(|e| e.to_string())?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).map_err(|e| e.to_string())?;
