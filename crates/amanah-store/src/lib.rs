@@ -18,6 +18,7 @@ mod postgres;
 mod rights;
 mod rotation;
 mod rows;
+pub mod sealed_fields;
 mod sqlite;
 mod tenants;
 mod types;

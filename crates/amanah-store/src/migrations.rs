@@ -7,7 +7,7 @@
 //! [`ACCESS_MACS`]) and each backend runs that code right after the step's SQL.
 
 /// The newest schema this binary understands, on both backends.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Schema 6's code: comma-joined lists converted to JSON, entries schema 5 misread recovered
 /// from their MACs, the genesis head signed.
@@ -16,6 +16,20 @@ pub(crate) const LISTS_AS_JSON: i64 = 6;
 /// Schema 7's code: the API key and policy rows already there sealed with their MAC
 /// (`crate::integrity`).
 pub(crate) const ACCESS_MACS: i64 = 7;
+
+/// Schema 11 reshapes `subjects` (its fields move into it), which SQL cannot make conditional on
+/// SQLite: a store already in that shape skips the step on either backend (only a test that
+/// rewinds a store's version meets one).
+pub(crate) const FIELDS_IN_SUBJECT_ROW: i64 = 11;
+
+/// Whether a store of the old shape still needs schema 11: this query finds no `fields`
+/// column in `subjects`.
+pub(crate) const SUBJECT_ROW_HAS_FIELDS: crate::sql::Sql = crate::sql::Sql {
+    pg: "SELECT COUNT(*) FROM information_schema.columns
+         WHERE table_schema = current_schema() AND table_name = 'subjects'
+           AND column_name = 'fields'",
+    lite: "SELECT COUNT(*) FROM pragma_table_info('subjects') WHERE name = 'fields'",
+};
 
 /// One step of the schema.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +62,7 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(8, "0008_batch_ledger"),
     migration!(9, "0009_tenants"),
     migration!(10, "0010_documents"),
+    migration!(11, "0011_fields_in_subject_row"),
 ];
 
 /// The steps a store at `found` still needs.
@@ -73,9 +88,12 @@ mod tests {
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
         assert!(MIGRATIONS.iter().any(|m| m.version == LISTS_AS_JSON));
         assert!(MIGRATIONS.iter().any(|m| m.version == ACCESS_MACS));
+        assert!(MIGRATIONS
+            .iter()
+            .any(|m| m.version == FIELDS_IN_SUBJECT_ROW));
         assert_eq!(
             after(4).map(|m| m.version).collect::<Vec<_>>(),
-            [5, 6, 7, 8, 9, 10]
+            [5, 6, 7, 8, 9, 10, 11]
         );
     }
 

@@ -16,7 +16,7 @@ use crate::exec::{Exec, KeyWrite, Keyed, Writer};
 use crate::sql::writes as w;
 use crate::sql::{self, Sql};
 use crate::{
-    integrity, rows, ApiKeyRecord, BreachRecord, ConsentRecord, DeidentifiedRecord,
+    integrity, rows, sealed_fields, ApiKeyRecord, BreachRecord, ConsentRecord, DeidentifiedRecord,
     DisclosureRecord, DisclosureRelease, DisclosureStep, FieldWrite, HoldRecord, NewSubject,
     PolicyRecord, RelationRecord, RequestRecord, RequestTransition, RestrictionRecord, Rewrap,
     StoreError, SubjectUpdate,
@@ -126,7 +126,7 @@ pub(crate) async fn apply<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditReco
         }
         Op::UpdateSubject(u, audit) => {
             require(x, w::LOCK_SUBJECT, &u.id).await?;
-            write_fields(x, &u.id, u.at_micros, &u.fields).await?;
+            write_fields(x, &u.id, &u.fields).await?;
             if let Some(purpose) = &u.enroll {
                 x.execute(w::INSERT_PURPOSE, args![&u.id, purpose, u.at_micros])
                     .await?;
@@ -346,7 +346,12 @@ pub(crate) async fn insert_new_subject<W: Writer>(
     s: &NewSubject,
 ) -> Result<Vec<String>, W::Error> {
     let at = s.created_at_micros;
-    let mut batch = vec![(w::INSERT_SUBJECT, args![&s.id, at].to_vec())];
+    let sealed = sealed_fields::encode(
+        s.fields
+            .iter()
+            .map(|f| (f.category.as_str(), f.ciphertext.as_slice())),
+    )?;
+    let mut batch = vec![(w::INSERT_SUBJECT, args![&s.id, at, &sealed].to_vec())];
     let key = KeyWrite::Insert {
         subject: &s.id,
         key: &s.wrapped_key,
@@ -357,10 +362,6 @@ pub(crate) async fn insert_new_subject<W: Writer>(
     // Position in `batch` of each unique-term insert, with its category.
     let mut unique_at = Vec::new();
     for f in &s.fields {
-        batch.push((
-            w::INSERT_FIELD,
-            args![&s.id, &f.category, &f.ciphertext, at].to_vec(),
-        ));
         if let Some(term) = &f.index_term {
             if f.unique {
                 unique_at.push((batch.len(), &f.category));
@@ -386,21 +387,38 @@ pub(crate) async fn insert_new_subject<W: Writer>(
     Ok(taken)
 }
 
+/// Changes a subject's set of sealed fields: `set` put in (replacing a category's value),
+/// `remove` taken out. `NotFound` if there is no such subject.
+async fn change_fields<E: Exec>(
+    x: &mut E,
+    subject: &str,
+    set: &[(&str, &[u8])],
+    remove: &[&str],
+) -> Result<(), E::Error> {
+    let stored = x
+        .query(w::FIELDS_FOR_UPDATE, args![subject], rows::blob)
+        .await?
+        .pop()
+        .ok_or(StoreError::NotFound)?;
+    let changed = sealed_fields::replace(&stored, set, remove)?;
+    x.execute(w::SET_FIELDS, args![subject, &changed]).await?;
+    Ok(())
+}
+
 /// Replaces fields' values and moves their blind-index terms.
 async fn write_fields<E: Exec>(
     x: &mut E,
     subject: &str,
-    at: i64,
     fields: &[FieldWrite],
 ) -> Result<(), E::Error> {
+    let set: Vec<(&str, &[u8])> = fields
+        .iter()
+        .map(|f| (f.category.as_str(), f.ciphertext.as_slice()))
+        .collect();
+    change_fields(x, subject, &set, &[]).await?;
     for f in fields {
-        x.execute(
-            w::UPSERT_FIELD,
-            args![subject, &f.category, &f.ciphertext, at],
-        )
-        .await?;
-        for q in &w::DELETE_CATEGORY[1..] {
-            x.execute(*q, args![subject, &f.category]).await?;
+        for q in w::DELETE_CATEGORY_TERMS {
+            x.execute(q, args![subject, &f.category]).await?;
         }
         let Some(term) = &f.index_term else {
             continue;
@@ -629,9 +647,10 @@ async fn rights<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditRecord>, W::Er
             expired,
             audit,
         } => {
-            require(x, w::SUBJECT_EXISTS, id).await?;
+            let remove: Vec<&str> = categories.iter().map(String::as_str).collect();
+            change_fields(x, id, &[], &remove).await?;
             for c in categories {
-                for q in w::DELETE_CATEGORY {
+                for q in w::DELETE_CATEGORY_TERMS {
                     x.execute(q, args![id, c]).await?;
                 }
                 x.execute(w::DELETE_CATEGORY_DOCUMENTS, args![id, c])

@@ -259,16 +259,15 @@ impl PgStore {
     }
 }
 
-/// Subjects with their key, purposes and fields, one row per field (read by
+/// Subjects with their key, sealed fields and purposes, one row each (read by
 /// `subjects_from_rows`); a subject whose key is gone is not loaded.
 macro_rules! subject_rows {
     () => {
-        "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at,
-                f.category, f.ciphertext, s.restricted_at,
+        "SELECT s.id, k.kek_id, k.key_version, k.wrapped_key, s.created_at, s.fields,
+                s.restricted_at,
                 ARRAY(SELECT p.purpose FROM subject_purposes p WHERE p.subject_id = s.id
                       ORDER BY p.collected_at, p.purpose)
-         FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id
-         LEFT JOIN subject_fields f ON f.subject_id = s.id"
+         FROM subjects s JOIN amanah_keys.data_keys k ON k.subject_id = s.id"
     };
 }
 

@@ -333,11 +333,22 @@ impl<B: Backend> RightsStore for B {
             .await?;
         let mut out = Vec::with_capacity(heads.len());
         for (id, ended) in heads {
+            // The categories it holds: fields and documents.
+            let mut categories: Vec<String> = self
+                .all(sql::FIELD_CATEGORIES_OF, args![&id], rows::field_categories)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            categories.extend(
+                self.all(sql::DOCUMENT_CATEGORIES_OF, args![&id], rows::string)
+                    .await?,
+            );
+            categories.sort_unstable();
+            categories.dedup();
             out.push(RetentionSubject {
                 purposes: self.subject_purposes(&id).await?,
-                categories: self
-                    .all(sql::CATEGORIES_OF, args![&id], rows::string)
-                    .await?,
+                categories,
                 holds_until: self.all(sql::HOLDS_UNTIL, args![&id], rows::string).await?,
                 relationship_ended_micros: ended,
                 id,

@@ -40,6 +40,15 @@ pub(crate) fn int(r: &dyn Row) -> StoreResult<i64> {
     r.col(0)
 }
 
+pub(crate) fn blob(r: &dyn Row) -> StoreResult<Vec<u8>> {
+    r.col(0)
+}
+
+/// The categories of a subject's sealed fields (`subjects.fields`).
+pub(crate) fn field_categories(r: &dyn Row) -> StoreResult<Vec<String>> {
+    crate::sealed_fields::categories(r.blob_ref(0)?.unwrap_or_default())
+}
+
 pub(crate) fn document(r: &dyn Row) -> StoreResult<crate::DocumentRecord> {
     Ok(crate::DocumentRecord {
         id: r.col(0)?,

@@ -335,11 +335,12 @@ pub(crate) const COUNT_REQUESTS: Sql = sql!(
 pub(crate) const RETENTION_HEADS: Sql =
     sql!("SELECT id, relationship_ended_at FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
 
-/// The categories a subject holds: fields, and documents (any version).
-pub(crate) const CATEGORIES_OF: Sql = sql!(
-    "SELECT category FROM subject_fields WHERE subject_id = $1
-     UNION SELECT category FROM documents WHERE subject_id = $1 ORDER BY category"
-);
+/// The categories a subject holds a field of, as its sealed set ([`crate::rows::field_categories`]).
+pub(crate) const FIELD_CATEGORIES_OF: Sql = sql!("SELECT fields FROM subjects WHERE id = $1");
+
+/// The categories a subject holds a document of (any version).
+pub(crate) const DOCUMENT_CATEGORIES_OF: Sql =
+    sql!("SELECT DISTINCT category FROM documents WHERE subject_id = $1");
 
 pub(crate) const HOLDS_UNTIL: Sql =
     sql!("SELECT until FROM holds WHERE subject_id = $1 AND released_at IS NULL");

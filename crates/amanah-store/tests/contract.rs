@@ -116,6 +116,7 @@ on_both_stores!(
     rewrapping_is_conditional_and_keys_are_counted_per_kek,
     an_unknown_stored_action_is_refused_like_a_malformed_row,
     chain_links_are_checked_where_they_are_read,
+    schema_10_fields_move_into_the_subject_row,
 );
 
 /// Schema 7's columns dropped: the store as schema 6 and before left it.
@@ -265,6 +266,115 @@ async fn schema_6_rows_are_sealed_by_the_migration(backend: Backend) {
     ));
     assert_eq!(store.api_key_by_hash(&"d".repeat(64)).await.unwrap(), None);
     assert_eq!(verify(&store, &ring).await, 2);
+}
+
+/// A store from before schema 11 kept a row per field in `subject_fields`: the migration moves
+/// each subject's sealed values into its row, unopened, and they read, search, change and erase
+/// as before.
+async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
+    let ring = KeyRing::generate().unwrap();
+    let key = amanah_crypto::DataKey::generate(1).unwrap();
+    let mut two = subject(&ring, "two", [2; 32]);
+    two.wrapped_key = ring.wrap(&key, "two").unwrap();
+    two.fields[0].ciphertext = key.seal_field("two", "email", b"two@example.id").unwrap();
+    let name = key.seal_field("two", "full_name", b"Dua").unwrap();
+    let email = two.fields[0].ciphertext.clone();
+    let mut bare = subject(&ring, "bare", [3; 32]);
+    bare.fields.clear();
+    {
+        let store = backend.open(ring.audit_key()).await;
+        for s in [two, bare] {
+            let id = s.id.clone();
+            store
+                .insert_subject(s, draft(AuditAction::SubjectCreate, Some(&id)))
+                .await
+                .unwrap();
+        }
+    }
+    // The shape schema 10 left: a row per field ("full_name" sorts after "email" by name,
+    // before it by insertion).
+    let (blob, rewind) = match &backend {
+        Backend::Sqlite { .. } => ("x'{}'", "PRAGMA user_version = 10;"),
+        Backend::Postgres(_) => (
+            "'\\x{}'::bytea",
+            "DELETE FROM schema_version WHERE version >= 11;",
+        ),
+    };
+    let literal = |bytes: &[u8]| blob.replace("{}", &hex::encode(bytes));
+    backend.sql(&format!(
+        "CREATE TABLE subject_fields (
+             subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
+             category TEXT NOT NULL,
+             ciphertext {} NOT NULL,
+             updated_at BIGINT NOT NULL,
+             PRIMARY KEY (subject_id, category));
+         INSERT INTO subject_fields VALUES ('two', 'full_name', {}, 1), ('two', 'email', {}, 1);
+         ALTER TABLE subjects DROP COLUMN fields;
+         {rewind}",
+        if blob.starts_with('x') {
+            "BLOB"
+        } else {
+            "BYTEA"
+        },
+        literal(&name),
+        literal(&email),
+    ));
+    let store = backend.open(ring.audit_key()).await;
+    let loaded = store.load_subject("two").await.unwrap().unwrap();
+    assert_eq!(
+        loaded.fields,
+        [
+            ("email".to_owned(), email.clone()),
+            ("full_name".to_owned(), name.clone())
+        ]
+    );
+    let opened = ring.unwrap(&loaded.wrapped_key, "two").unwrap();
+    assert_eq!(
+        opened
+            .open_field("two", "full_name", &loaded.fields[1].1)
+            .unwrap()
+            .as_slice(),
+        b"Dua"
+    );
+    assert!(store
+        .load_subject("bare")
+        .await
+        .unwrap()
+        .unwrap()
+        .fields
+        .is_empty());
+    // Searchable and unique as before; retention sees both categories.
+    assert_eq!(
+        store
+            .find_subjects("email", [2; 32], 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let err = store
+        .insert_subject(
+            subject(&ring, "again", [2; 32]),
+            draft(AuditAction::SubjectCreate, Some("again")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unique { .. }), "{err:?}");
+    let page = store.retention_page(None, 10).await.unwrap();
+    let of_two = page.iter().find(|s| s.id == "two").unwrap();
+    assert_eq!(of_two.categories, ["email", "full_name"]);
+    store
+        .erase_categories(
+            "two",
+            vec!["full_name".into()],
+            Vec::new(),
+            draft(AuditAction::SubjectErase, Some("two")),
+        )
+        .await
+        .unwrap();
+    let loaded = store.load_subject("two").await.unwrap().unwrap();
+    assert_eq!(loaded.fields, [("email".to_owned(), email)]);
+    assert_eq!(verify(&store, &ring).await, 3);
 }
 
 /// Verifies the whole chain, returning the break instead of panicking.

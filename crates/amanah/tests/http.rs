@@ -1183,7 +1183,7 @@ async fn a_swapped_ciphertext_fails_closed(kind: Kind) {
     srv.stop();
     f.target.sql(
         &format!(
-            "UPDATE subject_fields SET ciphertext = (SELECT ciphertext FROM subject_fields WHERE subject_id = '{a}' AND category = 'email') WHERE subject_id = '{b}' AND category = 'email';"
+            "UPDATE subjects SET fields = (SELECT fields FROM subjects WHERE id = '{a}') WHERE id = '{b}';"
         ),
     );
     let srv = start(&f.target);
@@ -1376,9 +1376,7 @@ fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len() / 2)
-        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
+    hex::decode(s).unwrap()
 }
 
 #[tokio::test]
@@ -1411,13 +1409,18 @@ async fn erased_people_stay_erased_in_restored_backups() {
         )
         .trim(),
     );
-    let sealed_email = unhex(
+    let sealed_fields = unhex(
         sqlite(
             &data_dir.join("amanah.db"),
-            &format!("SELECT hex(ciphertext) FROM subject_fields WHERE subject_id = '{gone}' AND category = 'email'"),
+            &format!("SELECT hex(fields) FROM subjects WHERE id = '{gone}'"),
         )
         .trim(),
     );
+    let (_, sealed_email) = amanah_store::sealed_fields::decode(&sealed_fields)
+        .unwrap()
+        .into_iter()
+        .find(|(category, _)| category == "email")
+        .unwrap();
     assert!(wrapped.len() > 32 && sealed_email.len() > 16);
 
     // Online backups while the server runs: the data file (no keys), and the key store.

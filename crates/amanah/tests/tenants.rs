@@ -498,17 +498,26 @@ async fn two_organizations_with_the_same_people_learn_nothing_of_each_other(kind
     assert!(a_terms.len() >= 2, "{a_terms:?}");
     assert_eq!(a_terms.len(), b_terms.len(), "{a_terms:?} {b_terms:?}");
     assert!(a_terms.iter().all(|t| !b_terms.contains(t)));
-    let ciphertexts = match kind {
-        Kind::Sqlite => "SELECT hex(ciphertext) FROM subject_fields ORDER BY category",
-        Kind::Postgres => {
-            "SELECT string_agg(encode(ciphertext, 'hex'), ',' ORDER BY category) FROM subject_fields"
-        }
+    // Each subject's sealed fields, one hex value per subject.
+    let sealed = match kind {
+        Kind::Sqlite => "SELECT hex(fields) FROM subjects",
+        Kind::Postgres => "SELECT string_agg(encode(fields, 'hex'), ',') FROM subjects",
     };
-    let a_ct = d.sql(Db::Tenant(&a_id), ciphertexts);
-    let b_ct = d.sql(Db::Tenant(&b_id), ciphertexts);
-    assert!(!a_ct.trim().is_empty());
-    for ct in a_ct.split([',', '\n']).filter(|s| !s.is_empty()) {
-        assert!(!b_ct.contains(ct));
+    let ciphertexts = |id: &str| -> Vec<String> {
+        d.sql(Db::Tenant(id), sealed)
+            .split([',', '\n'])
+            .filter(|s| !s.trim().is_empty())
+            .flat_map(|h| {
+                amanah_store::sealed_fields::decode(&hex::decode(h.trim()).unwrap()).unwrap()
+            })
+            .map(|(_, ct)| hex::encode(ct))
+            .collect()
+    };
+    let (a_ct, b_ct) = (ciphertexts(&a_id), ciphertexts(&b_id));
+    assert!(a_ct.len() >= 2, "{a_ct:?}");
+    let b_ct = b_ct.join(",");
+    for ct in &a_ct {
+        assert!(!b_ct.contains(ct.as_str()));
     }
 
     // Each organization's admin walks every route that takes an id (in its path, query or

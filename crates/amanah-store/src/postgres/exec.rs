@@ -7,7 +7,7 @@ use tokio_postgres::{Row, Transaction};
 
 use super::*;
 use crate::exec::{Exec, KeyWrite, Keyed, Writer};
-use crate::{StoreResult, StoredSubject};
+use crate::{sealed_fields, StoreResult, StoredSubject};
 
 /// The batch transaction (or a job's savepoint in it), with the statements prepared on its
 /// connection and the end of the chain read from the locked head.
@@ -70,30 +70,22 @@ impl Writer for PgTx<'_, '_> {
     }
 }
 
-/// Subjects with their fields, from rows of `subjects LEFT JOIN subject_fields` ordered by id.
+/// Subjects with their key, fields and purposes, from rows of `subject_rows!`.
 pub(super) fn subjects_from_rows(rows: &[Row]) -> StoreResult<Vec<StoredSubject>> {
-    let mut out: Vec<StoredSubject> = Vec::new();
-    for r in rows {
-        let id: String = r.try_get(0).map_err(backend)?;
-        if out.last().is_none_or(|s| s.id != id) {
-            out.push(StoredSubject {
-                id: id.clone(),
+    rows.iter()
+        .map(|r| {
+            Ok(StoredSubject {
+                id: r.try_get(0).map_err(backend)?,
                 wrapped_key: WrappedKey {
                     kek_id: r.try_get(1).map_err(backend)?,
                     version: r.try_get::<_, i64>(2).map_err(backend)? as u32,
                     ciphertext: r.try_get(3).map_err(backend)?,
                 },
                 created_at_micros: r.try_get(4).map_err(backend)?,
-                restricted_since_micros: r.try_get(7).map_err(backend)?,
-                purposes: r.try_get(8).map_err(backend)?,
-                fields: Vec::new(),
-            });
-        }
-        let category: Option<String> = r.try_get(5).map_err(backend)?;
-        let ciphertext: Option<Vec<u8>> = r.try_get(6).map_err(backend)?;
-        if let (Some(c), Some(v), Some(s)) = (category, ciphertext, out.last_mut()) {
-            s.fields.push((c, v));
-        }
-    }
-    Ok(out)
+                fields: sealed_fields::decode(r.try_get(5).map_err(backend)?)?,
+                restricted_since_micros: r.try_get(6).map_err(backend)?,
+                purposes: r.try_get(7).map_err(backend)?,
+            })
+        })
+        .collect()
 }

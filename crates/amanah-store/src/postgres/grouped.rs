@@ -18,7 +18,7 @@ use tokio_postgres::Transaction;
 
 use super::*;
 use crate::rows::to_hash;
-use crate::NewSubject;
+use crate::{sealed_fields, NewSubject};
 
 /// Whether `op` is written in a group: a create without consents (a consent's number is read
 /// back from its insert), or entries that record reads.
@@ -37,16 +37,12 @@ const HELD_TERMS: &str = "SELECT t.category, t.term
      CROSS JOIN LATERAL (SELECT 1 FROM unique_index u
                          WHERE u.category = t.category AND u.term = t.term LIMIT 1) held";
 
-const INSERT_SUBJECTS: &str = "INSERT INTO subjects (id, created_at)
-     SELECT * FROM unnest($1::text[], $2::bigint[])";
+const INSERT_SUBJECTS: &str = "INSERT INTO subjects (id, created_at, fields)
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::bytea[])";
 
 const INSERT_DATA_KEYS: &str =
     "INSERT INTO amanah_keys.data_keys (subject_id, kek_id, key_version, wrapped_key)
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])";
-
-const INSERT_FIELDS: &str =
-    "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
-     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[])";
 
 /// No `ON CONFLICT`: a term found free above that is held after all fails the group.
 const INSERT_UNIQUE_TERMS: &str = "INSERT INTO unique_index (category, term, subject_id)
@@ -77,10 +73,8 @@ struct Creates<'o> {
     kek: Vec<&'o str>,
     version: Vec<i64>,
     wrapped: Vec<&'o [u8]>,
-    field_subject: Vec<&'o str>,
-    field_category: Vec<&'o str>,
-    field_value: Vec<&'o [u8]>,
-    field_at: Vec<i64>,
+    /// Each subject's sealed fields (`crate::sealed_fields`).
+    fields: Vec<Vec<u8>>,
     unique: Terms<'o>,
     terms: Terms<'o>,
     purpose_subject: Vec<&'o str>,
@@ -96,18 +90,15 @@ struct Terms<'o> {
 }
 
 impl<'o> Creates<'o> {
-    fn push(&mut self, s: &'o NewSubject) {
+    fn push(&mut self, s: &'o NewSubject, fields: Vec<u8>) {
         let at = s.created_at_micros;
         self.ids.push(&s.id);
         self.created.push(at);
         self.kek.push(&s.wrapped_key.kek_id);
         self.version.push(i64::from(s.wrapped_key.version));
         self.wrapped.push(&s.wrapped_key.ciphertext);
+        self.fields.push(fields);
         for f in &s.fields {
-            self.field_subject.push(&s.id);
-            self.field_category.push(&f.category);
-            self.field_value.push(&f.ciphertext);
-            self.field_at.push(at);
             if let Some(term) = &f.index_term {
                 let to = if f.unique {
                     &mut self.unique
@@ -206,12 +197,24 @@ pub(super) async fn write_group(
                     results.push(Err(StoreError::Unique { category }));
                     continue;
                 }
+                let sealed = sealed_fields::encode(
+                    s.fields
+                        .iter()
+                        .map(|f| (f.category.as_str(), f.ciphertext.as_slice())),
+                );
+                let sealed = match sealed {
+                    Ok(sealed) => sealed,
+                    Err(e) => {
+                        results.push(Err(e));
+                        continue;
+                    }
+                };
                 for f in s.fields.iter().filter(|f| f.unique) {
                     if let Some(t) = f.index_term {
                         held.insert((f.category.clone(), t));
                     }
                 }
-                creates.push(s);
+                creates.push(s, sealed);
                 results.push(Ok(vec![seal(chain, audit)]));
             }
             Op::Append(entries) => {
@@ -239,19 +242,10 @@ pub(super) async fn write_group(
     let mut batch: Vec<(&'static str, Params<'_>)> = Vec::new();
     let c = &creates;
     if !c.ids.is_empty() {
-        batch.push((INSERT_SUBJECTS, vec![&c.ids, &c.created]));
+        batch.push((INSERT_SUBJECTS, vec![&c.ids, &c.created, &c.fields]));
         batch.push((
             INSERT_DATA_KEYS,
             vec![&c.ids, &c.kek, &c.version, &c.wrapped],
-        ));
-        batch.push((
-            INSERT_FIELDS,
-            vec![
-                &c.field_subject,
-                &c.field_category,
-                &c.field_value,
-                &c.field_at,
-            ],
         ));
         for (q, t) in [(INSERT_UNIQUE_TERMS, &c.unique), (INSERT_TERMS, &c.terms)] {
             if !t.term.is_empty() {

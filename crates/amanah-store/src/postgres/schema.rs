@@ -41,7 +41,16 @@ pub(super) async fn migrate(client: &mut Client, audit_key: &AuditKey) -> StoreR
     }
     for step in migrations::after(found) {
         let version = step.version;
-        tx.batch_execute(step.postgres).await.map_err(backend)?;
+        let reshaped = version == migrations::FIELDS_IN_SUBJECT_ROW
+            && tx
+                .query_one(migrations::SUBJECT_ROW_HAS_FIELDS.pg, &[])
+                .await
+                .map_err(backend)?
+                .get::<_, i64>(0)
+                > 0;
+        if !reshaped {
+            tx.batch_execute(step.postgres).await.map_err(backend)?;
+        }
         if version == migrations::LISTS_AS_JSON {
             recover_legacy_fields(&tx, audit_key).await?;
             // The head row of an empty log, written unsigned by schema 1, gets its MAC: from

@@ -33,20 +33,15 @@ pub(crate) const BREACH_EXISTS: Sql = sql!("SELECT 1 FROM breaches WHERE id = $1
 /// Concurrent writes to one subject apply one after the other.
 pub(crate) const LOCK_SUBJECT: Sql = locking!("SELECT 1 FROM subjects WHERE id = $1");
 
+/// A new subject with its sealed fields (`crate::sealed_fields`) in its row.
 pub(crate) const INSERT_SUBJECT: Sql =
-    sql!("INSERT INTO subjects (id, created_at) VALUES ($1, $2)");
+    sql!("INSERT INTO subjects (id, created_at, fields) VALUES ($1, $2, $3)");
 
-pub(crate) const INSERT_FIELD: Sql = sql!(
-    "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
-     VALUES ($1, $2, $3, $4)"
-);
+/// A subject's sealed fields, read to change some of them (the row locked on PostgreSQL: the
+/// change is a read and a write of the whole set).
+pub(crate) const FIELDS_FOR_UPDATE: Sql = locking!("SELECT fields FROM subjects WHERE id = $1");
 
-pub(crate) const UPSERT_FIELD: Sql = sql!(
-    "INSERT INTO subject_fields (subject_id, category, ciphertext, updated_at)
-     VALUES ($1, $2, $3, $4)
-     ON CONFLICT (subject_id, category)
-     DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at"
-);
+pub(crate) const SET_FIELDS: Sql = sql!("UPDATE subjects SET fields = $2 WHERE id = $1");
 
 /// A unique term is held in `unique_index` only (searches read both tables).
 pub(crate) const INSERT_UNIQUE_TERM: Sql = sql!(
@@ -57,10 +52,9 @@ pub(crate) const INSERT_UNIQUE_TERM: Sql = sql!(
 pub(crate) const INSERT_TERM: Sql =
     sql!("INSERT INTO blind_index (category, term, subject_id) VALUES ($1, $2, $3)");
 
-/// What a category holds of one subject: its value, then its index terms ($1 subject, $2
-/// category).
-pub(crate) const DELETE_CATEGORY: [Sql; 3] = [
-    sql!("DELETE FROM subject_fields WHERE subject_id = $1 AND category = $2"),
+/// A category's index terms of one subject ($1 subject, $2 category); its value is in the
+/// subject's row ([`SET_FIELDS`]).
+pub(crate) const DELETE_CATEGORY_TERMS: [Sql; 2] = [
     sql!("DELETE FROM blind_index WHERE subject_id = $1 AND category = $2"),
     sql!("DELETE FROM unique_index WHERE subject_id = $1 AND category = $2"),
 ];
@@ -123,8 +117,8 @@ pub(crate) const SEAL_API_KEY: Sql = sql!("UPDATE api_keys SET mac = $2 WHERE id
 // --- rights ---
 
 /// Erasure, after the data key ([`super::keys::DELETE_DATA_KEY`]), in order ($1 subject):
-/// relations either way, the subject (cascading to fields, index terms, purposes, consents and
-/// holds), and the sealed texts of requests about the subject, which can no longer be opened.
+/// relations either way, the subject (its fields with it, cascading to index terms, purposes,
+/// consents and holds), and the sealed texts of requests about the subject, which can no longer be opened.
 pub(crate) const SHRED: [Sql; 3] = [
     sql!("DELETE FROM relations WHERE subject_id = $1 OR related_subject_id = $1"),
     sql!("DELETE FROM subjects WHERE id = $1"),

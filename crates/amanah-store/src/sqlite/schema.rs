@@ -155,6 +155,14 @@ pub(super) fn migrate(conn: &mut Connection, audit_key: &AuditKey) -> StoreResul
     let tx = conn.transaction().map_err(backend)?;
     tx.execute_batch(KEY_STORE_SCHEMA).map_err(backend)?;
     for step in migrations::after(found) {
+        if step.version == migrations::FIELDS_IN_SUBJECT_ROW {
+            let reshaped: i64 = tx
+                .query_row(migrations::SUBJECT_ROW_HAS_FIELDS.lite, [], |r| r.get(0))
+                .map_err(backend)?;
+            if reshaped > 0 {
+                continue;
+            }
+        }
         tx.execute_batch(step.sqlite).map_err(backend)?;
         if step.version == migrations::LISTS_AS_JSON {
             migrate_6(&tx, audit_key)?;

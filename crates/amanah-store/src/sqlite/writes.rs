@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
 use crate::exec::{Exec, KeyWrite, Keyed, Writer};
-use crate::{NewSubject, StoreResult, StoredSubject};
+use crate::{sealed_fields, NewSubject, StoreResult, StoredSubject};
 
 /// A connection inside the writer's transaction, with the audit chain and the key changes the
 /// batch stages. Every statement completes before its method returns: an operation over it
@@ -196,12 +196,10 @@ pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Ve
     // erasure) has no readable data: it is not loaded at all.
     let mut head = conn
         .prepare_cached(
-            "SELECT k.kek_id, k.key_version, k.wrapped_key, s.created_at, s.restricted_at
+            "SELECT k.kek_id, k.key_version, k.wrapped_key, s.created_at, s.restricted_at,
+                    s.fields
              FROM subjects s JOIN keys.data_keys k ON k.subject_id = s.id WHERE s.id = ?1",
         )
-        .map_err(backend)?;
-    let mut fields = conn
-        .prepare_cached("SELECT category, ciphertext FROM subject_fields WHERE subject_id = ?1")
         .map_err(backend)?;
     let mut purposes = conn
         .prepare_cached(
@@ -209,7 +207,7 @@ pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Ve
         )
         .map_err(backend)?;
     for id in ids {
-        let Some((kek_id, version, ciphertext, created, restricted)) = head
+        let Some((kek_id, version, ciphertext, created, restricted, values)) = head
             .query_row([id], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -217,6 +215,7 @@ pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Ve
                     r.get::<_, Vec<u8>>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Option<i64>>(4)?,
+                    sealed_fields::decode(r.get_ref(5)?.as_blob()?),
                 ))
             })
             .optional()
@@ -224,12 +223,7 @@ pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Ve
         else {
             continue;
         };
-        let values = fields
-            .query_map([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-            })
-            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(backend)?;
+        let values = values?;
         let enrolled = purposes
             .query_map([id], |r| r.get::<_, String>(0))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
