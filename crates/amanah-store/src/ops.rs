@@ -125,8 +125,12 @@ pub(crate) async fn apply<W: Writer>(x: &mut W, op: &Op) -> Result<Vec<AuditReco
             audit
         }
         Op::UpdateSubject(u, audit) => {
-            require(x, w::LOCK_SUBJECT, &u.id).await?;
-            write_fields(x, &u.id, &u.fields).await?;
+            // Changing fields reads them under the row's lock; otherwise the lock alone.
+            if u.fields.is_empty() {
+                require(x, w::LOCK_SUBJECT, &u.id).await?;
+            } else {
+                write_fields(x, &u.id, &u.fields).await?;
+            }
             if let Some(purpose) = &u.enroll {
                 x.execute(w::INSERT_PURPOSE, args![&u.id, purpose, u.at_micros])
                     .await?;

@@ -44,9 +44,13 @@ pub(crate) fn blob(r: &dyn Row) -> StoreResult<Vec<u8>> {
     r.col(0)
 }
 
-/// The categories of a subject's sealed fields (`subjects.fields`).
-pub(crate) fn field_categories(r: &dyn Row) -> StoreResult<Vec<String>> {
-    crate::sealed_fields::categories(r.blob_ref(0)?.unwrap_or_default())
+/// The categories of a subject's sealed fields (`subjects.fields`), unless the set is malformed.
+pub(crate) fn field_categories(
+    r: &dyn Row,
+) -> StoreResult<Result<Vec<String>, crate::sealed_fields::Malformed>> {
+    Ok(crate::sealed_fields::categories(
+        r.blob_ref(0)?.unwrap_or_default(),
+    ))
 }
 
 pub(crate) fn document(r: &dyn Row) -> StoreResult<crate::DocumentRecord> {

@@ -20,16 +20,25 @@ pub const FORMAT: u8 = 1;
 /// One field: its category and its sealed value.
 pub type SealedField = (String, Vec<u8>);
 
-/// The stored form of `fields` (any order; a category given twice keeps its last value).
-/// Refused: a category over 65,535 bytes or a value over 4 GiB (the vault's limits keep both
-/// far smaller).
+/// A stored set that does not decode: it was altered behind the store's back. A subject whose
+/// set is malformed still loads (so that it can be erased), and every use of its fields fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a subject's stored fields are malformed")]
+pub struct Malformed;
+
+impl From<Malformed> for StoreError {
+    fn from(m: Malformed) -> StoreError {
+        StoreError::Backend(m.to_string())
+    }
+}
+
+/// The stored form of `fields`, in any order. Refused: a category given twice, a category over
+/// 65,535 bytes or a value over 4 GiB (the vault's limits keep both far smaller).
 pub fn encode<'a>(fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> StoreResult<Vec<u8>> {
-    let mut sorted: Vec<(&str, &[u8])> = Vec::new();
-    for (category, value) in fields {
-        match sorted.binary_search_by(|(c, _)| (*c).cmp(category)) {
-            Ok(i) => sorted[i].1 = value,
-            Err(i) => sorted.insert(i, (category, value)),
-        }
+    let mut sorted: Vec<(&str, &[u8])> = fields.into_iter().collect();
+    sorted.sort_unstable_by_key(|(c, _)| *c);
+    if sorted.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(StoreError::Backend("a category is given twice".into()));
     }
     if sorted.is_empty() {
         return Ok(Vec::new());
@@ -53,46 +62,51 @@ pub fn encode<'a>(fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Stor
 }
 
 /// The fields of a stored set, in ascending order of category.
-pub fn decode(stored: &[u8]) -> StoreResult<Vec<SealedField>> {
-    let malformed = || StoreError::Backend("a subject's stored fields are malformed".into());
-    let Some((&format, mut rest)) = stored.split_first() else {
-        return Ok(Vec::new());
-    };
-    // A set with no fields is stored empty, never as the format byte alone.
-    if format != FORMAT || rest.is_empty() {
-        return Err(malformed());
-    }
-    let mut out: Vec<SealedField> = Vec::new();
-    while !rest.is_empty() {
-        let (category, after) = take(rest, 2).ok_or_else(malformed)?;
-        let category = std::str::from_utf8(category).map_err(|_| malformed())?;
-        let (value, after) = take(after, 4).ok_or_else(malformed)?;
-        if out
-            .last()
-            .is_some_and(|(last, _)| last.as_str() >= category)
-        {
-            return Err(malformed());
-        }
-        out.push((category.to_owned(), value.to_vec()));
-        rest = after;
-    }
-    Ok(out)
+pub fn decode(stored: &[u8]) -> Result<Vec<SealedField>, Malformed> {
+    Ok(parse(stored)?
+        .into_iter()
+        .map(|(c, v)| (c.to_owned(), v.to_vec()))
+        .collect())
 }
 
-/// The categories of a stored set, without copying the values.
-pub fn categories(stored: &[u8]) -> StoreResult<Vec<String>> {
-    Ok(decode(stored)?.into_iter().map(|(c, _)| c).collect())
+/// The categories of a stored set, in ascending order (the values are not copied).
+pub fn categories(stored: &[u8]) -> Result<Vec<String>, Malformed> {
+    Ok(parse(stored)?
+        .into_iter()
+        .map(|(c, _)| c.to_owned())
+        .collect())
 }
 
 /// `stored` with the values of `set` put in (replacing any under the same category) and the
 /// categories of `remove` taken out.
 pub fn replace(stored: &[u8], set: &[(&str, &[u8])], remove: &[&str]) -> StoreResult<Vec<u8>> {
-    let kept = decode(stored)?;
-    let kept = kept
-        .iter()
-        .filter(|(c, _)| !remove.contains(&c.as_str()))
-        .map(|(c, v)| (c.as_str(), v.as_slice()));
+    let kept = parse(stored)?
+        .into_iter()
+        .filter(|(c, _)| !remove.contains(c) && !set.iter().any(|(s, _)| s == c));
     encode(kept.chain(set.iter().copied()))
+}
+
+/// The fields of a stored set, borrowed from it.
+fn parse(stored: &[u8]) -> Result<Vec<(&str, &[u8])>, Malformed> {
+    let Some((&format, mut rest)) = stored.split_first() else {
+        return Ok(Vec::new());
+    };
+    // A set with no fields is stored empty, never as the format byte alone.
+    if format != FORMAT || rest.is_empty() {
+        return Err(Malformed);
+    }
+    let mut out: Vec<(&str, &[u8])> = Vec::new();
+    while !rest.is_empty() {
+        let (category, after) = take(rest, 2).ok_or(Malformed)?;
+        let category = std::str::from_utf8(category).map_err(|_| Malformed)?;
+        let (value, after) = take(after, 4).ok_or(Malformed)?;
+        if out.last().is_some_and(|(last, _)| *last >= category) {
+            return Err(Malformed);
+        }
+        out.push((category, value));
+        rest = after;
+    }
+    Ok(out)
 }
 
 /// A length-prefixed piece (`width` bytes of big-endian length) and what follows it.
@@ -174,6 +188,9 @@ mod tests {
         );
         assert_eq!(replace(&changed, &[], &["email", "phone"]).unwrap(), b"");
         assert!(replace(&[9], &[], &[]).is_err());
+        // A category given twice is refused, not silently collapsed to one value.
+        assert!(encode([("a", &b"1"[..]), ("a", &b"2"[..])]).is_err());
+        assert!(replace(&changed, &[("x", b"1"), ("x", b"2")], &[]).is_err());
     }
 
     proptest! {
@@ -195,6 +212,21 @@ mod tests {
             if let Ok(fields) = decode(&bytes) {
                 // What decodes is exactly what it encodes to.
                 prop_assert_eq!(encode(as_refs(&fields)).unwrap(), bytes);
+            }
+        }
+
+        #[test]
+        fn a_set_with_one_byte_changed_decodes_only_to_what_it_encodes(
+            fields in btree_map("[a-z_]{1,8}", vec(any::<u8>(), 0..40), 1..6),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let fields: Vec<SealedField> = fields.into_iter().collect();
+            let mut stored = encode(as_refs(&fields)).unwrap();
+            let i = at.index(stored.len());
+            stored[i] = byte;
+            if let Ok(decoded) = decode(&stored) {
+                prop_assert_eq!(encode(as_refs(&decoded)).unwrap(), stored);
             }
         }
 

@@ -59,8 +59,10 @@ pub struct StoredSubject {
     pub restricted_since_micros: Option<i64>,
     /// The purposes the subject is enrolled in (collected, consented or enrolled under).
     pub purposes: Vec<String>,
-    /// (category, ciphertext)
-    pub fields: Vec<(String, Vec<u8>)>,
+    /// (category, ciphertext), in ascending order of category; `Err` when the stored set is
+    /// malformed (altered behind the store's back): every use of the fields fails, while the
+    /// subject can still be erased.
+    pub fields: Result<Vec<(String, Vec<u8>)>, crate::sealed_fields::Malformed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

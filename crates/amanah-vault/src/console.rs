@@ -11,7 +11,7 @@ use amanah_core::{fields, Error, Result};
 use serde_json::Value;
 
 use crate::authz::{act, recordable_id, Permit, Principal};
-use crate::vault::{store_error, Vault};
+use crate::vault::{sealed_fields, store_error, Vault};
 
 impl Vault {
     /// Whether `who`'s role may attempt `action` at all (no subject, no purpose): a hint for
@@ -66,7 +66,7 @@ impl Vault {
                 .await);
         };
         draft.fields = vec![category.to_owned()];
-        let Some((_, sealed)) = stored.fields.iter().find(|(c, _)| c == category) else {
+        let Some((_, sealed)) = sealed_fields(&stored)?.iter().find(|(c, _)| c == category) else {
             return Err(self
                 .deny(
                     draft,

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::authz::{act, Act, Admitted, Circumstances, Permit};
 use crate::consent::{consent_error, ConsentInput, ConsentReceipt, ConsentTarget};
-use crate::vault::{denial_error, store_error, Vault};
+use crate::vault::{denial_error, sealed_fields, store_error, Vault};
 
 /// Most subjects one search returns.
 pub const MAX_SEARCH_RESULTS: usize = 1_000;
@@ -479,7 +479,7 @@ impl Vault {
     fn view(&self, policy: &Policy, grant: &Grant, admitted: &Admitted) -> Result<SubjectView> {
         let stored = &admitted.stored;
         let mut out = Map::new();
-        for (category, ciphertext) in &stored.fields {
+        for (category, ciphertext) in sealed_fields(stored)? {
             let (Some(vis), Some(cat)) = (grant.readable.get(category), policy.category(category))
             else {
                 continue;

@@ -122,6 +122,15 @@ pub(crate) fn id_shown(id: &str) -> String {
     crate::authz::recordable_id(id).unwrap_or_else(|| "has that id".to_owned())
 }
 
+/// A subject's sealed fields; when the stored set is malformed (altered behind the store's
+/// back), an error like a value that does not decrypt, logged with the subject's id only.
+pub(crate) fn sealed_fields(stored: &StoredSubject) -> Result<&[(String, Vec<u8>)]> {
+    stored.fields.as_deref().map_err(|e| {
+        tracing::error!(subject = %stored.id, "stored fields are malformed");
+        Error::Internal(format!("subject {}: {e}", stored.id))
+    })
+}
+
 pub(crate) fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::Unique { category } => Error::Conflict(
@@ -440,7 +449,8 @@ impl Vault {
         let Some(cat) = policy.birth_date_category() else {
             return Ok(None);
         };
-        let Some((_, ciphertext)) = stored.fields.iter().find(|(c, _)| *c == cat.name) else {
+        let Some((_, ciphertext)) = sealed_fields(stored)?.iter().find(|(c, _)| *c == cat.name)
+        else {
             return Ok(None);
         };
         let plain = key

@@ -30,6 +30,7 @@ on_both_stores!(
     every_read_is_audited_once_and_tampering_is_detected,
     no_plaintext_at_rest_or_in_logs,
     a_swapped_ciphertext_fails_closed,
+    a_malformed_field_set_fails_closed_and_the_subject_can_still_be_erased,
     openapi_and_metrics,
     a_field_name_with_a_comma_leaves_the_chain_verifying,
 );
@@ -1221,6 +1222,81 @@ async fn a_swapped_ciphertext_fails_closed(kind: Kind) {
     let logs = srv.stop();
     let logs = String::from_utf8_lossy(&logs);
     assert!(!logs.contains("alpha.swap") && !logs.contains("beta.swap"));
+}
+
+/// A subject's set of sealed fields altered so that it no longer decodes (here cut short): its
+/// reads fail closed and are on record as refused, other subjects read as before, and the
+/// subject can still be erased (its key destroyed).
+async fn a_malformed_field_set_fails_closed_and_the_subject_can_still_be_erased(kind: Kind) {
+    let f = fixture(kind);
+    let srv = start(&f.target);
+    let k = &f.keys;
+    let mut ids = Vec::new();
+    for (name, email) in [
+        ("Gamma Person", "gamma.cut@example.id"),
+        ("Delta Person", "delta.cut@example.id"),
+    ] {
+        let id = srv
+            .create(
+                &k.nurse,
+                "admission",
+                json!({"full_name": name, "email": email}),
+            )
+            .await;
+        ids.push(id);
+    }
+    let (intact, cut) = (&ids[0], &ids[1]);
+    srv.stop();
+    f.target.sql(&format!(
+        "UPDATE subjects SET fields = substr(fields, 1, 9) WHERE id = '{cut}';"
+    ));
+    let srv = start(&f.target);
+    let (s, _, v) = srv
+        .call(
+            Method::GET,
+            &format!("/v1/subjects/{cut}?purpose=admission"),
+            Some(&k.nurse),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(!v.to_string().contains("Delta"), "{v}");
+    let (s, v) = srv
+        .get(
+            &format!("/v1/subjects/{intact}?purpose=admission"),
+            &k.nurse,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["fields"]["email"], "gamma.cut@example.id");
+    let entries = srv.audit(&k.admin).await;
+    let refused = entries
+        .iter()
+        .rev()
+        .find(|e| e["subject"] == cut.as_str() && e["action"] == "subject.read")
+        .unwrap();
+    assert_eq!(refused["outcome"], "denied", "{refused}");
+    assert!(
+        refused["reason"].as_str().unwrap().contains("malformed"),
+        "{refused}"
+    );
+    // Erasure needs no field: the key is destroyed and the subject reads as erased.
+    let (s, _, v) = srv
+        .call(
+            Method::DELETE,
+            &format!("/v1/subjects/{cut}"),
+            Some(&k.admin),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (s, _) = srv
+        .get(&format!("/v1/subjects/{cut}?purpose=admission"), &k.admin)
+        .await;
+    assert_eq!(s, StatusCode::GONE);
+    let logs = srv.stop();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(!logs.contains("gamma.cut") && !logs.contains("delta.cut"));
 }
 
 async fn openapi_and_metrics(kind: Kind) {

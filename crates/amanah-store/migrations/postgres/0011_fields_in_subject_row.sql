@@ -4,14 +4,15 @@
 -- to write per new subject and one to read per subject found. Each value stays sealed on its
 -- own, bound to its subject, category and key version: the move copies ciphertexts, it never
 -- opens one.
-ALTER TABLE subjects ADD COLUMN fields BYTEA NOT NULL DEFAULT '\x'::bytea;
+-- (Bytes written without backslash escapes: their meaning follows standard_conforming_strings.)
+ALTER TABLE subjects ADD COLUMN fields BYTEA NOT NULL DEFAULT ''::bytea;
 UPDATE subjects s SET fields = packed.fields
 FROM (
-    SELECT subject_id, '\x01'::bytea || string_agg(
+    SELECT subject_id, decode('01', 'hex') || string_agg(
                int2send(octet_length(convert_to(category, 'UTF8'))::int2)
                || convert_to(category, 'UTF8')
                || int4send(octet_length(ciphertext)) || ciphertext,
-               '\x'::bytea ORDER BY convert_to(category, 'UTF8')) AS fields
+               ''::bytea ORDER BY convert_to(category, 'UTF8')) AS fields
     FROM subject_fields GROUP BY subject_id
 ) packed
 WHERE packed.subject_id = s.id;

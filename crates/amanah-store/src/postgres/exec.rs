@@ -82,7 +82,7 @@ pub(super) fn subjects_from_rows(rows: &[Row]) -> StoreResult<Vec<StoredSubject>
                     ciphertext: r.try_get(3).map_err(backend)?,
                 },
                 created_at_micros: r.try_get(4).map_err(backend)?,
-                fields: sealed_fields::decode(r.try_get(5).map_err(backend)?)?,
+                fields: sealed_fields::decode(r.try_get(5).map_err(backend)?),
                 restricted_since_micros: r.try_get(6).map_err(backend)?,
                 purposes: r.try_get(7).map_err(backend)?,
             })

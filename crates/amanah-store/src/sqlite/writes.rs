@@ -223,7 +223,6 @@ pub(super) fn load_subjects(conn: &Connection, ids: &[String]) -> StoreResult<Ve
         else {
             continue;
         };
-        let values = values?;
         let enrolled = purposes
             .query_map([id], |r| r.get::<_, String>(0))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())

@@ -440,7 +440,7 @@ async fn retention_erases_categories_and_deidentifies(backend: Backend) {
     let s1 = store.load_subject("s1").await.unwrap().unwrap();
     assert_eq!(
         s1.fields,
-        vec![("city".to_owned(), b"sealed city".to_vec())]
+        Ok(vec![("city".to_owned(), b"sealed city".to_vec())])
     );
     assert!(s1.purposes.is_empty());
     assert!(store

@@ -233,7 +233,7 @@ impl Vault {
             let mut name = None;
             let mut send_to = Vec::new();
             let mut read = Vec::new();
-            for (category, ciphertext) in &stored.fields {
+            for (category, ciphertext) in sealed_fields(&stored)? {
                 let is_name = name_cat.as_deref() == Some(category.as_str());
                 if !is_name && !contact_cats.contains(category) {
                     continue;

@@ -623,7 +623,7 @@ impl Vault {
             }
             let key = self.unwrap_key(&stored)?;
             let mut values = Map::new();
-            for (category, ciphertext) in &stored.fields {
+            for (category, ciphertext) in sealed_fields(&stored)? {
                 if !carried.contains(category) {
                     continue;
                 }

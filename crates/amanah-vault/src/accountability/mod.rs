@@ -25,7 +25,7 @@ use serde_json::{json, Map, Value};
 use crate::authz::{act, Circumstances, Permit, Principal};
 use crate::consent::{consent_error, events};
 use crate::rights::text;
-use crate::vault::{store_error, Vault};
+use crate::vault::{sealed_fields, store_error, Vault};
 
 mod breaches;
 mod disclosures;

@@ -260,7 +260,7 @@ impl Vault {
             return Ok(out);
         };
         let key = self.unwrap_key(&stored)?;
-        for (category, ciphertext) in &stored.fields {
+        for (category, ciphertext) in sealed_fields(&stored)? {
             let Some(cat) = policy.category(category) else {
                 continue;
             };

@@ -38,7 +38,7 @@ impl Vault {
         let mut draft = permit.draft();
         let (stored, key) = self.subject_for(id, &draft).await?;
         let mut field_values = Map::new();
-        for (category, ciphertext) in &stored.fields {
+        for (category, ciphertext) in sealed_fields(&stored)? {
             if masked {
                 field_values.insert(category.clone(), Value::Null);
                 continue;
@@ -200,7 +200,10 @@ impl Vault {
         if masked {
             draft.reason = Some("values masked".into());
         } else {
-            draft.fields = stored.fields.iter().map(|(c, _)| c.clone()).collect();
+            draft.fields = sealed_fields(&stored)?
+                .iter()
+                .map(|(c, _)| c.clone())
+                .collect();
             for d in &documents {
                 if !draft.fields.contains(&d.category) {
                     draft.fields.push(d.category.clone());

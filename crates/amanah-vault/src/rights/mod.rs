@@ -20,7 +20,7 @@ use amanah_store::{
 use serde_json::{json, Map, Value};
 
 use crate::authz::{act, Circumstances, Permit, Principal};
-use crate::vault::{store_error, Vault};
+use crate::vault::{sealed_fields, store_error, Vault};
 
 mod erasure;
 mod export;
