@@ -3,9 +3,9 @@
 //!
 //! Each value is still sealed on its own by the vault, under the subject's data key with the
 //! subject, the category and the key version in its associated data: a value moved to another
-//! subject, another category or another row fails to open. This module only frames them, and
-//! the framing is checked on the way out as input from the database is: anything malformed is
-//! refused whole, never half read.
+//! subject, another category or another row fails to open. This module only frames them; a
+//! frame read back is checked like any input from the database: a malformed set is refused
+//! whole ([`Malformed`]), never half read.
 //!
 //! Format: empty for a subject with no fields; otherwise the byte [`FORMAT`], then per field in
 //! strictly ascending order of category (so a category appears once): its length (`u16`, big
