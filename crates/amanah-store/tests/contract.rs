@@ -277,9 +277,10 @@ async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
     let mut two = subject(&ring, "two", [2; 32]);
     two.wrapped_key = ring.wrap(&key, "two").unwrap();
     two.fields[0].ciphertext = key.seal_field("two", "email", b"two@example.id").unwrap();
-    // "e_mail_z" sorts before "email" by bytes and after it in a natural-language collation
-    // (which ignores the underscores): the migration must order by bytes.
-    let name = key.seal_field("two", "e_mail_z", b"Dua").unwrap();
+    // "Zeta" sorts before "email" by bytes and after it in the case-blind collation the old
+    // table's categories are given below: the migration must order by bytes, whatever the
+    // column's collation.
+    let name = key.seal_field("two", "Zeta", b"Dua").unwrap();
     let email = two.fields[0].ciphertext.clone();
     let mut bare = subject(&ring, "bare", [3; 32]);
     bare.fields.clear();
@@ -294,10 +295,11 @@ async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
         }
     }
     // The shape schema 10 left: a row per field.
-    let (blob, rewind) = match &backend {
-        Backend::Sqlite { .. } => ("x'{}'", "PRAGMA user_version = 10;"),
+    let (blob, collation, rewind) = match &backend {
+        Backend::Sqlite { .. } => ("x'{}'", "NOCASE", "PRAGMA user_version = 10;"),
         Backend::Postgres(_) => (
             "'\\x{}'::bytea",
+            "\"und-x-icu\"",
             // The migration runs as a session with backslash escapes in strings would run it.
             "DELETE FROM schema_version WHERE version >= 11;
              DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET standard_conforming_strings = off',
@@ -308,11 +310,11 @@ async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
     backend.sql(&format!(
         "CREATE TABLE subject_fields (
              subject_id TEXT NOT NULL REFERENCES subjects(id) ON DELETE CASCADE,
-             category TEXT NOT NULL,
+             category TEXT COLLATE {collation} NOT NULL,
              ciphertext {} NOT NULL,
              updated_at BIGINT NOT NULL,
              PRIMARY KEY (subject_id, category));
-         INSERT INTO subject_fields VALUES ('two', 'email', {}, 1), ('two', 'e_mail_z', {}, 1);
+         INSERT INTO subject_fields VALUES ('two', 'email', {}, 1), ('two', 'Zeta', {}, 1);
          ALTER TABLE subjects DROP COLUMN fields;
          {rewind}",
         if blob.starts_with('x') {
@@ -328,16 +330,13 @@ async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
     assert_eq!(
         loaded.fields.unwrap(),
         [
-            ("e_mail_z".to_owned(), name.clone()),
+            ("Zeta".to_owned(), name.clone()),
             ("email".to_owned(), email.clone()),
         ]
     );
     let opened = ring.unwrap(&loaded.wrapped_key, "two").unwrap();
     assert_eq!(
-        opened
-            .open_field("two", "e_mail_z", &name)
-            .unwrap()
-            .as_slice(),
+        opened.open_field("two", "Zeta", &name).unwrap().as_slice(),
         b"Dua"
     );
     let bare = store.load_subject("bare").await.unwrap().unwrap();
@@ -361,11 +360,11 @@ async fn schema_10_fields_move_into_the_subject_row(backend: Backend) {
     assert!(matches!(err, StoreError::Unique { .. }), "{err:?}");
     let page = store.retention_page(None, 10).await.unwrap();
     let of_two = page.iter().find(|s| s.id == "two").unwrap();
-    assert_eq!(of_two.categories, ["e_mail_z", "email"]);
+    assert_eq!(of_two.categories, ["Zeta", "email"]);
     store
         .erase_categories(
             "two",
-            vec!["e_mail_z".into()],
+            vec!["Zeta".into()],
             Vec::new(),
             draft(AuditAction::SubjectErase, Some("two")),
         )
