@@ -350,11 +350,7 @@ pub(crate) async fn insert_new_subject<W: Writer>(
     s: &NewSubject,
 ) -> Result<Vec<String>, W::Error> {
     let at = s.created_at_micros;
-    let sealed = sealed_fields::encode(
-        s.fields
-            .iter()
-            .map(|f| (f.category.as_str(), f.ciphertext.as_slice())),
-    )?;
+    let sealed = sealed_fields::encode_writes(&s.fields)?;
     let mut batch = vec![(w::INSERT_SUBJECT, args![&s.id, at, &sealed].to_vec())];
     let key = KeyWrite::Insert {
         subject: &s.id,
@@ -415,10 +411,7 @@ async fn write_fields<E: Exec>(
     subject: &str,
     fields: &[FieldWrite],
 ) -> Result<(), E::Error> {
-    let set: Vec<(&str, &[u8])> = fields
-        .iter()
-        .map(|f| (f.category.as_str(), f.ciphertext.as_slice()))
-        .collect();
+    let set: Vec<(&str, &[u8])> = sealed_fields::writes(fields).collect();
     change_fields(x, subject, &set, &[]).await?;
     for f in fields {
         for q in w::DELETE_CATEGORY_TERMS {

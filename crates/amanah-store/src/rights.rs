@@ -332,20 +332,14 @@ impl<B: Backend> RightsStore for B {
             )
             .await?;
         let mut out = Vec::with_capacity(heads.len());
-        for (id, ended) in heads {
+        for (id, ended, fields) in heads {
             // The categories it holds: fields and documents. A malformed set of fields (altered
             // behind the store's back) cannot be changed category by category: the sweep goes
             // on without them (the subject's own retention still erases it whole).
-            let mut categories = Vec::new();
-            for fields in self
-                .all(sql::FIELD_CATEGORIES_OF, args![&id], rows::field_categories)
-                .await?
-            {
-                match fields {
-                    Ok(names) => categories.extend(names),
-                    Err(e) => tracing::error!(subject = %id, "{e}: retention leaves its fields"),
-                }
-            }
+            let mut categories = fields.unwrap_or_else(|e| {
+                tracing::error!(subject = %id, "{e}: retention leaves its fields");
+                Vec::new()
+            });
             categories.extend(
                 self.all(sql::DOCUMENT_CATEGORIES_OF, args![&id], rows::string)
                     .await?,

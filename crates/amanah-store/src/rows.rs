@@ -44,15 +44,6 @@ pub(crate) fn blob(r: &dyn Row) -> StoreResult<Vec<u8>> {
     r.col(0)
 }
 
-/// The categories of a subject's sealed fields (`subjects.fields`), unless the set is malformed.
-pub(crate) fn field_categories(
-    r: &dyn Row,
-) -> StoreResult<Result<Vec<String>, crate::sealed_fields::Malformed>> {
-    Ok(crate::sealed_fields::categories(
-        r.blob_ref(0)?.unwrap_or_default(),
-    ))
-}
-
 pub(crate) fn document(r: &dyn Row) -> StoreResult<crate::DocumentRecord> {
     Ok(crate::DocumentRecord {
         id: r.col(0)?,
@@ -82,8 +73,17 @@ pub(crate) fn string_and_count(r: &dyn Row) -> StoreResult<(String, u64)> {
 }
 
 /// A subject id and when its relationship ended.
-pub(crate) fn retention_head(r: &dyn Row) -> StoreResult<(String, Option<i64>)> {
-    Ok((r.col(0)?, r.col(1)?))
+/// A subject as retention reads it: id, relationship's end, and the categories of its sealed
+/// fields unless the set is malformed.
+pub(crate) type RetentionHead = (
+    String,
+    Option<i64>,
+    Result<Vec<String>, crate::sealed_fields::Malformed>,
+);
+
+pub(crate) fn retention_head(r: &dyn Row) -> StoreResult<RetentionHead> {
+    let fields = crate::sealed_fields::categories(r.blob_ref(2)?.unwrap_or_default());
+    Ok((r.col(0)?, r.col(1)?, fields))
 }
 
 pub(crate) fn consent(r: &dyn Row) -> StoreResult<ConsentRecord> {

@@ -61,6 +61,18 @@ pub fn encode<'a>(fields: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Stor
     Ok(out)
 }
 
+/// The stored form of the fields a write carries (see [`encode`]).
+pub(crate) fn encode_writes(fields: &[crate::FieldWrite]) -> StoreResult<Vec<u8>> {
+    encode(writes(fields))
+}
+
+/// The (category, sealed value) pairs a write carries.
+pub(crate) fn writes(fields: &[crate::FieldWrite]) -> impl Iterator<Item = (&str, &[u8])> {
+    fields
+        .iter()
+        .map(|f| (f.category.as_str(), f.ciphertext.as_slice()))
+}
+
 /// The fields of a stored set, in ascending order of category.
 pub fn decode(stored: &[u8]) -> Result<Vec<SealedField>, Malformed> {
     Ok(parse(stored)?

@@ -332,11 +332,11 @@ pub(crate) const COUNT_REQUESTS: Sql = sql!(
      WHERE status IN ('received', 'in_progress')"
 );
 
-pub(crate) const RETENTION_HEADS: Sql =
-    sql!("SELECT id, relationship_ended_at FROM subjects WHERE id > $1 ORDER BY id LIMIT $2");
-
-/// The categories a subject holds a field of, as its sealed set ([`crate::rows::field_categories`]).
-pub(crate) const FIELD_CATEGORIES_OF: Sql = sql!("SELECT fields FROM subjects WHERE id = $1");
+/// Subjects after $1 with their relationship's end and their sealed fields (whose categories
+/// retention reads), at most $2.
+pub(crate) const RETENTION_HEADS: Sql = sql!(
+    "SELECT id, relationship_ended_at, fields FROM subjects WHERE id > $1 ORDER BY id LIMIT $2"
+);
 
 /// The categories a subject holds a document of (any version).
 pub(crate) const DOCUMENT_CATEGORIES_OF: Sql =

@@ -197,12 +197,7 @@ pub(super) async fn write_group(
                     results.push(Err(StoreError::Unique { category }));
                     continue;
                 }
-                let sealed = sealed_fields::encode(
-                    s.fields
-                        .iter()
-                        .map(|f| (f.category.as_str(), f.ciphertext.as_slice())),
-                );
-                let sealed = match sealed {
+                let sealed = match sealed_fields::encode_writes(&s.fields) {
                     Ok(sealed) => sealed,
                     Err(e) => {
                         results.push(Err(e));
